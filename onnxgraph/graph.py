@@ -1,0 +1,336 @@
+"""Graphs: an ordered list of nodes with inputs, outputs and initializers."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from onnxgraph.errors import GraphError
+from onnxgraph.node import Node
+from onnxgraph.value import Value
+
+if TYPE_CHECKING:
+    import onnx
+
+    from onnxgraph.tensor import SparseTensor, Tensor
+
+
+class NameAuthority:
+    """Hands out names that are unique across a graph and all its subgraphs."""
+
+    __slots__ = ("_used", "_counters")
+
+    def __init__(self, used: Iterable[str]):
+        self._used = set(used)
+        self._counters: dict[str, int] = {}
+
+    def claim(self, name: str) -> None:
+        self._used.add(name)
+
+    def fresh(self, base: str) -> str:
+        """``base`` if unused, else ``base_1``, ``base_2``... (the first free one)."""
+        if base not in self._used:
+            self._used.add(base)
+            return base
+        n = self._counters.get(base, 0)
+        while True:
+            n += 1
+            candidate = f"{base}_{n}"
+            if candidate not in self._used:
+                self._counters[base] = n
+                self._used.add(candidate)
+                return candidate
+
+
+class Graph:
+    """A computation graph: nodes in order, graph inputs and outputs, initializers.
+
+    Iterating a graph yields a snapshot of its nodes, so nodes can be inserted and removed while
+    iterating. Subgraphs (If/Loop/Scan bodies) are Graphs whose ``parent_node`` is the node holding
+    them; their nodes may read values of enclosing graphs.
+    """
+
+    __slots__ = (
+        "name",
+        "doc_string",
+        "metadata_props",
+        "inputs",
+        "outputs",
+        "initializers",
+        "sparse_initializers",
+        "value_info",
+        "quantization_annotation",
+        "extra",
+        "parent_node",
+        "_first",
+        "_last",
+        "_len",
+        "_names",
+    )
+
+    def __init__(self, name: str = "", *, inputs: Iterable[Value] = (), outputs: Iterable[Value] = ()):
+        self.name = name
+        self.doc_string = ""
+        self.metadata_props: dict[str, str] = {}
+        self.inputs: list[Value] = []
+        self.outputs: list[Value] = list(outputs)
+        self.initializers: dict[str, Value] = {}
+        self.sparse_initializers: dict[str, Value] = {}
+        self.value_info: list[Value] = []
+        """Values whose type annotations (ValueInfoProto) the graph records, in order."""
+        self.quantization_annotation: list[onnx.TensorAnnotation] = []
+        self.extra: onnx.GraphProto | None = None
+        self.parent_node: Node | None = None
+        self._first: Node | None = None
+        self._last: Node | None = None
+        self._len = 0
+        self._names: NameAuthority | None = None
+        for value in inputs:
+            self.add_input(value)
+
+    # -- structure ------------------------------------------------------------------------------
+    @property
+    def parent_graph(self) -> Graph | None:
+        return self.parent_node.graph if self.parent_node is not None else None
+
+    @property
+    def root(self) -> Graph:
+        graph = self
+        while graph.parent_graph is not None:
+            graph = graph.parent_graph
+        return graph
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    @property
+    def nodes(self) -> list[Node]:
+        """A snapshot of the nodes in order."""
+        out = []
+        node = self._first
+        while node is not None:
+            out.append(node)
+            node = node._next
+        return out
+
+    def all_nodes(self) -> Iterator[Node]:
+        """Every node of this graph and, depth first after each node, of its subgraphs."""
+        for node in self.nodes:
+            yield node
+            for sub in node.subgraphs():
+                yield from sub.all_nodes()
+
+    def all_graphs(self) -> Iterator[Graph]:
+        """This graph and every subgraph below it."""
+        yield self
+        for node in self.all_nodes():
+            yield from node.subgraphs()
+
+    # -- names ----------------------------------------------------------------------------------
+    def fresh_name(self, base: str) -> str:
+        """A value or node name not used anywhere in the root graph's tree."""
+        root = self.root
+        if root._names is None:
+            used: set[str] = set()
+            for g in root.all_graphs():
+                used.update(v.name for v in g.inputs if v.name)
+                used.update(g.initializers)
+                used.update(g.sparse_initializers)
+                for n in g.nodes:
+                    used.update(v.name for v in n.outputs if v.name)
+                    if n.name:
+                        used.add(n.name)
+            root._names = NameAuthority(used)
+        return root._names.fresh(base)
+
+    # -- inputs and initializers ----------------------------------------------------------------
+    def add_input(self, value: Value) -> Value:
+        """Append a graph input."""
+        value._graph = self
+        if value.name is None:
+            value.name = self.fresh_name("input")
+        self.inputs.append(value)
+        return value
+
+    def add_initializer(self, value: Value) -> Value:
+        """Register ``value`` (whose ``const_value`` is set) as an initializer of this graph."""
+        if value.const_value is None:
+            raise ValueError(f"initializer {value.name!r} has no const_value")
+        if value.name is None:
+            value.name = self.fresh_name("const")
+        if value.name in self.initializers and self.initializers[value.name] is not value:
+            raise GraphError(f"initializer name {value.name!r} is already taken")
+        value._graph = self
+        self.initializers[value.name] = value
+        return value
+
+    def make_initializer(self, tensor: Tensor, base_name: str = "const") -> Value:
+        """Create an initializer value holding ``tensor`` under a fresh name."""
+        from onnxgraph import types
+
+        value = Value(self.fresh_name(base_name), const_value=tensor)
+        value.type = types.tensor_type(tensor.elem_type, tensor.dims)
+        tensor.name = value.name
+        return self.add_initializer(value)
+
+    def remove_initializer(self, name: str) -> Value:
+        """Drop an initializer (it must have no uses)."""
+        value = self.initializers[name]
+        if value.has_uses():
+            raise GraphError(f"initializer {name!r} is still used")
+        del self.initializers[name]
+        if value not in self.inputs:
+            value._graph = None
+        return value
+
+    def _rename_initializer(self, old: str, new: str) -> None:
+        for table in (self.initializers, self.sparse_initializers):
+            if old in table:
+                items = [(new if k == old else k, v) for k, v in table.items()]
+                table.clear()
+                table.update(items)
+
+    def add_sparse_initializer(self, value: Value, tensor: SparseTensor) -> Value:
+        value.const_value = tensor
+        value._graph = self
+        self.sparse_initializers[value.name] = value
+        return value
+
+    # -- node list ------------------------------------------------------------------------------
+    def append(self, node: Node) -> Node:
+        """Add ``node`` at the end."""
+        return self._link(node, self._last, None)
+
+    def extend(self, nodes: Iterable[Node]) -> None:
+        for node in nodes:
+            self.append(node)
+
+    def insert_before(self, anchor: Node, node: Node) -> Node:
+        """Add ``node`` just before ``anchor``."""
+        return self._link(node, anchor._prev, anchor)
+
+    def insert_after(self, anchor: Node, node: Node) -> Node:
+        """Add ``node`` just after ``anchor``."""
+        return self._link(node, anchor, anchor._next)
+
+    def _link(self, node: Node, prev: Node | None, nxt: Node | None) -> Node:
+        if node.graph is not None:
+            raise GraphError(f"{node!r} already belongs to a graph")
+        node.graph = self
+        node._prev, node._next = prev, nxt
+        if prev is None:
+            self._first = node
+        else:
+            prev._next = node
+        if nxt is None:
+            self._last = node
+        else:
+            nxt._prev = node
+        self._len += 1
+        for value in node.outputs:
+            if value.name is None:
+                value.name = self.fresh_name(f"{node.op_type.lower()}_out")
+            elif value.name and self.root._names is not None:
+                self.root._names.claim(value.name)
+        for sub in node.subgraphs():
+            sub.parent_node = node
+        return node
+
+    def remove(self, node: Node, *, safe: bool = True) -> None:
+        """Unlink ``node`` and drop its reads of its inputs.
+
+        Args:
+            node: a node of this graph.
+            safe: refuse when one of its outputs is still read or is a graph output.
+        """
+        if node.graph is not self:
+            raise GraphError(f"{node!r} is not in graph {self.name!r}")
+        if safe:
+            for value in node.outputs:
+                if value.has_uses() or any(o is value for o in self.outputs):
+                    raise GraphError(f"cannot remove {node!r}: output {value.name!r} is still used")
+        node.detach_inputs()
+        prev, nxt = node._prev, node._next
+        if prev is None:
+            self._first = nxt
+        else:
+            prev._next = nxt
+        if nxt is None:
+            self._last = prev
+        else:
+            nxt._prev = prev
+        node._prev = node._next = None
+        node.graph = None
+        self._len -= 1
+
+    # -- order ----------------------------------------------------------------------------------
+    def _dependencies(self, node: Node) -> Iterator[Node]:
+        """Nodes of this graph whose outputs ``node`` reads, directly or inside its subgraphs."""
+        reads = [v for v in node.inputs if v is not None]
+        if node.attributes:
+            reads += node.implicit_inputs()
+        for value in reads:
+            producer = value.producer()
+            if producer is not None and producer.graph is self:
+                yield producer
+
+    def find_cycle_or_disorder(self) -> Node | None:
+        """The first node that reads a value produced later in the list, or None when in order."""
+        seen: set[int] = set()
+        for node in self.nodes:
+            for dep in self._dependencies(node):
+                if id(dep) not in seen:
+                    return node
+            seen.add(id(node))
+        return None
+
+    def topological_order(self) -> list[Node]:
+        """The nodes in a topological order that keeps the current order wherever it is valid.
+
+        Raises:
+            GraphError: the graph has a cycle (naming one node on it).
+        """
+        nodes = self.nodes
+        position = {id(n): i for i, n in enumerate(nodes)}
+        waiting_on = [0] * len(nodes)
+        readers: list[list[int]] = [[] for _ in nodes]
+        for i, node in enumerate(nodes):
+            for dep in {id(d): d for d in self._dependencies(node)}.values():
+                waiting_on[i] += 1
+                readers[position[id(dep)]].append(i)
+        ready = [i for i, count in enumerate(waiting_on) if count == 0]
+        heapq.heapify(ready)
+        order: list[Node] = []
+        while ready:
+            i = heapq.heappop(ready)
+            order.append(nodes[i])
+            for r in readers[i]:
+                waiting_on[r] -= 1
+                if waiting_on[r] == 0:
+                    heapq.heappush(ready, r)
+        if len(order) != len(nodes):
+            stuck = next(nodes[i] for i, count in enumerate(waiting_on) if count)
+            label = stuck.name or stuck.op_type
+            raise GraphError(f"graph '{self.name}' has a cycle through node '{label}'")
+        return order
+
+    def sort(self) -> None:
+        """Reorder the nodes topologically (stable: an already valid order is kept)."""
+        prev: Node | None = None
+        for node in self.topological_order():
+            node._prev = prev
+            if prev is None:
+                self._first = node
+            else:
+                prev._next = node
+            prev = node
+        if prev is not None:
+            prev._next = None
+        self._last = prev
+
+    def __repr__(self) -> str:
+        return f"Graph({self.name!r}, {self._len} nodes)"

@@ -1,0 +1,160 @@
+"""Nodes: one operator application with inputs, outputs and attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from onnxgraph.attribute import Attribute
+from onnxgraph.value import Value
+
+if TYPE_CHECKING:
+    import onnx
+
+    from onnxgraph.graph import Graph
+
+
+class Node:
+    """An operator application.
+
+    Inputs are read-only from outside; change them with :meth:`replace_input_with`,
+    :meth:`set_inputs` or :meth:`Value.replace_all_uses_with`, which keep use-def chains consistent.
+    A None input is an omitted optional input.
+
+    Args:
+        domain: operator domain ("" for the default ONNX domain).
+        op_type: operator name.
+        inputs: input values (None for omitted optional inputs).
+        attributes: a mapping of names to Python values or :class:`Attribute` objects.
+        num_outputs: how many fresh output values to create when ``outputs`` is not given.
+        outputs: output values to adopt (they must not have a producer yet).
+        name: node name ("" for none).
+        overload: function overload identifier.
+        doc_string: documentation string.
+    """
+
+    __slots__ = (
+        "domain",
+        "op_type",
+        "overload",
+        "name",
+        "doc_string",
+        "metadata_props",
+        "attributes",
+        "_inputs",
+        "_outputs",
+        "graph",
+        "_prev",
+        "_next",
+        "extra",
+    )
+
+    def __init__(
+        self,
+        domain: str,
+        op_type: str,
+        inputs: Sequence[Value | None] = (),
+        attributes: Mapping[str, Any] | Iterable[Attribute] = (),
+        *,
+        num_outputs: int = 1,
+        outputs: Sequence[Value] | None = None,
+        name: str = "",
+        overload: str = "",
+        doc_string: str = "",
+    ):
+        self.domain = domain
+        self.op_type = op_type
+        self.overload = overload
+        self.name = name
+        self.doc_string = doc_string
+        self.metadata_props: dict[str, str] = {}
+        if isinstance(attributes, Mapping):
+            attrs = [Attribute.infer(k, v) for k, v in attributes.items() if v is not None]
+        else:
+            attrs = list(attributes)
+        self.attributes: dict[str, Attribute] = {a.name: a for a in attrs}
+        self.graph: Graph | None = None
+        self._prev: Node | None = None
+        self._next: Node | None = None
+        self.extra: onnx.NodeProto | None = None
+        """Fields of the source NodeProto that the IR does not model, re-emitted on export."""
+        self._inputs: tuple[Value | None, ...] = ()
+        self.set_inputs(inputs)
+        if outputs is None:
+            outputs = [Value() for _ in range(num_outputs)]
+        for i, out in enumerate(outputs):
+            if out._producer is not None:
+                raise ValueError(f"value {out.name!r} already has a producer")
+            out._producer, out._index = self, i
+        self._outputs: tuple[Value, ...] = tuple(outputs)
+
+    # -- inputs ---------------------------------------------------------------------------------
+    @property
+    def inputs(self) -> tuple[Value | None, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> tuple[Value, ...]:
+        return self._outputs
+
+    def replace_input_with(self, index: int, value: Value | None) -> None:
+        """Read ``value`` at input ``index`` instead of the current one (updating both use sets)."""
+        old = self._inputs[index]
+        if old is not None:
+            old._uses.pop((self, index), None)
+        if value is not None:
+            value._uses[(self, index)] = None
+        self._inputs = self._inputs[:index] + (value,) + self._inputs[index + 1 :]
+
+    def set_inputs(self, inputs: Sequence[Value | None]) -> None:
+        """Replace the whole input list."""
+        for i, old in enumerate(self._inputs):
+            if old is not None:
+                old._uses.pop((self, i), None)
+        self._inputs = tuple(inputs)
+        for i, value in enumerate(self._inputs):
+            if value is not None:
+                value._uses[(self, i)] = None
+
+    def detach_inputs(self) -> None:
+        """Drop this node's reads of its inputs (used when removing it)."""
+        self.set_inputs(())
+
+    # -- attributes -----------------------------------------------------------------------------
+    def attr(self, name: str, default: Any = None) -> Any:
+        """The value of attribute ``name``, or ``default`` when absent."""
+        a = self.attributes.get(name)
+        return default if a is None else a.value
+
+    def subgraphs(self) -> list[Graph]:
+        """Graphs held by this node's attributes (If branches, Loop and Scan bodies...)."""
+        return [g for a in self.attributes.values() for g in a.subgraphs()]
+
+    def implicit_inputs(self) -> list[Value]:
+        """Outer-scope values read inside this node's subgraphs (at any depth), in first-use order."""
+        found: dict[Value, None] = {}
+        for g in self.subgraphs():
+            for n in g.all_nodes():
+                for v in n.inputs:
+                    if v is not None and not _defined_within(v, self):
+                        found[v] = None
+            for v in g.outputs:
+                if not _defined_within(v, self):
+                    found[v] = None
+        return list(found)
+
+    def __repr__(self) -> str:
+        ins = ", ".join("" if v is None else str(v.name) for v in self._inputs)
+        outs = ", ".join(str(v.name) for v in self._outputs)
+        op = f"{self.domain}::{self.op_type}" if self.domain else self.op_type
+        return f"Node({self.name!r}: {outs} = {op}({ins}))"
+
+
+def _defined_within(value: Value, node: Node) -> bool:
+    """True when ``value`` is defined inside one of ``node``'s subgraphs (at any depth)."""
+    graph = value.graph
+    while graph is not None:
+        if graph.parent_node is node:
+            return True
+        graph = graph.parent_graph
+    return False

@@ -1,0 +1,1 @@
+"""Conversion between ONNX protobuf messages and the IR, and reading/writing model files."""

@@ -1,0 +1,77 @@
+"""Writing tensor data to an external-data file beside the model, streamed tensor by tensor."""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+import onnx
+
+from onnxgraph.serde.fields import copy_field
+from onnxgraph.tensor import Tensor
+
+_DATA_FIELDS = frozenset(
+    {"raw_data", "float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data",
+     "external_data", "data_location"}
+)
+_PAGE = 4096
+_SMALL_ALIGN = 64
+_CHUNK = 64 << 20
+
+
+def metadata_only(tensor: Tensor, name: str) -> onnx.TensorProto:
+    """A TensorProto with the tensor's name, type, dims and annotations but no data."""
+    proto = onnx.TensorProto()
+    source = tensor.proto
+    if source is not None:
+        for field, value in source.ListFields():
+            if field.name not in _DATA_FIELDS:
+                copy_field(proto, field, value)
+    else:
+        proto.data_type = tensor.elem_type
+        proto.dims.extend(tensor.dims)
+    if proto.name != name:
+        proto.name = name
+    return proto
+
+
+class ExternalDataWriter:
+    """A tensor sink that appends tensors to one data file and returns external references.
+
+    Args:
+        file: the open data file (written sequentially).
+        location: the file name recorded in the model, relative to the model's folder.
+        threshold: tensors smaller than this many bytes stay inline.
+        keep_inline_tensors: keep tensors that were inline in the source inline (used to preserve
+            a model's layout); new and external tensors still go to the file.
+    """
+
+    def __init__(self, file: BinaryIO, location: str, *, threshold: int = 1024, keep_inline_tensors: bool = False):
+        self.file = file
+        self.location = location
+        self.threshold = threshold
+        self.keep_inline_tensors = keep_inline_tensors
+        self.offset = 0
+        self.tensors_written = 0
+
+    def __call__(self, tensor: Tensor, name: str) -> onnx.TensorProto:
+        if tensor.elem_type == onnx.TensorProto.STRING or tensor.nbytes < self.threshold:
+            return tensor.to_proto(name)
+        if self.keep_inline_tensors and not tensor.is_external and tensor.proto is not None:
+            return tensor.to_proto(name)
+        data = memoryview(tensor.raw_bytes()).cast("B")
+        align = _PAGE if len(data) >= (1 << 20) else _SMALL_ALIGN
+        padding = -self.offset % align
+        if padding:
+            self.file.write(b"\0" * padding)
+            self.offset += padding
+        start = self.offset
+        for begin in range(0, len(data), _CHUNK):
+            self.file.write(data[begin : begin + _CHUNK])
+        self.offset += len(data)
+        self.tensors_written += 1
+        proto = metadata_only(tensor, name)
+        proto.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", self.location), ("offset", str(start)), ("length", str(len(data)))):
+            entry = proto.external_data.add()
+            entry.key, entry.value = key, value
+        return proto

@@ -1,0 +1,150 @@
+"""Reading and writing model files: ``load``, ``from_proto`` and ``save``."""
+
+from __future__ import annotations
+
+import os
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from onnxgraph.errors import ModelLoadError, ModelSaveError
+from onnxgraph.fsutil import AtomicFileGroup
+from onnxgraph.model import Model
+from onnxgraph.serde.exporter import export_model
+from onnxgraph.serde.external import ExternalDataWriter
+from onnxgraph.serde.importer import import_model
+
+PROTOBUF_LIMIT = 2**31 - 1
+"""Protobuf refuses to serialize messages of 2 GiB or more."""
+_HEADROOM = 64 << 20
+
+
+def _read_bytes(path: str) -> bytes:
+    if not os.path.exists(path):
+        raise ModelLoadError(path, "no such file")
+    if os.path.isdir(path):
+        raise ModelLoadError(path, "is a directory, not a model file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ModelLoadError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    if not data:
+        raise ModelLoadError(path, "is empty")
+    return data
+
+
+def _parse(data: bytes, source: str) -> onnx.ModelProto:
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise ModelLoadError(source, "is not an ONNX model (truncated or not protobuf)") from exc
+    if not proto.HasField("graph") or proto.ir_version <= 0:
+        raise ModelLoadError(source, "is not an ONNX model (no graph or IR version)")
+    return proto
+
+
+def load(source: str | os.PathLike | bytes | onnx.ModelProto, *, base_dir: str | None = None) -> Model:
+    """Load a model from a file path, serialized bytes, or a ModelProto.
+
+    Tensor data is not read: inline data is wrapped lazily and external data is memory-mapped on
+    first access.
+
+    Args:
+        source: the model.
+        base_dir: where to find external-data files (default: the model file's folder).
+
+    Returns:
+        The model's IR.
+
+    Raises:
+        ModelLoadError: the file is missing, empty, not ONNX, or its external data is missing.
+        GraphError: the graph is malformed (dangling reference, value written twice, cycle).
+    """
+    if isinstance(source, onnx.ModelProto):
+        return from_proto(source, base_dir=base_dir)
+    if isinstance(source, bytes | bytearray | memoryview):
+        return import_model(_parse(bytes(source), "<bytes>"), source="<bytes>", base_dir=base_dir)
+    path = os.fspath(source)
+    proto = _parse(_read_bytes(path), path)
+    folder = base_dir if base_dir is not None else os.path.dirname(os.path.abspath(path))
+    return import_model(proto, source=path, base_dir=folder)
+
+
+def from_proto(proto: onnx.ModelProto, *, base_dir: str | None = None) -> Model:
+    """Build the IR of an in-memory ModelProto (``base_dir`` resolves external data, if any)."""
+    if not proto.HasField("graph"):
+        raise ModelLoadError("<ModelProto>", "is not an ONNX model (it has no graph)")
+    return import_model(proto, source="<ModelProto>", base_dir=base_dir)
+
+
+def _inline_bytes(model: Model) -> int:
+    total = 0
+    for graph in model.all_graphs():
+        for value in graph.initializers.values():
+            total += value.const_value.nbytes
+    for node in model.all_nodes():
+        for attr in node.attributes.values():
+            if attr.type == onnx.AttributeProto.TENSOR and attr.value is not None:
+                total += attr.value.nbytes
+    return total
+
+
+def _has_external(model: Model) -> bool:
+    return any(v.const_value.is_external for g in model.all_graphs() for v in g.initializers.values())
+
+
+def save(
+    model: Model,
+    path: str | os.PathLike,
+    *,
+    external_data: str | None = None,
+    size_threshold: int = 1024,
+    ir_version: int | None = None,
+) -> None:
+    """Write ``model`` to ``path`` atomically (with its external-data file, if any).
+
+    Args:
+        model: the model.
+        path: destination ``.onnx`` file.
+        external_data: where tensor data goes.
+            None: keep each tensor where it was (inline stays inline, external data goes to
+            ``<file>.data``), switching to "auto" when the model would not fit a 2 GB protobuf.
+            "auto": every tensor of at least ``size_threshold`` bytes goes to ``<file>.data``.
+            any other string: like "auto", into that file name (relative to the model's folder).
+        size_threshold: smallest tensor, in bytes, written to external data.
+        ir_version: the IR version to write (default: the model's own).
+
+    Raises:
+        ModelSaveError: the destination cannot be written or the model is too large to save inline.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ModelSaveError(f"{path}: folder '{folder}' does not exist")
+    too_big = _inline_bytes(model) + _HEADROOM >= PROTOBUF_LIMIT
+    keep_layout = external_data is None and not too_big
+    use_external = external_data is not None or too_big or _has_external(model)
+    location = external_data if external_data not in (None, "auto") else os.path.basename(path) + ".data"
+    if os.path.basename(location) != location:
+        raise ModelSaveError(f"{path}: external data file '{location}' must be a plain file name")
+    files = AtomicFileGroup()
+    try:
+        if use_external:
+            with files.open(os.path.join(folder, location)) as data_file:
+                sink = ExternalDataWriter(data_file, location, threshold=size_threshold,
+                                          keep_inline_tensors=keep_layout)
+                proto = export_model(model, sink, ir_version=ir_version)
+        else:
+            proto = export_model(model, ir_version=ir_version)
+        payload = proto.SerializeToString()
+        with files.open(path) as f:
+            f.write(payload)
+        files.commit()
+    except OSError as exc:
+        files.discard()
+        raise ModelSaveError(f"{path}: cannot be written ({exc.strerror or exc})") from exc
+    except BaseException:
+        files.discard()
+        raise

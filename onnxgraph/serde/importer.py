@@ -1,0 +1,267 @@
+"""ModelProto -> IR.
+
+Import resolves every name to a :class:`Value` through a chain of scopes (a subgraph sees the values
+of the graphs around it), so use-def chains span scopes. It checks what would make the graph
+meaningless: a reference to a value nobody defines, a value written twice, a cycle.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from onnxgraph.attribute import Attribute, AttrType
+from onnxgraph.errors import GraphError, ModelLoadError
+from onnxgraph.function import Function
+from onnxgraph.graph import Graph
+from onnxgraph.model import Model
+from onnxgraph.node import Node
+from onnxgraph.serde import fields
+from onnxgraph.tensor import MappedFile, SparseTensor, Tensor, parse_external_location
+from onnxgraph.value import Value
+
+_EXTERNAL = onnx.TensorProto.EXTERNAL
+
+
+class _Scope:
+    """Names visible in one graph, chained to the enclosing graph's scope."""
+
+    __slots__ = ("values", "parent")
+
+    def __init__(self, parent: _Scope | None):
+        self.values: dict[str, Value] = {}
+        self.parent = parent
+
+    def lookup(self, name: str) -> Value | None:
+        scope = self
+        while scope is not None:
+            value = scope.values.get(name)
+            if value is not None:
+                return value
+            scope = scope.parent
+        return None
+
+
+class _Importer:
+    def __init__(self, source: str, base_dir: str | None):
+        self.source = source
+        self.base_dir = base_dir
+        self.files: dict[str, MappedFile] = {}
+
+    # -- tensors --------------------------------------------------------------------------------
+    def tensor(self, proto: onnx.TensorProto) -> Tensor:
+        if proto.data_location != _EXTERNAL:
+            return Tensor.from_proto(proto)
+        if self.base_dir is None:
+            raise ModelLoadError(
+                self.source, f"tensor '{proto.name}' uses external data but the model's folder is unknown"
+            )
+        return Tensor.from_proto(proto, parse_external_location(proto, self.base_dir, self.files, self.source))
+
+    # -- values ---------------------------------------------------------------------------------
+    @staticmethod
+    def _value_from_info(info: onnx.ValueInfoProto, value: Value | None = None) -> Value:
+        value = value if value is not None else Value(info.name)
+        if info.HasField("type"):
+            value.type = info.type
+        value.doc_string = info.doc_string
+        value.metadata_props = {p.key: p.value for p in info.metadata_props}
+        return value
+
+    def _define(self, scope: _Scope, graph: Graph, value: Value, what: str) -> None:
+        if value.name in scope.values:
+            raise GraphError(f"graph '{graph.name}': value '{value.name}' is defined twice ({what})")
+        scope.values[value.name] = value
+
+    # -- graphs ---------------------------------------------------------------------------------
+    def graph(self, proto: onnx.GraphProto, parent: _Scope | None) -> Graph:
+        graph = Graph(proto.name)
+        graph.doc_string = proto.doc_string
+        graph.metadata_props = {p.key: p.value for p in proto.metadata_props}
+        graph.quantization_annotation = list(proto.quantization_annotation)
+        graph.extra = fields.remainder(proto, fields.GRAPH_REBUILT, fields.GRAPH_SCALARS)
+        scope = _Scope(parent)
+        for info in proto.input:
+            value = graph.add_input(self._value_from_info(info))
+            self._define(scope, graph, value, "graph input")
+        self._initializers(proto, graph, scope)
+        self._nodes(proto.node, graph, scope)
+        for info in proto.output:
+            value = scope.lookup(info.name)
+            if value is None:
+                raise GraphError(f"graph '{graph.name}': output '{info.name}' is not produced by any node")
+            graph.outputs.append(value)
+            self._annotate(value, info)
+        for info in proto.value_info:
+            value = scope.lookup(info.name)
+            graph.value_info.append(self._value_from_info(info, value))
+        if graph.find_cycle_or_disorder() is not None:
+            graph.topological_order()  # raises GraphError on a cycle; the file's order is kept
+        return graph
+
+    @staticmethod
+    def _annotate(value: Value, info: onnx.ValueInfoProto) -> None:
+        """Record an output's declared type (an output may also be an input or initializer)."""
+        if info.HasField("type"):
+            value.type = info.type
+        if info.doc_string:
+            value.doc_string = info.doc_string
+
+    def _initializers(self, proto: onnx.GraphProto, graph: Graph, scope: _Scope) -> None:
+        for tp in proto.initializer:
+            value = scope.values.get(tp.name)
+            if value is None or value.const_value is not None or value not in graph.inputs:
+                value = Value(tp.name)
+                self._define(scope, graph, value, "initializer")
+            value.const_value = self.tensor(tp)
+            graph.add_initializer(value)
+        for sp in proto.sparse_initializer:
+            name = sp.values.name
+            value = scope.values.get(name)
+            if value is None or value not in graph.inputs:
+                value = Value(name)
+                self._define(scope, graph, value, "sparse initializer")
+            graph.add_sparse_initializer(value, SparseTensor(sp))
+
+    def _nodes(self, protos, graph: Graph, scope: _Scope) -> None:
+        created = []
+        for position, np_ in enumerate(protos):
+            outputs = []
+            for name in np_.output:
+                value = Value(name)
+                if name:
+                    if name in scope.values:
+                        label = np_.name or np_.op_type
+                        raise GraphError(
+                            f"graph '{graph.name}': value '{name}' is written twice (node '{label}')"
+                        )
+                    scope.values[name] = value
+                outputs.append(value)
+            node = Node(np_.domain, np_.op_type, (), (), outputs=outputs, name=np_.name,
+                        overload=np_.overload, doc_string=np_.doc_string)
+            node.metadata_props = {p.key: p.value for p in np_.metadata_props}
+            node.extra = fields.remainder(np_, fields.NODE_REBUILT, fields.NODE_SCALARS)
+            graph.append(node)
+            created.append((node, np_))
+        for node, np_ in created:
+            inputs = []
+            for name in np_.input:
+                if not name:
+                    inputs.append(None)
+                    continue
+                value = scope.lookup(name)
+                if value is None:
+                    label = np_.name or np_.op_type
+                    raise GraphError(
+                        f"graph '{graph.name}': node '{label}' reads '{name}', which is not defined"
+                    )
+                inputs.append(value)
+            node.set_inputs(inputs)
+            node.attributes = {a.name: self.attribute(a, scope, node) for a in np_.attribute}
+
+    # -- attributes -----------------------------------------------------------------------------
+    def attribute(self, proto: onnx.AttributeProto, scope: _Scope, node: Node | None) -> Attribute:
+        t = proto.type
+        if proto.ref_attr_name:
+            value = None
+        elif t == AttrType.GRAPH:
+            value = self.graph(proto.g, scope)
+            value.parent_node = node
+        elif t == AttrType.GRAPHS:
+            value = [self.graph(g, scope) for g in proto.graphs]
+            for g in value:
+                g.parent_node = node
+        else:
+            value = self._plain_attribute_value(proto)
+        return Attribute(proto.name, t, value, ref_attr_name=proto.ref_attr_name, doc_string=proto.doc_string)
+
+    def _plain_attribute_value(self, proto: onnx.AttributeProto):
+        t = proto.type
+        if t == AttrType.FLOAT:
+            return proto.f
+        if t == AttrType.INT:
+            return proto.i
+        if t == AttrType.STRING:
+            return _decode(proto.s)
+        if t == AttrType.TENSOR:
+            return self.tensor(proto.t)
+        if t == AttrType.SPARSE_TENSOR:
+            return SparseTensor(proto.sparse_tensor)
+        if t == AttrType.TYPE_PROTO:
+            return proto.tp
+        if t == AttrType.FLOATS:
+            return list(proto.floats)
+        if t == AttrType.INTS:
+            return list(proto.ints)
+        if t == AttrType.STRINGS:
+            return [_decode(s) for s in proto.strings]
+        if t == AttrType.TENSORS:
+            return [self.tensor(x) for x in proto.tensors]
+        if t == AttrType.SPARSE_TENSORS:
+            return [SparseTensor(x) for x in proto.sparse_tensors]
+        if t == AttrType.TYPE_PROTOS:
+            return list(proto.type_protos)
+        return None
+
+    # -- functions and the model ----------------------------------------------------------------
+    def function(self, proto: onnx.FunctionProto) -> Function:
+        body = Graph(proto.name)
+        scope = _Scope(None)
+        for name in proto.input:
+            value = body.add_input(Value(name))
+            self._define(scope, body, value, "function input")
+        self._nodes(proto.node, body, scope)
+        for name in proto.output:
+            value = scope.lookup(name)
+            if value is None:
+                raise GraphError(f"function '{proto.name}': output '{name}' is not produced")
+            body.outputs.append(value)
+        for info in proto.value_info:
+            value = scope.lookup(info.name)
+            body.value_info.append(self._value_from_info(info, value))
+        function = Function(proto.domain, proto.name, body, overload=proto.overload)
+        function.attributes = list(proto.attribute)
+        function.attribute_defaults = {a.name: self.attribute(a, scope, None) for a in proto.attribute_proto}
+        function.opset_imports = {o.domain: o.version for o in proto.opset_import}
+        function.doc_string = proto.doc_string
+        function.metadata_props = {p.key: p.value for p in proto.metadata_props}
+        function.extra = fields.remainder(proto, fields.FUNCTION_REBUILT, fields.FUNCTION_SCALARS)
+        if body.find_cycle_or_disorder() is not None:
+            body.topological_order()
+        return function
+
+    def model(self, proto: onnx.ModelProto) -> Model:
+        if not proto.HasField("graph"):
+            raise ModelLoadError(self.source, "not an ONNX model (it has no graph)")
+        graph = self.graph(proto.graph, None)
+        model = Model(graph, ir_version=proto.ir_version, opset_imports={o.domain: o.version for o in proto.opset_import})
+        model.source_ir_version = proto.ir_version
+        model.producer_name = proto.producer_name
+        model.producer_version = proto.producer_version
+        model.domain = proto.domain
+        model.model_version = proto.model_version
+        model.doc_string = proto.doc_string
+        model.metadata_props = {p.key: p.value for p in proto.metadata_props}
+        model.training_info = list(proto.training_info)
+        for fp in proto.functions:
+            function = self.function(fp)
+            model.functions[function.identifier] = function
+        model.extra = fields.remainder(proto, fields.MODEL_REBUILT, fields.MODEL_SCALARS)
+        model.external_files = self.files
+        return model
+
+
+def _decode(raw: bytes) -> str | bytes:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def import_model(proto: onnx.ModelProto, *, source: str = "<model>", base_dir: str | None = None) -> Model:
+    """Build the IR of ``proto``; ``base_dir`` is where external-data files are looked up.
+
+    Raises:
+        ModelLoadError: the message is not a model or its external data cannot be found.
+        GraphError: a dangling reference, a value written twice, or a cycle.
+    """
+    return _Importer(source, base_dir).model(proto)
