@@ -1,0 +1,31 @@
+"""The ``onnxgraph`` command line: a root group and one module per command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from onnxgraph.cli.errors import CommandGroup
+from onnxgraph.cli.info import info
+
+
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.version_option(package_name="onnxgraph")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Optimize, differentiate, convert, inspect and benchmark ONNX models.
+
+    Exit codes: 0 success, 1 a verification or comparison failed, 2 bad input or usage.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+cli.add_command(info)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(cli.main(prog_name="onnxgraph"))

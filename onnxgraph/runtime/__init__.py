@@ -1,0 +1,1 @@
+"""Running models on onnxruntime: providers, sessions, inputs, output comparison."""

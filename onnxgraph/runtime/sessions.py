@@ -1,0 +1,52 @@
+"""onnxruntime sessions that behave on CPU-only machines with the GPU build installed."""
+
+from __future__ import annotations
+
+import os
+
+import onnx
+
+_CPU = "CPUExecutionProvider"
+_QUIET = 3  # onnxruntime's ERROR level: no warnings about missing CUDA libraries or unused initializers
+
+
+def session_options(threads: int | None = None):
+    """SessionOptions with quiet logging and an optional intra-op thread count."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = _QUIET
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
+def create_session(
+    model: str | os.PathLike | bytes | onnx.ModelProto,
+    *,
+    providers: tuple[str, ...] = (_CPU,),
+    threads: int | None = None,
+    optimization: str = "all",
+):
+    """An onnxruntime InferenceSession, CPU unless other providers are named.
+
+    Args:
+        model: a path, serialized bytes, or a ModelProto (external data must then be inlined).
+        providers: onnxruntime provider names, in priority order.
+        threads: intra-op threads (default: onnxruntime's choice).
+        optimization: onnxruntime graph optimization level: "disable", "basic", "extended" or "all".
+    """
+    import onnxruntime as ort
+
+    options = session_options(threads)
+    options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    if isinstance(model, onnx.ModelProto):
+        model = model.SerializeToString()
+    elif not isinstance(model, bytes):
+        model = os.fspath(model)
+    return ort.InferenceSession(model, sess_options=options, providers=list(providers))
