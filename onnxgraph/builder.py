@@ -1,0 +1,81 @@
+"""An op builder: write ``op.Add(op.MatMul(x, w), b)`` to append nodes to a graph.
+
+>>> op = OpBuilder(graph)                                   # doctest: +SKIP
+>>> y = op.Relu(op.Add(x, op.const(np.float32(1.0))))       # doctest: +SKIP
+
+Each call creates one node in the builder's graph (at the end, or before ``insert_before``) and
+returns its output value, or a tuple of outputs when ``_outputs`` asks for more than one. Keyword
+arguments become attributes; ``_domain`` picks an operator domain and ``_name`` a node name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from onnxgraph import types
+from onnxgraph.graph import Graph
+from onnxgraph.node import Node
+from onnxgraph.tensor import Tensor
+from onnxgraph.value import Value
+
+
+class OpBuilder:
+    """Appends nodes to ``graph`` (or inserts them before ``insert_before``).
+
+    Args:
+        graph: the graph to add nodes to.
+        insert_before: a node of ``graph``; new nodes go just before it, in creation order.
+        constants_as_nodes: make :meth:`const` create Constant nodes instead of initializers (what
+            function bodies and subgraphs that must stay self-contained need).
+    """
+
+    def __init__(self, graph: Graph, *, insert_before: Node | None = None, constants_as_nodes: bool = False):
+        self.graph = graph
+        self.insert_before = insert_before
+        self.constants_as_nodes = constants_as_nodes
+        self.created: list[Node] = []
+        """Every node this builder made, in order."""
+
+    def __getattr__(self, op_type: str):
+        if op_type.startswith("_"):
+            raise AttributeError(op_type)
+
+        def make(*inputs: Value | None, _outputs: int = 1, _domain: str = "", _name: str = "", **attrs: Any):
+            return self.op(op_type, *inputs, _outputs=_outputs, _domain=_domain, _name=_name, **attrs)
+
+        return make
+
+    def op(
+        self,
+        op_type: str,
+        *inputs: Value | None,
+        _outputs: int = 1,
+        _domain: str = "",
+        _name: str = "",
+        **attrs: Any,
+    ) -> Value | tuple[Value, ...]:
+        """Create one ``op_type`` node; return its output (or outputs when ``_outputs`` > 1)."""
+        node = Node(_domain, op_type, inputs, attrs, num_outputs=_outputs, name=_name)
+        self.add_node(node)
+        return node.outputs[0] if _outputs == 1 else node.outputs
+
+    def add_node(self, node: Node) -> Node:
+        """Insert an already built node at the builder's position."""
+        if self.insert_before is not None:
+            self.graph.insert_before(self.insert_before, node)
+        else:
+            self.graph.append(node)
+        self.created.append(node)
+        return node
+
+    def const(self, data: Any, dtype: Any = None, *, name: str = "const") -> Value:
+        """A constant value holding ``data`` (an initializer, or a Constant node; see the class)."""
+        array = np.asarray(data, dtype=dtype)
+        tensor = Tensor(array)
+        if not self.constants_as_nodes:
+            return self.graph.make_initializer(tensor, name)
+        value = self.op("Constant", value=tensor)
+        value.type = types.tensor_type(tensor.elem_type, tensor.dims)
+        return value

@@ -1,0 +1,90 @@
+"""Comparing model outputs with tolerances that depend on the dtype."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_TOLERANCES: dict[str, tuple[float, float]] = {
+    # dtype name -> (rtol, atol)
+    "float64": (1e-7, 1e-9),
+    "float32": (1e-4, 1e-5),
+    "float16": (1e-2, 1e-3),
+    "bfloat16": (3e-2, 1e-2),
+}
+_LOW_PRECISION = (1e-1, 1e-1)  # float8 and float4 variants
+
+
+def default_tolerance(dtype: np.dtype) -> tuple[float, float]:
+    """``(rtol, atol)`` for outputs of ``dtype``: tight for float32, looser for half precision, exact otherwise."""
+    dtype = np.dtype(dtype)
+    if dtype.name in _TOLERANCES:
+        return _TOLERANCES[dtype.name]
+    if dtype.kind == "V" or "float8" in dtype.name or "float4" in dtype.name:
+        return _LOW_PRECISION
+    return (0.0, 0.0)
+
+
+@dataclass
+class OutputComparison:
+    """How one output of two runs differs."""
+
+    name: str
+    max_abs: float
+    max_rel: float
+    mismatches: int
+    size: int
+    rtol: float
+    atol: float
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatches == 0 and not self.note
+
+
+def compare_arrays(
+    name: str, expected: np.ndarray, actual: np.ndarray, tolerance: tuple[float, float] | None = None
+) -> OutputComparison:
+    """Compare two arrays elementwise; NaNs match NaNs and infinities match the same infinity."""
+    expected, actual = np.asarray(expected), np.asarray(actual)
+    rtol, atol = tolerance if tolerance is not None else default_tolerance(expected.dtype)
+    if expected.shape != actual.shape or expected.dtype != actual.dtype:
+        note = f"shape/dtype {actual.shape}/{actual.dtype} != expected {expected.shape}/{expected.dtype}"
+        return OutputComparison(name, float("inf"), float("inf"), expected.size, expected.size, rtol, atol, note)
+    if expected.dtype.kind in "OUSb" or (expected.dtype.kind in "iu" and rtol == atol == 0):
+        mismatches = int(np.count_nonzero(expected != actual))
+        return OutputComparison(name, float(mismatches > 0), float(mismatches > 0), mismatches, expected.size, rtol, atol)
+    e, a = expected.astype(np.float64), actual.astype(np.float64)
+    both_nan = np.isnan(e) & np.isnan(a)
+    same_inf = np.isinf(e) & (e == a)
+    diff = np.where(both_nan | same_inf, 0.0, np.abs(a - e))
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    rel = diff / np.maximum(np.abs(e), np.finfo(np.float64).tiny)
+    bad = diff > atol + rtol * np.abs(np.where(np.isfinite(e), e, 0.0))
+    return OutputComparison(
+        name,
+        float(diff.max(initial=0.0)),
+        float(np.where(diff == 0, 0.0, rel).max(initial=0.0)),
+        int(np.count_nonzero(bad)),
+        expected.size,
+        rtol,
+        atol,
+    )
+
+
+def compare_outputs(
+    expected: dict[str, np.ndarray],
+    actual: dict[str, np.ndarray],
+    tolerances: dict[str, tuple[float, float]] | None = None,
+) -> list[OutputComparison]:
+    """Compare every output of ``expected`` with the same-named output of ``actual``."""
+    tolerances = tolerances or {}
+    results = []
+    for name, exp in expected.items():
+        if name not in actual:
+            results.append(OutputComparison(name, float("inf"), float("inf"), np.size(exp), np.size(exp), 0, 0, "missing"))
+            continue
+        results.append(compare_arrays(name, exp, actual[name], tolerances.get(name)))
+    return results
