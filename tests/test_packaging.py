@@ -1,0 +1,41 @@
+"""The installed package matches the source tree (a missing package would only show on a fresh install)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config() -> dict:
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["tool"]["setuptools"]
+
+
+def _source_packages() -> set[str]:
+    mapping = {v: k for k, v in _config()["package-dir"].items()}
+    found = set()
+    for top, name in mapping.items():
+        for folder, _dirs, files in os.walk(os.path.join(ROOT, top)):
+            if "__init__.py" in files:
+                rel = os.path.relpath(folder, os.path.join(ROOT, top))
+                found.add(name if rel == "." else name + "." + rel.replace(os.sep, "."))
+    return found
+
+
+def test_every_source_package_is_listed_in_pyproject():
+    assert _source_packages() == set(_config()["packages"])
+
+
+@pytest.mark.parametrize("name", sorted(_source_packages()))
+def test_every_package_imports_from_the_installed_distribution(name):
+    module = __import__(name, fromlist=["_"])
+    assert module.__name__ == name
