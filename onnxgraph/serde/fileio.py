@@ -59,8 +59,8 @@ def load(source: str | os.PathLike | bytes | onnx.ModelProto, *, base_dir: str |
         The model's IR.
 
     Raises:
-        ModelLoadError: the file is missing, empty, not ONNX, or its external data is missing.
-        GraphError: the graph is malformed (dangling reference, value written twice, cycle).
+        ModelLoadError: the file is missing, empty, not ONNX, its external data is missing, or its
+            graph is malformed (dangling reference, value written twice, cycle).
     """
     if isinstance(source, onnx.ModelProto):
         return from_proto(source, base_dir=base_dir)

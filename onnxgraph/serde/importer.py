@@ -261,7 +261,10 @@ def import_model(proto: onnx.ModelProto, *, source: str = "<model>", base_dir: s
     """Build the IR of ``proto``; ``base_dir`` is where external-data files are looked up.
 
     Raises:
-        ModelLoadError: the message is not a model or its external data cannot be found.
-        GraphError: a dangling reference, a value written twice, or a cycle.
+        ModelLoadError: the message is not a model, its external data cannot be found, or its
+            graph is malformed (a dangling reference, a value written twice, a cycle).
     """
-    return _Importer(source, base_dir).model(proto)
+    try:
+        return _Importer(source, base_dir).model(proto)
+    except GraphError as exc:
+        raise ModelLoadError(source, str(exc)) from exc

@@ -1,0 +1,33 @@
+"""The committed sample models are exactly what models/build.py produces, and they run."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import onnx
+import pytest
+
+from onnxgraph.runtime.inputs import random_inputs, specs_of
+from onnxgraph.runtime.sessions import create_session
+
+import onnxgraph
+
+MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
+
+
+def _builders() -> dict:
+    spec = importlib.util.spec_from_file_location("models_build", os.path.join(MODELS, "build.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.BUNDLED
+
+
+@pytest.mark.parametrize("name", sorted(_builders()))
+def test_committed_model_matches_its_builder_and_runs(name):
+    path = os.path.join(MODELS, name)
+    built = _builders()[name]()
+    assert onnx.load(path) == built, f"models/{name} is stale: run python models/build.py"
+    onnx.checker.check_model(built, full_check=True)
+    outputs = create_session(path).run(None, random_inputs(specs_of(onnxgraph.load(path)), seed=0))
+    assert all(o.size for o in outputs)
