@@ -271,7 +271,7 @@ class Graph:
     def _dependencies(self, node: Node) -> Iterator[Node]:
         """Nodes of this graph whose outputs ``node`` reads, directly or inside its subgraphs."""
         reads = [v for v in node.inputs if v is not None]
-        if node.attributes:
+        if node.attributes and node.subgraphs():
             reads += node.implicit_inputs()
         for value in reads:
             producer = value.producer()

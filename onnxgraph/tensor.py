@@ -13,6 +13,7 @@ Sizes, dtypes and shapes are known without touching the data.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import threading
@@ -28,10 +29,11 @@ from onnxgraph.errors import ModelLoadError
 class MappedFile:
     """A read-only memory map of an external-data file, opened on first use and shared by tensors."""
 
-    __slots__ = ("path", "_map", "_lock")
+    __slots__ = ("path", "size", "_map", "_lock")
 
     def __init__(self, path: str):
         self.path = path
+        self.size = os.path.getsize(path)
         self._map: mmap.mmap | None = None
         self._lock = threading.Lock()
 
@@ -72,14 +74,12 @@ def parse_external_location(
     if not location or os.path.isabs(location) or ".." in location.replace("\\", "/").split("/"):
         raise ModelLoadError(source, f"tensor '{proto.name}' has an unsafe external data location '{location}'")
     offset = int(info.get("offset", 0) or 0)
-    expected = types.storage_bytes(proto.data_type, int(np.prod(proto.dims, dtype=np.int64)))
-    length = int(info["length"]) if info.get("length") else expected
+    length = int(info["length"]) if info.get("length") else types.storage_bytes(proto.data_type, math.prod(proto.dims))
     if path not in files:
         if not os.path.isfile(path):
             raise ModelLoadError(source, f"external data file '{location}' (tensor '{proto.name}') is missing")
         files[path] = MappedFile(path)
-    size = os.path.getsize(path)
-    if length is None or offset + length > size:
+    if length is None or offset + length > files[path].size:
         raise ModelLoadError(
             source, f"external data file '{location}' is too short for tensor '{proto.name}'"
         )
@@ -122,7 +122,7 @@ class Tensor:
     @property
     def size(self) -> int:
         """Number of elements."""
-        return int(np.prod(self.dims, dtype=np.int64))
+        return math.prod(self.dims)
 
     @property
     def nbytes(self) -> int:
@@ -141,6 +141,12 @@ class Tensor:
     def external_path(self) -> str | None:
         """Absolute path of the external-data file, if any."""
         return self._external.file.path if self._external else None
+
+    @property
+    def external_span(self) -> tuple[str, int, int]:
+        """``(path, offset, length)`` of external data."""
+        ext = self._external
+        return ext.file.path, ext.offset, ext.length
 
     @property
     def proto(self) -> onnx.TensorProto | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import BinaryIO
 
 import onnx
@@ -53,25 +54,51 @@ class ExternalDataWriter:
         self.offset = 0
         self.tensors_written = 0
 
+    def _copy_file_range(self, tensor: Tensor) -> bool:
+        """Copy external bytes file-to-file in the kernel (no pages mapped into this process).
+
+        Returns False where the platform or file system cannot, and the caller copies through memory.
+        """
+        copy = getattr(os, "copy_file_range", None)
+        if copy is None:
+            return False
+        source_path, offset, length = tensor.external_span
+        self.file.flush()
+        try:
+            with open(source_path, "rb") as source:
+                done = 0
+                while done < length:
+                    n = copy(source.fileno(), self.file.fileno(), length - done, offset + done)
+                    if n == 0:
+                        raise OSError("short copy")
+                    done += n
+        except OSError:
+            self.file.seek(self.offset)
+            self.file.truncate()
+            return False
+        self.file.seek(0, os.SEEK_END)
+        return True
+
     def __call__(self, tensor: Tensor, name: str) -> onnx.TensorProto:
         if tensor.elem_type == onnx.TensorProto.STRING or tensor.nbytes < self.threshold:
             return tensor.to_proto(name)
         if self.keep_inline_tensors and not tensor.is_external and tensor.proto is not None:
             return tensor.to_proto(name)
-        data = memoryview(tensor.raw_bytes()).cast("B")
-        align = _PAGE if len(data) >= (1 << 20) else _SMALL_ALIGN
-        padding = -self.offset % align
+        length = tensor.external_span[2] if tensor.is_external else tensor.nbytes
+        padding = -self.offset % (_PAGE if length >= (1 << 20) else _SMALL_ALIGN)
         if padding:
             self.file.write(b"\0" * padding)
             self.offset += padding
         start = self.offset
-        for begin in range(0, len(data), _CHUNK):
-            self.file.write(data[begin : begin + _CHUNK])
-        self.offset += len(data)
+        if not (tensor.is_external and self._copy_file_range(tensor)):
+            data = memoryview(tensor.raw_bytes()).cast("B")
+            for begin in range(0, len(data), _CHUNK):
+                self.file.write(data[begin : begin + _CHUNK])
+        self.offset += length
         self.tensors_written += 1
         proto = metadata_only(tensor, name)
         proto.data_location = onnx.TensorProto.EXTERNAL
-        for key, value in (("location", self.location), ("offset", str(start)), ("length", str(len(data)))):
+        for key, value in (("location", self.location), ("offset", str(start)), ("length", str(length))):
             entry = proto.external_data.add()
             entry.key, entry.value = key, value
         return proto
