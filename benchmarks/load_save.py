@@ -71,7 +71,8 @@ def build_transformer(layers: int, hidden: int, vocab: int = 8192, seed: int = 0
     for i in range(layers):
         p = f"l{i}."
         ln1 = p + "ln1"
-        nodes.append(helper.make_node("LayerNormalization", [current, weight(p + "ln1.w", hidden), weight(p + "ln1.b", hidden)], [ln1], axis=-1))
+        ln1_w, ln1_b = weight(p + "ln1.w", hidden), weight(p + "ln1.b", hidden)
+        nodes.append(helper.make_node("LayerNormalization", [current, ln1_w, ln1_b], [ln1], axis=-1))
         for proj in ("q", "k", "v"):
             nodes.append(helper.make_node("MatMul", [ln1, weight(p + proj, hidden, hidden)], [p + proj + "_out"]))
         nodes.append(helper.make_node("Transpose", [p + "k_out"], [p + "kt"], perm=[0, 2, 1]))
@@ -80,7 +81,8 @@ def build_transformer(layers: int, hidden: int, vocab: int = 8192, seed: int = 0
         nodes.append(helper.make_node("MatMul", [p + "probs", p + "v_out"], [p + "ctx"]))
         nodes.append(helper.make_node("MatMul", [p + "ctx", weight(p + "o", hidden, hidden)], [p + "attn"]))
         nodes.append(helper.make_node("Add", [current, p + "attn"], [p + "res1"]))
-        nodes.append(helper.make_node("LayerNormalization", [p + "res1", weight(p + "ln2.w", hidden), weight(p + "ln2.b", hidden)], [p + "ln2"], axis=-1))
+        ln2_w, ln2_b = weight(p + "ln2.w", hidden), weight(p + "ln2.b", hidden)
+        nodes.append(helper.make_node("LayerNormalization", [p + "res1", ln2_w, ln2_b], [p + "ln2"], axis=-1))
         nodes.append(helper.make_node("MatMul", [p + "ln2", weight(p + "up", hidden, 4 * hidden)], [p + "up_out"]))
         nodes.append(helper.make_node("Gelu", [p + "up_out"], [p + "act"]))
         nodes.append(helper.make_node("MatMul", [p + "act", weight(p + "down", 4 * hidden, hidden)], [p + "down_out"]))

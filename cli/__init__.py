@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import click
-
 from onnxgraph.cli.errors import CommandGroup
 from onnxgraph.cli.info import info
 

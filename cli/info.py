@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import click
-
 from onnxgraph.cli.options import json_flag, model_argument
 
 

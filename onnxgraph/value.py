@@ -115,7 +115,9 @@ class Value:
 
     def is_initializer(self) -> bool:
         g = self._graph
-        return g is not None and (g.initializers.get(self._name) is self or g.sparse_initializers.get(self._name) is self)
+        if g is None:
+            return False
+        return g.initializers.get(self._name) is self or g.sparse_initializers.get(self._name) is self
 
     def is_graph_output(self) -> bool:
         g = self.graph

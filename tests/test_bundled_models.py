@@ -8,10 +8,9 @@ import os
 import onnx
 import pytest
 
+import onnxgraph
 from onnxgraph.runtime.inputs import random_inputs, specs_of
 from onnxgraph.runtime.sessions import create_session
-
-import onnxgraph
 
 MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 

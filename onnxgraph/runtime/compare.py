@@ -55,7 +55,8 @@ def compare_arrays(
         return OutputComparison(name, float("inf"), float("inf"), expected.size, expected.size, rtol, atol, note)
     if expected.dtype.kind in "OUSb" or (expected.dtype.kind in "iu" and rtol == atol == 0):
         mismatches = int(np.count_nonzero(expected != actual))
-        return OutputComparison(name, float(mismatches > 0), float(mismatches > 0), mismatches, expected.size, rtol, atol)
+        differs = float(mismatches > 0)
+        return OutputComparison(name, differs, differs, mismatches, expected.size, rtol, atol)
     e, a = expected.astype(np.float64), actual.astype(np.float64)
     both_nan = np.isnan(e) & np.isnan(a)
     same_inf = np.isinf(e) & (e == a)
@@ -84,7 +85,8 @@ def compare_outputs(
     results = []
     for name, exp in expected.items():
         if name not in actual:
-            results.append(OutputComparison(name, float("inf"), float("inf"), np.size(exp), np.size(exp), 0, 0, "missing"))
+            size = int(np.size(exp))
+            results.append(OutputComparison(name, float("inf"), float("inf"), size, size, 0, 0, "missing"))
             continue
         results.append(compare_arrays(name, exp, actual[name], tolerances.get(name)))
     return results

@@ -124,7 +124,7 @@ class _Importer:
 
     def _nodes(self, protos, graph: Graph, scope: _Scope) -> None:
         created = []
-        for position, np_ in enumerate(protos):
+        for np_ in protos:
             outputs = []
             for name in np_.output:
                 value = Value(name)
@@ -233,7 +233,8 @@ class _Importer:
         if not proto.HasField("graph"):
             raise ModelLoadError(self.source, "not an ONNX model (it has no graph)")
         graph = self.graph(proto.graph, None)
-        model = Model(graph, ir_version=proto.ir_version, opset_imports={o.domain: o.version for o in proto.opset_import})
+        opsets = {o.domain: o.version for o in proto.opset_import}
+        model = Model(graph, ir_version=proto.ir_version, opset_imports=opsets)
         model.source_ir_version = proto.ir_version
         model.producer_name = proto.producer_name
         model.producer_version = proto.producer_version

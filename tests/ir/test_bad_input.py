@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
 from onnx import helper, numpy_helper, parser
+from onnxgraph.cli import cli
 
 import onnxgraph
-from onnxgraph.cli import cli
 from onnxgraph.errors import ModelLoadError
-
-import numpy as np
 
 F = onnx.TensorProto.FLOAT
 MLP = os.path.join(os.path.dirname(__file__), "..", "..", "models", "mlp.onnx")
@@ -27,6 +26,10 @@ def _graph_model(nodes, inputs=("x",), outputs=("y",)) -> onnx.ModelProto:
         [helper.make_tensor_value_info(n, F, [2]) for n in outputs],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _serialized(nodes) -> bytes:
+    return _graph_model(nodes).SerializeToString()
 
 
 def _write(path, data: bytes) -> str:
@@ -66,23 +69,26 @@ def _bad_files(tmp_path) -> dict[str, tuple[str, str]]:
         "text": (_write(tmp_path / "text.onnx", b"this is a text file\nnot a model\n"), "not an ONNX model"),
         "missing external data": (ext, "external data file 'ext.onnx.data'"),
         "dangling input": (
-            _write(tmp_path / "dangling.onnx", _graph_model([helper.make_node("Relu", ["ghost"], ["y"])]).SerializeToString()),
+            _write(tmp_path / "dangling.onnx", _serialized([helper.make_node("Relu", ["ghost"], ["y"])])),
             "reads 'ghost', which is not defined",
         ),
         "cycle": (
             _write(
                 tmp_path / "cycle.onnx",
-                _graph_model(
-                    [helper.make_node("Add", ["x", "b"], ["a"], name="n1"), helper.make_node("Relu", ["a"], ["b"], name="n2"),
-                     helper.make_node("Identity", ["b"], ["y"])]
-                ).SerializeToString(),
+                _serialized(
+                    [
+                        helper.make_node("Add", ["x", "b"], ["a"], name="n1"),
+                        helper.make_node("Relu", ["a"], ["b"], name="n2"),
+                        helper.make_node("Identity", ["b"], ["y"]),
+                    ]
+                ),
             ),
             "cycle",
         ),
         "two writers": (
             _write(
                 tmp_path / "twice.onnx",
-                _graph_model([helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["x"], ["y"])]).SerializeToString(),
+                _serialized([helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["x"], ["y"])]),
             ),
             "'y' is written twice",
         ),

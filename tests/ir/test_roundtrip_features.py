@@ -32,7 +32,8 @@ def test_loop_body_reads_outer_values():
         g (float[3] x, int64 n) => (float[3] acc_out) {
             scale = Constant<value = float[3] {0.5, 1.0, 2.0}>()
             start = Identity(x)
-            acc_out = Loop(n, "", start) <body = body (int64 i, bool c, float[3] acc) => (bool c_out, float[3] acc_next) {
+            acc_out = Loop(n, "", start) <
+                body = body (int64 i, bool c, float[3] acc) => (bool c_out, float[3] acc_next) {
                 c_out = Identity(c)
                 prod = Mul(acc, scale)
                 acc_next = Add(prod, x)
@@ -51,7 +52,9 @@ def test_scan_body_reads_outer_values():
     model = parser.parse_model(
         """<ir_version: 8, opset_import: ["" : 17]>
         g (float[2] init, float[4, 2] xs, float[2] bias) => (float[2] final, float[4, 2] ys) {
-            final, ys = Scan(init, xs) <num_scan_inputs = 1, body = body (float[2] state, float[2] x) => (float[2] next, float[2] y) {
+            final, ys = Scan(init, xs) <
+                num_scan_inputs = 1,
+                body = body (float[2] state, float[2] x) => (float[2] next, float[2] y) {
                 s = Add(state, x)
                 next = Add(s, bias)
                 y = Identity(next)
