@@ -202,7 +202,7 @@ class Graph:
 
     # -- node list ------------------------------------------------------------------------------
     def append(self, node: Node) -> Node:
-        """Add ``node`` at the end."""
+        """Add ``node`` at the end (a node of this graph is moved there)."""
         return self._link(node, self._last, None)
 
     def extend(self, nodes: Iterable[Node]) -> None:
@@ -210,16 +210,20 @@ class Graph:
             self.append(node)
 
     def insert_before(self, anchor: Node, node: Node) -> Node:
-        """Add ``node`` just before ``anchor``."""
+        """Add ``node`` just before ``anchor`` (a node of this graph is moved there)."""
         return self._link(node, anchor._prev, anchor)
 
     def insert_after(self, anchor: Node, node: Node) -> Node:
-        """Add ``node`` just after ``anchor``."""
+        """Add ``node`` just after ``anchor`` (a node of this graph is moved there)."""
         return self._link(node, anchor, anchor._next)
 
     def _link(self, node: Node, prev: Node | None, nxt: Node | None) -> Node:
-        if node.graph is not None:
-            raise GraphError(f"{node!r} already belongs to a graph")
+        if node is prev or node is nxt:
+            return node
+        if node.graph is self:  # a move: unlink, keeping inputs and uses
+            self._unlink(node)
+        elif node.graph is not None:
+            raise GraphError(f"{node!r} belongs to another graph")
         node.graph = self
         node._prev, node._next = prev, nxt
         if prev is None:
@@ -254,6 +258,9 @@ class Graph:
                 if value.has_uses() or any(o is value for o in self.outputs):
                     raise GraphError(f"cannot remove {node!r}: output {value.name!r} is still used")
         node.detach_inputs()
+        self._unlink(node)
+
+    def _unlink(self, node: Node) -> None:
         prev, nxt = node._prev, node._next
         if prev is None:
             self._first = nxt
