@@ -107,12 +107,18 @@ def print_report(result: dict, console=None) -> None:
     )
 
 
+_SESSION_NOISE = 0.02
+"""Two sessions of the same model differ by up to about 2% in p50 (docs/bench.md): smaller ratios are no verdict."""
+
+
 def _ratio_line(comparison: dict) -> str:
     ratio, (low, high) = comparison["ratio_p50"], comparison["ci95"]
-    if high < 1:
+    if high < 1 and ratio < 1 - _SESSION_NOISE:
         verdict = f"[green]B is faster ({(1 - ratio) * 100:.1f}% less p50 latency)[/]"
-    elif low > 1:
+    elif low > 1 and ratio > 1 + _SESSION_NOISE:
         verdict = f"[red]B is slower ({(ratio - 1) * 100:.1f}% more p50 latency)[/]"
+    elif high < 1 or low > 1:
+        verdict = f"no meaningful difference (under {_SESSION_NOISE:.0%}, as between two sessions of one model)"
     else:
         verdict = "no clear difference (the interval includes 1)"
     return f"p50 ratio B/A: [bold]{ratio:.3f}[/] (95% CI {low:.3f} to {high:.3f}): {verdict}"

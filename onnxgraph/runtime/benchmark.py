@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import os
 import platform
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -390,5 +391,6 @@ def _cpu_name() -> str:
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
+    """The first line of an error, without onnxruntime's ``[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :``."""
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", str(exc).strip())
     return text.splitlines()[0] if text else type(exc).__name__
