@@ -15,31 +15,93 @@ from onnxgraph.cli.options import input_shape_option, model_argument, parse_inpu
 @click.command()
 @model_argument
 @click.argument("model_b", required=False, metavar="[MODEL_B]")
-@click.option("--provider", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto: CUDA when a CUDA session can really be created, else CPU. cuda: fail without CUDA.")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Uncounted runs after the first run.")
-@click.option("--runs", type=click.IntRange(min=1), default=None, help="Counted runs per model [default: 100].")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
-              help="Time the counted runs for S seconds instead of --runs.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: CUDA when a CUDA session can really be created, else CPU. cuda: fail without CUDA.",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Uncounted runs after the first run.",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Counted runs per model [default: 100].",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="S",
+    help="Time the counted runs for S seconds instead of --runs.",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads."
+)
 @input_shape_option
-@click.option("--inputs", "inputs_npz", type=click.Path(dir_okay=False, path_type=str), default=None,
-              metavar="FILE.npz", help="Input arrays by name instead of seeded random data.")
-@click.option("--input-range", default=None, metavar="LOW,HIGH",
-              help="Range [LOW, HIGH) of random integer inputs such as token ids [default: 0,10].")
+@click.option(
+    "--inputs",
+    "inputs_npz",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    metavar="FILE.npz",
+    help="Input arrays by name instead of seeded random data.",
+)
+@click.option(
+    "--input-range",
+    default=None,
+    metavar="LOW,HIGH",
+    help="Range [LOW, HIGH) of random integer inputs such as token ids [default: 0,10].",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-@click.option("--tolerance", "tolerances", multiple=True, metavar="[NAME=]RTOL,ATOL",
-              help="Parity tolerance for one output, or for all without NAME (repeatable).")
+@click.option(
+    "--tolerance",
+    "tolerances",
+    multiple=True,
+    metavar="[NAME=]RTOL,ATOL",
+    help="Parity tolerance for one output, or for all without NAME (repeatable).",
+)
 @click.option("--io-binding", is_flag=True, help="Keep inputs and outputs on the device (CUDA).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=str), default=None,
-              metavar="FILE", help="Write the results as JSON ('-' for standard output).")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=str), default=None,
-              metavar="FILE.png", help="Write a PNG of the latency distributions (needs onnxgraph[plot]).")
-def bench(model: str, model_b: str | None, provider: str, warmup: int, runs: int | None, duration: float | None,
-          threads: int | None, input_shapes: tuple[str, ...], inputs_npz: str | None, input_range: str | None,
-          seed: int, tolerances: tuple[str, ...], io_binding: bool, json_path: str | None,
-          plot_path: str | None) -> None:
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    metavar="FILE",
+    help="Write the results as JSON ('-' for standard output).",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    metavar="FILE.png",
+    help="Write a PNG of the latency distributions (needs onnxgraph[plot]).",
+)
+def bench(
+    model: str,
+    model_b: str | None,
+    provider: str,
+    warmup: int,
+    runs: int | None,
+    duration: float | None,
+    threads: int | None,
+    input_shapes: tuple[str, ...],
+    inputs_npz: str | None,
+    input_range: str | None,
+    seed: int,
+    tolerances: tuple[str, ...],
+    io_binding: bool,
+    json_path: str | None,
+    plot_path: str | None,
+) -> None:
     """Benchmark MODEL, or MODEL (baseline) against MODEL_B with output parity.
 
     Both models get the same inputs; their counted runs alternate A, B, A, B. Exit code 1 when an
@@ -52,9 +114,18 @@ def bench(model: str, model_b: str | None, provider: str, warmup: int, runs: int
         raise click.UsageError("give --runs or --duration, not both")
     overall, per_output = _parse_tolerances(tolerances)
     config = BenchConfig(
-        provider=provider, warmup=warmup, runs=runs or DEFAULT_RUNS, duration_s=duration, threads=threads,
-        io_binding=io_binding, input_shapes=parse_input_shapes(input_shapes), inputs_npz=inputs_npz,
-        int_range=_parse_range(input_range), seed=seed, tolerance=overall, output_tolerances=per_output,
+        provider=provider,
+        warmup=warmup,
+        runs=runs or DEFAULT_RUNS,
+        duration_s=duration,
+        threads=threads,
+        io_binding=io_binding,
+        input_shapes=parse_input_shapes(input_shapes),
+        inputs_npz=inputs_npz,
+        int_range=_parse_range(input_range),
+        seed=seed,
+        tolerance=overall,
+        output_tolerances=per_output,
     )
     if plot_path:
         require_matplotlib()
@@ -83,7 +154,9 @@ def print_report(result: dict, console=None) -> None:
     table = Table(title="latency", title_justify="left")
     table.add_column("")
     for tag, m in zip("AB", models):
-        table.add_column(f"{tag}: {escape(m['path'])}" if len(models) > 1 else escape(m["path"]), justify="right")
+        table.add_column(
+            f"{tag}: {escape(m['path'])}" if len(models) > 1 else escape(m["path"]), justify="right"
+        )
     table.add_row("provider", *(m["provider"].removesuffix("ExecutionProvider") for m in models))
     table.add_row("session creation", *(f"{m['session_create_s']:.3f} s" for m in models))
     table.add_row("first run", *(_ms(m["first_run_ms"]) for m in models))
@@ -131,8 +204,15 @@ def _parity_table(parity: dict, table_class, escape):
         table.add_column(column, justify="left" if column in ("output", "result") else "right")
     for o in parity["outputs"]:
         result = "[green]pass[/]" if o["passed"] else f"[red]FAIL[/] {escape(o['note'])}".rstrip()
-        table.add_row(escape(o["name"]), _number(o["max_abs"]), _number(o["max_rel"]),
-                      f"{o['mismatches']:,} / {o['size']:,}", f"{o['rtol']:g}", f"{o['atol']:g}", result)
+        table.add_row(
+            escape(o["name"]),
+            _number(o["max_abs"]),
+            _number(o["max_rel"]),
+            f"{o['mismatches']:,} / {o['size']:,}",
+            f"{o['rtol']:g}",
+            f"{o['atol']:g}",
+            result,
+        )
     return table
 
 
@@ -166,11 +246,15 @@ def _parse_range(text: str | None) -> tuple[int, int]:
     try:
         low, high = (int(x) for x in text.split(","))
     except ValueError:
-        raise click.BadParameter(f"'{text}' is not LOW,HIGH (two integers)", param_hint="--input-range") from None
+        raise click.BadParameter(
+            f"'{text}' is not LOW,HIGH (two integers)", param_hint="--input-range"
+        ) from None
     return low, high
 
 
-def _parse_tolerances(values: tuple[str, ...]) -> tuple[tuple[float, float] | None, dict[str, tuple[float, float]]]:
+def _parse_tolerances(
+    values: tuple[str, ...],
+) -> tuple[tuple[float, float] | None, dict[str, tuple[float, float]]]:
     """``("y=1e-3,1e-4", "1e-2,0")`` -> ``((1e-2, 0.0), {"y": (1e-3, 1e-4)})``."""
     overall, per_output = None, {}
     for text in values:
@@ -181,7 +265,8 @@ def _parse_tolerances(values: tuple[str, ...]) -> tuple[tuple[float, float] | No
                 raise ValueError
         except ValueError:
             raise click.BadParameter(
-                f"'{text}' is not [NAME=]RTOL,ATOL with non-negative numbers", param_hint="--tolerance"
+                f"'{text}' is not [NAME=]RTOL,ATOL with non-negative numbers",
+                param_hint="--tolerance",
             ) from None
         if name:
             per_output[name] = (rtol, atol)
@@ -209,6 +294,8 @@ def _progress_bar() -> Iterator[Callable[[str, float], None]]:
 
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as bar:
         task = bar.add_task("starting", total=1.0)
         yield lambda what, fraction: bar.update(task, description=what, completed=fraction)

@@ -159,7 +159,10 @@ class BenchReport:
             comparison = {
                 "ratio_p50": ratio,
                 "ci95": [low, high],
-                "parity": {"passed": self.parity_passed, "outputs": [_comparison_dict(c) for c in self.parity]},
+                "parity": {
+                    "passed": self.parity_passed,
+                    "outputs": [_comparison_dict(c) for c in self.parity],
+                },
             }
         return {
             "models": [m.to_dict() for m in self.models],
@@ -277,7 +280,11 @@ class _Setup:
 
 
 def _label(model: ModelSource, index: int) -> str:
-    return f"<in-memory model {'AB'[index]}>" if isinstance(model, onnx.ModelProto) else os.fspath(model)
+    return (
+        f"<in-memory model {'AB'[index]}>"
+        if isinstance(model, onnx.ModelProto)
+        else os.fspath(model)
+    )
 
 
 def _feeds_for(models: Sequence[ModelSource], labels: list[str], config: BenchConfig) -> list[dict]:
@@ -298,7 +305,9 @@ def _feeds_for(models: Sequence[ModelSource], labels: list[str], config: BenchCo
         raise model_inputs.InputError(f"{labels[1]}: {exc}") from None
 
 
-def _set_up(label: str, model: ModelSource, feeds: dict, providers: tuple[str, ...], config: BenchConfig) -> _Setup:
+def _set_up(
+    label: str, model: ModelSource, feeds: dict, providers: tuple[str, ...], config: BenchConfig
+) -> _Setup:
     gc.collect()
     rss, gpu = PeakRss(), GpuMemory() if providers[0] == CUDA else None
     rss.start()
@@ -308,7 +317,9 @@ def _set_up(label: str, model: ModelSource, feeds: dict, providers: tuple[str, .
     try:
         session = create_session(model, providers=providers, threads=config.threads)
     except Exception as exc:
-        raise BenchError(f"{label}: onnxruntime cannot create a session: {_first_line(exc)}") from exc
+        raise BenchError(
+            f"{label}: onnxruntime cannot create a session: {_first_line(exc)}"
+        ) from exc
     create_s = time.perf_counter() - start
     provider = active_provider(session, providers)
     device = "cuda" if provider == CUDA else "cpu"
@@ -321,11 +332,22 @@ def _set_up(label: str, model: ModelSource, feeds: dict, providers: tuple[str, .
     except Exception as exc:
         raise BenchError(f"{label}: onnxruntime cannot run the model: {_first_line(exc)}") from exc
     gpu_mb = gpu.increase_mb() if gpu is not None else None
-    return _Setup(label, runner, session.get_providers(), create_s, first_ms, config.warmup, outputs,
-                  rss.increase_mb(), gpu_mb)
+    return _Setup(
+        label,
+        runner,
+        session.get_providers(),
+        create_s,
+        first_ms,
+        config.warmup,
+        outputs,
+        rss.increase_mb(),
+        gpu_mb,
+    )
 
 
-def _interleaved_runs(runners: list[TimedSession], config: BenchConfig, report: Progress) -> list[list[float]]:
+def _interleaved_runs(
+    runners: list[TimedSession], config: BenchConfig, report: Progress
+) -> list[list[float]]:
     """Counted runs, one of each model in turn, for ``config.runs`` rounds or ``config.duration_s``."""
     latencies: list[list[float]] = [[] for _ in runners]
     start = last_report = time.perf_counter()
@@ -351,7 +373,9 @@ def _interleaved_runs(runners: list[TimedSession], config: BenchConfig, report: 
 def _parity(expected: dict, actual: dict, config: BenchConfig) -> list[OutputComparison]:
     unknown = [n for n in config.output_tolerances if n not in expected]
     if unknown:
-        raise BenchError(f"--tolerance names '{unknown[0]}', which is not an output ({', '.join(expected)})")
+        raise BenchError(
+            f"--tolerance names '{unknown[0]}', which is not an output ({', '.join(expected)})"
+        )
     tolerances = {}
     for name in expected:
         tolerance = config.output_tolerances.get(name, config.tolerance)

@@ -54,7 +54,9 @@ def cuda_status() -> CudaStatus:
     import onnxruntime as ort
 
     if CUDA not in ort.get_available_providers():
-        return CudaStatus(False, f"onnxruntime {ort.__version__} has no CUDA provider (install onnxruntime-gpu)")
+        return CudaStatus(
+            False, f"onnxruntime {ort.__version__} has no CUDA provider (install onnxruntime-gpu)"
+        )
     with _stderr_captured() as log, contextlib.redirect_stdout(io.StringIO()):
         try:
             if hasattr(ort, "preload_dlls"):  # finds CUDA/cuDNN installed as pip packages
@@ -138,7 +140,11 @@ def _stderr_captured() -> Iterator[BinaryIO]:
 def _reason_from_log(log: BinaryIO) -> str:
     log.seek(0)
     text = re.sub(r"\x1b\[[0-9;]*m", "", log.read().decode(errors="replace"))
-    for pattern in (r"with error: (.+)", r"(Failed to create CUDAExecutionProvider[^.]*)", r"\] (.+)"):
+    for pattern in (
+        r"with error: (.+)",
+        r"(Failed to create CUDAExecutionProvider[^.]*)",
+        r"\] (.+)",
+    ):
         match = re.search(pattern, text)
         if match:
             return match.group(1).strip()

@@ -10,7 +10,6 @@ import numpy as np
 _FATAL_ONLY = 4  # a failed run raises with the same message that onnxruntime would also log
 
 
-
 class TimedSession:
     """A session with its feeds bound, timed one run at a time.
 
@@ -69,7 +68,9 @@ class TimedSession:
         return dict(zip(self._names, self._last))
 
 
-def _bind(session, feeds: Mapping[str, np.ndarray], output_names: list[str], device: str, device_id: int):
+def _bind(
+    session, feeds: Mapping[str, np.ndarray], output_names: list[str], device: str, device_id: int
+):
     import onnxruntime as ort
 
     binding = session.io_binding()

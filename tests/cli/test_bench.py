@@ -19,7 +19,9 @@ HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
 CUDA_USABLE = providers.cuda_status().usable
 
 
-def write(tmp_path, name: str, body: str, signature: str = "(float[N,8] x) => (float[N,8] y)") -> str:
+def write(
+    tmp_path, name: str, body: str, signature: str = "(float[N,8] x) => (float[N,8] y)"
+) -> str:
     path = str(tmp_path / name)
     onnx.save(onnx.parser.parse_model(f"{HEADER} g {signature} {{ {body} }}"), path)
     return path
@@ -32,7 +34,11 @@ def relu(tmp_path):
 
 @pytest.fixture
 def shifted(tmp_path):
-    return write(tmp_path, "shifted.onnx", "h = Relu(x) half = Constant<value = float {0.5}>() y = Add(h, half)")
+    return write(
+        tmp_path,
+        "shifted.onnx",
+        "h = Relu(x) half = Constant<value = float {0.5}>() y = Add(h, half)",
+    )
 
 
 def bench(*args: str):
@@ -61,8 +67,15 @@ def test_identical_models_pass_and_json_keeps_its_shape(relu, tmp_path):
     doc = json.loads(out.read_text())
     assert set(doc) >= {"models", "comparison", "environment"}
     for m in doc["models"]:
-        assert set(m) >= {"path", "provider", "session_create_s", "first_run_ms", "latency_ms",
-                          "throughput_per_s", "peak_rss_mb"}
+        assert set(m) >= {
+            "path",
+            "provider",
+            "session_create_s",
+            "first_run_ms",
+            "latency_ms",
+            "throughput_per_s",
+            "peak_rss_mb",
+        }
         lat = m["latency_ms"]
         assert set(lat) == {"min", "mean", "p50", "p90", "p95", "p99", "max"}
         assert lat["min"] <= lat["p50"] <= lat["p99"] <= lat["max"]
@@ -83,7 +96,10 @@ def test_perturbed_model_fails_parity_with_exit_1(relu, shifted, tmp_path):
     out = tmp_path / "r.json"
     result = bench(relu, shifted, *TINY, "--input-shape", "x=2,8", "--json", str(out))
     assert result.exit_code == 1
-    assert one_line_error(result) == "failed: outputs differ: 'y': 16 of 16 elements beyond rtol=0.0001, atol=1e-05"
+    assert (
+        one_line_error(result)
+        == "failed: outputs differ: 'y': 16 of 16 elements beyond rtol=0.0001, atol=1e-05"
+    )
     assert "FAILED" in result.stdout
     parity = json.loads(out.read_text())["comparison"]["parity"]  # the report is still written
     assert parity["passed"] is False and parity["outputs"][0]["max_abs"] == pytest.approx(0.5)
@@ -126,10 +142,24 @@ def test_cuda_on_a_cpu_only_machine_is_a_clear_error(relu):
 
 @pytest.mark.skipif(not CUDA_USABLE, reason="no CUDA session can be created here")
 def test_cuda_with_io_binding_runs_on_cuda(relu, shifted):
-    result = bench(relu, relu, "--provider", "cuda", "--io-binding", "--runs", "20", "--warmup", "2", "--json", "-")
+    result = bench(
+        relu,
+        relu,
+        "--provider",
+        "cuda",
+        "--io-binding",
+        "--runs",
+        "20",
+        "--warmup",
+        "2",
+        "--json",
+        "-",
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert [m["provider"] for m in doc["models"]] == ["CUDAExecutionProvider"] * 2 and doc["io_binding"]
+    assert [m["provider"] for m in doc["models"]] == ["CUDAExecutionProvider"] * 2 and doc[
+        "io_binding"
+    ]
     assert bench(relu, shifted, "--provider", "cuda", "--io-binding", "--runs", "5").exit_code == 1
 
 
@@ -152,7 +182,10 @@ def test_npz_with_wrong_names_is_a_one_line_error(relu, tmp_path):
     np.savez(npz, input=np.zeros((1, 8), np.float32))
     result = bench(relu, *TINY, "--inputs", str(npz))
     assert result.exit_code == 2
-    assert one_line_error(result) == f"error: {npz}: lacks input 'x' (model inputs: x; file has: input)"
+    assert (
+        one_line_error(result)
+        == f"error: {npz}: lacks input 'x' (model inputs: x; file has: input)"
+    )
 
 
 def test_missing_model_is_a_one_line_error(tmp_path):
@@ -166,7 +199,9 @@ def test_runs_and_duration_exclude_each_other(relu):
 
 
 def test_duration_runs_until_the_time_is_up(relu):
-    result = bench(relu, relu, "--provider", "cpu", "--warmup", "0", "--duration", "0.05", "--json", "-")
+    result = bench(
+        relu, relu, "--provider", "cpu", "--warmup", "0", "--duration", "0.05", "--json", "-"
+    )
     assert result.exit_code == 0, result.output
     a, b = (m["runs"] for m in json.loads(result.stdout)["models"])
     assert a == b >= 1
@@ -181,8 +216,12 @@ def test_plot_without_matplotlib_fails_before_running(relu, tmp_path, monkeypatc
 
 
 def test_input_range_keeps_indices_in_bounds(tmp_path):
-    gather = write(tmp_path, "gather.onnx", "t = Constant<value = float[4] {1, 2, 3, 4}>() y = Gather(t, ids)",
-                   "(int64[N] ids) => (float[N] y)")
+    gather = write(
+        tmp_path,
+        "gather.onnx",
+        "t = Constant<value = float[4] {1, 2, 3, 4}>() y = Gather(t, ids)",
+        "(int64[N] ids) => (float[N] y)",
+    )
     assert bench(gather, *TINY, "--input-shape", "ids=64", "--input-range", "0,4").exit_code == 0
     out_of_bounds = bench(gather, *TINY, "--input-shape", "ids=64", "--input-range", "4,8")
     assert out_of_bounds.exit_code == 2 and "cannot run the model" in one_line_error(out_of_bounds)

@@ -41,8 +41,14 @@ def test_load_npz_returns_the_arrays(tmp_path):
     ("arrays", "message"),
     [
         ({"x": np.zeros((1, 4), np.float32)}, "lacks input 'ids'"),
-        ({"x": np.zeros((1, 4), np.float32), "ids": np.zeros(1, np.int64), "z": np.zeros(1)}, "has 'z', which is not"),
-        ({"x": np.zeros((1, 4), np.float64), "ids": np.zeros(1, np.int64)}, "input 'x' is float64, the model expects float32"),
+        (
+            {"x": np.zeros((1, 4), np.float32), "ids": np.zeros(1, np.int64), "z": np.zeros(1)},
+            "has 'z', which is not",
+        ),
+        (
+            {"x": np.zeros((1, 4), np.float64), "ids": np.zeros(1, np.int64)},
+            "input 'x' is float64, the model expects float32",
+        ),
     ],
 )
 def test_load_npz_rejects_files_that_do_not_fit(tmp_path, arrays, message):
@@ -71,5 +77,7 @@ def test_adapt_feeds_refuses_other_inputs():
     feeds = {"x": np.zeros((1, 4), np.float32)}
     with pytest.raises(InputError, match="the models' inputs differ"):
         adapt_feeds(feeds, [InputSpec("input", F32, None)])
-    with pytest.raises(InputError, match="input 'x' is float32 in one model and int64 in the other"):
+    with pytest.raises(
+        InputError, match="input 'x' is float32 in one model and int64 in the other"
+    ):
         adapt_feeds(feeds, [InputSpec("x", I64, None)])

@@ -14,7 +14,10 @@ MODEL = onnx.parser.parse_model(
     """<ir_version: 8, opset_import: ["" : 17]>
     g (float[N,8] x, int64[N] ids) => (float[N,8] y, int64[N] z) { y = Tanh(x)  z = Add(ids, ids) }"""
 )
-FEEDS = {"x": np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32), "ids": np.arange(3)}
+FEEDS = {
+    "x": np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32),
+    "ids": np.arange(3),
+}
 
 
 @pytest.mark.parametrize("io_binding", [False, True])
