@@ -223,16 +223,20 @@ def run_benchmark(
     all_feeds = _feeds_for(models, labels, config)
     providers = resolve_providers(config.provider)
     prime_runtime(providers)
-    setups = []
+    results, runners, outputs = [], [], []
     for label, model, feeds in zip(labels, models, all_feeds):
         report(f"setting up {label}", 0.0)
-        setups.append(_set_up(label, model, feeds, providers, config))
-    latencies = _interleaved_runs([s.runner for s in setups], config, report)
-    results = [s.result(runs) for s, runs in zip(setups, latencies)]
+        result, runner, first_outputs = _set_up(label, model, feeds, providers, config)
+        results.append(result)
+        runners.append(runner)
+        outputs.append(first_outputs)
     bench = BenchReport(results, environment(config.threads), io_binding=config.io_binding)
-    if len(setups) == 2:
-        bench.ratio_p50 = ratio_of_medians_ci(latencies[0], latencies[1])
-        bench.parity = _parity(setups[0].outputs, setups[1].outputs, config)
+    if len(models) == 2:  # before the counted runs, so a bad --tolerance fails fast
+        bench.parity = _parity(outputs[0], outputs[1], config)
+    for result, latencies in zip(results, _interleaved_runs(runners, config, report)):
+        result.latencies_ms = latencies
+    if len(models) == 2:
+        bench.ratio_p50 = ratio_of_medians_ci(results[0].latencies_ms, results[1].latencies_ms)
     return bench
 
 
@@ -249,34 +253,6 @@ def environment(threads: int | None) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-
-
-@dataclass
-class _Setup:
-    """A model after session creation, first run and warm-up, ready for counted runs."""
-
-    label: str
-    runner: TimedSession
-    providers: list[str]
-    create_s: float
-    first_run_ms: float
-    warmup: int
-    outputs: dict[str, np.ndarray]
-    peak_rss_mb: float
-    gpu_memory_mb: float | None
-
-    def result(self, latencies_ms: list[float]) -> ModelResult:
-        return ModelResult(
-            self.label,
-            self.providers[0],
-            self.providers,
-            self.create_s,
-            self.first_run_ms,
-            self.warmup,
-            latencies_ms,
-            self.peak_rss_mb,
-            self.gpu_memory_mb,
-        )
 
 
 def _label(model: ModelSource, index: int) -> str:
@@ -307,7 +283,9 @@ def _feeds_for(models: Sequence[ModelSource], labels: list[str], config: BenchCo
 
 def _set_up(
     label: str, model: ModelSource, feeds: dict, providers: tuple[str, ...], config: BenchConfig
-) -> _Setup:
+) -> tuple[ModelResult, TimedSession, dict[str, np.ndarray]]:
+    """Create the session, run it once and warm it up; returns its result so far (no counted
+    latencies yet), the runner for the counted runs, and the first run's outputs."""
     gc.collect()
     rss, gpu = PeakRss(), GpuMemory() if providers[0] == CUDA else None
     rss.start()
@@ -321,8 +299,7 @@ def _set_up(
             f"{label}: onnxruntime cannot create a session: {_first_line(exc)}"
         ) from exc
     create_s = time.perf_counter() - start
-    provider = active_provider(session, providers)
-    device = "cuda" if provider == CUDA else "cpu"
+    device = "cuda" if active_provider(session, providers) == CUDA else "cpu"
     try:
         runner = TimedSession(session, feeds, io_binding=config.io_binding, device=device)
         first_ms = runner.run()
@@ -331,18 +308,18 @@ def _set_up(
             runner.run()
     except Exception as exc:
         raise BenchError(f"{label}: onnxruntime cannot run the model: {_first_line(exc)}") from exc
-    gpu_mb = gpu.increase_mb() if gpu is not None else None
-    return _Setup(
-        label,
-        runner,
-        session.get_providers(),
-        create_s,
-        first_ms,
-        config.warmup,
-        outputs,
-        rss.increase_mb(),
-        gpu_mb,
+    result = ModelResult(
+        path=label,
+        provider=session.get_providers()[0],
+        session_providers=session.get_providers(),
+        session_create_s=create_s,
+        first_run_ms=first_ms,
+        warmup_runs=config.warmup,
+        latencies_ms=[],
+        peak_rss_mb=rss.increase_mb(),
+        gpu_memory_mb=gpu.increase_mb() if gpu is not None else None,
     )
+    return result, runner, outputs
 
 
 def _interleaved_runs(
