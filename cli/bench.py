@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterator
 
 import click
 
-from onnxgraph.cli.errors import CheckFailed
+from onnxgraph.cli.errors import BadInput, CheckFailed
 from onnxgraph.cli.options import input_shape_option, model_argument, parse_input_shapes
 
 
@@ -127,9 +128,11 @@ def bench(
         tolerance=overall,
         output_tolerances=per_output,
     )
+    models = [model] if model_b is None else [model, model_b]
+    for option, path in (("--json", json_path), ("--plot", plot_path)):
+        _check_destination(option, path, models)
     if plot_path:
         require_matplotlib()
-    models = [model] if model_b is None else [model, model_b]
     with _progress_bar() as on_progress:
         report = run_benchmark(models, config, on_progress=on_progress)
     result = report.to_dict()
@@ -273,6 +276,17 @@ def _parse_tolerances(
         else:
             overall = (rtol, atol)
     return overall, per_output
+
+
+def _check_destination(option: str, path: str | None, models: list[str]) -> None:
+    """Fail before the benchmark when an output file could not be written or would replace a model."""
+    if path is None or path == "-":
+        return
+    if os.path.exists(path) and any(os.path.exists(m) and os.path.samefile(path, m) for m in models):
+        raise BadInput(f"{option} {path} is one of the models; choose another file")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BadInput(f"{option} {path}: folder {folder} does not exist")
 
 
 def _write_json(result: dict, path: str) -> None:
