@@ -179,7 +179,8 @@ def print_report(result: dict, console=None) -> None:
     threads = env["threads"] or "onnxruntime default"
     console.print(
         f"[dim]onnxruntime {env['onnxruntime']} · CPU {escape(env['cpu'])} ({env['cpu_count']} cores) · "
-        f"threads {threads} · IO binding {'on' if result['io_binding'] else 'off'}[/]"
+        f"threads {threads} · IO binding {'on' if result['io_binding'] else 'off'}[/]",
+        highlight=False,
     )
 
 
@@ -302,14 +303,24 @@ def _write_json(result: dict, path: str) -> None:
 
 @contextlib.contextmanager
 def _progress_bar() -> Iterator[Callable[[str, float], None]]:
-    """A transient rich progress bar on stderr while the benchmark runs (silent when not a terminal)."""
+    """A transient rich progress bar on stderr (silent when not a terminal).
+
+    It appears at the first update, after the CUDA probe, which briefly redirects stderr.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(
-        *columns, console=console, transient=True, disable=not console.is_terminal
-    ) as bar:
-        task = bar.add_task("starting", total=1.0)
-        yield lambda what, fraction: bar.update(task, description=what, completed=fraction)
+    bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+    task = bar.add_task("starting", total=1.0)
+
+    def update(what: str, fraction: float) -> None:
+        bar.start()  # no-op once started
+        bar.update(task, description=what, completed=fraction)
+
+    try:
+        yield update
+    finally:
+        if bar.live.is_started:
+            bar.stop()
