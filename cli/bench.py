@@ -182,6 +182,8 @@ def print_report(result: dict, console=None) -> None:
         f"threads {threads} · IO binding {'on' if result['io_binding'] else 'off'}[/]",
         highlight=False,
     )
+    if env.get("cuda", "usable") != "usable":
+        console.print(f"[dim]CUDA not used: {escape(env['cuda'])}[/]", highlight=False)
 
 
 _SESSION_NOISE = 0.02
@@ -283,7 +285,9 @@ def _check_destination(option: str, path: str | None, models: list[str]) -> None
     """Fail before the benchmark when an output file could not be written or would replace a model."""
     if path is None or path == "-":
         return
-    if os.path.exists(path) and any(os.path.exists(m) and os.path.samefile(path, m) for m in models):
+    if os.path.exists(path) and any(
+        os.path.exists(m) and os.path.samefile(path, m) for m in models
+    ):
         raise BadInput(f"{option} {path} is one of the models; choose another file")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):

@@ -27,7 +27,13 @@ from onnxgraph.errors import OnnxGraphError
 from onnxgraph.runtime import inputs as model_inputs
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs
 from onnxgraph.runtime.memory import GpuMemory, PeakRss
-from onnxgraph.runtime.providers import CUDA, active_provider, prime_runtime, resolve_providers
+from onnxgraph.runtime.providers import (
+    CUDA,
+    active_provider,
+    cuda_status,
+    prime_runtime,
+    resolve_providers,
+)
 from onnxgraph.runtime.runner import TimedSession
 from onnxgraph.runtime.sessions import create_session
 from onnxgraph.runtime.stats import ratio_of_medians_ci, summarize_latencies
@@ -230,7 +236,9 @@ def run_benchmark(
         results.append(result)
         runners.append(runner)
         outputs.append(first_outputs)
-    bench = BenchReport(results, environment(config.threads), io_binding=config.io_binding)
+    bench = BenchReport(
+        results, environment(config.threads, config.provider), io_binding=config.io_binding
+    )
     if len(models) == 2:  # before the counted runs, so a bad --tolerance fails fast
         bench.parity = _parity(outputs[0], outputs[1], config)
     for result, latencies in zip(results, _interleaved_runs(runners, config, report)):
@@ -240,11 +248,15 @@ def run_benchmark(
     return bench
 
 
-def environment(threads: int | None) -> dict:
-    """onnxruntime version, available providers, thread setting and CPU of this run."""
+def environment(threads: int | None, provider: str = "cpu") -> dict:
+    """onnxruntime version, available providers, thread setting and CPU of this run.
+
+    With ``provider`` ``"auto"`` or ``"cuda"`` it also says whether CUDA was usable (``"cuda"``:
+    ``"usable"`` or the reason it was not), so a run that fell to CPU under ``auto`` says why.
+    """
     import onnxruntime as ort
 
-    return {
+    env = {
         "onnxruntime": ort.__version__,
         "providers": ort.get_available_providers(),
         "threads": threads,
@@ -253,6 +265,10 @@ def environment(threads: int | None) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+    if provider != "cpu":
+        status = cuda_status()
+        env["cuda"] = "usable" if status.usable else status.reason
+    return env
 
 
 def _label(model: ModelSource, index: int) -> str:

@@ -251,3 +251,15 @@ def test_output_files_never_replace_a_model_and_need_an_existing_folder(relu, tm
     result = bench(relu, *TINY, "--json", str(tmp_path / "no" / "r.json"))
     assert result.exit_code == 2 and "does not exist" in one_line_error(result)
     assert result.stdout == ""  # refused before running
+
+
+def test_auto_reports_the_provider_that_ran_and_why_cuda_was_not_used(relu):
+    result = bench(relu, "--provider", "auto", "--runs", "5", "--warmup", "0", "--json", "-")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    status = providers.cuda_status()
+    expected = "CUDAExecutionProvider" if status.usable else "CPUExecutionProvider"
+    assert doc["models"][0]["provider"] == expected
+    assert doc["environment"]["cuda"] == ("usable" if status.usable else status.reason)
+    cpu = json.loads(bench(relu, *TINY, "--json", "-").stdout)
+    assert "cuda" not in cpu["environment"]
