@@ -6,8 +6,9 @@ Library entry points:
 * :func:`compare_models` benchmarks a baseline against a candidate and returns the JSON-shaped dict
   that ``onnxgraph bench A B --json`` writes; ``onnxgraph optimize --bench`` is meant to call it.
 
-Each model is set up in turn (session creation, a first run, warm-up runs: memory is measured over
-this phase), then the counted runs alternate A, B, A, B so that drift of a shared machine hits both.
+Each model is set up in turn (session creation and a first run: memory is measured over this phase),
+then the warm-up runs and the counted runs alternate A, B, A, B so that drift of a shared machine hits
+both, and neither is cold when counting starts.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class BenchConfig:
 
     Attributes:
         provider: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see :func:`~onnxgraph.runtime.providers.resolve_providers`).
-        warmup: uncounted runs after the first run.
+        warmup: uncounted rounds (one run of each model) after the first runs.
         runs: counted runs per model; ignored when ``duration_s`` is set.
         duration_s: run the counted, interleaved runs for this many seconds instead of a fixed count.
         threads: onnxruntime intra-op threads (None: onnxruntime's default).
@@ -241,6 +242,8 @@ def run_benchmark(
     )
     if len(models) == 2:  # before the counted runs, so a bad --tolerance fails fast
         bench.parity = _parity(outputs[0], outputs[1], config)
+    report("warming up", 0.0)
+    _warm_up(runners, labels, config.warmup)
     for result, latencies in zip(results, _interleaved_runs(runners, config, report)):
         result.latencies_ms = latencies
     if len(models) == 2:
@@ -300,8 +303,8 @@ def _feeds_for(models: Sequence[ModelSource], labels: list[str], config: BenchCo
 def _set_up(
     label: str, model: ModelSource, feeds: dict, providers: tuple[str, ...], config: BenchConfig
 ) -> tuple[ModelResult, TimedSession, dict[str, np.ndarray]]:
-    """Create the session, run it once and warm it up; returns its result so far (no counted
-    latencies yet), the runner for the counted runs, and the first run's outputs."""
+    """Create the session and run it once; returns its result so far (no counted latencies yet),
+    the runner for the later runs, and the first run's outputs."""
     gc.collect()
     rss, gpu = PeakRss(), GpuMemory() if providers[0] == CUDA else None
     rss.start()
@@ -320,8 +323,6 @@ def _set_up(
         runner = TimedSession(session, feeds, io_binding=config.io_binding, device=device)
         first_ms = runner.run()
         outputs = runner.outputs()
-        for _ in range(config.warmup):
-            runner.run()
     except Exception as exc:
         raise BenchError(f"{label}: onnxruntime cannot run the model: {_first_line(exc)}") from exc
     result = ModelResult(
@@ -336,6 +337,17 @@ def _set_up(
         gpu_memory_mb=gpu.increase_mb() if gpu is not None else None,
     )
     return result, runner, outputs
+
+
+def _warm_up(runners: list[TimedSession], labels: list[str], rounds: int) -> None:
+    for _ in range(rounds):
+        for runner, label in zip(runners, labels):
+            try:
+                runner.run()
+            except Exception as exc:  # a model whose first run passed can still fail later
+                raise BenchError(
+                    f"{label}: onnxruntime cannot run the model: {_first_line(exc)}"
+                ) from exc
 
 
 def _interleaved_runs(
