@@ -176,3 +176,33 @@ def test_cuda_runs_on_cuda_and_matches_cpu(io_binding):
     assert cuda.parity[0].max_abs == pytest.approx(0.5)
     auto = run_benchmark([RELU], BenchConfig(warmup=2, runs=20, provider="auto"))
     assert auto.models[0].provider == "CUDAExecutionProvider"
+
+
+def test_two_models_run_without_intra_op_spinning(monkeypatch):
+    from onnxgraph.runtime import sessions
+
+    created = []
+
+    def spy(threads=None):
+        created.append(session_options(threads))
+        return created[-1]
+
+    def entry(options) -> str:
+        try:
+            return options.get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:  # not set: onnxruntime's default (spinning)
+            return "default"
+
+    def spinning() -> list[str]:
+        return [entry(o) for o in created]
+
+    session_options = sessions.session_options
+    monkeypatch.setattr(sessions, "session_options", spy)
+    two = run_benchmark([RELU, RELU], BenchConfig(**TINY))
+    assert spinning()[-2:] == ["0", "0"] and two.environment["intra_op_spinning"] is False
+    created.clear()
+    one = run_benchmark([RELU], BenchConfig(**TINY))
+    assert spinning()[-1] == "default" and one.environment["intra_op_spinning"] is True
+    created.clear()
+    forced = run_benchmark([RELU, RELU], BenchConfig(**TINY, intra_op_spinning=True))
+    assert spinning()[-2:] == ["default"] * 2 and forced.environment["intra_op_spinning"] is True
