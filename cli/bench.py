@@ -57,9 +57,11 @@ from onnxgraph.cli.options import input_shape_option, model_argument, parse_inpu
 )
 @click.option(
     "--input-range",
-    default=None,
-    metavar="LOW,HIGH",
-    help="Range [LOW, HIGH) of random integer inputs such as token ids [default: 0,10].",
+    "input_ranges",
+    multiple=True,
+    metavar="[NAME=]LOW,HIGH",
+    help="Range [LOW, HIGH) of random integer inputs such as token ids, for one input or all "
+    "without NAME (repeatable) [default: 0,10].",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option(
@@ -96,7 +98,7 @@ def bench(
     threads: int | None,
     input_shapes: tuple[str, ...],
     inputs_npz: str | None,
-    input_range: str | None,
+    input_ranges: tuple[str, ...],
     seed: int,
     tolerances: tuple[str, ...],
     io_binding: bool,
@@ -109,11 +111,13 @@ def bench(
     output of MODEL_B differs from MODEL's beyond its tolerance.
     """
     from onnxgraph.runtime.benchmark import DEFAULT_RUNS, BenchConfig, run_benchmark
+    from onnxgraph.runtime.inputs import DEFAULT_INT_RANGE
     from onnxgraph.runtime.plot import plot_latencies, require_matplotlib
 
     if runs is not None and duration is not None:
         raise click.UsageError("give --runs or --duration, not both")
-    overall, per_output = _parse_tolerances(tolerances)
+    overall, per_output = _parse_named_pairs(tolerances, "--tolerance", _tolerance)
+    int_range, per_input = _parse_named_pairs(input_ranges, "--input-range", _int_range)
     config = BenchConfig(
         provider=provider,
         warmup=warmup,
@@ -123,7 +127,8 @@ def bench(
         io_binding=io_binding,
         input_shapes=parse_input_shapes(input_shapes),
         inputs_npz=inputs_npz,
-        int_range=_parse_range(input_range),
+        int_range=int_range or DEFAULT_INT_RANGE,
+        input_ranges=per_input,
         seed=seed,
         tolerance=overall,
         output_tolerances=per_output,
@@ -244,41 +249,40 @@ def _mb(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f} MB"
 
 
-def _parse_range(text: str | None) -> tuple[int, int]:
-    from onnxgraph.runtime.inputs import DEFAULT_INT_RANGE
+def _parse_named_pairs(values: tuple[str, ...], option: str, convert) -> tuple:
+    """``("y=A,B", "C,D")`` -> ``(convert("C,D"), {"y": convert("A,B")})``: one setting for all, and
+    per-name ones; ``convert`` raises ValueError with the expected form on bad text."""
+    overall, per_name = None, {}
+    for text in values:
+        name, _, pair = text.rpartition("=")
+        try:
+            value = convert(pair)
+        except ValueError as exc:
+            raise click.BadParameter(f"'{text}' is not {exc}", param_hint=option) from None
+        if name:
+            per_name[name] = value
+        else:
+            overall = value
+    return overall, per_name
 
-    if text is None:
-        return DEFAULT_INT_RANGE
+
+def _tolerance(text: str) -> tuple[float, float]:
+    form = "[NAME=]RTOL,ATOL with non-negative numbers"
+    try:
+        rtol, atol = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(form) from None
+    if not (rtol >= 0 and atol >= 0):
+        raise ValueError(form)
+    return rtol, atol
+
+
+def _int_range(text: str) -> tuple[int, int]:
     try:
         low, high = (int(x) for x in text.split(","))
     except ValueError:
-        raise click.BadParameter(
-            f"'{text}' is not LOW,HIGH (two integers)", param_hint="--input-range"
-        ) from None
+        raise ValueError("[NAME=]LOW,HIGH with two integers") from None
     return low, high
-
-
-def _parse_tolerances(
-    values: tuple[str, ...],
-) -> tuple[tuple[float, float] | None, dict[str, tuple[float, float]]]:
-    """``("y=1e-3,1e-4", "1e-2,0")`` -> ``((1e-2, 0.0), {"y": (1e-3, 1e-4)})``."""
-    overall, per_output = None, {}
-    for text in values:
-        name, _, numbers = text.rpartition("=")
-        try:
-            rtol, atol = (float(x) for x in numbers.split(","))
-            if not (rtol >= 0 and atol >= 0):
-                raise ValueError
-        except ValueError:
-            raise click.BadParameter(
-                f"'{text}' is not [NAME=]RTOL,ATOL with non-negative numbers",
-                param_hint="--tolerance",
-            ) from None
-        if name:
-            per_output[name] = (rtol, atol)
-        else:
-            overall = (rtol, atol)
-    return overall, per_output
 
 
 def _check_destination(option: str, path: str | None, models: list[str]) -> None:

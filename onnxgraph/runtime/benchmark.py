@@ -71,6 +71,7 @@ class BenchConfig:
             :data:`~onnxgraph.runtime.inputs.DEFAULT_DYNAMIC_DIM`.
         inputs_npz: an ``.npz`` file with one array per model input, used instead of random data.
         int_range: ``[low, high)`` of random integer inputs (token ids and other indices).
+        input_ranges: input name -> ``[low, high)``, taking precedence over ``int_range``.
         seed: seed of the random inputs.
         tolerance: ``(rtol, atol)`` for every output, instead of the dtype defaults.
         output_tolerances: output name -> ``(rtol, atol)``, taking precedence over ``tolerance``.
@@ -87,6 +88,7 @@ class BenchConfig:
     input_shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
     inputs_npz: str | os.PathLike | None = None
     int_range: tuple[int, int] = model_inputs.DEFAULT_INT_RANGE
+    input_ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     seed: int = 0
     tolerance: tuple[float, float] | None = None
     output_tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -102,9 +104,12 @@ class BenchConfig:
             raise BenchError(f"duration must be more than 0 seconds, not {self.duration_s}")
         if self.threads is not None and self.threads < 1:
             raise BenchError(f"threads must be at least 1, not {self.threads}")
-        low, high = self.int_range
-        if low >= high:
-            raise BenchError(f"input range {low},{high} is empty: LOW must be below HIGH")
+        for name, (low, high) in [("", self.int_range), *self.input_ranges.items()]:
+            if low >= high:
+                where = f" of '{name}'" if name else ""
+                raise BenchError(
+                    f"input range{where} {low},{high} is empty: LOW must be below HIGH"
+                )
 
 
 @dataclass
@@ -301,11 +306,20 @@ def _feeds_for(models: Sequence[ModelSource], labels: list[str], config: BenchCo
 
     specs = [model_inputs.specs_of(onnxgraph.load(m)) for m in models]
     model_inputs.check_shapes(specs[0], config.input_shapes)
+    unknown = [n for n in config.input_ranges if n not in {s.name for s in specs[0]}]
+    if unknown:
+        raise model_inputs.InputError(
+            f"--input-range names '{unknown[0]}', which is not a model input"
+        )
     if config.inputs_npz is not None:
         feeds = model_inputs.load_npz(config.inputs_npz, specs[0])
     else:
         feeds = model_inputs.random_inputs(
-            specs[0], shapes=config.input_shapes, seed=config.seed, int_range=config.int_range
+            specs[0],
+            shapes=config.input_shapes,
+            seed=config.seed,
+            int_range=config.int_range,
+            int_ranges=config.input_ranges,
         )
     try:
         return [feeds] + [model_inputs.adapt_feeds(feeds, s) for s in specs[1:]]

@@ -72,12 +72,19 @@ def random_inputs(
     seed: int = 0,
     dynamic_dim: int = DEFAULT_DYNAMIC_DIM,
     int_range: tuple[int, int] = DEFAULT_INT_RANGE,
+    int_ranges: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Seeded random feeds for every input spec (the same seed gives the same data)."""
+    """Seeded random feeds for every input spec (the same seed gives the same data).
+
+    ``int_ranges`` maps input names to their own ``[low, high)``, overriding ``int_range``.
+    """
     rng = np.random.default_rng(seed)
     fixed = shapes or {}
+    ranges = int_ranges or {}
     return {
-        s.name: random_array(s.elem_type, concrete_shape(s, fixed, dynamic_dim), rng, int_range)
+        s.name: random_array(
+            s.elem_type, concrete_shape(s, fixed, dynamic_dim), rng, ranges.get(s.name, int_range)
+        )
         for s in specs
     }
 

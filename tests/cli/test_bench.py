@@ -226,6 +226,16 @@ def test_input_range_keeps_indices_in_bounds(tmp_path):
     out_of_bounds = bench(gather, *TINY, "--input-shape", "ids=64", "--input-range", "4,8")
     assert out_of_bounds.exit_code == 2 and "cannot run the model" in one_line_error(out_of_bounds)
     assert bench(gather, *TINY, "--input-range", "0").exit_code == 2
+    # A named range wins over the range for all inputs.
+    named = bench(
+        gather, *TINY, "--input-shape", "ids=64", "--input-range", "4,8", "--input-range", "ids=0,4"
+    )
+    assert named.exit_code == 0, named.output
+    unknown = bench(gather, *TINY, "--input-range", "mask=0,2")
+    assert unknown.exit_code == 2
+    assert "--input-range names 'mask', which is not a model input" in one_line_error(unknown)
+    empty = bench(gather, *TINY, "--input-range", "ids=3,3")
+    assert empty.exit_code == 2 and "input range of 'ids' 3,3 is empty" in one_line_error(empty)
 
 
 @pytest.mark.parametrize(

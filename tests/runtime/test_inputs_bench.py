@@ -6,7 +6,14 @@ import numpy as np
 import onnx
 import pytest
 
-from onnxgraph.runtime.inputs import InputError, InputSpec, adapt_feeds, check_shapes, load_npz
+from onnxgraph.runtime.inputs import (
+    InputError,
+    InputSpec,
+    adapt_feeds,
+    check_shapes,
+    load_npz,
+    random_inputs,
+)
 
 F32, F16, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.INT64
 SPECS = [InputSpec("x", F32, ("N", 4)), InputSpec("ids", I64, ("N",))]
@@ -81,3 +88,10 @@ def test_adapt_feeds_refuses_other_inputs():
         InputError, match="input 'x' is float32 in one model and int64 in the other"
     ):
         adapt_feeds(feeds, [InputSpec("x", I64, None)])
+
+
+def test_random_inputs_take_a_range_per_input():
+    specs = [InputSpec("ids", I64, (1000,)), InputSpec("mask", I64, (1000,))]
+    feeds = random_inputs(specs, int_range=(0, 30522), int_ranges={"mask": (0, 2)})
+    assert set(np.unique(feeds["mask"])) == {0, 1}
+    assert feeds["ids"].min() >= 0 and feeds["ids"].max() < 30522 and feeds["ids"].max() > 1000
