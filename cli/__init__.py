@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 
 import click
+
+from onnxgraph.cli.bench import bench
 from onnxgraph.cli.errors import CommandGroup
 from onnxgraph.cli.info import info
 
@@ -23,6 +25,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 cli.add_command(info)
+cli.add_command(bench)
 
 
 def main() -> None:

@@ -45,12 +45,31 @@ class OutputComparison:
 
 
 def compare_arrays(
-    name: str, expected: np.ndarray, actual: np.ndarray, tolerance: tuple[float, float] | None = None
+    name: str,
+    expected: np.ndarray,
+    actual: np.ndarray,
+    tolerance: tuple[float, float] | None = None,
+    *,
+    mixed_floats: bool = False,
 ) -> OutputComparison:
-    """Compare two arrays elementwise; NaNs match NaNs and infinities match the same infinity."""
+    """Compare two arrays elementwise; NaNs match NaNs and infinities match the same infinity.
+
+    Args:
+        name: the output's name, for the report.
+        expected: the reference values.
+        actual: the values to check.
+        tolerance: ``(rtol, atol)``; by default :func:`default_tolerance` of the dtype.
+        mixed_floats: accept floats of different precision (say a float16 model against its float32
+            original): values are compared in float64 and the default tolerance is the looser dtype's.
+    """
     expected, actual = np.asarray(expected), np.asarray(actual)
-    rtol, atol = tolerance if tolerance is not None else default_tolerance(expected.dtype)
-    if expected.shape != actual.shape or expected.dtype != actual.dtype:
+    cross = mixed_floats and expected.dtype != actual.dtype and _is_float(expected) and _is_float(actual)
+    if tolerance is None:
+        tolerance = default_tolerance(expected.dtype)
+        if cross:
+            tolerance = tuple(map(max, tolerance, default_tolerance(actual.dtype)))
+    rtol, atol = tolerance
+    if expected.shape != actual.shape or (expected.dtype != actual.dtype and not cross):
         note = f"shape/dtype {actual.shape}/{actual.dtype} != expected {expected.shape}/{expected.dtype}"
         return OutputComparison(name, float("inf"), float("inf"), expected.size, expected.size, rtol, atol, note)
     if expected.dtype.kind in "OUSb" or (expected.dtype.kind in "iu" and rtol == atol == 0):
@@ -79,8 +98,13 @@ def compare_outputs(
     expected: dict[str, np.ndarray],
     actual: dict[str, np.ndarray],
     tolerances: dict[str, tuple[float, float]] | None = None,
+    *,
+    mixed_floats: bool = False,
 ) -> list[OutputComparison]:
-    """Compare every output of ``expected`` with the same-named output of ``actual``."""
+    """Compare every output of ``expected`` with the same-named output of ``actual``.
+
+    ``tolerances`` maps output names to ``(rtol, atol)``; ``mixed_floats`` as in :func:`compare_arrays`.
+    """
     tolerances = tolerances or {}
     results = []
     for name, exp in expected.items():
@@ -88,5 +112,9 @@ def compare_outputs(
             size = int(np.size(exp))
             results.append(OutputComparison(name, float("inf"), float("inf"), size, size, 0, 0, "missing"))
             continue
-        results.append(compare_arrays(name, exp, actual[name], tolerances.get(name)))
+        results.append(compare_arrays(name, exp, actual[name], tolerances.get(name), mixed_floats=mixed_floats))
     return results
+
+
+def _is_float(array: np.ndarray) -> bool:
+    return array.dtype.name in _TOLERANCES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -9,11 +10,16 @@ import numpy as np
 import onnx
 
 from onnxgraph import types
+from onnxgraph.errors import OnnxGraphError
 
 DEFAULT_DYNAMIC_DIM = 1
 """Size given to a symbolic or unknown dimension that ``--input-shape`` does not fix."""
 DEFAULT_INT_RANGE = (0, 10)
 """Integer inputs (often indices such as input_ids) are drawn from ``[low, high)``."""
+
+
+class InputError(OnnxGraphError):
+    """Inputs given by the user do not fit the model (unknown names, wrong shapes or dtypes, bad files)."""
 
 
 @dataclass(frozen=True)
@@ -66,11 +72,99 @@ def random_inputs(
     seed: int = 0,
     dynamic_dim: int = DEFAULT_DYNAMIC_DIM,
     int_range: tuple[int, int] = DEFAULT_INT_RANGE,
+    int_ranges: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Seeded random feeds for every input spec (the same seed gives the same data)."""
+    """Seeded random feeds for every input spec (the same seed gives the same data).
+
+    ``int_ranges`` maps input names to their own ``[low, high)``, overriding ``int_range``.
+    """
     rng = np.random.default_rng(seed)
     fixed = shapes or {}
+    ranges = int_ranges or {}
     return {
-        s.name: random_array(s.elem_type, concrete_shape(s, fixed, dynamic_dim), rng, int_range)
+        s.name: random_array(
+            s.elem_type, concrete_shape(s, fixed, dynamic_dim), rng, ranges.get(s.name, int_range)
+        )
         for s in specs
     }
+
+
+def check_shapes(specs: Iterable[InputSpec], shapes: Mapping[str, Sequence[int]]) -> None:
+    """Check ``--input-shape`` values against the model: known names, declared rank, fixed dimensions.
+
+    Raises:
+        InputError: naming the first input that does not fit.
+    """
+    by_name = {s.name: s for s in specs}
+    for name, dims in shapes.items():
+        if name not in by_name:
+            raise InputError(f"--input-shape names '{name}', which is not a model input ({_names(by_name)})")
+        declared = by_name[name].shape
+        if declared is None:
+            continue
+        if len(dims) != len(declared):
+            raise InputError(f"input '{name}' has rank {len(declared)}, --input-shape gives {len(dims)} dims")
+        for axis, (want, got) in enumerate(zip(declared, dims)):
+            if isinstance(want, int) and got != want:
+                raise InputError(f"input '{name}' has fixed size {want} on axis {axis}, --input-shape gives {got}")
+
+
+def load_npz(path: str | os.PathLike, specs: Iterable[InputSpec]) -> dict[str, np.ndarray]:
+    """Feeds from an ``.npz`` file whose array names are the model's input names.
+
+    Raises:
+        InputError: the file is missing or not an npz archive, an input is missing or unknown, or an
+            array's dtype differs from the model's.
+    """
+    path = os.fspath(path)
+    by_name = {s.name: s for s in specs}
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            feeds = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable .npz archive ({exc})") from None
+    missing = [n for n in by_name if n not in feeds]
+    unknown = [n for n in feeds if n not in by_name]
+    if missing or unknown:
+        problem = f"lacks input '{missing[0]}'" if missing else f"has '{unknown[0]}', which is not a model input"
+        raise InputError(f"{path}: {problem} (model inputs: {_names(by_name)}; file has: {_names(feeds)})")
+    for name, array in feeds.items():
+        expected = _expected_dtype(by_name[name])
+        if expected is not None and array.dtype != expected:
+            raise InputError(f"{path}: input '{name}' is {array.dtype}, the model expects {expected}")
+    return feeds
+
+
+def adapt_feeds(feeds: Mapping[str, np.ndarray], specs: Iterable[InputSpec]) -> dict[str, np.ndarray]:
+    """The same feeds for another model with the same inputs, floats cast to its precision (say fp16).
+
+    Raises:
+        InputError: the other model's input names differ, or a non-float input changed its dtype.
+    """
+    specs = list(specs)
+    if sorted(s.name for s in specs) != sorted(feeds):
+        raise InputError(f"the models' inputs differ: {_names(feeds)} vs {_names({s.name: s for s in specs})}")
+    adapted = {}
+    for spec in specs:
+        array, expected = feeds[spec.name], _expected_dtype(spec)
+        if expected is not None and array.dtype != expected:
+            if not (np.issubdtype(array.dtype, np.floating) and np.issubdtype(expected, np.floating)):
+                raise InputError(f"input '{spec.name}' is {array.dtype} in one model and {expected} in the other")
+            array = array.astype(expected)
+        adapted[spec.name] = array
+    return adapted
+
+
+def _expected_dtype(spec: InputSpec) -> np.dtype | None:
+    if spec.elem_type == onnx.TensorProto.STRING:
+        return None
+    try:
+        return np.dtype(types.np_dtype(spec.elem_type))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _names(items: Iterable[str]) -> str:
+    return ", ".join(items) or "none"

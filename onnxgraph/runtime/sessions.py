@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import onnx
 
@@ -27,6 +28,7 @@ def create_session(
     providers: tuple[str, ...] = (_CPU,),
     threads: int | None = None,
     optimization: str = "all",
+    config_entries: Mapping[str, str] | None = None,
 ):
     """An onnxruntime InferenceSession, CPU unless other providers are named.
 
@@ -35,10 +37,14 @@ def create_session(
         providers: onnxruntime provider names, in priority order.
         threads: intra-op threads (default: onnxruntime's choice).
         optimization: onnxruntime graph optimization level: "disable", "basic", "extended" or "all".
+        config_entries: onnxruntime session config entries, such as
+            ``{"session.intra_op.allow_spinning": "0"}``.
     """
     import onnxruntime as ort
 
     options = session_options(threads)
+    for key, value in (config_entries or {}).items():
+        options.add_session_config_entry(key, value)
     options.graph_optimization_level = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
