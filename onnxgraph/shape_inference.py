@@ -69,6 +69,13 @@ def _override_inputs(model: Model, input_shapes: Mapping[str, Sequence[int]]) ->
         value.type = types.tensor_type(value.elem_type or onnx.TensorProto.FLOAT, tuple(dims))
 
 
+def _type_initializers(model: Model) -> None:
+    for graph in model.all_graphs():
+        for value in graph.initializers.values():
+            if value.type is None and value.const_value is not None:
+                value.type = types.tensor_type(value.const_value.elem_type, value.const_value.dims)
+
+
 def infer_shapes(model: Model, input_shapes: Mapping[str, Sequence[int]] | None = None) -> int:
     """Annotate the main graph's values (and its subgraphs') with inferred types and shapes.
 
@@ -84,6 +91,7 @@ def infer_shapes(model: Model, input_shapes: Mapping[str, Sequence[int]] | None 
     """
     if input_shapes:
         _override_inputs(model, input_shapes)
+    _type_initializers(model)
     proto, _ = detach(model)
     try:
         proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
