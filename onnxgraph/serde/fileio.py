@@ -148,6 +148,8 @@ def save(
         external_data = "auto" if _has_tensor_over(model, size_threshold) else False
     keep_layout = external_data is None and not too_big
     use_external = external_data is not False and (external_data is not None or too_big or _has_external(model))
+    if use_external and not keep_layout and not _has_tensor_over(model, size_threshold):
+        use_external = False  # nothing would go to the data file
     location = external_data if isinstance(external_data, str) and external_data != "auto" else (
         os.path.basename(path) + ".data")
     if os.path.basename(location) != location:
