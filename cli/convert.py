@@ -19,8 +19,8 @@ from onnxgraph.cli.options import input_shape_option, json_flag, model_argument,
 @click.option("--ir-version", type=click.IntRange(1), help="IR version to write.")
 @click.option("--target-ort", metavar="VERSION",
               help="Make the model loadable by this onnxruntime (e.g. 1.31): caps IR version and opset.")
-@click.option("--fp16", "precision", flag_value="fp16", help="Weights and computation in float16.")
-@click.option("--bf16", "precision", flag_value="bf16", help="Weights and computation in bfloat16.")
+@click.option("--fp16", is_flag=True, help="Weights and computation in float16.")
+@click.option("--bf16", is_flag=True, help="Weights and computation in bfloat16.")
 @click.option("--keep-io-types", is_flag=True, help="With --fp16/--bf16: keep float32 inputs and outputs.")
 @click.option("--op-block-list", metavar="A,B",
               help="With --fp16/--bf16: op types kept in float32, replacing the default list.")
@@ -33,7 +33,7 @@ from onnxgraph.cli.options import input_shape_option, json_flag, model_argument,
 @input_shape_option
 @json_flag
 def convert(model: str, output: str, opset: int | None, ir_version: int | None, target_ort: str | None,
-            precision: str | None, keep_io_types: bool, op_block_list: str | None, external_data: bool,
+            fp16: bool, bf16: bool, keep_io_types: bool, op_block_list: str | None, external_data: bool,
             size_threshold: int | None, inline_data: bool, verify: bool, input_shapes: tuple[str, ...],
             as_json: bool) -> None:
     """Convert MODEL's opset, IR version, precision or data layout and write it to OUTPUT."""
@@ -42,6 +42,9 @@ def convert(model: str, output: str, opset: int | None, ir_version: int | None, 
     from onnxgraph.convert.precision import DEFAULT_BLOCK_LIST
     from onnxgraph.serde.text import is_text_path
 
+    if fp16 and bf16:
+        raise BadInput("--fp16 and --bf16 exclude each other")
+    precision = "fp16" if fp16 else "bf16" if bf16 else None
     _check_flags(model, output, precision, keep_io_types, op_block_list, external_data, inline_data,
                  size_threshold, is_text_path(output))
     shapes = parse_input_shapes(input_shapes)
@@ -50,14 +53,14 @@ def convert(model: str, output: str, opset: int | None, ir_version: int | None, 
     options = ConvertOptions(opset=opset, ir_version=ir_version, target_ort=target_ort, precision=precision,
                              keep_io_types=keep_io_types, block_list=block_list)
     converted, report = convert_model(onnxgraph.load(model), options)
+    for line in report.warnings:
+        click.echo(f"warning: {line}", err=True)
     verification = None
     if verify and (precision or report.opset != report.source_opset):
         verification = _verify(onnxgraph.load(model), converted, report, shapes)
     layout = "auto" if external_data else False if inline_data else None
     onnxgraph.save(converted, output, external_data=layout,
                    size_threshold=1024 if size_threshold is None else size_threshold)
-    for line in report.warnings:
-        click.echo(f"warning: {line}", err=True)
     if as_json:
         data = report.to_json() | {"output": output}
         if verification is not None:
@@ -85,7 +88,7 @@ def _verify(original, converted, report, shapes):
     half = report.half_report.elem_type if report.half_report else None
     result = verify_conversion(original, converted, half_type=half, input_shapes=shapes)
     if result.skipped:
-        report.warnings.append(f"not verified: {result.skipped}")
+        click.echo(f"warning: not verified: {result.skipped}", err=True)
         return result
     failed = [c for c in result.comparisons if not c.passed]
     if failed:
