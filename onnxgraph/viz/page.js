@@ -217,7 +217,9 @@
     const box = viewport.getBBox();
     const width = svg.clientWidth || window.innerWidth, height = svg.clientHeight || window.innerHeight - 36;
     if (!box.width || !box.height) return;
-    k = Math.min(1.5, (width - 40) / box.width, (height - 40) / box.height);
+    // Whole graph if it stays readable; else as wide as fits (readable scale), starting at the top.
+    const whole = Math.min(1.5, (width - 40) / box.width, (height - 40) / box.height);
+    k = Math.max(whole, Math.min(0.8, (width - 40) / box.width));
     tx = (width - box.width * k) / 2 - box.x * k;
     ty = Math.max(20, (height - box.height * k) / 2) - box.y * k;
     apply();
