@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 import click
-
-from onnxgraph.cli.errors import CommandGroup
 from onnxgraph.cli.convert import convert
+from onnxgraph.cli.errors import CommandGroup
 from onnxgraph.cli.info import info
 from onnxgraph.cli.viz import viz
 

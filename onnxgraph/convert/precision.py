@@ -165,7 +165,8 @@ class _HalfConverter:
     def _converted_constant(self, node: Node, elem_type: int) -> Value:
         source = node.outputs[0]
         tensor = convert_tensor(node.attr("value"), elem_type, source.name, self.report)
-        copy = Node("", "Constant", (), {"value": tensor}, name=node.graph.fresh_name(f"{node.name or 'Constant'}_half"))
+        name = node.graph.fresh_name(f"{node.name or 'Constant'}_half")
+        copy = Node("", "Constant", (), {"value": tensor}, name=name)
         node.graph.insert_after(node, copy)
         new = copy.outputs[0]
         new.type = types.tensor_type(elem_type, tensor.dims)
@@ -174,7 +175,8 @@ class _HalfConverter:
         return new
 
     def _cast(self, value: Value, elem_type: int, graph: Graph, anchor: Node | None) -> Value:
-        cast = Node("", "Cast", (value,), {"to": elem_type}, name=graph.fresh_name(f"{value.name}_to_{types.dtype_name(elem_type)}"))
+        name = graph.fresh_name(f"{value.name}_to_{types.dtype_name(elem_type)}")
+        cast = Node("", "Cast", (value,), {"to": elem_type}, name=name)
         if anchor is None:
             graph.append(cast)
         else:

@@ -65,7 +65,8 @@ def to_dot(view: GraphView) -> str:
         lines.append(f"  {_quote(source)} -> {_quote(target)} [label={_quote(label.split(': ', 1)[-1])}, "
                      f"tooltip={_quote(label)}];")
     if values:
-        lines.append(f"  legend [shape=plaintext, label={_quote(f'{view.data_label}: {low:g} (blue) .. {high:g} (red)')}];")
+        legend = f"{view.data_label}: {low:g} (blue) .. {high:g} (red)"
+        lines.append(f"  legend [shape=plaintext, label={_quote(legend)}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

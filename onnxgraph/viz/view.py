@@ -124,7 +124,9 @@ def load_node_data(path: str) -> tuple[dict[str, float], str]:
     if not isinstance(data, dict) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in data.values()
     ):
-        raise OnnxGraphError(f"{path}: expected {{\"node name\": number, ...}} (or {{\"label\": ..., \"values\": {{...}}}})")
+        raise OnnxGraphError(
+            f'{path}: expected {{"node name": number, ...}} (or {{"label": ..., "values": {{...}}}})'
+        )
     return {str(k): float(v) for k, v in data.items()}, label
 
 

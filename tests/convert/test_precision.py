@@ -39,8 +39,8 @@ def _check_numerics(original, converted, run_ort, feeds, half=FP16):
                   if feeds[v.name].dtype.kind == "f" else feeds[v.name] for v in converted.graph.inputs}
     actual = dict(zip([v.name for v in converted.graph.outputs], run_ort(converted, conv_feeds)))
     tolerance = default_tolerance(onnxgraph.types.np_dtype(half))
-    results = compare_outputs(expected, {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in actual.items()},
-                              {k: tolerance for k in expected})
+    as_float = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in actual.items()}
+    results = compare_outputs(expected, as_float, {k: tolerance for k in expected})
     assert all(r.passed for r in results), results
 
 
@@ -97,7 +97,8 @@ def test_default_block_list_keeps_unsafe_ops_in_float32(model_from_text, run_ort
 
 
 def test_custom_block_list_replaces_the_default(model_from_text, rng):
-    text = HEADER + "g (float[2,8] x) => (float[2] s, float[2,8] p) {\n  s = ReduceSum<keepdims=0>(x)\n  p = Sigmoid(x)\n}"
+    text = HEADER + ("g (float[2,8] x) => (float[2] s, float[2,8] p)"
+                     " {\n  s = ReduceSum<keepdims=0>(x)\n  p = Sigmoid(x)\n}")
     model = model_from_text(text)
     _half(model, block_list={"Sigmoid"})
     assert _node_types(model, "Sigmoid") == ([FLOAT], [FLOAT])
@@ -143,7 +144,8 @@ def test_subgraphs_compute_in_half_with_outer_scope_weights(model_from_text, run
         assert [v.elem_type for v in matmul.inputs] == [FP16, FP16]
     assert model.graph.initializers["w"].const_value.elem_type == FP16
     for flag in (True, False):
-        _check_numerics(original, model, run_ort, {"c": np.array(flag), "x": rng.standard_normal((2, 4)).astype(np.float32)})
+        feeds = {"c": np.array(flag), "x": rng.standard_normal((2, 4)).astype(np.float32)}
+        _check_numerics(original, model, run_ort, feeds)
 
 
 def test_external_data_models_convert_and_reload(model_from_text, run_ort, tmp_path, rng):

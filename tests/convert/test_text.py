@@ -52,8 +52,9 @@ def test_text_written_inline_when_asked(tmp_path, rng):
 
 
 def test_text_without_large_tensors_writes_no_data_file(tmp_path):
-    model = onnxgraph.load(onnx.parser.parse_model(
-        '<ir_version: 10, opset_import: ["" : 21]>\ng (float[2] x) => (float[2] y) <float[1] b = {1}> { y = Add(x, b) }'))
+    text = ('<ir_version: 10, opset_import: ["" : 21]>\n'
+            "g (float[2] x) => (float[2] y) <float[1] b = {1}> { y = Add(x, b) }")
+    model = onnxgraph.load(onnx.parser.parse_model(text))
     onnxgraph.save(model, tmp_path / "small.onnxtxt")
     assert sorted(os.listdir(tmp_path)) == ["small.onnxtxt"]
 
