@@ -51,15 +51,21 @@ def convert(model: str, output: str, opset: int | None, ir_version: int | None, 
         op.strip() for op in op_block_list.split(",") if op.strip())
     options = ConvertOptions(opset=opset, ir_version=ir_version, target_ort=target_ort, precision=precision,
                              keep_io_types=keep_io_types, block_list=block_list)
-    converted, report = convert_model(onnxgraph.load(model), options)
+    from rich.console import Console
+
+    status = Console(stderr=True).status
+    with status("converting"):
+        converted, report = convert_model(onnxgraph.load(model), options)
     for line in report.warnings:
         click.echo(f"warning: {line}", err=True)
     verification = None
     if verify and (precision or report.opset != report.source_opset):
-        verification = _verify(onnxgraph.load(model), converted, report, shapes)
+        with status("verifying against the original"):
+            verification = _verify(onnxgraph.load(model), converted, report, shapes)
     layout = "auto" if external_data else False if inline_data else None
-    onnxgraph.save(converted, output, external_data=layout,
-                   size_threshold=1024 if size_threshold is None else size_threshold)
+    with status(f"writing {output}"):
+        onnxgraph.save(converted, output, external_data=layout,
+                       size_threshold=1024 if size_threshold is None else size_threshold)
     if as_json:
         data = report.to_json() | {"output": output}
         if verification is not None:

@@ -69,7 +69,10 @@ def _probe(node: Node, source: int, target: int) -> str | None:
         if attr.subgraphs() or attr.ref_attr_name:
             continue  # bodies are converted with the main graph; the probe checks the node itself
         attrs[name] = attr.value.to_proto() if hasattr(attr.value, "to_proto") else attr.value
-    proto_node = helper.make_node(node.op_type, names_in, [f"out{i}" for i in range(len(node.outputs))], **attrs)
+    try:
+        proto_node = helper.make_node(node.op_type, names_in, [f"out{i}" for i in range(len(node.outputs))], **attrs)
+    except (TypeError, ValueError):
+        return None  # an attribute the probe cannot rebuild: the whole-model conversion will judge the node
     graph = helper.make_graph(
         [proto_node], "probe",
         [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names_in if n],
