@@ -186,6 +186,3 @@ def node_cost(node: Node) -> Cost | None:
         return None
 
 
-COUNTED_OPS = frozenset(_RULES)
-"""Op types with a FLOP formula (others count as zero)."""
-

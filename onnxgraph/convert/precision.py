@@ -5,8 +5,8 @@ reached). Each float32 input of a node is given the type the node should read:
 
 * half, when the node is not blocked and its ONNX schema accepts half precision at that input;
 * float32 otherwise: blocked ops (see :data:`DEFAULT_BLOCK_LIST`), other domains, inputs the schema
-  fixes to float32 (such as Resize's scales), and nodes that hold subgraphs (their bodies are
-  converted inside, with float32 at the body's boundary).
+  fixes to float32 (such as Resize's scales), nodes that read a value of unknown type, and nodes that
+  hold subgraphs (their bodies are converted inside, with float32 at the body's boundary).
 
 A value of the wrong type is converted once and shared by all its readers: initializers and Constant
 nodes get a converted copy (values beyond the half range clamped, with a warning); other values get
@@ -112,15 +112,16 @@ class _HalfConverter:
             return None
 
     def _computes_in_half(self, node: Node) -> bool:
-        return node.op_type not in self.block_list and not node.subgraphs() and self._schema(node) is not None
+        if node.op_type in self.block_list or node.subgraphs() or self._schema(node) is None:
+            return False
+        # An input of unknown type (say, from another domain's op) may be float32: keep the node as it is.
+        return all(v is None or v.elem_type is not None for v in node.inputs)
 
     def _formal_input(self, schema: defs.OpSchema, index: int) -> defs.OpSchema.FormalParameter:
         return schema.inputs[min(index, len(schema.inputs) - 1)]
 
-    def _accepts_half(self, schema: defs.OpSchema, formal) -> bool:
-        allowed = set(formal.types)
-        name = f"tensor({onnx.TensorProto.DataType.Name(self.half).lower()})"
-        return name in allowed
+    def _accepts_half(self, formal: defs.OpSchema.FormalParameter) -> bool:
+        return f"tensor({onnx.TensorProto.DataType.Name(self.half).lower()})" in formal.types
 
     def wants_half(self, node: Node, index: int) -> bool:
         """Whether ``node`` should read its float input ``index`` in half precision."""
@@ -129,7 +130,7 @@ class _HalfConverter:
         if not self._computes_in_half(node):
             return False
         schema = self._schema(node)
-        return bool(schema.inputs) and self._accepts_half(schema, self._formal_input(schema, index))
+        return bool(schema.inputs) and self._accepts_half(self._formal_input(schema, index))
 
     # -- conversions ----------------------------------------------------------------------------
     def as_type(self, value: Value, elem_type: int, graph: Graph, anchor: Node | None) -> Value:
@@ -237,7 +238,7 @@ class _HalfConverter:
         for j, out in enumerate(node.outputs):
             if id(out) in self.was_float:
                 formal = schema.outputs[min(j, len(schema.outputs) - 1)]
-                if formal.type_str in half_params and self._accepts_half(schema, formal):
+                if formal.type_str in half_params and self._accepts_half(formal):
                     _retype(out, self.half)
 
     def _cast_node(self, node: Node) -> None:

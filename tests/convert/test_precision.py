@@ -183,6 +183,18 @@ def test_verification_catches_what_half_precision_changes(model_from_text):
     assert not result.passed and result.engine == "onnxruntime"
 
 
+def test_nodes_reading_values_of_unknown_type_stay_float32(model_from_text):
+    text = ('<ir_version: 10, opset_import: ["" : 21, "custom" : 1]>\n'
+            "g (float[4] x) => (float[4] y, float[4] z) <float[4] w = {1, 2, 3, 4}>"
+            " {\n  h = custom.Foo(x)\n  y = Add(h, w)\n  z = Mul(x, w)\n}")
+    model = model_from_text(text)
+    _half(model, keep_io_types=True)
+    assert _node_types(model, "Foo") == ([FLOAT], [None])  # another domain: fed float32 as before
+    assert _node_types(model, "Add")[0] == [None, FLOAT]  # h's type is unknown: Add keeps float32
+    assert _node_types(model, "Mul")[0] == [FP16, FP16]  # the rest still computes in half
+    onnx.checker.check_model(model.to_proto())
+
+
 def test_rejects_other_target_types(model_from_text):
     with pytest.raises(ValueError, match="FLOAT16 or BFLOAT16"):
         to_half(model_from_text(HEADER + "g (float[1] x) => (float[1] y) { y = Relu(x) }"), FLOAT)
