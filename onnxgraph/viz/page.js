@@ -12,8 +12,9 @@
   const clusterById = new Map(data.clusters.map((c) => [c.id, c]));
   const collapsed = new Set(data.collapse_blocks ? data.blocks.map((b) => b.id) : []);
   const values = data.nodes.filter((n) => n.value !== null).map((n) => n.value);
-  const low = values.length ? Math.min(...values) : 0;
-  const high = values.length ? Math.max(...values) : 0;
+  // reduce, not Math.min(...): spreading a very large array overflows the call stack
+  const low = values.reduce((a, b) => Math.min(a, b), values.length ? values[0] : 0);
+  const high = values.reduce((a, b) => Math.max(a, b), values.length ? values[0] : 0);
   const STOPS = [[0, [49, 130, 189]], [0.5, [255, 237, 111]], [1, [222, 45, 38]]];
   const NODE_H = 38, GAP_X = 26, GAP_Y = 56;
   let tx = 0, ty = 0, k = 1;
@@ -115,10 +116,13 @@
 
   function frame(group, cls, members, label, pad, onClick) {
     if (!members.length) return;
-    const x0 = Math.min(...members.map((b) => b.x - b.w / 2)) - pad;
-    const x1 = Math.max(...members.map((b) => b.x + b.w / 2)) + pad;
-    const y0 = Math.min(...members.map((b) => b.y - b.h / 2)) - pad - 10;
-    const y1 = Math.max(...members.map((b) => b.y + b.h / 2)) + pad;
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (const b of members) {
+      x0 = Math.min(x0, b.x - b.w / 2 - pad);
+      x1 = Math.max(x1, b.x + b.w / 2 + pad);
+      y0 = Math.min(y0, b.y - b.h / 2 - pad - 10);
+      y1 = Math.max(y1, b.y + b.h / 2 + pad);
+    }
     const g = el("g", { class: cls }, group);
     el("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0 }, g);
     const text = el("text", { x: x0 + 6, y: y0 + 11 }, g);
