@@ -93,6 +93,9 @@ def _ir_version(model: Model, opset: int, explicit: int | None, cap: int | None)
     needed = max(versions.min_ir_for_opset(opset), versions.min_ir_for_types(_elem_types(model)),
                  8 if model.functions else 3)
     if explicit is not None:
+        if explicit > onnx.IR_VERSION:
+            raise ConversionError(f"IR version {explicit} is newer than onnx {onnx.__version__} knows "
+                                  f"({onnx.IR_VERSION})")
         chosen = explicit
     else:
         chosen = max(model.ir_version, needed)

@@ -160,6 +160,7 @@ def test_verification_failure_exits_1_and_writes_nothing(tmp_path):
         (["--opset", "21", "--target-ort", "1.14"], "newer than onnxruntime 1.14"),
         (["--opset", "99"], "out of range"),
         (["--ir-version", "3"], "IR version 3 is too old"),
+        (["--ir-version", "99"], "IR version 99 is newer than onnx"),
         (["--external-data", "--inline-data"], "exclude each other"),
         (["--keep-io-types"], "need --fp16 or --bf16"),
         (["--size-threshold", "10"], "needs --external-data"),
