@@ -8,14 +8,14 @@ from onnxgraph.errors import OnnxGraphError
 
 ORT_SUPPORT: dict[tuple[int, int], tuple[int, int]] = {
     # onnxruntime (major, minor) -> (highest IR version, highest ai.onnx opset) it loads.
-    # From onnxruntime's docs/Versioning.md compatibility matrix, except 1.31 (measured on the
-    # installed onnxruntime-gpu 1.31.1: IR 14 and opset 27 are refused; tests/convert checks it).
+    # After onnxruntime's docs/Versioning.md compatibility matrix (the ONNX release each runtime was
+    # built with; its IR version from onnx's own version table), except 1.31: measured on the
+    # installed onnxruntime-gpu 1.31.1 (IR 14 and opset 27 are refused; tests/convert checks it).
     (1, 0): (6, 11),
-    (1, 3): (6, 12),
+    (1, 3): (7, 12),
     (1, 6): (7, 13),
     (1, 8): (7, 14),
-    (1, 9): (7, 15),
-    (1, 10): (8, 15),
+    (1, 9): (8, 15),
     (1, 11): (8, 16),
     (1, 12): (8, 17),
     (1, 14): (8, 18),

@@ -30,6 +30,11 @@ def test_table_never_goes_backwards():
         assert newer[0] >= older[0] and newer[1] >= older[1]
 
 
+def test_table_agrees_with_onnx_on_which_ir_version_each_opset_needs():
+    for release, (max_ir, max_opset) in versions.ORT_SUPPORT.items():
+        assert versions.min_ir_for_opset(max_opset) <= max_ir, release
+
+
 def test_installed_onnxruntime_loads_exactly_its_table_entry():
     installed = versions.parse_version(onnxruntime.__version__)
     if installed not in versions.ORT_SUPPORT:
