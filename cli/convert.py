@@ -131,8 +131,11 @@ def _render(output: str, report, verification) -> None:
 
     console = Console()
     console.print(f"[bold]wrote[/] {escape(output)}")
-    console.print(f"  opset {report.source_opset} -> {report.opset}, IR version "
-                  f"{report.source_ir_version} -> {report.ir_version}")
+    def change(a: int, b: int) -> str:
+        return f"{a} -> {b}" if a != b else f"{a} (unchanged)"
+
+    console.print(f"  opset {change(report.source_opset, report.opset)}, "
+                  f"IR version {change(report.source_ir_version, report.ir_version)}")
     if report.opset_report and report.opset_report.rewritten:
         console.print("  rewritten: " + ", ".join(f"{op} x{n}" for op, n in report.opset_report.rewritten.items()))
     half = report.half_report
