@@ -195,6 +195,28 @@ def test_nodes_reading_values_of_unknown_type_stay_float32(model_from_text):
     onnx.checker.check_model(model.to_proto())
 
 
+def test_constant_nodes_are_converted_in_place_of_the_original(model_from_text):
+    text = HEADER + ("g (float[3] x) => (float[3] y) {\n  c = Constant<value = float[3] {0.5, 1e6, -2}>()\n"
+                     "  y = Mul(x, c)\n}")
+    model = model_from_text(text)
+    report = _half(model, keep_io_types=True)
+    constants = [n for n in model.graph if n.op_type == "Constant"]
+    assert len(constants) == 1  # the float32 original is gone
+    np.testing.assert_array_equal(constants[0].attr("value").numpy(), np.float16([0.5, 65504, -2]))
+    assert report.clamped == {"c": 1}
+
+
+def test_weight_read_by_half_and_float32_ops_is_kept_in_both(model_from_text, run_ort, rng):
+    text = HEADER + ("g (float[2,4] x) => (float[2,4] y, float[] s) <float[4] w = {1, 2, 3, 4}>"
+                     " {\n  y = Mul(x, w)\n  s = ReduceSum<keepdims=0>(w)\n}")
+    original, model = model_from_text(text), model_from_text(text)
+    _half(model, keep_io_types=True)
+    types = {name: v.const_value.elem_type for name, v in model.graph.initializers.items()}
+    assert types == {"w": FLOAT, "w_float16": FP16}
+    assert _node_types(model, "Mul")[0] == [FP16, FP16] and _node_types(model, "ReduceSum")[0] == [FLOAT]
+    _check_numerics(original, model, run_ort, {"x": rng.standard_normal((2, 4)).astype(np.float32)})
+
+
 def test_rejects_other_target_types(model_from_text):
     with pytest.raises(ValueError, match="FLOAT16 or BFLOAT16"):
         to_half(model_from_text(HEADER + "g (float[1] x) => (float[1] y) { y = Relu(x) }"), FLOAT)
