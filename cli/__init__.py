@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 
 import click
-
 from onnxgraph.cli.bench import bench
+from onnxgraph.cli.convert import convert
 from onnxgraph.cli.errors import CommandGroup
 from onnxgraph.cli.info import info
+from onnxgraph.cli.viz import viz
 
 
 @click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,6 +27,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 cli.add_command(info)
 cli.add_command(bench)
+cli.add_command(convert)
+cli.add_command(viz)
 
 
 def main() -> None:

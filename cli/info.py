@@ -1,34 +1,77 @@
-"""``onnxgraph info``: what a model is made of."""
+"""``onnxgraph info``: what a model is made of, what it costs, and how two models differ."""
 
 from __future__ import annotations
 
 import json
 
 import click
-from onnxgraph.cli.options import json_flag, model_argument
+from onnxgraph.cli.errors import BadInput
+from onnxgraph.cli.options import input_shape_option, json_flag, parse_input_shapes
 
 
 @click.command()
-@model_argument
+@click.argument("models", nargs=-1, required=True, metavar="MODEL [MODEL_B]")
+@click.option("--diff", "show_diff", is_flag=True, help="Compare two models: ops, parameters, FLOPs, interface.")
+@click.option("--top", type=click.IntRange(0), default=10, show_default=True, help="Heaviest nodes to list.")
+@input_shape_option
 @json_flag
-def info(model: str, as_json: bool) -> None:
-    """Show a model's opsets, interface, op counts, parameters, external data and functions."""
+def info(models: tuple[str, ...], show_diff: bool, top: int, input_shapes: tuple[str, ...], as_json: bool) -> None:
+    """Show a model's opsets, interface, op counts, parameters, FLOPs, activation memory and functions.
+
+    Symbolic input dimensions count as 1 unless --input-shape fixes them. With --diff and two models,
+    show what differs between them.
+    """
+    from onnxgraph.inspection import diff
+
+    shapes = parse_input_shapes(input_shapes)
+    if show_diff and len(models) != 2:
+        raise BadInput("--diff compares exactly two models")
+    if not show_diff and len(models) != 1:
+        raise BadInput("give one model (or two with --diff)")
     import onnxgraph
-    from onnxgraph.inspection import summarize
 
-    summary = summarize(onnxgraph.load(model), model)
+    loaded = [onnxgraph.load(path) for path in models]
+    if show_diff:  # each model takes the --input-shape entries that name its inputs
+        known = {v.name for m in loaded for v in m.graph.inputs}
+        unknown = sorted(set(shapes) - known)
+        if unknown:
+            raise BadInput(f"--input-shape: neither model has an input named '{unknown[0]}'")
+    reports = [_report(m, path, shapes, top, strict=not show_diff) for m, path in zip(loaded, models)]
+    data = diff(*reports) if show_diff else reports[0]
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps(data, indent=2))
+    elif show_diff:
+        _render_diff(data)
     else:
-        _render(summary)
+        _render(data)
 
 
-def _human_bytes(n: int) -> str:
+def _report(model, path: str, shapes: dict[str, list[int]], top: int, strict: bool) -> dict:
+    from onnxgraph.inspection import analyze, summarize
+
+    summary = summarize(model, path)  # before analyze: the interface as declared, not as inferred
+    if not strict:
+        names = {v.name for v in model.graph.inputs}
+        shapes = {k: v for k, v in shapes.items() if k in names}
+    return summary | analyze(model, shapes, top)
+
+
+def _human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+def _human_count(n: float | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000 or unit == "T":
+            return f"{n:.0f}" if unit == "" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n:.2f} T"
 
 
 def _render(s: dict) -> None:
@@ -39,7 +82,7 @@ def _render(s: dict) -> None:
     console = Console()
     opsets = ", ".join(f"{d} {v}" for d, v in s["opset_imports"].items())
     producer = " ".join(x for x in (s["producer"]["name"], s["producer"]["version"]) if x) or "-"
-    params = s["parameters"]
+    params, compute, memory = s["parameters"], s["compute"], s["activations"]
     head = Table.grid(padding=(0, 2))
     head.add_row("[bold]model[/]", escape(str(s["path"])))
     head.add_row("[bold]IR version[/]", str(s["ir_version"]))
@@ -50,6 +93,15 @@ def _render(s: dict) -> None:
         "[bold]parameters[/]",
         f"{params['elements']:,} in {params['initializers']} initializers ({_human_bytes(params['bytes'])})",
     )
+    unknown = f", {compute['nodes_unknown']} nodes with unknown shapes" if compute["nodes_unknown"] else ""
+    head.add_row("[bold]compute[/]", f"{_human_count(compute['flops'])}FLOPs, "
+                                     f"{_human_count(compute['macs'])}MACs{unknown}")
+    head.add_row("[bold]activations[/]", f"{_human_bytes(memory['total_bytes'])} in all, "
+                                         f"{_human_bytes(memory['peak_bytes'])} at peak")
+    assumed = s["shapes"]["assumed"]
+    if assumed:
+        text = ", ".join(f"{k}=" + ",".join(map(str, v)) for k, v in assumed.items())
+        head.add_row("[bold]assumed[/]", escape(text) + " (symbolic dims as 1; fix with --input-shape)")
     console.print(head)
 
     io = Table(title="inputs and outputs", title_justify="left")
@@ -63,9 +115,21 @@ def _render(s: dict) -> None:
     ops = Table(title="operators", title_justify="left")
     ops.add_column("op type")
     ops.add_column("count", justify="right")
+    ops.add_column("FLOPs", justify="right")
     for op, n in s["nodes"]["by_op_type"].items():
-        ops.add_row(escape(op), str(n))
+        ops.add_row(escape(op), str(n), _human_count(compute["by_op_type"].get(op.split("::")[-1], 0)))
     console.print(ops)
+
+    if s["top_nodes"]:
+        heavy = Table(title="heaviest nodes", title_justify="left")
+        for column, justify in (("node", "left"), ("op type", "left"), ("FLOPs", "right"), ("share", "right"),
+                                ("output", "left")):
+            heavy.add_column(column, justify=justify)
+        for n in s["top_nodes"]:
+            share = f"{100 * n['flops'] / compute['flops']:.1f}%" if compute["flops"] else "-"
+            heavy.add_row(escape(n["name"] or "-"), escape(n["op_type"]), _human_count(n["flops"]), share,
+                          escape(", ".join(n["outputs"])))
+        console.print(heavy)
 
     if s["external_data"]:
         ext = Table(title="external data", title_justify="left")
@@ -81,3 +145,39 @@ def _render(s: dict) -> None:
         for f in s["functions"]:
             fn.add_row(escape(f["domain"]), escape(f["name"]), str(f["nodes"]))
         console.print(fn)
+
+
+def _render_diff(d: dict) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{escape(str(d['a']))} (a) vs {escape(str(d['b']))} (b)", title_justify="left")
+    for column, justify in (("", "left"), ("a", "right"), ("b", "right"), ("b - a", "right")):
+        table.add_column(column, justify=justify)
+    rows = [("IR version", *d["ir_version"], False), ("nodes", *d["nodes"], False),
+            ("parameters", *d["parameters"]["elements"], True), ("parameter bytes", *d["parameters"]["bytes"], True),
+            ("FLOPs", *d["flops"], True), ("MACs", *d["macs"], True)]
+    for label, a, b, human in rows:
+        fmt = _human_count if human else str
+        table.add_row(label, fmt(a), fmt(b), fmt(b - a) if a != b else "")
+    console.print(table)
+    if d["ops"]:
+        ops = Table(title="op counts that differ", title_justify="left")
+        for column in ("op type", "a", "b"):
+            ops.add_column(column, justify="left" if column == "op type" else "right")
+        for op, (a, b) in d["ops"].items():
+            ops.add_row(escape(op), str(a), str(b))
+        console.print(ops)
+    for kind in ("opset_imports", "inputs", "outputs"):
+        change = d[kind]
+        for name in change["added"]:
+            console.print(f"{kind}: [green]+ {escape(str(name))}[/] (only in b)")
+        for name in change["removed"]:
+            console.print(f"{kind}: [red]- {escape(str(name))}[/] (only in a)")
+        for c in change["changed"]:
+            console.print(f"{kind}: {escape(str(c['name']))}: {escape(str(c['a']))} -> {escape(str(c['b']))}")
+    if not (d["ops"] or any(d[k]["added"] or d[k]["removed"] or d[k]["changed"]
+                            for k in ("opset_imports", "inputs", "outputs"))):
+        console.print("same ops, opsets and interface")

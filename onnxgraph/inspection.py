@@ -79,3 +79,126 @@ def summarize(model: Model, path: str | None = None) -> dict[str, Any]:
         ],
         "metadata": dict(model.metadata_props),
     }
+
+
+def _value_bytes(value: Value) -> int | None:
+    dims = value.shape
+    if value.elem_type is None or dims is None or not all(isinstance(d, int) for d in dims):
+        return None
+    return types.storage_bytes(value.elem_type, math.prod(dims))
+
+
+def _assumed_shapes(model: Model, input_shapes: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Shapes for inputs with symbolic or unknown dimensions that ``input_shapes`` leaves open (1 each)."""
+    assumed = {}
+    for value in model.graph.inputs:
+        if value.name in input_shapes or value.name in model.graph.initializers or value.shape is None:
+            continue
+        if not all(isinstance(d, int) for d in value.shape):
+            assumed[value.name] = [d if isinstance(d, int) else 1 for d in value.shape]
+    return assumed
+
+
+def activation_memory(model: Model) -> dict[str, int]:
+    """Bytes of the main graph's intermediate values: all of them, and the most alive at once.
+
+    The peak walks the nodes in topological order; a value lives from its producer to its last
+    reader (graph outputs to the end). Values inside subgraphs count in the total only.
+    """
+    graph = model.graph
+    order = graph.topological_order()
+    position = {id(n): i for i, n in enumerate(order)}
+    last_use: dict[int, int] = {}
+    sizes: dict[int, int] = {}
+    unknown = total = 0
+    for g in graph.all_graphs():
+        for node in g:
+            for value in node.outputs:
+                size = _value_bytes(value)
+                if size is None:
+                    unknown += bool(value.name)
+                    continue
+                total += size
+                if g is graph:
+                    sizes[id(value)] = size
+                    readers = [position.get(id(r), len(order)) for r in value.consumers()]
+                    end = len(order) if value.is_graph_output() else max(readers, default=position[id(node)])
+                    last_use[id(value)] = end
+    live = peak = 0
+    dying: dict[int, int] = {}
+    for i, node in enumerate(order):
+        for value in node.outputs:
+            if id(value) in sizes:
+                live += sizes[id(value)]
+                dying[last_use[id(value)]] = dying.get(last_use[id(value)], 0) + sizes[id(value)]
+        peak = max(peak, live)
+        live -= dying.pop(i, 0)
+    return {"total_bytes": total, "peak_bytes": peak, "unknown_values": unknown}
+
+
+def analyze(model: Model, input_shapes: dict[str, list[int]] | None = None, top: int = 10) -> dict[str, Any]:
+    """Shapes from inference, FLOPs and MACs per node and in total, activation memory, heaviest nodes.
+
+    Symbolic input dimensions that ``input_shapes`` does not fix are taken as 1 (reported under
+    ``shapes.assumed``). The model is changed in place (its values gain inferred types).
+    """
+    from onnxgraph.flops import node_cost
+    from onnxgraph.shape_inference import infer_shapes
+
+    fixed = dict(input_shapes or {})
+    assumed = _assumed_shapes(model, fixed)
+    infer_shapes(model, {**assumed, **fixed})
+    per_node = []
+    by_op: Counter[str] = Counter()
+    flops = macs = unknown = 0
+    for node in model.graph.all_nodes():
+        cost = node_cost(node)
+        if cost is None:
+            unknown += 1
+        else:
+            flops += cost.flops
+            macs += cost.macs
+            by_op[node.op_type] += cost.flops
+        per_node.append({
+            "name": node.name,
+            "op_type": node.op_type,
+            "flops": None if cost is None else cost.flops,
+            "macs": None if cost is None else cost.macs,
+            "outputs": [types.describe_type(v.type) for v in node.outputs],
+        })
+    heaviest = sorted((n for n in per_node if n["flops"]), key=lambda n: -n["flops"])[:top]
+    return {
+        "shapes": {"fixed": fixed, "assumed": assumed},
+        "compute": {"flops": flops, "macs": macs, "nodes_unknown": unknown,
+                    "by_op_type": {op: n for op, n in by_op.most_common() if n}},
+        "activations": activation_memory(model),
+        "top_nodes": heaviest,
+        "per_node": per_node,
+    }
+
+
+def _changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "added": sorted(set(b) - set(a)),
+        "removed": sorted(set(a) - set(b)),
+        "changed": [{"name": k, "a": a[k], "b": b[k]} for k in sorted(set(a) & set(b)) if a[k] != b[k]],
+    }
+
+
+def diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """What differs between two ``summarize`` + ``analyze`` results (``a`` first, ``b`` second)."""
+    ops_a, ops_b = a["nodes"]["by_op_type"], b["nodes"]["by_op_type"]
+    return {
+        "a": a["path"],
+        "b": b["path"],
+        "ir_version": [a["ir_version"], b["ir_version"]],
+        "opset_imports": _changes(a["opset_imports"], b["opset_imports"]),
+        "ops": {op: [ops_a.get(op, 0), ops_b.get(op, 0)] for op in sorted(set(ops_a) | set(ops_b))
+                if ops_a.get(op, 0) != ops_b.get(op, 0)},
+        "nodes": [a["nodes"]["total"], b["nodes"]["total"]],
+        "parameters": {k: [a["parameters"][k], b["parameters"][k]] for k in a["parameters"]},
+        "flops": [a["compute"]["flops"], b["compute"]["flops"]],
+        "macs": [a["compute"]["macs"], b["compute"]["macs"]],
+        "inputs": _changes({v["name"]: v["type"] for v in a["inputs"]}, {v["name"]: v["type"] for v in b["inputs"]}),
+        "outputs": _changes({v["name"]: v["type"] for v in a["outputs"]}, {v["name"]: v["type"] for v in b["outputs"]}),
+    }

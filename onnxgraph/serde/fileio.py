@@ -13,6 +13,7 @@ from onnxgraph.model import Model
 from onnxgraph.serde.exporter import export_model
 from onnxgraph.serde.external import ExternalDataWriter
 from onnxgraph.serde.importer import import_model
+from onnxgraph.serde.text import is_text_path, parse_text, print_text
 
 PROTOBUF_LIMIT = 2**31 - 1
 """Protobuf refuses to serialize messages of 2 GiB or more."""
@@ -49,7 +50,7 @@ def load(source: str | os.PathLike | bytes | onnx.ModelProto, *, base_dir: str |
     """Load a model from a file path, serialized bytes, or a ModelProto.
 
     Tensor data is not read: inline data is wrapped lazily and external data is memory-mapped on
-    first access.
+    first access. A path ending in ``.onnxtxt`` is read as ONNX text (onnx.parser).
 
     Args:
         source: the model.
@@ -67,7 +68,8 @@ def load(source: str | os.PathLike | bytes | onnx.ModelProto, *, base_dir: str |
     if isinstance(source, bytes | bytearray | memoryview):
         return import_model(_parse(bytes(source), "<bytes>"), source="<bytes>", base_dir=base_dir)
     path = os.fspath(source)
-    proto = _parse(_read_bytes(path), path)
+    data = _read_bytes(path)
+    proto = parse_text(data, path) if is_text_path(path) else _parse(data, path)
     folder = base_dir if base_dir is not None else os.path.dirname(os.path.abspath(path))
     return import_model(proto, source=path, base_dir=folder)
 
@@ -95,23 +97,38 @@ def _has_external(model: Model) -> bool:
     return any(v.const_value.is_external for g in model.all_graphs() for v in g.initializers.values())
 
 
+def _has_tensor_over(model: Model, threshold: int) -> bool:
+    for graph in model.all_graphs():
+        if any(v.const_value.nbytes >= threshold for v in graph.initializers.values()):
+            return True
+    return any(
+        attr.type == onnx.AttributeProto.TENSOR and attr.value is not None and attr.value.nbytes >= threshold
+        for node in model.all_nodes()
+        for attr in node.attributes.values()
+    )
+
+
 def save(
     model: Model,
     path: str | os.PathLike,
     *,
-    external_data: str | None = None,
+    external_data: str | bool | None = None,
     size_threshold: int = 1024,
     ir_version: int | None = None,
 ) -> None:
     """Write ``model`` to ``path`` atomically (with its external-data file, if any).
 
+    A path ending in ``.onnxtxt`` is written as ONNX text (onnx.printer); tensors of at least
+    ``size_threshold`` bytes then go to ``<file>.data`` rather than into the text.
+
     Args:
         model: the model.
-        path: destination ``.onnx`` file.
+        path: destination ``.onnx`` (or ``.onnxtxt``) file.
         external_data: where tensor data goes.
             None: keep each tensor where it was (inline stays inline, external data goes to
             ``<file>.data``), switching to "auto" when the model would not fit a 2 GB protobuf.
             "auto": every tensor of at least ``size_threshold`` bytes goes to ``<file>.data``.
+            False: every tensor inline (ModelSaveError when that would exceed 2 GB).
             any other string: like "auto", into that file name (relative to the model's folder).
         size_threshold: smallest tensor, in bytes, written to external data.
         ir_version: the IR version to write (default: the model's own).
@@ -123,10 +140,18 @@ def save(
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ModelSaveError(f"{path}: folder '{folder}' does not exist")
+    text = is_text_path(path)
     too_big = _inline_bytes(model) + _HEADROOM >= PROTOBUF_LIMIT
+    if external_data is False and too_big:
+        raise ModelSaveError(f"{path}: the tensors do not fit in one 2 GB protobuf; keep external data")
+    if text and external_data is None:
+        external_data = "auto" if _has_tensor_over(model, size_threshold) else False
     keep_layout = external_data is None and not too_big
-    use_external = external_data is not None or too_big or _has_external(model)
-    location = external_data if external_data not in (None, "auto") else os.path.basename(path) + ".data"
+    use_external = external_data is not False and (external_data is not None or too_big or _has_external(model))
+    if use_external and not keep_layout and not _has_tensor_over(model, size_threshold):
+        use_external = False  # nothing would go to the data file
+    location = external_data if isinstance(external_data, str) and external_data != "auto" else (
+        os.path.basename(path) + ".data")
     if os.path.basename(location) != location:
         raise ModelSaveError(f"{path}: external data file '{location}' must be a plain file name")
     files = AtomicFileGroup()
@@ -138,7 +163,7 @@ def save(
                 proto = export_model(model, sink, ir_version=ir_version)
         else:
             proto = export_model(model, ir_version=ir_version)
-        payload = proto.SerializeToString()
+        payload = print_text(proto).encode("utf-8") if text else proto.SerializeToString()
         with files.open(path) as f:
             f.write(payload)
         files.commit()

@@ -8,6 +8,7 @@ meaningless: a reference to a value nobody defines, a value written twice, a cyc
 from __future__ import annotations
 
 import gc
+from collections.abc import Mapping
 
 import onnx
 
@@ -44,15 +45,20 @@ class _Scope:
 
 
 class _Importer:
-    def __init__(self, source: str, base_dir: str | None):
+    def __init__(self, source: str, base_dir: str | None, detached: Mapping[str, Tensor] | None = None):
         self.source = source
         self.base_dir = base_dir
+        self.detached = detached or {}
         self.files: dict[str, MappedFile] = {}
 
     # -- tensors --------------------------------------------------------------------------------
     def tensor(self, proto: onnx.TensorProto) -> Tensor:
         if proto.data_location != _EXTERNAL:
             return Tensor.from_proto(proto)
+        if self.detached:
+            location = next((e.value for e in proto.external_data if e.key == "location"), None)
+            if location in self.detached:
+                return self.detached[location]
         if self.base_dir is None:
             raise ModelLoadError(
                 self.source, f"tensor '{proto.name}' uses external data but the model's folder is unknown"
@@ -262,8 +268,17 @@ def _decode(raw: bytes) -> str | bytes:
         return raw
 
 
-def import_model(proto: onnx.ModelProto, *, source: str = "<model>", base_dir: str | None = None) -> Model:
+def import_model(
+    proto: onnx.ModelProto,
+    *,
+    source: str = "<model>",
+    base_dir: str | None = None,
+    detached: Mapping[str, Tensor] | None = None,
+) -> Model:
     """Build the IR of ``proto``; ``base_dir`` is where external-data files are looked up.
+
+    ``detached`` maps external-data locations to in-memory tensors that stand in for them (see
+    :mod:`onnxgraph.serde.detached`: proto-level tools run on a weightless copy of a model).
 
     Raises:
         ModelLoadError: the message is not a model, its external data cannot be found, or its
@@ -274,7 +289,7 @@ def import_model(proto: onnx.ModelProto, *, source: str = "<model>", base_dir: s
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _Importer(source, base_dir).model(proto)
+        return _Importer(source, base_dir, detached).model(proto)
     except GraphError as exc:
         raise ModelLoadError(source, str(exc)) from exc
     finally:

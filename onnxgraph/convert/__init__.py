@@ -1,0 +1,1 @@
+"""Model conversion: opset and IR version, onnxruntime targets, half precision, data layout."""
