@@ -1,0 +1,28 @@
+"""The pattern rewriter: rules made of a pattern, a check and a replacement.
+
+See docs/optimize-rules.md for the API and the rules that ship with onnxgraph.
+"""
+
+from __future__ import annotations
+
+from onnxgraph.optimizers.rewriter.matcher import Match, find_matches
+from onnxgraph.optimizers.rewriter.pattern import Pattern, PatternBuilder, Var
+from onnxgraph.optimizers.rewriter.rule import Failure, RewriteContext, RewriteRule, RewriteRuleSet, fail, remove_unused
+from onnxgraph.optimizers.rewriter.values import ValueReplacer, const_ints, const_value
+
+__all__ = [
+    "Failure",
+    "Match",
+    "Pattern",
+    "PatternBuilder",
+    "RewriteContext",
+    "RewriteRule",
+    "RewriteRuleSet",
+    "ValueReplacer",
+    "Var",
+    "const_ints",
+    "const_value",
+    "fail",
+    "find_matches",
+    "remove_unused",
+]

@@ -1,0 +1,211 @@
+"""Rewrite rules and rule sets: find a pattern, check it, build the replacement, splice it in.
+
+>>> def pattern(op, x, w, b):
+...     return op.Add(op.MatMul(x, w), b, _commute=True)
+>>> def check(ctx, x, w, b):
+...     return None if rank(x) == 2 else fail("x is not 2-D")           # doctest: +SKIP
+>>> def replacement(op, x, w, b):
+...     return op.Gemm(x, w, b)
+>>> rule = RewriteRule("matmul_add_to_gemm", pattern, replacement, check)
+
+A check is stateless: it returns None (accept), a dict of extra bindings for the replacement
+(accept), or :func:`fail` with the reason (reject; the next possible match is tried). The
+replacement receives an :class:`~onnxgraph.builder.OpBuilder` that inserts before the root node,
+and returns the value(s) that take the place of the root's outputs; matched nodes left without
+readers are removed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from onnxgraph.builder import OpBuilder
+from onnxgraph.graph import Graph
+from onnxgraph.model import Model
+from onnxgraph.node import Node
+from onnxgraph.value import Value
+from onnxgraph.optimizers.rewriter.matcher import Match, find_matches
+from onnxgraph.optimizers.rewriter.pattern import Pattern
+from onnxgraph.optimizers.rewriter.values import ValueReplacer
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a check rejected a match."""
+
+    reason: str
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def fail(reason: str) -> Failure:
+    """Reject a match, saying why (returned by checks)."""
+    return Failure(reason)
+
+
+@dataclass
+class RewriteContext:
+    """What checks and rule application see besides the bindings.
+
+    Attributes:
+        model: the model being rewritten.
+        match: the current match (graph, root, matched nodes).
+        replacer: replaces values while keeping graph interfaces intact.
+        in_function: the match lies in a function body (constants must be Constant nodes there).
+    """
+
+    model: Model
+    replacer: ValueReplacer
+    match: Match | None = None
+    in_function: bool = False
+
+
+Check = Callable[..., "dict[str, Any] | Failure | None"]
+
+
+class RewriteRule:
+    """One rewrite: a pattern, an optional check and a replacement.
+
+    Args:
+        name: the rule's name (statistics count rewrites under it).
+        pattern: ``pattern(op, *vars)`` building the pattern with a PatternBuilder.
+        replacement: ``replacement(op, **bindings)`` building the new value(s) with an OpBuilder.
+        check: ``check(ctx, **bindings)`` -> None, a dict of extra bindings, or a Failure.
+    """
+
+    def __init__(self, name: str, pattern: Callable[..., Any], replacement: Callable[..., Any], check: Check | None = None):
+        self.name = name
+        self.pattern = Pattern.from_function(pattern)
+        self.replacement = replacement
+        self.check = check
+        self.last_failure: Failure | None = None
+        """The reason the most recent attempt was rejected (diagnostics only, never read by rules)."""
+
+    @property
+    def root_op(self) -> tuple[str, str]:
+        return (self.pattern.root.domain, self.pattern.root.op_type)
+
+    def try_rewrite(self, ctx: RewriteContext, node: Node) -> bool:
+        """Rewrite the first acceptable match rooted at ``node``; return whether one was applied."""
+        for match in find_matches(self.pattern, node):
+            ctx.match = match
+            bindings = dict(match.bindings)
+            verdict = self.check(ctx, **bindings) if self.check is not None else None
+            if isinstance(verdict, Failure):
+                self.last_failure = verdict
+                continue
+            if verdict:
+                bindings.update(verdict)
+            if _apply(ctx, match, self.replacement, bindings):
+                return True
+        return False
+
+    def __repr__(self) -> str:
+        return f"RewriteRule({self.name!r})"
+
+
+class _TrackingBuilder(OpBuilder):
+    """An OpBuilder that remembers the initializers it created, so a refused rewrite can undo them."""
+
+    def __init__(self, graph: Graph, **kwargs: Any):
+        super().__init__(graph, **kwargs)
+        self.initializers: list[Value] = []
+
+    def const(self, data: Any, dtype: Any = None, *, name: str = "const") -> Value:
+        value = super().const(data, dtype, name=name)
+        if value.is_initializer():
+            self.initializers.append(value)
+        return value
+
+    def undo(self) -> None:
+        for node in reversed(self.created):
+            self.graph.remove(node, safe=False)
+        for value in self.initializers:
+            self.graph.remove_initializer(value.name)
+
+
+def _apply(ctx: RewriteContext, match: Match, replacement: Callable[..., Any], bindings: dict[str, Any]) -> bool:
+    graph, root = match.graph, match.root
+    op = _TrackingBuilder(graph, insert_before=root, constants_as_nodes=ctx.in_function)
+    result = replacement(op, **bindings)
+    new_values = result if isinstance(result, tuple) else (result,)
+    if len(new_values) != len(root.outputs) or not all(
+        ctx.replacer.can_replace(old, new) for old, new in zip(root.outputs, new_values, strict=True)
+    ):
+        op.undo()
+        return False
+    for old, new in zip(root.outputs, new_values, strict=True):
+        ctx.replacer.replace(old, new)
+    remove_unused(graph, list(match.nodes.values()))
+    return True
+
+
+def remove_unused(graph: Graph, nodes: list[Node]) -> None:
+    """Remove those of ``nodes`` (and only those) whose outputs nobody reads, until none is left."""
+    pending = [n for n in nodes if n.graph is graph]
+    progress = True
+    while pending and progress:
+        progress = False
+        for node in list(pending):
+            if all(not v.has_uses() and not v.is_graph_output() for v in node.outputs):
+                graph.remove(node)
+                pending.remove(node)
+                progress = True
+
+
+class RewriteRuleSet:
+    """Rules applied together: every node of every graph is offered to the rules rooted at its op.
+
+    Args:
+        rules: the rules, tried in order for each node.
+        max_sweeps: how many times to sweep each graph while rewrites keep happening.
+    """
+
+    def __init__(self, rules: Iterable[RewriteRule], *, max_sweeps: int = 4):
+        self.rules = list(rules)
+        self.max_sweeps = max_sweeps
+        self._by_op: dict[tuple[str, str], list[RewriteRule]] = {}
+        for rule in self.rules:
+            self._by_op.setdefault(rule.root_op, []).append(rule)
+
+    def __add__(self, other: RewriteRuleSet) -> RewriteRuleSet:
+        return RewriteRuleSet(self.rules + other.rules, max_sweeps=max(self.max_sweeps, other.max_sweeps))
+
+    def apply(self, model: Model) -> Counter[str]:
+        """Rewrite ``model`` in place (main graph, subgraphs, function bodies); count rewrites by rule."""
+        stats: Counter[str] = Counter()
+        ctx = RewriteContext(model, ValueReplacer(model))
+        function_bodies = {id(f.graph) for f in model.functions.values()}
+        for graph in list(model.all_graphs()):
+            if graph.parent_node is not None and graph.parent_node.graph is None:
+                continue  # its holder was rewritten away
+            ctx.in_function = id(graph.root) in function_bodies
+            for _ in range(self.max_sweeps):
+                applied = self._sweep(ctx, graph, stats)
+                if not applied:
+                    break
+            drop_stale_value_info(graph)
+        return stats
+
+    def _sweep(self, ctx: RewriteContext, graph: Graph, stats: Counter[str]) -> int:
+        applied = 0
+        for node in graph:
+            if node.graph is not graph:
+                continue
+            for rule in self._by_op.get((node.domain, node.op_type), ()):
+                if rule.try_rewrite(ctx, node):
+                    stats[rule.name] += 1
+                    applied += 1
+                    break
+        return applied
+
+
+def drop_stale_value_info(graph: Graph) -> None:
+    """Forget type annotations of values whose producer was removed."""
+    graph.value_info[:] = [
+        v for v in graph.value_info if v.producer() is None or v.producer().graph is not None
+    ]
