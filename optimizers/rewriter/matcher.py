@@ -51,13 +51,16 @@ def find_matches(pattern: Pattern, node: Node) -> Iterator[Match]:
 def _match_node(pn: NodePattern, node: Node, match: Match) -> Iterator[Match]:
     if node.op_type != pn.op_type or node.domain != pn.domain or node.graph is not match.graph:
         return
-    if len(node.outputs) != pn.num_outputs or not _attributes_match(pn, node):
+    if len(node.outputs) < pn.num_outputs or not _attributes_match(pn, node):
+        return
+    if any(v.has_uses() or v.is_graph_output() for v in node.outputs[pn.num_outputs :]):
         return
     inputs = list(node.inputs)
     while inputs and inputs[-1] is None:
         inputs.pop()
-    if len(inputs) != len(pn.inputs):
+    if len(inputs) > len(pn.inputs):
         return
+    inputs += [None] * (len(pn.inputs) - len(inputs))
     known = match.nodes.get(id(pn))
     if known is not None:
         if known is node:
@@ -86,7 +89,12 @@ def _match_inputs(patterns: list[ValuePattern | None], values: list[Value | None
 
 def _match_value(vp: ValuePattern | None, value: Value | None, match: Match) -> Iterator[Match]:
     if vp is None or value is None:
-        if vp is None and value is None:
+        if value is None and (vp is None or (isinstance(vp, Var) and vp.optional)):
+            if isinstance(vp, Var) and match.bindings.get(vp.name) is not None:
+                return
+            match = match.copy()
+            if isinstance(vp, Var):
+                match.bindings[vp.name] = None
             yield match
         return
     if isinstance(vp, Var):
@@ -125,7 +133,7 @@ def _intermediates_private(pattern: Pattern, match: Match) -> bool:
     for pn in pattern.nodes():
         if pn is pattern.root or pn.allow_other_uses:
             continue
-        for value in match.nodes[id(pn)].outputs:
+        for value in match.nodes[id(pn)].outputs[: pn.num_outputs]:
             if value.is_graph_output() or any(id(user) not in matched for user, _ in value.uses()):
                 return False
     return True

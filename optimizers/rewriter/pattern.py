@@ -10,7 +10,9 @@ checked). Reserved keywords: ``_domain``, ``_outputs`` (number of outputs; a tup
 above 1), ``_bind`` (bind the matched node under this name), ``_commute`` (match the two inputs of
 a binary op in either order) and ``_allow_other_uses`` (the node's outputs may also be read outside
 the match; the node is then kept after the rewrite). A plain number as an input matches a constant
-whose elements all equal it.
+whose elements all equal it. A pattern function parameter with a default of None is an optional
+variable: it matches an omitted optional input too. Outputs of a matched node that the pattern
+does not name must be unused.
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ class ValuePattern:
 
 @dataclass(eq=False)
 class Var(ValuePattern):
-    """A pattern variable: matches any value; all its occurrences must match the same value."""
+    """A pattern variable: matches any value; all its occurrences must match the same value.
+
+    An optional variable also matches an omitted input (and is then bound to None).
+    """
 
     name: str
+    optional: bool = False
 
 
 @dataclass(eq=False)
@@ -64,6 +70,10 @@ class NodePattern:
 
 class PatternBuilder:
     """The ``op`` a pattern function receives: ``op.Conv(x, w)`` records a :class:`NodePattern`."""
+
+    def op(self, op_type: str, *inputs: ValuePattern | float | None, **kwargs: Any):
+        """``op.op("Conv", x, w)`` is ``op.Conv(x, w)``, for op types chosen at run time."""
+        return getattr(self, op_type)(*inputs, **kwargs)
 
     def __getattr__(self, op_type: str) -> Callable[..., Any]:
         if op_type.startswith("_"):
@@ -111,9 +121,12 @@ class Pattern:
 
     @classmethod
     def from_function(cls, function: Callable[..., Any]) -> Pattern:
-        """Record ``function(op, *vars)``; it must return the output(s) of one node pattern."""
-        names = list(inspect.signature(function).parameters)[1:]
-        variables = [Var(name) for name in names]
+        """Record ``function(op, *vars)``; it must return the output(s) of one node pattern.
+
+        Parameters after ``op`` become variables; those with a default of None are optional.
+        """
+        parameters = list(inspect.signature(function).parameters.values())[1:]
+        variables = [Var(p.name, optional=p.default is None) for p in parameters]
         result = function(PatternBuilder(), *variables)
         outputs = result if isinstance(result, tuple) else (result,)
         if not outputs or not all(isinstance(o, NodeOutput) for o in outputs):

@@ -100,7 +100,7 @@ class RewriteRule:
                 continue
             if verdict:
                 bindings.update(verdict)
-            if _apply(ctx, match, self.replacement, bindings):
+            if _apply(ctx, match, self.pattern.root.num_outputs, self.replacement, bindings):
                 return True
         return False
 
@@ -128,20 +128,36 @@ class _TrackingBuilder(OpBuilder):
             self.graph.remove_initializer(value.name)
 
 
-def _apply(ctx: RewriteContext, match: Match, replacement: Callable[..., Any], bindings: dict[str, Any]) -> bool:
+def _apply(
+    ctx: RewriteContext, match: Match, num_outputs: int, replacement: Callable[..., Any], bindings: dict[str, Any]
+) -> bool:
     graph, root = match.graph, match.root
     op = _TrackingBuilder(graph, insert_before=root, constants_as_nodes=ctx.in_function)
     result = replacement(op, **bindings)
     new_values = result if isinstance(result, tuple) else (result,)
-    if len(new_values) != len(root.outputs) or not all(
-        ctx.replacer.can_replace(old, new) for old, new in zip(root.outputs, new_values, strict=True)
+    olds = root.outputs[:num_outputs]
+    if len(new_values) != num_outputs or not all(
+        ctx.replacer.can_replace(old, new) for old, new in zip(olds, new_values, strict=True)
     ):
         op.undo()
         return False
-    for old, new in zip(root.outputs, new_values, strict=True):
+    for old, new in zip(olds, new_values, strict=True):
         ctx.replacer.replace(old, new)
     remove_unused(graph, list(match.nodes.values()))
+    _drop_unused_constants(graph, [v for v in match.bindings.values() if isinstance(v, Value)])
     return True
+
+
+def _drop_unused_constants(graph: Graph, values: list[Value]) -> None:
+    """Remove initializers and Constant nodes of ``graph`` that the rewrite left without readers."""
+    for value in values:
+        if value.has_uses() or value.is_graph_output() or value.is_graph_input():
+            continue
+        if value.is_initializer() and graph.initializers.get(value.name) is value:
+            graph.remove_initializer(value.name)
+        producer = value.producer()
+        if producer is not None and producer.op_type == "Constant" and producer.graph is graph:
+            graph.remove(producer)
 
 
 def remove_unused(graph: Graph, nodes: list[Node]) -> None:
