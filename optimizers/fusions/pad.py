@@ -4,7 +4,8 @@ Only spatial axes may be padded, by non-negative amounts, and the consumer's ``a
 NOTSET. The padding value must be what the consumer pads with: 0 for Conv, -inf for MaxPool (its own
 padding never wins a max, while explicit zeros would). An AveragePool counts explicit zeros in its
 divisor, so it is only fused when its own padding is counted too (``count_include_pad=1``) or it
-has none, the result then counting every pad, and never with ``ceil_mode``.
+has none, the result then counting every pad, and never with ``ceil_mode``. Pooling pads must
+stay below the kernel size.
 """
 
 from __future__ import annotations
@@ -62,7 +63,11 @@ def _check_for(expected_value: float):
         if consumer.op_type == "AveragePool":
             if consumer.attr("ceil_mode", 0) or (any(own) and not consumer.attr("count_include_pad", 0)):
                 return fail("AveragePool would count pads differently")
-        return {"new_pads": [o + e for o, e in zip(own, extra, strict=True)]}
+        new_pads = [o + e for o, e in zip(own, extra, strict=True)]
+        kernel = consumer.attr("kernel_shape")
+        if consumer.op_type != "Conv" and (kernel is None or any(p >= kernel[i % spatial] for i, p in enumerate(new_pads))):
+            return fail("pooling pads must stay below the kernel size")
+        return {"new_pads": new_pads}
 
     return check
 

@@ -144,20 +144,20 @@ def _apply(
     for old, new in zip(olds, new_values, strict=True):
         ctx.replacer.replace(old, new)
     remove_unused(graph, list(match.nodes.values()))
-    _drop_unused_constants(graph, [v for v in match.bindings.values() if isinstance(v, Value)])
+    _drop_unused_constants([v for v in match.bindings.values() if isinstance(v, Value)])
     return True
 
 
-def _drop_unused_constants(graph: Graph, values: list[Value]) -> None:
-    """Remove initializers and Constant nodes of ``graph`` that the rewrite left without readers."""
+def _drop_unused_constants(values: list[Value]) -> None:
+    """Remove the initializers and Constant nodes among ``values`` that the rewrite left without readers."""
     for value in values:
         if value.has_uses() or value.is_graph_output() or value.is_graph_input():
             continue
-        if value.is_initializer() and graph.initializers.get(value.name) is value:
-            graph.remove_initializer(value.name)
-        producer = value.producer()
-        if producer is not None and producer.op_type == "Constant" and producer.graph is graph:
-            graph.remove(producer)
+        owner, producer = value.graph, value.producer()
+        if value.is_initializer() and owner is not None and owner.initializers.get(value.name) is value:
+            owner.remove_initializer(value.name)
+        elif producer is not None and producer.op_type == "Constant" and owner is not None:
+            owner.remove(producer)
 
 
 def remove_unused(graph: Graph, nodes: list[Node]) -> None:
