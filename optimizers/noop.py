@@ -115,8 +115,8 @@ class NoOpElimination(Pass):
                     break
 
     # -- helpers --------------------------------------------------------------------------------
-    def _forward(self, node: Node, value: Value | None) -> bool:
-        """Replace the node's first output with ``value`` and remove the node."""
+    def _forward(self, node: Node, value: Value | None, inner: Node | None = None) -> bool:
+        """Replace the node's first output with ``value``, remove the node, and ``inner`` if now unused."""
         out = node.outputs[0]
         if value is None or any(o.has_uses() or o.is_graph_output() for o in node.outputs[1:]):
             return False
@@ -125,6 +125,8 @@ class NoOpElimination(Pass):
             return False
         self._replacer.replace(out, value)
         node.graph.remove(node)
+        if inner is not None:
+            remove_unused(inner.graph, [inner])
         return True
 
     @staticmethod
@@ -231,7 +233,7 @@ class NoOpElimination(Pass):
         normal = (lambda axes: sorted(a % big_rank for a in axes)) if big_rank else sorted
         if normal(outer_axes) != normal(inner_axes):
             return False
-        return self._forward(node, x)
+        return self._forward(node, x, inner)
 
     def _try_expand(self, node: Node) -> bool:
         shape, target = node.inputs[0].shape, const_ints(node.inputs[1])
@@ -263,10 +265,7 @@ class NoOpElimination(Pass):
             return False
         if [inner_perm[i] for i in outer_perm] != list(range(len(outer_perm))):
             return False
-        if not self._forward(node, inner.inputs[0]):
-            return False
-        remove_unused(inner.graph, [inner])
-        return True
+        return self._forward(node, inner.inputs[0], inner)
 
     def _try_pad(self, node: Node) -> bool:
         pads = list(node.attr("pads")) if "pads" in node.attributes else None
