@@ -34,21 +34,47 @@ from collections.abc import Callable
 
 import numpy as np
 import onnx
-
-from onnxgraph.model import Model
-from onnxgraph.node import Node
 from onnxgraph.optimizers.base import Pass
 from onnxgraph.optimizers.rewriter.rule import drop_stale_value_info, remove_unused
 from onnxgraph.optimizers.rewriter.values import ValueReplacer, const_ints, const_value
+
+from onnxgraph.model import Model
+from onnxgraph.node import Node
 from onnxgraph.value import Value
 
 _T = onnx.TensorProto
 # (x's type, t1): casting x to t1 keeps every value exactly.
 _WIDENS: dict[int, frozenset[int]] = {
-    _T.BOOL: frozenset({_T.INT8, _T.INT16, _T.INT32, _T.INT64, _T.UINT8, _T.UINT16, _T.UINT32, _T.UINT64,
-                        _T.FLOAT16, _T.BFLOAT16, _T.FLOAT, _T.DOUBLE}),
+    _T.BOOL: frozenset(
+        {
+            _T.INT8,
+            _T.INT16,
+            _T.INT32,
+            _T.INT64,
+            _T.UINT8,
+            _T.UINT16,
+            _T.UINT32,
+            _T.UINT64,
+            _T.FLOAT16,
+            _T.BFLOAT16,
+            _T.FLOAT,
+            _T.DOUBLE,
+        }
+    ),
     _T.INT8: frozenset({_T.INT16, _T.INT32, _T.INT64, _T.FLOAT16, _T.FLOAT, _T.DOUBLE}),
-    _T.UINT8: frozenset({_T.INT16, _T.INT32, _T.INT64, _T.UINT16, _T.UINT32, _T.UINT64, _T.FLOAT16, _T.FLOAT, _T.DOUBLE}),
+    _T.UINT8: frozenset(
+        {
+            _T.INT16,
+            _T.INT32,
+            _T.INT64,
+            _T.UINT16,
+            _T.UINT32,
+            _T.UINT64,
+            _T.FLOAT16,
+            _T.FLOAT,
+            _T.DOUBLE,
+        }
+    ),
     _T.INT16: frozenset({_T.INT32, _T.INT64, _T.FLOAT, _T.DOUBLE}),
     _T.UINT16: frozenset({_T.INT32, _T.INT64, _T.UINT32, _T.UINT64, _T.FLOAT, _T.DOUBLE}),
     _T.INT32: frozenset({_T.INT64, _T.DOUBLE}),
@@ -73,10 +99,19 @@ class NoOpElimination(Pass):
             "Cast": [("cast", self._try_cast), ("cast_pair", self._try_cast_pair)],
             "Reshape": [("reshape", self._try_reshape), ("reshape_pair", self._try_reshape_pair)],
             "Flatten": [("flatten", self._try_flatten)],
-            "Squeeze": [("squeeze", self._try_squeeze), ("squeeze_unsqueeze_pair", self._try_squeeze_unsqueeze_pair)],
-            "Unsqueeze": [("unsqueeze", self._try_unsqueeze), ("squeeze_unsqueeze_pair", self._try_squeeze_unsqueeze_pair)],
+            "Squeeze": [
+                ("squeeze", self._try_squeeze),
+                ("squeeze_unsqueeze_pair", self._try_squeeze_unsqueeze_pair),
+            ],
+            "Unsqueeze": [
+                ("unsqueeze", self._try_unsqueeze),
+                ("squeeze_unsqueeze_pair", self._try_squeeze_unsqueeze_pair),
+            ],
             "Expand": [("expand", self._try_expand)],
-            "Transpose": [("transpose", self._try_transpose), ("transpose_pair", self._try_transpose_pair)],
+            "Transpose": [
+                ("transpose", self._try_transpose),
+                ("transpose_pair", self._try_transpose_pair),
+            ],
             "Pad": [("pad", self._try_pad)],
             "Slice": [("slice", self._try_slice)],
             "Split": [("split", self._try_split)],
@@ -90,7 +125,9 @@ class NoOpElimination(Pass):
     def run(self, model: Model) -> Counter[str]:
         stats: Counter[str] = Counter()
         self._replacer = ValueReplacer(model)
-        opsets = {id(f.graph): f.opset_imports or model.opset_imports for f in model.functions.values()}
+        opsets = {
+            id(f.graph): f.opset_imports or model.opset_imports for f in model.functions.values()
+        }
         for graph in list(model.all_graphs()):
             if graph.parent_node is not None and graph.parent_node.graph is None:
                 continue
@@ -151,7 +188,11 @@ class NoOpElimination(Pass):
         """The axes of a Squeeze/Unsqueeze (attribute before opset 13, input after); None if unknown."""
         if "axes" in node.attributes:
             return list(node.attr("axes"))
-        return const_ints(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else None
+        return (
+            const_ints(node.inputs[1])
+            if len(node.inputs) > 1 and node.inputs[1] is not None
+            else None
+        )
 
     # -- cases ----------------------------------------------------------------------------------
     def _try_identity(self, node: Node) -> bool:
@@ -201,7 +242,12 @@ class NoOpElimination(Pass):
 
     def _try_flatten(self, node: Node) -> bool:
         shape = node.inputs[0].shape
-        return shape is not None and len(shape) == 2 and node.attr("axis", 1) % 2 == 1 and self._forward(node, node.inputs[0])
+        return (
+            shape is not None
+            and len(shape) == 2
+            and node.attr("axis", 1) % 2 == 1
+            and self._forward(node, node.inputs[0])
+        )
 
     def _try_squeeze(self, node: Node) -> bool:
         shape = node.inputs[0].shape
@@ -254,7 +300,11 @@ class NoOpElimination(Pass):
 
     def _try_transpose(self, node: Node) -> bool:
         perm = self._perm(node)
-        return perm is not None and perm == list(range(len(perm))) and self._forward(node, node.inputs[0])
+        return (
+            perm is not None
+            and perm == list(range(len(perm)))
+            and self._forward(node, node.inputs[0])
+        )
 
     def _try_transpose_pair(self, node: Node) -> bool:
         inner = self._same_graph_producer(node, "Transpose")
@@ -281,7 +331,9 @@ class NoOpElimination(Pass):
             steps = None
         else:
             inputs = list(node.inputs) + [None] * (5 - len(node.inputs))
-            starts, ends, axes, steps = (const_ints(v) if v is not None else None for v in inputs[1:5])
+            starts, ends, axes, steps = (
+                const_ints(v) if v is not None else None for v in inputs[1:5]
+            )
             if starts is None or ends is None or (inputs[3] is not None and axes is None):
                 return False
             if inputs[4] is not None and steps is None:
@@ -314,7 +366,12 @@ class NoOpElimination(Pass):
             candidates.append((node.inputs[1], node.inputs[0]))
         for x, c in candidates:
             data = const_value(c)
-            if data is None or data.dtype.kind not in "iuf" or not data.size or not np.all(data == neutral):
+            if (
+                data is None
+                or data.dtype.kind not in "iuf"
+                or not data.size
+                or not np.all(data == neutral)
+            ):
                 continue
             if _broadcast_keeps_shape(x.shape, data.shape) and self._forward(node, x):
                 return True

@@ -12,14 +12,22 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from onnxgraph.optimizers.fusions.common import attributes_of, float_constant, private_weight
+from onnxgraph.optimizers.rewriter.rule import (
+    Failure,
+    RewriteContext,
+    RewriteRule,
+    RewriteRuleSet,
+    fail,
+)
 
 from onnxgraph.node import Node
-from onnxgraph.optimizers.fusions.common import attributes_of, float_constant, private_weight
-from onnxgraph.optimizers.rewriter.rule import Failure, RewriteContext, RewriteRule, RewriteRuleSet, fail
 from onnxgraph.value import Value
 
 
-def _bn_affine(ctx: RewriteContext, bn: Node, channels: int, scale, bias, mean, var) -> tuple | Failure:
+def _bn_affine(
+    ctx: RewriteContext, bn: Node, channels: int, scale, bias, mean, var
+) -> tuple | Failure:
     """``(s, shift)`` of an inference BatchNormalization over ``channels`` channels, or why not."""
     if bn.attr("training_mode", 0) or bn.attr("spatial", 1) != 1:
         return fail("BatchNormalization is not in inference mode with per-channel statistics")
@@ -31,7 +39,9 @@ def _bn_affine(ctx: RewriteContext, bn: Node, channels: int, scale, bias, mean, 
     return s, beta - mu * s
 
 
-def _conv_check(ctx: RewriteContext, x, w, b, scale, bias, mean, var, conv: Node, bn: Node) -> dict | Failure:
+def _conv_check(
+    ctx: RewriteContext, x, w, b, scale, bias, mean, var, conv: Node, bn: Node
+) -> dict | Failure:
     weight = private_weight(ctx, w)
     if weight is None or weight.ndim < 3:
         return fail("Conv weight is not a private floating-point constant")
@@ -46,7 +56,9 @@ def _conv_check(ctx: RewriteContext, x, w, b, scale, bias, mean, var, conv: Node
     return _fused(weight.dtype, new_w, conv_bias * s + shift)
 
 
-def _conv_transpose_check(ctx: RewriteContext, x, w, b, scale, bias, mean, var, conv: Node, bn: Node) -> dict | Failure:
+def _conv_transpose_check(
+    ctx: RewriteContext, x, w, b, scale, bias, mean, var, conv: Node, bn: Node
+) -> dict | Failure:
     weight = private_weight(ctx, w)
     group = conv.attr("group", 1)
     if weight is None or weight.ndim < 3 or weight.shape[0] % group:
@@ -59,13 +71,17 @@ def _conv_transpose_check(ctx: RewriteContext, x, w, b, scale, bias, mean, var, 
     if isinstance(affine, Failure):
         return affine
     s, shift = affine
-    grouped = weight.astype(np.float64).reshape((group, weight.shape[0] // group) + weight.shape[1:])
+    grouped = weight.astype(np.float64).reshape(
+        (group, weight.shape[0] // group) + weight.shape[1:]
+    )
     per_group = s.reshape((group, 1, weight.shape[1]) + (1,) * (weight.ndim - 2))
     new_w = (grouped * per_group).reshape(weight.shape)
     return _fused(weight.dtype, new_w, conv_bias * s + shift)
 
 
-def _gemm_check(ctx: RewriteContext, x, w, b, scale, bias, mean, var, conv: Node, bn: Node) -> dict | Failure:
+def _gemm_check(
+    ctx: RewriteContext, x, w, b, scale, bias, mean, var, conv: Node, bn: Node
+) -> dict | Failure:
     weight = private_weight(ctx, w)
     if weight is None or weight.ndim != 2:
         return fail("Gemm B is not a private 2-D floating-point constant")
@@ -100,8 +116,14 @@ def _fused(dtype: np.dtype, weight: np.ndarray, bias: np.ndarray) -> dict[str, A
 
 def _replace(op, x, conv: Node, new_w: np.ndarray, new_b: np.ndarray, **_: Any) -> Value:
     attrs = attributes_of(conv, beta=1.0) if conv.op_type == "Gemm" else attributes_of(conv)
-    return op.op(conv.op_type, x, op.const(new_w, name="fused_weight"), op.const(new_b, name="fused_bias"),
-                 _name=conv.name, **attrs)
+    return op.op(
+        conv.op_type,
+        x,
+        op.const(new_w, name="fused_weight"),
+        op.const(new_b, name="fused_bias"),
+        _name=conv.name,
+        **attrs,
+    )
 
 
 def _rule(producer: str, check) -> RewriteRule:

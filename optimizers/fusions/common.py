@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from onnxgraph.node import Node
 from onnxgraph.optimizers.rewriter.rule import RewriteContext
 from onnxgraph.optimizers.rewriter.values import const_value
+
+from onnxgraph.node import Node
 from onnxgraph.value import Value
 
 
@@ -32,7 +32,9 @@ def float_constant(value: Value | None) -> np.ndarray | None:
 
 def attributes_of(node: Node, **overrides: Any) -> dict[str, Any]:
     """``node``'s attributes as builder keyword arguments, with ``overrides`` applied (None drops one)."""
-    attrs: dict[str, Any] = {name: attr for name, attr in node.attributes.items() if name not in overrides}
+    attrs: dict[str, Any] = {
+        name: attr for name, attr in node.attributes.items() if name not in overrides
+    }
     attrs.update({name: value for name, value in overrides.items() if value is not None})
     return attrs
 

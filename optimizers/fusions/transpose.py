@@ -7,8 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from onnxgraph.optimizers.rewriter.rule import (
+    Failure,
+    RewriteContext,
+    RewriteRule,
+    RewriteRuleSet,
+    fail,
+)
+
 from onnxgraph.node import Node
-from onnxgraph.optimizers.rewriter.rule import Failure, RewriteContext, RewriteRule, RewriteRuleSet, fail
 from onnxgraph.value import Value
 
 

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from onnxgraph.optimizers.rewriter.matcher import Match, find_matches
 from onnxgraph.optimizers.rewriter.pattern import Pattern, PatternBuilder, Var
-from onnxgraph.optimizers.rewriter.rule import Failure, RewriteContext, RewriteRule, RewriteRuleSet, fail, remove_unused
+from onnxgraph.optimizers.rewriter.rule import (
+    Failure,
+    RewriteContext,
+    RewriteRule,
+    RewriteRuleSet,
+    fail,
+    remove_unused,
+)
 from onnxgraph.optimizers.rewriter.values import ValueReplacer, const_ints, const_value
 
 __all__ = [

@@ -12,12 +12,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from onnxgraph.optimizers.rewriter.pattern import (
+    ConstantPattern,
+    NodeOutput,
+    NodePattern,
+    Pattern,
+    ValuePattern,
+    Var,
+)
+from onnxgraph.optimizers.rewriter.values import const_value
 
 from onnxgraph.graph import Graph
 from onnxgraph.node import Node
 from onnxgraph.value import Value
-from onnxgraph.optimizers.rewriter.pattern import ConstantPattern, NodeOutput, NodePattern, Pattern, ValuePattern, Var
-from onnxgraph.optimizers.rewriter.values import const_value
 
 
 @dataclass
@@ -79,7 +86,9 @@ def _match_node(pn: NodePattern, node: Node, match: Match) -> Iterator[Match]:
         yield from _match_inputs(pn.inputs, order, match)
 
 
-def _match_inputs(patterns: list[ValuePattern | None], values: list[Value | None], match: Match) -> Iterator[Match]:
+def _match_inputs(
+    patterns: list[ValuePattern | None], values: list[Value | None], match: Match
+) -> Iterator[Match]:
     if not patterns:
         yield match
         return

@@ -22,14 +22,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from onnxgraph.optimizers.rewriter.matcher import Match, find_matches
+from onnxgraph.optimizers.rewriter.pattern import Pattern
+from onnxgraph.optimizers.rewriter.values import ValueReplacer
+
 from onnxgraph.builder import OpBuilder
 from onnxgraph.graph import Graph
 from onnxgraph.model import Model
 from onnxgraph.node import Node
 from onnxgraph.value import Value
-from onnxgraph.optimizers.rewriter.matcher import Match, find_matches
-from onnxgraph.optimizers.rewriter.pattern import Pattern
-from onnxgraph.optimizers.rewriter.values import ValueReplacer
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,13 @@ class RewriteRule:
         check: ``check(ctx, **bindings)`` -> None, a dict of extra bindings, or a Failure.
     """
 
-    def __init__(self, name: str, pattern: Callable[..., Any], replacement: Callable[..., Any], check: Check | None = None):
+    def __init__(
+        self,
+        name: str,
+        pattern: Callable[..., Any],
+        replacement: Callable[..., Any],
+        check: Check | None = None,
+    ):
         self.name = name
         self.pattern = Pattern.from_function(pattern)
         self.replacement = replacement
@@ -129,7 +136,11 @@ class _TrackingBuilder(OpBuilder):
 
 
 def _apply(
-    ctx: RewriteContext, match: Match, num_outputs: int, replacement: Callable[..., Any], bindings: dict[str, Any]
+    ctx: RewriteContext,
+    match: Match,
+    num_outputs: int,
+    replacement: Callable[..., Any],
+    bindings: dict[str, Any],
 ) -> bool:
     graph, root = match.graph, match.root
     op = _TrackingBuilder(graph, insert_before=root, constants_as_nodes=ctx.in_function)
@@ -154,7 +165,11 @@ def _drop_unused_constants(values: list[Value]) -> None:
         if value.has_uses() or value.is_graph_output() or value.is_graph_input():
             continue
         owner, producer = value.graph, value.producer()
-        if value.is_initializer() and owner is not None and owner.initializers.get(value.name) is value:
+        if (
+            value.is_initializer()
+            and owner is not None
+            and owner.initializers.get(value.name) is value
+        ):
             owner.remove_initializer(value.name)
         elif producer is not None and producer.op_type == "Constant" and owner is not None:
             owner.remove(producer)
@@ -189,7 +204,9 @@ class RewriteRuleSet:
             self._by_op.setdefault(rule.root_op, []).append(rule)
 
     def __add__(self, other: RewriteRuleSet) -> RewriteRuleSet:
-        return RewriteRuleSet(self.rules + other.rules, max_sweeps=max(self.max_sweeps, other.max_sweeps))
+        return RewriteRuleSet(
+            self.rules + other.rules, max_sweeps=max(self.max_sweeps, other.max_sweeps)
+        )
 
     def apply(self, model: Model) -> Counter[str]:
         """Rewrite ``model`` in place (main graph, subgraphs, function bodies); count rewrites by rule."""

@@ -21,7 +21,11 @@ def const_value(value: Value | None) -> np.ndarray | None:
     if value is None:
         return None
     if value.const_value is not None:
-        if isinstance(value.const_value, Tensor) and value.is_initializer() and not value.is_graph_input():
+        if (
+            isinstance(value.const_value, Tensor)
+            and value.is_initializer()
+            and not value.is_graph_input()
+        ):
             return value.const_value.numpy()
         return None
     node = value.producer()
@@ -29,7 +33,9 @@ def const_value(value: Value | None) -> np.ndarray | None:
         return None
     attr = node.attributes.get("value")
     if attr is not None:
-        return attr.value.numpy() if attr.type == AttrType.TENSOR and not attr.ref_attr_name else None
+        return (
+            attr.value.numpy() if attr.type == AttrType.TENSOR and not attr.ref_attr_name else None
+        )
     for name in _SCALAR_CONSTANT_ATTRS:
         attr = node.attributes.get(name)
         if attr is not None and not attr.ref_attr_name:
@@ -56,7 +62,10 @@ class ValueReplacer:
 
     def __init__(self, model: Model):
         self._escaping = {
-            id(v) for g in model.all_graphs() for v in g.outputs if v is not None and v.graph is not g
+            id(v)
+            for g in model.all_graphs()
+            for v in g.outputs
+            if v is not None and v.graph is not g
         }
 
     def can_replace(self, old: Value, new: Value) -> bool:
@@ -66,7 +75,10 @@ class ValueReplacer:
         if not old.is_graph_output():
             return True
         return not (
-            new.is_graph_input() or new.is_initializer() or new.is_graph_output() or new.graph is not old.graph
+            new.is_graph_input()
+            or new.is_initializer()
+            or new.is_graph_output()
+            or new.graph is not old.graph
         )
 
     def replace(self, old: Value, new: Value) -> None:

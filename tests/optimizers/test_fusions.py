@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import numpy as np
 import onnx
 import pytest
-
-from onnxgraph import Graph, Model, Value
-from onnxgraph.builder import OpBuilder
+from onnxgraph.optimizers.base import PassManager
 from onnxgraph.optimizers.fusions import Fusions
+from onnxgraph.optimizers.noop import NoOpElimination
 from onnxgraph.optimizers.type_annotation import annotate_types
+
+import onnxgraph
+from onnxgraph import Graph, Model, Tensor, Value
+from onnxgraph.builder import OpBuilder
 from onnxgraph.runtime.compare import compare_outputs
 from onnxgraph.runtime.inputs import random_inputs, specs_of
 from onnxgraph.runtime.sessions import run_model
@@ -26,7 +30,9 @@ def _random(*shape: int) -> np.ndarray:
 
 
 def _build(inputs: dict[str, tuple], body, opset: int = 18) -> Model:
-    graph = Graph("g", inputs=[Value(name, tensor_type(FLOAT, shape)) for name, shape in inputs.items()])
+    graph = Graph(
+        "g", inputs=[Value(name, tensor_type(FLOAT, shape)) for name, shape in inputs.items()]
+    )
     outputs = body(OpBuilder(graph), *graph.inputs)
     graph.outputs.extend(outputs if isinstance(outputs, tuple) else (outputs,))
     model = Model(graph, ir_version=10, opset_imports={"": opset})
@@ -53,16 +59,26 @@ def _fuse(model: Model) -> tuple[Counter, Counter]:
 def _bn(op, y, channels: int, epsilon: float = 1e-3):
     scale, bias = _random(channels), _random(channels)
     mean, var = _random(channels), RNG.uniform(0.2, 3.0, channels).astype(np.float32)
-    return op.BatchNormalization(y, op.const(scale), op.const(bias), op.const(mean), op.const(var), epsilon=epsilon)
+    return op.BatchNormalization(
+        y, op.const(scale), op.const(bias), op.const(mean), op.const(var), epsilon=epsilon
+    )
 
 
 # -- BatchNormalization ----------------------------------------------------------------------------
 CONV_CASES = [
-    dict(shape=(2, 4, 9, 9), weight=(6, 4, 3, 3), attrs={}),
-    dict(shape=(2, 6, 11, 10), weight=(9, 2, 3, 2), attrs=dict(group=3, strides=[2, 1], pads=[1, 0, 2, 1])),
-    dict(shape=(1, 4, 12, 12), weight=(4, 1, 3, 3), attrs=dict(group=4, dilations=[2, 3], pads=[2, 2, 2, 2])),
-    dict(shape=(2, 3, 16), weight=(5, 3, 4), attrs=dict(strides=[3])),
-    dict(shape=(1, 2, 5, 6, 7), weight=(4, 2, 2, 3, 2), attrs={}),
+    {"shape": (2, 4, 9, 9), "weight": (6, 4, 3, 3), "attrs": {}},
+    {
+        "shape": (2, 6, 11, 10),
+        "weight": (9, 2, 3, 2),
+        "attrs": {"group": 3, "strides": [2, 1], "pads": [1, 0, 2, 1]},
+    },
+    {
+        "shape": (1, 4, 12, 12),
+        "weight": (4, 1, 3, 3),
+        "attrs": {"group": 4, "dilations": [2, 3], "pads": [2, 2, 2, 2]},
+    },
+    {"shape": (2, 3, 16), "weight": (5, 3, 4), "attrs": {"strides": [3]}},
+    {"shape": (1, 2, 5, 6, 7), "weight": (4, 2, 2, 3, 2), "attrs": {}},
 ]
 
 
@@ -73,7 +89,9 @@ def test_bn_into_conv(case, with_bias):
 
     def body(op, x):
         bias = op.const(_random(out_channels)) if with_bias else None
-        return _bn(op, op.Conv(x, op.const(_random(*case["weight"])), bias, **case["attrs"]), out_channels)
+        return _bn(
+            op, op.Conv(x, op.const(_random(*case["weight"])), bias, **case["attrs"]), out_channels
+        )
 
     ops, stats = _fuse(_build({"x": case["shape"]}, body))
     assert stats == {"bn_into_conv": 1}
@@ -81,10 +99,18 @@ def test_bn_into_conv(case, with_bias):
 
 
 CONV_TRANSPOSE_CASES = [
-    dict(shape=(2, 4, 5, 5), weight=(4, 3, 3, 3), attrs={}),
-    dict(shape=(2, 6, 5, 4), weight=(6, 2, 3, 3), attrs=dict(group=3, strides=[2, 2], output_padding=[1, 0])),
-    dict(shape=(1, 4, 6, 6), weight=(4, 3, 2, 3), attrs=dict(group=2, dilations=[2, 1], pads=[1, 0, 0, 1])),
-    dict(shape=(2, 2, 7), weight=(2, 5, 3), attrs=dict(strides=[2])),
+    {"shape": (2, 4, 5, 5), "weight": (4, 3, 3, 3), "attrs": {}},
+    {
+        "shape": (2, 6, 5, 4),
+        "weight": (6, 2, 3, 3),
+        "attrs": {"group": 3, "strides": [2, 2], "output_padding": [1, 0]},
+    },
+    {
+        "shape": (1, 4, 6, 6),
+        "weight": (4, 3, 2, 3),
+        "attrs": {"group": 2, "dilations": [2, 1], "pads": [1, 0, 0, 1]},
+    },
+    {"shape": (2, 2, 7), "weight": (2, 5, 3), "attrs": {"strides": [2]}},
 ]
 
 
@@ -123,7 +149,9 @@ def _conv_bn(op, x, w, extra_reader: bool = False):
 
 
 def test_bn_not_fused_when_weight_is_not_constant():
-    ops, stats = _fuse(_build({"x": (1, 3, 6, 6), "w": (4, 3, 3, 3)}, lambda op, x, w: _conv_bn(op, x, w)))
+    ops, stats = _fuse(
+        _build({"x": (1, 3, 6, 6), "w": (4, 3, 3, 3)}, lambda op, x, w: _conv_bn(op, x, w))
+    )
     assert not stats and ops["BatchNormalization"] == 1
 
 
@@ -137,7 +165,7 @@ def test_bn_not_fused_when_weight_is_shared():
 
 
 def test_bn_not_fused_when_conv_output_has_another_reader():
-    body = lambda op, x: _conv_bn(op, x, op.const(_random(4, 3, 3, 3)), extra_reader=True)  # noqa: E731
+    body = lambda op, x: _conv_bn(op, x, op.const(_random(4, 3, 3, 3)), extra_reader=True)
     ops, stats = _fuse(_build({"x": (1, 3, 6, 6)}, body))
     assert not stats and ops["BatchNormalization"] == 1
 
@@ -145,7 +173,9 @@ def test_bn_not_fused_when_conv_output_has_another_reader():
 def test_bn_not_fused_when_statistics_are_inputs():
     def body(op, x, mean):
         y = op.Conv(x, op.const(_random(4, 3, 3, 3)))
-        return op.BatchNormalization(y, op.const(_random(4)), op.const(_random(4)), mean, op.const(np.ones(4, np.float32)))
+        return op.BatchNormalization(
+            y, op.const(_random(4)), op.const(_random(4)), mean, op.const(np.ones(4, np.float32))
+        )
 
     ops, stats = _fuse(_build({"x": (1, 3, 6, 6), "mean": (4,)}, body))
     assert not stats and ops["BatchNormalization"] == 1
@@ -170,7 +200,9 @@ def test_bias_and_scale_into_conv(const_shape, kind, conv_first):
 @pytest.mark.parametrize("kind", ["Add", "Mul"])
 def test_bias_and_scale_not_fused_unless_per_channel(const_shape, kind):
     def body(op, x):
-        return op.op(kind, op.Conv(x, op.const(_random(4, 3, 1, 1))), op.const(_random(*const_shape)))
+        return op.op(
+            kind, op.Conv(x, op.const(_random(4, 3, 1, 1))), op.const(_random(*const_shape))
+        )
 
     ops, stats = _fuse(_build({"x": (2, 3, 5, 5)}, body))
     assert not stats and ops[kind] == 1
@@ -208,7 +240,9 @@ def test_matmul_add_to_gemm(c_shape, bias_first):
     ],
 )
 def test_matmul_add_not_fused_outside_2d(a_shape, b_shape, c_shape):
-    body = lambda op, a: op.Add(op.MatMul(a, op.const(_random(*b_shape))), op.const(_random(*c_shape)))  # noqa: E731
+    body = lambda op, a: op.Add(
+        op.MatMul(a, op.const(_random(*b_shape))), op.const(_random(*c_shape))
+    )
     ops, stats = _fuse(_build({"a": a_shape}, body))
     assert not stats and ops == {"MatMul": 1, "Add": 1}
 
@@ -223,8 +257,8 @@ def test_matmul_add_not_fused_when_product_has_another_reader():
 
 
 def test_matmul_add_with_symbolic_rows():
-    body = lambda op, a: op.Add(op.MatMul(a, op.const(_random(4, 5))), op.const(_random(5)))  # noqa: E731
-    ops, stats = _fuse(_build({"a": ("rows", 4)}, body))
+    body = lambda op, a: op.Add(op.MatMul(a, op.const(_random(4, 5))), op.const(_random(5)))
+    _ops, stats = _fuse(_build({"a": ("rows", 4)}, body))
     assert stats == {"matmul_add_to_gemm": 1}
 
 
@@ -234,7 +268,12 @@ def test_matmul_add_with_symbolic_rows():
 def test_transpose_into_gemm(which, flag):
     def body(op, a):
         if which == "a":
-            return op.Gemm(op.Transpose(a, perm=[1, 0]), op.const(_random(4, 5)), op.const(_random(5)), transA=flag)
+            return op.Gemm(
+                op.Transpose(a, perm=[1, 0]),
+                op.const(_random(4, 5)),
+                op.const(_random(5)),
+                transA=flag,
+            )
         b = op.Transpose(op.const(_random(*((4, 5) if flag else (5, 4)))), perm=[1, 0])
         return op.Gemm(a, b, transB=flag)
 
@@ -265,7 +304,13 @@ def _pad(op, x, pads, mode="constant", value=None):
 def test_pad_into_conv(conv_pads):
     def body(op, x):
         padded = _pad(op, x, [0, 0, 1, 2, 0, 0, 3, 1], value=0.0)
-        return op.Conv(padded, op.const(_random(4, 3, 3, 3)), op.const(_random(4)), pads=conv_pads, strides=[2, 1])
+        return op.Conv(
+            padded,
+            op.const(_random(4, 3, 3, 3)),
+            op.const(_random(4)),
+            pads=conv_pads,
+            strides=[2, 1],
+        )
 
     ops, stats = _fuse(_build({"x": (1, 3, 7, 8)}, body))
     assert stats == {"pad_into_conv": 1}
@@ -274,10 +319,15 @@ def test_pad_into_conv(conv_pads):
 
 def test_pad_with_axes_into_conv():
     def body(op, x):
-        padded = op.Pad(x, op.const(np.array([1, 2, 0, 1], np.int64)), None, op.const(np.array([-1, 2], np.int64)))
+        padded = op.Pad(
+            x,
+            op.const(np.array([1, 2, 0, 1], np.int64)),
+            None,
+            op.const(np.array([-1, 2], np.int64)),
+        )
         return op.Conv(padded, op.const(_random(4, 3, 3, 3)))
 
-    ops, stats = _fuse(_build({"x": (1, 3, 7, 8)}, body))
+    _ops, stats = _fuse(_build({"x": (1, 3, 7, 8)}, body))
     assert stats == {"pad_into_conv": 1}
 
 
@@ -304,16 +354,18 @@ def test_pad_not_fused_into_conv(pads, mode, value):
 @pytest.mark.parametrize(
     ("attrs", "fused"),
     [
-        (dict(), True),
-        (dict(count_include_pad=1, pads=[1, 0, 0, 0]), True),
-        (dict(count_include_pad=1, pads=[1, 1, 0, 0]), False),  # pads would reach the kernel size
-        (dict(count_include_pad=0, pads=[1, 1, 0, 0]), False),
-        (dict(ceil_mode=1), False),
+        ({}, True),
+        ({"count_include_pad": 1, "pads": [1, 0, 0, 0]}, True),
+        ({"count_include_pad": 1, "pads": [1, 1, 0, 0]}, False),  # pads would reach the kernel size
+        ({"count_include_pad": 0, "pads": [1, 1, 0, 0]}, False),
+        ({"ceil_mode": 1}, False),
     ],
 )
 def test_pad_into_average_pool(attrs, fused):
     def body(op, x):
-        return op.AveragePool(_pad(op, x, [0, 0, 1, 2, 0, 0, 2, 0]), kernel_shape=[3, 3], strides=[2, 2], **attrs)
+        return op.AveragePool(
+            _pad(op, x, [0, 0, 1, 2, 0, 0, 2, 0]), kernel_shape=[3, 3], strides=[2, 2], **attrs
+        )
 
     ops, stats = _fuse(_build({"x": (1, 3, 8, 9)}, body))
     assert (stats == {"pad_into_averagepool": 1}) is fused
@@ -323,9 +375,13 @@ def test_pad_into_average_pool(attrs, fused):
 @pytest.mark.parametrize(("value", "fused"), [(-np.inf, True), (0.0, False)])
 def test_pad_into_max_pool(value, fused):
     def body(op, x):
-        return op.MaxPool(_pad(op, x, [0, 0, 1, 1, 0, 0, 1, 2], value=value), kernel_shape=[3, 3], dilations=[1, 2])
+        return op.MaxPool(
+            _pad(op, x, [0, 0, 1, 1, 0, 0, 1, 2], value=value),
+            kernel_shape=[3, 3],
+            dilations=[1, 2],
+        )
 
-    ops, stats = _fuse(_build({"x": (1, 3, 8, 9)}, body))
+    ops, _stats = _fuse(_build({"x": (1, 3, 8, 9)}, body))
     assert ("Pad" not in ops) is fused
 
 
@@ -369,6 +425,61 @@ def test_outer_weight_read_by_two_branches_is_not_folded():
 
 def test_outer_weight_read_by_one_branch_is_folded_into_a_branch_constant():
     model = _if_model(lambda op, outer, x: _bn(op, op.Conv(x, outer.const(_random(4, 3, 3, 3))), 4))
-    ops, stats = _fuse(model)
+    _ops, stats = _fuse(model)
     assert stats == {"bn_into_conv": 2}
     assert not model.graph.initializers  # the outer weights were folded and are no longer read
+
+
+def test_pad_attribute_form_before_opset_11():
+    def body(op, x):
+        padded = op.Pad(x, pads=[0, 0, 1, 0, 0, 0, 0, 2], mode="constant", value=0.0)
+        return op.Conv(padded, op.const(_random(4, 3, 3, 3)))
+
+    ops, stats = _fuse(_build({"x": (1, 3, 7, 8)}, body, opset=10))
+    assert stats == {"pad_into_conv": 1} and ops == {"Conv": 1}
+
+
+# -- ONNX's light model zoo -------------------------------------------------------------------------
+LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+
+
+def _materialize_weights(model: Model, seed: int = 0) -> None:
+    """Stand in for constant folding: each ConstantOfShape weight of a light model becomes a random
+    initializer (positive where it is a BatchNormalization variance), and weights stop being graph
+    inputs (these IR 3 models list every initializer as an input)."""
+    rng = np.random.default_rng(seed)
+    graph = model.graph
+    for node in graph:
+        if node.op_type != "ConstantOfShape":
+            continue
+        shape = tuple(int(d) for d in node.inputs[0].const_value.numpy())
+        readers = node.outputs[0].uses()
+        is_variance = any(user.op_type == "BatchNormalization" and i == 4 for user, i in readers)
+        data = rng.uniform(0.5, 1.5, shape) if is_variance else rng.normal(0.0, 0.1, shape)
+        weight = graph.make_initializer(Tensor(data.astype(np.float32)), "weight")
+        node.outputs[0].replace_all_uses_with(weight)
+        graph.remove(node)
+    graph.inputs[:] = [v for v in graph.inputs if not v.is_initializer()]
+    for name in [n for n, v in graph.initializers.items() if not v.has_uses()]:
+        graph.remove_initializer(name)
+    model.ir_version = max(model.ir_version, 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "onnxsim_nodes"),
+    [("light_resnet50", 123), ("light_shufflenet", 154), ("light_squeezenet", 66)],
+)
+def test_light_models_reach_the_onnxsim_node_count(name, onnxsim_nodes):
+    model = onnxgraph.load(os.path.join(LIGHT, f"{name}.onnx"))
+    _materialize_weights(model)
+    annotate_types(model)
+    original = model.to_proto()
+    feeds = random_inputs(specs_of(model), seed=11)
+    expected = run_model(original, feeds)
+    PassManager([NoOpElimination(), Fusions()])(model)
+    assert len(model.graph) <= onnxsim_nodes
+    assert "BatchNormalization" not in Counter(n.op_type for n in model.graph)
+    for result in compare_outputs(
+        expected, run_model(model, feeds), {o.name: (1e-3, 1e-5) for o in original.graph.output}
+    ):
+        assert result.passed, result

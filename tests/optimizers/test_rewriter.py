@@ -7,8 +7,6 @@ from collections import Counter
 import numpy as np
 import onnx
 import pytest
-
-import onnxgraph
 from onnxgraph.optimizers.rewriter import (
     Pattern,
     RewriteRule,
@@ -17,6 +15,8 @@ from onnxgraph.optimizers.rewriter import (
     find_matches,
 )
 from onnxgraph.optimizers.type_annotation import annotate_types
+
+import onnxgraph
 from onnxgraph.runtime.compare import compare_outputs
 from onnxgraph.runtime.inputs import random_inputs, specs_of
 from onnxgraph.runtime.sessions import run_model
@@ -39,7 +39,9 @@ def _apply(rules: list[RewriteRule], model: onnxgraph.Model) -> Counter:
     stats = RewriteRuleSet(rules).apply(model)
     optimized = model.to_proto()
     onnx.checker.check_model(optimized, full_check=True)
-    assert [(o.name, o.type) for o in optimized.graph.output] == [(o.name, o.type) for o in original.graph.output]
+    assert [(o.name, o.type) for o in optimized.graph.output] == [
+        (o.name, o.type) for o in original.graph.output
+    ]
     for result in compare_outputs(expected, run_model(optimized, feeds)):
         assert result.passed, result
     _assert_use_def_consistent(model)
@@ -53,7 +55,9 @@ def _assert_use_def_consistent(model: onnxgraph.Model) -> None:
                 if value is not None:
                     assert (node, i) in value.uses()
                     producer = value.producer()
-                    assert producer is None or producer.graph is not None, f"{node} reads a removed node"
+                    assert producer is None or producer.graph is not None, (
+                        f"{node} reads a removed node"
+                    )
             for value in node.outputs:
                 for user, i in value.uses():
                     assert user.inputs[i] is value and user.graph is not None
@@ -102,8 +106,10 @@ def test_commutative_inputs_only_when_asked():
 
 
 def test_intermediate_with_another_reader_is_refused_unless_allowed():
-    text = "(float[N,4] x, float[4,5] w, float[5] b) => (float[N,5] y, float[N,5] z) {" \
-           " m = MatMul(x, w)\n y = Add(m, b)\n z = Relu(m) }"
+    text = (
+        "(float[N,4] x, float[4,5] w, float[5] b) => (float[N,5] y, float[N,5] z) {"
+        " m = MatMul(x, w)\n y = Add(m, b)\n z = Relu(m) }"
+    )
     model = _model(text)
     assert not _apply([RewriteRule("gemm", _matmul_add, _to_gemm)], model)
 
@@ -136,8 +142,10 @@ def test_check_rejects_with_a_reason_and_passes_bindings():
 
 def test_a_failed_check_tries_the_other_order():
     # Add(m1, m2): both inputs are MatMuls; the check only accepts the one whose weight is an input named w2.
-    text = "(float[N,4] x, float[4,5] w1, float[4,5] w2) => (float[N,5] y) {" \
-           " m1 = MatMul(x, w1)\n m2 = MatMul(x, w2)\n y = Add(m1, m2) }"
+    text = (
+        "(float[N,4] x, float[4,5] w1, float[4,5] w2) => (float[N,5] y) {"
+        " m1 = MatMul(x, w1)\n m2 = MatMul(x, w2)\n y = Add(m1, m2) }"
+    )
     model = _model(text)
 
     def pattern(op, x, w, b):
@@ -155,8 +163,10 @@ def test_optional_variable_matches_present_and_omitted_inputs():
     def pattern(op, x, w, b=None):
         return op.Relu(op.Conv(x, w, b))
 
-    text = "(float[1,2,5,5] x, float[3,2,1,1] w, float[3] b) => (float[1,3,5,5] y, float[1,3,5,5] z) {" \
-           " c1 = Conv(x, w)\n y = Relu(c1)\n c2 = Conv(x, w, b)\n z = Relu(c2) }"
+    text = (
+        "(float[1,2,5,5] x, float[3,2,1,1] w, float[3] b) => (float[1,3,5,5] y, float[1,3,5,5] z) {"
+        " c1 = Conv(x, w)\n y = Relu(c1)\n c2 = Conv(x, w, b)\n z = Relu(c2) }"
+    )
     seen = []
 
     def record(op, x, w, b):
@@ -171,17 +181,22 @@ def test_constant_pattern_matches_constants_of_that_value_only():
     def pattern(op, x):
         return op.Mul(x, 1.0)
 
-    text = "(float[N,3] x) => (float[N,3] y, float[N,3] z) {" \
-           " one = Constant<value = float[3] {1, 1, 1}>()\n two = Constant<value = float {2}>()\n" \
-           " a = Relu(x)\n m = Mul(a, one)\n y = Neg(m)\n n = Mul(a, two)\n z = Neg(n) }"
+    text = (
+        "(float[N,3] x) => (float[N,3] y, float[N,3] z) {"
+        " one = Constant<value = float[3] {1, 1, 1}>()\n two = Constant<value = float {2}>()\n"
+        " a = Relu(x)\n m = Mul(a, one)\n y = Neg(m)\n n = Mul(a, two)\n z = Neg(n) }"
+    )
     model = _model(text)
     assert _apply([RewriteRule("mul1", pattern, lambda op, x: x)], model) == {"mul1": 1}
     assert _ops(model)["Mul"] == 1
 
 
 def test_replacement_that_cannot_take_a_graph_outputs_name_is_undone():
-    model = _model("(float[N,3] x) => (float[N,3] y) { y = Mul(x, k) }".replace(
-        "{ y", "{ k = Constant<value = float {1}>()\n y"))
+    model = _model(
+        "(float[N,3] x) => (float[N,3] y) { y = Mul(x, k) }".replace(
+            "{ y", "{ k = Constant<value = float {1}>()\n y"
+        )
+    )
     initializers = dict(model.graph.initializers)
 
     def replacement(op, x):
@@ -194,21 +209,28 @@ def test_replacement_that_cannot_take_a_graph_outputs_name_is_undone():
 
 
 def test_outer_scope_producers_are_not_matched_from_a_subgraph():
-    text = "(float[N,4] x, float[4,5] w, float[5] b, bool c) => (float[N,5] y) {" \
-           " m = MatMul(x, w)\n y = If(c) <then_branch = t () => (float[N,5] ty) { ty = Add(m, b) }," \
-           " else_branch = e () => (float[N,5] ey) { em = MatMul(x, w)\n ey = Add(em, b) }> }"
+    text = (
+        "(float[N,4] x, float[4,5] w, float[5] b, bool c) => (float[N,5] y) {"
+        " m = MatMul(x, w)\n y = If(c) <then_branch = t () => (float[N,5] ty) { ty = Add(m, b) },"
+        " else_branch = e () => (float[N,5] ey) { em = MatMul(x, w)\n ey = Add(em, b) }> }"
+    )
     model = _model(text)
     assert _apply([RewriteRule("gemm", _matmul_add, _to_gemm)], model) == {"gemm": 1}
     ops = _ops(model)
-    assert ops["Gemm"] == 1 and ops["MatMul"] == 1  # only the else branch, wholly inside, was rewritten
+    assert (
+        ops["Gemm"] == 1 and ops["MatMul"] == 1
+    )  # only the else branch, wholly inside, was rewritten
 
 
 def test_rules_apply_in_function_bodies_with_constant_nodes():
-    text = HEADER.replace('"" : 18', '"" : 18, "local" : 1') + """
+    text = (
+        HEADER.replace('"" : 18', '"" : 18, "local" : 1')
+        + """
     g (float[N,4] x) => (float[N,4] y) { y = local.f(x) }
     <domain: "local", opset_import: ["" : 18]>
     f (a) => (b) { b = Relu(a) }
     """
+    )
     model = onnxgraph.from_proto(onnx.parser.parse_model(text))
 
     def replacement(op, x):
@@ -224,7 +246,10 @@ def test_find_matches_yields_each_commuted_binding():
     model = _model("(float[N,4] x, float[N,4] z) => (float[N,4] y) { y = Add(x, z) }")
     pattern = Pattern.from_function(lambda op, a, b: op.Add(a, b, _commute=True))
     matches = list(find_matches(pattern, model.graph.nodes[0]))
-    assert [(m.bindings["a"].name, m.bindings["b"].name) for m in matches] == [("x", "z"), ("z", "x")]
+    assert [(m.bindings["a"].name, m.bindings["b"].name) for m in matches] == [
+        ("x", "z"),
+        ("z", "x"),
+    ]
 
 
 def test_pattern_must_return_node_outputs():
