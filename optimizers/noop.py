@@ -35,8 +35,8 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 from onnxgraph.optimizers.base import Pass
-from onnxgraph.optimizers.rewriter.rule import drop_stale_value_info, remove_unused
-from onnxgraph.optimizers.rewriter.values import ValueReplacer, const_ints, const_value
+from onnxgraph.optimizers.rewriter.editing import GraphEditor, drop_stale_value_info
+from onnxgraph.optimizers.rewriter.values import const_ints, const_value
 
 from onnxgraph.model import Model
 from onnxgraph.node import Node
@@ -91,7 +91,7 @@ class NoOpElimination(Pass):
     name = "noop"
 
     def __init__(self) -> None:
-        self._replacer: ValueReplacer | None = None
+        self._editor: GraphEditor | None = None
         self._opset = 0
         self._cases: dict[str, list[tuple[str, Callable[[Node], bool]]]] = {
             "Identity": [("identity", self._try_identity)],
@@ -124,7 +124,7 @@ class NoOpElimination(Pass):
 
     def run(self, model: Model) -> Counter[str]:
         stats: Counter[str] = Counter()
-        self._replacer = ValueReplacer(model)
+        self._editor = GraphEditor(model)
         opsets = {
             id(f.graph): f.opset_imports or model.opset_imports for f in model.functions.values()
         }
@@ -136,7 +136,7 @@ class NoOpElimination(Pass):
                 if node.graph is graph and node.domain in ("", "ai.onnx"):
                     self._simplify(node, stats)
             drop_stale_value_info(graph)
-        self._replacer = None
+        self._editor = None
         return stats
 
     def _simplify(self, node: Node, stats: Counter[str]) -> None:
@@ -153,26 +153,26 @@ class NoOpElimination(Pass):
 
     # -- helpers --------------------------------------------------------------------------------
     def _forward(self, node: Node, value: Value | None, inner: Node | None = None) -> bool:
-        """Replace the node's first output with ``value``, remove the node, and ``inner`` if now unused."""
-        out = node.outputs[0]
-        if value is None or any(o.has_uses() or o.is_graph_output() for o in node.outputs[1:]):
+        """Replace the node's first output with ``value`` and remove the node (and ``inner``, the
+        node before it, when nothing needs it any more)."""
+        editor = self._editor
+        assert editor is not None
+        if value is None or any(editor.is_needed(o) for o in node.outputs[1:]):
             return False
-        assert self._replacer is not None
-        if not self._replacer.can_replace(out, value):
+        if not editor.can_replace(node.outputs[0], value):
             return False
-        self._replacer.replace(out, value)
-        node.graph.remove(node)
-        if inner is not None:
-            remove_unused(inner.graph, [inner])
+        editor.replace(node.outputs[0], value)
+        editor.remove_unused([node] if inner is None else [node, inner])
         return True
 
-    @staticmethod
-    def _rewire_past(node: Node, producer: Node, new_input: Value | None) -> bool:
-        """Make ``node`` read ``new_input`` instead of ``producer``'s output; drop ``producer`` if unused."""
+    def _rewire_past(self, node: Node, producer: Node, new_input: Value | None) -> bool:
+        """Make ``node`` read ``new_input`` instead of ``producer``'s output; drop ``producer``
+        when nothing needs it any more."""
         if new_input is None:
             return False
         node.replace_input_with(0, new_input)
-        remove_unused(producer.graph, [producer])
+        assert self._editor is not None
+        self._editor.remove_unused([producer])
         return True
 
     @staticmethod

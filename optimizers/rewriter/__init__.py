@@ -5,6 +5,7 @@ See docs/optimize-rules.md for the API and the rules that ship with onnxgraph.
 
 from __future__ import annotations
 
+from onnxgraph.optimizers.rewriter.editing import GraphEditor
 from onnxgraph.optimizers.rewriter.matcher import Match, find_matches
 from onnxgraph.optimizers.rewriter.pattern import Pattern, PatternBuilder, Var
 from onnxgraph.optimizers.rewriter.rule import (
@@ -13,23 +14,21 @@ from onnxgraph.optimizers.rewriter.rule import (
     RewriteRule,
     RewriteRuleSet,
     fail,
-    remove_unused,
 )
-from onnxgraph.optimizers.rewriter.values import ValueReplacer, const_ints, const_value
+from onnxgraph.optimizers.rewriter.values import const_ints, const_value
 
 __all__ = [
     "Failure",
+    "GraphEditor",
     "Match",
     "Pattern",
     "PatternBuilder",
     "RewriteContext",
     "RewriteRule",
     "RewriteRuleSet",
-    "ValueReplacer",
     "Var",
     "const_ints",
     "const_value",
     "fail",
     "find_matches",
-    "remove_unused",
 ]

@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from onnxgraph.optimizers.rewriter.editing import GraphEditor, drop_stale_value_info
 from onnxgraph.optimizers.rewriter.matcher import Match, find_matches
 from onnxgraph.optimizers.rewriter.pattern import Pattern
-from onnxgraph.optimizers.rewriter.values import ValueReplacer
 
 from onnxgraph.builder import OpBuilder
 from onnxgraph.graph import Graph
@@ -55,12 +55,12 @@ class RewriteContext:
     Attributes:
         model: the model being rewritten.
         match: the current match (graph, root, matched nodes).
-        replacer: replaces values while keeping graph interfaces intact.
+        editor: replaces values and removes nodes keeping graph interfaces intact.
         in_function: the match lies in a function body (constants must be Constant nodes there).
     """
 
     model: Model
-    replacer: ValueReplacer
+    editor: GraphEditor
     match: Match | None = None
     in_function: bool = False
 
@@ -99,6 +99,8 @@ class RewriteRule:
     def try_rewrite(self, ctx: RewriteContext, node: Node) -> bool:
         """Rewrite the first acceptable match rooted at ``node``; return whether one was applied."""
         for match in find_matches(self.pattern, node):
+            if self._intermediate_escapes(ctx, match):
+                continue
             ctx.match = match
             bindings = dict(match.bindings)
             verdict = self.check(ctx, **bindings) if self.check is not None else None
@@ -110,6 +112,15 @@ class RewriteRule:
             if _apply(ctx, match, self.pattern.root.num_outputs, self.replacement, bindings):
                 return True
         return False
+
+    def _intermediate_escapes(self, ctx: RewriteContext, match: Match) -> bool:
+        """True when a subgraph returns an intermediate value of the match (another reader)."""
+        return any(
+            ctx.editor.escapes(value)
+            for pn in self.pattern.nodes()
+            if pn is not self.pattern.root and not pn.allow_other_uses
+            for value in match.nodes[id(pn)].outputs
+        )
 
     def __repr__(self) -> str:
         return f"RewriteRule({self.name!r})"
@@ -148,44 +159,15 @@ def _apply(
     new_values = result if isinstance(result, tuple) else (result,)
     olds = root.outputs[:num_outputs]
     if len(new_values) != num_outputs or not all(
-        ctx.replacer.can_replace(old, new) for old, new in zip(olds, new_values, strict=True)
+        ctx.editor.can_replace(old, new) for old, new in zip(olds, new_values, strict=True)
     ):
         op.undo()
         return False
     for old, new in zip(olds, new_values, strict=True):
-        ctx.replacer.replace(old, new)
-    remove_unused(graph, list(match.nodes.values()))
-    _drop_unused_constants([v for v in match.bindings.values() if isinstance(v, Value)])
+        ctx.editor.replace(old, new)
+    ctx.editor.remove_unused(match.nodes.values())
+    ctx.editor.drop_unused_constants(v for v in match.bindings.values() if isinstance(v, Value))
     return True
-
-
-def _drop_unused_constants(values: list[Value]) -> None:
-    """Remove the initializers and Constant nodes among ``values`` that the rewrite left without readers."""
-    for value in values:
-        if value.has_uses() or value.is_graph_output() or value.is_graph_input():
-            continue
-        owner, producer = value.graph, value.producer()
-        if (
-            value.is_initializer()
-            and owner is not None
-            and owner.initializers.get(value.name) is value
-        ):
-            owner.remove_initializer(value.name)
-        elif producer is not None and producer.op_type == "Constant" and owner is not None:
-            owner.remove(producer)
-
-
-def remove_unused(graph: Graph, nodes: list[Node]) -> None:
-    """Remove those of ``nodes`` (and only those) whose outputs nobody reads, until none is left."""
-    pending = [n for n in nodes if n.graph is graph]
-    progress = True
-    while pending and progress:
-        progress = False
-        for node in list(pending):
-            if all(not v.has_uses() and not v.is_graph_output() for v in node.outputs):
-                graph.remove(node)
-                pending.remove(node)
-                progress = True
 
 
 class RewriteRuleSet:
@@ -211,7 +193,7 @@ class RewriteRuleSet:
     def apply(self, model: Model) -> Counter[str]:
         """Rewrite ``model`` in place (main graph, subgraphs, function bodies); count rewrites by rule."""
         stats: Counter[str] = Counter()
-        ctx = RewriteContext(model, ValueReplacer(model))
+        ctx = RewriteContext(model, GraphEditor(model))
         function_bodies = {id(f.graph) for f in model.functions.values()}
         for graph in list(model.all_graphs()):
             if graph.parent_node is not None and graph.parent_node.graph is None:
@@ -235,10 +217,3 @@ class RewriteRuleSet:
                     applied += 1
                     break
         return applied
-
-
-def drop_stale_value_info(graph: Graph) -> None:
-    """Forget type annotations of values whose producer was removed."""
-    graph.value_info[:] = [
-        v for v in graph.value_info if v.producer() is None or v.producer().graph is not None
-    ]

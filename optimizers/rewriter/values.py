@@ -1,11 +1,10 @@
-"""Helpers on values that rewrites share: constant data, and replacing a value everywhere safely."""
+"""Reading constant data from values (initializers and Constant nodes)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from onnxgraph.attribute import AttrType
-from onnxgraph.model import Model
 from onnxgraph.tensor import Tensor
 from onnxgraph.value import Value
 
@@ -50,39 +49,3 @@ def const_ints(value: Value | None) -> list[int] | None:
     if data is None or data.dtype.kind not in "iu":
         return None
     return [int(v) for v in data.reshape(-1)]
-
-
-class ValueReplacer:
-    """Replaces values everywhere in a model while keeping graph and subgraph interfaces intact.
-
-    A graph output keeps its name: the replacement takes it over, which is refused when the
-    replacement cannot be renamed (a graph input, an initializer, another output, a value of an
-    outer scope). A value that a subgraph returns directly from an outer scope is never replaced.
-    """
-
-    def __init__(self, model: Model):
-        self._escaping = {
-            id(v)
-            for g in model.all_graphs()
-            for v in g.outputs
-            if v is not None and v.graph is not g
-        }
-
-    def can_replace(self, old: Value, new: Value) -> bool:
-        """Whether :meth:`replace` may put ``new`` in place of ``old``."""
-        if old is new or id(old) in self._escaping:
-            return False
-        if not old.is_graph_output():
-            return True
-        return not (
-            new.is_graph_input()
-            or new.is_initializer()
-            or new.is_graph_output()
-            or new.graph is not old.graph
-        )
-
-    def replace(self, old: Value, new: Value) -> None:
-        """Make every reader and graph output of ``old`` use ``new`` (check :meth:`can_replace` first)."""
-        if old.is_graph_output() or new.type is None:
-            new.type = old.type if old.type is not None else new.type
-        old.replace_all_uses_with(new, replace_graph_outputs=True)

@@ -458,7 +458,9 @@ def _fold_weights(model: Model, seed: int = 0) -> None:
         if node.op_type == "ConstantOfShape":
             shape = tuple(int(d) for d in const_value(node.inputs[0]))
             readers = node.outputs[0].uses()
-            is_variance = any(user.op_type == "BatchNormalization" and i == 4 for user, i in readers)
+            is_variance = any(
+                user.op_type == "BatchNormalization" and i == 4 for user, i in readers
+            )
             data = rng.uniform(0.5, 1.5, shape) if is_variance else rng.normal(0.0, 0.1, shape)
         elif node.op_type == "Unsqueeze" and const_value(node.inputs[0]) is not None:
             data = np.expand_dims(const_value(node.inputs[0]), tuple(node.attr("axes")))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import onnx
 import pytest
+from onnx.reference import ReferenceEvaluator
 from onnxgraph.optimizers.noop import NoOpElimination
 from onnxgraph.optimizers.type_annotation import annotate_types
 
@@ -261,3 +263,19 @@ def test_function_body_is_simplified():
     model = onnxgraph.from_proto(onnx.parser.parse_model(text))
     ops, stats = _eliminate(model)
     assert stats == {"identity": 1} and "Identity" not in ops
+
+
+def test_inner_node_of_a_pair_returned_by_a_subgraph_stays():
+    # onnxruntime rejects a subgraph returning an outer value directly, so onnx.reference checks it.
+    model = _model(
+        "(float[N,3,4] x, bool c) => (float[N,3,4] y, float[3,N,4] z)",
+        "a = Relu(x)\n t = Transpose<perm = [1, 0, 2]>(a)\n r = Transpose<perm = [1, 0, 2]>(t)\n"
+        " y = Neg(r)\n z = If(c) <then_branch = tb () => (t) { }, else_branch = eb () => (t) { }>",
+    )
+    feeds = random_inputs(specs_of(model), seed=3, dynamic_dim=2)
+    expected = ReferenceEvaluator(model.to_proto()).run(None, feeds)
+    stats = NoOpElimination()(model).stats
+    assert stats == {"transpose_pair": 1}
+    assert Counter(n.op_type for n in model.all_nodes())["Transpose"] == 1  # the If still returns t
+    actual = ReferenceEvaluator(model.to_proto()).run(None, feeds)
+    assert all(np.array_equal(e, a) for e, a in zip(expected, actual, strict=True))

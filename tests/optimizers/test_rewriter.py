@@ -7,6 +7,7 @@ from collections import Counter
 import numpy as np
 import onnx
 import pytest
+from onnx.reference import ReferenceEvaluator
 from onnxgraph.optimizers.rewriter import (
     Pattern,
     RewriteRule,
@@ -255,3 +256,19 @@ def test_find_matches_yields_each_commuted_binding():
 def test_pattern_must_return_node_outputs():
     with pytest.raises(TypeError):
         Pattern.from_function(lambda op, x: x)
+
+
+def test_intermediate_returned_by_a_subgraph_is_not_matched():
+    # onnxruntime rejects a subgraph returning an outer value directly, so onnx.reference checks it.
+    text = (
+        "(float[N,4] x, float[4,5] w, float[5] b, bool c) => (float[N,5] y, float[N,5] z) {"
+        " m = MatMul(x, w)\n y = Add(m, b)\n"
+        " z = If(c) <then_branch = t () => (m) { }, else_branch = e () => (m) { }> }"
+    )
+    model = _model(text)
+    feeds = random_inputs(specs_of(model), seed=5, dynamic_dim=3)
+    expected = ReferenceEvaluator(model.to_proto()).run(None, feeds)
+    assert not RewriteRuleSet([RewriteRule("gemm", _matmul_add, _to_gemm)]).apply(model)
+    assert _ops(model)["MatMul"] == 1
+    actual = ReferenceEvaluator(model.to_proto()).run(None, feeds)
+    assert all(np.array_equal(e, a) for e, a in zip(expected, actual, strict=True))
