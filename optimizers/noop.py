@@ -35,7 +35,7 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 from onnxgraph.optimizers.base import Pass
-from onnxgraph.optimizers.rewriter.editing import GraphEditor, drop_stale_value_info
+from onnxgraph.optimizers.rewriter.editing import GraphEditor, drop_stale_value_info, scopes
 from onnxgraph.optimizers.rewriter.values import const_ints, const_value
 
 from onnxgraph.model import Model
@@ -125,13 +125,9 @@ class NoOpElimination(Pass):
     def run(self, model: Model) -> Counter[str]:
         stats: Counter[str] = Counter()
         self._editor = GraphEditor(model)
-        opsets = {
-            id(f.graph): f.opset_imports or model.opset_imports for f in model.functions.values()
-        }
-        for graph in list(model.all_graphs()):
-            if graph.parent_node is not None and graph.parent_node.graph is None:
-                continue
-            self._opset = opsets.get(id(graph.root), model.opset_imports).get("", 0)
+        for scope in scopes(model):
+            self._opset = scope.opset
+            graph = scope.graph
             for node in graph:
                 if node.graph is graph and node.domain in ("", "ai.onnx"):
                     self._simplify(node, stats)
@@ -221,7 +217,7 @@ class NoOpElimination(Pass):
         return self._rewire_past(node, inner, x)
 
     def _try_reshape(self, node: Node) -> bool:
-        x, target = node.inputs[0], const_ints(node.inputs[1])
+        x, target = node.inputs[0], _second_input_ints(node)
         shape = x.shape
         if shape is None or target is None or len(target) != len(shape) or target.count(-1) > 1:
             return False
@@ -235,7 +231,7 @@ class NoOpElimination(Pass):
 
     def _try_reshape_pair(self, node: Node) -> bool:
         inner = self._same_graph_producer(node, "Reshape")
-        target = const_ints(node.inputs[1])
+        target = _second_input_ints(node)
         if inner is None or target is None or (0 in target and not node.attr("allowzero", 0)):
             return False
         return self._rewire_past(node, inner, inner.inputs[0])
@@ -282,7 +278,7 @@ class NoOpElimination(Pass):
         return self._forward(node, x, inner)
 
     def _try_expand(self, node: Node) -> bool:
-        shape, target = node.inputs[0].shape, const_ints(node.inputs[1])
+        shape, target = node.inputs[0].shape, _second_input_ints(node)
         if shape is None or target is None or len(target) > len(shape):
             return False
         dims = shape[len(shape) - len(target) :]
@@ -376,6 +372,11 @@ class NoOpElimination(Pass):
             if _broadcast_keeps_shape(x.shape, data.shape) and self._forward(node, x):
                 return True
         return False
+
+
+def _second_input_ints(node: Node) -> list[int] | None:
+    """The constant integer list a node reads at input 1 (a shape), None if absent or not constant."""
+    return const_ints(node.inputs[1]) if len(node.inputs) > 1 else None
 
 
 def _broadcast_keeps_shape(shape: tuple | None, const_shape: tuple[int, ...]) -> bool:

@@ -29,7 +29,8 @@ def _bn_affine(
     ctx: RewriteContext, bn: Node, channels: int, scale, bias, mean, var
 ) -> tuple | Failure:
     """``(s, shift)`` of an inference BatchNormalization over ``channels`` channels, or why not."""
-    if bn.attr("training_mode", 0) or bn.attr("spatial", 1) != 1:
+    training = bn.attr("training_mode", 0) or (ctx.scope.opset < 7 and not bn.attr("is_test", 0))
+    if training or bn.attr("spatial", 1) != 1:
         return fail("BatchNormalization is not in inference mode with per-channel statistics")
     params = [float_constant(v) for v in (scale, bias, mean, var)]
     if any(p is None or p.size != channels for p in params):

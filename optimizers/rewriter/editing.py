@@ -8,7 +8,8 @@ never replaced and its producer is never removed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from onnxgraph.graph import Graph
 from onnxgraph.model import Model
@@ -90,3 +91,37 @@ def drop_stale_value_info(graph: Graph) -> None:
     graph.value_info[:] = [
         v for v in graph.value_info if v.producer() is None or v.producer().graph is not None
     ]
+
+
+@dataclass
+class Scope:
+    """A graph to rewrite, with what its nodes are written against.
+
+    Attributes:
+        graph: the main graph, a subgraph, or a function body (or a subgraph inside one).
+        opset: the default-domain opset version its nodes follow.
+        in_function: the graph lies in a function body (constants must be Constant nodes there).
+    """
+
+    graph: Graph
+    opset: int
+    in_function: bool
+
+
+def scopes(model: Model) -> Iterator[Scope]:
+    """Every graph of ``model``; one whose holder a rewrite has removed meanwhile is skipped."""
+    bodies = {id(f.graph): f for f in model.functions.values()}
+    for graph in list(model.all_graphs()):
+        root = graph.root
+        function = bodies.get(id(root))
+        if root is not model.graph and function is None:
+            continue  # detached: the node holding it (or one above) was rewritten away
+        opsets = (
+            (function.opset_imports or model.opset_imports) if function else model.opset_imports
+        )
+        yield Scope(graph, opsets.get("", opsets.get("ai.onnx", 0)), function is not None)
+
+
+def canonical_domain(domain: str) -> str:
+    """``"ai.onnx"`` and ``""`` both name the default ONNX domain."""
+    return "" if domain == "ai.onnx" else domain

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from onnxgraph.optimizers.rewriter.editing import canonical_domain
 from onnxgraph.optimizers.rewriter.pattern import (
     ConstantPattern,
     NodeOutput,
@@ -56,7 +57,9 @@ def find_matches(pattern: Pattern, node: Node) -> Iterator[Match]:
 
 
 def _match_node(pn: NodePattern, node: Node, match: Match) -> Iterator[Match]:
-    if node.op_type != pn.op_type or node.domain != pn.domain or node.graph is not match.graph:
+    if node.op_type != pn.op_type or canonical_domain(node.domain) != canonical_domain(pn.domain):
+        return
+    if node.graph is not match.graph:
         return
     if len(node.outputs) < pn.num_outputs or not _attributes_match(pn, node):
         return

@@ -22,7 +22,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from onnxgraph.optimizers.rewriter.editing import GraphEditor, drop_stale_value_info
+from onnxgraph.optimizers.rewriter.editing import (
+    GraphEditor,
+    Scope,
+    canonical_domain,
+    drop_stale_value_info,
+    scopes,
+)
 from onnxgraph.optimizers.rewriter.matcher import Match, find_matches
 from onnxgraph.optimizers.rewriter.pattern import Pattern
 
@@ -56,13 +62,13 @@ class RewriteContext:
         model: the model being rewritten.
         match: the current match (graph, root, matched nodes).
         editor: replaces values and removes nodes keeping graph interfaces intact.
-        in_function: the match lies in a function body (constants must be Constant nodes there).
+        scope: the graph being rewritten, its opset version, and whether it lies in a function.
     """
 
     model: Model
     editor: GraphEditor
     match: Match | None = None
-    in_function: bool = False
+    scope: Scope | None = None
 
 
 Check = Callable[..., "dict[str, Any] | Failure | None"]
@@ -94,7 +100,7 @@ class RewriteRule:
 
     @property
     def root_op(self) -> tuple[str, str]:
-        return (self.pattern.root.domain, self.pattern.root.op_type)
+        return (canonical_domain(self.pattern.root.domain), self.pattern.root.op_type)
 
     def try_rewrite(self, ctx: RewriteContext, node: Node) -> bool:
         """Rewrite the first acceptable match rooted at ``node``; return whether one was applied."""
@@ -154,7 +160,7 @@ def _apply(
     bindings: dict[str, Any],
 ) -> bool:
     graph, root = match.graph, match.root
-    op = _TrackingBuilder(graph, insert_before=root, constants_as_nodes=ctx.in_function)
+    op = _TrackingBuilder(graph, insert_before=root, constants_as_nodes=ctx.scope.in_function)
     result = replacement(op, **bindings)
     new_values = result if isinstance(result, tuple) else (result,)
     olds = root.outputs[:num_outputs]
@@ -194,16 +200,12 @@ class RewriteRuleSet:
         """Rewrite ``model`` in place (main graph, subgraphs, function bodies); count rewrites by rule."""
         stats: Counter[str] = Counter()
         ctx = RewriteContext(model, GraphEditor(model))
-        function_bodies = {id(f.graph) for f in model.functions.values()}
-        for graph in list(model.all_graphs()):
-            if graph.parent_node is not None and graph.parent_node.graph is None:
-                continue  # its holder was rewritten away
-            ctx.in_function = id(graph.root) in function_bodies
+        for scope in scopes(model):
+            ctx.scope = scope
             for _ in range(self.max_sweeps):
-                applied = self._sweep(ctx, graph, stats)
-                if not applied:
+                if not self._sweep(ctx, scope.graph, stats):
                     break
-            drop_stale_value_info(graph)
+            drop_stale_value_info(scope.graph)
         return stats
 
     def _sweep(self, ctx: RewriteContext, graph: Graph, stats: Counter[str]) -> int:
@@ -211,7 +213,7 @@ class RewriteRuleSet:
         for node in graph:
             if node.graph is not graph:
                 continue
-            for rule in self._by_op.get((node.domain, node.op_type), ()):
+            for rule in self._by_op.get((canonical_domain(node.domain), node.op_type), ()):
                 if rule.try_rewrite(ctx, node):
                     stats[rule.name] += 1
                     applied += 1

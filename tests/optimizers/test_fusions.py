@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import onnx
 import pytest
+from onnx.reference import ReferenceEvaluator
 from onnxgraph.optimizers.base import PassManager
 from onnxgraph.optimizers.fusions import Fusions
 from onnxgraph.optimizers.noop import NoOpElimination
@@ -498,3 +499,32 @@ def test_light_models_reach_the_onnxsim_node_count(name, onnxsim_nodes):
         expected, run_model(model, feeds), {o.name: (1e-3, 1e-5) for o in original.graph.output}
     ):
         assert result.passed, result
+
+
+@pytest.mark.parametrize(("is_test", "fused"), [(1, True), (0, False)])
+def test_bn_before_opset_7_only_fused_in_test_mode(is_test, fused):
+    # onnxruntime has no BatchNormalization-6 kernel, so onnx.reference checks the numbers.
+    def body(op, x):
+        y = op.Conv(x, op.const(_random(4, 3, 3, 3)))
+        params = [op.const(_random(4)) for _ in range(3)] + [
+            op.const(RNG.uniform(0.5, 2, 4).astype(np.float32))
+        ]
+        return op.BatchNormalization(y, *params, is_test=is_test, epsilon=1e-3)
+
+    model = _build({"x": (1, 3, 6, 6)}, body, opset=6)
+    feeds = random_inputs(specs_of(model), seed=2)
+    expected = ReferenceEvaluator(model.to_proto()).run(None, feeds)[0] if is_test else None
+    stats = Fusions()(model).stats
+    assert (stats == {"bn_into_conv": 1}) is fused
+    if fused:  # (the reference evaluator cannot run training-mode BatchNormalization-6)
+        actual = ReferenceEvaluator(model.to_proto()).run(None, feeds)[0]
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_nodes_in_the_explicit_ai_onnx_domain_match():
+    def body(op, x):
+        conv = op.op("Conv", x, op.const(_random(4, 3, 3, 3)), _domain="ai.onnx")
+        return op.Add(conv, op.const(_random(4, 1, 1)))
+
+    model = _build({"x": (1, 3, 6, 6)}, body)
+    assert Fusions()(model).stats == {"add_into_conv": 1}

@@ -279,3 +279,12 @@ def test_inner_node_of_a_pair_returned_by_a_subgraph_stays():
     assert Counter(n.op_type for n in model.all_nodes())["Transpose"] == 1  # the If still returns t
     actual = ReferenceEvaluator(model.to_proto()).run(None, feeds)
     assert all(np.array_equal(e, a) for e, a in zip(expected, actual, strict=True))
+
+
+def test_reshape_with_a_shape_attribute_before_opset_5_is_left_alone():
+    text = '<ir_version: 3, opset_import: ["" : 4]>\n' + (
+        "g (float[2,3,4] x) => (float[2,12] y) { y = Reshape<shape = [2, 12]>(x) }"
+    )
+    model = onnxgraph.from_proto(onnx.parser.parse_model(text))
+    assert not NoOpElimination()(model).stats
+    assert [n.op_type for n in model.graph] == ["Reshape"]
