@@ -16,7 +16,7 @@ from onnxgraph.optimizers.rewriter import const_value
 from onnxgraph.optimizers.type_annotation import annotate_types
 
 import onnxgraph
-from onnxgraph import Graph, Model, Tensor, Value
+from onnxgraph import Function, Graph, Model, Tensor, Value
 from onnxgraph.builder import OpBuilder
 from onnxgraph.runtime.compare import compare_outputs
 from onnxgraph.runtime.inputs import random_inputs, specs_of
@@ -187,13 +187,15 @@ def test_bn_not_fused_when_statistics_are_inputs():
 @pytest.mark.parametrize("const_shape", [(4, 1, 1), (1, 4, 1, 1), (), (1,), (1, 1, 1, 1)])
 @pytest.mark.parametrize("kind", ["Add", "Mul"])
 @pytest.mark.parametrize("conv_first", [True, False])
-def test_bias_and_scale_into_conv(const_shape, kind, conv_first):
+@pytest.mark.parametrize("group", [1, 2])
+def test_bias_and_scale_into_conv(const_shape, kind, conv_first, group):
     def body(op, x):
-        conv = op.Conv(x, op.const(_random(4, 3, 3, 3)), op.const(_random(4)), pads=[1, 1, 1, 1])
+        w, b = op.const(_random(4, 4 // group, 3, 3)), op.const(_random(4))
+        conv = op.Conv(x, w, b, pads=[1, 1, 1, 1], group=group)
         c = op.const(_random(*const_shape))
         return op.op(kind, conv, c) if conv_first else op.op(kind, c, conv)
 
-    ops, stats = _fuse(_build({"x": (2, 3, 5, 5)}, body))
+    ops, stats = _fuse(_build({"x": (2, 4, 5, 5)}, body))
     assert stats == {f"{kind.lower()}_into_conv": 1}
     assert ops == {"Conv": 1}
 
@@ -528,3 +530,22 @@ def test_nodes_in_the_explicit_ai_onnx_domain_match():
 
     model = _build({"x": (1, 3, 6, 6)}, body)
     assert Fusions()(model).stats == {"add_into_conv": 1}
+
+
+def test_fusion_inside_a_function_body_makes_constant_nodes():
+    body = Graph("convbn", inputs=[Value("fx")])
+    fop = OpBuilder(body, constants_as_nodes=True)
+    body.outputs.append(_bn(fop, fop.Conv(body.inputs[0], fop.const(_random(4, 3, 3, 3))), 4))
+    function = Function("local", "convbn", body)
+    function.opset_imports = {"": 18}
+
+    def main(op, x):
+        return op.op("convbn", x, _domain="local")
+
+    model = _build({"x": (1, 3, 6, 6)}, main)
+    model.functions[function.identifier] = function
+    model.opset_imports["local"] = 1
+    model.graph.outputs[0].type = tensor_type(FLOAT, (1, 4, 4, 4))
+    _, stats = _fuse(model)
+    assert stats == {"bn_into_conv": 1}
+    assert Counter(n.op_type for n in body) == {"Constant": 2, "Conv": 1}
