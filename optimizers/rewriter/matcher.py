@@ -37,15 +37,19 @@ class Match:
         root: the node matched by the pattern's root.
         nodes: matched nodes by pattern node (root first).
         bindings: pattern variables (and ``_bind`` names) to the values (nodes) they matched.
+        constants: values matched by number patterns (``op.Mul(x, 1.0)``).
     """
 
     graph: Graph
     root: Node
     nodes: dict[int, Node] = field(default_factory=dict)
     bindings: dict[str, Value | Node | None] = field(default_factory=dict)
+    constants: list[Value] = field(default_factory=list)
 
     def copy(self) -> Match:
-        return Match(self.graph, self.root, dict(self.nodes), dict(self.bindings))
+        return Match(
+            self.graph, self.root, dict(self.nodes), dict(self.bindings), list(self.constants)
+        )
 
 
 def find_matches(pattern: Pattern, node: Node) -> Iterator[Match]:
@@ -120,6 +124,8 @@ def _match_value(vp: ValuePattern | None, value: Value | None, match: Match) -> 
     if isinstance(vp, ConstantPattern):
         data = const_value(value)
         if data is not None and data.size and data.dtype.kind in "iuf" and np.all(data == vp.value):
+            match = match.copy()
+            match.constants.append(value)
             yield match
         return
     assert isinstance(vp, NodeOutput)

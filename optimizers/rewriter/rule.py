@@ -172,7 +172,8 @@ def _apply(
     for old, new in zip(olds, new_values, strict=True):
         ctx.editor.replace(old, new)
     ctx.editor.remove_unused(match.nodes.values())
-    ctx.editor.drop_unused_constants(v for v in match.bindings.values() if isinstance(v, Value))
+    bound = [v for v in match.bindings.values() if isinstance(v, Value)]
+    ctx.editor.drop_unused_constants(bound + match.constants)
     return True
 
 

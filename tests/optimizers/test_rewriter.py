@@ -12,6 +12,8 @@ from onnxgraph.optimizers.rewriter import (
     Pattern,
     RewriteRule,
     RewriteRuleSet,
+    const_ints,
+    const_value,
     fail,
     find_matches,
 )
@@ -272,3 +274,34 @@ def test_intermediate_returned_by_a_subgraph_is_not_matched():
     assert _ops(model)["MatMul"] == 1
     actual = ReferenceEvaluator(model.to_proto()).run(None, feeds)
     assert all(np.array_equal(e, a) for e, a in zip(expected, actual, strict=True))
+
+
+def test_dag_pattern_with_a_shared_intermediate_fuses_layer_normalization():
+    # The shape of the transformer fusions to come: x - mean(x) feeds both the numerator and the
+    # variance, so the pattern is a DAG, not a tree.
+    def pattern(op, x, axes, eps):
+        centered = op.Sub(x, op.ReduceMean(x, axes))
+        variance = op.ReduceMean(op.Pow(centered, 2.0), axes)
+        return op.Div(centered, op.Sqrt(op.Add(variance, eps)))
+
+    def check(ctx, x, axes, eps):
+        epsilon = const_value(eps)
+        if const_ints(axes) != [-1] or epsilon is None or epsilon.size != 1:
+            return fail("not a last-axis normalization with a constant epsilon")
+        return {"epsilon": float(epsilon.reshape(-1)[0])}
+
+    def replacement(op, x, axes, eps, epsilon):
+        ones, zeros = op.const(np.ones(8, np.float32)), op.const(np.zeros(8, np.float32))
+        return op.LayerNormalization(x, ones, zeros, axis=-1, epsilon=epsilon)
+
+    text = (
+        "(float[N,S,8] x) => (float[N,S,8] y) {"
+        " ax = Constant<value = int64[1] {-1}>()\n e = Constant<value = float {0.00001}>()\n"
+        " mean = ReduceMean(x, ax)\n d = Sub(x, mean)\n sq = Pow(d, two)\n var = ReduceMean(sq, ax)\n"
+        " s = Add(var, e)\n r = Sqrt(s)\n n = Div(d, r)\n y = Neg(n) }"
+    ).replace("{ ax", "{ two = Constant<value = float {2}>()\n ax")
+    model = _model(text)
+    assert _apply([RewriteRule("layer_norm", pattern, replacement, check)], model) == {
+        "layer_norm": 1
+    }
+    assert _ops(model) == {"LayerNormalization": 1, "Neg": 1}  # constants it read are gone too
