@@ -549,3 +549,25 @@ def test_fusion_inside_a_function_body_makes_constant_nodes():
     _, stats = _fuse(model)
     assert stats == {"bn_into_conv": 1}
     assert Counter(n.op_type for n in body) == {"Constant": 2, "Conv": 1}
+
+
+def test_output_is_deterministic():
+    def body(op, x):
+        rng = np.random.default_rng(0)  # same weights in both builds
+        y = op.Conv(x, op.const(rng.standard_normal((4, 3, 3, 3)).astype(np.float32)))
+        y = op.BatchNormalization(
+            y, *[op.const(rng.uniform(0.5, 1.5, 4).astype(np.float32)) for _ in range(4)]
+        )
+        return op.Gemm(
+            op.Transpose(op.Flatten(y), perm=[1, 0]),
+            op.const(np.ones((5, 3), np.float32)),
+            transA=1,
+        )
+
+    results = []
+    for _ in range(2):
+        model = _build({"x": (5, 3, 3, 3)}, body)
+        PassManager([NoOpElimination(), Fusions()])(model)
+        assert [n.op_type for n in model.graph] == ["Conv", "Flatten", "Gemm"]
+        results.append(model.to_proto().SerializeToString(deterministic=True))
+    assert results[0] == results[1]
