@@ -95,8 +95,6 @@ class RewriteRule:
         self.pattern = Pattern.from_function(pattern)
         self.replacement = replacement
         self.check = check
-        self.last_failure: Failure | None = None
-        """The reason the most recent attempt was rejected (diagnostics only, never read by rules)."""
 
     @property
     def root_op(self) -> tuple[str, str]:
@@ -104,20 +102,38 @@ class RewriteRule:
 
     def try_rewrite(self, ctx: RewriteContext, node: Node) -> bool:
         """Rewrite the first acceptable match rooted at ``node``; return whether one was applied."""
-        for match in find_matches(self.pattern, node):
-            if self._intermediate_escapes(ctx, match):
-                continue
-            ctx.match = match
-            bindings = dict(match.bindings)
-            verdict = self.check(ctx, **bindings) if self.check is not None else None
+        for match, verdict in self._checked_matches(ctx, node):
             if isinstance(verdict, Failure):
-                self.last_failure = verdict
                 continue
-            if verdict:
-                bindings.update(verdict)
+            bindings = {**match.bindings, **(verdict if isinstance(verdict, dict) else {})}
             if _apply(ctx, match, self.pattern.root.num_outputs, self.replacement, bindings):
                 return True
         return False
+
+    def diagnose(self, model: Model, node: Node) -> list[str]:
+        """Why this rule does not rewrite at ``node``: one reason per match tried (for debugging).
+
+        Returns:
+            The reasons; ``["no match"]`` when the pattern is not found at ``node`` at all, and an
+            empty list when a match passes its check.
+        """
+        ctx = RewriteContext(model, GraphEditor(model))
+        ctx.scope = next((s for s in scopes(model) if s.graph is node.graph), None)
+        reasons = []
+        for _, verdict in self._checked_matches(ctx, node):
+            if not isinstance(verdict, Failure):
+                return []
+            reasons.append(verdict.reason)
+        return reasons or ["no match"]
+
+    def _checked_matches(self, ctx: RewriteContext, node: Node):
+        """Each match rooted at ``node`` with its check's verdict."""
+        for match in find_matches(self.pattern, node):
+            if self._intermediate_escapes(ctx, match):
+                yield match, fail("a subgraph returns an intermediate value")
+                continue
+            ctx.match = match
+            yield match, self.check(ctx, **match.bindings) if self.check is not None else None
 
     def _intermediate_escapes(self, ctx: RewriteContext, match: Match) -> bool:
         """True when a subgraph returns an intermediate value of the match (another reader)."""
