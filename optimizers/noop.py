@@ -36,7 +36,14 @@ import numpy as np
 import onnx
 from onnxgraph.optimizers.base import Pass
 from onnxgraph.optimizers.rewriter.editing import GraphEditor, drop_stale_value_info, scopes
-from onnxgraph.optimizers.rewriter.values import const_ints, const_value
+from onnxgraph.optimizers.rewriter.values import (
+    axes_arg,
+    const_ints,
+    const_value,
+    input_ints,
+    pads_arg,
+    transpose_perm,
+)
 
 from onnxgraph.model import Model
 from onnxgraph.node import Node
@@ -179,17 +186,6 @@ class NoOpElimination(Pass):
             return None
         return producer if producer.domain in ("", "ai.onnx") else None
 
-    @staticmethod
-    def _axes(node: Node) -> list[int] | None:
-        """The axes of a Squeeze/Unsqueeze (attribute before opset 13, input after); None if unknown."""
-        if "axes" in node.attributes:
-            return list(node.attr("axes"))
-        return (
-            const_ints(node.inputs[1])
-            if len(node.inputs) > 1 and node.inputs[1] is not None
-            else None
-        )
-
     # -- cases ----------------------------------------------------------------------------------
     def _try_identity(self, node: Node) -> bool:
         return self._forward(node, node.inputs[0])
@@ -217,7 +213,7 @@ class NoOpElimination(Pass):
         return self._rewire_past(node, inner, x)
 
     def _try_reshape(self, node: Node) -> bool:
-        x, target = node.inputs[0], _second_input_ints(node)
+        x, target = node.inputs[0], input_ints(node, 1)
         shape = x.shape
         if shape is None or target is None or len(target) != len(shape) or target.count(-1) > 1:
             return False
@@ -231,7 +227,7 @@ class NoOpElimination(Pass):
 
     def _try_reshape_pair(self, node: Node) -> bool:
         inner = self._same_graph_producer(node, "Reshape")
-        target = _second_input_ints(node)
+        target = input_ints(node, 1)
         if inner is None or target is None or (0 in target and not node.attr("allowzero", 0)):
             return False
         return self._rewire_past(node, inner, inner.inputs[0])
@@ -254,7 +250,7 @@ class NoOpElimination(Pass):
         return self._forward(node, node.inputs[0])
 
     def _try_unsqueeze(self, node: Node) -> bool:
-        axes = self._axes(node)
+        axes = axes_arg(node)
         return axes == [] and self._forward(node, node.inputs[0])
 
     def _try_squeeze_unsqueeze_pair(self, node: Node) -> bool:
@@ -262,7 +258,7 @@ class NoOpElimination(Pass):
         inner = self._same_graph_producer(node, inverse)
         if inner is None:
             return False
-        outer_axes, inner_axes = self._axes(node), self._axes(inner)
+        outer_axes, inner_axes = axes_arg(node), axes_arg(inner)
         if not outer_axes or not inner_axes:
             return False
         x = inner.inputs[0]
@@ -278,7 +274,7 @@ class NoOpElimination(Pass):
         return self._forward(node, x, inner)
 
     def _try_expand(self, node: Node) -> bool:
-        shape, target = node.inputs[0].shape, _second_input_ints(node)
+        shape, target = node.inputs[0].shape, input_ints(node, 1)
         if shape is None or target is None or len(target) > len(shape):
             return False
         dims = shape[len(shape) - len(target) :]
@@ -286,16 +282,8 @@ class NoOpElimination(Pass):
             return False
         return self._forward(node, node.inputs[0])
 
-    @staticmethod
-    def _perm(node: Node) -> list[int] | None:
-        perm = node.attr("perm")
-        if perm is not None:
-            return list(perm)
-        shape = node.inputs[0].shape
-        return None if shape is None else list(reversed(range(len(shape))))
-
     def _try_transpose(self, node: Node) -> bool:
-        perm = self._perm(node)
+        perm = transpose_perm(node)
         return (
             perm is not None
             and perm == list(range(len(perm)))
@@ -306,7 +294,7 @@ class NoOpElimination(Pass):
         inner = self._same_graph_producer(node, "Transpose")
         if inner is None:
             return False
-        outer_perm, inner_perm = self._perm(node), self._perm(inner)
+        outer_perm, inner_perm = transpose_perm(node), transpose_perm(inner)
         if outer_perm is None or inner_perm is None or len(outer_perm) != len(inner_perm):
             return False
         if [inner_perm[i] for i in outer_perm] != list(range(len(outer_perm))):
@@ -314,9 +302,7 @@ class NoOpElimination(Pass):
         return self._forward(node, inner.inputs[0], inner)
 
     def _try_pad(self, node: Node) -> bool:
-        pads = list(node.attr("pads")) if "pads" in node.attributes else None
-        if pads is None and len(node.inputs) > 1:
-            pads = const_ints(node.inputs[1])
+        pads = pads_arg(node)
         return pads is not None and not any(pads) and self._forward(node, node.inputs[0])
 
     def _try_slice(self, node: Node) -> bool:
@@ -372,11 +358,6 @@ class NoOpElimination(Pass):
             if _broadcast_keeps_shape(x.shape, data.shape) and self._forward(node, x):
                 return True
         return False
-
-
-def _second_input_ints(node: Node) -> list[int] | None:
-    """The constant integer list a node reads at input 1 (a shape), None if absent or not constant."""
-    return const_ints(node.inputs[1]) if len(node.inputs) > 1 else None
 
 
 def _broadcast_keeps_shape(shape: tuple | None, const_shape: tuple[int, ...]) -> bool:

@@ -20,15 +20,15 @@ from onnxgraph.optimizers.rewriter.rule import (
     RewriteRuleSet,
     fail,
 )
-from onnxgraph.optimizers.rewriter.values import const_ints, const_value
+from onnxgraph.optimizers.rewriter.values import const_ints, const_value, pads_arg
 
 from onnxgraph.node import Node
 from onnxgraph.value import Value
 
 
-def _pad_amounts(pad: Node, pads: Value | None, axes: Value | None, rank: int) -> list[int] | None:
+def _pad_amounts(pad: Node, axes: Value | None, rank: int) -> list[int] | None:
     """The Pad's full ``[begin..., end...]`` list over ``rank`` axes, or None when unknown."""
-    amounts = list(pad.attr("pads")) if "pads" in pad.attributes else const_ints(pads)
+    amounts = pads_arg(pad)
     if amounts is None:
         return None
     if axes is None:
@@ -56,7 +56,6 @@ def _check_for(expected_value: float):
         x: Value,
         pad: Node,
         consumer: Node,
-        pads=None,
         value=None,
         axes=None,
         **_: Any,
@@ -71,7 +70,7 @@ def _check_for(expected_value: float):
             return fail(f"Pad is not constant mode with value {expected_value}")
         if string_attr(consumer, "auto_pad", "NOTSET") != "NOTSET":
             return fail("the consumer uses auto_pad")
-        amounts = _pad_amounts(pad, pads, axes, rank)
+        amounts = _pad_amounts(pad, axes, rank)
         if (
             amounts is None
             or any(a < 0 for a in amounts)

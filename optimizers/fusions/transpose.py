@@ -14,21 +14,14 @@ from onnxgraph.optimizers.rewriter.rule import (
     RewriteRuleSet,
     fail,
 )
+from onnxgraph.optimizers.rewriter.values import transpose_perm
 
 from onnxgraph.node import Node
 from onnxgraph.value import Value
 
 
-def _perm(node: Node) -> list[int] | None:
-    perm = node.attr("perm")
-    if perm is not None:
-        return list(perm)
-    shape = node.inputs[0].shape
-    return None if shape is None else list(reversed(range(len(shape))))
-
-
 def _check(ctx: RewriteContext, x: Value, inner: Node, outer: Node) -> dict | Failure:
-    p1, p2 = _perm(inner), _perm(outer)
+    p1, p2 = transpose_perm(inner), transpose_perm(outer)
     if p1 is None or p2 is None or len(p1) != len(p2):
         return fail("a permutation is unknown")
     return {"perm": [p1[i] for i in p2]}
