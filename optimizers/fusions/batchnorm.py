@@ -46,7 +46,7 @@ def _conv_check(
     weight = private_weight(ctx, w)
     if weight is None or weight.ndim < 3:
         return fail("Conv weight is not a private floating-point constant")
-    conv_bias = _optional_bias(ctx, b, weight.shape[0])
+    conv_bias = _optional_bias(b, weight.shape[0])
     if isinstance(conv_bias, Failure):
         return conv_bias
     affine = _bn_affine(ctx, bn, weight.shape[0], scale, bias, mean, var)
@@ -65,7 +65,7 @@ def _conv_transpose_check(
     if weight is None or weight.ndim < 3 or weight.shape[0] % group:
         return fail("ConvTranspose weight is not a private floating-point constant")
     channels = weight.shape[1] * group
-    conv_bias = _optional_bias(ctx, b, channels)
+    conv_bias = _optional_bias(b, channels)
     if isinstance(conv_bias, Failure):
         return conv_bias
     affine = _bn_affine(ctx, bn, channels, scale, bias, mean, var)
@@ -102,7 +102,7 @@ def _gemm_check(
     return _fused(weight.dtype, new_w, new_c)
 
 
-def _optional_bias(ctx: RewriteContext, b: Value | None, channels: int) -> np.ndarray | Failure:
+def _optional_bias(b: Value | None, channels: int) -> np.ndarray | Failure:
     if b is None:
         return np.zeros(channels)
     data = float_constant(b)
