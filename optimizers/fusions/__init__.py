@@ -4,10 +4,13 @@ Rules (one module each, each ending with its ``RULES`` set; see docs/optimize-ru
 
 1. ``bn_into_conv`` / ``bn_into_convtranspose`` / ``bn_into_gemm`` (batchnorm.py): an inference
    BatchNormalization folded into the weight and bias of the node before it.
-2. ``add_into_conv`` / ``mul_into_conv`` (conv_affine.py): a per-channel bias or scale folded into a Conv.
+2. ``add_into_conv`` / ``mul_into_conv`` (conv_affine.py): a per-channel bias or scale folded
+   into a Conv.
 3. ``matmul_add_to_gemm`` (gemm.py): 2-D MatMul + Add becomes Gemm.
-4. ``transpose_into_gemm_a`` / ``transpose_into_gemm_b`` (gemm.py): a Transpose feeding Gemm toggles transA/transB.
-5. ``pad_into_conv`` / ``pad_into_averagepool`` / ``pad_into_maxpool`` (pad.py): a constant Pad folded into pads.
+4. ``transpose_into_gemm_a`` / ``transpose_into_gemm_b`` (gemm.py): a Transpose feeding Gemm
+   toggles transA / transB.
+5. ``pad_into_conv`` / ``pad_into_averagepool`` / ``pad_into_maxpool`` (pad.py): a constant Pad
+   folded into the consumer's pads.
 6. ``transpose_pair`` (transpose.py): two consecutive Transposes composed into one (or none).
 """
 

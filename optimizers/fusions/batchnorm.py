@@ -2,9 +2,10 @@
 
 With ``s = scale / sqrt(var + epsilon)`` per channel, ``BN(y) = s * y + (bias - mean * s)``; the
 producer's weight is scaled by ``s`` along its output-channel axis and its bias becomes
-``b * s + bias - mean * s``. Output channels sit on axis 0 of a Conv weight ``(M, C/g, k...)``, on axis 1
-of a ConvTranspose weight ``(C, M/g, k...)`` inside each of its ``g`` groups, and on the N axis of a
-Gemm's B. Weights must be constants read by nobody else; the arithmetic runs in float64.
+``b * s + bias - mean * s``. Output channels sit on axis 0 of a Conv weight ``(M, C/g, k...)``,
+on axis 1 of a ConvTranspose weight ``(C, M/g, k...)`` inside each of its ``g`` groups, and on
+the N axis of a Gemm's B. Weights must be constants read by nobody else; the arithmetic runs in
+float64.
 """
 
 from __future__ import annotations

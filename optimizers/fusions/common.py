@@ -1,4 +1,4 @@
-"""What the fusion rules share: reading weights that are safe to fold, and copying node attributes."""
+"""What the fusion rules share: reading weights safe to fold, and copying node attributes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from onnxgraph.value import Value
 
 
 def private_weight(ctx: RewriteContext, value: Value | None) -> np.ndarray | None:
-    """A floating-point constant read only by matched nodes (so folding it changes no one else), or None."""
+    """A floating-point constant that only matched nodes read (safe to fold), or None."""
     data = const_value(value)
     if data is None or data.dtype.kind != "f" or value is None:
         return None
@@ -31,7 +31,7 @@ def float_constant(value: Value | None) -> np.ndarray | None:
 
 
 def attributes_of(node: Node, **overrides: Any) -> dict[str, Any]:
-    """``node``'s attributes as builder keyword arguments, with ``overrides`` applied (None drops one)."""
+    """``node``'s attributes as builder keywords, with ``overrides`` (None drops one)."""
     attrs: dict[str, Any] = {
         name: attr for name, attr in node.attributes.items() if name not in overrides
     }

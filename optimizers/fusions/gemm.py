@@ -1,9 +1,9 @@
 """Gemm fusions: MatMul + Add becomes a Gemm, and 2-D Transposes of Gemm inputs become trans flags.
 
-``MatMul(A, B) + C`` is ``Gemm(A, B, C)`` only when A and B are known to be 2-D (MatMul of other ranks
-batches or promotes) and C broadcasts to the product's ``(M, N)`` shape without enlarging it (Gemm
-broadcasts C one way only). A Transpose feeding Gemm's A or B is 2-D (Gemm's inputs are), so it
-toggles ``transA`` / ``transB``.
+``MatMul(A, B) + C`` is ``Gemm(A, B, C)`` only when A and B are known to be 2-D (MatMul of other
+ranks batches or promotes) and C broadcasts to the product's ``(M, N)`` shape without enlarging it
+(Gemm broadcasts C one way only). A Transpose feeding Gemm's A or B is 2-D (Gemm's inputs are), so
+it toggles ``transA`` / ``transB``.
 """
 
 from __future__ import annotations

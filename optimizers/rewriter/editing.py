@@ -37,7 +37,7 @@ class GraphEditor:
         return id(value) in self._escaping
 
     def is_needed(self, value: Value) -> bool:
-        """Whether anything reads ``value``: a node, its graph's outputs, or a subgraph's outputs."""
+        """Whether anything reads ``value``: a node, its graph's outputs or a subgraph's outputs."""
         return value.has_uses() or value.is_graph_output() or id(value) in self._escaping
 
     def can_replace(self, old: Value, new: Value) -> bool:
@@ -63,7 +63,7 @@ class GraphEditor:
         old.replace_all_uses_with(new, replace_graph_outputs=True)
 
     def remove_unused(self, nodes: Iterable[Node]) -> None:
-        """Remove those of ``nodes`` (and only those) whose outputs nothing needs, until none is left."""
+        """Remove those of ``nodes`` (and only those) whose outputs nothing needs, repeatedly."""
         pending = [n for n in nodes if n.graph is not None]
         progress = True
         while pending and progress:
@@ -75,7 +75,7 @@ class GraphEditor:
                     progress = True
 
     def drop_unused_constants(self, values: Iterable[Value]) -> None:
-        """Remove the initializers and Constant nodes among ``values`` that nothing needs any more."""
+        """Remove the initializers and Constant nodes among ``values`` that nothing needs now."""
         for value in values:
             if self.is_needed(value) or value.is_graph_input():
                 continue

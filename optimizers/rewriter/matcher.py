@@ -2,8 +2,9 @@
 
 Matching walks from the root pattern node up through its inputs. A node pattern only matches a
 producer in the same graph as the root (an outer-scope value can bind a variable but its producer is
-never part of a match, so a rewrite inside a subgraph never touches its enclosing graph). Commutative
-node patterns try both input orders, so a root yields possibly several matches, in a fixed order.
+never part of a match, so a rewrite inside a subgraph never touches its enclosing graph).
+Commutative node patterns try both input orders, so a root yields possibly several matches, in a
+fixed order.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Match:
 
 
 def find_matches(pattern: Pattern, node: Node) -> Iterator[Match]:
-    """Every way ``pattern`` matches with its root at ``node`` and no intermediate value escaping."""
+    """Every way ``pattern`` matches with its root at ``node``, no intermediate value escaping."""
     assert node.graph is not None
     for match in _match_node(pattern.root, node, Match(node.graph, node)):
         if _intermediates_private(pattern, match):

@@ -40,7 +40,7 @@ class Var(ValuePattern):
 
 @dataclass(eq=False)
 class ConstantPattern(ValuePattern):
-    """Matches a constant (initializer or Constant node output) whose elements all equal ``value``."""
+    """Matches a constant (initializer or Constant output) whose elements all equal ``value``."""
 
     value: float
 

@@ -149,7 +149,7 @@ class RewriteRule:
 
 
 class _TrackingBuilder(OpBuilder):
-    """An OpBuilder that remembers the initializers it created, so a refused rewrite can undo them."""
+    """An OpBuilder remembering the initializers it made, so a refused rewrite can undo them."""
 
     def __init__(self, graph: Graph, **kwargs: Any):
         super().__init__(graph, **kwargs)
@@ -214,7 +214,7 @@ class RewriteRuleSet:
         )
 
     def apply(self, model: Model) -> Counter[str]:
-        """Rewrite ``model`` in place (main graph, subgraphs, function bodies); count rewrites by rule."""
+        """Rewrite ``model`` in place (all graphs and function bodies); count rewrites by rule."""
         stats: Counter[str] = Counter()
         ctx = RewriteContext(model, GraphEditor(model))
         for scope in scopes(model):

@@ -1,4 +1,4 @@
-"""Pass ``fuse``: structure (which nodes go) and numerics (onnxruntime before/after, random weights)."""
+"""Pass ``fuse``: structure (which nodes go) and numerics (onnxruntime, random weights)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _build(inputs: dict[str, tuple], body, opset: int = 18) -> Model:
 
 
 def _fuse(model: Model) -> tuple[Counter, Counter]:
-    """Run the pass; check the result is valid and computes what the original did. Returns (ops, stats)."""
+    """Run the pass; check the result is valid and computes the same. Returns (ops, stats)."""
     original = model.to_proto()
     feeds = random_inputs(specs_of(model), seed=7, dynamic_dim=2)
     expected = run_model(original, feeds)
@@ -221,7 +221,7 @@ def test_scale_not_fused_into_shared_weight():
     assert not stats and ops["Mul"] == 1
 
 
-# -- MatMul + Add -> Gemm ---------------------------------------------------------------------------
+# -- MatMul + Add -> Gemm --------------------------------------------------------------------------
 @pytest.mark.parametrize("c_shape", [(5,), (1, 5), (3, 5), (3, 1), ()])
 @pytest.mark.parametrize("bias_first", [False, True])
 def test_matmul_add_to_gemm(c_shape, bias_first):
@@ -266,7 +266,7 @@ def test_matmul_add_with_symbolic_rows():
     assert stats == {"matmul_add_to_gemm": 1}
 
 
-# -- Transposes ---------------------------------------------------------------------------------------
+# -- Transposes ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["a", "b"])
 @pytest.mark.parametrize("flag", [0, 1])
 def test_transpose_into_gemm(which, flag):
@@ -298,7 +298,7 @@ def test_transposes_composed_and_cancelled():
     assert ops == {"Transpose": 1, "Relu": 2}
 
 
-# -- Pad into Conv and pooling ------------------------------------------------------------------------
+# -- Pad into Conv and pooling ---------------------------------------------------------------------
 def _pad(op, x, pads, mode="constant", value=None):
     value = op.const(np.float32(value)) if value is not None else None
     return op.Pad(x, op.const(np.array(pads, np.int64)), value, mode=mode)
@@ -389,10 +389,10 @@ def test_pad_into_max_pool(value, fused):
     assert ("Pad" not in ops) is fused
 
 
-# -- scopes --------------------------------------------------------------------------------------------
+# -- scopes ----------------------------------------------------------------------------------------
 def _if_model(branch_body) -> Model:
-    """``If(cond)`` whose two branches are built by ``branch_body(op, outer_op, x)`` (after linking, so
-    names stay unique across scopes)."""
+    """``If(cond)`` whose branches ``branch_body(op, outer_op, x)`` builds (after linking the If,
+    so names stay unique across scopes)."""
 
     def body(op, x, cond):
         branches = [Graph("then"), Graph("else")]
@@ -443,7 +443,7 @@ def test_pad_attribute_form_before_opset_11():
     assert stats == {"pad_into_conv": 1} and ops == {"Conv": 1}
 
 
-# -- ONNX's light model zoo -------------------------------------------------------------------------
+# -- ONNX's light model zoo ------------------------------------------------------------------------
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 
 

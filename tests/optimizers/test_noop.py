@@ -240,7 +240,10 @@ def test_graph_input_forwarded_to_output_is_kept():
 
 
 def test_inside_if_branch_reading_an_outer_value():
-    then_else = "then_branch = t () => (float[N,3,4] ty) {{ ty = Identity(a) }}, else_branch = e () => (float[N,3,4] ey) {{ {} }}"
+    then_else = (
+        "then_branch = t () => (float[N,3,4] ty) {{ ty = Identity(a) }}, "
+        "else_branch = e () => (float[N,3,4] ey) {{ {} }}"
+    )
     body = "a = Relu(x)\n y = If(c) <" + then_else.format("i = Identity(a)\n ey = Neg(i)") + ">"
     model = _model(
         "(float[N,3,4] x, bool c) => (float[N,3,4] y)", body.replace("{{", "{").replace("}}", "}")

@@ -1,4 +1,4 @@
-"""The pattern rewriter: matching (commutation, multi-use, optional inputs, scopes) and application."""
+"""The pattern rewriter: matching (commutation, multi-use, optional inputs, scopes), rewriting."""
 
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def test_check_rejects_with_a_reason_and_passes_bindings():
 
 
 def test_a_failed_check_tries_the_other_order():
-    # Add(m1, m2): both inputs are MatMuls; the check only accepts the one whose weight is an input named w2.
+    # Add(m1, m2): both inputs are MatMuls; the check only accepts the one whose weight is w2.
     text = (
         "(float[N,4] x, float[4,5] w1, float[4,5] w2) => (float[N,5] y) {"
         " m1 = MatMul(x, w1)\n m2 = MatMul(x, w2)\n y = Add(m1, m2) }"
@@ -298,7 +298,8 @@ def test_dag_pattern_with_a_shared_intermediate_fuses_layer_normalization():
     text = (
         "(float[N,S,8] x) => (float[N,S,8] y) {"
         " ax = Constant<value = int64[1] {-1}>()\n e = Constant<value = float {0.00001}>()\n"
-        " mean = ReduceMean(x, ax)\n d = Sub(x, mean)\n sq = Pow(d, two)\n var = ReduceMean(sq, ax)\n"
+        " mean = ReduceMean(x, ax)\n d = Sub(x, mean)\n sq = Pow(d, two)\n"
+        " var = ReduceMean(sq, ax)\n"
         " s = Add(var, e)\n r = Sqrt(s)\n n = Div(d, r)\n y = Neg(n) }"
     ).replace("{ ax", "{ two = Constant<value = float {2}>()\n ax")
     model = _model(text)

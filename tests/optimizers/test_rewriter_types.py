@@ -1,4 +1,4 @@
-"""annotate_types: the shapes that passes read come from onnx shape inference, symbolic dims kept."""
+"""annotate_types: the shapes passes read come from onnx shape inference, symbolic dims kept."""
 
 from __future__ import annotations
 
