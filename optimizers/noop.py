@@ -322,6 +322,8 @@ class NoOpElimination(Pass):
                 return False
         axes = list(axes) if axes is not None else list(range(len(starts)))
         steps = steps if steps is not None else [1] * len(starts)
+        if not len(starts) == len(ends) == len(axes) == len(steps):
+            return False
         shape = x.shape
         for axis, start, end, step in zip(axes, starts, ends, steps, strict=True):
             if step != 1 or start != 0:
