@@ -56,3 +56,17 @@ def create_session(
     elif not isinstance(model, bytes):
         model = os.fspath(model)
     return ort.InferenceSession(model, sess_options=options, providers=list(providers))
+
+
+def run_model(model, feeds: dict, *, optimization: str = "disable") -> dict:
+    """Run ``model`` (an IR Model, ModelProto, bytes or path) once on CPU; outputs by name.
+
+    onnxruntime's own graph optimizations are off by default, so the model runs as written.
+    """
+    from onnxgraph.model import Model
+
+    if isinstance(model, Model):
+        model = model.to_proto()
+    session = create_session(model, optimization=optimization)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))

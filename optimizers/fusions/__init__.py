@@ -1,0 +1,44 @@
+"""Pass ``fuse``: classic fusions into standard ONNX ops, written as rewrite rules.
+
+Rules (one module each, each ending with its ``RULES`` set; see docs/optimize-rules.md):
+
+1. ``bn_into_conv`` / ``bn_into_convtranspose`` / ``bn_into_gemm`` (batchnorm.py): an inference
+   BatchNormalization folded into the weight and bias of the node before it.
+2. ``add_into_conv`` / ``mul_into_conv`` (conv_affine.py): a per-channel bias or scale folded
+   into a Conv.
+3. ``matmul_add_to_gemm`` (gemm.py): 2-D MatMul + Add becomes Gemm.
+4. ``transpose_into_gemm_a`` / ``transpose_into_gemm_b`` (gemm.py): a Transpose feeding Gemm
+   toggles transA / transB.
+5. ``pad_into_conv`` / ``pad_into_averagepool`` / ``pad_into_maxpool`` (pad.py): a constant Pad
+   folded into the consumer's pads.
+6. ``transpose_pair`` (transpose.py): two consecutive Transposes composed into one (or none).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from onnxgraph.optimizers.base import Pass
+from onnxgraph.optimizers.fusions import batchnorm, conv_affine, gemm, pad, transpose
+from onnxgraph.optimizers.rewriter.rule import RewriteRuleSet
+
+from onnxgraph.model import Model
+
+DEFAULT_RULES: RewriteRuleSet = (
+    batchnorm.RULES + conv_affine.RULES + pad.RULES + gemm.RULES + transpose.RULES
+)
+"""Every fusion rule, in the order they are tried on a node."""
+
+
+class Fusions(Pass):
+    __doc__ = __doc__
+    name = "fuse"
+
+    def __init__(self, rules: RewriteRuleSet | None = None):
+        self.rules = rules if rules is not None else DEFAULT_RULES
+
+    def run(self, model: Model) -> Counter[str]:
+        return self.rules.apply(model)
+
+
+PASS = Fusions
