@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -25,6 +26,16 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
         raise
 
 
+def _mode_for(path: str) -> int:
+    """The permissions a new file at ``path`` would get: an existing file's, else 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 class AtomicFileGroup:
     """Several files written to temporary names and renamed together once all are complete.
 
@@ -40,6 +51,7 @@ class AtomicFileGroup:
         directory = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
         self._pending.append((tmp, path))
+        os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; a saved model is an ordinary file
         return os.fdopen(fd, "wb")
 
     def commit(self) -> None:
