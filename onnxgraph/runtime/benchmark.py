@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+import onnxgraph
 from onnxgraph.errors import OnnxGraphError
 from onnxgraph.runtime import inputs as model_inputs
-from onnxgraph.runtime.compare import OutputComparison, compare_outputs
+from onnxgraph.runtime.compare import OutputComparison, compare_outputs, default_tolerance, half_precision_of
 from onnxgraph.runtime.memory import GpuMemory, PeakRss
 from onnxgraph.runtime.providers import (
     CUDA,
@@ -258,7 +259,7 @@ def run_benchmark(
         io_binding=config.io_binding,
     )
     if len(models) == 2:  # before the counted runs, so a bad --tolerance fails fast
-        bench.parity = _parity(outputs[0], outputs[1], config)
+        bench.parity = _parity(outputs[0], outputs[1], config, _half_precision(models))
     report("warming up", 0.0)
     _warm_up(runners, labels, config.warmup)
     for result, latencies in zip(results, _interleaved_runs(runners, config, report)):
@@ -412,15 +413,24 @@ def _interleaved_runs(
     return latencies
 
 
-def _parity(expected: dict, actual: dict, config: BenchConfig) -> list[OutputComparison]:
+def _half_precision(models: Sequence[ModelSource]):
+    """The looser half-precision type either model computes in, or None (see half_precision_of)."""
+    found = [half_precision_of(onnxgraph.load(m)) for m in models]
+    found = [d for d in found if d is not None]
+    return max(found, key=lambda d: default_tolerance(d)) if found else None
+
+
+def _parity(expected: dict, actual: dict, config: BenchConfig, half=None) -> list[OutputComparison]:
     unknown = [n for n in config.output_tolerances if n not in expected]
     if unknown:
         raise BenchError(
             f"--tolerance names '{unknown[0]}', which is not an output ({', '.join(expected)})"
         )
     tolerances = {}
-    for name in expected:
+    for name, value in expected.items():
         tolerance = config.output_tolerances.get(name, config.tolerance)
+        if tolerance is None and half is not None and np.asarray(value).dtype.kind == "f":
+            tolerance = tuple(map(max, default_tolerance(np.asarray(value).dtype), default_tolerance(half)))
         if tolerance is not None:
             tolerances[name] = tolerance
     return compare_outputs(expected, actual, tolerances, mixed_floats=True)

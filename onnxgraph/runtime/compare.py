@@ -118,3 +118,24 @@ def compare_outputs(
 
 def _is_float(array: np.ndarray) -> bool:
     return array.dtype.name in _TOLERANCES
+
+
+_HALF_TYPES = {"FLOAT16": "float16", "BFLOAT16": "bfloat16"}
+
+
+def half_precision_of(model) -> np.dtype | None:
+    """The half-precision float type an IR model computes in (bfloat16 over float16), or None.
+
+    A model converted to float16 with float32 inputs and outputs still computes in float16: its
+    float32 outputs deserve float16's tolerance, not float32's.
+    """
+    import onnx
+
+    from onnxgraph import types
+
+    half = {getattr(onnx.TensorProto, name) for name in _HALF_TYPES}
+    found = {v.const_value.elem_type for g in model.all_graphs() for v in g.initializers.values()} & half
+    found |= {n.attr("to") for n in model.all_nodes() if n.op_type == "Cast"} & half
+    if not found:
+        return None
+    return types.np_dtype(max(found))  # BFLOAT16 (16) sorts after FLOAT16 (10): the looser one

@@ -273,3 +273,19 @@ def test_auto_reports_the_provider_that_ran_and_why_cuda_was_not_used(relu):
     assert doc["environment"]["cuda"] == ("usable" if status.usable else status.reason)
     cpu = json.loads(bench(relu, *TINY, "--json", "-").stdout)
     assert "cuda" not in cpu["environment"]
+
+
+def test_a_float16_model_with_float32_io_is_judged_at_float16_tolerance(tmp_path):
+    """Casting to float16 inside the model changes float32 outputs by more than float32's tolerance."""
+    weights = "w = Constant<value = float[8,8] {" + ",".join(str((i % 7) / 7) for i in range(64)) + "}>()"
+    full = write(tmp_path, "fp32.onnx", f"{weights} y = MatMul(x, w)")
+    half = write(
+        tmp_path,
+        "fp16.onnx",
+        f"{weights} w16 = Cast<to = 10>(w) x16 = Cast<to = 10>(x) y16 = MatMul(x16, w16) y = Cast<to = 1>(y16)",
+    )
+    result = bench(full, half, *TINY, "--input-shape", "x=4,8", "--json", "-")
+    assert result.exit_code == 0, result.output
+    (output,) = json.loads(result.stdout)["comparison"]["parity"]["outputs"]
+    assert output["max_abs"] > 1e-4  # float32's default tolerance would have failed it
+    assert (output["rtol"], output["atol"]) == (1e-2, 1e-3)
