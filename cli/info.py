@@ -104,47 +104,40 @@ def _render(s: dict) -> None:
         head.add_row("[bold]assumed[/]", escape(text) + " (symbolic dims as 1; fix with --input-shape)")
     console.print(head)
 
-    io = Table(title="inputs and outputs", title_justify="left")
-    for column in ("", "name", "type"):
-        io.add_column(column)
-    for kind in ("inputs", "outputs"):
-        for v in s[kind]:
-            io.add_row(kind[:-1], escape(v["name"]), escape(v["type"]))
-    console.print(io)
-
-    ops = Table(title="operators", title_justify="left")
-    ops.add_column("op type")
-    ops.add_column("count", justify="right")
-    ops.add_column("FLOPs", justify="right")
-    for op, n in s["nodes"]["by_op_type"].items():
-        ops.add_row(escape(op), str(n), _human_count(compute["by_op_type"].get(op.split("::")[-1], 0)))
-    console.print(ops)
-
+    console.print(_table("inputs and outputs", ("", "name", "type"), [
+        (kind[:-1], escape(v["name"]), escape(v["type"])) for kind in ("inputs", "outputs") for v in s[kind]
+    ]))
+    console.print(_table("operators", ("op type", ">count", ">FLOPs"), [
+        (escape(op), str(n), _human_count(compute["by_op_type"].get(op.split("::")[-1], 0)))
+        for op, n in s["nodes"]["by_op_type"].items()
+    ]))
     if s["top_nodes"]:
-        heavy = Table(title="heaviest nodes", title_justify="left")
-        for column, justify in (("node", "left"), ("op type", "left"), ("FLOPs", "right"), ("share", "right"),
-                                ("output", "left")):
-            heavy.add_column(column, justify=justify)
-        for n in s["top_nodes"]:
-            share = f"{100 * n['flops'] / compute['flops']:.1f}%" if compute["flops"] else "-"
-            heavy.add_row(escape(n["name"] or "-"), escape(n["op_type"]), _human_count(n["flops"]), share,
-                          escape(", ".join(n["outputs"])))
-        console.print(heavy)
-
+        total = compute["flops"]
+        console.print(_table("heaviest nodes", ("node", "op type", ">FLOPs", ">share", "output"), [
+            (escape(n["name"] or "-"), escape(n["op_type"]), _human_count(n["flops"]),
+             f"{100 * n['flops'] / total:.1f}%" if total else "-", escape(", ".join(n["outputs"])))
+            for n in s["top_nodes"]
+        ]))
     if s["external_data"]:
-        ext = Table(title="external data", title_justify="left")
-        for column in ("file", "size", "tensors"):
-            ext.add_column(column)
-        for f in s["external_data"]:
-            ext.add_row(escape(f["file"]), _human_bytes(f["bytes"]), str(f["tensors"]))
-        console.print(ext)
+        console.print(_table("external data", ("file", "size", "tensors"), [
+            (escape(f["file"]), _human_bytes(f["bytes"]), str(f["tensors"])) for f in s["external_data"]
+        ]))
     if s["functions"]:
-        fn = Table(title="functions", title_justify="left")
-        for column in ("domain", "name", "nodes"):
-            fn.add_column(column)
-        for f in s["functions"]:
-            fn.add_row(escape(f["domain"]), escape(f["name"]), str(f["nodes"]))
-        console.print(fn)
+        console.print(_table("functions", ("domain", "name", "nodes"), [
+            (escape(f["domain"]), escape(f["name"]), str(f["nodes"])) for f in s["functions"]
+        ]))
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]):
+    """A rich table; a column name starting with ">" is right-aligned."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column.lstrip(">"), justify="right" if column.startswith(">") else "left")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def _render_diff(d: dict) -> None:
@@ -164,12 +157,9 @@ def _render_diff(d: dict) -> None:
         table.add_row(label, fmt(a), fmt(b), fmt(b - a) if a != b else "")
     console.print(table)
     if d["ops"]:
-        ops = Table(title="op counts that differ", title_justify="left")
-        for column in ("op type", "a", "b"):
-            ops.add_column(column, justify="left" if column == "op type" else "right")
-        for op, (a, b) in d["ops"].items():
-            ops.add_row(escape(op), str(a), str(b))
-        console.print(ops)
+        console.print(_table("op counts that differ", ("op type", ">a", ">b"), [
+            (escape(op), str(a), str(b)) for op, (a, b) in d["ops"].items()
+        ]))
     for kind in ("opset_imports", "inputs", "outputs"):
         change = d[kind]
         for name in change["added"]:
