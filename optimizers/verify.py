@@ -1,0 +1,114 @@
+"""Checking an optimized model against the original on onnxruntime CPU with seeded random inputs."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from onnxgraph.model import Model
+from onnxgraph.optimizers.utils import RANDOM_OPS
+from onnxgraph.runtime.compare import OutputComparison, compare_outputs
+from onnxgraph.runtime.inputs import random_inputs, specs_of
+
+_INLINE_LIMIT = 1 << 30
+"""Models with more inline tensor data than this go to onnxruntime through a temporary file."""
+
+
+@dataclass
+class Verification:
+    """The outcome of comparing the optimized model with the original.
+
+    Attributes:
+        passed: every compared output is within tolerance.
+        outputs: one comparison per output.
+        error: why the optimized model could not be run, if it could not.
+        skipped: outputs left out because the original itself is not reproducible (random ops).
+    """
+
+    passed: bool
+    outputs: list[OutputComparison] = field(default_factory=list)
+    error: str = ""
+    skipped: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """A one-line reason for a failure ("" when passed)."""
+        if self.passed:
+            return ""
+        if self.error:
+            return self.error
+        bad = [c for c in self.outputs if not c.passed]
+        return "; ".join(
+            f"output '{c.name}': {c.note or f'{c.mismatches}/{c.size} values off, max abs error {c.max_abs:.3g}'}"
+            for c in bad
+        )
+
+
+class Verifier:
+    """Holds the original model's reference outputs and checks candidates against them.
+
+    Args:
+        original: the unoptimized model (an IR model, or the path it was loaded from).
+        model: the original's IR (for its inputs and ops).
+        input_shapes: sizes for dynamic inputs (name -> dims); other dynamic dims get 1.
+        seed: seed of the random inputs.
+
+    Raises:
+        RuntimeError: the original model does not run on onnxruntime.
+    """
+
+    def __init__(self, original: str | Model, model: Model, *, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                 seed: int = 0):
+        self.feeds = random_inputs(specs_of(model), shapes=input_shapes, seed=seed)
+        self.expected = run_model(original)(self.feeds)
+        self.skipped: list[str] = []
+        if any(n.op_type in RANDOM_OPS for n in model.all_nodes()):
+            again = run_model(original)(self.feeds)
+            self.skipped = [k for k, v in self.expected.items() if not _same(v, again[k])]
+            for name in self.skipped:
+                del self.expected[name]
+
+    def check(self, candidate: Model) -> Verification:
+        """Run ``candidate`` on the same inputs and compare every output."""
+        try:
+            actual = run_model(candidate)(self.feeds)
+        except Exception as exc:  # noqa: BLE001 - any runtime failure is a failed verification
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return Verification(False, error=f"the optimized model does not run: {message}", skipped=self.skipped)
+        comparisons = compare_outputs(self.expected, actual)
+        return Verification(all(c.passed for c in comparisons), comparisons, skipped=self.skipped)
+
+
+def run_model(model: str | Model):
+    """A function ``feeds -> {output name: array}`` running ``model`` on onnxruntime CPU."""
+    from onnxgraph.runtime.sessions import create_session
+    from onnxgraph.serde.fileio import _inline_bytes, save
+
+    if isinstance(model, str):
+        session = create_session(model)
+    elif _inline_bytes(model) < _INLINE_LIMIT and not _has_external(model):
+        session = create_session(model.to_proto())
+    else:
+        with tempfile.TemporaryDirectory(prefix="onnxgraph-verify-") as folder:
+            path = os.path.join(folder, "model.onnx")
+            save(model, path, external_data="auto")
+            session = create_session(path)
+
+    def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in session.get_outputs()]
+        wanted = {i.name for i in session.get_inputs()}
+        return dict(zip(names, session.run(names, {k: v for k, v in feeds.items() if k in wanted})))
+
+    return run
+
+
+def _has_external(model: Model) -> bool:
+    return any(v.const_value.is_external for g in model.all_graphs() for v in g.initializers.values()
+               if hasattr(v.const_value, "is_external"))
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return compare_outputs({"x": a}, {"x": b}, {"x": (0.0, 0.0)})[0].passed
