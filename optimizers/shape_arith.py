@@ -158,8 +158,8 @@ EVALUATORS: dict[str, Evaluator] = {
     "Range": _range,
     "Reshape": _reshape,
 }
-_ANY_DATA = frozenset({"Shape", "Size"})
-"""Ops that only look at their input's shape, whatever its type and size."""
+_ANY_DATA = frozenset({"Shape", "Size", "Identity"})
+"""Ops that work on any input type and size at no cost (no data is copied)."""
 
 
 def _is_int(array: np.ndarray) -> bool:
