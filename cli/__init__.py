@@ -8,6 +8,7 @@ import click
 
 from onnxgraph.cli.errors import CommandGroup
 from onnxgraph.cli.info import info
+from onnxgraph.cli.optimize import optimize
 
 
 @click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,6 +25,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 cli.add_command(info)
+cli.add_command(optimize)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onnxgraph.errors import OnnxGraphError
 from onnxgraph.model import Model
 from onnxgraph.optimizers.utils import RANDOM_OPS
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs
@@ -16,6 +17,10 @@ from onnxgraph.runtime.inputs import random_inputs, specs_of
 
 _INLINE_LIMIT = 1 << 30
 """Models with more inline tensor data than this go to onnxruntime through a temporary file."""
+
+
+class VerificationUnavailable(OnnxGraphError):
+    """The original model cannot be run, so nothing can be verified against it."""
 
 
 @dataclass
@@ -57,13 +62,17 @@ class Verifier:
         seed: seed of the random inputs.
 
     Raises:
-        RuntimeError: the original model does not run on onnxruntime.
+        VerificationUnavailable: the original model does not run on onnxruntime.
     """
 
     def __init__(self, original: str | Model, model: Model, *, input_shapes: Mapping[str, Sequence[int]] | None = None,
                  seed: int = 0):
         self.feeds = random_inputs(specs_of(model), shapes=input_shapes, seed=seed)
-        self.expected = run_model(original)(self.feeds)
+        try:
+            self.expected = run_model(original)(self.feeds)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise VerificationUnavailable(f"the original model does not run on onnxruntime: {message}") from exc
         self.skipped: list[str] = []
         if any(n.op_type in RANDOM_OPS for n in model.all_nodes()):
             again = run_model(original)(self.feeds)
