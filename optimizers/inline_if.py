@@ -3,7 +3,8 @@
 Rewrites:
     1. ``inline_branch``: the taken branch's nodes and initializers move into the enclosing graph
        just before the If, and the If's readers read the branch's results. Where an If output is
-       a graph output, an Identity keeps the output's name and declared type.
+       a graph output that the branch does not compute itself (an outer value), an Identity
+       keeps the output's name and declared type.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class InlineConstantIf(Pass):
         if in_function and branch.initializers:
             return False
         graph = node.graph
-        for inner in branch.nodes:
+        moved = branch.nodes
+        for inner in moved:
             inputs = inner.inputs
             branch.remove(inner, safe=False)
             graph.insert_before(node, inner)
@@ -53,8 +55,11 @@ class InlineConstantIf(Pass):
         results = list(branch.outputs)
         branch.outputs.clear()
         graph_outputs = {id(v) for v in graph.outputs}
+        own = {id(v) for n in moved for v in n.outputs}
         for out, result in zip(node.outputs, results):
-            if id(out) in graph_outputs:
+            # A graph output needs a value of its own: an Identity unless the branch computed it.
+            if id(out) in graph_outputs and (id(result) not in own or results.count(result) > 1
+                                             or id(result) in graph_outputs):
                 identity = Node("", "Identity", [result])
                 graph.insert_before(node, identity)
                 identity.outputs[0].type = out.type
