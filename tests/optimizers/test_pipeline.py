@@ -1,0 +1,138 @@
+"""optimize(): the default pipeline on the exporter-style transformer, determinism, rollback."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+
+import onnxgraph
+from onnxgraph.model import Model
+from onnxgraph.optimizers import VerificationFailed, optimize, pipeline, registry
+from onnxgraph.optimizers.base import Pass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRANSFORMER = os.path.join(ROOT, "models", "transformer.onnx")
+
+
+def test_transformer_is_simplified_and_keeps_symbolic_dims(kit):
+    model, report = optimize(TRANSFORMER, input_shapes={"input_ids": [2, 7], "attention_mask": [2, 7]})
+    assert report.ok and report.verification.passed and not report.rollbacks
+    ops = kit.ops(model)
+    # every attention Reshape reads a constant target: the Shape->Gather->Concat chains are gone
+    assert all(n.inputs[1].is_initializer() for n in model.all_nodes() if n.op_type == "Reshape")
+    assert ops["Concat"] == 0 and ops["Constant"] == 0 and ops["Shape"] <= 1  # one Shape feeds position ids
+    assert report.after.nodes < report.before.nodes / 2
+    assert [v.shape for v in model.graph.inputs] == [("batch", "sequence")] * 2
+    assert model.graph.outputs[0].shape == ("batch", "sequence", 32)
+    # sizes other than the verification's still agree with the original
+    original = onnx.load(TRANSFORMER)
+    for batch, seq in ((1, 1), (3, 11)):
+        kit.assert_same(original, model, shapes={"input_ids": [batch, seq], "attention_mask": [batch, seq]})
+
+
+def test_output_is_deterministic(tmp_path):
+    paths = []
+    for run in range(2):
+        model, _ = optimize(TRANSFORMER, verify=False)
+        paths.append(tmp_path / f"run{run}.onnx")
+        onnxgraph.save(model, paths[-1])
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+def test_library_accepts_an_in_memory_model_and_leaves_it_untouched():
+    model = onnxgraph.load(TRANSFORMER)
+    before = model.to_proto().SerializeToString()
+    optimized, report = optimize(model)
+    assert report.ok and report.after.nodes < report.before.nodes
+    assert model.to_proto().SerializeToString() == before
+
+
+class _WrongAddPass(Pass):
+    """A deliberately wrong pass for the verifier to catch.
+
+    Rewrites:
+        1. ``harmless``: renames nothing (never changes the model).
+        2. ``break_add``: turns every Add into a Sub.
+    """
+
+    name = "wrong-add"
+    rewrites = ("harmless", "break_add")
+
+    def run(self, model: Model) -> Counter[str]:
+        stats: Counter[str] = Counter()
+        for node in list(model.all_nodes()):
+            if node.op_type == "Add" and self.allows("break_add"):
+                node.op_type = "Sub"
+                stats["break_add"] += 1
+        return stats
+
+
+class _WrongWholePass(_WrongAddPass):
+    """The same mistake, with no rewrite case to blame: the whole pass must go."""
+
+    name = "wrong-whole"
+    rewrites = ()
+
+    def allows(self, rewrite: str) -> bool:
+        return True
+
+
+@pytest.fixture
+def wrong_passes(monkeypatch):
+    monkeypatch.setitem(registry.passes(), _WrongAddPass.name, _WrongAddPass)
+    monkeypatch.setitem(registry.passes(), _WrongWholePass.name, _WrongWholePass)
+
+
+def test_a_wrong_rewrite_is_bisected_and_rolled_back(wrong_passes, kit):
+    names = ["constants", "shapes", "wrong-add", "fold", "cse", "dce"]
+    model, report = optimize(TRANSFORMER, passes=names)
+    assert report.ok and report.verification.passed
+    assert [(r.pass_name, r.rewrite) for r in report.rollbacks] == [("wrong-add", "break_add")]
+    assert "last_hidden_state" in report.rollbacks[0].reason
+    assert kit.ops(model)["Sub"] == 1  # only the model's own Sub (the attention mask)
+    kit.assert_same(onnx.load(TRANSFORMER), model)
+
+
+def test_a_wrong_pass_without_cases_is_dropped_entirely(wrong_passes):
+    model, report = optimize(TRANSFORMER, passes=["constants", "wrong-whole", "dce"])
+    assert report.ok
+    assert [(r.pass_name, r.rewrite) for r in report.rollbacks] == [("wrong-whole", None)]
+    assert [p.name for p in report.passes] == ["constants", "dce"]
+
+
+def test_no_correct_model_raises(monkeypatch):
+    def corrupted(source):
+        def fresh():
+            model = onnxgraph.load(source)
+            for node in model.all_nodes():
+                if node.op_type == "Add":
+                    node.op_type = "Sub"  # as if loading itself were broken
+            return model
+        return fresh
+
+    monkeypatch.setattr(pipeline, "_copier", corrupted)
+    with pytest.raises(VerificationFailed) as info:
+        optimize(TRANSFORMER)
+    assert not info.value.report.ok
+
+
+def test_random_outputs_are_not_compared(kit):
+    model = kit.parse("""
+    agraph (float[2] x) => (float[2] y, float[2] r) <float[2] a = {1.0, 2.0}> {
+        e = Exp(a)
+        y = Add(x, e)
+        r = RandomUniformLike(x)
+    }""")
+    optimized, report = optimize(model)
+    assert report.ok and report.verification.skipped == ["r"]
+    assert kit.ops(optimized)["RandomUniformLike"] == 1 and kit.ops(optimized)["Exp"] == 0
+    np.testing.assert_array_equal([v.name for v in optimized.graph.outputs], ["y", "r"])
+
+
+def test_unknown_pass_name_is_a_user_error():
+    with pytest.raises(onnxgraph.OnnxGraphError, match="unknown pass 'nope'"):
+        optimize(TRANSFORMER, passes=["nope"])
