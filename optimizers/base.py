@@ -59,8 +59,11 @@ class Pass:
         raise NotImplementedError
 
     def __call__(self, model: Model) -> PassResult:
+        from onnxgraph.optimizers.utils import model_context
+
         start = time.perf_counter()
-        stats = self.run(model)
+        with model_context(model):
+            stats = self.run(model)
         return PassResult(changed=any(stats.values()), stats=Counter(stats), seconds=time.perf_counter() - start)
 
 

@@ -14,7 +14,8 @@ Guards: random ops (RandomNormal, RandomUniform(Like), Multinomial, Bernoulli), 
 train, DequantizeLinear (it would turn quantized weights into float ones) and nodes with subgraphs
 are never folded. A folded output must hold at most ``size_limit`` elements, and one above 4096
 elements must not be larger than the constants it is computed from, so Tile, Expand or
-ConstantOfShape never bloat the model.
+ConstantOfShape never bloat the model; the exception is a tensor read only as a layer's parameter
+(Conv or Gemm weight, normalization scale...), which has to exist in full anyway.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ DEFAULT_SIZE_LIMIT = 1_000_000
 BLOAT_FREE = 4096
 """Outputs up to this many elements may be larger than the constants they come from."""
 NEVER_FOLD = frozenset({"Constant", "DequantizeLinear"})
+PARAMETER_SLOTS = {
+    "Conv": {1, 2}, "ConvTranspose": {1, 2}, "Gemm": {1, 2}, "MatMul": {1}, "PRelu": {1},
+    "BatchNormalization": {1, 2, 3, 4}, "InstanceNormalization": {1, 2}, "LayerNormalization": {1, 2},
+    "LSTM": {1, 2, 3}, "GRU": {1, 2, 3}, "RNN": {1, 2, 3},
+}
+"""Inputs that hold a layer's parameters: a tensor read there is a weight, never bloat."""
 
 
 class ConstantFolding(Pass):
@@ -152,7 +159,7 @@ class ConstantFolding(Pass):
         leaves = _leaf_sizes(how, values)
         while True:
             frontier = _frontier(how)
-            too_big = [v for v in frontier if not self._fits(values.get(v), leaves.get(v, 0))]
+            too_big = [v for v in frontier if not self._fits(v, values.get(v), leaves.get(v, 0))]
             if not too_big:
                 break
             for v in too_big:
@@ -170,10 +177,20 @@ class ConstantFolding(Pass):
                 _remove_if_unused(node)
         stats.update(how.values())
 
-    def _fits(self, array: np.ndarray | None, leaf_size: int) -> bool:
+    def _fits(self, value: Value, array: np.ndarray | None, leaf_size: int) -> bool:
         if not isinstance(array, np.ndarray) or array.dtype == object and array.size > BLOAT_FREE:
             return False
-        return array.size <= self.size_limit and (array.size <= BLOAT_FREE or array.size <= leaf_size)
+        if array.size > self.size_limit:
+            return False
+        return array.size <= BLOAT_FREE or array.size <= leaf_size or _is_weight(value)
+
+
+def _is_weight(value: Value) -> bool:
+    """True when every reader uses ``value`` as a layer's parameter (a Conv weight, a BN scale...)."""
+    uses = value.uses()
+    return bool(uses) and all(
+        i in PARAMETER_SLOTS.get(node.op_type, ()) and node.domain in ("", "ai.onnx") for node, i in uses
+    )
 
 
 def _static_size(value: Value) -> int:

@@ -7,6 +7,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
+import onnx
+
+import onnxgraph
 from onnxgraph.errors import OnnxGraphError
 from onnxgraph.model import Model
 from onnxgraph.optimizers.base import PassManager, PipelineResult
@@ -85,7 +88,7 @@ class VerificationFailed(OnnxGraphError):
 
 
 def optimize(
-    model: Model | str | os.PathLike,
+    model: Model | str | os.PathLike | bytes | onnx.ModelProto,
     *,
     passes: Sequence[str] | None = None,
     verify: bool = True,
@@ -102,7 +105,7 @@ def optimize(
     report lists every rollback with its reason.
 
     Args:
-        model: an IR model (left untouched) or a path to load.
+        model: an IR model (left untouched), a path, serialized bytes or a ModelProto.
         passes: pass names to run (default: the default pipeline).
         verify: compare against the original on onnxruntime.
         size_limit: largest constant the folder may create, in elements.
@@ -119,6 +122,8 @@ def optimize(
     """
     start = time.perf_counter()
     say = on_progress or (lambda message: None)
+    if isinstance(model, bytes | onnx.ModelProto):
+        model = onnxgraph.load(model)
     source = os.fspath(model) if isinstance(model, str | os.PathLike) else model
     fresh = _copier(source)
     original = fresh()
@@ -159,8 +164,6 @@ def optimize(
 
 def _copier(source: Model | str) -> Callable[[], Model]:
     """A function returning a fresh copy of the original model each time it is called."""
-    import onnxgraph
-
     if isinstance(source, str):
         return lambda: onnxgraph.load(source)
     proto = source.to_proto()

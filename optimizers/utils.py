@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,6 +21,25 @@ RANDOM_OPS = frozenset(
     {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 )
 """Ops whose outputs differ between runs: never folded or merged."""
+
+
+_INPUT_INITIALIZERS_ARE_CONSTANT = contextvars.ContextVar("input_initializers_are_constant", default=False)
+_FIRST_IR_WITH_OPTIONAL_INPUT_INITIALIZERS = 4
+
+
+@contextlib.contextmanager
+def model_context(model: Model) -> Iterator[None]:
+    """Set what the constant helpers must know about the model being rewritten.
+
+    Before IR version 4 every initializer had to be listed as a graph input, so there an
+    initializer that is also an input is a constant; from IR 4 on it is an overridable default.
+    """
+    legacy = 0 < (model.ir_version or 0) < _FIRST_IR_WITH_OPTIONAL_INPUT_INITIALIZERS
+    token = _INPUT_INITIALIZERS_ARE_CONSTANT.set(legacy)
+    try:
+        yield
+    finally:
+        _INPUT_INITIALIZERS_ARE_CONSTANT.reset(token)
 
 
 def scopes(model: Model) -> Iterator[tuple[Graph, bool]]:
@@ -69,11 +90,13 @@ def _text(value: str | bytes) -> str:
 
 def constant_tensor(value: Value | None) -> Tensor | None:
     """The data of ``value`` when it is a constant: an initializer that no graph input can
-    override, or the output of a Constant node. None otherwise."""
+    override (see :func:`model_context`), or the output of a Constant node. None otherwise."""
     if value is None:
         return None
     if value.is_initializer():
-        if not isinstance(value.const_value, Tensor) or value.is_graph_input():
+        if not isinstance(value.const_value, Tensor):
+            return None
+        if value.is_graph_input() and not _INPUT_INITIALIZERS_ARE_CONSTANT.get():
             return None
         return value.const_value
     producer = value.producer()
