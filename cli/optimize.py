@@ -54,7 +54,8 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
         raise CheckFailed(str(exc)) from exc
     except VerificationUnavailable as exc:
         raise CheckFailed(f"{model}: cannot verify: {exc} (use --no-verify to skip verification)") from exc
-    save(optimized, output)
+    # Weights that came in external data leave in external data, new folded ones included.
+    save(optimized, output, external_data="auto" if report.before.external_bytes else None)
     _write_json(report_json, report.to_dict())
     _render(report, model, output)
 

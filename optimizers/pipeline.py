@@ -22,16 +22,19 @@ Progress = Callable[[str], None]
 
 @dataclass
 class ModelStats:
-    """Size of a model: nodes (subgraphs and functions included), initializers and their bytes."""
+    """Size of a model: nodes (subgraphs and functions included), initializers and their bytes
+    (``external_bytes`` of them in external-data files)."""
 
     nodes: int
     initializers: int
     bytes: int
+    external_bytes: int = 0
 
     @classmethod
     def of(cls, model: Model) -> ModelStats:
-        inits = [v for g in model.all_graphs() for v in g.initializers.values()]
-        return cls(sum(1 for _ in model.all_nodes()), len(inits), sum(v.const_value.nbytes for v in inits))
+        tensors = [v.const_value for g in model.all_graphs() for v in g.initializers.values()]
+        external = sum(t.nbytes for t in tensors if getattr(t, "is_external", False))
+        return cls(sum(1 for _ in model.all_nodes()), len(tensors), sum(t.nbytes for t in tensors), external)
 
 
 @dataclass
