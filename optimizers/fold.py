@@ -30,8 +30,18 @@ from onnxgraph.model import Model
 from onnxgraph.node import Node
 from onnxgraph.optimizers import shape_arith
 from onnxgraph.optimizers.base import Pass
-from onnxgraph.optimizers.evaluate import EvaluationError, run_onnxruntime, run_reference, subgraph_model
-from onnxgraph.optimizers.utils import constant_array, is_deterministic, is_standard, replace_with_constant
+from onnxgraph.optimizers.evaluate import (
+    EvaluationError,
+    run_onnxruntime,
+    run_reference,
+    subgraph_model,
+)
+from onnxgraph.optimizers.utils import (
+    constant_array,
+    is_deterministic,
+    is_standard,
+    replace_with_constant,
+)
 from onnxgraph.tensor import Tensor
 from onnxgraph.value import Value
 

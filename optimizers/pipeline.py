@@ -158,7 +158,8 @@ def optimize(
             active.remove(rollback.pass_name)
         else:
             disabled.setdefault(rollback.pass_name, set()).add(rollback.rewrite)
-    report.passes = [PassReport(n, {k: v for k, v in r.stats.items() if v}, r.seconds) for n, r in result.per_pass.items()]
+    report.passes = [PassReport(name, {k: v for k, v in r.stats.items() if v}, r.seconds)
+                     for name, r in result.per_pass.items()]
     report.rounds = result.rounds
     report.after = ModelStats.of(candidate)
     report.seconds = time.perf_counter() - start

@@ -43,7 +43,8 @@ def passes() -> dict[str, type[Pass]]:
                     raise
                 continue
             for item in vars(module).values():
-                if isinstance(item, type) and issubclass(item, Pass) and item.name and item.__module__.startswith(module_name):
+                defined_here = isinstance(item, type) and item.__module__.startswith(module_name)
+                if defined_here and issubclass(item, Pass) and item.name:
                     found[item.name] = item
         _registry = found
     return _registry

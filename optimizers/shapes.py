@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from onnxgraph.graph import Graph
 from onnxgraph.model import Model
 from onnxgraph.node import Node
 from onnxgraph.optimizers.base import Pass
