@@ -8,12 +8,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
 
 from onnxgraph.errors import OnnxGraphError
 from onnxgraph.model import Model
 from onnxgraph.optimizers.utils import RANDOM_OPS
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs
 from onnxgraph.runtime.inputs import random_inputs, specs_of
+from onnxgraph.serde.fileio import _inline_bytes
 
 _INLINE_LIMIT = 1 << 30
 """Models with more inline tensor data than this go to onnxruntime through a temporary file."""
@@ -91,17 +93,13 @@ class Verifier:
 def run_model(model: str | Model):
     """A function ``feeds -> {output name: array}`` running ``model`` on onnxruntime CPU."""
     from onnxgraph.runtime.sessions import create_session
-    from onnxgraph.serde.fileio import _inline_bytes, save
 
     if isinstance(model, str):
         session = create_session(model)
-    elif _inline_bytes(model) < _INLINE_LIMIT and not _has_external(model):
+    elif not _has_external(model) and _inline_bytes(model) < _INLINE_LIMIT:
         session = create_session(model.to_proto())
     else:
-        with tempfile.TemporaryDirectory(prefix="onnxgraph-verify-") as folder:
-            path = os.path.join(folder, "model.onnx")
-            save(model, path, external_data="auto")
-            session = create_session(path)
+        session = _session_over_source_data(model) or _session_through_copy(model)
 
     def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in session.get_outputs()]
@@ -109,6 +107,63 @@ def run_model(model: str | Model):
         return dict(zip(names, session.run(names, {k: v for k, v in feeds.items() if k in wanted})))
 
     return run
+
+
+def _session_over_source_data(model: Model):
+    """A session whose unchanged external tensors are read from the source's own data file.
+
+    The model file is written, for a moment, beside that data file (onnxruntime only reads
+    external data from the model's folder); no weight is copied or even touched here. None when
+    that is not possible (several folders, nested locations, a read-only folder, >2 GB inline).
+    """
+    from onnxgraph.runtime.sessions import create_session
+    from onnxgraph.serde.exporter import export_model
+
+    folders: set[str] = set()
+
+    def sink(tensor, name: str) -> onnx.TensorProto:
+        if not tensor.is_external or tensor.proto is None:
+            return tensor.to_proto(name)
+        location = next((e.value for e in tensor.proto.external_data if e.key == "location"), "")
+        if os.path.basename(location) != location:
+            raise _NotShareable
+        folders.add(os.path.dirname(tensor.external_path))
+        proto = onnx.TensorProto()
+        proto.CopyFrom(tensor.proto)
+        proto.name = name
+        return proto
+
+    try:
+        payload = export_model(model, sink).SerializeToString()
+    except (_NotShareable, ValueError):  # ValueError: protobuf's 2 GB limit
+        return None
+    if len(folders) != 1:
+        return None
+    try:
+        fd, path = tempfile.mkstemp(prefix=".onnxgraph-verify-", suffix=".onnx", dir=folders.pop())
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        return create_session(path)
+    finally:
+        os.unlink(path)
+
+
+class _NotShareable(Exception):
+    """A tensor's external data cannot be referenced from a model written beside it."""
+
+
+def _session_through_copy(model: Model):
+    """A session over a temporary copy of the whole model (weights in external data)."""
+    from onnxgraph.runtime.sessions import create_session
+    from onnxgraph.serde.fileio import save
+
+    with tempfile.TemporaryDirectory(prefix="onnxgraph-verify-") as folder:
+        path = os.path.join(folder, "model.onnx")
+        save(model, path, external_data="auto")
+        return create_session(path)
 
 
 def _has_external(model: Model) -> bool:

@@ -135,6 +135,7 @@ def test_external_data_stays_external(tmp_path):
     saved = onnx.load(out, load_external_data=False)
     assert [t.data_location for t in saved.graph.initializer] == [onnx.TensorProto.EXTERNAL]
     assert [n.op_type for n in saved.graph.node] == ["MatMul"]
+    assert sorted(os.listdir(source.parent)) == ["m.onnx", "m.weights"]  # no verification leftovers
     x = rng.standard_normal((3, 64)).astype(np.float32)
     np.testing.assert_allclose(_outputs(out, {"x": x})[0], x @ w.T, rtol=1e-4, atol=1e-4)
 

@@ -136,3 +136,21 @@ def test_random_outputs_are_not_compared(kit):
 def test_unknown_pass_name_is_a_user_error():
     with pytest.raises(onnxgraph.OnnxGraphError, match="unknown pass 'nope'"):
         optimize(TRANSFORMER, passes=["nope"])
+
+
+def test_verification_reads_unchanged_external_weights_in_place(tmp_path, monkeypatch):
+    from onnx import helper, numpy_helper
+
+    from onnxgraph.optimizers import verify
+
+    w = np.random.default_rng(0).standard_normal((32, 32)).astype(np.float32)
+    nodes = [helper.make_node("Identity", ["x"], ["xi"]), helper.make_node("MatMul", ["xi", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, ["n", 32])],
+                              [helper.make_tensor_value_info("y", 1, ["n", 32])], [numpy_helper.from_array(w, "w")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(proto, tmp_path / "m.onnx", save_as_external_data=True, location="m.data", size_threshold=0)
+    monkeypatch.setattr(verify, "_session_through_copy", None)  # the copying fallback must not be needed
+    model, report = optimize(tmp_path / "m.onnx", passes=["fold", "dce"])
+    assert report.verification.passed
+    assert model.graph.initializers["w"].const_value.is_external
+    assert sorted(os.listdir(tmp_path)) == ["m.data", "m.onnx"]
