@@ -140,8 +140,9 @@ def optimize(
         verifier = Verifier(source, original, input_shapes=input_shapes)
     disabled: dict[str, set[str]] = {}
     active = list(names)
+    candidate = original  # the first run rewrites the loaded copy itself; reruns start from fresh copies
     while True:
-        candidate, result = _run(fresh, active, disabled, size_limit, max_rounds, say)
+        result = _run(candidate, active, disabled, size_limit, max_rounds, say)
         if verifier is None:
             break
         say("verifying")
@@ -158,6 +159,7 @@ def optimize(
             active.remove(rollback.pass_name)
         else:
             disabled.setdefault(rollback.pass_name, set()).add(rollback.rewrite)
+        candidate = fresh()
     report.passes = [PassReport(name, {k: v for k, v in r.stats.items() if v}, r.seconds)
                      for name, r in result.per_pass.items()]
     report.rounds = result.rounds
@@ -174,12 +176,12 @@ def _copier(source: Model | str) -> Callable[[], Model]:
     return lambda: onnxgraph.from_proto(proto)
 
 
-def _run(fresh, names, disabled, size_limit, max_rounds, say) -> tuple[Model, PipelineResult]:
-    model = fresh()
+def _run(model: Model, names, disabled, size_limit, max_rounds, say) -> PipelineResult:
+    """Run the pipeline ``names`` on ``model`` in place."""
     pipeline = build_pipeline(names, options={"size_limit": size_limit}, disabled=disabled)
     manager = PassManager(pipeline, max_rounds=max_rounds,
                           on_pass=lambda name, result: say(f"pass {name}: {sum(result.stats.values())} changes"))
-    return model, manager(model)
+    return manager(model)
 
 
 def _bisect(fresh, verifier: Verifier, names: list[str], disabled, size_limit, max_rounds, say) -> Rollback:
@@ -188,7 +190,8 @@ def _bisect(fresh, verifier: Verifier, names: list[str], disabled, size_limit, m
         merged = {k: set(v) for k, v in disabled.items()}
         for k, v in (extra_disabled or {}).items():
             merged.setdefault(k, set()).update(v)
-        model, _ = _run(fresh, prefix, merged, size_limit, max_rounds, say)
+        model = fresh()
+        _run(model, prefix, merged, size_limit, max_rounds, say)
         verification = verifier.check(model)
         return None if verification.passed else verification
 

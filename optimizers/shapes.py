@@ -39,6 +39,7 @@ from onnxgraph.value import Value
 
 _INLINE_BYTES = 4096
 """Initializers up to this size keep their data in the copy given to shape inference."""
+_CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
 _INT_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})
 
 
@@ -307,8 +308,8 @@ def _collect_types(graph: onnx.GraphProto, types: dict[str, onnx.TypeProto]) -> 
         if info.HasField("type"):
             types[info.name] = info.type
     for node in graph.node:
+        if node.op_type not in _CONTROL_FLOW or node.domain not in ("", "ai.onnx"):
+            continue  # walking every node's attributes in Python protobuf costs more than inference
         for attr in node.attribute:
             if attr.HasField("g"):
                 _collect_types(attr.g, types)
-            for sub in attr.graphs:
-                _collect_types(sub, types)
