@@ -15,6 +15,7 @@ from onnxgraph.model import Model
 from onnxgraph.optimizers.base import PassManager, PipelineResult
 from onnxgraph.optimizers.fold import DEFAULT_SIZE_LIMIT
 from onnxgraph.optimizers.registry import build_pipeline, default_pipeline
+from onnxgraph.optimizers.registry import passes as registered_passes
 from onnxgraph.optimizers.verify import Verification, Verifier
 
 Progress = Callable[[str], None]
@@ -206,9 +207,7 @@ def _bisect(fresh, verifier: Verifier, names: list[str], disabled, size_limit, m
     culprit = names[high - 1]
     failure = fails(names[:high])
     reason = failure.describe() if failure else ""
-    from onnxgraph.optimizers.registry import passes
-
-    for rewrite in passes()[culprit].rewrites:
+    for rewrite in registered_passes()[culprit].rewrites:
         if rewrite in disabled.get(culprit, ()):
             continue
         say(f"bisecting: {culprit} without {rewrite}")

@@ -154,3 +154,43 @@ def test_verification_reads_unchanged_external_weights_in_place(tmp_path, monkey
     assert report.verification.passed
     assert model.graph.initializers["w"].const_value.is_external
     assert sorted(os.listdir(tmp_path)) == ["m.data", "m.onnx"]
+
+
+def test_loop_body_and_functions_are_optimized_with_outer_reads_kept(kit):
+    model = kit.parse("""
+    <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+    agraph (float[N, 4] x) => (float[N, 4] y) <int64 trips = {2}, bool go = {1}, float[4] bias = {1.0, 2.0, 3.0, 4.0}> {
+        scaled = Mul(x, x)
+        looped = Loop(trips, go, x) <body = body (int64 i, bool c, float[N, 4] acc) => (bool c_out, float[N, 4] acc_out) {
+            c_out = Identity(c)
+            two = Constant <value_float = 2.0> ()
+            four = Mul(two, two)
+            dead = Exp(scaled)
+            shape = Shape(acc)
+            step = Add(acc, scaled)
+            grown = Mul(step, four)
+            acc_out = Reshape(grown, shape)
+        }>
+        y = local.shift(looped, bias)
+    }
+    <domain: "local", opset_import: ["" : 17]>
+    shift (a, b) => (r) {
+        one = Constant <value_float = 1.0> ()
+        two = Add(one, one)
+        s = Add(a, b)
+        r = Mul(s, two)
+    }
+    <domain: "local", opset_import: ["" : 17]>
+    unused (a) => (r) { r = Neg(a) }""")
+    before = model.to_proto()
+    optimized, report = optimize(model, input_shapes={"x": [3, 4]})
+    assert report.ok and not report.rollbacks
+    body = next(n for n in optimized.graph if n.op_type == "Loop").attr("body")
+    body_ops = [n.op_type for n in body]
+    assert "Exp" not in body_ops and body_ops.count("Mul") == 1  # dead node gone, 2*2 folded
+    scaled = next(n for n in optimized.graph if n.op_type == "Mul").outputs[0]
+    assert any(n.graph is body for n, _ in scaled.uses())  # the outer value the body reads stays
+    assert [f.name for f in optimized.functions.values()] == ["shift"]
+    shift_ops = [n.op_type for n in optimized.functions[("local", "shift", "")].graph]
+    assert shift_ops.count("Add") == 1 and "Constant" in shift_ops  # folded, as a Constant node
+    kit.assert_same(before, optimized, shapes={"x": [5, 4]})
