@@ -161,7 +161,8 @@ def test_loop_body_and_functions_are_optimized_with_outer_reads_kept(kit):
     <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
     agraph (float[N, 4] x) => (float[N, 4] y) <int64 trips = {2}, bool go = {1}, float[4] bias = {1.0, 2.0, 3.0, 4.0}> {
         scaled = Mul(x, x)
-        looped = Loop(trips, go, x) <body = body (int64 i, bool c, float[N, 4] acc) => (bool c_out, float[N, 4] acc_out) {
+        looped = Loop(trips, go, x) <body = body (int64 i, bool c, float[N, 4] acc)
+                                                 => (bool c_out, float[N, 4] acc_out) {
             c_out = Identity(c)
             two = Constant <value_float = 2.0> ()
             four = Mul(two, two)
