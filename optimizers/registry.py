@@ -81,5 +81,7 @@ def build_pipeline(
             raise OnnxGraphError(f"unknown pass '{name}' (known: {', '.join(sorted(available))})")
         cls = available[name]
         kwargs = {k: v for k, v in options.items() if k in cls.options}
-        pipeline.append(cls(disabled=disabled.get(name, ()), **kwargs))
+        if disabled.get(name):  # passes without rewrite cases need not accept ``disabled``
+            kwargs["disabled"] = disabled[name]
+        pipeline.append(cls(**kwargs))
     return pipeline

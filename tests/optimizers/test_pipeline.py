@@ -195,3 +195,20 @@ def test_loop_body_and_functions_are_optimized_with_outer_reads_kept(kit):
     shift_ops = [n.op_type for n in optimized.functions[("local", "shift", "")].graph]
     assert shift_ops.count("Add") == 1 and "Constant" in shift_ops  # folded, as a Constant node
     kit.assert_same(before, optimized, shapes={"x": [5, 4]})
+
+
+def test_passes_with_a_plain_constructor_join_the_pipeline(monkeypatch):
+    class PlainPass(Pass):
+        """Rewrites nothing; its constructor takes no arguments, like passes written elsewhere."""
+
+        name = "plain"
+
+        def __init__(self) -> None:
+            pass
+
+        def run(self, model: Model) -> Counter[str]:
+            return Counter()
+
+    monkeypatch.setitem(registry.passes(), "plain", PlainPass)
+    _, report = optimize(TRANSFORMER, passes=["plain", "dce"], verify=False)
+    assert [p.name for p in report.passes] == ["plain", "dce"]
