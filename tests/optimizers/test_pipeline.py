@@ -212,3 +212,20 @@ def test_passes_with_a_plain_constructor_join_the_pipeline(monkeypatch):
     monkeypatch.setitem(registry.passes(), "plain", PlainPass)
     _, report = optimize(TRANSFORMER, passes=["plain", "dce"], verify=False)
     assert [p.name for p in report.passes] == ["plain", "dce"]
+
+
+def test_bisection_blames_the_rewrite_inside_a_real_pass(kit, monkeypatch):
+    from onnxgraph.optimizers import shape_arith
+
+    model = kit.parse("""
+    agraph (float[N, 6] x) => (float[N, 2, 3] y) <int64[2] tail = {2, 3}, int64[1] minus = {-1}> {
+        shape = Concat <axis = 0> (minus, tail)
+        y = Reshape(x, shape)
+    }""")
+    wrong = dict(shape_arith.EVALUATORS)
+    wrong["Concat"] = lambda node, arrays: [np.concatenate(arrays[::-1])]  # a bug in the fast path
+    monkeypatch.setattr(shape_arith, "EVALUATORS", wrong)
+    optimized, report = optimize(model, passes=["fold", "dce"], input_shapes={"x": [2, 6]})
+    assert [(r.pass_name, r.rewrite) for r in report.rollbacks] == [("fold", "numpy")]
+    assert report.passes[0].changes == {"onnxruntime": 1}  # folded anyway, by the session
+    assert [n.op_type for n in optimized.graph] == ["Reshape"]
