@@ -143,3 +143,16 @@ def test_external_data_stays_external(tmp_path):
 @pytest.mark.parametrize("flag", ["--size-limit=-1"])
 def test_negative_size_limit_is_rejected(tmp_path, flag):
     assert _invoke(TRANSFORMER, "-o", str(tmp_path / "o.onnx"), flag).exit_code == 2
+
+
+def test_output_is_byte_identical_across_processes_and_hash_seeds(tmp_path):
+    import subprocess
+    import sys
+
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"seed{seed}.onnx"
+        subprocess.run([sys.executable, "-c", "from onnxgraph.cli import main; main()", "optimize", TRANSFORMER,
+                        "-o", str(out)], check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed})
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
