@@ -65,6 +65,7 @@ class ShapeSimplification(Pass):
         stats: Counter[str] = Counter()
         inferred = _inferred_types(model)
         for graph, in_function in scopes(model):
+            self._in_function = in_function
             self._types = {} if in_function else inferred  # function bodies have their own names
             partials: dict[Value, Partial] = {}
             for node in graph:
@@ -87,7 +88,9 @@ class ShapeSimplification(Pass):
     # -- value tracking ---------------------------------------------------------------------------
     def _dims(self, value: Value) -> list[Hashable] | None:
         """The dimensions of ``value``: ints, dim names, or a symbol unique to (value, axis)."""
-        type_proto = self._types.get(value.name) or value.type
+        # Outside functions only inferred types count: a file's value_info may record the sizes
+        # seen at export, and trusting those would fix dynamic dimensions.
+        type_proto = value.type if self._in_function else self._types.get(value.name)
         if type_proto is None or not type_proto.HasField("tensor_type"):
             return None
         tensor = type_proto.tensor_type
@@ -294,6 +297,7 @@ def _inferred_types(model: Model) -> dict[str, onnx.TypeProto]:
         return tensor.to_proto(name) if tensor.nbytes <= _INLINE_BYTES else metadata_only(tensor, name)
 
     proto = export_model(model, sink)
+    _drop_value_info(proto.graph)
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
     except Exception:  # noqa: BLE001 - inference gives up on some valid models; then use annotations only
@@ -301,6 +305,17 @@ def _inferred_types(model: Model) -> dict[str, onnx.TypeProto]:
     types: dict[str, onnx.TypeProto] = {}
     _collect_types(inferred.graph, types)
     return types
+
+
+def _drop_value_info(graph: onnx.GraphProto) -> None:
+    """Forget recorded intermediate types (possibly export-time sizes) so inference derives them."""
+    del graph.value_info[:]
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                _drop_value_info(attr.g)
+            for sub in attr.graphs:
+                _drop_value_info(sub)
 
 
 def _collect_types(graph: onnx.GraphProto, types: dict[str, onnx.TypeProto]) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import onnx
+
 from onnxgraph.optimizers.dce import DeadCodeElimination
 from onnxgraph.optimizers.shapes import ShapeSimplification
 
@@ -78,3 +80,18 @@ def test_reshape_that_needs_two_unknown_dims_stays_dynamic(kit):
         .replace("float[batch, seq, 2, 4] y", "float[seq, batch, 2, 4] y")
     model = kit.parse(text)
     assert not ShapeSimplification()(model).changed
+
+
+def test_export_time_sizes_in_value_info_never_fix_a_dynamic_dim(kit):
+    model = kit.parse("""
+    <ir_version: 8, opset_import: ["" : 17, "custom" : 1]>
+    agraph (float[batch, 4] x) => (int64[2] s) {
+        h = custom.Opaque(x)
+        sh = Shape(h)
+        s = Identity(sh)
+    }""")
+    opaque_out = model.graph.nodes[0].outputs[0]
+    opaque_out.type = onnx.helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, [1, 4])  # as traced at export
+    model.graph.value_info.append(opaque_out)
+    assert not ShapeSimplification()(model).changed
+    assert kit.ops(model)["Shape"] == 1
