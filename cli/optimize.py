@@ -10,7 +10,7 @@ import click
 from onnxgraph.cli.errors import BadInput, CheckFailed
 from onnxgraph.cli.options import input_shape_option, model_argument, parse_input_shapes
 
-_DEFAULT_SIZE_LIMIT = 1_000_000
+_DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not imported so --help stays fast
 
 
 @click.command()
@@ -18,7 +18,7 @@ _DEFAULT_SIZE_LIMIT = 1_000_000
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="Where to write the optimized model (weights in external data stay external).")
 @click.option("--passes", default=None, metavar="LIST",
-              help="Comma-separated passes to run instead of the default pipeline.")
+              help="Comma-separated passes to run instead of the default pipeline (see docs/optimize.md).")
 @click.option("--no-verify", is_flag=True, help="Skip running the original and the result on onnxruntime.")
 @click.option("--report-json", type=click.Path(dir_okay=False, path_type=str), default=None, metavar="FILE",
               help="Also write the report as JSON.")
