@@ -59,11 +59,8 @@ class Pass:
         raise NotImplementedError
 
     def __call__(self, model: Model) -> PassResult:
-        from onnxgraph.optimizers.utils import model_context
-
         start = time.perf_counter()
-        with model_context(model):
-            stats = self.run(model)
+        stats = self.run(model)
         return PassResult(changed=any(stats.values()), stats=Counter(stats), seconds=time.perf_counter() - start)
 
 

@@ -16,6 +16,7 @@ from onnxgraph.optimizers.base import PassManager, PipelineResult
 from onnxgraph.optimizers.fold import DEFAULT_SIZE_LIMIT
 from onnxgraph.optimizers.registry import build_pipeline, default_pipeline
 from onnxgraph.optimizers.registry import passes as registered_passes
+from onnxgraph.optimizers.utils import legacy_initializer_inputs_as_constants
 from onnxgraph.optimizers.verify import Verification, Verifier
 
 Progress = Callable[[str], None]
@@ -182,7 +183,8 @@ def _run(model: Model, names, disabled, size_limit, max_rounds, say) -> Pipeline
     pipeline = build_pipeline(names, options={"size_limit": size_limit}, disabled=disabled)
     manager = PassManager(pipeline, max_rounds=max_rounds,
                           on_pass=lambda name, result: say(f"pass {name}: {sum(result.stats.values())} changes"))
-    return manager(model)
+    with legacy_initializer_inputs_as_constants(model):
+        return manager(model)
 
 
 def _bisect(fresh, verifier: Verifier, names: list[str], disabled, size_limit, max_rounds, say) -> Rollback:

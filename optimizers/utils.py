@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,25 +20,6 @@ RANDOM_OPS = frozenset(
     {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 )
 """Ops whose outputs differ between runs: never folded or merged."""
-
-
-_INPUT_INITIALIZERS_ARE_CONSTANT = contextvars.ContextVar("input_initializers_are_constant", default=False)
-_FIRST_IR_WITH_OPTIONAL_INPUT_INITIALIZERS = 4
-
-
-@contextlib.contextmanager
-def model_context(model: Model) -> Iterator[None]:
-    """Set what the constant helpers must know about the model being rewritten.
-
-    Before IR version 4 every initializer had to be listed as a graph input, so there an
-    initializer that is also an input is a constant; from IR 4 on it is an overridable default.
-    """
-    legacy = 0 < (model.ir_version or 0) < _FIRST_IR_WITH_OPTIONAL_INPUT_INITIALIZERS
-    token = _INPUT_INITIALIZERS_ARE_CONSTANT.set(legacy)
-    try:
-        yield
-    finally:
-        _INPUT_INITIALIZERS_ARE_CONSTANT.reset(token)
 
 
 def scopes(model: Model) -> Iterator[tuple[Graph, bool]]:
@@ -90,13 +70,13 @@ def _text(value: str | bytes) -> str:
 
 def constant_tensor(value: Value | None) -> Tensor | None:
     """The data of ``value`` when it is a constant: an initializer that no graph input can
-    override (see :func:`model_context`), or the output of a Constant node. None otherwise."""
+    override, or the output of a Constant node. None otherwise."""
     if value is None:
         return None
     if value.is_initializer():
         if not isinstance(value.const_value, Tensor):
             return None
-        if value.is_graph_input() and not _INPUT_INITIALIZERS_ARE_CONSTANT.get():
+        if value.is_graph_input():
             return None
         return value.const_value
     producer = value.producer()
@@ -158,6 +138,37 @@ def replace_with_constant(value: Value, array: np.ndarray, *, in_function: bool)
     if was_output and declared is not None:
         new.type = declared
     return new
+
+
+_FIRST_IR_WITH_OPTIONAL_INPUT_INITIALIZERS = 4
+
+
+@contextlib.contextmanager
+def legacy_initializer_inputs_as_constants(model: Model) -> Iterator[None]:
+    """Let passes treat the initializers an IR<4 model lists as graph inputs as constants.
+
+    Before IR version 4 every initializer had to be listed as a graph input, so there the listing
+    says nothing about overriding. While the context is open those inputs are taken off the input
+    list (so every pass sees plain initializers); on exit they are put back where they were, and
+    an initializer a pass dropped is restored, so the interface does not change. New initializers
+    (folded constants) are not inputs, which IR 3 forbids: the model then moves to IR version 4.
+    """
+    graph = model.graph
+    if not 0 < (model.ir_version or 0) < _FIRST_IR_WITH_OPTIONAL_INPUT_INITIALIZERS:
+        yield
+        return
+    listed = [(i, v) for i, v in enumerate(graph.inputs) if v.is_initializer()]
+    graph.inputs[:] = [v for v in graph.inputs if not v.is_initializer()]
+    try:
+        yield
+    finally:
+        for position, value in listed:
+            if not value.is_initializer():
+                graph.add_initializer(value)
+            graph.inputs.insert(position, value)
+        inputs = {id(v) for v in graph.inputs}
+        if any(id(v) not in inputs for v in graph.initializers.values()):
+            model.ir_version = _FIRST_IR_WITH_OPTIONAL_INPUT_INITIALIZERS
 
 
 def remove_if_unused(node: Node) -> bool:

@@ -88,6 +88,8 @@ def test_light_model_optimizes_within_tolerance(path, record_property, kit):
     name = os.path.basename(path)[:-5]
     model, report = optimize(path, size_limit=ONNXSIM_SIZE_LIMIT)
     assert report.ok and report.verification.passed and not report.rollbacks
+    onnx.checker.check_model(model.to_proto())
+    assert [v.name for v in model.graph.inputs] == [i.name for i in onnx.load(path).graph.input]
     reference = onnx.load(path)
     initializers = {t.name for t in reference.graph.initializer}
     data = next(i for i in reference.graph.input if i.name not in initializers)

@@ -229,3 +229,18 @@ def test_bisection_blames_the_rewrite_inside_a_real_pass(kit, monkeypatch):
     assert [(r.pass_name, r.rewrite) for r in report.rollbacks] == [("fold", "numpy")]
     assert report.passes[0].changes == {"onnxruntime": 1}  # folded anyway, by the session
     assert [n.op_type for n in optimized.graph] == ["Reshape"]
+
+
+def test_ir3_initializers_listed_as_inputs_fold_and_stay_listed(kit):
+    model = kit.parse("""
+    <ir_version: 3, opset_import: ["" : 8]>
+    agraph (float[2] x, float[2] w) => (float[2] y) <float[2] w = {1.0, 2.0}> {
+        e = Exp(w)
+        y = Add(x, e)
+    }""")
+    optimized, report = optimize(model)
+    assert report.ok and [n.op_type for n in optimized.graph] == ["Add"]
+    assert [v.name for v in optimized.graph.inputs] == ["x", "w"]
+    assert optimized.graph.inputs[1].is_initializer()  # still an optional input with its default
+    assert optimized.ir_version == 4  # the folded constant is an initializer that is not an input
+    onnx.checker.check_model(optimized.to_proto())
