@@ -244,3 +244,46 @@ def test_ir3_initializers_listed_as_inputs_fold_and_stay_listed(kit):
     assert optimized.graph.inputs[1].is_initializer()  # still an optional input with its default
     assert optimized.ir_version == 4  # the folded constant is an initializer that is not an input
     onnx.checker.check_model(optimized.to_proto())
+
+
+class _FixesDims(Pass):
+    """Rewrites:
+    1. ``fix_reshape``: a Reshape target becomes the export-time size (batch 1): the classic bug.
+    """
+
+    name = "fixes-dims"
+    rewrites = ("fix_reshape",)
+
+    def run(self, model: Model) -> Counter[str]:
+        stats: Counter[str] = Counter()
+        for node in model.graph:
+            if node.op_type == "Reshape" and not node.inputs[1].is_initializer() and self.allows("fix_reshape"):
+                fixed = model.graph.make_initializer(onnxgraph.Tensor(np.array([1, 2, 3], np.int64)), "fixed")
+                node.replace_input_with(1, fixed)
+                stats["fix_reshape"] += 1
+        return stats
+
+
+def test_a_dimension_fixed_to_the_export_size_is_caught(kit, monkeypatch):
+    monkeypatch.setitem(registry.passes(), _FixesDims.name, _FixesDims)
+    model = kit.parse("""
+    agraph (float[N, 6] x) => (float[N, 2, 3] y) <int64 zero = {0}, int64[1] axes = {0}, int64[2] tail = {2, 3}> {
+        s = Shape(x)
+        n = Gather(s, zero)
+        nu = Unsqueeze(n, axes)
+        shape = Concat <axis = 0> (nu, tail)
+        y = Reshape(x, shape)
+    }""")
+    _, report = optimize(model, passes=["fixes-dims", "dce"])
+    assert [(r.pass_name, r.rewrite) for r in report.rollbacks] == [("fixes-dims", "fix_reshape")]
+
+
+def test_models_that_only_run_with_dynamic_dims_of_1_still_verify(kit):
+    model = kit.parse("""
+    agraph (float[N, 4] x) => (float[1, 4] y) <int64[2] shape = {1, 4}, float[4] a = {1.0, 2.0, 3.0, 4.0}> {
+        e = Exp(a)
+        s = Add(x, e)
+        y = Reshape(s, shape)
+    }""")
+    optimized, report = optimize(model)
+    assert report.ok and [n.op_type for n in optimized.graph] == ["Add", "Reshape"]
