@@ -114,7 +114,8 @@ def optimize(
         passes: pass names to run (default: the default pipeline).
         verify: compare against the original on onnxruntime.
         size_limit: largest constant the folder may create, in elements.
-        input_shapes: sizes of dynamic inputs for verification (other dynamic dims get 1).
+        input_shapes: sizes of dynamic inputs for verification (other dynamic dims get 2, or 1
+            when the original does not run with 2).
         on_progress: called with a short message as work proceeds.
         max_rounds: the pipeline repeats until nothing changes, at most this often.
 
