@@ -83,7 +83,7 @@ def _render(report, model: str, output: str) -> None:
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{escape(model)}[/] -> [bold]{escape(output)}[/]")
+    console.print(f"[bold]{escape(model)}[/] -> [bold]{escape(output)}[/] in {report.seconds:.2f} s")
     size = Table()
     for column in ("", "before", "after", "change"):
         size.add_column(column, justify="right" if column else "left")
