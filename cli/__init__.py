@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 
 import click
+
 from onnxgraph.cli.bench import bench
 from onnxgraph.cli.convert import convert
 from onnxgraph.cli.errors import CommandGroup
 from onnxgraph.cli.info import info
+from onnxgraph.cli.optimize import optimize
 from onnxgraph.cli.viz import viz
 
 
@@ -26,6 +28,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 cli.add_command(info)
+cli.add_command(optimize)
 cli.add_command(bench)
 cli.add_command(convert)
 cli.add_command(viz)

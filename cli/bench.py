@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Iterator
 
 import click
+
 from onnxgraph.cli.errors import BadInput, CheckFailed
 from onnxgraph.cli.options import input_shape_option, model_argument, parse_input_shapes
 

@@ -6,6 +6,7 @@ import json
 import os
 
 import click
+
 from onnxgraph.cli.errors import BadInput, CheckFailed
 from onnxgraph.cli.options import input_shape_option, json_flag, model_argument, parse_input_shapes
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+
 from onnxgraph.cli.errors import BadInput
 from onnxgraph.cli.options import input_shape_option, json_flag, parse_input_shapes
 

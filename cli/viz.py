@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import click
+
 from onnxgraph.cli.errors import BadInput
 from onnxgraph.cli.options import model_argument
 

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from onnxgraph.graph import Graph
 
 AttrType = onnx.AttributeProto.AttributeType
+_GRAPH = onnx.AttributeProto.GRAPH  # plain ints: protobuf's enum wrapper is slow to look up in hot loops
+_GRAPHS = onnx.AttributeProto.GRAPHS
 
 
 class Attribute:
@@ -79,9 +81,9 @@ class Attribute:
         """The graphs this attribute holds (GRAPH or GRAPHS), else an empty list."""
         if self.value is None:
             return []
-        if self.type == AttrType.GRAPH:
+        if self.type == _GRAPH:
             return [self.value]
-        if self.type == AttrType.GRAPHS:
+        if self.type == _GRAPHS:
             return list(self.value)
         return []
 

@@ -187,6 +187,25 @@ class Graph:
             value._graph = None
         return value
 
+    def replace_with_initializers(self, node: Node, tensors: list[Tensor]) -> None:
+        """Remove ``node`` and make each of its outputs an initializer holding the matching tensor.
+
+        The output values themselves stay (names, readers, graph-output slots), so nothing needs
+        rewiring. A value that is not a graph output takes the tensor's exact type.
+        """
+        from onnxgraph import types
+
+        if len(tensors) != len(node.outputs):
+            raise ValueError(f"{node!r} has {len(node.outputs)} outputs, got {len(tensors)} tensors")
+        self.remove(node, safe=False)
+        for value, tensor in zip(node.outputs, tensors):
+            value._producer, value._index = None, None
+            value.const_value = tensor
+            tensor.name = value.name
+            if value.type is None or not any(o is value for o in self.outputs):
+                value.type = types.tensor_type(tensor.elem_type, tensor.dims)
+            self.add_initializer(value)
+
     def _rename_initializer(self, old: str, new: str) -> None:
         for table in (self.initializers, self.sparse_initializers):
             if old in table:

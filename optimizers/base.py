@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from onnxgraph.model import Model
@@ -29,10 +30,29 @@ class PassResult:
 
 
 class Pass:
-    """Base class of optimization passes. Subclasses implement :meth:`run`."""
+    """Base class of optimization passes. Subclasses implement :meth:`run`.
+
+    Args:
+        disabled: rewrite cases (names from :attr:`rewrites`) this instance must not apply; the
+            verifier uses it to roll back one rewrite of a pass instead of the whole pass.
+    """
 
     name: str = ""
     """Short name used on the command line (``--passes``) and in reports."""
+    rewrites: tuple[str, ...] = ()
+    """The pass's rewrite cases, in the order its docstring numbers them."""
+    options: tuple[str, ...] = ()
+    """Keyword arguments of the constructor that pipeline options (e.g. ``size_limit``) feed."""
+
+    def __init__(self, *, disabled: Iterable[str] = ()):
+        self.disabled = frozenset(disabled)
+        unknown = self.disabled - set(self.rewrites)
+        if unknown:
+            raise ValueError(f"pass {self.name!r} has no rewrite {sorted(unknown)}")
+
+    def allows(self, rewrite: str) -> bool:
+        """Whether rewrite case ``rewrite`` is enabled on this instance."""
+        return rewrite not in self.disabled
 
     def run(self, model: Model) -> Counter[str]:
         """Rewrite ``model`` in place; return the count of each rewrite applied (empty: no change)."""

@@ -34,6 +34,9 @@ from collections.abc import Callable
 
 import numpy as np
 import onnx
+
+from onnxgraph.model import Model
+from onnxgraph.node import Node
 from onnxgraph.optimizers.base import Pass
 from onnxgraph.optimizers.rewriter.editing import GraphEditor, drop_stale_value_info, scopes
 from onnxgraph.optimizers.rewriter.values import (
@@ -44,9 +47,6 @@ from onnxgraph.optimizers.rewriter.values import (
     pads_arg,
     transpose_perm,
 )
-
-from onnxgraph.model import Model
-from onnxgraph.node import Node
 from onnxgraph.value import Value
 
 _T = onnx.TensorProto

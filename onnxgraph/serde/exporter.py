@@ -188,6 +188,13 @@ def default_ir_version(opset_imports: dict[str, int]) -> int:
     return onnx.IR_VERSION
 
 
+def export_node(node: Node, sink: TensorSink = inline_sink) -> onnx.NodeProto:
+    """Export one node (its subgraphs included) to a NodeProto."""
+    proto = onnx.NodeProto()
+    _Exporter(sink).node(node, proto)
+    return proto
+
+
 def export_model(model: Model, sink: TensorSink = inline_sink, *, ir_version: int | None = None) -> onnx.ModelProto:
     """Export ``model`` to a ModelProto, placing tensor data through ``sink``."""
     return _Exporter(sink).model(model, ir_version)

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from onnxgraph.model import Model
 from onnxgraph.optimizers.base import Pass
 from onnxgraph.optimizers.fusions import batchnorm, conv_affine, gemm, pad, transpose
 from onnxgraph.optimizers.rewriter.rule import RewriteRuleSet
-
-from onnxgraph.model import Model
 
 DEFAULT_RULES: RewriteRuleSet = (
     batchnorm.RULES + conv_affine.RULES + pad.RULES + gemm.RULES + transpose.RULES

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from onnxgraph.optimizers.rewriter.rule import RewriteContext
-from onnxgraph.optimizers.rewriter.values import const_value
 
 from onnxgraph.node import Node
+from onnxgraph.optimizers.rewriter.rule import RewriteContext
+from onnxgraph.optimizers.rewriter.values import const_value
 from onnxgraph.value import Value
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from onnxgraph.node import Node
 from onnxgraph.optimizers.fusions.common import attributes_of, float_constant, private_weight
 from onnxgraph.optimizers.rewriter.rule import (
     Failure,
@@ -19,8 +21,6 @@ from onnxgraph.optimizers.rewriter.rule import (
     RewriteRuleSet,
     fail,
 )
-
-from onnxgraph.node import Node
 from onnxgraph.value import Value
 
 

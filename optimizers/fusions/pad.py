@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from onnxgraph.node import Node
 from onnxgraph.optimizers.fusions.common import attributes_of, string_attr
 from onnxgraph.optimizers.rewriter.rule import (
     RewriteContext,
@@ -21,8 +22,6 @@ from onnxgraph.optimizers.rewriter.rule import (
     fail,
 )
 from onnxgraph.optimizers.rewriter.values import const_ints, const_value, pads_arg
-
-from onnxgraph.node import Node
 from onnxgraph.value import Value
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from onnxgraph.node import Node
 from onnxgraph.optimizers.rewriter.rule import (
     Failure,
     RewriteContext,
@@ -15,8 +16,6 @@ from onnxgraph.optimizers.rewriter.rule import (
     fail,
 )
 from onnxgraph.optimizers.rewriter.values import transpose_perm
-
-from onnxgraph.node import Node
 from onnxgraph.value import Value
 
 

@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from onnxgraph.graph import Graph
+from onnxgraph.node import Node
 from onnxgraph.optimizers.rewriter.editing import canonical_domain
 from onnxgraph.optimizers.rewriter.pattern import (
     ConstantPattern,
@@ -23,9 +26,6 @@ from onnxgraph.optimizers.rewriter.pattern import (
     Var,
 )
 from onnxgraph.optimizers.rewriter.values import const_value
-
-from onnxgraph.graph import Graph
-from onnxgraph.node import Node
 from onnxgraph.value import Value
 
 

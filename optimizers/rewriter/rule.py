@@ -22,6 +22,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from onnxgraph.builder import OpBuilder
+from onnxgraph.graph import Graph
+from onnxgraph.model import Model
+from onnxgraph.node import Node
 from onnxgraph.optimizers.rewriter.editing import (
     GraphEditor,
     Scope,
@@ -31,11 +35,6 @@ from onnxgraph.optimizers.rewriter.editing import (
 )
 from onnxgraph.optimizers.rewriter.matcher import Match, find_matches
 from onnxgraph.optimizers.rewriter.pattern import Pattern
-
-from onnxgraph.builder import OpBuilder
-from onnxgraph.graph import Graph
-from onnxgraph.model import Model
-from onnxgraph.node import Node
 from onnxgraph.value import Value
 
 

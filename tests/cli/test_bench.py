@@ -10,8 +10,8 @@ import onnx
 import onnx.parser
 import pytest
 from click.testing import CliRunner
-from onnxgraph.cli import cli
 
+from onnxgraph.cli import cli
 from onnxgraph.runtime import providers
 
 TINY = ["--runs", "20", "--warmup", "2", "--provider", "cpu"]

@@ -10,9 +10,9 @@ import onnx
 import onnx.parser
 import pytest
 from click.testing import CliRunner
-from onnxgraph.cli import cli
 
 import onnxgraph
+from onnxgraph.cli import cli
 from onnxgraph.runtime.compare import default_tolerance
 from onnxgraph.runtime.sessions import create_session
 from onnxgraph.serde import fileio

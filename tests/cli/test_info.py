@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper, parser
+
 from onnxgraph.cli import cli
 
 MLP = os.path.join(os.path.dirname(__file__), "..", "..", "models", "mlp.onnx")

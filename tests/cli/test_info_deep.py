@@ -8,6 +8,7 @@ import onnx
 import onnx.parser
 import pytest
 from click.testing import CliRunner
+
 from onnxgraph.cli import cli
 
 HEADER = '<ir_version: 10, opset_import: ["" : 21]>\n'

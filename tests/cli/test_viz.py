@@ -14,9 +14,9 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
-from onnxgraph.cli import cli
 
 import onnxgraph
+from onnxgraph.cli import cli
 from onnxgraph.viz import build_view
 from onnxgraph.viz.view import repeated_block
 

@@ -9,9 +9,9 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from onnx import helper, numpy_helper, parser
-from onnxgraph.cli import cli
 
 import onnxgraph
+from onnxgraph.cli import cli
 from onnxgraph.errors import ModelLoadError
 
 F = onnx.TensorProto.FLOAT

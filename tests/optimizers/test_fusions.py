@@ -9,15 +9,15 @@ import numpy as np
 import onnx
 import pytest
 from onnx.reference import ReferenceEvaluator
+
+import onnxgraph
+from onnxgraph import Function, Graph, Model, Tensor, Value
+from onnxgraph.builder import OpBuilder
 from onnxgraph.optimizers.base import PassManager
 from onnxgraph.optimizers.fusions import Fusions
 from onnxgraph.optimizers.noop import NoOpElimination
 from onnxgraph.optimizers.rewriter import const_value
 from onnxgraph.optimizers.type_annotation import annotate_types
-
-import onnxgraph
-from onnxgraph import Function, Graph, Model, Tensor, Value
-from onnxgraph.builder import OpBuilder
 from onnxgraph.runtime.compare import compare_outputs
 from onnxgraph.runtime.inputs import random_inputs, specs_of
 from onnxgraph.runtime.sessions import run_model

@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 import pytest
 from onnx.reference import ReferenceEvaluator
-from onnxgraph.optimizers.noop import NoOpElimination
-from onnxgraph.optimizers.type_annotation import annotate_types
 
 import onnxgraph
+from onnxgraph.optimizers.noop import NoOpElimination
+from onnxgraph.optimizers.type_annotation import annotate_types
 from onnxgraph.runtime.compare import compare_outputs
 from onnxgraph.runtime.inputs import random_inputs, specs_of
 from onnxgraph.runtime.sessions import run_model

@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 import pytest
 from onnx.reference import ReferenceEvaluator
+
+import onnxgraph
 from onnxgraph.optimizers.rewriter import (
     Pattern,
     RewriteRule,
@@ -18,8 +20,6 @@ from onnxgraph.optimizers.rewriter import (
     find_matches,
 )
 from onnxgraph.optimizers.type_annotation import annotate_types
-
-import onnxgraph
 from onnxgraph.runtime.compare import compare_outputs
 from onnxgraph.runtime.inputs import random_inputs, specs_of
 from onnxgraph.runtime.sessions import run_model

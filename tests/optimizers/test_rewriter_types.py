@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnxgraph.optimizers.type_annotation import annotate_types
 
 import onnxgraph
 from onnxgraph.builder import OpBuilder
+from onnxgraph.optimizers.type_annotation import annotate_types
 from onnxgraph.types import tensor_type
 
 HEADER = '<ir_version: 10, opset_import: ["" : 18]>\n'

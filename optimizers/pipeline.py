@@ -1,0 +1,219 @@
+"""``optimize``: run the pass pipeline, verify the result, roll back what broke it."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import onnx
+
+import onnxgraph
+from onnxgraph.errors import OnnxGraphError
+from onnxgraph.model import Model
+from onnxgraph.optimizers.base import PassManager, PipelineResult
+from onnxgraph.optimizers.fold import DEFAULT_SIZE_LIMIT
+from onnxgraph.optimizers.registry import build_pipeline, default_pipeline
+from onnxgraph.optimizers.registry import passes as registered_passes
+from onnxgraph.optimizers.utils import legacy_initializer_inputs_as_constants
+from onnxgraph.optimizers.verify import Verification, Verifier
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ModelStats:
+    """Size of a model: nodes (subgraphs and functions included), initializers and their bytes
+    (``external_bytes`` of them in external-data files)."""
+
+    nodes: int
+    initializers: int
+    bytes: int
+    external_bytes: int = 0
+
+    @classmethod
+    def of(cls, model: Model) -> ModelStats:
+        tensors = [v.const_value for g in model.all_graphs() for v in g.initializers.values()]
+        external = sum(t.nbytes for t in tensors if getattr(t, "is_external", False))
+        return cls(sum(1 for _ in model.all_nodes()), len(tensors), sum(t.nbytes for t in tensors), external)
+
+
+@dataclass
+class PassReport:
+    """What one pass did over all rounds: changes per rewrite and time."""
+
+    name: str
+    changes: dict[str, int]
+    seconds: float
+
+
+@dataclass
+class Rollback:
+    """A pass, or one rewrite of it, dropped because the model it produced failed verification."""
+
+    pass_name: str
+    rewrite: str | None
+    reason: str
+
+
+@dataclass
+class OptimizeReport:
+    """Everything :func:`optimize` did."""
+
+    before: ModelStats
+    after: ModelStats
+    pipeline: list[str]
+    passes: list[PassReport] = field(default_factory=list)
+    rounds: int = 0
+    seconds: float = 0.0
+    verified: bool = False
+    verification: Verification | None = None
+    rollbacks: list[Rollback] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the result may be written: verification passed or was not asked for."""
+        return not self.verified or (self.verification is not None and self.verification.passed)
+
+    def to_dict(self) -> dict:
+        """The report as JSON-ready data."""
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+class VerificationFailed(OnnxGraphError):
+    """No pipeline, not even an empty one, produced a model that matches the original."""
+
+    def __init__(self, report: OptimizeReport):
+        self.report = report
+        reason = report.verification.describe() if report.verification else "unknown"
+        super().__init__(f"no correct optimized model could be produced: {reason}")
+
+
+def optimize(
+    model: Model | str | os.PathLike | bytes | onnx.ModelProto,
+    *,
+    passes: Sequence[str] | None = None,
+    verify: bool = True,
+    size_limit: int = DEFAULT_SIZE_LIMIT,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    on_progress: Progress | None = None,
+    max_rounds: int = 8,
+) -> tuple[Model, OptimizeReport]:
+    """Optimize a model and check that it still computes the same outputs.
+
+    With ``verify`` (the default), the original and the optimized model run on onnxruntime CPU
+    with the same seeded random inputs. On a mismatch the pipeline is bisected to the offending
+    pass and, inside it, the offending rewrite; that is switched off and the pipeline rerun. The
+    report lists every rollback with its reason.
+
+    Args:
+        model: an IR model (left untouched), a path, serialized bytes or a ModelProto.
+        passes: pass names to run (default: the default pipeline).
+        verify: compare against the original on onnxruntime.
+        size_limit: largest constant the folder may create, in elements.
+        input_shapes: sizes of dynamic inputs for verification (other dynamic dims get 2, or 1
+            when the original does not run with 2).
+        on_progress: called with a short message as work proceeds.
+        max_rounds: the pipeline repeats until nothing changes, at most this often.
+
+    Returns:
+        ``(optimized model, report)``; check ``report.ok`` before using the model when verifying.
+
+    Raises:
+        VerificationFailed: verification fails even with every pass rolled back.
+        OnnxGraphError: an unknown pass name, or a model that cannot be loaded.
+    """
+    start = time.perf_counter()
+    say = on_progress or (lambda message: None)
+    if isinstance(model, bytes | onnx.ModelProto):
+        model = onnxgraph.load(model)
+    source = os.fspath(model) if isinstance(model, str | os.PathLike) else model
+    fresh = _copier(source)
+    original = fresh()
+    names = list(passes) if passes is not None else default_pipeline()
+    build_pipeline(names)  # unknown names fail before any work
+    report = OptimizeReport(before=ModelStats.of(original), after=ModelStats.of(original), pipeline=names,
+                            verified=verify)
+    verifier = None
+    if verify:
+        say("running the original model")
+        verifier = Verifier(source, original, input_shapes=input_shapes)
+    disabled: dict[str, set[str]] = {}
+    active = list(names)
+    candidate = original  # the first run rewrites the loaded copy itself; reruns start from fresh copies
+    while True:
+        result = _run(candidate, active, disabled, size_limit, max_rounds, say)
+        if verifier is None:
+            break
+        say("verifying")
+        verification = verifier.check(candidate)
+        report.verification = verification
+        if verification.passed:
+            break
+        if not active:
+            raise VerificationFailed(report)
+        rollback = _bisect(fresh, verifier, active, disabled, size_limit, max_rounds, say)
+        rollback.reason = verification.describe() if not rollback.reason else rollback.reason
+        report.rollbacks.append(rollback)
+        if rollback.rewrite is None:
+            active.remove(rollback.pass_name)
+        else:
+            disabled.setdefault(rollback.pass_name, set()).add(rollback.rewrite)
+        candidate = fresh()
+    report.passes = [PassReport(name, {k: v for k, v in r.stats.items() if v}, r.seconds)
+                     for name, r in result.per_pass.items()]
+    report.rounds = result.rounds
+    report.after = ModelStats.of(candidate)
+    report.seconds = time.perf_counter() - start
+    return candidate, report
+
+
+def _copier(source: Model | str) -> Callable[[], Model]:
+    """A function returning a fresh copy of the original model each time it is called."""
+    if isinstance(source, str):
+        return lambda: onnxgraph.load(source)
+    proto = source.to_proto()
+    return lambda: onnxgraph.from_proto(proto)
+
+
+def _run(model: Model, names, disabled, size_limit, max_rounds, say) -> PipelineResult:
+    """Run the pipeline ``names`` on ``model`` in place."""
+    pipeline = build_pipeline(names, options={"size_limit": size_limit}, disabled=disabled)
+    manager = PassManager(pipeline, max_rounds=max_rounds,
+                          on_pass=lambda name, result: say(f"pass {name}: {sum(result.stats.values())} changes"))
+    with legacy_initializer_inputs_as_constants(model):
+        return manager(model)
+
+
+def _bisect(fresh, verifier: Verifier, names: list[str], disabled, size_limit, max_rounds, say) -> Rollback:
+    """Find the first pass whose addition breaks the model, then the rewrite of it to blame."""
+    def fails(prefix: list[str], extra_disabled: Mapping[str, set[str]] | None = None) -> Verification | None:
+        merged = {k: set(v) for k, v in disabled.items()}
+        for k, v in (extra_disabled or {}).items():
+            merged.setdefault(k, set()).update(v)
+        model = fresh()
+        _run(model, prefix, merged, size_limit, max_rounds, say)
+        verification = verifier.check(model)
+        return None if verification.passed else verification
+
+    low, high = 0, len(names)  # prefix of `low` passes verifies; the full list (`high`) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        say(f"bisecting: trying the first {middle} passes")
+        if fails(names[:middle]):
+            high = middle
+        else:
+            low = middle
+    culprit = names[high - 1]
+    failure = fails(names[:high])
+    reason = failure.describe() if failure else ""
+    for rewrite in registered_passes()[culprit].rewrites:
+        if rewrite in disabled.get(culprit, ()):
+            continue
+        say(f"bisecting: {culprit} without {rewrite}")
+        if not fails(names[:high], {culprit: {rewrite}}):
+            return Rollback(culprit, rewrite, reason)
+    return Rollback(culprit, None, reason)

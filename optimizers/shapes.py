@@ -1,0 +1,330 @@
+"""``shapes``: shape simplification with symbolic dimensions kept symbolic.
+
+onnx shape inference (with data propagation) gives every value's dimensions; this pass then
+tracks the *contents* of small integer shape tensors element by element, where an element is a
+known integer or a symbol (a named dimension such as ``batch``, an unknown dimension of one value,
+or an expression of symbols). Nothing is ever evaluated at the size the model was exported with.
+
+Rewrites:
+    1. ``shape_of_static``: Shape or Size of a value whose dimensions are all known becomes a constant.
+    2. ``known_value``: Gather, Slice, Concat, Unsqueeze, Squeeze, Cast, arithmetic... over shape
+       tensors whose elements all turn out to be known integers become constants.
+    3. ``reshape_target``: a Reshape whose target shape mixes known sizes with symbols equal to the
+       data's own dimensions gets a constant target with 0 ("keep this dimension") in their
+       place, and -1 for at most one remaining symbol; the Shape->Gather->Concat chain then dies.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from onnxgraph.model import Model
+from onnxgraph.node import Node
+from onnxgraph.optimizers.base import Pass
+from onnxgraph.optimizers.utils import (
+    constant_array,
+    is_standard,
+    new_constant,
+    replace_with_constant,
+    scopes,
+)
+from onnxgraph.serde.exporter import export_model
+from onnxgraph.serde.external import metadata_only
+from onnxgraph.value import Value
+
+_INLINE_BYTES = 4096
+"""Initializers up to this size keep their data in the copy given to shape inference."""
+_CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
+_INT_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})
+
+
+@dataclass(frozen=True)
+class Partial:
+    """The contents of a 0-D or 1-D integer tensor: ints where known, hashable symbols elsewhere."""
+
+    elems: tuple[Hashable, ...]
+    scalar: bool = False
+
+    @property
+    def known(self) -> bool:
+        return all(isinstance(e, int) for e in self.elems)
+
+
+class ShapeSimplification(Pass):
+    """Fold shape computations whose results are known, keeping symbolic dims symbolic."""
+
+    name = "shapes"
+    rewrites = ("shape_of_static", "known_value", "reshape_target")
+
+    def run(self, model: Model) -> Counter[str]:
+        stats: Counter[str] = Counter()
+        inferred = _inferred_types(model)
+        for graph, in_function in scopes(model):
+            self._in_function = in_function
+            self._types = {} if in_function else inferred  # function bodies have their own names
+            partials: dict[Value, Partial] = {}
+            for node in graph:
+                if not is_standard(node):
+                    continue
+                if node.op_type == "Reshape" and self._try_reshape_target(node, partials, in_function):
+                    stats["reshape_target"] += 1
+                    continue
+                partial = self._propagate(node, partials)
+                if partial is None or not partial.known or node.outputs[0].is_graph_output():
+                    continue
+                case = "shape_of_static" if node.op_type in ("Shape", "Size") else "known_value"
+                if node.op_type == "Constant":
+                    continue
+                if self._try_fold(node, partial, case, in_function):
+                    stats[case] += 1
+        self._types = {}
+        return stats
+
+    # -- value tracking ---------------------------------------------------------------------------
+    def _dims(self, value: Value) -> list[Hashable] | None:
+        """The dimensions of ``value``: ints, dim names, or a symbol unique to (value, axis)."""
+        # Outside functions only inferred types count: a file's value_info may record the sizes
+        # seen at export, and trusting those would fix dynamic dimensions.
+        type_proto = value.type if self._in_function else self._types.get(value.name)
+        if type_proto is None or not type_proto.HasField("tensor_type"):
+            return None
+        tensor = type_proto.tensor_type
+        if not tensor.HasField("shape"):
+            return None
+        dims: list[Hashable] = []
+        for i, d in enumerate(tensor.shape.dim):
+            if d.HasField("dim_value"):
+                dims.append(int(d.dim_value))
+            elif d.HasField("dim_param"):
+                dims.append(("dim", d.dim_param))
+            else:
+                dims.append(("unknown", id(value), i))
+        return dims
+
+    def _partial(self, value: Value | None, partials: dict[Value, Partial]) -> Partial | None:
+        if value is None:
+            return None
+        if value in partials:
+            return partials[value]
+        array = constant_array(value)
+        if array is None or array.dtype.kind not in "iu" or array.ndim > 1 or array.size > 64:
+            return None
+        return Partial(tuple(int(x) for x in array.reshape(-1)), scalar=array.ndim == 0)
+
+    def _propagate(self, node: Node, partials: dict[Value, Partial]) -> Partial | None:
+        rule = _RULES.get(node.op_type)
+        if rule is None or len(node.outputs) != 1:
+            return None
+        try:
+            partial = rule(self, node, partials)
+        except (IndexError, ValueError, TypeError):
+            return None
+        if partial is not None:
+            partials[node.outputs[0]] = partial
+        return partial
+
+    # -- rewrites ---------------------------------------------------------------------------------
+    def _try_fold(self, node: Node, partial: Partial, case: str, in_function: bool) -> bool:
+        if not self.allows(case):
+            return False
+        out = node.outputs[0]
+        elem_type = (self._types.get(out.name) or out.type or onnx.TypeProto()).tensor_type.elem_type
+        dtype = np.int32 if elem_type == onnx.TensorProto.INT32 else np.int64
+        array = np.array(partial.elems, dtype=dtype)
+        replace_with_constant(out, array.reshape(()) if partial.scalar else array, in_function=in_function)
+        return True
+
+    def _try_reshape_target(self, node: Node, partials: dict[Value, Partial], in_function: bool) -> bool:
+        if not self.allows("reshape_target") or node.attr("allowzero", 0) or len(node.inputs) < 2:
+            return False
+        target = self._partial(node.inputs[1], partials)
+        dims = self._dims(node.inputs[0])
+        if target is None or target.known or dims is None or 0 in target.elems:
+            return False
+        shape, unresolved = [], 0
+        for i, elem in enumerate(target.elems):
+            if isinstance(elem, int):
+                shape.append(elem)
+            elif i < len(dims) and dims[i] == elem:
+                shape.append(0)
+            else:
+                shape.append(-1)
+                unresolved += 1
+        if unresolved > 1 or (unresolved and -1 in target.elems):
+            return False
+        const = new_constant(node.graph, np.array(shape, dtype=np.int64), in_function=in_function,
+                             before=node, base_name="reshape_shape")
+        node.replace_input_with(1, const)  # the old Shape->Gather->Concat chain is left to dce
+        return True
+
+
+# -- propagation rules --------------------------------------------------------------------------------
+def _shape(p: ShapeSimplification, node: Node, partials) -> Partial | None:
+    dims = p._dims(node.inputs[0])
+    if dims is None:
+        return None
+    start, end = node.attr("start", 0), node.attr("end", None)
+    return Partial(tuple(dims[start:end]))
+
+
+def _size(p: ShapeSimplification, node: Node, partials) -> Partial | None:
+    dims = p._dims(node.inputs[0])
+    if dims is None or not all(isinstance(d, int) for d in dims):
+        return None
+    return Partial((int(np.prod(dims, dtype=np.int64)),), scalar=True)
+
+
+def _passthrough(p: ShapeSimplification, node: Node, partials) -> Partial | None:
+    if node.op_type == "Cast" and node.attr("to") not in _INT_TYPES:
+        return None
+    return p._partial(node.inputs[0], partials)
+
+
+def _gather(p: ShapeSimplification, node: Node, partials) -> Partial | None:
+    data = p._partial(node.inputs[0], partials)
+    indices = constant_array(node.inputs[1])
+    if data is None or data.scalar or indices is None or node.attr("axis", 0) != 0:
+        return None
+    picked = tuple(data.elems[int(i)] for i in indices.reshape(-1))
+    return Partial(picked, scalar=indices.ndim == 0)
+
+
+def _unsqueeze(p: ShapeSimplification, node: Node, partials) -> Partial | None:
+    data = p._partial(node.inputs[0], partials)
+    axes = node.attr("axes")
+    if axes is None and len(node.inputs) > 1:
+        array = constant_array(node.inputs[1])
+        axes = None if array is None else array.reshape(-1).tolist()
+    if data is None or not data.scalar or axes is None or list(axes) not in ([0], [-1]):
+        return None
+    return Partial(data.elems)
+
+
+def _squeeze(p: ShapeSimplification, node: Node, partials) -> Partial | None:
+    data = p._partial(node.inputs[0], partials)
+    if data is None or data.scalar or len(data.elems) != 1:
+        return None
+    return Partial(data.elems, scalar=True)
+
+
+def _concat(p: ShapeSimplification, node: Node, partials) -> Partial | None:
+    if node.attr("axis") not in (0, -1):
+        return None
+    parts = [p._partial(v, partials) for v in node.inputs]
+    if any(part is None or part.scalar for part in parts):
+        return None
+    return Partial(tuple(e for part in parts for e in part.elems))
+
+
+def _slice(p: ShapeSimplification, node: Node, partials) -> Partial | None:
+    data = p._partial(node.inputs[0], partials)
+    if data is None or data.scalar or node.attr("starts") is not None:
+        return None
+    args = [constant_array(v) if v is not None else None for v in node.inputs[1:5]]
+    if args[0] is None or args[1] is None or any(a is None for a, v in zip(args, node.inputs[1:5]) if v is not None):
+        return None
+    if args[0].size != 1 or (len(args) > 2 and args[2] is not None and int(args[2].reshape(-1)[0]) not in (0, -1)):
+        return None
+    step = int(args[3].reshape(-1)[0]) if len(args) > 3 and args[3] is not None else 1
+    if step == 0:
+        return None
+    return Partial(data.elems[int(args[0].reshape(-1)[0]) : int(args[1].reshape(-1)[0]) : step])
+
+
+def _arith(p: ShapeSimplification, node: Node, partials) -> Partial | None:
+    a, b = (p._partial(v, partials) for v in node.inputs[:2])
+    if a is None or b is None:
+        return None
+    if len(a.elems) != len(b.elems) and 1 not in (len(a.elems), len(b.elems)):
+        return None
+    n = max(len(a.elems), len(b.elems))
+    xs = a.elems * n if len(a.elems) == 1 else a.elems
+    ys = b.elems * n if len(b.elems) == 1 else b.elems
+    return Partial(tuple(_combine(node.op_type, x, y) for x, y in zip(xs, ys)), scalar=a.scalar and b.scalar)
+
+
+def _combine(op: str, x: Hashable, y: Hashable) -> Hashable:
+    if isinstance(x, int) and isinstance(y, int):
+        if op == "Add":
+            return x + y
+        if op == "Sub":
+            return x - y
+        if op == "Mul":
+            return x * y
+        if y != 0:
+            q = abs(x) // abs(y)
+            return q if (x >= 0) == (y > 0) else -q
+        return ("div0", x)
+    if op == "Mul" and (x == 1 or y == 1):
+        return y if x == 1 else x
+    if op in ("Add", "Sub") and y == 0:
+        return x
+    if op == "Div" and y == 1:
+        return x
+    return (op, x, y)
+
+
+_RULES = {
+    "Shape": _shape,
+    "Size": _size,
+    "Identity": _passthrough,
+    "Cast": _passthrough,
+    "Constant": lambda p, node, partials: p._partial(node.outputs[0], partials),
+    "Gather": _gather,
+    "Unsqueeze": _unsqueeze,
+    "Squeeze": _squeeze,
+    "Concat": _concat,
+    "Slice": _slice,
+    "Add": _arith,
+    "Sub": _arith,
+    "Mul": _arith,
+    "Div": _arith,
+}
+
+
+def _inferred_types(model: Model) -> dict[str, onnx.TypeProto]:
+    """Every value's type from onnx shape inference (data propagation on), by value name.
+
+    Inference runs on a copy without the data of large initializers, so it stays cheap on big
+    models; it does not look inside model-local function bodies.
+    """
+    def sink(tensor, name):
+        return tensor.to_proto(name) if tensor.nbytes <= _INLINE_BYTES else metadata_only(tensor, name)
+
+    proto = export_model(model, sink)
+    _drop_value_info(proto.graph)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:  # noqa: BLE001 - inference gives up on some valid models; then use annotations only
+        return {}
+    types: dict[str, onnx.TypeProto] = {}
+    _collect_types(inferred.graph, types)
+    return types
+
+
+def _drop_value_info(graph: onnx.GraphProto) -> None:
+    """Forget recorded intermediate types (possibly export-time sizes) so inference derives them."""
+    del graph.value_info[:]
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                _drop_value_info(attr.g)
+            for sub in attr.graphs:
+                _drop_value_info(sub)
+
+
+def _collect_types(graph: onnx.GraphProto, types: dict[str, onnx.TypeProto]) -> None:
+    for info in (*graph.input, *graph.output, *graph.value_info):
+        if info.HasField("type"):
+            types[info.name] = info.type
+    for node in graph.node:
+        if node.op_type not in _CONTROL_FLOW or node.domain not in ("", "ai.onnx"):
+            continue  # walking every node's attributes in Python protobuf costs more than inference
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                _collect_types(attr.g, types)

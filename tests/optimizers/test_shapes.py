@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import onnx
+
+from onnxgraph.optimizers.dce import DeadCodeElimination
+from onnxgraph.optimizers.shapes import ShapeSimplification
+
+
+def test_shape_of_a_static_value_becomes_a_constant(kit):
+    model = kit.parse("""
+    agraph (float[2, 3] x) => (int64[2] s, int64 n) {
+        sh = Shape(x)
+        s = Identity(sh)
+        sz = Size(x)
+        n = Identity(sz)
+    }""")
+    stats = kit.apply(ShapeSimplification(), model)
+    assert stats["shape_of_static"] == 2
+    DeadCodeElimination()(model)
+    assert kit.ops(model) == {"Identity": 2}
+
+
+def test_static_dims_of_a_partly_symbolic_shape_fold(kit):
+    model = kit.parse("""
+    agraph (float[N, 6] x) => (float[N, 2, 3] y)
+            <int64 one = {1}, int64[1] zero = {0}, int64[1] minus1 = {-1}, int64[1] two = {2}> {
+        s = Shape(x)
+        d = Gather <axis = 0> (s, one)
+        du = Unsqueeze(d, zero)
+        half = Div(du, two)
+        shape = Concat <axis = 0> (minus1, two, half)
+        y = Reshape(x, shape)
+    }""")
+    stats = kit.apply(ShapeSimplification(), model)
+    DeadCodeElimination()(model)
+    assert stats["known_value"] >= 1
+    assert kit.ops(model) == {"Reshape": 1}
+    assert model.graph.nodes[0].inputs[1].const_value.numpy().tolist() == [-1, 2, 3]
+
+
+_ATTENTION_RESHAPE = """
+agraph (float[batch, seq, 8] x) => (float[batch, seq, 2, 4] y) <int64 i0 = {0}, int64 i1 = {1}, int64[1] ax = {0},
+                                                              int64[1] heads = {2}, int64[1] dim = {4}> {
+    s = Shape(x)
+    b = Gather <axis = 0> (s, i0)
+    t = Gather <axis = 0> (s, i1)
+    bu = Unsqueeze(b, ax)
+    tu = Unsqueeze(t, ax)
+    shape = Concat <axis = 0> (bu, tu, heads, dim)
+    y = Reshape(x, shape)
+}"""
+
+
+def test_exporter_reshape_chain_becomes_a_constant_with_zero_for_symbolic_dims(kit):
+    model = kit.parse(_ATTENTION_RESHAPE)
+    stats = kit.apply(ShapeSimplification(), model)
+    DeadCodeElimination()(model)
+    assert stats["reshape_target"] == 1
+    assert kit.ops(model) == {"Reshape": 1}
+    target = model.graph.nodes[0].inputs[1].const_value.numpy().tolist()
+    assert target == [0, 0, 2, 4]  # never the size used at export
+    assert model.graph.outputs[0].shape == ("batch", "seq", 2, 4)
+    kit.assert_same(kit.parse(_ATTENTION_RESHAPE).to_proto(), model, shapes={"x": [3, 5, 8]})
+
+
+def test_one_unmatched_symbol_becomes_minus_one(kit):
+    flatten = "f = Mul(bu, tu)\n    flat = Concat <axis = 0> (f, heads, dim)\n    y = Reshape(x, flat)"
+    text = _ATTENTION_RESHAPE.replace("y = Reshape(x, shape)", flatten).replace("float[batch, seq, 2, 4] y",
+                                                                                 "float[M, 2, 4] y")
+    model = kit.parse(text)
+    kit.apply(ShapeSimplification(), model)
+    DeadCodeElimination()(model)
+    assert model.graph.nodes[0].inputs[1].const_value.numpy().tolist() == [-1, 2, 4]
+    kit.assert_same(kit.parse(text).to_proto(), model, shapes={"x": [3, 5, 8]})
+
+
+def test_reshape_that_needs_two_unknown_dims_stays_dynamic(kit):
+    text = _ATTENTION_RESHAPE.replace("shape = Concat <axis = 0> (bu, tu, heads, dim)",
+                                      "shape = Concat <axis = 0> (tu, bu, heads, dim)") \
+        .replace("float[batch, seq, 2, 4] y", "float[seq, batch, 2, 4] y")
+    model = kit.parse(text)
+    assert not ShapeSimplification()(model).changed
+
+
+def test_export_time_sizes_in_value_info_never_fix_a_dynamic_dim(kit):
+    model = kit.parse("""
+    <ir_version: 8, opset_import: ["" : 17, "custom" : 1]>
+    agraph (float[batch, 4] x) => (int64[2] s) {
+        h = custom.Opaque(x)
+        sh = Shape(h)
+        s = Identity(sh)
+    }""")
+    opaque_out = model.graph.nodes[0].outputs[0]
+    opaque_out.type = onnx.helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, [1, 4])  # as traced at export
+    model.graph.value_info.append(opaque_out)
+    assert not ShapeSimplification()(model).changed
+    assert kit.ops(model)["Shape"] == 1
