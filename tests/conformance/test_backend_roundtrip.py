@@ -19,8 +19,6 @@ import onnxgraph
 from onnxgraph.runtime.inputs import random_inputs, specs_of
 from onnxgraph.runtime.sessions import create_session
 
-from .conftest import COUNTS
-
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from onnx.backend.test.case.node import collect_testcases
@@ -64,28 +62,28 @@ def _assert_bit_identical(expected, actual) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_node_case_round_trips_losslessly(case):
+def test_node_case_round_trips_losslessly(case, counts):
     original = case.model
     exported = onnxgraph.from_proto(original).to_proto()
 
     onnx.checker.check_model(exported)
     assert exported == original
     assert exported.SerializeToString(deterministic=True) == original.SerializeToString(deterministic=True)
-    COUNTS["node cases round-tripped byte-identical and checker-clean"] += 1
+    counts["node cases round-tripped byte-identical and checker-clean"] += 1
 
     feeds = _feeds(original, case.data_sets[0][0]) if case.data_sets else {}
     expected = _run(original, feeds)
     if expected is None:
-        COUNTS["node cases onnxruntime CPU cannot run (outputs not compared)"] += 1
+        counts["node cases onnxruntime CPU cannot run (outputs not compared)"] += 1
         return
     actual = _run(exported, feeds)
     assert actual is not None, "onnxruntime runs the original but not the round-tripped model"
     _assert_bit_identical(expected, actual)
-    COUNTS["node cases with bit-identical onnxruntime outputs"] += 1
+    counts["node cases with bit-identical onnxruntime outputs"] += 1
 
 
 @pytest.mark.parametrize("path", LIGHT_MODELS, ids=[os.path.basename(p) for p in LIGHT_MODELS])
-def test_light_model_round_trips_through_a_file(path, tmp_path):
+def test_light_model_round_trips_through_a_file(path, tmp_path, counts):
     model = onnxgraph.load(path)
     out = tmp_path / "roundtrip.onnx"
     onnxgraph.save(model, out)
@@ -97,7 +95,7 @@ def test_light_model_round_trips_through_a_file(path, tmp_path):
     expected = create_session(path).run(None, feeds)
     actual = create_session(str(out)).run(None, feeds)
     _assert_bit_identical(expected, actual)
-    COUNTS["light models round-tripped with identical outputs"] += 1
+    counts["light models round-tripped with identical outputs"] += 1
 
 
 def test_the_whole_backend_suite_was_collected():
