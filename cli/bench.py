@@ -138,7 +138,7 @@ def bench(
         _check_destination(option, path, models)
     if plot_path:
         require_matplotlib()
-    with _progress_bar() as on_progress:
+    with progress_bar() as on_progress:
         report = run_benchmark(models, config, on_progress=on_progress)
     result = report.to_dict()
     if json_path != "-":
@@ -148,7 +148,7 @@ def bench(
     if plot_path:
         plot_latencies(report, plot_path)
     if not report.parity_passed:
-        raise CheckFailed(_parity_failure(result))
+        raise CheckFailed(parity_failure(result))
 
 
 def print_report(result: dict, console=None) -> None:
@@ -227,7 +227,7 @@ def _parity_table(parity: dict, table_class, escape):
     return table
 
 
-def _parity_failure(result: dict) -> str:
+def parity_failure(result: dict) -> str:
     failed = [o for o in result["comparison"]["parity"]["outputs"] if not o["passed"]]
     first = failed[0]
     detail = first["note"] or (
@@ -310,7 +310,7 @@ def _write_json(result: dict, path: str) -> None:
 
 
 @contextlib.contextmanager
-def _progress_bar() -> Iterator[Callable[[str, float], None]]:
+def progress_bar() -> Iterator[Callable[[str, float], None]]:
     """A transient rich progress bar on stderr (silent when not a terminal).
 
     It appears at the first update, after the CUDA probe, which briefly redirects stderr.

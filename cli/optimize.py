@@ -26,12 +26,18 @@ _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not impor
               help="Largest constant (in elements) that folding may create.")
 @input_shape_option
 @click.option("--overwrite", is_flag=True, help="Allow OUT to be the input model itself.")
+@click.option("--bench", "run_bench", is_flag=True,
+              help="Then benchmark the original against the result on onnxruntime (as `onnxgraph bench A B`).")
+@click.option("--provider", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Execution provider for --bench.")
 def optimize(model: str, output: str, passes: str | None, no_verify: bool, report_json: str | None,
-             size_limit: int, input_shapes: tuple[str, ...], overwrite: bool) -> None:
+             size_limit: int, input_shapes: tuple[str, ...], overwrite: bool, run_bench: bool,
+             provider: str) -> None:
     """Optimize MODEL and write it to OUT, verified against the original on onnxruntime.
 
     Exits 0 with a warning when a pass had to be rolled back to keep the outputs correct, and 1
-    when no correct model could be produced (nothing is written then).
+    when no correct model could be produced (nothing is written then). With --bench, also exits 1
+    when the benchmark's output parity check fails.
     """
     from rich.console import Console
 
@@ -56,8 +62,27 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
         raise CheckFailed(f"{model}: cannot verify: {exc} (use --no-verify to skip verification)") from exc
     # Weights that came in external data leave in external data, new folded ones included.
     save(optimized, output, external_data="auto" if report.before.external_bytes else None)
-    _write_json(report_json, report.to_dict())
+    summary = report.to_dict()
     _render(report, model, output)
+    if run_bench:
+        summary["bench"] = _bench(model, output, provider, shapes)
+    _write_json(report_json, summary)
+    if run_bench and not summary["bench"]["comparison"]["parity"]["passed"]:
+        from onnxgraph.cli.bench import parity_failure
+
+        raise CheckFailed(parity_failure(summary["bench"]))
+
+
+def _bench(original: str, optimized: str, provider: str, shapes: dict) -> dict:
+    """Benchmark the original (A) against the optimized model (B) and print the tables."""
+    from onnxgraph.cli.bench import print_report, progress_bar
+    from onnxgraph.runtime.benchmark import compare_models
+
+    with progress_bar() as on_progress:
+        result = compare_models(original, optimized, provider=provider, input_shapes=shapes,
+                                on_progress=on_progress)
+    print_report(result)
+    return result
 
 
 def _write_json(path: str | None, data: dict) -> None:

@@ -170,3 +170,23 @@ def test_model_onnxruntime_cannot_run_needs_no_verify(tmp_path):
     assert result.exit_code == 1 and "cannot verify" in result.stderr and "--no-verify" in result.stderr
     assert not (tmp_path / "o.onnx").exists()
     assert _invoke(str(source), "-o", str(tmp_path / "o.onnx"), "--no-verify").exit_code == 0
+
+
+def test_bench_compares_the_original_with_the_result(tmp_path):
+    out, report = tmp_path / "t.onnx", tmp_path / "report.json"
+    result = _invoke(TRANSFORMER, "-o", str(out), "--report-json", str(report), "--bench", "--provider", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "p50 ratio B/A" in result.stdout and "output parity: passed" in result.stdout
+    bench = json.loads(report.read_text())["bench"]
+    assert [m["path"] for m in bench["models"]] == [TRANSFORMER, str(out)]
+    assert bench["comparison"]["parity"]["passed"] and bench["comparison"]["ratio_p50"] > 0
+
+
+def test_bench_parity_failure_exits_1(tmp_path, monkeypatch):
+    """Verification off and a pass that changes results: the benchmark's parity check catches it."""
+    monkeypatch.setitem(registry.passes(), _BreaksAdd.name, _BreaksAdd)
+    out = tmp_path / "t.onnx"
+    result = _invoke(TRANSFORMER, "-o", str(out), "--passes", "breaks-add", "--no-verify", "--bench",
+                     "--provider", "cpu")
+    assert result.exit_code == 1
+    assert "outputs differ" in result.stderr
