@@ -1,7 +1,7 @@
 """Types and shapes from onnx shape inference, written back onto the IR's values.
 
-Inference runs on a weightless copy of the model (:mod:`onnxgraph.serde.detached`), so it costs the
-same for a 10 GB model as for a small one.
+Inference runs on a copy of the model without the data of its large tensors, so it costs the same
+for a 10 GB model as for a small one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import onnx
 from onnxgraph import types
 from onnxgraph.errors import OnnxGraphError
 from onnxgraph.model import Model
-from onnxgraph.serde.detached import detach
+from onnxgraph.serde.exporter import export_model
+from onnxgraph.serde.external import metadata_only
+from onnxgraph.tensor import Tensor
 from onnxgraph.value import Value
 
 
@@ -25,21 +27,64 @@ def _known_dims(type_proto: onnx.TypeProto | None) -> int:
     return 0 if shape is None else 1 + sum(isinstance(d, int) for d in shape)
 
 
-def _inferred_types(proto: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+_INLINE_BYTES = 4096
+"""Tensors up to this size keep their data for inference's data propagation (shape constants);
+larger ones go without data, so inference costs the same for a 10 GB model as for a small one."""
+_CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
+
+
+def _small_tensors_only(tensor: Tensor, name: str) -> onnx.TensorProto:
+    return tensor.to_proto(name) if tensor.nbytes <= _INLINE_BYTES else metadata_only(tensor, name)
+
+
+def _forget_value_info(graph: onnx.GraphProto) -> None:
+    del graph.value_info[:]
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                _forget_value_info(attr.g)
+            for sub in attr.graphs:
+                _forget_value_info(sub)
+
+
+def _collect(graph: onnx.GraphProto, found: dict[str, onnx.TypeProto]) -> None:
+    for info in (*graph.input, *graph.value_info, *graph.output):
+        if info.HasField("type"):
+            found.setdefault(info.name, info.type)
+    for node in graph.node:
+        if node.op_type not in _CONTROL_FLOW or node.domain not in ("", "ai.onnx"):
+            continue  # walking every node's attributes in Python protobuf costs more than inference
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                _collect(attr.g, found)
+            for sub in attr.graphs:
+                _collect(sub, found)
+
+
+def inferred_types(model: Model, *, forget_value_info: bool = False, strict: bool = False) -> dict[str, onnx.TypeProto]:
+    """Every value's type from onnx shape inference with data propagation, by value name.
+
+    Args:
+        model: the model (not changed). Model-local function bodies are not inferred.
+        forget_value_info: ignore the intermediate types the file recorded (they may hold the sizes
+            seen at export) so inference derives them from the inputs' declared, symbolic shapes.
+        strict: raise when inference fails instead of returning an empty dict.
+
+    Raises:
+        OnnxGraphError: with ``strict``, inference rejected the model.
+    """
+    proto = export_model(model, _small_tensors_only)
+    if forget_value_info:
+        _forget_value_info(proto.graph)
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as exc:  # noqa: BLE001 - inference gives up on some valid models
+        if not strict:
+            return {}
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise OnnxGraphError(f"shape inference failed: {message}") from exc
     found: dict[str, onnx.TypeProto] = {}
-
-    def visit(graph: onnx.GraphProto) -> None:
-        for info in (*graph.input, *graph.value_info, *graph.output):
-            if info.HasField("type"):
-                found.setdefault(info.name, info.type)
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    visit(attr.g)
-                for sub in attr.graphs:
-                    visit(sub)
-
-    visit(proto.graph)
+    _collect(proto.graph, found)
     return found
 
 
@@ -92,13 +137,7 @@ def infer_shapes(model: Model, input_shapes: Mapping[str, Sequence[int]] | None 
     if input_shapes:
         _override_inputs(model, input_shapes)
     _type_initializers(model)
-    proto, _ = detach(model)
-    try:
-        proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise OnnxGraphError(f"shape inference failed: {message}") from exc
-    inferred = _inferred_types(proto)
+    inferred = inferred_types(model, strict=True)
     changed = 0
     for name, value in _values_by_name(model).items():
         new = inferred.get(name)
@@ -106,3 +145,26 @@ def infer_shapes(model: Model, input_shapes: Mapping[str, Sequence[int]] | None 
             value.type = new
             changed += 1
     return changed
+
+
+def annotate_types(model: Model) -> int:
+    """Give node outputs the types inference derives from the inputs' declared shapes.
+
+    Passes that need shapes (no-op elimination, MatMul+Add into Gemm) read ``Value.type``. Types the
+    file recorded for intermediate values may hold the sizes seen at export, so inferred types
+    replace them; graph outputs keep their declared types (and get one when they have none).
+
+    Returns:
+        How many values got a type.
+    """
+    inferred = inferred_types(model, forget_value_info=True)
+    annotated = 0
+    for graph in model.graph.all_graphs():
+        for node in graph:
+            for value in node.outputs:
+                new = inferred.get(value.name) if value.name else None
+                declared = value.type is not None and value.is_graph_output()
+                if new is not None and new.HasField("tensor_type") and not declared:
+                    value.type = new
+                    annotated += 1
+    return annotated

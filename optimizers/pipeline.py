@@ -18,6 +18,7 @@ from onnxgraph.optimizers.registry import build_pipeline, default_pipeline
 from onnxgraph.optimizers.registry import passes as registered_passes
 from onnxgraph.optimizers.utils import legacy_initializer_inputs_as_constants
 from onnxgraph.optimizers.verify import Verification, Verifier
+from onnxgraph.shape_inference import annotate_types
 
 Progress = Callable[[str], None]
 
@@ -185,6 +186,7 @@ def _run(model: Model, names, disabled, size_limit, max_rounds, say) -> Pipeline
     manager = PassManager(pipeline, max_rounds=max_rounds,
                           on_pass=lambda name, result: say(f"pass {name}: {sum(result.stats.values())} changes"))
     with legacy_initializer_inputs_as_constants(model):
+        annotate_types(model)  # shape-dependent rewrites read Value.type
         return manager(model)
 
 

@@ -33,13 +33,9 @@ from onnxgraph.optimizers.utils import (
     replace_with_constant,
     scopes,
 )
-from onnxgraph.serde.exporter import export_model
-from onnxgraph.serde.external import metadata_only
+from onnxgraph.shape_inference import inferred_types
 from onnxgraph.value import Value
 
-_INLINE_BYTES = 4096
-"""Initializers up to this size keep their data in the copy given to shape inference."""
-_CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
 _INT_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})
 
 
@@ -63,7 +59,7 @@ class ShapeSimplification(Pass):
 
     def run(self, model: Model) -> Counter[str]:
         stats: Counter[str] = Counter()
-        inferred = _inferred_types(model)
+        inferred = inferred_types(model, forget_value_info=True)
         for graph, in_function in scopes(model):
             self._in_function = in_function
             self._types = {} if in_function else inferred  # function bodies have their own names
@@ -287,44 +283,3 @@ _RULES = {
 }
 
 
-def _inferred_types(model: Model) -> dict[str, onnx.TypeProto]:
-    """Every value's type from onnx shape inference (data propagation on), by value name.
-
-    Inference runs on a copy without the data of large initializers, so it stays cheap on big
-    models; it does not look inside model-local function bodies.
-    """
-    def sink(tensor, name):
-        return tensor.to_proto(name) if tensor.nbytes <= _INLINE_BYTES else metadata_only(tensor, name)
-
-    proto = export_model(model, sink)
-    _drop_value_info(proto.graph)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
-    except Exception:  # noqa: BLE001 - inference gives up on some valid models; then use annotations only
-        return {}
-    types: dict[str, onnx.TypeProto] = {}
-    _collect_types(inferred.graph, types)
-    return types
-
-
-def _drop_value_info(graph: onnx.GraphProto) -> None:
-    """Forget recorded intermediate types (possibly export-time sizes) so inference derives them."""
-    del graph.value_info[:]
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                _drop_value_info(attr.g)
-            for sub in attr.graphs:
-                _drop_value_info(sub)
-
-
-def _collect_types(graph: onnx.GraphProto, types: dict[str, onnx.TypeProto]) -> None:
-    for info in (*graph.input, *graph.output, *graph.value_info):
-        if info.HasField("type"):
-            types[info.name] = info.type
-    for node in graph.node:
-        if node.op_type not in _CONTROL_FLOW or node.domain not in ("", "ai.onnx"):
-            continue  # walking every node's attributes in Python protobuf costs more than inference
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                _collect_types(attr.g, types)

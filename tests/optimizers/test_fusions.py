@@ -17,10 +17,10 @@ from onnxgraph.optimizers.base import PassManager
 from onnxgraph.optimizers.fusions import Fusions
 from onnxgraph.optimizers.noop import NoOpElimination
 from onnxgraph.optimizers.rewriter import const_value
-from onnxgraph.optimizers.type_annotation import annotate_types
 from onnxgraph.runtime.compare import compare_outputs
 from onnxgraph.runtime.inputs import random_inputs, specs_of
 from onnxgraph.runtime.sessions import run_model
+from onnxgraph.shape_inference import annotate_types
 from onnxgraph.types import tensor_type
 
 FLOAT = onnx.TensorProto.FLOAT

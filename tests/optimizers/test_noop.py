@@ -11,10 +11,10 @@ from onnx.reference import ReferenceEvaluator
 
 import onnxgraph
 from onnxgraph.optimizers.noop import NoOpElimination
-from onnxgraph.optimizers.type_annotation import annotate_types
 from onnxgraph.runtime.compare import compare_outputs
 from onnxgraph.runtime.inputs import random_inputs, specs_of
 from onnxgraph.runtime.sessions import run_model
+from onnxgraph.shape_inference import annotate_types
 
 HEADER = '<ir_version: 10, opset_import: ["" : 18]>\n'
 
