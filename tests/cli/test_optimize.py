@@ -152,8 +152,10 @@ def test_output_is_byte_identical_across_processes_and_hash_seeds(tmp_path):
     outputs = []
     for seed in ("1", "2"):
         out = tmp_path / f"seed{seed}.onnx"
+        # cwd away from the checkout, so `python -c` imports the installed package, not the source folder
         subprocess.run([sys.executable, "-c", "from onnxgraph.cli import main; main()", "optimize", TRANSFORMER,
-                        "-o", str(out)], check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed})
+                        "-o", str(out)], check=True, capture_output=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONHASHSEED": seed})
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
 
