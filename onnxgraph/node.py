@@ -120,6 +120,24 @@ class Node:
         """Drop this node's reads of its inputs (used when removing it)."""
         self.set_inputs(())
 
+    def ensure_output(self, index: int) -> Value:
+        """Output ``index``, created when the node omits it (an optional output such as MaxPool's
+        Indices): absent trailing outputs are appended and an omitted ("") one gets a fresh name."""
+        outputs = list(self._outputs)
+        while len(outputs) <= index:
+            outputs.append(Value(""))
+        value = outputs[index]
+        if value.name:
+            return value
+        if value._producer is None:
+            value._producer, value._index = self, index
+        value.name = self.graph.fresh_name(f"{self.op_type.lower()}_out") if self.graph else None
+        self._outputs = tuple(outputs)
+        for i, out in enumerate(outputs):
+            if out._producer is None:
+                out._producer, out._index = self, i
+        return value
+
     # -- attributes -----------------------------------------------------------------------------
     def attr(self, name: str, default: Any = None) -> Any:
         """The value of attribute ``name``, or ``default`` when absent."""

@@ -1,0 +1,169 @@
+"""GradBuilder: the op builder that gradient rules write with, plus the helpers they share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+
+from onnxgraph import types
+from onnxgraph.builder import OpBuilder
+from onnxgraph.graph import Graph
+from onnxgraph.node import Node
+from onnxgraph.value import Value
+
+
+class GradBuilder(OpBuilder):
+    """An :class:`~onnxgraph.builder.OpBuilder` that knows the model's opset.
+
+    Args:
+        graph: the graph that receives the gradient nodes (appended after the forward nodes).
+        opset: the default-domain opset version of the model, so helpers emit the right op form.
+    """
+
+    def __init__(self, graph: Graph, opset: int):
+        super().__init__(graph)
+        self.opset = opset
+        self.reached: set[Value] = set()
+        """Values that depend on a ``wrt`` value (set by the driver): the ones worth a gradient."""
+
+    def wants(self, x: Value | None) -> bool:
+        """True when input ``x`` leads back to a ``wrt`` value, so its gradient is worth building."""
+        return x is not None and x in self.reached
+
+    # -- constants ------------------------------------------------------------------------------
+    def scalar(self, value: float, like: Value) -> Value:
+        """A scalar constant in ``like``'s element type."""
+        return self.const(np.array(value, dtype=dtype_of(like)))
+
+    def typed(self, value: Value, like: Value, shape: tuple[types.Dim, ...] | None = None) -> Value:
+        """Annotate a new value with ``like``'s element type (and ``shape``) for later rules."""
+        if value.type is None and like.elem_type:
+            value.type = types.tensor_type(like.elem_type, shape)
+        return value
+
+    def ints(self, values: Sequence[int]) -> Value:
+        """A 1-D int64 constant (axes, shapes, starts...)."""
+        return self.const(np.array(list(values), dtype=np.int64))
+
+    # -- shapes ---------------------------------------------------------------------------------
+    def shape(self, x: Value) -> Value:
+        """``x``'s shape as an int64 vector: a constant when static, else a Shape node."""
+        dims = static_shape(x)
+        return self.ints(dims) if dims is not None else self.Shape(x)
+
+    def reshape_like(self, g: Value, x: Value) -> Value:
+        """``g`` reshaped to ``x``'s shape."""
+        return self.Reshape(g, self.shape(x))
+
+    def expand_like(self, g: Value, x: Value) -> Value:
+        return self.Expand(g, self.shape(x))
+
+    # -- reductions -----------------------------------------------------------------------------
+    def reduce(self, op_type: str, x: Value, axes: Sequence[int] | Value | None, keepdims: bool = True) -> Value:
+        """``op_type`` (ReduceSum, ReduceMean, ReduceMax...) over ``axes`` (None: all), in the form
+        the model's opset expects (axes as an input from opset 18, 13 for ReduceSum)."""
+        axes_as_input = self.opset >= (13 if op_type == "ReduceSum" else 18)
+        if axes is None:
+            return self.op(op_type, x, keepdims=int(keepdims))
+        if isinstance(axes, Value):
+            if not axes_as_input:
+                raise ValueError(f"{op_type} needs static axes before opset 18")
+            return self.op(op_type, x, axes, keepdims=int(keepdims))
+        if axes_as_input:
+            return self.op(op_type, x, self.ints(axes), keepdims=int(keepdims))
+        return self.op(op_type, x, keepdims=int(keepdims), axes=list(axes))
+
+    def sum_to(self, g: Value, axes: Sequence[int], keepdims: bool = True) -> Value:
+        return self.reduce("ReduceSum", g, axes, keepdims) if axes else g
+
+    def unsqueeze(self, x: Value, axes: Sequence[int]) -> Value:
+        return self.Unsqueeze(x, self.ints(axes)) if axes else x
+
+    # -- gradient plumbing ----------------------------------------------------------------------
+    def add_all(self, terms: Sequence[Value | None]) -> Value | None:
+        """The sum of the non-None terms (None when there is none); upstream None means zero."""
+        present = [t for t in terms if t is not None]
+        if not present:
+            return None
+        if len(present) == 1:
+            return present[0]
+        if len(present) == 2:
+            return self.Add(*present)
+        return self.Sum(*present)
+
+    def unbroadcast(self, g: Value, x: Value, full: tuple[types.Dim, ...] | None) -> Value:
+        """Reduce ``g`` (of shape ``full``, the broadcast result) to ``x``'s shape.
+
+        This is the one place broadcasting is undone. Static shapes give a ReduceSum over the
+        broadcast axes and a Reshape computed now; a symbolic or unknown dim gives the same
+        computation with Shape-based ops at run time.
+        """
+        xs = x.shape
+        if xs is not None and full is not None and tuple(xs) == tuple(full) and None not in xs:
+            return g
+        if xs is not None and full is not None and all(isinstance(d, int) for d in (*xs, *full)):
+            lead = len(full) - len(xs)
+            axes = list(range(lead)) + [lead + i for i, d in enumerate(xs) if d == 1 and full[lead + i] != 1]
+            return self.Reshape(self.sum_to(g, axes), self.ints(xs)) if axes else g
+        return self._unbroadcast_dynamic(g, x)
+
+    def _unbroadcast_dynamic(self, g: Value, x: Value) -> Value:
+        gshape, xshape = self.Shape(g), self.Shape(x)
+        lead = self.Sub(self.Size(gshape), self.Size(xshape))
+        lead_axes = self.Range(self.const(np.int64(0)), lead, self.const(np.int64(1)))
+        g = self.ReduceSum(g, lead_axes, keepdims=0, noop_with_empty_axes=1)
+        ones_axes = self.Squeeze(self.NonZero(self.Equal(xshape, self.ints([1]))), self.ints([0]))
+        g = self.ReduceSum(g, ones_axes, keepdims=1, noop_with_empty_axes=1)
+        return self.Reshape(g, xshape)
+
+    def zeros_like(self, x: Value) -> Value:
+        """A zero tensor shaped like ``x`` (only for a requested gradient that is identically zero)."""
+        fill = onnx.helper.make_tensor("zero", x.elem_type or onnx.TensorProto.FLOAT, [1], [0])
+        from onnxgraph.tensor import Tensor
+
+        return self.ConstantOfShape(self.shape(x), value=Tensor.from_proto(fill))
+
+    def constant_ints(self, value: Value | None) -> list[int] | None:
+        """The integers held by a constant input (initializer or Constant node), else None."""
+        if value is None:
+            return None
+        if value.const_value is not None:
+            return [int(v) for v in np.asarray(value.const_value.numpy()).reshape(-1)]
+        producer = value.producer()
+        if producer is not None and producer.op_type == "Constant" and producer.attr("value") is not None:
+            return [int(v) for v in np.asarray(producer.attr("value").numpy()).reshape(-1)]
+        return None
+
+    def axis_size(self, x: Value, axis: int) -> Value:
+        """``x.shape[axis]`` as a 1-D int64 tensor of one element."""
+        dims = x.shape
+        if dims is not None and isinstance(dims[axis], int):
+            return self.ints([dims[axis]])
+        return self.Shape(x, start=axis, end=axis + 1 if axis != -1 else None)
+
+    def ensure_output(self, node: Node, index: int) -> Value:
+        """A forward node's optional output (MaxPool Indices, LayerNormalization InvStdDev...),
+        added to the node when the model omits it, so the backward pass reuses it."""
+        return node.ensure_output(index)
+
+
+def dtype_of(x: Value) -> np.dtype:
+    """The numpy dtype of a tensor value (float32 when unknown)."""
+    return types.np_dtype(x.elem_type) if x.elem_type else np.dtype(np.float32)
+
+
+def static_shape(x: Value) -> tuple[int, ...] | None:
+    """``x``'s dims when all are known integers, else None."""
+    shape = x.shape
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        return None
+    return tuple(shape)
+
+
+def rank_of(x: Value) -> int:
+    """``x``'s rank; raises ValueError when shape inference could not tell it."""
+    if x.shape is None:
+        raise ValueError(f"the rank of {x.name!r} is unknown")
+    return len(x.shape)

@@ -1,0 +1,13 @@
+"""Gradient rules, one module per op family; importing this package fills the registry."""
+
+from onnxgraph.autodiff.rules import (  # noqa: F401
+    conv,
+    elementwise,
+    loss,
+    matmul,
+    normalization,
+    pooling,
+    reduction,
+    resize,
+    shape,
+)

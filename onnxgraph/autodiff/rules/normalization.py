@@ -1,0 +1,140 @@
+"""Gradient rules of normalizations: Batch, Layer, Instance, Group, Lp and RMS normalization.
+
+They share one identity: with ``xhat = (x - mean) * inv`` over some axes and ``d = dL/dxhat``,
+``dL/dx = inv * (d - mean(d) - xhat * mean(d * xhat))`` (RMS drops the ``mean(d)`` term).
+"""
+
+from __future__ import annotations
+
+from onnxgraph.autodiff.builder import rank_of
+from onnxgraph.autodiff.registry import register
+
+_FLOAT = 1
+
+
+def _mean(b, v, axes):
+    return b.reduce("ReduceMean", v, axes, keepdims=True)
+
+
+def _statistics(b, x, axes, eps):
+    """Recomputed (mean, 1/sqrt(var + eps)) over ``axes``, kept as broadcastable dims."""
+    mean = _mean(b, x, axes)
+    centered = b.Sub(x, mean)
+    inv = b.Reciprocal(b.Sqrt(b.Add(_mean(b, b.Mul(centered, centered), axes), b.scalar(eps, x))))
+    return mean, inv
+
+
+def _normalized_input_grad(b, d, xhat, inv, axes, centered=True):
+    """dL/dx from ``d`` = dL/dxhat (see the module docstring)."""
+    inner = b.Sub(d, b.Mul(xhat, _mean(b, b.Mul(d, xhat), axes)))
+    if centered:
+        inner = b.Sub(inner, _mean(b, d, axes))
+    return b.Mul(inv, inner)
+
+
+def _channel(b, v, rank):
+    """A per-channel vector (C,) shaped (C, 1, ..., 1) to broadcast against (N, C, ...)."""
+    return b.unsqueeze(v, list(range(1, rank - 1)))
+
+
+def _per_channel_sum(b, v, rank):
+    return b.sum_to(v, [0, *range(2, rank)], keepdims=False)
+
+
+@register("BatchNormalization", differentiable=(0, 1, 2, 3, 4))
+def batch_norm(b, node, grads):
+    x, scale, bias, mean, var = node.inputs[:5]
+    g, r, eps = grads[0], rank_of(x), node.attr("epsilon", 1e-5)
+    if g is None:
+        return [None] * 5
+    if node.attr("training_mode", 0):
+        axes = [0, *range(2, r)]
+        batch_mean, inv = _statistics(b, x, axes, eps)
+        xhat = b.Mul(b.Sub(x, batch_mean), inv)
+        dx = _normalized_input_grad(b, b.Mul(g, _channel(b, scale, r)), xhat, inv, axes)
+        return [dx, _per_channel_sum(b, b.Mul(g, xhat), r), _per_channel_sum(b, g, r), None, None]
+    inv = b.Reciprocal(b.Sqrt(b.Add(var, b.scalar(eps, var))))
+    scaled_inv = b.Mul(scale, inv)
+    sum_g = _per_channel_sum(b, g, r) if b.wants(bias) or b.wants(mean) else None
+    centered = b.Sub(x, _channel(b, mean, r))
+    sum_gc = _per_channel_sum(b, b.Mul(g, centered), r) if b.wants(scale) or b.wants(var) else None
+    return [
+        b.Mul(g, _channel(b, scaled_inv, r)) if b.wants(x) else None,
+        b.Mul(sum_gc, inv) if b.wants(scale) else None,
+        sum_g if b.wants(bias) else None,
+        b.Neg(b.Mul(sum_g, scaled_inv)) if b.wants(mean) else None,
+        b.Mul(sum_gc, b.Mul(b.Mul(scaled_inv, b.Mul(inv, inv)), b.scalar(-0.5, x))) if b.wants(var) else None,
+    ]
+
+
+@register("LayerNormalization", broadcast=(1, 2))
+def layer_norm(b, node, grads):
+    x, scale = node.inputs[:2]
+    g, r = grads[0], rank_of(x)
+    if g is None:
+        return [None] * len(node.inputs)
+    axes = list(range(node.attr("axis", -1) % r, r))
+    mean, inv = b.ensure_output(node, 1), b.ensure_output(node, 2)
+    if x.elem_type != node.attr("stash_type", _FLOAT):
+        mean, inv = b.Cast(mean, to=x.elem_type), b.Cast(inv, to=x.elem_type)
+    xhat = b.Mul(b.Sub(x, mean), inv)
+    dx = _normalized_input_grad(b, b.Mul(g, scale), xhat, inv, axes) if b.wants(x) else None
+    return [dx, b.Mul(g, xhat), g][: len(node.inputs)]
+
+
+@register("InstanceNormalization")
+def instance_norm(b, node, grads):
+    x, scale, _ = node.inputs
+    g, r = grads[0], rank_of(x)
+    axes = list(range(2, r))
+    mean, inv = _statistics(b, x, axes, node.attr("epsilon", 1e-5))
+    xhat = b.Mul(b.Sub(x, mean), inv)
+    dx = _normalized_input_grad(b, b.Mul(g, _channel(b, scale, r)), xhat, inv, axes)
+    return [dx, _per_channel_sum(b, b.Mul(g, xhat), r), _per_channel_sum(b, g, r)]
+
+
+@register("GroupNormalization")
+def group_norm(b, node, grads):
+    """Statistics over (C/G, spatial) per group; scale and bias per channel (per group before
+    opset 21)."""
+    x, scale, _ = node.inputs
+    g, r, groups = grads[0], rank_of(x), node.attr("num_groups")
+    grouped = b.ints([0, groups, -1])
+    x3 = b.Reshape(x, grouped)
+    mean, inv = _statistics(b, x3, [2], node.attr("epsilon", 1e-5))
+    xhat3 = b.Mul(b.Sub(x3, mean), inv)
+    if b.opset >= 21:
+        d3 = b.Reshape(b.Mul(g, _channel(b, scale, r)), grouped)
+        xhat = b.reshape_like(xhat3, x)
+        d_scale = _per_channel_sum(b, b.Mul(g, xhat), r)
+        d_bias = _per_channel_sum(b, g, r)
+    else:
+        g3 = b.Reshape(g, grouped)
+        d3 = b.Mul(g3, b.unsqueeze(scale, [1]))
+        d_scale = b.sum_to(b.Mul(g3, xhat3), [0, 2], keepdims=False)
+        d_bias = b.sum_to(g3, [0, 2], keepdims=False)
+    dx = b.reshape_like(_normalized_input_grad(b, d3, xhat3, inv, [2]), x)
+    return [dx, d_scale, d_bias]
+
+
+@register("LpNormalization")
+def lp_norm(b, node, grads):
+    x, y, g = node.inputs[0], node.outputs[0], grads[0]
+    axis, p = node.attr("axis", -1), node.attr("p", 2)
+    if p == 2:
+        norm = b.reduce("ReduceL2", x, [axis])
+        return [b.Div(b.Sub(g, b.Mul(y, b.ReduceSum(b.Mul(g, y), b.ints([axis]), keepdims=1))), norm)]
+    norm = b.reduce("ReduceL1", x, [axis])  # y = x / sum|x|
+    dot = b.ReduceSum(b.Mul(g, y), b.ints([axis]), keepdims=1)
+    return [b.Div(b.Sub(g, b.Mul(b.Sign(x), dot)), norm)]
+
+
+@register("RMSNormalization", broadcast=(1,))
+def rms_norm(b, node, grads):
+    x, scale = node.inputs
+    g, r = grads[0], rank_of(x)
+    axes = list(range(node.attr("axis", -1) % r, r))
+    inv = b.Reciprocal(b.Sqrt(b.Add(_mean(b, b.Mul(x, x), axes), b.scalar(node.attr("epsilon", 1e-5), x))))
+    xhat = b.Mul(x, inv)
+    dx = _normalized_input_grad(b, b.Mul(g, scale), xhat, inv, axes, centered=False)
+    return [dx, b.Mul(g, xhat)]

@@ -1,0 +1,73 @@
+"""Gradient rules of pooling: MaxPool (through its Indices output), AveragePool, global pools."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxgraph.autodiff.registry import register
+from onnxgraph.autodiff.rules.conv import spatial, transposed_window, window
+from onnxgraph.autodiff.rules.reduction import count_ratio
+from onnxgraph.errors import OnnxGraphError
+
+
+@register("MaxPool")
+def max_pool(b, node, grads):
+    x, g = node.inputs[0], grads[0]
+    if node.attr("storage_order", 0):
+        raise OnnxGraphError("the gradient of MaxPool with storage_order=1 is not supported")
+    kernel = node.attr("kernel_shape")
+    strides, dilations, _, _ = window(node, kernel, [0] * len(kernel))
+    overlapping = any(s < (k - 1) * d + 1 for k, s, d in zip(kernel, strides, dilations))
+    if overlapping and b.opset < 16:
+        raise OnnxGraphError("the gradient of MaxPool with overlapping windows needs opset 16+")
+    indices = b.ensure_output(node, 1)  # flat positions in x of each output's maximum
+    flat = b.Reshape(b.zeros_like(x), b.ints([-1]))
+    extra = {"reduction": "add"} if overlapping else {}
+    scattered = b.ScatterElements(flat, b.Reshape(indices, b.ints([-1])), b.Reshape(g, b.ints([-1])), axis=0, **extra)
+    return [b.reshape_like(scattered, x)]
+
+
+@register("AveragePool")
+def average_pool(b, node, grads):
+    """Each output's gradient, divided by its window's divisor, spread over the window: a grouped
+    ConvTranspose with a ones kernel."""
+    x, y, g = node.inputs[0], node.outputs[0], grads[0]
+    in_dims, out_dims = spatial(x, "AveragePool"), spatial(y, "AveragePool")
+    kernel, channels = list(node.attr("kernel_shape")), in_dims[0]
+    strides, dilations, begins, ends = window(node, kernel, in_dims[1:])
+    divisor = _divisors(in_dims[1:], out_dims[1:], kernel, strides, dilations, begins, ends, node.attr("count_include_pad", 0))
+    pb, pe, extra = transposed_window(in_dims[1:], out_dims[1:], kernel, strides, dilations, begins, ends)
+    ones = b.const(np.ones([channels, 1, *kernel], dtype=_np(x)))
+    spread = b.Div(g, b.const(divisor.astype(_np(x))))
+    return [b.ConvTranspose(spread, ones, group=channels, strides=strides, dilations=dilations, pads=[*pb, *pe], output_padding=extra)]
+
+
+def _divisors(in_sizes, out_sizes, kernel, strides, dilations, begins, ends, include_pad):
+    """Per output position, the number of window cells averaged (separable over axes)."""
+    total = np.ones([], dtype=np.float64)
+    for size, out, k, s, d, pb, pe in zip(in_sizes, out_sizes, kernel, strides, dilations, begins, ends):
+        lo, hi = (-pb, size + pe) if include_pad else (0, size)
+        starts = np.arange(out)[:, None] * s + np.arange(k)[None, :] * d - pb
+        counts = ((starts >= lo) & (starts < hi)).sum(axis=1)
+        total = np.multiply.outer(total, counts)
+    return total
+
+
+def _np(x):
+    from onnxgraph.autodiff.builder import dtype_of
+
+    return dtype_of(x)
+
+
+@register("GlobalAveragePool")
+def global_average_pool(b, node, grads):
+    x, y = node.inputs[0], node.outputs[0]
+    return [b.Div(b.expand_like(grads[0], x), count_ratio(b, x, y))]
+
+
+@register("GlobalMaxPool")
+def global_max_pool(b, node, grads):
+    x, y = node.inputs[0], node.outputs[0]
+    hit = b.Cast(b.Equal(x, y), to=x.elem_type)
+    axes = b.ints(list(range(2, len(x.shape))))
+    return [b.Div(b.Mul(hit, grads[0]), b.ReduceSum(hit, axes, keepdims=1))]

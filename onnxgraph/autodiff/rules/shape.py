@@ -1,0 +1,239 @@
+"""Gradient rules of shape and data-movement ops.
+
+Ops that pick elements (Slice, Gather*, TopK, Pad with reflect/edge/wrap) send the upstream gradient
+back with a scatter: a permutation or selection needs no accumulation, repeated picks use
+``reduction="add"`` (opset 16+).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxgraph.autodiff.builder import rank_of, static_shape
+from onnxgraph.autodiff.registry import register, register_stop
+from onnxgraph.errors import OnnxGraphError
+
+register_stop(
+    "Shape", "Size", "ConstantOfShape", "Range", "ArgMax", "ArgMin", "NonZero", "OneHot", "EyeLike",
+    "RandomNormalLike", "RandomUniformLike", "Multinomial",
+    family="shape",
+)
+
+
+def _flat(b, v):
+    return b.Reshape(v, b.ints([-1]))
+
+
+def _positions(b, x):
+    """An int64 tensor shaped like ``x`` holding each element's flat position."""
+    count = b.Size(x)
+    return b.Reshape(b.Range(b.const(np.int64(0)), count, b.const(np.int64(1))), b.shape(x))
+
+
+def _scatter_add_flat(b, x, flat_positions, g, *, needs_add: bool, why: str):
+    """Gradient of ``x`` when output element k came from ``x.flat[flat_positions.flat[k]]``."""
+    if needs_add and b.opset < 16:
+        raise OnnxGraphError(f"the gradient of {why} needs ScatterElements reduction='add' (opset 16+)")
+    zeros = _flat(b, b.zeros_like(x))
+    extra = {"reduction": "add"} if needs_add else {}
+    scattered = b.ScatterElements(zeros, _flat(b, flat_positions), _flat(b, g), axis=0, **extra)
+    return b.reshape_like(scattered, x)
+
+
+@register("Reshape", "Flatten", "Squeeze", "Unsqueeze", differentiable=(0,))
+def reshape(b, node, grads):
+    return [b.reshape_like(grads[0], node.inputs[0])]
+
+
+@register("Transpose")
+def transpose(b, node, grads):
+    perm = node.attr("perm") or list(reversed(range(rank_of(node.inputs[0]))))
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    return [b.Transpose(grads[0], perm=inverse)]
+
+
+@register("Expand", differentiable=(0,), broadcast=(0,))
+def expand(b, node, grads):
+    return [grads[0]]
+
+
+@register("Trilu", differentiable=(0,))
+def trilu(b, node, grads):
+    """Trilu keeps a fixed set of elements: the gradient is the same mask applied to ``g``."""
+    upper = node.attr("upper", 1)
+    return [b.Trilu(grads[0], *node.inputs[1:], upper=upper)]
+
+
+@register("Concat")
+def concat(b, node, grads):
+    axis, g = node.attr("axis"), grads[0]
+    sizes = [static_shape(x) for x in node.inputs]
+    if all(s is not None for s in sizes):
+        split = b.ints([s[axis] for s in sizes])
+    else:
+        split = b.Concat(*[b.axis_size(x, axis) for x in node.inputs], axis=0)
+    parts = b.Split(g, split, axis=axis, _outputs=len(node.inputs))
+    parts = parts if isinstance(parts, tuple) else (parts,)
+    return [p if b.wants(x) else None for p, x in zip(parts, node.inputs)]
+
+
+@register("Split", differentiable=(0,))
+def split(b, node, grads):
+    pieces = [g if g is not None else b.zeros_like(out) for g, out in zip(grads, node.outputs)]
+    return [b.Concat(*pieces, axis=node.attr("axis", 0))]
+
+
+@register("Slice", differentiable=(0,))
+def slice_(b, node, grads):
+    x = node.inputs[0]
+    picked = b.Slice(_positions(b, x), *node.inputs[1:])
+    return [_scatter_add_flat(b, x, picked, grads[0], needs_add=False, why="Slice")]
+
+
+@register("Gather", differentiable=(0,))
+def gather(b, node, grads):
+    """Rows picked by ``indices`` along ``axis`` get the upstream rows added back (ScatterND at
+    opset 16+, a one-hot product before)."""
+    (data, indices), g = node.inputs, grads[0]
+    r, q = rank_of(data), rank_of(indices)
+    axis = node.attr("axis", 0) % r
+    # g: data[:axis] + indices.shape + data[axis+1:]  ->  indices.shape + data[:axis] + data[axis+1:]
+    g_perm = [*range(axis, axis + q), *range(axis), *range(axis + q, r + q - 1)]
+    g_front = b.Transpose(g, perm=g_perm) if g_perm != list(range(len(g_perm))) else g
+    data_perm = [axis, *range(axis), *range(axis + 1, r)]
+    data_front = b.Transpose(data, perm=data_perm) if axis else data
+    if b.opset >= 16:
+        zeros = b.zeros_like(data_front) if axis else b.zeros_like(data)
+        index = b.unsqueeze(_nonnegative(b, indices, b.axis_size(data, axis)), [-1])
+        d_front = b.ScatterND(zeros, index, g_front, reduction="add")
+    else:
+        depth = b.axis_size(data, axis)
+        one_hot = b.OneHot(_flat(b, indices), depth, b.const(np.array([0, 1], dtype=_dtype(data))), axis=-1)
+        rows = b.Reshape(g_front, b.Concat(b.Reshape(b.Size(indices), b.ints([1])), b.ints([-1]), axis=0))
+        d_front = b.Reshape(b.MatMul(b.Transpose(one_hot, perm=[1, 0]), rows), b.Shape(data_front))
+    inverse = [0] * r
+    for i, p in enumerate(data_perm):
+        inverse[p] = i
+    return [b.Transpose(d_front, perm=inverse) if axis else d_front]
+
+
+def _dtype(x):
+    from onnxgraph.autodiff.builder import dtype_of
+
+    return dtype_of(x)
+
+
+def _nonnegative(b, indices, size):
+    """Indices with negative entries wrapped (``i + size`` where ``i < 0``)."""
+    size = b.Cast(b.Reshape(size, b.ints([])), to=indices.elem_type or 7)
+    return b.Where(b.Less(indices, b.Cast(b.const(np.int64(0)), to=indices.elem_type or 7)), b.Add(indices, size), indices)
+
+
+@register("GatherElements", differentiable=(0,))
+def gather_elements(b, node, grads):
+    (data, indices), g = node.inputs, grads[0]
+    if b.opset < 16:
+        raise OnnxGraphError("the gradient of GatherElements needs ScatterElements reduction='add' (opset 16+)")
+    return [b.ScatterElements(b.zeros_like(data), indices, g, axis=node.attr("axis", 0), reduction="add")]
+
+
+@register("GatherND", differentiable=(0,))
+def gather_nd(b, node, grads):
+    (data, indices), g = node.inputs, grads[0]
+    if node.attr("batch_dims", 0):
+        raise OnnxGraphError("the gradient of GatherND with batch_dims > 0 is not supported")
+    if b.opset < 16:
+        raise OnnxGraphError("the gradient of GatherND needs ScatterND reduction='add' (opset 16+)")
+    return [b.ScatterND(b.zeros_like(data), indices, g, reduction="add")]
+
+
+@register("ScatterElements", differentiable=(0, 2))
+def scatter_elements(b, node, grads):
+    (data, indices, updates), g = node.inputs, grads[0]
+    axis, reduction = node.attr("axis", 0), node.attr("reduction", "none")
+    if reduction not in ("none", "add"):
+        raise OnnxGraphError(f"the gradient of ScatterElements reduction='{reduction}' is not supported")
+    d_data = None
+    if b.wants(data):
+        d_data = g if reduction == "add" else b.ScatterElements(g, indices, b.zeros_like(updates), axis=axis)
+    d_updates = b.GatherElements(g, indices, axis=axis) if b.wants(updates) else None
+    return [d_data, None, d_updates]
+
+
+@register("ScatterND", differentiable=(0, 2))
+def scatter_nd(b, node, grads):
+    (data, indices, updates), g = node.inputs, grads[0]
+    reduction = node.attr("reduction", "none")
+    if reduction not in ("none", "add"):
+        raise OnnxGraphError(f"the gradient of ScatterND reduction='{reduction}' is not supported")
+    d_data = None
+    if b.wants(data):
+        d_data = g if reduction == "add" else b.ScatterND(g, indices, b.zeros_like(updates))
+    return [d_data, None, b.GatherND(g, indices) if b.wants(updates) else None]
+
+
+@register("Tile", differentiable=(0,))
+def tile(b, node, grads):
+    """Reshape ``g`` to (r0, d0, r1, d1, ...) and sum over the repeat axes."""
+    (x, repeats), g = node.inputs, grads[0]
+    r = rank_of(x)
+    pairs = b.Concat(b.Unsqueeze(repeats, b.ints([1])), b.Unsqueeze(b.shape(x), b.ints([1])), axis=1)
+    interleaved = b.Reshape(g, b.Reshape(pairs, b.ints([-1])))
+    return [b.sum_to(interleaved, list(range(0, 2 * r, 2)), keepdims=False)]
+
+
+@register("Pad", differentiable=(0,))
+def pad(b, node, grads):
+    x, g = node.inputs[0], grads[0]
+    pads = b.constant_ints(node.inputs[1])
+    mode = node.attr("mode", "constant")
+    if mode == "constant" and pads is not None and min(pads) >= 0:
+        half = len(pads) // 2
+        axes = b.constant_ints(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] is not None else None
+        axes = axes if axes is not None else list(range(half))
+        starts = b.ints(pads[:half])
+        sizes = b.Concat(*[b.axis_size(x, a) for a in axes], axis=0)
+        return [b.Slice(g, starts, b.Add(starts, sizes), b.ints(axes))]
+    picked = b.Pad(_positions(b, x), node.inputs[1], None, *node.inputs[3:], mode=mode)
+    if mode == "constant":  # negative or dynamic pads: padded cells read position -1, dropped below
+        raise OnnxGraphError("the gradient of Pad with negative or non-constant pads is not supported")
+    return [_scatter_add_flat(b, x, picked, g, needs_add=True, why=f"Pad mode='{mode}'")]
+
+
+@register("TopK", differentiable=(0,))
+def top_k(b, node, grads):
+    x, g = node.inputs[0], grads[0]
+    if g is None:
+        return [None]
+    indices = b.ensure_output(node, 1)
+    return [b.ScatterElements(b.zeros_like(x), indices, g, axis=node.attr("axis", -1))]
+
+
+def _depth_space_perm(b, g, shape5, perm, x):
+    return b.reshape_like(b.Transpose(b.Reshape(g, b.ints(shape5)), perm=perm), x)
+
+
+@register("DepthToSpace")
+def depth_to_space(b, node, grads):
+    x, bs = node.inputs[0], node.attr("blocksize")
+    _, c, h, w = _static_nchw(x, node.op_type)
+    # forward: x -> (N, bs, bs, C/bs^2, H, W) [DCR] or (N, C/bs^2, bs, bs, H, W) [CRD] -> transpose
+    if node.attr("mode", "DCR") == "DCR":
+        return [_depth_space_perm(b, grads[0], [0, c // bs // bs, h, bs, w, bs], [0, 3, 5, 1, 2, 4], x)]
+    return [_depth_space_perm(b, grads[0], [0, c // bs // bs, h, bs, w, bs], [0, 1, 3, 5, 2, 4], x)]
+
+
+@register("SpaceToDepth")
+def space_to_depth(b, node, grads):
+    x, bs = node.inputs[0], node.attr("blocksize")
+    _, c, h, w = _static_nchw(x, node.op_type)
+    return [_depth_space_perm(b, grads[0], [0, bs, bs, c, h // bs, w // bs], [0, 3, 4, 1, 5, 2], x)]
+
+
+def _static_nchw(x, op_type):
+    shape = x.shape
+    if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
+        raise OnnxGraphError(f"the gradient of {op_type} needs static C, H, W (got {shape})")
+    return shape
