@@ -28,6 +28,17 @@ class GradBuilder(OpBuilder):
         self.reached: set[Value] = set()
         """Values that depend on a ``wrt`` value (set by the driver): the ones worth a gradient."""
 
+    def op(self, op_type: str, *inputs: Value | None, **kwargs) -> Value | tuple[Value, ...]:
+        """Create a node (see OpBuilder.op) and record its outputs' element type, so constants
+        built later from them (``scalar(1, t)``) get the right type."""
+        result = super().op(op_type, *inputs, **kwargs)
+        elem = _result_elem_type(op_type, inputs, kwargs)
+        if elem:
+            for value in result if isinstance(result, tuple) else (result,):
+                if value.type is None:
+                    value.type = types.tensor_type(elem, None)
+        return result
+
     def wants(self, x: Value | None) -> bool:
         """True when input ``x`` leads back to a ``wrt`` value, so its gradient is worth building."""
         return x is not None and x in self.reached
@@ -39,7 +50,7 @@ class GradBuilder(OpBuilder):
 
     def typed(self, value: Value, like: Value, shape: tuple[types.Dim, ...] | None = None) -> Value:
         """Annotate a new value with ``like``'s element type (and ``shape``) for later rules."""
-        if value.type is None and like.elem_type:
+        if (value.type is None or value.shape is None) and like.elem_type:
             value.type = types.tensor_type(like.elem_type, shape)
         return value
 
@@ -136,17 +147,43 @@ class GradBuilder(OpBuilder):
             return [int(v) for v in np.asarray(producer.attr("value").numpy()).reshape(-1)]
         return None
 
-    def axis_size(self, x: Value, axis: int) -> Value:
-        """``x.shape[axis]`` as a 1-D int64 tensor of one element."""
+    def axis_size(self, x: Value, axis: int, *, scalar: bool = False) -> Value:
+        """``x.shape[axis]`` as a 1-D int64 tensor of one element (a 0-D one with ``scalar``)."""
         dims = x.shape
         if dims is not None and isinstance(dims[axis], int):
-            return self.ints([dims[axis]])
-        return self.Shape(x, start=axis, end=axis + 1 if axis != -1 else None)
+            return self.const(np.int64(dims[axis])) if scalar else self.ints([dims[axis]])
+        size = self.Shape(x, start=axis, end=axis + 1 if axis != -1 else None)
+        return self.Reshape(size, self.ints([])) if scalar else size
+
+    def count(self, x: Value, like: Value) -> Value:
+        """The number of elements of ``x`` as a scalar of ``like``'s element type."""
+        dims = static_shape(x)
+        if dims is not None:
+            return self.scalar(int(np.prod(dims)), like)
+        return self.Cast(self.Size(x), to=like.elem_type)
 
     def ensure_output(self, node: Node, index: int) -> Value:
         """A forward node's optional output (MaxPool Indices, LayerNormalization InvStdDev...),
         added to the node when the model omits it, so the backward pass reuses it."""
         return node.ensure_output(index)
+
+
+_BOOL_RESULT = frozenset({"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Not", "Xor"})
+_INT64_RESULT = frozenset({"Shape", "Size", "NonZero", "ArgMax", "ArgMin"})
+
+
+def _result_elem_type(op_type: str, inputs, attrs) -> int | None:
+    """The element type of an op's (first) result as far as gradient rules need it."""
+    if op_type in _BOOL_RESULT:
+        return onnx.TensorProto.BOOL
+    if op_type in _INT64_RESULT:
+        return onnx.TensorProto.INT64
+    if op_type == "Cast":
+        return attrs.get("to")
+    if op_type == "ConstantOfShape":
+        return attrs["value"].elem_type if "value" in attrs else onnx.TensorProto.FLOAT
+    source = inputs[2:3] if op_type == "OneHot" else inputs[1:] if op_type == "Where" else inputs
+    return next((v.elem_type for v in source if v is not None and v.elem_type), None)
 
 
 def dtype_of(x: Value) -> np.dtype:

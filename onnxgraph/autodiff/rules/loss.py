@@ -46,13 +46,13 @@ def nll_input_grad(b, node, g, log_probs_like):
         per_sample = b.Mul(per_sample, valid) if per_sample is not None else valid
     coef = g
     if reduction == "mean":
-        denom = b.ReduceSum(per_sample, keepdims=0) if per_sample is not None else b.Cast(b.Size(labels), to=log_probs_like.elem_type)
+        denom = b.ReduceSum(per_sample, keepdims=0) if per_sample is not None else b.count(labels, log_probs_like)
         coef = b.Div(coef, denom)
     if per_sample is not None:
         coef = b.Mul(coef, per_sample)
     if reduction == "none" or per_sample is not None:
         coef = b.Unsqueeze(coef, b.ints([1]))
-    depth = b.axis_size(log_probs_like, 1)
+    depth = b.axis_size(log_probs_like, 1, scalar=True)
     on_off = b.const(np.array([0, 1], dtype=dtype_of(log_probs_like)))
     return b.Neg(b.Mul(b.OneHot(safe, depth, on_off, axis=1), coef))
 

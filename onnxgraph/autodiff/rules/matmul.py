@@ -110,9 +110,14 @@ def einsum(b, node, grads):
         others = [t for j, t in enumerate(operands) if j != i]
         available = set(out).union(*others) if others else set(out)
         kept = [t for t in term if t in available]
+        summed_batch = "..." not in term and any("..." in t for t in [out, *others])
+        kept = ["..."] + kept if summed_batch else kept
         equation = ",".join("".join(t) for t in [out, *others]) + "->" + "".join(kept)
         gx = b.Einsum(g, *[v for j, v in enumerate(node.inputs) if j != i], equation=equation)
         dropped = [k for k, t in enumerate(term) if t not in available]
+        if summed_batch:  # ONNX einsum cannot sum an ellipsis away: do it with ReduceSum
+            batch_rank = rank_of(node.outputs[0]) - (len(out) - 1)
+            gx = b.sum_to(gx, list(range(batch_rank)), keepdims=False)
         if dropped:
             gx = b.expand_like(b.unsqueeze(gx, dropped), x)
         elif "..." in term:

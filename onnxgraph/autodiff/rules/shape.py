@@ -109,7 +109,7 @@ def gather(b, node, grads):
         index = b.unsqueeze(_nonnegative(b, indices, b.axis_size(data, axis)), [-1])
         d_front = b.ScatterND(zeros, index, g_front, reduction="add")
     else:
-        depth = b.axis_size(data, axis)
+        depth = b.axis_size(data, axis, scalar=True)
         one_hot = b.OneHot(_flat(b, indices), depth, b.const(np.array([0, 1], dtype=_dtype(data))), axis=-1)
         rows = b.Reshape(g_front, b.Concat(b.Reshape(b.Size(indices), b.ints([1])), b.ints([-1]), axis=0))
         d_front = b.Reshape(b.MatMul(b.Transpose(one_hot, perm=[1, 0]), rows), b.Shape(data_front))
