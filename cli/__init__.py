@@ -7,6 +7,7 @@ import sys
 import click
 
 from onnxgraph.cli.errors import CommandGroup
+from onnxgraph.cli.grad import grad
 from onnxgraph.cli.info import info
 
 
@@ -24,6 +25,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 cli.add_command(info)
+cli.add_command(grad)
 
 
 def main() -> None:

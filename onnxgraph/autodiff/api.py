@@ -16,7 +16,9 @@ from onnxgraph.model import Model
 from onnxgraph.value import Value
 
 METADATA_KEY = "onnxgraph.gradients"
-"""metadata_props key of the JSON mapping: wrt name -> gradient output, ``OUTPUT@upstream`` -> input."""
+"""metadata_props key of the JSON mapping: wrt name -> gradient output, ``OUTPUT@upstream`` -> the
+input carrying that output's upstream gradient (vjp), ``@loss`` / ``@target`` -> the names of the
+appended loss output and target input (loss_fn)."""
 
 MIN_OPSET = 13
 
@@ -132,6 +134,9 @@ def _seeds(b, loss, loss_fn, output, vjp, mapping) -> dict[Value, Value]:
         value = _output(graph, loss)
         if not is_float(value):
             raise GradientError(f"loss '{loss}' is not a floating-point tensor")
+        if value.shape is not None and any(d != 1 for d in value.shape):
+            dims = ",".join(str(d) for d in value.shape)
+            raise GradientError(f"loss '{loss}' is not a scalar (shape [{dims}]): use loss_fn or vjp")
         ones = b.Expand(b.scalar(1, value), b.shape(value)) if value.shape != () else b.scalar(1, value)
         return {value: b.typed(ones, value)}
     if loss_fn is not None:
@@ -148,6 +153,9 @@ def _seeds(b, loss, loss_fn, output, vjp, mapping) -> dict[Value, Value]:
         loss_value.name = graph.fresh_name("loss")
         loss_value.type = types.tensor_type(value.elem_type, ())
         graph.outputs.append(loss_value)
+        mapping["@loss"] = loss_value.name
+        if target is not None:
+            mapping["@target"] = target.name
         return {loss_value: b.scalar(1, value)}
     chosen = [_output(graph, output)] if output is not None else [v for v in graph.outputs if is_float(v)]
     seeds = {}

@@ -91,7 +91,7 @@ def check_gradients(
     out_names = [o.name for o in model64.graph.output]
     outputs = dict(zip(out_names, forward.run(None, feeds)))
     weights = {name: rng.standard_normal(np.shape(y)) for name, y in outputs.items()}
-    model32, model64 = (_declare_output_shapes(m, outputs) for m in (model32, model64))
+    model32, model64 = (declare_output_shapes(m, outputs) for m in (model32, model64))
 
     def objective(values):
         ys = forward.run(None, values)
@@ -136,7 +136,7 @@ def _compare_onnxruntime(model32, feeds, upstream, wrt, results, grad_names, ort
         )
 
 
-def _declare_output_shapes(model, outputs):
+def declare_output_shapes(model, outputs):
     """Outputs typed with their computed shapes, as exported models declare them (onnx shape
     inference cannot tell some, e.g. BatchNormalization in training mode)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
