@@ -94,6 +94,7 @@ SPECS: list[Spec] = [
     Spec("Clip", (F(S, -2, 2), C(None), K((), 0.5, 0.6)), id="Clip-max-only"),
     Spec("Clip", (F(S, -2, 2),), id="Clip-no-bounds"),
     Spec("Cast", (F(S),), {"to": 1}, id="Cast-float"),
+    Spec("CastLike", (F(S), K((1,)))),
     Spec("Dropout", (F(S),), id="Dropout-inference"),
     Spec("Dropout", (F((4, 5)), C(np.array(0.3)), C(np.array(True))), {"seed": 3}, random=True, id="Dropout-training"),
     # linear algebra
