@@ -13,6 +13,7 @@ from onnxgraph.autodiff.builder import GradBuilder
 from onnxgraph.autodiff.engine import GradientError, backpropagate, is_float
 from onnxgraph.autodiff.losses import LOSS_FUNCTIONS, build_loss, target_type
 from onnxgraph.model import Model
+from onnxgraph.serde.exporter import export_model
 from onnxgraph.value import Value
 
 METADATA_KEY = "onnxgraph.gradients"
@@ -72,17 +73,11 @@ def build_gradient(
     Raises:
         GradientError: bad loss/wrt choice, an unsupported opset or a missing gradient rule.
     """
-    import onnxgraph
-
     if sum([loss is not None, loss_fn is not None, vjp]) != 1:
         raise GradientError("choose exactly one of loss, loss_fn or vjp")
-    proto = model.to_proto() if isinstance(model, Model) else onnxgraph.load(model).to_proto()
-    proto = onnx.shape_inference.infer_shapes(_supported_opset(proto), data_prop=True)
-    result = onnxgraph.from_proto(proto)
+    result = _load_copy(model)
     graph = result.graph
-    for value in graph.initializers.values():  # rules read the weights' shapes
-        if value.type is None and value.const_value is not None:
-            value.type = types.tensor_type(value.const_value.elem_type, tuple(value.const_value.dims))
+    _infer_types(result)
     builder = GradBuilder(graph, result.opset_imports.get("", MIN_OPSET))
     mapping: dict[str, str] = {}
     wrt_values = _wrt_values(graph, wrt)
@@ -95,6 +90,48 @@ def build_gradient(
     if cleanup is not None:
         cleanup(result)
     return result
+
+
+def _load_copy(model) -> Model:
+    """A fresh IR of ``model`` (the caller's Model is never modified), on a supported opset."""
+    import onnxgraph
+
+    if isinstance(model, Model):
+        model = model.to_proto()
+    result = onnxgraph.load(model)
+    version = result.opset_imports.get("", result.opset_imports.get("ai.onnx"))
+    if version is not None and MIN_OPSET <= version <= onnx.defs.onnx_opset_version():
+        return result
+    return onnxgraph.from_proto(_supported_opset(result.to_proto()))
+
+
+def _infer_types(model: Model) -> None:
+    """Give every value its inferred type (onnx shape inference on a copy without weight data)."""
+    graph = model.graph
+    for value in graph.initializers.values():  # rules read the weights' shapes
+        if value.type is None and value.const_value is not None:
+            value.type = types.tensor_type(value.const_value.elem_type, tuple(value.const_value.dims))
+    skeleton = export_model(model, _shape_only_sink)
+    inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
+    by_name = {v.name: v for node in graph for v in node.outputs if v.name}
+    by_name.update({v.name: v for v in graph.inputs})
+    for info in [*inferred.graph.value_info, *inferred.graph.output]:
+        value = by_name.get(info.name)
+        if value is not None and info.type.WhichOneof("value") and (value.type is None or value.shape is None):
+            value.type = info.type
+
+
+def _shape_only_sink(tensor, name: str) -> onnx.TensorProto:
+    """Small tensors (shapes, axes, scalars) as they are; large ones as dims and type only."""
+    if tensor.nbytes <= _INFERENCE_DATA_LIMIT:
+        return tensor.to_proto(name)
+    stub = onnx.TensorProto(name=name, data_type=tensor.elem_type)
+    stub.dims.extend(tensor.dims)
+    return stub
+
+
+_INFERENCE_DATA_LIMIT = 4096
+"""Initializers up to this size keep their data for shape inference's constant propagation."""
 
 
 def _supported_opset(proto: onnx.ModelProto) -> onnx.ModelProto:

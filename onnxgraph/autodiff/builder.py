@@ -107,18 +107,23 @@ class GradBuilder(OpBuilder):
     def unbroadcast(self, g: Value, x: Value, full: tuple[types.Dim, ...] | None) -> Value:
         """Reduce ``g`` (of shape ``full``, the broadcast result) to ``x``'s shape.
 
-        This is the one place broadcasting is undone. Static shapes give a ReduceSum over the
-        broadcast axes and a Reshape computed now; a symbolic or unknown dim gives the same
-        computation with Shape-based ops at run time.
+        This is the one place broadcasting is undone. When the ranks are known and every dim of
+        ``x`` is 1 or matches ``full`` (same size or same symbol), the broadcast axes are found now:
+        a ReduceSum keeping dims over the stretched axes, one dropping the leading axes. Otherwise
+        the same computation happens at run time with Shape-based ops.
         """
         xs = x.shape
-        if xs is not None and full is not None and tuple(xs) == tuple(full) and None not in xs:
-            return g
-        if xs is not None and full is not None and all(isinstance(d, int) for d in (*xs, *full)):
-            lead = len(full) - len(xs)
-            axes = list(range(lead)) + [lead + i for i, d in enumerate(xs) if d == 1 and full[lead + i] != 1]
-            return self.Reshape(self.sum_to(g, axes), self.ints(xs)) if axes else g
-        return self._unbroadcast_dynamic(g, x)
+        if xs is None or full is None or len(full) < len(xs):
+            return self._unbroadcast_dynamic(g, x)
+        lead = len(full) - len(xs)
+        stretched = []
+        for i, (d, f) in enumerate(zip(xs, full[lead:])):
+            if d == 1 and f != 1:
+                stretched.append(lead + i)
+            elif d is None or d != f:
+                return self._unbroadcast_dynamic(g, x)
+        g = self.sum_to(g, stretched, keepdims=True)
+        return self.sum_to(g, list(range(lead)), keepdims=False)
 
     def _unbroadcast_dynamic(self, g: Value, x: Value) -> Value:
         gshape, xshape = self.Shape(g), self.Shape(x)

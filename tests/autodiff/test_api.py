@@ -233,11 +233,29 @@ def test_stop_gradient_inputs_and_ops():
     np.testing.assert_array_equal(out["v_grad"], np.zeros((2, 3)))
 
 
-def test_dynamic_shapes_use_run_time_shape_ops():
-    """Symbolic dims: un-broadcasting and reshapes are computed with Shape ops at run time."""
+def test_symbolic_dims_unbroadcast_at_build_time_when_they_can():
+    """Same symbols and size-1 dims are enough to find the broadcast axes while building."""
     text = """
     <ir_version: 8, opset_import: ["" : 18]>
     g (float[N, 3] x, float[1, 3] b, float[N, 1] c, float[M, 3, 2] w) => (float[M, N, 2] y) {
+        t = Add(x, b)
+        u = Mul(t, c)
+        y = MatMul(u, w)
+    }
+    """
+    model = _model(text)
+    rng = np.random.default_rng(5)
+    feeds = {"x": rng.standard_normal((4, 3)), "b": rng.standard_normal((1, 3)), "c": rng.standard_normal((4, 1)), "w": rng.standard_normal((2, 3, 2))}
+    check_gradients(model, feeds, ["x", "b", "c", "w"])
+    grad = build_gradient(model, vjp=True, wrt=["x", "b", "c", "w"])
+    assert "Shape" not in {n.op_type for n in grad.graph}
+
+
+def test_dynamic_shapes_use_run_time_shape_ops():
+    """Dims that may or may not broadcast (N against K) are reduced with Shape-based ops at run time."""
+    text = """
+    <ir_version: 8, opset_import: ["" : 18]>
+    g (float[N, 3] x, float[K, 3] b, float[N, 1] c, float[M, 3, 2] w) => (float[M, N, 2] y) {
         t = Add(x, b)
         u = Mul(t, c)
         y = MatMul(u, w)

@@ -12,16 +12,19 @@ def _swap_last(b, x, rank):
 
 
 def _broadcast_dims(a, c):
-    """numpy broadcasting of two batch shapes (None when a dim is unknown)."""
+    """numpy broadcasting of two batch shapes (None when it cannot be told before run time)."""
     if a is None or c is None:
         return None
     n = max(len(a), len(c))
     a, c = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(c)) + tuple(c)
     out = []
     for p, q in zip(a, c):
-        if not isinstance(p, int) or not isinstance(q, int):
+        if p == q or q == 1:
+            out.append(p)
+        elif p == 1:
+            out.append(q)
+        else:
             return None
-        out.append(max(p, q))
     return tuple(out)
 
 
