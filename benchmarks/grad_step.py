@@ -122,15 +122,18 @@ def cases(rng):
         "ids": ids[:, :-1], "target": ids[:, 1:]}, t_meta
 
 
-def timed(fn, warmup: int, runs: int) -> float:
+def timed(fns, warmup: int, runs: int) -> list[float]:
+    """Median seconds per call of each function, calls interleaved so load changes hit all alike."""
     for _ in range(warmup):
-        fn()
-    samples = []
+        for fn in fns:
+            fn()
+    samples = [[] for _ in fns]
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+        for fn, out in zip(fns, samples):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [statistics.median(s) for s in samples]
 
 
 def bert_build_time() -> tuple[float, int]:
@@ -143,7 +146,7 @@ def bert_build_time() -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--skip-bert", action="store_true")
     args = parser.parse_args()
@@ -159,13 +162,13 @@ def main() -> None:
         params = params_of(model)
         batch = {k: (v.astype(np.int64) if v.dtype.kind == "i" else v) for k, v in batch.items()}
         ours = onnxruntime_step(model, params, batch, args.threads)
-        t_ours = timed(ours, args.warmup, args.runs)
         if torch is None:
+            (t_ours,) = timed([ours], args.warmup, args.runs)
             print(f"| {label} | {t_ours * 1e3:.2f} | - | - | - |")
             continue
         theirs = torch_step(kind, params, batch, meta, args.threads)
         agree = bool(np.allclose(ours()[0], theirs()[0], rtol=1e-3, atol=1e-4))
-        t_theirs = timed(theirs, args.warmup, args.runs)
+        t_ours, t_theirs = timed([ours, theirs], args.warmup, args.runs)
         print(f"| {label} | {t_ours * 1e3:.2f} | {t_theirs * 1e3:.2f} | {t_theirs / t_ours:.2f} | {agree} |")
     if not args.skip_bert:
         seconds, nodes = bert_build_time()

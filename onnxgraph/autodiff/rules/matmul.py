@@ -54,7 +54,11 @@ def matmul(b, node, grads):
         da = b.MatMul(g, _swap_last(b, w2, max(rank_of(w2), 2)))
         da = b.unbroadcast(da, a2, None if batch is None else (*batch, *a2.shape[-2:]))
         da = b.reshape_like(da, a) if ra == 1 else da
-    if b.wants(w):
+    if b.wants(w) and rw == 2 and ra > 2:  # a shared weight: one GEMM over the flattened batch
+        rows = b.Reshape(a, b.Concat(b.ints([-1]), b.axis_size(w, 0), axis=0))
+        cols = b.Reshape(g, b.Concat(b.ints([-1]), b.axis_size(w, 1), axis=0))
+        dw = b.Gemm(rows, cols, transA=1)
+    elif b.wants(w):
         dw = b.MatMul(_swap_last(b, a2, rank_of(a2)), g)
         dw = b.unbroadcast(dw, w2, None if batch is None else (*batch, *w2.shape[-2:]))
         dw = b.reshape_like(dw, w) if rw == 1 else dw
