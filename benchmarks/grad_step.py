@@ -23,10 +23,10 @@ import onnx
 from onnx import numpy_helper
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models"))
-import build as models  # noqa: E402
+import build as models
 
-from onnxgraph.autodiff import METADATA_KEY, build_gradient  # noqa: E402
-from onnxgraph.runtime.sessions import create_session  # noqa: E402
+from onnxgraph.autodiff import METADATA_KEY, build_gradient
+from onnxgraph.runtime.sessions import create_session
 
 
 def params_of(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -48,7 +48,9 @@ def onnxruntime_step(model: onnx.ModelProto, params: dict, batch: dict, threads:
     del proto.graph.initializer[:]
     proto.graph.initializer.extend(kept)
     for name, value in params.items():
-        proto.graph.input.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, value.shape))
+        proto.graph.input.append(
+            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, value.shape)
+        )
     session = create_session(proto.SerializeToString(), threads=threads)
     outputs = ["loss", *[mapping[p] for p in params]]
     feeds = {**batch, **params}
@@ -57,7 +59,7 @@ def onnxruntime_step(model: onnx.ModelProto, params: dict, batch: dict, threads:
 
 def torch_step(kind: str, params: dict, batch: dict, meta: dict, threads: int):
     import torch
-    import torch.nn.functional as F  # noqa: N812
+    import torch.nn.functional as F
 
     torch.set_num_threads(threads)
     p = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
@@ -70,7 +72,15 @@ def torch_step(kind: str, params: dict, batch: dict, meta: dict, threads: int):
     def cnn(x):
         c = meta["channels"]
         h = F.conv2d(x, p["conv1.weight"], p["conv1.bias"], padding=1)
-        h = F.batch_norm(h, torch.zeros(c), torch.ones(c), p["bn1.scale"], p["bn1.bias"], training=False, eps=1e-5)
+        h = F.batch_norm(
+            h,
+            torch.zeros(c),
+            torch.ones(c),
+            p["bn1.scale"],
+            p["bn1.bias"],
+            training=False,
+            eps=1e-5,
+        )
         h = F.max_pool2d(torch.relu(h), 2, 2)
         h = torch.relu(F.conv2d(h, p["dw.weight"], padding=1, groups=c))
         h = torch.relu(F.conv2d(h, p["pw.weight"], p["pw.bias"]))
@@ -84,7 +94,8 @@ def torch_step(kind: str, params: dict, batch: dict, meta: dict, threads: int):
             q_ = f"l{i}."
             n = F.layer_norm(h, (dim,), p[q_ + "ln1.scale"], p[q_ + "ln1.bias"])
             q, k, v = (
-                (n @ p[q_ + w]).reshape(-1, seq, heads, dim // heads).transpose(1, 2) for w in ("wq", "wk", "wv")
+                (n @ p[q_ + w]).reshape(-1, seq, heads, dim // heads).transpose(1, 2)
+                for w in ("wq", "wk", "wv")
             )
             attn = torch.softmax(q @ k.transpose(-1, -2) * (dim // heads) ** -0.5 + mask, dim=-1)
             ctx = (attn @ v).transpose(1, 2).reshape(-1, seq, dim)
@@ -109,17 +120,38 @@ def torch_step(kind: str, params: dict, batch: dict, meta: dict, threads: int):
 
 def cases(rng):
     mlp = models.mlp((784, 256, 10))
-    yield "MLP 784-256-10, batch 256", "mlp", mlp, {
-        "x": rng.standard_normal((256, 784)).astype(np.float32), "target": rng.integers(0, 10, 256)}, {}
+    yield (
+        "MLP 784-256-10, batch 256",
+        "mlp",
+        mlp,
+        {
+            "x": rng.standard_normal((256, 784)).astype(np.float32),
+            "target": rng.integers(0, 10, 256),
+        },
+        {},
+    )
     cnn_meta = {"channels": 16}
     cnn = models.cnn(channels=16, image=28, classes=10)
-    yield "CNN 16ch 28x28, batch 64", "cnn", cnn, {
-        "x": rng.standard_normal((64, 1, 28, 28)).astype(np.float32), "target": rng.integers(0, 10, 64)}, cnn_meta
+    yield (
+        "CNN 16ch 28x28, batch 64",
+        "cnn",
+        cnn,
+        {
+            "x": rng.standard_normal((64, 1, 28, 28)).astype(np.float32),
+            "target": rng.integers(0, 10, 64),
+        },
+        cnn_meta,
+    )
     t_meta = {"vocab": 1000, "seq": 64, "dim": 128, "heads": 4, "ff": 512, "layers": 2}
     tr = models.transformer(**t_meta)
     ids = rng.integers(0, 1000, (16, 65))
-    yield "Transformer 2x(d128, 4 heads, ff512), seq 64, batch 16", "transformer", tr, {
-        "ids": ids[:, :-1], "target": ids[:, 1:]}, t_meta
+    yield (
+        "Transformer 2x(d128, 4 heads, ff512), seq 64, batch 16",
+        "transformer",
+        tr,
+        {"ids": ids[:, :-1], "target": ids[:, 1:]},
+        t_meta,
+    )
 
 
 def timed(fns, warmup: int, runs: int) -> list[float]:
@@ -155,8 +187,12 @@ def main() -> None:
     except ImportError:
         torch = None
     rng = np.random.default_rng(0)
-    print(f"threads={args.threads} runs={args.runs} torch={'absent' if torch is None else torch.__version__}")
-    print("| network | onnxruntime step (ms) | PyTorch step (ms) | PyTorch / onnxruntime | loss agrees |")
+    print(
+        f"threads={args.threads} runs={args.runs} torch={'absent' if torch is None else torch.__version__}"
+    )
+    print(
+        "| network | onnxruntime step (ms) | PyTorch step (ms) | PyTorch / onnxruntime | loss agrees |"
+    )
     print("| --- | --- | --- | --- | --- |")
     for label, kind, model, batch, meta in cases(rng):
         params = params_of(model)
@@ -169,10 +205,14 @@ def main() -> None:
         theirs = torch_step(kind, params, batch, meta, args.threads)
         agree = bool(np.allclose(ours()[0], theirs()[0], rtol=1e-3, atol=1e-4))
         t_ours, t_theirs = timed([ours, theirs], args.warmup, args.runs)
-        print(f"| {label} | {t_ours * 1e3:.2f} | {t_theirs * 1e3:.2f} | {t_theirs / t_ours:.2f} | {agree} |")
+        print(
+            f"| {label} | {t_ours * 1e3:.2f} | {t_theirs * 1e3:.2f} | {t_theirs / t_ours:.2f} | {agree} |"
+        )
     if not args.skip_bert:
         seconds, nodes = bert_build_time()
-        print(f"\nBERT-base-sized (12 layers, d768, ff3072, vocab 30522, seq 128) gradient build: {seconds:.2f} s, {nodes} nodes")
+        print(
+            f"\nBERT-base-sized (12 layers, d768, ff3072, vocab 30522, seq 128) gradient build: {seconds:.2f} s, {nodes} nodes"
+        )
 
 
 if __name__ == "__main__":

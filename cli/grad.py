@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import click
-
 from onnxgraph.cli.errors import BadInput
 from onnxgraph.cli.options import json_flag, model_argument
 
@@ -14,15 +13,50 @@ LOSS_FUNCTIONS = ("mse", "l1", "cross_entropy", "bce_with_logits", "sum")
 
 @click.command()
 @model_argument
-@click.option("-o", "--output-path", "out", required=True, type=click.Path(dir_okay=False), help="Where to write the gradient model.")
+@click.option(
+    "-o",
+    "--output-path",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the gradient model.",
+)
 @click.option("--loss", "loss", metavar="OUTPUT", help="Differentiate this scalar output (seed 1).")
-@click.option("--loss-fn", "loss_fn", type=click.Choice(LOSS_FUNCTIONS), help="Append this loss on --output, with a new input 'target'.")
-@click.option("--vjp", is_flag=True, help="Vector-Jacobian product: each output O gets an input O_grad.")
-@click.option("--output", "output", metavar="NAME", help="The output --loss-fn applies to, or the one output --vjp differentiates.")
-@click.option("--wrt", "wrt", multiple=True, metavar="NAME", help="Differentiate w.r.t. this input or initializer (repeatable; default: every float initializer).")
+@click.option(
+    "--loss-fn",
+    "loss_fn",
+    type=click.Choice(LOSS_FUNCTIONS),
+    help="Append this loss on --output, with a new input 'target'.",
+)
+@click.option(
+    "--vjp", is_flag=True, help="Vector-Jacobian product: each output O gets an input O_grad."
+)
+@click.option(
+    "--output",
+    "output",
+    metavar="NAME",
+    help="The output --loss-fn applies to, or the one output --vjp differentiates.",
+)
+@click.option(
+    "--wrt",
+    "wrt",
+    multiple=True,
+    metavar="NAME",
+    help="Differentiate w.r.t. this input or initializer (repeatable; default: every float initializer).",
+)
 @click.option("--force", is_flag=True, help="Allow writing over the input model.")
 @json_flag
-def grad(model: str, out: str, loss, loss_fn, vjp: bool, output, wrt: tuple[str, ...], force: bool, as_json: bool) -> None:
+def grad(
+    model: str,
+    out: str,
+    loss,
+    loss_fn,
+    vjp: bool,
+    output,
+    wrt: tuple[str, ...],
+    force: bool,
+    as_json: bool,
+) -> None:
     """Write a model computing the original outputs plus NAME_grad for each --wrt value.
 
     Choose one of --loss, --loss-fn (with --output unless the model has one output) or --vjp.
@@ -40,7 +74,9 @@ def grad(model: str, out: str, loss, loss_fn, vjp: bool, output, wrt: tuple[str,
         raise BadInput("--output goes with --loss-fn or --vjp, not --loss")
     if not force and os.path.exists(out) and os.path.exists(model) and os.path.samefile(model, out):
         raise BadInput(f"{out}: refusing to overwrite the input model (pass --force)")
-    result = build_gradient(model, loss=loss, loss_fn=loss_fn, output=output, vjp=vjp, wrt=list(wrt) or None)
+    result = build_gradient(
+        model, loss=loss, loss_fn=loss_fn, output=output, vjp=vjp, wrt=list(wrt) or None
+    )
     onnxgraph.save(result, out)
     mapping = json.loads(result.metadata_props[METADATA_KEY])
     if as_json:

@@ -72,7 +72,9 @@ class GradBuilder(OpBuilder):
         return self.Expand(g, self.shape(x))
 
     # -- reductions -----------------------------------------------------------------------------
-    def reduce(self, op_type: str, x: Value, axes: Sequence[int] | Value | None, keepdims: bool = True) -> Value:
+    def reduce(
+        self, op_type: str, x: Value, axes: Sequence[int] | Value | None, keepdims: bool = True
+    ) -> Value:
         """``op_type`` (ReduceSum, ReduceMean, ReduceMax...) over ``axes`` (None: all), in the form
         the model's opset expects (axes as an input from opset 18, 13 for ReduceSum)."""
         axes_as_input = self.opset >= (13 if op_type == "ReduceSum" else 18)
@@ -148,7 +150,11 @@ class GradBuilder(OpBuilder):
         if value.const_value is not None:
             return [int(v) for v in np.asarray(value.const_value.numpy()).reshape(-1)]
         producer = value.producer()
-        if producer is not None and producer.op_type == "Constant" and producer.attr("value") is not None:
+        if (
+            producer is not None
+            and producer.op_type == "Constant"
+            and producer.attr("value") is not None
+        ):
             return [int(v) for v in np.asarray(producer.attr("value").numpy()).reshape(-1)]
         return None
 
@@ -173,7 +179,9 @@ class GradBuilder(OpBuilder):
         return node.ensure_output(index)
 
 
-_BOOL_RESULT = frozenset({"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Not", "Xor"})
+_BOOL_RESULT = frozenset(
+    {"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Not", "Xor"}
+)
 _INT64_RESULT = frozenset({"Shape", "Size", "NonZero", "ArgMax", "ArgMin"})
 
 

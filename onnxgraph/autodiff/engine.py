@@ -123,7 +123,9 @@ def _missing_rule_message(node, wrt, reached, needed, seeds, order) -> str:
     return f"no gradient rule for op '{op}' (node '{label}') on the path {' -> '.join(path)}"
 
 
-def _path_through(node: Node, wrt: set[Value], reached: set[Value], needed: set[Value], seeds: set[Value]) -> list[str]:
+def _path_through(
+    node: Node, wrt: set[Value], reached: set[Value], needed: set[Value], seeds: set[Value]
+) -> list[str]:
     """Names along one path wrt -> ... -> node -> ... -> seed, for the error message."""
 
     def label(n: Node) -> str:

@@ -63,7 +63,9 @@ def register(
     def decorate(fn: RuleFn) -> RuleFn:
         family = fn.__module__.rsplit(".", 1)[-1]
         for op_type in op_types:
-            RULES[(domain, op_type)] = GradRule(fn, _positions(differentiable), _positions(broadcast), family)
+            RULES[(domain, op_type)] = GradRule(
+                fn, _positions(differentiable), _positions(broadcast), family
+            )
         return fn
 
     return decorate

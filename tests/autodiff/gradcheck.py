@@ -15,9 +15,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
+from reference_ops import NEW_OPS
 
 from onnxgraph.autodiff import METADATA_KEY, build_gradient
-from reference_ops import NEW_OPS
 from onnxgraph.runtime.sessions import create_session
 
 FLOAT32_ONLY = {("Resize", 1), ("Resize", 2)}
@@ -34,21 +34,34 @@ def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
     normalization stash types)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
-    keep = {n.input[i] for n in graph.node for op, i in FLOAT32_ONLY if n.op_type == op and len(n.input) > i}
+    keep = {
+        n.input[i]
+        for n in graph.node
+        for op, i in FLOAT32_ONLY
+        if n.op_type == op and len(n.input) > i
+    }
     for info in [*graph.input, *graph.output, *graph.value_info]:
         if info.type.tensor_type.elem_type == TensorProto.FLOAT:
             info.type.tensor_type.elem_type = TensorProto.DOUBLE
     for i, init in enumerate(graph.initializer):
         if init.data_type == TensorProto.FLOAT and init.name not in keep:
-            graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), init.name))
+            graph.initializer[i].CopyFrom(
+                numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), init.name)
+            )
     for node in graph.node:
         if node.op_type in STASHING and not any(a.name == "stash_type" for a in node.attribute):
             node.attribute.append(helper.make_attribute("stash_type", TensorProto.DOUBLE))
         for attr in node.attribute:
             if attr.name in ("to", "stash_type") and attr.i == TensorProto.FLOAT:
                 attr.i = TensorProto.DOUBLE
-            if node.op_type == "Constant" and attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
-                attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float64)))
+            if (
+                node.op_type == "Constant"
+                and attr.name == "value"
+                and attr.t.data_type == TensorProto.FLOAT
+            ):
+                attr.t.CopyFrom(
+                    numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float64))
+                )
     return model
 
 
@@ -102,17 +115,29 @@ def check_gradients(
     upstream = {upstream_inputs(grad64)[n]: w for n, w in weights.items()}
     proto64 = grad64.to_proto()
     onnx.checker.check_model(proto64)
-    results = dict(zip([o.name for o in proto64.graph.output], ReferenceEvaluator(proto64, new_ops=NEW_OPS).run(None, {**feeds, **upstream})))
+    results = dict(
+        zip(
+            [o.name for o in proto64.graph.output],
+            ReferenceEvaluator(proto64, new_ops=NEW_OPS).run(None, {**feeds, **upstream}),
+        )
+    )
     for name, y in outputs.items():
-        np.testing.assert_allclose(results[name], y, rtol=1e-12, atol=1e-12, err_msg=f"forward output {name} changed")
+        np.testing.assert_allclose(
+            results[name], y, rtol=1e-12, atol=1e-12, err_msg=f"forward output {name} changed"
+        )
 
     for name in wrt:
         analytic = results[grad_names[name]]
-        assert analytic.shape == np.shape(feeds[name]), f"gradient of {name}: shape {analytic.shape}"
+        assert analytic.shape == np.shape(feeds[name]), (
+            f"gradient of {name}: shape {analytic.shape}"
+        )
         numeric, picked = _finite_differences(objective, feeds, name, eps, rng, coords_per_input)
         scale = max(1.0, float(np.max(np.abs(numeric))))
         np.testing.assert_allclose(
-            analytic.reshape(-1)[picked], numeric, rtol=fd_tol[0], atol=fd_tol[1] * scale,
+            analytic.reshape(-1)[picked],
+            numeric,
+            rtol=fd_tol[0],
+            atol=fd_tol[1] * scale,
             err_msg=f"d/d{name}: float64 gradient vs finite differences",
         )
 
@@ -131,7 +156,10 @@ def _compare_onnxruntime(model32, feeds, upstream, wrt, results, grad_names, ort
         expected = results[grad_names[name]]
         scale = max(1.0, float(np.max(np.abs(expected))))
         np.testing.assert_allclose(
-            got[names32[name]], expected, rtol=ort_tol, atol=ort_tol * scale,
+            got[names32[name]],
+            expected,
+            rtol=ort_tol,
+            atol=ort_tol * scale,
             err_msg=f"d/d{name}: float32 onnxruntime vs float64 reference",
         )
 
@@ -165,7 +193,11 @@ def _as_input(info, values):
 def _finite_differences(objective, feeds, name, eps, rng, count):
     base = feeds[name]
     size = int(np.size(base))
-    picked = np.arange(size) if count is None or count >= size else np.sort(rng.choice(size, count, replace=False))
+    picked = (
+        np.arange(size)
+        if count is None or count >= size
+        else np.sort(rng.choice(size, count, replace=False))
+    )
     numeric = np.empty(len(picked))
     for k, flat in enumerate(picked):
         values = {}
@@ -206,8 +238,11 @@ def spec_model(spec) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[str]]
     outs = [f"y{i}" for i in range(n_out)]
     node = helper.make_node(spec.op, names, outs, name=f"{spec.op.lower()}_node", **spec.attrs)
     graph = helper.make_graph(
-        [node], spec.name, inputs,
-        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs[: spec.outputs]], inits,
+        [node],
+        spec.name,
+        inputs,
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs[: spec.outputs]],
+        inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", spec.opset)])
     model.ir_version = 8 if spec.opset <= 18 else 10

@@ -21,7 +21,7 @@ class F:
     differentiate: bool = True
 
 
-def K(shape, low=-1.0, high=1.0):  # noqa: N802 - reads like F and C in the table
+def K(shape, low=-1.0, high=1.0):
     return F(tuple(shape), low, high, differentiate=False)
 
 

@@ -11,14 +11,16 @@ from onnx.reference.ops.op_max_pool import MaxPool as _ReferenceMaxPool
 class ConvTranspose(_ReferenceConvTranspose):
     """Grouped ConvTranspose as one reference ConvTranspose per group, concatenated."""
 
-    def _run(self, X, W, B=None, **kwargs):  # noqa: N803 - the operator's input names
+    def _run(self, X, W, B=None, **kwargs):
         group = kwargs.get("group") or self.group or 1
         if group == 1:
             return super()._run(X, W, B, **kwargs)
         kwargs["group"] = 1
         xs, ws = np.split(X, group, axis=1), np.split(W, group, axis=0)
         bs = np.split(B, group) if B is not None else [None] * group
-        parts = [super(ConvTranspose, self)._run(x, w, b, **kwargs)[0] for x, w, b in zip(xs, ws, bs)]
+        parts = [
+            super(ConvTranspose, self)._run(x, w, b, **kwargs)[0] for x, w, b in zip(xs, ws, bs)
+        ]
         return (np.concatenate(parts, axis=1),)
 
 
@@ -40,9 +42,18 @@ class MaxPool(_ReferenceMaxPool):
         for pos in np.ndindex(*values.shape):
             best, best_index = -np.inf, -1
             for offset in np.ndindex(*kernel):
-                cell = [o * s + k * d - p for o, s, k, d, p in zip(pos[2:], strides, offset, dilations, pads)]
-                if all(0 <= c < size for c, size in zip(cell, x.shape[2:])) and x[(*pos[:2], *cell)] > best:
-                    best, best_index = x[(*pos[:2], *cell)], np.ravel_multi_index((*pos[:2], *cell), x.shape)
+                cell = [
+                    o * s + k * d - p
+                    for o, s, k, d, p in zip(pos[2:], strides, offset, dilations, pads)
+                ]
+                if (
+                    all(0 <= c < size for c, size in zip(cell, x.shape[2:]))
+                    and x[(*pos[:2], *cell)] > best
+                ):
+                    best, best_index = (
+                        x[(*pos[:2], *cell)],
+                        np.ravel_multi_index((*pos[:2], *cell), x.shape),
+                    )
             indices[pos] = best_index
         return (values, indices)
 

@@ -113,9 +113,9 @@ def test_unknown_names_are_errors():
 
 
 def test_default_wrt_is_every_float_initializer_and_outputs_are_kept():
-    text = LINEAR.replace("float[2] b = {0.05, -0.05}>", "float[2] b = {0.05, -0.05}, int64[2] shape = {4, 2}>").replace(
-        "y = Add(xw, b)", "y0 = Add(xw, b)\n    y = Reshape(y0, shape)"
-    )
+    text = LINEAR.replace(
+        "float[2] b = {0.05, -0.05}>", "float[2] b = {0.05, -0.05}, int64[2] shape = {4, 2}>"
+    ).replace("y = Add(xw, b)", "y0 = Add(xw, b)\n    y = Reshape(y0, shape)")
     grad = build_gradient(_model(text), vjp=True)
     mapping = _mapping(grad)
     assert {k for k in mapping if "@" not in k} == {"w", "b"}
@@ -126,7 +126,9 @@ def test_default_wrt_is_every_float_initializer_and_outputs_are_kept():
 
 
 def test_taken_names_get_a_unique_suffix():
-    text = LINEAR.replace("(float[4, 3] x)", "(float[4, 3] x, float[3, 2] w_grad, float[4, 2] y_grad)")
+    text = LINEAR.replace(
+        "(float[4, 3] x)", "(float[4, 3] x, float[3, 2] w_grad, float[4, 2] y_grad)"
+    )
     grad = build_gradient(_model(text), vjp=True, wrt=["w", "b"])
     mapping = _mapping(grad)
     assert mapping["w"] == "w_grad_1" and mapping["b"] == "b_grad"
@@ -167,11 +169,17 @@ def test_fan_in_and_reuse_of_forward_values():
     """
     model = _model(text)
     rng = np.random.default_rng(4)
-    check_gradients(model, {"x": rng.standard_normal((2, 4)), "s": rng.standard_normal(4)}, ["x", "s"])
+    check_gradients(
+        model, {"x": rng.standard_normal((2, 4)), "s": rng.standard_normal(4)}, ["x", "s"]
+    )
     grad = build_gradient(model, vjp=True, wrt=["x", "s"])
     ops = [n.op_type for n in grad.graph]
-    assert ops.count("Exp") == 1 and ops.count("Softmax") == 1 and ops.count("LayerNormalization") == 1
-    assert "ReduceMean" in ops  # the backward formula's means, but the forward statistics come from the node:
+    assert (
+        ops.count("Exp") == 1 and ops.count("Softmax") == 1 and ops.count("LayerNormalization") == 1
+    )
+    assert (
+        "ReduceMean" in ops
+    )  # the backward formula's means, but the forward statistics come from the node:
     ln = next(n for n in grad.graph if n.op_type == "LayerNormalization")
     assert all(o.name and o.has_uses() for o in ln.outputs[1:3])
 
@@ -219,14 +227,20 @@ def test_stop_gradient_inputs_and_ops():
         z = Cast<to=1>(m)
     }
     """.replace("r = Reverse(s)", "r = Slice(s, start, end, axes, steps)").replace(
-        "(float[2, 3] x, float[2, 3] v)", "(float[2, 3] x, float[2, 3] v, int64[1] start, int64[1] end, int64[1] axes, int64[1] steps)"
+        "(float[2, 3] x, float[2, 3] v)",
+        "(float[2, 3] x, float[2, 3] v, int64[1] start, int64[1] end, int64[1] axes, int64[1] steps)",
     )
     model = _model(text)
     grad = build_gradient(model, vjp=True, wrt=["x", "v"])
     feeds = {
-        "x": np.arange(6, dtype=np.float32).reshape(2, 3), "v": np.ones((2, 3), np.float32),
-        "start": np.array([-1]), "end": np.array([-3]), "axes": np.array([0]), "steps": np.array([-1]),
-        "y_grad": np.arange(6, dtype=np.float32).reshape(3, 2), "z_grad": np.ones(2, np.float32),
+        "x": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "v": np.ones((2, 3), np.float32),
+        "start": np.array([-1]),
+        "end": np.array([-3]),
+        "axes": np.array([0]),
+        "steps": np.array([-1]),
+        "y_grad": np.arange(6, dtype=np.float32).reshape(3, 2),
+        "z_grad": np.ones(2, np.float32),
     }
     out = _run(grad, feeds)
     np.testing.assert_array_equal(out["x_grad"], feeds["y_grad"].reshape(2, 3))
@@ -245,7 +259,12 @@ def test_symbolic_dims_unbroadcast_at_build_time_when_they_can():
     """
     model = _model(text)
     rng = np.random.default_rng(5)
-    feeds = {"x": rng.standard_normal((4, 3)), "b": rng.standard_normal((1, 3)), "c": rng.standard_normal((4, 1)), "w": rng.standard_normal((2, 3, 2))}
+    feeds = {
+        "x": rng.standard_normal((4, 3)),
+        "b": rng.standard_normal((1, 3)),
+        "c": rng.standard_normal((4, 1)),
+        "w": rng.standard_normal((2, 3, 2)),
+    }
     check_gradients(model, feeds, ["x", "b", "c", "w"])
     grad = build_gradient(model, vjp=True, wrt=["x", "b", "c", "w"])
     assert "Shape" not in {n.op_type for n in grad.graph}
@@ -263,7 +282,12 @@ def test_dynamic_shapes_use_run_time_shape_ops():
     """
     model = _model(text)
     rng = np.random.default_rng(5)
-    feeds = {"x": rng.standard_normal((4, 3)), "b": rng.standard_normal((1, 3)), "c": rng.standard_normal((4, 1)), "w": rng.standard_normal((2, 3, 2))}
+    feeds = {
+        "x": rng.standard_normal((4, 3)),
+        "b": rng.standard_normal((1, 3)),
+        "c": rng.standard_normal((4, 1)),
+        "w": rng.standard_normal((2, 3, 2)),
+    }
     check_gradients(model, feeds, ["x", "b", "c", "w"])
     grad = build_gradient(model, vjp=True, wrt=["x", "b", "c", "w"])
     assert "Shape" in {n.op_type for n in grad.graph}
@@ -279,21 +303,32 @@ def test_only_standard_ops_are_emitted():
     for spec in SPECS:
         model, feeds, wrt = spec_model(spec)
         names = [o.name for o in model.graph.output]
-        model = declare_output_shapes(model, dict(zip(names, ReferenceEvaluator(model, new_ops=NEW_OPS).run(None, feeds))))
+        model = declare_output_shapes(
+            model, dict(zip(names, ReferenceEvaluator(model, new_ops=NEW_OPS).run(None, feeds)))
+        )
         grad = build_gradient(model, vjp=True, wrt=wrt).to_proto()
         for node in grad.graph.node:
             assert node.domain in ("", "ai.onnx"), (spec.name, node.op_type)
-            assert not node.op_type.endswith("Grad") and node.op_type != "BroadcastGradientArgs", spec.name
+            assert not node.op_type.endswith("Grad") and node.op_type != "BroadcastGradientArgs", (
+                spec.name
+            )
             onnx.defs.get_schema(node.op_type, spec.opset, "")  # raises when the opset lacks it
         onnx.checker.check_model(grad, full_check=True)
 
 
 def test_old_opset_is_upgraded_and_too_new_is_refused():
-    old = _model(LINEAR.replace('"" : 18', '"" : 11').replace("float[2] b = {0.05, -0.05}", "float[2] b = {0.05, -0.05}"))
+    old = _model(
+        LINEAR.replace('"" : 18', '"" : 11').replace(
+            "float[2] b = {0.05, -0.05}", "float[2] b = {0.05, -0.05}"
+        )
+    )
     grad = build_gradient(old, loss_fn="mse", output="y")
     assert grad.opset_imports[""] == 13
     rng = np.random.default_rng(6)
-    feeds = {"x": rng.standard_normal((4, 3)).astype(np.float32), "target": rng.standard_normal((4, 2)).astype(np.float32)}
+    feeds = {
+        "x": rng.standard_normal((4, 3)).astype(np.float32),
+        "target": rng.standard_normal((4, 2)).astype(np.float32),
+    }
     _loss_fd_check(grad, feeds, "w", "loss")
     future = _model(LINEAR)
     future.opset_import[0].version = onnx.defs.onnx_opset_version() + 1
@@ -317,6 +352,8 @@ def test_dropout_training_gradient_on_onnxruntime_uses_the_mask():
     grad = build_gradient(_model(text), vjp=True, output="y", wrt=["x"]).to_proto()
     session = create_session(grad.SerializeToString())
     upstream = np.random.default_rng(7).standard_normal((4, 5)).astype(np.float32)
-    y, mask, dx = session.run(["y", "mask", "x_grad"], {"x": np.ones((4, 5), np.float32), "y_grad": upstream})
+    mask, dx = session.run(
+        ["mask", "x_grad"], {"x": np.ones((4, 5), np.float32), "y_grad": upstream}
+    )
     assert 0 < mask.sum() < mask.size
     np.testing.assert_allclose(dx, upstream * mask / 0.7, rtol=1e-6)

@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 from click.testing import CliRunner
 from onnx import parser
-
 from onnxgraph.cli import cli
+
 from onnxgraph.runtime.sessions import create_session
 
 MLP = os.path.join(os.path.dirname(__file__), "..", "..", "models", "mlp.onnx")
@@ -22,7 +22,9 @@ def _invoke(*args):
 
 def test_loss_fn_writes_a_runnable_model_and_prints_the_mapping(tmp_path):
     out = tmp_path / "grad.onnx"
-    result = _invoke("grad", MLP, "-o", str(out), "--loss-fn", "cross_entropy", "--output", "logits", "--json")
+    result = _invoke(
+        "grad", MLP, "-o", str(out), "--loss-fn", "cross_entropy", "--output", "logits", "--json"
+    )
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)["gradients"]
     model = onnx.load(str(out))
@@ -77,7 +79,8 @@ def test_missing_rule_is_a_one_line_error(tmp_path):
 
 def test_refuses_to_overwrite_the_input(tmp_path):
     path = tmp_path / "mlp.onnx"
-    path.write_bytes(open(MLP, "rb").read())
+    with open(MLP, "rb") as f:
+        path.write_bytes(f.read())
     before = path.read_bytes()
     result = _invoke("grad", str(path), "-o", str(path), "--vjp")
     assert result.exit_code == 2 and path.read_bytes() == before

@@ -19,10 +19,12 @@ from onnxgraph.autodiff import build_gradient
 from onnxgraph.runtime.sessions import create_session
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "models"))
-import build as models  # noqa: E402
+import build as models
 
 
-def initializers_as_inputs(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+def initializers_as_inputs(
+    model: onnx.ModelProto, names: list[str]
+) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """The model with these initializers turned into graph inputs, and their values."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     values = {}
@@ -31,7 +33,9 @@ def initializers_as_inputs(model: onnx.ModelProto, names: list[str]) -> tuple[on
         if init.name in names:
             array = numpy_helper.to_array(init)
             values[init.name] = array
-            model.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, array.shape))
+            model.graph.input.append(
+                onnx.helper.make_tensor_value_info(init.name, init.data_type, array.shape)
+            )
         else:
             keep.append(init)
     del model.graph.initializer[:]
@@ -40,7 +44,11 @@ def initializers_as_inputs(model: onnx.ModelProto, names: list[str]) -> tuple[on
 
 
 def _float_params(model):
-    return [i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and i.dims and i.name not in ("causal_mask",)]
+    return [
+        i.name
+        for i in model.graph.initializer
+        if i.data_type == onnx.TensorProto.FLOAT and i.dims and i.name not in ("causal_mask",)
+    ]
 
 
 SMALL = {

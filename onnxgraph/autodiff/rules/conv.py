@@ -15,7 +15,9 @@ def spatial(value, what: str) -> tuple[int, ...]:
     """Static channel and spatial dims of an (N, C, ...) value (N may be symbolic)."""
     shape = value.shape
     if shape is None or not all(isinstance(d, int) for d in shape[1:]):
-        raise OnnxGraphError(f"the gradient of {what} needs static channel and spatial dims (got {shape})")
+        raise OnnxGraphError(
+            f"the gradient of {what} needs static channel and spatial dims (got {shape})"
+        )
     return tuple(shape[1:])
 
 
@@ -52,7 +54,9 @@ def transposed_window(in_sizes, out_sizes, kernel, strides, dilations, begins, e
     return begins, ends, extra
 
 
-def weight_grad(b, inp, out_grad, in_dims, out_dims, kernel, groups, strides, dilations, begins, ends):
+def weight_grad(
+    b, inp, out_grad, in_dims, out_dims, kernel, groups, strides, dilations, begins, ends
+):
     """dL/dW of a Conv(inp, W) whose output gradient is ``out_grad``, as one grouped Conv.
 
     The batch becomes the channel axis: inp (N, G*Ci, S) -> (Ci, G*N, S) and out_grad
@@ -84,10 +88,22 @@ def conv(b, node, grads):
     strides, dilations, begins, ends = window(node, kernel, in_dims[1:])
     dx = dw = None
     if b.wants(x):
-        pb, pe, extra = transposed_window(in_dims[1:], out_dims[1:], kernel, strides, dilations, begins, ends)
-        dx = b.ConvTranspose(g, w, group=groups, strides=strides, dilations=dilations, pads=[*pb, *pe], output_padding=extra)
+        pb, pe, extra = transposed_window(
+            in_dims[1:], out_dims[1:], kernel, strides, dilations, begins, ends
+        )
+        dx = b.ConvTranspose(
+            g,
+            w,
+            group=groups,
+            strides=strides,
+            dilations=dilations,
+            pads=[*pb, *pe],
+            output_padding=extra,
+        )
     if b.wants(w):
-        dw = weight_grad(b, x, g, in_dims, out_dims, kernel, groups, strides, dilations, begins, ends)
+        dw = weight_grad(
+            b, x, g, in_dims, out_dims, kernel, groups, strides, dilations, begins, ends
+        )
     db = b.sum_to(g, [0, *range(2, 2 + len(kernel))], keepdims=False) if b.wants(bias) else None
     return [dx, dw, db]
 
@@ -111,7 +127,9 @@ def conv_transpose(b, node, grads):
     if b.wants(x):
         dx = b.Conv(g, w, group=groups, strides=strides, dilations=dilations, pads=[*begins, *ends])
     if b.wants(w):
-        dw = weight_grad(b, g, x, out_dims, in_dims, kernel, groups, strides, dilations, begins, ends)
+        dw = weight_grad(
+            b, g, x, out_dims, in_dims, kernel, groups, strides, dilations, begins, ends
+        )
     db = b.sum_to(g, [0, *range(2, 2 + n)], keepdims=False) if b.wants(bias) else None
     return [dx, dw, db]
 

@@ -7,9 +7,26 @@ import math
 from onnxgraph.autodiff.registry import ALL, register, register_stop
 
 register_stop(
-    "Sign", "Floor", "Ceil", "Round",  # piecewise constant: zero gradient almost everywhere
-    "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Not", "And", "Or", "Xor",
-    "IsNaN", "IsInf", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "BitShift",
+    "Sign",
+    "Floor",
+    "Ceil",
+    "Round",  # piecewise constant: zero gradient almost everywhere
+    "Equal",
+    "Less",
+    "LessOrEqual",
+    "Greater",
+    "GreaterOrEqual",
+    "Not",
+    "And",
+    "Or",
+    "Xor",
+    "IsNaN",
+    "IsInf",
+    "BitwiseAnd",
+    "BitwiseOr",
+    "BitwiseXor",
+    "BitwiseNot",
+    "BitShift",
     family="elementwise",
 )
 
@@ -44,7 +61,10 @@ def mul(b, node, grads):
 @register("Div", broadcast=ALL)
 def div(b, node, grads):
     (x, y), g, out = node.inputs, grads[0], node.outputs[0]
-    return [b.Div(g, y) if b.wants(x) else None, b.Neg(b.Div(b.Mul(g, out), y)) if b.wants(y) else None]
+    return [
+        b.Div(g, y) if b.wants(x) else None,
+        b.Neg(b.Div(b.Mul(g, out), y)) if b.wants(y) else None,
+    ]
 
 
 @register("Pow", broadcast=ALL)
@@ -235,7 +255,10 @@ def elu_family(b, node, grads):
     """y = scale*x for x > 0; else y = scale*alpha*(exp(x/a) - 1) with a = alpha (Celu) or 1."""
     (x,), y, g = node.inputs, node.outputs[0], grads[0]
     if node.op_type == "Selu":
-        alpha, scale = node.attr("alpha", 1.67326319217681884765625), node.attr("gamma", 1.05070102214813232421875)
+        alpha, scale = (
+            node.attr("alpha", 1.67326319217681884765625),
+            node.attr("gamma", 1.05070102214813232421875),
+        )
         below = b.Add(y, b.scalar(alpha * scale, x))
     elif node.op_type == "Elu":
         alpha, scale = node.attr("alpha", 1.0), 1.0
@@ -273,7 +296,10 @@ def gelu(b, node, grads):
         x2 = b.Mul(x, x)
         t = b.Tanh(_scale(b, b.Mul(x, _one_plus(b, _scale(b, x2, k, x))), c, x))
         du = _scale(b, _one_plus(b, _scale(b, x2, 3 * k, x)), c, x)
-        d = b.Mul(b.scalar(0.5, x), b.Add(_one_plus(b, t), b.Mul(b.Mul(x, _one_plus(b, b.Mul(t, t), -1)), du)))
+        d = b.Mul(
+            b.scalar(0.5, x),
+            b.Add(_one_plus(b, t), b.Mul(b.Mul(x, _one_plus(b, b.Mul(t, t), -1)), du)),
+        )
     else:
         cdf = b.Mul(b.scalar(0.5, x), _one_plus(b, b.Erf(_scale(b, x, 1 / math.sqrt(2), x))))
         pdf = _scale(b, b.Exp(_scale(b, b.Mul(x, x), -0.5, x)), 1 / math.sqrt(2 * math.pi), x)
@@ -302,7 +328,11 @@ def clip(b, node, grads):
 def where(b, node, grads):
     (cond, x, y), g = node.inputs, grads[0]
     zero = b.scalar(0, g)
-    return [None, b.Where(cond, g, zero) if b.wants(x) else None, b.Where(cond, zero, g) if b.wants(y) else None]
+    return [
+        None,
+        b.Where(cond, g, zero) if b.wants(x) else None,
+        b.Where(cond, zero, g) if b.wants(y) else None,
+    ]
 
 
 @register("Cast", "CastLike", differentiable=(0,))
@@ -322,7 +352,9 @@ def dropout(b, node, grads):
     if training is None:  # inference mode: the identity
         return [g]
     mask = b.Cast(b.ensure_output(node, 1), to=node.inputs[0].elem_type)
-    ratio = inputs[1] if len(inputs) > 1 and inputs[1] is not None else b.scalar(0.5, node.inputs[0])
+    ratio = (
+        inputs[1] if len(inputs) > 1 and inputs[1] is not None else b.scalar(0.5, node.inputs[0])
+    )
     ratio = b.Cast(ratio, to=node.inputs[0].elem_type)
     scaled = b.Div(b.Mul(g, mask), _one_plus(b, ratio, -1))
     return [b.Where(training, scaled, g)]

@@ -46,7 +46,11 @@ def nll_input_grad(b, node, g, log_probs_like):
         per_sample = b.Mul(per_sample, valid) if per_sample is not None else valid
     coef = g
     if reduction == "mean":
-        denom = b.ReduceSum(per_sample, keepdims=0) if per_sample is not None else b.count(labels, log_probs_like)
+        denom = (
+            b.ReduceSum(per_sample, keepdims=0)
+            if per_sample is not None
+            else b.count(labels, log_probs_like)
+        )
         coef = b.Div(coef, denom)
     if per_sample is not None:
         coef = b.Mul(coef, per_sample)
@@ -65,10 +69,12 @@ def nll_loss(b, node, grads):
 @register("SoftmaxCrossEntropyLoss", differentiable=(0,))
 def softmax_cross_entropy(b, node, grads):
     scores = node.inputs[0]
-    d_log_probs = b.add_all([
-        nll_input_grad(b, node, grads[0], scores) if grads[0] is not None else None,
-        grads[1] if len(grads) > 1 else None,
-    ])
+    d_log_probs = b.add_all(
+        [
+            nll_input_grad(b, node, grads[0], scores) if grads[0] is not None else None,
+            grads[1] if len(grads) > 1 else None,
+        ]
+    )
     log_probs = b.ensure_output(node, 1)
     total = b.ReduceSum(d_log_probs, b.ints([1]), keepdims=1)
     return [b.Sub(d_log_probs, b.Mul(b.Exp(log_probs), total))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxgraph.autodiff.builder import dtype_of
 from onnxgraph.autodiff.registry import register
 from onnxgraph.autodiff.rules.conv import spatial, transposed_window, window
 from onnxgraph.autodiff.rules.reduction import count_ratio
@@ -23,7 +24,9 @@ def max_pool(b, node, grads):
     indices = b.ensure_output(node, 1)  # flat positions in x of each output's maximum
     flat = b.Reshape(b.zeros_like(x), b.ints([-1]))
     extra = {"reduction": "add"} if overlapping else {}
-    scattered = b.ScatterElements(flat, b.Reshape(indices, b.ints([-1])), b.Reshape(g, b.ints([-1])), axis=0, **extra)
+    scattered = b.ScatterElements(
+        flat, b.Reshape(indices, b.ints([-1])), b.Reshape(g, b.ints([-1])), axis=0, **extra
+    )
     return [b.reshape_like(scattered, x)]
 
 
@@ -35,28 +38,45 @@ def average_pool(b, node, grads):
     in_dims, out_dims = spatial(x, "AveragePool"), spatial(y, "AveragePool")
     kernel, channels = list(node.attr("kernel_shape")), in_dims[0]
     strides, dilations, begins, ends = window(node, kernel, in_dims[1:])
-    divisor = _divisors(in_dims[1:], out_dims[1:], kernel, strides, dilations, begins, ends, node.attr("count_include_pad", 0))
-    pb, pe, extra = transposed_window(in_dims[1:], out_dims[1:], kernel, strides, dilations, begins, ends)
-    ones = b.const(np.ones([channels, 1, *kernel], dtype=_np(x)))
-    spread = b.Div(g, b.const(divisor.astype(_np(x))))
-    return [b.ConvTranspose(spread, ones, group=channels, strides=strides, dilations=dilations, pads=[*pb, *pe], output_padding=extra)]
+    divisor = _divisors(
+        in_dims[1:],
+        out_dims[1:],
+        kernel,
+        strides,
+        dilations,
+        begins,
+        ends,
+        node.attr("count_include_pad", 0),
+    )
+    pb, pe, extra = transposed_window(
+        in_dims[1:], out_dims[1:], kernel, strides, dilations, begins, ends
+    )
+    ones = b.const(np.ones([channels, 1, *kernel], dtype=dtype_of(x)))
+    spread = b.Div(g, b.const(divisor.astype(dtype_of(x))))
+    return [
+        b.ConvTranspose(
+            spread,
+            ones,
+            group=channels,
+            strides=strides,
+            dilations=dilations,
+            pads=[*pb, *pe],
+            output_padding=extra,
+        )
+    ]
 
 
 def _divisors(in_sizes, out_sizes, kernel, strides, dilations, begins, ends, include_pad):
     """Per output position, the number of window cells averaged (separable over axes)."""
     total = np.ones([], dtype=np.float64)
-    for size, out, k, s, d, pb, pe in zip(in_sizes, out_sizes, kernel, strides, dilations, begins, ends):
+    for size, out, k, s, d, pb, pe in zip(
+        in_sizes, out_sizes, kernel, strides, dilations, begins, ends
+    ):
         lo, hi = (-pb, size + pe) if include_pad else (0, size)
         starts = np.arange(out)[:, None] * s + np.arange(k)[None, :] * d - pb
         counts = ((starts >= lo) & (starts < hi)).sum(axis=1)
         total = np.multiply.outer(total, counts)
     return total
-
-
-def _np(x):
-    from onnxgraph.autodiff.builder import dtype_of
-
-    return dtype_of(x)
 
 
 @register("GlobalAveragePool")

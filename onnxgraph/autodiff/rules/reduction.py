@@ -47,12 +47,25 @@ def extremum_grad(b, node, g, axes):
     x, y = node.inputs[0], node.outputs[0]
     hit = b.Cast(b.Equal(x, expand_back(b, node, y, axes)), to=x.elem_type)
     sum_axes = list(range(rank_of(x))) if axes is None else axes
-    ties = b.ReduceSum(hit, b.ints(sum_axes) if isinstance(sum_axes, list) else sum_axes, keepdims=1)
+    ties = b.ReduceSum(
+        hit, b.ints(sum_axes) if isinstance(sum_axes, list) else sum_axes, keepdims=1
+    )
     return b.Div(b.Mul(hit, expand_back(b, node, g, axes)), ties)
 
 
-@register("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-          "ReduceLogSumExp", "ReduceSumSquare", "ReduceLogSum", differentiable=(0,))
+@register(
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+    "ReduceLogSum",
+    differentiable=(0,),
+)
 def reduce(b, node, grads):
     x, y, g = node.inputs[0], node.outputs[0], grads[0]
     axes = reduced_axes(b, node)
@@ -96,4 +109,6 @@ def _elementwise_noop(b, op, x, g):
 @register("CumSum", differentiable=(0,))
 def cumsum(b, node, grads):
     reverse = 1 - node.attr("reverse", 0)
-    return [b.CumSum(grads[0], node.inputs[1], exclusive=node.attr("exclusive", 0), reverse=reverse)]
+    return [
+        b.CumSum(grads[0], node.inputs[1], exclusive=node.attr("exclusive", 0), reverse=reverse)
+    ]

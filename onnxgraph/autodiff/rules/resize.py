@@ -5,7 +5,6 @@ same attributes (onnx.reference), and the gradient multiplies by its transpose."
 from __future__ import annotations
 
 import numpy as np
-
 from onnx import TensorProto, helper
 
 from onnxgraph.autodiff.builder import dtype_of, rank_of
@@ -21,7 +20,11 @@ def resize(b, node, grads):
     if node.attr("coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize":
         raise OnnxGraphError("the gradient of Resize with tf_crop_and_resize is not supported")
     in_dims, out_dims = x.shape, y.shape
-    if in_dims is None or out_dims is None or not all(isinstance(d, int) for d in (*in_dims, *out_dims)):
+    if (
+        in_dims is None
+        or out_dims is None
+        or not all(isinstance(d, int) for d in (*in_dims, *out_dims))
+    ):
         raise OnnxGraphError("the gradient of Resize needs static input and output shapes")
     scales = _per_axis(b, node, 2, rank_of(x), 1.0)
     for axis, (n_in, n_out) in enumerate(zip(in_dims, out_dims)):
@@ -67,7 +70,9 @@ def _axis_matrix(node, opset, n_in, n_out, scale):
 
     (matrix,) = ReferenceEvaluator(model).run(None, {"x": np.eye(n_in)})
     if matrix.shape != (n_in, n_out):
-        raise OnnxGraphError(f"Resize gradient: axis matrix came out {matrix.shape}, expected {(n_in, n_out)}")
+        raise OnnxGraphError(
+            f"Resize gradient: axis matrix came out {matrix.shape}, expected {(n_in, n_out)}"
+        )
     return matrix
 
 
@@ -80,5 +85,3 @@ def _along_axis(b, g, matrix, axis, rank):
     for i, p in enumerate(perm):
         inverse[p] = i
     return b.Transpose(b.MatMul(b.Transpose(g, perm=perm), matrix), perm=inverse)
-
-

@@ -8,14 +8,25 @@ back with a scatter: a permutation or selection needs no accumulation, repeated 
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
-from onnxgraph.autodiff.builder import rank_of, static_shape
+from onnxgraph.autodiff.builder import dtype_of, rank_of, static_shape
 from onnxgraph.autodiff.registry import register, register_stop
 from onnxgraph.errors import OnnxGraphError
 
 register_stop(
-    "Shape", "Size", "ConstantOfShape", "Range", "ArgMax", "ArgMin", "NonZero", "OneHot", "EyeLike",
-    "RandomNormalLike", "RandomUniformLike", "Multinomial",
+    "Shape",
+    "Size",
+    "ConstantOfShape",
+    "Range",
+    "ArgMax",
+    "ArgMin",
+    "NonZero",
+    "OneHot",
+    "EyeLike",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Multinomial",
     family="shape",
 )
 
@@ -33,7 +44,9 @@ def _positions(b, x):
 def _scatter_add_flat(b, x, flat_positions, g, *, needs_add: bool, why: str):
     """Gradient of ``x`` when output element k came from ``x.flat[flat_positions.flat[k]]``."""
     if needs_add and b.opset < 16:
-        raise OnnxGraphError(f"the gradient of {why} needs ScatterElements reduction='add' (opset 16+)")
+        raise OnnxGraphError(
+            f"the gradient of {why} needs ScatterElements reduction='add' (opset 16+)"
+        )
     zeros = _flat(b, b.zeros_like(x))
     extra = {"reduction": "add"} if needs_add else {}
     scattered = b.ScatterElements(zeros, _flat(b, flat_positions), _flat(b, g), axis=0, **extra)
@@ -110,8 +123,12 @@ def gather(b, node, grads):
         d_front = b.ScatterND(zeros, index, g_front, reduction="add")
     else:
         depth = b.axis_size(data, axis, scalar=True)
-        one_hot = b.OneHot(_flat(b, indices), depth, b.const(np.array([0, 1], dtype=_dtype(data))), axis=-1)
-        rows = b.Reshape(g_front, b.Concat(b.Reshape(b.Size(indices), b.ints([1])), b.ints([-1]), axis=0))
+        one_hot = b.OneHot(
+            _flat(b, indices), depth, b.const(np.array([0, 1], dtype=dtype_of(data))), axis=-1
+        )
+        rows = b.Reshape(
+            g_front, b.Concat(b.Reshape(b.Size(indices), b.ints([1])), b.ints([-1]), axis=0)
+        )
         d_front = b.Reshape(b.MatMul(b.Transpose(one_hot, perm=[1, 0]), rows), b.Shape(data_front))
     inverse = [0] * r
     for i, p in enumerate(data_perm):
@@ -119,24 +136,26 @@ def gather(b, node, grads):
     return [b.Transpose(d_front, perm=inverse) if axis else d_front]
 
 
-def _dtype(x):
-    from onnxgraph.autodiff.builder import dtype_of
-
-    return dtype_of(x)
-
-
 def _nonnegative(b, indices, size):
     """Indices with negative entries wrapped (``i + size`` where ``i < 0``)."""
-    size = b.Cast(b.Reshape(size, b.ints([])), to=indices.elem_type or 7)
-    return b.Where(b.Less(indices, b.Cast(b.const(np.int64(0)), to=indices.elem_type or 7)), b.Add(indices, size), indices)
+    index_type = indices.elem_type or onnx.TensorProto.INT64
+    size = b.Cast(b.Reshape(size, b.ints([])), to=index_type)
+    zero = b.Cast(b.const(np.int64(0)), to=index_type)
+    return b.Where(b.Less(indices, zero), b.Add(indices, size), indices)
 
 
 @register("GatherElements", differentiable=(0,))
 def gather_elements(b, node, grads):
     (data, indices), g = node.inputs, grads[0]
     if b.opset < 16:
-        raise OnnxGraphError("the gradient of GatherElements needs ScatterElements reduction='add' (opset 16+)")
-    return [b.ScatterElements(b.zeros_like(data), indices, g, axis=node.attr("axis", 0), reduction="add")]
+        raise OnnxGraphError(
+            "the gradient of GatherElements needs ScatterElements reduction='add' (opset 16+)"
+        )
+    return [
+        b.ScatterElements(
+            b.zeros_like(data), indices, g, axis=node.attr("axis", 0), reduction="add"
+        )
+    ]
 
 
 @register("GatherND", differentiable=(0,))
@@ -154,10 +173,16 @@ def scatter_elements(b, node, grads):
     (data, indices, updates), g = node.inputs, grads[0]
     axis, reduction = node.attr("axis", 0), node.attr("reduction", "none")
     if reduction not in ("none", "add"):
-        raise OnnxGraphError(f"the gradient of ScatterElements reduction='{reduction}' is not supported")
+        raise OnnxGraphError(
+            f"the gradient of ScatterElements reduction='{reduction}' is not supported"
+        )
     d_data = None
     if b.wants(data):
-        d_data = g if reduction == "add" else b.ScatterElements(g, indices, b.zeros_like(updates), axis=axis)
+        d_data = (
+            g
+            if reduction == "add"
+            else b.ScatterElements(g, indices, b.zeros_like(updates), axis=axis)
+        )
     d_updates = b.GatherElements(g, indices, axis=axis) if b.wants(updates) else None
     return [d_data, None, d_updates]
 
@@ -179,7 +204,9 @@ def tile(b, node, grads):
     """Reshape ``g`` to (r0, d0, r1, d1, ...) and sum over the repeat axes."""
     (x, repeats), g = node.inputs, grads[0]
     r = rank_of(x)
-    pairs = b.Concat(b.Unsqueeze(repeats, b.ints([1])), b.Unsqueeze(b.shape(x), b.ints([1])), axis=1)
+    pairs = b.Concat(
+        b.Unsqueeze(repeats, b.ints([1])), b.Unsqueeze(b.shape(x), b.ints([1])), axis=1
+    )
     interleaved = b.Reshape(g, b.Reshape(pairs, b.ints([-1])))
     return [b.sum_to(interleaved, list(range(0, 2 * r, 2)), keepdims=False)]
 
@@ -191,14 +218,20 @@ def pad(b, node, grads):
     mode = node.attr("mode", "constant")
     if mode == "constant" and pads is not None and min(pads) >= 0:
         half = len(pads) // 2
-        axes = b.constant_ints(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] is not None else None
+        axes = (
+            b.constant_ints(node.inputs[3])
+            if len(node.inputs) > 3 and node.inputs[3] is not None
+            else None
+        )
         axes = axes if axes is not None else list(range(half))
         starts = b.ints(pads[:half])
         sizes = b.Concat(*[b.axis_size(x, a) for a in axes], axis=0)
         return [b.Slice(g, starts, b.Add(starts, sizes), b.ints(axes))]
     picked = b.Pad(_positions(b, x), node.inputs[1], None, *node.inputs[3:], mode=mode)
     if mode == "constant":  # negative or dynamic pads: padded cells read position -1, dropped below
-        raise OnnxGraphError("the gradient of Pad with negative or non-constant pads is not supported")
+        raise OnnxGraphError(
+            "the gradient of Pad with negative or non-constant pads is not supported"
+        )
     return [_scatter_add_flat(b, x, picked, g, needs_add=True, why=f"Pad mode='{mode}'")]
 
 
@@ -221,7 +254,9 @@ def depth_to_space(b, node, grads):
     _, c, h, w = _static_nchw(x, node.op_type)
     # forward: x -> (N, bs, bs, C/bs^2, H, W) [DCR] or (N, C/bs^2, bs, bs, H, W) [CRD] -> transpose
     if node.attr("mode", "DCR") == "DCR":
-        return [_depth_space_perm(b, grads[0], [0, c // bs // bs, h, bs, w, bs], [0, 3, 5, 1, 2, 4], x)]
+        return [
+            _depth_space_perm(b, grads[0], [0, c // bs // bs, h, bs, w, bs], [0, 3, 5, 1, 2, 4], x)
+        ]
     return [_depth_space_perm(b, grads[0], [0, c // bs // bs, h, bs, w, bs], [0, 1, 3, 5, 2, 4], x)]
 
 
