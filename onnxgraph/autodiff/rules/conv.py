@@ -135,16 +135,20 @@ def conv_transpose(b, node, grads):
 
 
 def _transpose_pads(node, in_sizes, out_sizes, kernel, strides, dilations):
+    """Explicit pads of a ConvTranspose, resolving auto_pad / output_shape the way onnxruntime does
+    (SAME_UPPER puts the smaller half first, NOTSET and SAME_LOWER the larger)."""
     n = len(kernel)
     auto_pad = node.attr("auto_pad", "NOTSET")
-    if auto_pad == "NOTSET" and node.attr("output_shape") is None:
-        pads = list(node.attr("pads") or [0] * 2 * n)
+    if auto_pad in ("NOTSET", "VALID") and node.attr("output_shape") is None:
+        pads = list(node.attr("pads") or [0] * 2 * n) if auto_pad == "NOTSET" else [0] * 2 * n
         return pads[:n], pads[n:]
     extra = list(node.attr("output_padding") or [0] * n)
     begins, ends = [], []
     for size, out, k, s, d, e in zip(in_sizes, out_sizes, kernel, strides, dilations, extra):
         total = s * (size - 1) + e + (k - 1) * d + 1 - out
-        begin = total - total // 2 if auto_pad == "SAME_LOWER" else total // 2
+        if total < 0:
+            raise OnnxGraphError("the gradient of ConvTranspose with an output_shape beyond the full output is not supported")
+        begin = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
         begins.append(begin)
         ends.append(total - begin)
     return begins, ends

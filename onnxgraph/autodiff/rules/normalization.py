@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from onnxgraph.autodiff.builder import rank_of
 from onnxgraph.autodiff.registry import register
+from onnxgraph.errors import OnnxGraphError
 
 _FLOAT = 1
 
@@ -97,26 +98,18 @@ def instance_norm(b, node, grads):
 
 @register("GroupNormalization")
 def group_norm(b, node, grads):
-    """Statistics over (C/G, spatial) per group; scale and bias per channel (per group before
-    opset 21)."""
+    """Statistics over (C/G, spatial) per group; scale and bias per channel (opset 21 semantics)."""
     x, scale, _ = node.inputs
+    if b.opset < 21:
+        raise OnnxGraphError("the gradient of GroupNormalization needs opset 21 (the opset 18 form is deprecated)")
     g, r, groups = grads[0], rank_of(x), node.attr("num_groups")
     grouped = b.ints([0, groups, -1])
-    x3 = b.Reshape(x, grouped)
-    mean, inv = _statistics(b, x3, [2], node.attr("epsilon", 1e-5))
-    xhat3 = b.Mul(b.Sub(x3, mean), inv)
-    if b.opset >= 21:
-        d3 = b.Reshape(b.Mul(g, _channel(b, scale, r)), grouped)
-        xhat = b.reshape_like(xhat3, x)
-        d_scale = _per_channel_sum(b, b.Mul(g, xhat), r)
-        d_bias = _per_channel_sum(b, g, r)
-    else:
-        g3 = b.Reshape(g, grouped)
-        d3 = b.Mul(g3, b.unsqueeze(scale, [1]))
-        d_scale = b.sum_to(b.Mul(g3, xhat3), [0, 2], keepdims=False)
-        d_bias = b.sum_to(g3, [0, 2], keepdims=False)
+    mean, inv = _statistics(b, b.Reshape(x, grouped), [2], node.attr("epsilon", 1e-5))
+    xhat3 = b.Mul(b.Sub(b.Reshape(x, grouped), mean), inv)
+    d3 = b.Reshape(b.Mul(g, _channel(b, scale, r)), grouped)
     dx = b.reshape_like(_normalized_input_grad(b, d3, xhat3, inv, [2]), x)
-    return [dx, d_scale, d_bias]
+    xhat = b.reshape_like(xhat3, x)
+    return [dx, _per_channel_sum(b, b.Mul(g, xhat), r), _per_channel_sum(b, g, r)]
 
 
 @register("LpNormalization")
