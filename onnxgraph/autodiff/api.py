@@ -202,6 +202,8 @@ def _seeds(b, loss, loss_fn, output, vjp, mapping) -> dict[Value, Value]:
                 )
             output = graph.outputs[0].name
         value = _output(graph, output)
+        if not is_float(value):
+            raise GradientError(f"output '{output}' is not a floating-point tensor")
         kind = target_type(loss_fn, value)
         target = _new_input(graph, "target", kind) if kind is not None else None
         loss_value = build_loss(b, loss_fn, value, target)

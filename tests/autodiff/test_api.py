@@ -112,6 +112,19 @@ def test_unknown_names_are_errors():
         build_gradient(_model(LINEAR), loss_fn="hinge", output="y")
 
 
+def test_integer_outputs_cannot_be_differentiated():
+    text = """
+    <ir_version: 8, opset_import: ["" : 18]>
+    g (float[3] x) => (int64 i) {
+        i = ArgMax<keepdims=0>(x)
+    }
+    """
+    with pytest.raises(GradientError, match="floating-point"):
+        build_gradient(_model(text), vjp=True, wrt=["x"])
+    with pytest.raises(GradientError, match="floating-point"):
+        build_gradient(_model(text), loss_fn="sum", output="i", wrt=["x"])
+
+
 def test_default_wrt_is_every_float_initializer_and_outputs_are_kept():
     text = LINEAR.replace(
         "float[2] b = {0.05, -0.05}>", "float[2] b = {0.05, -0.05}, int64[2] shape = {4, 2}>"
