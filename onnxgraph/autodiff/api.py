@@ -219,6 +219,8 @@ def _seeds(b, loss, loss_fn, output, vjp, mapping) -> dict[Value, Value]:
         if output is not None
         else [v for v in graph.outputs if is_float(v)]
     )
+    if not chosen or not all(is_float(v) for v in chosen):
+        raise GradientError("vjp needs floating-point outputs to differentiate")
     seeds = {}
     for value in chosen:
         upstream = _new_input(graph, f"{value.name}_grad", value.type)
