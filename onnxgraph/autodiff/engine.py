@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from onnxgraph import types
 from onnxgraph.autodiff.builder import GradBuilder
-from onnxgraph.autodiff.registry import GradRule, lookup
+from onnxgraph.autodiff.registry import ALL, GradRule, lookup
 from onnxgraph.errors import OnnxGraphError
 from onnxgraph.graph import Graph
 from onnxgraph.node import Node
@@ -53,6 +53,13 @@ def backpropagate(
         if rule is None:
             raise GradientError(_missing_rule_message(node, wrt, reached, needed, seeds, order))
         out_grads = [_total(builder, grads, o) for o in node.outputs]
+        for k, g in enumerate(out_grads):
+            if g is not None and rule.outputs != ALL and k not in rule.outputs:
+                label = node.name or "<unnamed>"
+                raise GradientError(
+                    f"the gradient through output {k} ('{node.outputs[k].name}') of "
+                    f"{node.op_type} (node '{label}') is not supported"
+                )
         if rule.fn is None or all(g is None for g in out_grads):
             continue
         _apply(builder, rule, node, out_grads, reached, grads)

@@ -34,12 +34,15 @@ class GradRule:
             (indices, shapes, axes) stop the gradient.
         broadcast: input positions whose gradient the rule returns in output 0's shape.
         family: the rules module that defines it (for the coverage table).
+        outputs: output positions whose upstream gradient the rule uses (``ALL``: every one); a
+            gradient arriving at another output is refused rather than dropped.
     """
 
     fn: RuleFn | None
     differentiable: tuple[int, ...] | str
     broadcast: tuple[int, ...] | str
     family: str
+    outputs: tuple[int, ...] | str = ALL
 
     def is_differentiable(self, index: int) -> bool:
         return self.differentiable == ALL or index in self.differentiable
@@ -56,6 +59,7 @@ def register(
     *op_types: str,
     differentiable: Sequence[int] | str = ALL,
     broadcast: Sequence[int] | str = (),
+    outputs: Sequence[int] | str = ALL,
     domain: str = "",
 ) -> Callable[[RuleFn], RuleFn]:
     """Decorator: register ``fn`` as the gradient rule of each of ``op_types``."""
@@ -64,7 +68,7 @@ def register(
         family = fn.__module__.rsplit(".", 1)[-1]
         for op_type in op_types:
             RULES[(domain, op_type)] = GradRule(
-                fn, _positions(differentiable), _positions(broadcast), family
+                fn, _positions(differentiable), _positions(broadcast), family, _positions(outputs)
             )
         return fn
 

@@ -370,3 +370,14 @@ def test_dropout_training_gradient_on_onnxruntime_uses_the_mask():
     )
     assert 0 < mask.sum() < mask.size
     np.testing.assert_allclose(dx, upstream * mask / 0.7, rtol=1e-6)
+
+
+def test_gradient_into_an_unsupported_output_is_refused_not_dropped():
+    text = """
+    <ir_version: 8, opset_import: ["" : 18]>
+    g (float[2, 4] x, float[4] s) => (float[2, 1] m) {
+        y, m = LayerNormalization(x, s)
+    }
+    """
+    with pytest.raises(GradientError, match="output 1 .* of LayerNormalization"):
+        build_gradient(_model(text), vjp=True, wrt=["x"])

@@ -42,7 +42,7 @@ def _per_channel_sum(b, v, rank):
     return b.sum_to(v, [0, *range(2, rank)], keepdims=False)
 
 
-@register("BatchNormalization", differentiable=(0, 1, 2, 3, 4))
+@register("BatchNormalization", differentiable=(0, 1, 2, 3, 4), outputs=(0,))
 def batch_norm(b, node, grads):
     x, scale, bias, mean, var = node.inputs[:5]
     g, r, eps = grads[0], rank_of(x), node.attr("epsilon", 1e-5)
@@ -70,7 +70,7 @@ def batch_norm(b, node, grads):
     ]
 
 
-@register("LayerNormalization", broadcast=(1, 2))
+@register("LayerNormalization", broadcast=(1, 2), outputs=(0,))
 def layer_norm(b, node, grads):
     x, scale = node.inputs[:2]
     g, r = grads[0], rank_of(x)
