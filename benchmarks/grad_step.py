@@ -12,21 +12,24 @@ docs/benchmarks.md by hand, with the command line used.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models"))
-import build as models
-
 from onnxgraph.autodiff import METADATA_KEY, build_gradient
 from onnxgraph.runtime.sessions import create_session
+
+_spec = importlib.util.spec_from_file_location(
+    "onnxgraph_models_build", os.path.join(os.path.dirname(__file__), "..", "models", "build.py")
+)
+models = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(models)
 
 
 def params_of(model: onnx.ModelProto) -> dict[str, np.ndarray]:
