@@ -11,7 +11,7 @@ from onnxgraph.autodiff.rules.reduction import count_ratio
 from onnxgraph.errors import OnnxGraphError
 
 
-@register("MaxPool")
+@register("MaxPool", outputs=(0,))
 def max_pool(b, node, grads):
     x, g = node.inputs[0], grads[0]
     if node.attr("storage_order", 0):
