@@ -1,7 +1,8 @@
 """The op coverage table of docs/gradients.md, generated from the rule registry.
 
-``python -m onnxgraph.autodiff.coverage`` rewrites the table in docs/gradients.md (between the
-coverage markers); ``--check`` exits 1 when the committed table differs from the registry.
+Run from the repository root, ``python -m onnxgraph.autodiff.coverage`` rewrites the table in
+docs/gradients.md (between the coverage markers); ``--check`` exits 1 when the committed table
+differs from the registry.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import onnx
 from onnxgraph.autodiff.registry import ALL, RULES, GradRule, lookup
 
 START, END = "<!-- coverage:start -->", "<!-- coverage:end -->"
-DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "gradients.md")
+DOC = os.path.join("docs", "gradients.md")
+"""The default document, relative to the repository root (where the command is run)."""
 FAMILY_ORDER = (
     "elementwise",
     "matmul",

@@ -381,3 +381,30 @@ def test_gradient_into_an_unsupported_output_is_refused_not_dropped():
     """
     with pytest.raises(GradientError, match="output 1 .* of LayerNormalization"):
         build_gradient(_model(text), vjp=True, wrt=["x"])
+
+
+NEWEST = onnx.defs.onnx_opset_version()
+
+
+@pytest.mark.parametrize("opset", [13, 15, 17, 18, 21, NEWEST])
+def test_every_supported_opset(opset):
+    """The op forms that changed across opsets (Reduce axes, Split sizes) at each end of the range;
+    onnxruntime is compared where it knows the opset."""
+    reduce = "ReduceMean<axes=[1], keepdims=1>(h)" if opset < 18 else "ReduceMean<keepdims=1>(h, axis1)"
+    text = f"""
+    <ir_version: {onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", opset)])}, opset_import: ["" : {opset}]>
+    g (float[3, 4] x, float[4, 4] w) => (float[3, 4] y) <int64[1] axis1 = {{1}}, int64[2] halves = {{2, 2}}> {{
+        h = MatMul(x, w)
+        m = {reduce}
+        c = Sub(h, m)
+        a, b = Split<axis=1>(c, halves)
+        t = Tanh(a)
+        s = Softmax<axis=1>(b)
+        y = Concat<axis=1>(t, s)
+    }}
+    """
+    model = _model(text)
+    rng = np.random.default_rng(opset)
+    feeds = {"x": rng.standard_normal((3, 4)), "w": rng.standard_normal((4, 4))}
+    check_gradients(model, feeds, ["x", "w"], compare_onnxruntime=opset <= 23)
+    assert build_gradient(model, vjp=True, wrt=["w"]).opset_imports[""] == opset
