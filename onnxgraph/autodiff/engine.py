@@ -51,7 +51,7 @@ def backpropagate(
             continue
         rule = lookup(node.domain, node.op_type)
         if rule is None:
-            raise GradientError(_missing_rule_message(node, wrt, reached, needed, seeds, order))
+            raise GradientError(_missing_rule_message(node, set(wrt), reached, needed, set(seeds)))
         out_grads = [_total(builder, grads, o) for o in node.outputs]
         for k, g in enumerate(out_grads):
             if g is not None and rule.outputs != ALL and k not in rule.outputs:
@@ -72,7 +72,15 @@ def _total(builder: GradBuilder, grads: dict[Value, list[Value]], value: Value) 
     return None if total is None else builder.typed(total, value)
 
 
-def _apply(builder, rule: GradRule, node: Node, out_grads, reached, grads) -> None:
+def _apply(
+    builder: GradBuilder,
+    rule: GradRule,
+    node: Node,
+    out_grads: list[Value | None],
+    reached: set[Value],
+    grads: dict[Value, list[Value]],
+) -> None:
+    """Run ``node``'s rule and record each input's gradient (un-broadcast where the rule says)."""
     in_grads = rule.fn(builder, node, out_grads)
     for i, (x, g) in enumerate(zip(node.inputs, in_grads)):
         if g is None or x is None or x not in reached or not rule.is_differentiable(i):
@@ -123,8 +131,10 @@ def _backward_reach(order: list[Node], seeds: Mapping[Value, Value]) -> set[Valu
     return needed
 
 
-def _missing_rule_message(node, wrt, reached, needed, seeds, order) -> str:
-    path = _path_through(node, set(wrt), reached, needed, set(seeds))
+def _missing_rule_message(
+    node: Node, wrt: set[Value], reached: set[Value], needed: set[Value], seeds: set[Value]
+) -> str:
+    path = _path_through(node, wrt, reached, needed, seeds)
     label = node.name or "<unnamed>"
     op = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
     return f"no gradient rule for op '{op}' (node '{label}') on the path {' -> '.join(path)}"

@@ -84,3 +84,10 @@ def test_refuses_to_overwrite_the_input(tmp_path):
     before = path.read_bytes()
     result = _invoke("grad", str(path), "-o", str(path), "--vjp")
     assert result.exit_code == 2 and path.read_bytes() == before
+
+
+def test_loss_choices_match_the_library():
+    from onnxgraph.autodiff import LOSS_FUNCTIONS
+    from onnxgraph.cli.grad import LOSS_FUNCTIONS as CLI_CHOICES
+
+    assert CLI_CHOICES == LOSS_FUNCTIONS

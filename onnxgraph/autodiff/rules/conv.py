@@ -147,7 +147,9 @@ def _transpose_pads(node, in_sizes, out_sizes, kernel, strides, dilations):
     for size, out, k, s, d, e in zip(in_sizes, out_sizes, kernel, strides, dilations, extra):
         total = s * (size - 1) + e + (k - 1) * d + 1 - out
         if total < 0:
-            raise OnnxGraphError("the gradient of ConvTranspose with an output_shape beyond the full output is not supported")
+            raise OnnxGraphError(
+                "the gradient of ConvTranspose with an output_shape beyond the full output is not supported"
+            )
         begin = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
         begins.append(begin)
         ends.append(total - begin)

@@ -101,7 +101,9 @@ def group_norm(b, node, grads):
     """Statistics over (C/G, spatial) per group; scale and bias per channel (opset 21 semantics)."""
     x, scale, _ = node.inputs
     if b.opset < 21:
-        raise OnnxGraphError("the gradient of GroupNormalization needs opset 21 (the opset 18 form is deprecated)")
+        raise OnnxGraphError(
+            "the gradient of GroupNormalization needs opset 21 (the opset 18 form is deprecated)"
+        )
     g, r, groups = grads[0], rank_of(x), node.attr("num_groups")
     grouped = b.ints([0, groups, -1])
     mean, inv = _statistics(b, b.Reshape(x, grouped), [2], node.attr("epsilon", 1e-5))
