@@ -25,6 +25,7 @@ class GradBuilder(OpBuilder):
     def __init__(self, graph: Graph, opset: int):
         super().__init__(graph)
         self.opset = opset
+        self._constants: dict[tuple, Value] = {}
         self.reached: set[Value] = set()
         """Values that depend on a ``wrt`` value (set by the driver): the ones worth a gradient."""
 
@@ -44,6 +45,16 @@ class GradBuilder(OpBuilder):
         return x is not None and x in self.reached
 
     # -- constants ------------------------------------------------------------------------------
+    def const(self, data, dtype=None, *, name: str = "const") -> Value:
+        """A constant (see OpBuilder.const); small ones are shared, not repeated per use."""
+        array = np.asarray(data, dtype=dtype)
+        if array.size > 16:
+            return super().const(array, name=name)
+        key = (array.dtype.str, array.shape, array.tobytes())
+        if key not in self._constants:
+            self._constants[key] = super().const(array, name=name)
+        return self._constants[key]
+
     def scalar(self, value: float, like: Value) -> Value:
         """A scalar constant in ``like``'s element type."""
         return self.const(np.array(value, dtype=dtype_of(like)))

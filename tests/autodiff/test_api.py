@@ -408,3 +408,10 @@ def test_every_supported_opset(opset):
     feeds = {"x": rng.standard_normal((3, 4)), "w": rng.standard_normal((4, 4))}
     check_gradients(model, feeds, ["x", "w"], compare_onnxruntime=opset <= 23)
     assert build_gradient(model, vjp=True, wrt=["w"]).opset_imports[""] == opset
+
+
+def test_the_callers_model_is_left_unchanged():
+    model = onnxgraph.from_proto(_model(LINEAR))
+    before = model.to_proto().SerializeToString()
+    build_gradient(model, loss_fn="mse", output="y")
+    assert model.to_proto().SerializeToString() == before
