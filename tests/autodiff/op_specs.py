@@ -153,7 +153,9 @@ SPECS: list[Spec] = [
     Spec("AveragePool", (F((1, 2, 5, 5)),), {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}, id="AveragePool-ceil"),
     Spec("AveragePool", (F((1, 1, 6, 6)),), {"kernel_shape": [2, 2], "dilations": [2, 2], "pads": [1, 1, 0, 0]}, opset=19, id="AveragePool-dilated"),
     Spec("MaxPool", (F((1, 2, 5, 5)),), {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}, id="MaxPool-ceil"),
-    Spec("MaxPool", (F((1, 1, 4, 4)),), {"kernel_shape": [2, 2], "strides": [2, 2]}, opset=13, id="MaxPool-opset13-disjoint"),
+    Spec("MaxPool", (F((1, 1, 4, 4)),), {"kernel_shape": [2, 2], "strides": [2, 2]}, opset=13, id="MaxPool-opset13-tiled"),
+    Spec("MaxPool", (F((2, 2, 6)),), {"kernel_shape": [3], "strides": [3]}, id="MaxPool1d-tiled"),
+    Spec("MaxPool", (F((1, 1, 4, 2, 6)),), {"kernel_shape": [2, 1, 3], "strides": [2, 1, 3]}, id="MaxPool3d-tiled"),
     Spec("GlobalAveragePool", (F((2, 3, 2, 3)),)),
     Spec("GlobalMaxPool", (F((2, 3, 2, 3)),)),
     # softmax and losses

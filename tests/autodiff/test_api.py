@@ -390,7 +390,9 @@ NEWEST = onnx.defs.onnx_opset_version()
 def test_every_supported_opset(opset):
     """The op forms that changed across opsets (Reduce axes, Split sizes) at each end of the range;
     onnxruntime is compared where it knows the opset."""
-    reduce = "ReduceMean<axes=[1], keepdims=1>(h)" if opset < 18 else "ReduceMean<keepdims=1>(h, axis1)"
+    reduce = (
+        "ReduceMean<axes=[1], keepdims=1>(h)" if opset < 18 else "ReduceMean<keepdims=1>(h, axis1)"
+    )
     text = f"""
     <ir_version: {onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", opset)])}, opset_import: ["" : {opset}]>
     g (float[3, 4] x, float[4, 4] w) => (float[3, 4] y) <int64[1] axis1 = {{1}}, int64[2] halves = {{2, 2}}> {{
@@ -415,3 +417,19 @@ def test_the_callers_model_is_left_unchanged():
     before = model.to_proto().SerializeToString()
     build_gradient(model, loss_fn="mse", output="y")
     assert model.to_proto().SerializeToString() == before
+
+
+def test_max_pool_ties_share_the_gradient():
+    text = """
+    <ir_version: 8, opset_import: ["" : 18]>
+    g (float[1, 1, 2, 4] x) => (float[1, 1, 1, 2] y) {
+        y = MaxPool<kernel_shape=[2, 2], strides=[2, 2]>(x)
+    }
+    """
+    grad = build_gradient(_model(text), vjp=True, wrt=["x"])
+    x = np.array([[[[1, 1, 0, 5], [1, 1, 2, 3]]]], np.float32)
+    out = _run(grad, {"x": x, "y_grad": np.array([[[[8, 4]]]], np.float32)})
+    np.testing.assert_array_equal(out["x_grad"], [[[[2, 2, 0, 4], [2, 2, 0, 0]]]])
+    session = create_session(grad.to_proto().SerializeToString())
+    (on_ort,) = session.run(["x_grad"], {"x": x, "y_grad": np.array([[[[8, 4]]]], np.float32)})
+    np.testing.assert_array_equal(on_ort, out["x_grad"])

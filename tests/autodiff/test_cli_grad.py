@@ -87,7 +87,8 @@ def test_refuses_to_overwrite_the_input(tmp_path):
 
 
 def test_loss_choices_match_the_library():
-    from onnxgraph.autodiff import LOSS_FUNCTIONS
     from onnxgraph.cli.grad import LOSS_FUNCTIONS as CLI_CHOICES
+
+    from onnxgraph.autodiff import LOSS_FUNCTIONS
 
     assert CLI_CHOICES == LOSS_FUNCTIONS

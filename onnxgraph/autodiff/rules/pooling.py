@@ -13,7 +13,11 @@ from onnxgraph.errors import OnnxGraphError
 
 @register("MaxPool", outputs=(0,))
 def max_pool(b, node, grads):
+    """Windows tiling the input: maxima found by comparison (ties share the gradient), which keeps
+    the fast forward MaxPool; otherwise through the Indices output and a scatter."""
     x, g = node.inputs[0], grads[0]
+    if _tiles(node, x):
+        return [_max_pool_tiled(b, node, g)]
     if node.attr("storage_order", 0):
         raise OnnxGraphError("the gradient of MaxPool with storage_order=1 is not supported")
     kernel = node.attr("kernel_shape")
@@ -28,6 +32,43 @@ def max_pool(b, node, grads):
         flat, b.Reshape(indices, b.ints([-1])), b.Reshape(g, b.ints([-1])), axis=0, **extra
     )
     return [b.reshape_like(scattered, x)]
+
+
+def _tiles(node, x) -> bool:
+    """True when the windows are disjoint, unpadded, undilated and cover the input exactly."""
+    kernel = list(node.attr("kernel_shape"))
+    shape = x.shape
+    if shape is None or not all(isinstance(d, int) for d in shape[2:]):
+        return False
+    return (
+        list(node.attr("strides") or [1] * len(kernel)) == kernel
+        and not any(node.attr("pads") or [])
+        and all(d == 1 for d in node.attr("dilations") or [])
+        and node.attr("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+        and all(size % k == 0 for size, k in zip(shape[2:], kernel))
+    )
+
+
+def _max_pool_tiled(b, node, g):
+    x, y = node.inputs[0], node.outputs[0]
+    kernel = list(node.attr("kernel_shape"))
+    scales = b.const(np.array([1, 1, *kernel], dtype=np.float32))
+
+    def upsample(v):
+        return b.Resize(
+            v,
+            None,
+            scales,
+            mode="nearest",
+            nearest_mode="floor",
+            coordinate_transformation_mode="asymmetric",
+        )
+
+    hit = b.Cast(b.Equal(x, upsample(y)), to=x.elem_type)
+    ties = b.Mul(
+        b.AveragePool(hit, kernel_shape=kernel, strides=kernel), b.scalar(np.prod(kernel), x)
+    )
+    return b.Mul(hit, upsample(b.Div(g, ties)))
 
 
 @register("AveragePool")
