@@ -122,20 +122,18 @@ class Node:
 
     def ensure_output(self, index: int) -> Value:
         """Output ``index``, created when the node omits it (an optional output such as MaxPool's
-        Indices): absent trailing outputs are appended and an omitted ("") one gets a fresh name."""
+        Indices): missing trailing outputs are appended (those before ``index`` as omitted ""
+        outputs) and an omitted output gets a fresh name."""
         outputs = list(self._outputs)
-        while len(outputs) <= index:
-            outputs.append(Value(""))
-        value = outputs[index]
-        if value.name:
-            return value
-        if value._producer is None:
-            value._producer, value._index = self, index
-        value.name = self.graph.fresh_name(f"{self.op_type.lower()}_out") if self.graph else None
+        for i in range(len(outputs), index + 1):
+            value = Value("")
+            value._producer, value._index = self, i
+            outputs.append(value)
         self._outputs = tuple(outputs)
-        for i, out in enumerate(outputs):
-            if out._producer is None:
-                out._producer, out._index = self, i
+        value = outputs[index]
+        if not value.name:
+            base = f"{self.op_type.lower()}_out"
+            value.name = self.graph.fresh_name(base) if self.graph is not None else base
         return value
 
     # -- attributes -----------------------------------------------------------------------------
