@@ -34,19 +34,19 @@ class Node:
     """
 
     __slots__ = (
-        "_inputs",
-        "_next",
-        "_outputs",
-        "_prev",
-        "attributes",
-        "doc_string",
         "domain",
-        "extra",
-        "graph",
-        "metadata_props",
-        "name",
         "op_type",
         "overload",
+        "name",
+        "doc_string",
+        "metadata_props",
+        "attributes",
+        "_inputs",
+        "_outputs",
+        "graph",
+        "_prev",
+        "_next",
+        "extra",
     )
 
     def __init__(
