@@ -147,12 +147,22 @@ class GradBuilder(OpBuilder):
         g = self.ReduceSum(g, ones_axes, keepdims=1, noop_with_empty_axes=1)
         return self.Reshape(g, xshape)
 
-    def zeros_like(self, x: Value) -> Value:
-        """A zero tensor shaped like ``x`` (only for a requested gradient that is identically zero)."""
-        fill = onnx.helper.make_tensor("zero", x.elem_type or onnx.TensorProto.FLOAT, [1], [0])
+    def zeros_like(self, x: Value, shape: Value | None = None) -> Value:
+        """Zeros of ``x``'s element type and shape (or ``shape``): a scatter's target or the
+        gradient of a wrt value no path reaches, never a stand-in for an absent gradient."""
         from onnxgraph.tensor import Tensor
 
-        return self.ConstantOfShape(self.shape(x), value=Tensor.from_proto(fill))
+        fill = onnx.helper.make_tensor("zero", x.elem_type or onnx.TensorProto.FLOAT, [1], [0])
+        return self.ConstantOfShape(
+            self.shape(x) if shape is None else shape, value=Tensor.from_proto(fill)
+        )
+
+    def permuted_shape(self, x: Value, perm: Sequence[int]) -> Value:
+        """The shape ``Transpose(x, perm)`` would have, without transposing ``x``."""
+        dims = static_shape(x)
+        if dims is not None:
+            return self.ints([dims[p] for p in perm])
+        return self.Gather(self.Shape(x), self.ints(perm))
 
     def constant_ints(self, value: Value | None) -> list[int] | None:
         """The integers held by a constant input (initializer or Constant node), else None."""
@@ -208,6 +218,14 @@ def _result_elem_type(op_type: str, inputs, attrs) -> int | None:
         return attrs["value"].elem_type if "value" in attrs else onnx.TensorProto.FLOAT
     source = inputs[2:3] if op_type == "OneHot" else inputs[1:] if op_type == "Where" else inputs
     return next((v.elem_type for v in source if v is not None and v.elem_type), None)
+
+
+def inverse_permutation(perm: Sequence[int]) -> list[int]:
+    """The perm that undoes Transpose(perm)."""
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    return inverse
 
 
 def dtype_of(x: Value) -> np.dtype:

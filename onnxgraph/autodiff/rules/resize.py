@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper
 
-from onnxgraph.autodiff.builder import dtype_of, rank_of
+from onnxgraph.autodiff.builder import dtype_of, inverse_permutation, rank_of
 from onnxgraph.autodiff.registry import register
 from onnxgraph.errors import OnnxGraphError
 
@@ -81,7 +81,5 @@ def _along_axis(b, g, matrix, axis, rank):
     if axis == rank - 1:
         return b.MatMul(g, matrix)
     perm = [*range(axis), *range(axis + 1, rank), axis]
-    inverse = [0] * rank
-    for i, p in enumerate(perm):
-        inverse[p] = i
-    return b.Transpose(b.MatMul(b.Transpose(g, perm=perm), matrix), perm=inverse)
+    moved = b.MatMul(b.Transpose(g, perm=perm), matrix)
+    return b.Transpose(moved, perm=inverse_permutation(perm))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from onnxgraph.autodiff.builder import dtype_of, rank_of, static_shape
+from onnxgraph.autodiff.builder import dtype_of, inverse_permutation, rank_of, static_shape
 from onnxgraph.autodiff.registry import register, register_stop
 from onnxgraph.errors import OnnxGraphError
 
@@ -61,10 +61,7 @@ def reshape(b, node, grads):
 @register("Transpose")
 def transpose(b, node, grads):
     perm = node.attr("perm") or list(reversed(range(rank_of(node.inputs[0]))))
-    inverse = [0] * len(perm)
-    for i, p in enumerate(perm):
-        inverse[p] = i
-    return [b.Transpose(grads[0], perm=inverse)]
+    return [b.Transpose(grads[0], perm=inverse_permutation(perm))]
 
 
 @register("Expand", differentiable=(0,), broadcast=(0,))
@@ -116,9 +113,9 @@ def gather(b, node, grads):
     g_perm = [*range(axis, axis + q), *range(axis), *range(axis + q, r + q - 1)]
     g_front = b.Transpose(g, perm=g_perm) if g_perm != list(range(len(g_perm))) else g
     data_perm = [axis, *range(axis), *range(axis + 1, r)]
-    data_front = b.Transpose(data, perm=data_perm) if axis else data
+    front_shape = b.permuted_shape(data, data_perm)
     if b.opset >= 16:
-        zeros = b.zeros_like(data_front) if axis else b.zeros_like(data)
+        zeros = b.zeros_like(data, front_shape)
         index = b.unsqueeze(_nonnegative(b, indices, b.axis_size(data, axis)), [-1])
         d_front = b.ScatterND(zeros, index, g_front, reduction="add")
     else:
@@ -129,11 +126,8 @@ def gather(b, node, grads):
         rows = b.Reshape(
             g_front, b.Concat(b.Reshape(b.Size(indices), b.ints([1])), b.ints([-1]), axis=0)
         )
-        d_front = b.Reshape(b.MatMul(b.Transpose(one_hot, perm=[1, 0]), rows), b.Shape(data_front))
-    inverse = [0] * r
-    for i, p in enumerate(data_perm):
-        inverse[p] = i
-    return [b.Transpose(d_front, perm=inverse) if axis else d_front]
+        d_front = b.Reshape(b.MatMul(b.Transpose(one_hot, perm=[1, 0]), rows), front_shape)
+    return [b.Transpose(d_front, perm=inverse_permutation(data_perm)) if axis else d_front]
 
 
 def _nonnegative(b, indices, size):
