@@ -9,7 +9,7 @@ See docs/gradients.md for the contract and the op coverage table (generated from
 from __future__ import annotations
 
 from onnxgraph.autodiff.api import METADATA_KEY, build_gradient, remove_dead_nodes
-from onnxgraph.autodiff.engine import GradientError
+from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.losses import LOSS_FUNCTIONS
 from onnxgraph.autodiff.registry import RULES, GradRule, register
 

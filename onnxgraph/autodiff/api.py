@@ -10,7 +10,8 @@ import onnx
 
 from onnxgraph import types
 from onnxgraph.autodiff.builder import GradBuilder
-from onnxgraph.autodiff.engine import GradientError, backpropagate, is_float
+from onnxgraph.autodiff.engine import backpropagate, is_float
+from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.losses import LOSS_FUNCTIONS, build_loss, target_type
 from onnxgraph.model import Model
 from onnxgraph.serde.exporter import export_model

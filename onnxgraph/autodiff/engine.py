@@ -12,15 +12,11 @@ from collections.abc import Iterable, Mapping
 
 from onnxgraph import types
 from onnxgraph.autodiff.builder import GradBuilder
+from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import ALL, GradRule, lookup
-from onnxgraph.errors import OnnxGraphError
 from onnxgraph.graph import Graph
 from onnxgraph.node import Node
 from onnxgraph.value import Value
-
-
-class GradientError(OnnxGraphError):
-    """A gradient cannot be built: a missing rule on the path, a bad loss or wrt choice."""
 
 
 def backpropagate(

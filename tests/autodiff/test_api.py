@@ -433,3 +433,33 @@ def test_max_pool_ties_share_the_gradient():
     session = create_session(grad.to_proto().SerializeToString())
     (on_ort,) = session.run(["x_grad"], {"x": x, "y_grad": np.array([[[[8, 4]]]], np.float32)})
     np.testing.assert_array_equal(on_ort, out["x_grad"])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("y = Pad(x, pads)", "negative or non-constant pads"),
+        ("y = MaxPool<kernel_shape=[2, 2], storage_order=1>(x)", "storage_order=1"),
+        ('y = Einsum<equation="ii->i">(sq)', "repeated index"),
+        (
+            (
+                'y = Resize<mode="linear", coordinate_transformation_mode="tf_crop_and_resize">'
+                "(x, roi, scales)"
+            ),
+            "tf_crop_and_resize",
+        ),
+    ],
+)
+def test_unsupported_forms_are_clear_errors(body, message):
+    text = f"""
+    <ir_version: 8, opset_import: ["" : 18]>
+    g (float[1, 1, 4, 4] x) => (float[1, 1, 4, 4] y)
+      <int64[8] pads = {{0, 0, 1, -1, 0, 0, 0, 1}}, float[8] roi = {{0, 0, 0, 0, 1, 1, 1, 1}},
+       float[4] scales = {{1, 1, 1, 1}}, int64[2] sq_shape = {{4, 4}}> {{
+        sq = Reshape(x, sq_shape)
+        {body}
+    }}
+    """
+    model = parser.parse_model(text)
+    with pytest.raises(GradientError, match=message):
+        build_gradient(model, vjp=True, wrt=["x"])

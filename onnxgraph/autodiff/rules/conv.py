@@ -7,15 +7,15 @@ are worked out at build time, so the backward ops are plain Conv / ConvTranspose
 from __future__ import annotations
 
 from onnxgraph.autodiff.builder import static_shape
+from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
-from onnxgraph.errors import OnnxGraphError
 
 
 def spatial(value, what: str) -> tuple[int, ...]:
     """Static channel and spatial dims of an (N, C, ...) value (N may be symbolic)."""
     shape = value.shape
     if shape is None or not all(isinstance(d, int) for d in shape[1:]):
-        raise OnnxGraphError(
+        raise GradientError(
             f"the gradient of {what} needs static channel and spatial dims (got {shape})"
         )
     return tuple(shape[1:])
@@ -83,7 +83,7 @@ def conv(b, node, grads):
     in_dims, out_dims = spatial(x, "Conv"), spatial(y, "Conv")
     w_shape = static_shape(w)
     if w_shape is None:
-        raise OnnxGraphError("the gradient of Conv needs a static weight shape")
+        raise GradientError("the gradient of Conv needs a static weight shape")
     kernel, groups = list(w_shape[2:]), node.attr("group", 1)
     strides, dilations, begins, ends = window(node, kernel, in_dims[1:])
     dx = dw = None
@@ -118,7 +118,7 @@ def conv_transpose(b, node, grads):
     in_dims, out_dims = spatial(x, "ConvTranspose"), spatial(y, "ConvTranspose")
     w_shape = static_shape(w)
     if w_shape is None:
-        raise OnnxGraphError("the gradient of ConvTranspose needs a static weight shape")
+        raise GradientError("the gradient of ConvTranspose needs a static weight shape")
     kernel, groups, n = list(w_shape[2:]), node.attr("group", 1), len(w_shape) - 2
     strides = list(node.attr("strides") or [1] * n)
     dilations = list(node.attr("dilations") or [1] * n)
@@ -147,7 +147,7 @@ def _transpose_pads(node, in_sizes, out_sizes, kernel, strides, dilations):
     for size, out, k, s, d, e in zip(in_sizes, out_sizes, kernel, strides, dilations, extra):
         total = s * (size - 1) + e + (k - 1) * d + 1 - out
         if total < 0:
-            raise OnnxGraphError(
+            raise GradientError(
                 "the gradient of ConvTranspose with an output_shape beyond the full output is not supported"
             )
         begin = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from onnxgraph.autodiff.builder import rank_of
+from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
-from onnxgraph.errors import OnnxGraphError
 
 
 def _swap_last(b, x, rank):
@@ -123,7 +123,7 @@ def einsum(b, node, grads):
             continue
         term = operands[i]
         if len(set(term)) != len(term):
-            raise OnnxGraphError(
+            raise GradientError(
                 f"Einsum gradient: repeated index in operand '{''.join(term)}' is not supported"
             )
         others = [t for j, t in enumerate(operands) if j != i]

@@ -7,8 +7,8 @@ They share one identity: with ``xhat = (x - mean) * inv`` over some axes and ``d
 from __future__ import annotations
 
 from onnxgraph.autodiff.builder import rank_of
+from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
-from onnxgraph.errors import OnnxGraphError
 
 _FLOAT = 1
 
@@ -101,7 +101,7 @@ def group_norm(b, node, grads):
     """Statistics over (C/G, spatial) per group; scale and bias per channel (opset 21 semantics)."""
     x, scale, _ = node.inputs
     if b.opset < 21:
-        raise OnnxGraphError(
+        raise GradientError(
             "the gradient of GroupNormalization needs opset 21 (the opset 18 form is deprecated)"
         )
     g, r, groups = grads[0], rank_of(x), node.attr("num_groups")

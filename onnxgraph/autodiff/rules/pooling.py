@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from onnxgraph.autodiff.builder import dtype_of
+from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
 from onnxgraph.autodiff.rules.conv import spatial, transposed_window, window
 from onnxgraph.autodiff.rules.reduction import count_ratio
-from onnxgraph.errors import OnnxGraphError
 
 
 @register("MaxPool", outputs=(0,))
@@ -19,12 +19,12 @@ def max_pool(b, node, grads):
     if _tiles(node, x):
         return [_max_pool_tiled(b, node, g)]
     if node.attr("storage_order", 0):
-        raise OnnxGraphError("the gradient of MaxPool with storage_order=1 is not supported")
+        raise GradientError("the gradient of MaxPool with storage_order=1 is not supported")
     kernel = node.attr("kernel_shape")
     strides, dilations, _, _ = window(node, kernel, [0] * len(kernel))
     overlapping = any(s < (k - 1) * d + 1 for k, s, d in zip(kernel, strides, dilations))
     if overlapping and b.opset < 16:
-        raise OnnxGraphError("the gradient of MaxPool with overlapping windows needs opset 16+")
+        raise GradientError("the gradient of MaxPool with overlapping windows needs opset 16+")
     indices = b.ensure_output(node, 1)  # flat positions in x of each output's maximum
     flat = b.Reshape(b.zeros_like(x), b.ints([-1]))
     extra = {"reduction": "add"} if overlapping else {}

@@ -8,8 +8,8 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from onnxgraph.autodiff.builder import dtype_of, inverse_permutation, rank_of
+from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
-from onnxgraph.errors import OnnxGraphError
 
 _PER_AXIS_ATTRS = ("axes", "keep_aspect_ratio_policy")
 
@@ -18,14 +18,14 @@ _PER_AXIS_ATTRS = ("axes", "keep_aspect_ratio_policy")
 def resize(b, node, grads):
     x, y, g = node.inputs[0], node.outputs[0], grads[0]
     if node.attr("coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize":
-        raise OnnxGraphError("the gradient of Resize with tf_crop_and_resize is not supported")
+        raise GradientError("the gradient of Resize with tf_crop_and_resize is not supported")
     in_dims, out_dims = x.shape, y.shape
     if (
         in_dims is None
         or out_dims is None
         or not all(isinstance(d, int) for d in (*in_dims, *out_dims))
     ):
-        raise OnnxGraphError("the gradient of Resize needs static input and output shapes")
+        raise GradientError("the gradient of Resize needs static input and output shapes")
     scales = _per_axis(b, node, 2, rank_of(x), 1.0)
     for axis, (n_in, n_out) in enumerate(zip(in_dims, out_dims)):
         scale = None if scales is None else scales[axis]
@@ -70,7 +70,7 @@ def _axis_matrix(node, opset, n_in, n_out, scale):
 
     (matrix,) = ReferenceEvaluator(model).run(None, {"x": np.eye(n_in)})
     if matrix.shape != (n_in, n_out):
-        raise OnnxGraphError(
+        raise GradientError(
             f"Resize gradient: axis matrix came out {matrix.shape}, expected {(n_in, n_out)}"
         )
     return matrix

@@ -11,8 +11,8 @@ import numpy as np
 import onnx
 
 from onnxgraph.autodiff.builder import dtype_of, inverse_permutation, rank_of, static_shape
+from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register, register_stop
-from onnxgraph.errors import OnnxGraphError
 
 register_stop(
     "Shape",
@@ -44,7 +44,7 @@ def _positions(b, x):
 def _scatter_add_flat(b, x, flat_positions, g, *, needs_add: bool, why: str):
     """Gradient of ``x`` when output element k came from ``x.flat[flat_positions.flat[k]]``."""
     if needs_add and b.opset < 16:
-        raise OnnxGraphError(
+        raise GradientError(
             f"the gradient of {why} needs ScatterElements reduction='add' (opset 16+)"
         )
     zeros = _flat(b, b.zeros_like(x))
@@ -142,7 +142,7 @@ def _nonnegative(b, indices, size):
 def gather_elements(b, node, grads):
     (data, indices), g = node.inputs, grads[0]
     if b.opset < 16:
-        raise OnnxGraphError(
+        raise GradientError(
             "the gradient of GatherElements needs ScatterElements reduction='add' (opset 16+)"
         )
     return [
@@ -156,9 +156,9 @@ def gather_elements(b, node, grads):
 def gather_nd(b, node, grads):
     (data, indices), g = node.inputs, grads[0]
     if node.attr("batch_dims", 0):
-        raise OnnxGraphError("the gradient of GatherND with batch_dims > 0 is not supported")
+        raise GradientError("the gradient of GatherND with batch_dims > 0 is not supported")
     if b.opset < 16:
-        raise OnnxGraphError("the gradient of GatherND needs ScatterND reduction='add' (opset 16+)")
+        raise GradientError("the gradient of GatherND needs ScatterND reduction='add' (opset 16+)")
     return [b.ScatterND(b.zeros_like(data), indices, g, reduction="add")]
 
 
@@ -167,7 +167,7 @@ def scatter_elements(b, node, grads):
     (data, indices, updates), g = node.inputs, grads[0]
     axis, reduction = node.attr("axis", 0), node.attr("reduction", "none")
     if reduction not in ("none", "add"):
-        raise OnnxGraphError(
+        raise GradientError(
             f"the gradient of ScatterElements reduction='{reduction}' is not supported"
         )
     d_data = None
@@ -186,7 +186,7 @@ def scatter_nd(b, node, grads):
     (data, indices, updates), g = node.inputs, grads[0]
     reduction = node.attr("reduction", "none")
     if reduction not in ("none", "add"):
-        raise OnnxGraphError(f"the gradient of ScatterND reduction='{reduction}' is not supported")
+        raise GradientError(f"the gradient of ScatterND reduction='{reduction}' is not supported")
     d_data = None
     if b.wants(data):
         d_data = g if reduction == "add" else b.ScatterND(g, indices, b.zeros_like(updates))
@@ -207,33 +207,30 @@ def tile(b, node, grads):
 
 @register("Pad", differentiable=(0,))
 def pad(b, node, grads):
+    """Constant padding: slice the interior back out. Reflect, edge and wrap: scatter-add through
+    the same padding applied to element positions."""
     x, g = node.inputs[0], grads[0]
     pads = b.constant_ints(node.inputs[1])
     mode = node.attr("mode", "constant")
-    if mode == "constant" and pads is not None and min(pads) >= 0:
-        half = len(pads) // 2
-        axes = (
-            b.constant_ints(node.inputs[3])
-            if len(node.inputs) > 3 and node.inputs[3] is not None
-            else None
-        )
-        axes = axes if axes is not None else list(range(half))
-        starts = b.ints(pads[:half])
-        sizes = b.Concat(*[b.axis_size(x, a) for a in axes], axis=0)
-        return [b.Slice(g, starts, b.Add(starts, sizes), b.ints(axes))]
-    picked = b.Pad(_positions(b, x), node.inputs[1], None, *node.inputs[3:], mode=mode)
-    if mode == "constant":  # negative or dynamic pads: padded cells read position -1, dropped below
-        raise OnnxGraphError(
+    if mode != "constant":
+        picked = b.Pad(_positions(b, x), node.inputs[1], None, *node.inputs[3:], mode=mode)
+        return [_scatter_add_flat(b, x, picked, g, needs_add=True, why=f"Pad mode='{mode}'")]
+    if pads is None or min(pads) < 0:
+        raise GradientError(
             "the gradient of Pad with negative or non-constant pads is not supported"
         )
-    return [_scatter_add_flat(b, x, picked, g, needs_add=True, why=f"Pad mode='{mode}'")]
+    axes_input = node.inputs[3] if len(node.inputs) > 3 else None
+    axes = b.constant_ints(axes_input) if axes_input is not None else list(range(len(pads) // 2))
+    if axes is None:
+        raise GradientError("the gradient of Pad with non-constant axes is not supported")
+    starts = b.ints(pads[: len(axes)])
+    sizes = b.Concat(*[b.axis_size(x, a) for a in axes], axis=0)
+    return [b.Slice(g, starts, b.Add(starts, sizes), b.ints(axes))]
 
 
-@register("TopK", differentiable=(0,))
+@register("TopK", differentiable=(0,), outputs=(0,))
 def top_k(b, node, grads):
     x, g = node.inputs[0], grads[0]
-    if g is None:
-        return [None]
     indices = b.ensure_output(node, 1)
     return [b.ScatterElements(b.zeros_like(x), indices, g, axis=node.attr("axis", -1))]
 
@@ -264,5 +261,5 @@ def space_to_depth(b, node, grads):
 def _static_nchw(x, op_type):
     shape = x.shape
     if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
-        raise OnnxGraphError(f"the gradient of {op_type} needs static C, H, W (got {shape})")
+        raise GradientError(f"the gradient of {op_type} needs static C, H, W (got {shape})")
     return shape
