@@ -116,9 +116,9 @@ def _infer_types(model: Model) -> None:
             )
     skeleton = export_model(model, _shape_only_sink)
     inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
-    by_name = {v.name: v for node in graph for v in node.outputs if v.name}
-    by_name.update({v.name: v for v in graph.inputs})
-    for info in [*inferred.graph.value_info, *inferred.graph.output]:
+    by_name = {v.name: v for node in graph.all_nodes() for v in node.outputs if v.name}
+    by_name.update({v.name: v for g in graph.all_graphs() for v in g.inputs})
+    for info in _value_infos(inferred.graph):
         value = by_name.get(info.name)
         if (
             value is not None
@@ -126,6 +126,16 @@ def _infer_types(model: Model) -> None:
             and (value.type is None or value.shape is None)
         ):
             value.type = info.type
+
+
+def _value_infos(graph: onnx.GraphProto):
+    """Every inferred value_info and output of a graph and its subgraphs."""
+    yield from graph.value_info
+    yield from graph.output
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                yield from _value_infos(sub)
 
 
 def _shape_only_sink(tensor, name: str) -> onnx.TensorProto:

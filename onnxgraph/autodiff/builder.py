@@ -20,10 +20,11 @@ class GradBuilder(OpBuilder):
     Args:
         graph: the graph that receives the gradient nodes (appended after the forward nodes).
         opset: the default-domain opset version of the model, so helpers emit the right op form.
+        constants_as_nodes: make constants Constant nodes (for subgraphs, e.g. If branches).
     """
 
-    def __init__(self, graph: Graph, opset: int):
-        super().__init__(graph)
+    def __init__(self, graph: Graph, opset: int, *, constants_as_nodes: bool = False):
+        super().__init__(graph, constants_as_nodes=constants_as_nodes)
         self.opset = opset
         self._constants: dict[tuple, Value] = {}
         self.reached: set[Value] = set()

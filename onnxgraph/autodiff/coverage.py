@@ -28,6 +28,7 @@ FAMILY_ORDER = (
     "reduction",
     "shape",
     "resize",
+    "control",
 )
 
 
@@ -57,10 +58,10 @@ def table() -> str:
         if rule.fn is None:
             rows.append(f"| {name} | {rule.family} | — | zero gradient: stops it |")
         else:
-            broadcast = " (un-broadcast)" if rule.broadcast else ""
-            rows.append(
-                f"| {name} | {rule.family} | {_input_names(op_type, rule)}{broadcast} | rule |"
-            )
+            flows = _input_names(op_type, rule) + (" (un-broadcast)" if rule.broadcast else "")
+            if rule.implicit:
+                flows = ", ".join(filter(None, [flows, "outer values its subgraphs read"]))
+            rows.append(f"| {name} | {rule.family} | {flows} | rule |")
     counted = sum(1 for r in RULES.values() if r.fn is not None)
     rows.append("")
     rows.append(

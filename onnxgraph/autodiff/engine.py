@@ -78,10 +78,17 @@ def _apply(
 ) -> None:
     """Run ``node``'s rule and record each input's gradient (un-broadcast where the rule says)."""
     in_grads = rule.fn(builder, node, out_grads)
-    for i, (x, g) in enumerate(zip(node.inputs, in_grads)):
-        if g is None or x is None or x not in reached or not rule.is_differentiable(i):
+    targets = list(node.inputs) + (node.implicit_inputs() if rule.implicit else [])
+    for i, (x, g) in enumerate(zip(targets, in_grads)):
+        explicit = i < len(node.inputs)
+        if (
+            g is None
+            or x is None
+            or x not in reached
+            or (explicit and not rule.is_differentiable(i))
+        ):
             continue
-        if rule.broadcasts(i):
+        if explicit and rule.broadcasts(i):
             g = builder.unbroadcast(g, x, node.outputs[0].shape)
         grads.setdefault(x, []).append(builder.typed(g, x))  # later rules read its element type
 
@@ -102,8 +109,8 @@ def _differentiable_inputs(node: Node) -> list[Value]:
             continue
         if rule is None or (rule.fn is not None and rule.is_differentiable(i)):
             found.append(x)
-    if rule is None:  # an unknown op: subgraph reads count too, so a missing rule is reported
-        found += [v for v in node.implicit_inputs() if is_float(v)] if node.attributes else []
+    if (rule is None or rule.implicit) and node.attributes:  # reads inside subgraphs count too
+        found += [v for v in node.implicit_inputs() if is_float(v)]
     return found
 
 

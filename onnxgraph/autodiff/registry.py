@@ -36,6 +36,8 @@ class GradRule:
         family: the rules module that defines it (for the coverage table).
         outputs: output positions whose upstream gradient the rule uses (``ALL``: every one); a
             gradient arriving at another output is refused rather than dropped.
+        implicit: the op's subgraphs read outer-scope values that can receive gradient; the rule
+            returns their gradients after the inputs', in ``node.implicit_inputs()`` order.
     """
 
     fn: RuleFn | None
@@ -43,6 +45,7 @@ class GradRule:
     broadcast: tuple[int, ...] | str
     family: str
     outputs: tuple[int, ...] | str = ALL
+    implicit: bool = False
 
     def is_differentiable(self, index: int) -> bool:
         return self.differentiable == ALL or index in self.differentiable
@@ -60,6 +63,7 @@ def register(
     differentiable: Sequence[int] | str = ALL,
     broadcast: Sequence[int] | str = (),
     outputs: Sequence[int] | str = ALL,
+    implicit: bool = False,
     domain: str = "",
 ) -> Callable[[RuleFn], RuleFn]:
     """Decorator: register ``fn`` as the gradient rule of each of ``op_types``."""
@@ -68,7 +72,12 @@ def register(
         family = fn.__module__.rsplit(".", 1)[-1]
         for op_type in op_types:
             RULES[(domain, op_type)] = GradRule(
-                fn, _positions(differentiable), _positions(broadcast), family, _positions(outputs)
+                fn,
+                _positions(differentiable),
+                _positions(broadcast),
+                family,
+                _positions(outputs),
+                implicit,
             )
         return fn
 

@@ -463,3 +463,27 @@ def test_unsupported_forms_are_clear_errors(body, message):
     model = parser.parse_model(text)
     with pytest.raises(GradientError, match=message):
         build_gradient(model, vjp=True, wrt=["x"])
+
+
+IF_MODEL = """
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[3] x, float[3] w) => (float[3] y) {
+    s = ReduceSum<keepdims=0>(x)
+    zero = Constant<value=float {0.0}>()
+    c = Greater(s, zero)
+    y = If(c) <
+        then_branch = then_g () => (float[3] t) { t = Mul(x, w) },
+        else_branch = else_g () => (float[3] e) { e0 = Sin(x)  e1 = Mul(e0, e0)  e = Add(e1, w) }
+    >
+}
+"""
+
+
+@pytest.mark.parametrize("branch", ["then", "else"])
+def test_if_differentiates_the_taken_branch(branch):
+    model = _model(IF_MODEL)
+    rng = np.random.default_rng(8)
+    x = rng.uniform(0.2, 1.0, 3) * (1 if branch == "then" else -1)
+    check_gradients(model, {"x": x, "w": rng.standard_normal(3)}, ["x", "w"])
+    grad = build_gradient(model, vjp=True, wrt=["x", "w"]).to_proto()
+    assert [n.op_type for n in grad.graph.node].count("If") == 2

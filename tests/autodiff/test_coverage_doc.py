@@ -30,8 +30,11 @@ def test_stale_table_is_detected(tmp_path):
     assert main(["--check", "--doc", str(stale)]) == 1
 
 
+TESTED_ELSEWHERE = {"If": "test_api.py::test_if_differentiates_the_taken_branch (needs subgraphs)"}
+
+
 def test_every_rule_has_a_spec():
-    tested = {s.op for s in SPECS}
+    tested = {s.op for s in SPECS} | set(TESTED_ELSEWHERE)
     untested = sorted(
         op for (domain, op), rule in RULES.items() if rule.fn is not None and op not in tested
     )
