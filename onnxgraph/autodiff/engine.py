@@ -58,6 +58,7 @@ def backpropagate(
                 )
         if rule.fn is None or all(g is None for g in out_grads):
             continue
+        _refuse_constant_inputs_on_path(node, rule, reached)
         _apply(builder, rule, node, out_grads, reached, grads)
     return {w: _total(builder, grads, w) for w in wrt}
 
@@ -91,6 +92,18 @@ def _apply(
         if explicit and rule.broadcasts(i):
             g = builder.unbroadcast(g, x, node.outputs[0].shape)
         grads.setdefault(x, []).append(builder.typed(g, x))  # later rules read its element type
+
+
+def _refuse_constant_inputs_on_path(node: Node, rule: GradRule, reached: set[Value]) -> None:
+    """A float input the rule treats as a constant (class weights, Dropout's ratio, Resize's scales)
+    must not depend on a wrt value: its gradient would silently come out as zero."""
+    for i, x in enumerate(node.inputs):
+        if x is not None and x in reached and not rule.is_differentiable(i):
+            label = node.name or "<unnamed>"
+            raise GradientError(
+                f"the gradient with respect to input {i} ('{x.name}') of {node.op_type} "
+                f"(node '{label}') is not supported: the rule treats it as a constant"
+            )
 
 
 def is_float(value: Value) -> bool:

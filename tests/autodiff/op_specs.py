@@ -146,6 +146,8 @@ SPECS: list[Spec] = [
     Spec("MaxPool", (F((1, 2, 5, 5)),), {"kernel_shape": [2, 2]}),
     Spec("MaxPool", (F((2, 1, 6, 5)),), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, id="MaxPool-overlap-pad"),
     Spec("MaxPool", (F((1, 2, 7)),), {"kernel_shape": [2], "dilations": [2], "strides": [1]}, id="MaxPool1d-dilated"),
+    Spec("MaxPool", (F((1, 1, 5, 6)),), {"kernel_shape": [3, 2], "strides": [2, 2], "auto_pad": "SAME_UPPER"}, id="MaxPool-same-upper"),
+    Spec("MaxPool", (F((1, 1, 5, 6)),), {"kernel_shape": [2, 3], "auto_pad": "SAME_LOWER"}, id="MaxPool-same-lower"),
     Spec("AveragePool", (F((1, 2, 5, 5)),), {"kernel_shape": [2, 2], "strides": [2, 2]}),
     Spec("AveragePool", (F((1, 2, 5, 4)),), {"kernel_shape": [3, 3], "strides": [2, 1], "pads": [1, 1, 1, 1]}, id="AveragePool-pad-exclude"),
     Spec("AveragePool", (F((1, 2, 5, 4)),), {"kernel_shape": [3, 2], "pads": [1, 0, 1, 1], "count_include_pad": 1}, id="AveragePool-pad-include"),

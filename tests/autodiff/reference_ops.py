@@ -38,6 +38,13 @@ class MaxPool(_ReferenceMaxPool):
         strides = kwargs.get("strides") or self.strides or [1] * n
         dilations = kwargs.get("dilations") or self.dilations or [1] * n
         pads = kwargs.get("pads") or self.pads or [0] * 2 * n
+        auto_pad = kwargs.get("auto_pad") or getattr(self, "auto_pad", None) or "NOTSET"
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            begins = []
+            for size, k, s, d in zip(x.shape[2:], kernel, strides, dilations):
+                total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+                begins.append(total // 2 if auto_pad == "SAME_UPPER" else total - total // 2)
+            pads = begins  # only the leading pads place a window
         indices = np.zeros(values.shape, dtype=np.int64)
         for pos in np.ndindex(*values.shape):
             best, best_index = -np.inf, -1

@@ -438,7 +438,6 @@ def test_max_pool_ties_share_the_gradient():
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("y = Pad(x, pads)", "negative or non-constant pads"),
         ("y = MaxPool<kernel_shape=[2, 2], storage_order=1>(x)", "storage_order=1"),
         ('y = Einsum<equation="ii->i">(sq)', "repeated index"),
         (
@@ -487,3 +486,15 @@ def test_if_differentiates_the_taken_branch(branch):
     check_gradients(model, {"x": x, "w": rng.standard_normal(3)}, ["x", "w"])
     grad = build_gradient(model, vjp=True, wrt=["x", "w"]).to_proto()
     assert [n.op_type for n in grad.graph.node].count("If") == 2
+
+
+def test_an_input_the_rule_treats_as_constant_cannot_be_a_wrt_path():
+    text = """
+    <ir_version: 8, opset_import: ["" : 18]>
+    g (float[4, 3] x, float[3] w) => (float l) <int64[4] t = {0, 2, 1, 1}> {
+        l = NegativeLogLikelihoodLoss(x, t, w)
+    }
+    """
+    with pytest.raises(GradientError, match="input 2 \\('w'\\) of NegativeLogLikelihoodLoss"):
+        build_gradient(_model(text), loss="l", wrt=["x", "w"])
+    assert "x" in json.loads(build_gradient(_model(text), loss="l", wrt=["x"]).metadata_props[METADATA_KEY])

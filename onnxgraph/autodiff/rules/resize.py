@@ -39,8 +39,10 @@ def resize(b, node, grads):
 def _per_axis(b, node, index, rank, fill):
     """Input ``index`` (scales) as one entry per axis, None when absent."""
     value = node.inputs[index] if len(node.inputs) > index else None
-    if value is None or value.const_value is None or value.const_value.size == 0:
+    if value is None or (value.const_value is not None and value.const_value.size == 0):
         return None
+    if value.const_value is None:  # the coordinate transform depends on the scale itself
+        raise GradientError("the gradient of Resize needs constant scales")
     data = [float(v) for v in np.asarray(value.const_value.numpy()).reshape(-1)]
     axes = node.attr("axes") or list(range(rank))
     full = [fill] * rank

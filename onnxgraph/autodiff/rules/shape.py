@@ -207,22 +207,23 @@ def tile(b, node, grads):
 
 @register("Pad", differentiable=(0,))
 def pad(b, node, grads):
-    """Constant padding: slice the interior back out. Reflect, edge and wrap: scatter-add through
-    the same padding applied to element positions."""
+    """Constant padding: slice the input's cells back out (or, for negative or dynamic pads, pad
+    by the negated pads). Reflect, edge and wrap: scatter-add through the same padding applied to
+    element positions."""
     x, g = node.inputs[0], grads[0]
-    pads = b.constant_ints(node.inputs[1])
     mode = node.attr("mode", "constant")
     if mode != "constant":
         picked = b.Pad(_positions(b, x), node.inputs[1], None, *node.inputs[3:], mode=mode)
         return [_scatter_add_flat(b, x, picked, g, needs_add=True, why=f"Pad mode='{mode}'")]
-    if pads is None or min(pads) < 0:
-        raise GradientError(
-            "the gradient of Pad with negative or non-constant pads is not supported"
-        )
+    pads = b.constant_ints(node.inputs[1])
     axes_input = node.inputs[3] if len(node.inputs) > 3 else None
-    axes = b.constant_ints(axes_input) if axes_input is not None else list(range(len(pads) // 2))
-    if axes is None:
-        raise GradientError("the gradient of Pad with non-constant axes is not supported")
+    axes = (
+        b.constant_ints(axes_input) if axes_input is not None else list(range(len(pads or []) // 2))
+    )
+    if pads is None or min(pads) < 0 or axes is None:
+        # the adjoint of constant padding: pad g by the negated pads (cropping what was added,
+        # zero-filling what negative pads cut away); works for dynamic pads too
+        return [b.Pad(g, b.Neg(node.inputs[1]), None, *node.inputs[3:])]
     starts = b.ints(pads[: len(axes)])
     sizes = b.Concat(*[b.axis_size(x, a) for a in axes], axis=0)
     return [b.Slice(g, starts, b.Add(starts, sizes), b.ints(axes))]
@@ -255,7 +256,12 @@ def depth_to_space(b, node, grads):
 def space_to_depth(b, node, grads):
     x, bs = node.inputs[0], node.attr("blocksize")
     _, c, h, w = _static_nchw(x, node.op_type)
-    return [_depth_space_perm(b, grads[0], [0, bs, bs, c, h // bs, w // bs], [0, 3, 4, 1, 5, 2], x)]
+    # forward: x as (N, C, H/bs, bs, W/bs, bs) -> (N, bs, bs, C, ...) [DCR] or (N, C, bs, bs, ...) [CRD]
+    if node.attr("mode", "DCR") == "DCR":
+        return [
+            _depth_space_perm(b, grads[0], [0, bs, bs, c, h // bs, w // bs], [0, 3, 4, 1, 5, 2], x)
+        ]
+    return [_depth_space_perm(b, grads[0], [0, c, bs, bs, h // bs, w // bs], [0, 1, 4, 2, 5, 3], x)]
 
 
 def _static_nchw(x, op_type):
