@@ -195,10 +195,13 @@ class GradBuilder(OpBuilder):
             return self.scalar(int(np.prod(dims)), like)
         return self.Cast(self.Size(x), to=like.elem_type)
 
-    def ensure_output(self, node: Node, index: int) -> Value:
+    def ensure_output(self, node: Node, index: int, elem_type: int) -> Value:
         """A forward node's optional output (MaxPool Indices, LayerNormalization InvStdDev...),
         added to the node when the model omits it, so the backward pass reuses it."""
-        return node.ensure_output(index)
+        value = node.ensure_output(index)
+        if value.elem_type is None:
+            value.type = types.tensor_type(elem_type, None)
+        return value
 
 
 _BOOL_RESULT = frozenset(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import onnx
+
 from onnxgraph.autodiff.registry import ALL, register, register_stop
 
 register_stop(
@@ -335,9 +337,10 @@ def where(b, node, grads):
     ]
 
 
-@register("Cast", "CastLike", differentiable=(0,))
+@register("Cast", "CastLike")
 def cast(b, node, grads):
-    return [b.Cast(grads[0], to=node.inputs[0].elem_type)]
+    """CastLike's second input only lends its type: its gradient is zero."""
+    return [b.Cast(grads[0], to=node.inputs[0].elem_type), None]
 
 
 @register("Identity")
@@ -345,16 +348,22 @@ def identity(b, node, grads):
     return [grads[0]]
 
 
-@register("Dropout", differentiable=(0,))
+@register("Dropout", differentiable=(0, 1), outputs=(0,))
 def dropout(b, node, grads):
-    g, inputs = grads[0], node.inputs
-    training = inputs[2] if len(inputs) > 2 else None
-    if training is None:  # inference mode: the identity
-        return [g]
-    mask = b.Cast(b.ensure_output(node, 1), to=node.inputs[0].elem_type)
-    ratio = (
-        inputs[1] if len(inputs) > 1 and inputs[1] is not None else b.scalar(0.5, node.inputs[0])
+    """Inference mode is the identity. Training mode: y = x * mask / (1 - ratio) with the mask the
+    forward pass drew (its second output), so dy/dratio = y / (1 - ratio)."""
+    (x, *rest), g, y = node.inputs, grads[0], node.outputs[0]
+    ratio = rest[0] if rest else None
+    training = rest[1] if len(rest) > 1 else None
+    if training is None:
+        return [g, None]
+    keep = _one_plus(
+        b, b.Cast(ratio, to=x.elem_type) if ratio is not None else b.scalar(0.5, x), -1
     )
-    ratio = b.Cast(ratio, to=node.inputs[0].elem_type)
-    scaled = b.Div(b.Mul(g, mask), _one_plus(b, ratio, -1))
-    return [b.Where(training, scaled, g)]
+    mask = b.Cast(b.ensure_output(node, 1, onnx.TensorProto.BOOL), to=x.elem_type)
+    dx = b.Where(training, b.Div(b.Mul(g, mask), keep), g)
+    d_ratio = None
+    if b.wants(ratio):
+        per_element = b.Where(training, b.Div(b.Mul(g, y), keep), b.scalar(0, x))
+        d_ratio = b.Cast(b.ReduceSum(per_element, keepdims=0), to=ratio.elem_type)
+    return [dx, d_ratio]

@@ -70,19 +70,39 @@ def batch_norm(b, node, grads):
     ]
 
 
-@register("LayerNormalization", broadcast=(1, 2), outputs=(0,))
+@register("LayerNormalization", broadcast=(1, 2))
 def layer_norm(b, node, grads):
+    """Reuses the forward Mean and InvStdDev outputs; gradients arriving at those outputs are
+    added: d mean/dx = 1/n, d inv/dx = -inv^3 (x - mean) / n over the normalized axes."""
     x, scale = node.inputs[:2]
-    g, r = grads[0], rank_of(x)
-    if g is None:
-        return [None] * len(node.inputs)
+    g, g_mean, g_inv = (list(grads) + [None, None])[:3]
+    r = rank_of(x)
     axes = list(range(node.attr("axis", -1) % r, r))
-    mean, inv = b.ensure_output(node, 1), b.ensure_output(node, 2)
-    if x.elem_type != node.attr("stash_type", _FLOAT):
+    stash = node.attr("stash_type", _FLOAT)
+    mean, inv = b.ensure_output(node, 1, stash), b.ensure_output(node, 2, stash)
+    if x.elem_type != stash:
         mean, inv = b.Cast(mean, to=x.elem_type), b.Cast(inv, to=x.elem_type)
-    xhat = b.Mul(b.Sub(x, mean), inv)
-    dx = _normalized_input_grad(b, b.Mul(g, scale), xhat, inv, axes) if b.wants(x) else None
+    centered = b.Sub(x, mean)
+    xhat = b.Mul(centered, inv)
+    terms = []
+    if g is not None and b.wants(x):
+        terms.append(_normalized_input_grad(b, b.Mul(g, scale), xhat, inv, axes))
+    count = None
+    if (g_mean is not None or g_inv is not None) and b.wants(x):
+        count = b.Cast(b.Div(b.Size(x), b.Size(mean)), to=x.elem_type)
+    if g_mean is not None and b.wants(x):
+        terms.append(b.expand_like(b.Div(_as_x_type(b, g_mean, x), count), x))
+    if g_inv is not None and b.wants(x):
+        cubed = b.Mul(inv, b.Mul(inv, inv))
+        terms.append(b.Neg(b.Div(b.Mul(b.Mul(_as_x_type(b, g_inv, x), cubed), centered), count)))
+    dx = b.add_all(terms)
+    if g is None:
+        return [dx, None, None]
     return [dx, b.Mul(g, xhat), g][: len(node.inputs)]
+
+
+def _as_x_type(b, v, x):
+    return v if v.elem_type == x.elem_type else b.Cast(v, to=x.elem_type)
 
 
 @register("InstanceNormalization")

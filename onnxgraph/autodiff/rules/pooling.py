@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 from onnxgraph.autodiff.builder import dtype_of
 from onnxgraph.autodiff.errors import GradientError
@@ -25,7 +26,9 @@ def max_pool(b, node, grads):
     overlapping = any(s < (k - 1) * d + 1 for k, s, d in zip(kernel, strides, dilations))
     if overlapping and b.opset < 16:
         raise GradientError("the gradient of MaxPool with overlapping windows needs opset 16+")
-    indices = b.ensure_output(node, 1)  # flat positions in x of each output's maximum
+    indices = b.ensure_output(
+        node, 1, onnx.TensorProto.INT64
+    )  # flat positions in x of each output's maximum
     flat = b.Reshape(b.zeros_like(x), b.ints([-1]))
     extra = {"reduction": "add"} if overlapping else {}
     scattered = b.ScatterElements(

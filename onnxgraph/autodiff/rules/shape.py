@@ -205,16 +205,27 @@ def tile(b, node, grads):
     return [b.sum_to(interleaved, list(range(0, 2 * r, 2)), keepdims=False)]
 
 
-@register("Pad", differentiable=(0,))
+@register("Pad", differentiable=(0, 2))
 def pad(b, node, grads):
     """Constant padding: slice the input's cells back out (or, for negative or dynamic pads, pad
-    by the negated pads). Reflect, edge and wrap: scatter-add through the same padding applied to
-    element positions."""
+    by the negated pads); the fill value gets the rest of g's sum. Reflect, edge and wrap:
+    scatter-add through the same padding applied to element positions."""
     x, g = node.inputs[0], grads[0]
     mode = node.attr("mode", "constant")
     if mode != "constant":
         picked = b.Pad(_positions(b, x), node.inputs[1], None, *node.inputs[3:], mode=mode)
         return [_scatter_add_flat(b, x, picked, g, needs_add=True, why=f"Pad mode='{mode}'")]
+    dx = _constant_pad_input_grad(b, node, g)
+    value = node.inputs[2] if len(node.inputs) > 2 else None
+    d_value = None
+    if b.wants(value):
+        total, kept = b.ReduceSum(g, keepdims=0), b.ReduceSum(dx, keepdims=0)
+        d_value = b.Reshape(b.Sub(total, kept), b.shape(value))
+    return [dx, None, d_value]
+
+
+def _constant_pad_input_grad(b, node, g):
+    x = node.inputs[0]
     pads = b.constant_ints(node.inputs[1])
     axes_input = node.inputs[3] if len(node.inputs) > 3 else None
     axes = (
@@ -223,16 +234,16 @@ def pad(b, node, grads):
     if pads is None or min(pads) < 0 or axes is None:
         # the adjoint of constant padding: pad g by the negated pads (cropping what was added,
         # zero-filling what negative pads cut away); works for dynamic pads too
-        return [b.Pad(g, b.Neg(node.inputs[1]), None, *node.inputs[3:])]
+        return b.Pad(g, b.Neg(node.inputs[1]), None, *node.inputs[3:])
     starts = b.ints(pads[: len(axes)])
     sizes = b.Concat(*[b.axis_size(x, a) for a in axes], axis=0)
-    return [b.Slice(g, starts, b.Add(starts, sizes), b.ints(axes))]
+    return b.Slice(g, starts, b.Add(starts, sizes), b.ints(axes))
 
 
 @register("TopK", differentiable=(0,), outputs=(0,))
 def top_k(b, node, grads):
     x, g = node.inputs[0], grads[0]
-    indices = b.ensure_output(node, 1)
+    indices = b.ensure_output(node, 1, onnx.TensorProto.INT64)
     return [b.ScatterElements(b.zeros_like(x), indices, g, axis=node.attr("axis", -1))]
 
 
