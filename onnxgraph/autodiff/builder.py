@@ -185,7 +185,10 @@ class GradBuilder(OpBuilder):
         dims = x.shape
         if dims is not None and isinstance(dims[axis], int):
             return self.const(np.int64(dims[axis])) if scalar else self.ints([dims[axis]])
-        size = self.Shape(x, start=axis, end=axis + 1 if axis != -1 else None)
+        if self.opset >= 15:
+            size = self.Shape(x, start=axis, end=axis + 1 if axis != -1 else None)
+        else:  # Shape has no start/end before opset 15
+            size = self.Gather(self.Shape(x), self.ints([axis]))
         return self.Reshape(size, self.ints([])) if scalar else size
 
     def count(self, x: Value, like: Value) -> Value:

@@ -175,6 +175,7 @@ SPECS: list[Spec] = [
     Spec("NegativeLogLikelihoodLoss", (F((4, 3)), i64(0, 2, 1, 1), F((3,), 0.5, 2.0)), {"reduction": "mean", "ignore_index": 2}, id="NegativeLogLikelihoodLoss-weights-ignore"),
     Spec("NegativeLogLikelihoodLoss", (F((2, 3, 2)), i64([0, 2], [1, 1]), F((3,), 0.5, 2.0)), {"reduction": "none"}, id="NegativeLogLikelihoodLoss-none-weights"),
     Spec("SoftmaxCrossEntropyLoss", (F((4, 3)), i64(0, 2, 1, 2), F((3,), 0.5, 2.0)), id="SoftmaxCrossEntropyLoss-mean-weights"),
+    Spec("SoftmaxCrossEntropyLoss", (F((3, 4, 2)), i64([1, 3], [0, 1], [3, 3]), F((4,), 0.5, 2.0)), {"ignore_index": 3}, opset=13, id="SoftmaxCrossEntropyLoss-opset13-weights-ignore"),
     Spec("SoftmaxCrossEntropyLoss", (F((4, 3)), i64(0, 2, 1, 2), F((3,), 0.5, 2.0)), {"reduction": "none"}, outputs=2, id="SoftmaxCrossEntropyLoss-none-weights-logprob"),
     Spec("NegativeLogLikelihoodLoss", (F((2, 3, 2)), i64([0, 2], [1, 1])), {"reduction": "none"}, id="NegativeLogLikelihoodLoss-none"),
     # reductions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxgraph.autodiff.builder import dtype_of
+from onnxgraph.autodiff.builder import dtype_of, rank_of
 from onnxgraph.autodiff.registry import register
 
 
@@ -89,8 +89,9 @@ def class_weight_grad(b, node, g, log_probs):
     if valid is not None:
         picked = b.Mul(picked, valid)
     contribution = b.Unsqueeze(b.Mul(picked, g), b.ints([1]))
-    per_class = b.Mul(_one_hot(b, safe, log_probs), contribution)
-    axes = [0, *range(2, len(log_probs.shape or node.inputs[0].shape))]
+    scores = node.inputs[0]  # shaped like the log-probabilities, with its shape known
+    per_class = b.Mul(_one_hot(b, safe, scores), contribution)
+    axes = [0, *range(2, rank_of(scores))]
     return b.ReduceSum(per_class, b.ints(axes), keepdims=0)
 
 
