@@ -438,7 +438,6 @@ def test_max_pool_ties_share_the_gradient():
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("y = MaxPool<kernel_shape=[2, 2], storage_order=1>(x)", "storage_order=1"),
         ('y = Einsum<equation="ii->i">(sq)', "repeated index"),
         (
             (
@@ -495,5 +494,7 @@ def test_an_input_the_rule_treats_as_constant_cannot_be_a_wrt_path():
         y = Resize<mode="nearest">(x, , s)
     }
     """
-    with pytest.raises(GradientError, match="input 2 \\('s'\\) of Resize .* treats it as a constant"):
+    with pytest.raises(
+        GradientError, match="input 2 \\('s'\\) of Resize .* treats it as a constant"
+    ):
         build_gradient(_model(text), vjp=True, wrt=["x", "s"])

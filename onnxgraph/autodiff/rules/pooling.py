@@ -1,12 +1,13 @@
-"""Gradient rules of pooling: MaxPool (through its Indices output), AveragePool, global pools."""
+"""Gradient rules of pooling: MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import onnx
 
 from onnxgraph.autodiff.builder import dtype_of
-from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
 from onnxgraph.autodiff.rules.conv import spatial, transposed_window, window
 from onnxgraph.autodiff.rules.reduction import count_ratio
@@ -14,27 +15,67 @@ from onnxgraph.autodiff.rules.reduction import count_ratio
 
 @register("MaxPool", outputs=(0,))
 def max_pool(b, node, grads):
-    """Windows tiling the input: maxima found by comparison (ties share the gradient), which keeps
-    the fast forward MaxPool; otherwise through the Indices output and a scatter."""
+    """Three forms, one result: windows tiling the input compare with the upsampled maxima (keeping
+    the fast forward MaxPool); from opset 16 other windows scatter-add through the Indices output;
+    before (or with storage_order=1) every window offset is compared with the maxima and a grouped
+    ConvTranspose puts the shares back. The comparison forms share ties evenly."""
     x, g = node.inputs[0], grads[0]
     if _tiles(node, x):
         return [_max_pool_tiled(b, node, g)]
-    if node.attr("storage_order", 0):
-        raise GradientError("the gradient of MaxPool with storage_order=1 is not supported")
-    kernel = node.attr("kernel_shape")
-    strides, dilations, _, _ = window(node, kernel, [0] * len(kernel))
-    overlapping = any(s < (k - 1) * d + 1 for k, s, d in zip(kernel, strides, dilations))
-    if overlapping and b.opset < 16:
-        raise GradientError("the gradient of MaxPool with overlapping windows needs opset 16+")
-    indices = b.ensure_output(
-        node, 1, onnx.TensorProto.INT64
-    )  # flat positions in x of each output's maximum
+    if b.opset < 16 or node.attr("storage_order", 0):
+        return [_max_pool_by_offsets(b, node, g)]
+    indices = b.ensure_output(node, 1, onnx.TensorProto.INT64)  # flat positions of the maxima
     flat = b.Reshape(b.zeros_like(x), b.ints([-1]))
-    extra = {"reduction": "add"} if overlapping else {}
     scattered = b.ScatterElements(
-        flat, b.Reshape(indices, b.ints([-1])), b.Reshape(g, b.ints([-1])), axis=0, **extra
+        flat, b.Reshape(indices, b.ints([-1])), b.Reshape(g, b.ints([-1])), axis=0, reduction="add"
     )
     return [b.reshape_like(scattered, x)]
+
+
+def _max_pool_by_offsets(b, node, g):
+    x, y = node.inputs[0], node.outputs[0]
+    in_dims, out_dims = spatial(x, "MaxPool"), spatial(y, "MaxPool")
+    channels, in_sizes, out_sizes = in_dims[0], in_dims[1:], out_dims[1:]
+    kernel = list(node.attr("kernel_shape"))
+    strides, dilations, begins, ends = window(node, kernel, in_sizes)
+    n = len(kernel)
+    # pad with the lowest value (never a maximum) far enough for every window, ceil_mode included
+    reach = [
+        (o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(out_sizes, strides, kernel, dilations)
+    ]
+    tails = [max(e, r - size - pb) for e, r, size, pb in zip(ends, reach, in_sizes, begins)]
+    lowest = b.scalar(np.finfo(dtype_of(x)).min, x)
+    padded = b.Pad(x, b.ints([0, 0, *begins, 0, 0, *tails]), lowest)
+    offsets = list(itertools.product(*[range(k) for k in kernel]))
+    hits = []
+    for offset in offsets:
+        starts = [o * d for o, d in zip(offset, dilations)]
+        stops = [st + r - (k - 1) * d for st, r, k, d in zip(starts, reach, kernel, dilations)]
+        seen = b.Slice(
+            padded, b.ints(starts), b.ints(stops), b.ints(range(2, 2 + n)), b.ints(strides)
+        )
+        hits.append(b.Unsqueeze(b.Cast(b.Equal(seen, y), to=x.elem_type), b.ints([2])))
+    hit = b.Concat(*hits, axis=2)  # (N, C, K, *out)
+    share = b.Div(
+        b.Mul(hit, b.Unsqueeze(g, b.ints([2]))), b.ReduceSum(hit, b.ints([2]), keepdims=1)
+    )
+    stacked = b.Reshape(share, b.ints([0, channels * len(offsets), *out_sizes]))
+    placement = np.zeros([channels * len(offsets), 1, *kernel], dtype=dtype_of(x))
+    for c in range(channels):
+        for j, offset in enumerate(offsets):
+            placement[(c * len(offsets) + j, 0, *offset)] = 1
+    pb, pe, extra = transposed_window(
+        in_sizes, out_sizes, kernel, strides, dilations, begins, tails
+    )
+    return b.ConvTranspose(
+        stacked,
+        b.const(placement),
+        group=channels,
+        strides=strides,
+        dilations=dilations,
+        pads=[*pb, *pe],
+        output_padding=extra,
+    )
 
 
 def _tiles(node, x) -> bool:
