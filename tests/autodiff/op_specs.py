@@ -230,6 +230,8 @@ SPECS: list[Spec] = [
     Spec("Pad", (F((2, 3)), i64(2, 1, 0, 3)), {"mode": "edge"}, id="Pad-edge"),
     Spec("Pad", (F((2, 3, 2)), i64(1, 0, 2, 1), C(None), i64(1, -1)), id="Pad-axes"),
     Spec("Pad", (F((3, 4)), i64(1, 1, 2, 0)), {"mode": "wrap"}, opset=19, id="Pad-wrap"),
+    Spec("Pad", (F((1, 3, 4)), i64(0, 2, 1, 0, 1, 3)), {"mode": "reflect"}, opset=13, id="Pad-reflect-opset13"),
+    Spec("Pad", (F((3, 4)), i64(2, 0, 1, 3)), {"mode": "edge"}, opset=13, id="Pad-edge-opset13"),
     Spec("DepthToSpace", (F((1, 8, 2, 3)),), {"blocksize": 2}),
     Spec("DepthToSpace", (F((1, 8, 2, 3)),), {"blocksize": 2, "mode": "CRD"}, id="DepthToSpace-CRD"),
     Spec("SpaceToDepth", (F((1, 2, 4, 6)),), {"blocksize": 2}),

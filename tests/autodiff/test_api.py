@@ -498,3 +498,19 @@ def test_an_input_the_rule_treats_as_constant_cannot_be_a_wrt_path():
         GradientError, match="input 2 \\('s'\\) of Resize .* treats it as a constant"
     ):
         build_gradient(_model(text), vjp=True, wrt=["x", "s"])
+
+
+@pytest.mark.parametrize("mode", ["reflect", "edge"])
+def test_pad_with_pads_known_only_at_run_time(mode):
+    """Pads given as an input: the scatter-add through padded element positions."""
+    text = f"""
+    <ir_version: 8, opset_import: ["" : 18]>
+    g (float[2, 4] x, int64[4] pads) => (float[3, 7] y) {{
+        y = Pad<mode="{mode}">(x, pads)
+    }}
+    """
+    rng = np.random.default_rng(9)
+    feeds = {"x": rng.standard_normal((2, 4)), "pads": np.array([1, 2, 0, 1], dtype=np.int64)}
+    check_gradients(_model(text), feeds, ["x"])
+    grad = build_gradient(_model(text), vjp=True, wrt=["x"])
+    assert "ScatterElements" in {n.op_type for n in grad.graph}

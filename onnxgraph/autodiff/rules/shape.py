@@ -213,6 +213,9 @@ def pad(b, node, grads):
     x, g = node.inputs[0], grads[0]
     mode = node.attr("mode", "constant")
     if mode != "constant":
+        folded = _fold_back(b, node, g, mode)
+        if folded is not None:
+            return [folded, None, None]
         picked = b.Pad(_positions(b, x), node.inputs[1], None, *node.inputs[3:], mode=mode)
         return [_scatter_add_flat(b, x, picked, g, needs_add=True, why=f"Pad mode='{mode}'")]
     dx = _constant_pad_input_grad(b, node, g)
@@ -222,6 +225,59 @@ def pad(b, node, grads):
         total, kept = b.ReduceSum(g, keepdims=0), b.ReduceSum(dx, keepdims=0)
         d_value = b.Reshape(b.Sub(total, kept), b.shape(value))
     return [dx, None, d_value]
+
+
+def _fold_back(b, node, g, mode):
+    """Reflect/edge/wrap padding with constant, non-negative pads and static dims, undone one axis
+    at a time: each padded strip of g is added back onto the input cells it copied (mirrored for
+    reflect, summed onto the border for edge, onto the far side for wrap). None when not static."""
+    x = node.inputs[0]
+    pads, dims = b.constant_ints(node.inputs[1]), static_shape(x)
+    axes_input = node.inputs[3] if len(node.inputs) > 3 else None
+    axes = b.constant_ints(axes_input) if axes_input is not None else list(range(len(dims or ())))
+    if pads is None or dims is None or axes is None or min(pads) < 0:
+        return None
+    for k, axis in enumerate(axes):
+        axis %= len(dims)
+        before, after = pads[k], pads[k + len(axes)]
+        if before or after:
+            g = _fold_axis(b, g, axis, before, after, dims, mode)
+    return g
+
+
+def _fold_axis(b, g, axis, before, after, dims, mode):
+    """Undo one axis of reflect/edge/wrap padding (``before``/``after`` cells around ``size``)."""
+    size, rank = dims[axis], len(dims)
+
+    def strip(piece, start, stop, step=1):
+        return b.Slice(piece, b.ints([start]), b.ints([stop]), b.ints([axis]), b.ints([step]))
+
+    def flipped(piece, length):
+        return strip(piece, length - 1, -(2**62), -1)
+
+    def placed(piece, lead, trail):  # zero-padded along the axis to the input's length
+        pads = [0] * (2 * rank)
+        pads[axis], pads[rank + axis] = lead, trail
+        return b.Pad(piece, b.ints(pads))
+
+    terms = [strip(g, before, before + size)]
+    if before:
+        left = strip(g, 0, before)
+        if mode == "reflect":  # output cell i < before copied x[before - i]
+            terms.append(placed(flipped(left, before), 1, size - 1 - before))
+        elif mode == "edge":
+            terms.append(placed(b.ReduceSum(left, b.ints([axis]), keepdims=1), 0, size - 1))
+        else:  # wrap: output cell i < before copied x[size - before + i]
+            terms.append(placed(left, size - before, 0))
+    if after:
+        right = strip(g, before + size, before + size + after)
+        if mode == "reflect":  # output cell before + size + j copied x[size - 2 - j]
+            terms.append(placed(flipped(right, after), size - 1 - after, 1))
+        elif mode == "edge":
+            terms.append(placed(b.ReduceSum(right, b.ints([axis]), keepdims=1), size - 1, 0))
+        else:  # wrap: copied x[j]
+            terms.append(placed(right, 0, size - after))
+    return b.add_all(terms)
 
 
 def _constant_pad_input_grad(b, node, g):
