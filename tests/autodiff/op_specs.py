@@ -218,6 +218,8 @@ SPECS: list[Spec] = [
     Spec("Gather", (F((5, 3)), i64(1, 1, 3)), opset=13, id="Gather-opset13-onehot"),
     Spec("Gather", (F((2, 4, 3)), i64(1, 1, 3)), {"axis": 1}, opset=13, id="Gather-opset13-axis1"),
     Spec("GatherElements", (F((3, 4)), C(np.array([[0, 1], [2, 0], [1, 1]], dtype=np.int64))), {"axis": 1}),
+    Spec("GatherElements", (F((3, 4)), C(np.array([[0, 1], [2, 0], [1, 1]], dtype=np.int64))), {"axis": 1}, opset=13, id="GatherElements-opset13"),
+    Spec("GatherElements", (F((4, 3)), C(np.array([[3, 1, 0], [0, 3, 3]], dtype=np.int64))), {"axis": 0}, opset=13, id="GatherElements-opset13-axis0-repeats"),
     Spec("GatherND", (F((3, 4, 2)), C(np.array([[0, 1], [2, 3], [0, 1]], dtype=np.int64)))),
     Spec("ScatterElements", (F((3, 4)), C(np.array([[0, 1], [2, 3], [1, 0]], dtype=np.int64)), F((3, 2))), {"axis": 1}),
     Spec("ScatterElements", (F((3, 4)), C(np.array([[0, 0], [2, 3], [1, 1]], dtype=np.int64)), F((3, 2))), {"axis": 1, "reduction": "add"}, id="ScatterElements-add"),

@@ -140,16 +140,27 @@ def _nonnegative(b, indices, size):
 
 @register("GatherElements", differentiable=(0,))
 def gather_elements(b, node, grads):
+    """Scatter-add of g at the indices (opset 16+); before, a one-hot of the indices along the
+    gather axis, weighted by g and summed over the picks."""
     (data, indices), g = node.inputs, grads[0]
-    if b.opset < 16:
+    axis = node.attr("axis", 0) % rank_of(data)
+    if b.opset >= 16:
+        return [b.ScatterElements(b.zeros_like(data), indices, g, axis=axis, reduction="add")]
+    data_dims, index_dims = static_shape(data), static_shape(indices)
+    others_match = (
+        data_dims is not None
+        and index_dims is not None
+        and all(d == k for i, (d, k) in enumerate(zip(data_dims, index_dims)) if i != axis)
+    )
+    if not others_match:
         raise GradientError(
-            "the gradient of GatherElements needs ScatterElements reduction='add' (opset 16+)"
+            "the gradient of GatherElements before opset 16 needs static shapes equal off the axis"
         )
-    return [
-        b.ScatterElements(
-            b.zeros_like(data), indices, g, axis=node.attr("axis", 0), reduction="add"
-        )
-    ]
+    depth = b.const(np.int64(data_dims[axis]))
+    one_hot = b.OneHot(
+        indices, depth, b.const(np.array([0, 1], dtype=dtype_of(data))), axis=axis + 1
+    )
+    return [b.ReduceSum(b.Mul(one_hot, b.unsqueeze(g, [axis + 1])), b.ints([axis]), keepdims=0)]
 
 
 @register("GatherND", differentiable=(0,))
