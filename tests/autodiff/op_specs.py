@@ -136,6 +136,7 @@ SPECS: list[Spec] = [
     Spec("BatchNormalization", (F((2, 3, 2, 2)), F((3,), 0.5, 1.5), F((3,)), F((3,)), F((3,), 0.5, 1.5)), id="BatchNormalization-inference"),
     Spec("BatchNormalization", (F((4, 3)), F((3,), 0.5, 1.5), F((3,)), K((3,)), K((3,), 0.5, 1.5)), {"training_mode": 1}, node_outputs=3, id="BatchNormalization-training"),
     Spec("BatchNormalization", (F((3, 2, 4)), F((2,), 0.5, 1.5), F((2,)), K((2,)), K((2,), 0.5, 1.5)), {"training_mode": 1, "epsilon": 1e-3}, node_outputs=3, id="BatchNormalization-training-3d"),
+    Spec("BatchNormalization", (F((4, 2, 3)), F((2,), 0.5, 1.5), F((2,)), F((2,)), F((2,), 0.5, 1.5)), {"training_mode": 1, "momentum": 0.8}, outputs=3, id="BatchNormalization-training-running-stats"),
     Spec("LayerNormalization", (F((2, 3, 4)), F((4,)), F((4,)))),
     Spec("LayerNormalization", (F((3, 4)), F((4,)), F((4,))), outputs=3, id="LayerNormalization-mean-invstd-outputs"),
     Spec("LayerNormalization", (F((2, 3, 4)), F((3, 4))), {"axis": 1, "epsilon": 1e-3}, id="LayerNormalization-axis1-no-bias"),

@@ -372,17 +372,6 @@ def test_dropout_training_gradient_on_onnxruntime_uses_the_mask():
     np.testing.assert_allclose(dx, upstream * mask / 0.7, rtol=1e-6)
 
 
-def test_gradient_into_an_unsupported_output_is_refused_not_dropped():
-    text = """
-    <ir_version: 8, opset_import: ["" : 18]>
-    g (float[4, 3] x, float[3] s, float[3] b, float[3] m, float[3] v) => (float[3] rm) {
-        y, rm, rv = BatchNormalization<training_mode=1>(x, s, b, m, v)
-    }
-    """
-    with pytest.raises(GradientError, match="output 1 .* of BatchNormalization"):
-        build_gradient(_model(text), vjp=True, wrt=["x"])
-
-
 NEWEST = onnx.defs.onnx_opset_version()
 
 
@@ -514,3 +503,24 @@ def test_pad_with_pads_known_only_at_run_time(mode):
     check_gradients(_model(text), feeds, ["x"])
     grad = build_gradient(_model(text), vjp=True, wrt=["x"])
     assert "ScatterElements" in {n.op_type for n in grad.graph}
+
+
+def test_gradient_into_an_output_the_rule_does_not_handle_is_refused():
+    """A rule declares the outputs it handles; a gradient reaching another one stops the build."""
+    from onnxgraph.autodiff.registry import RULES, register
+
+    @register("TwoOut", domain="test.autodiff", outputs=(0,))
+    def two_out(b, node, grads):
+        return [grads[0]]
+
+    text = """
+    <ir_version: 8, opset_import: ["" : 18, "test.autodiff" : 1]>
+    g (float[3] x) => (float[3] second) {
+        first, second = test.autodiff.TwoOut(x)
+    }
+    """
+    try:
+        with pytest.raises(GradientError, match=r"output 1 \('second'\) of TwoOut"):
+            build_gradient(_model(text), vjp=True, wrt=["x"])
+    finally:
+        del RULES[("test.autodiff", "TwoOut")]

@@ -34,7 +34,6 @@ EXPECTED = {
         ),
     ),
     r"test_pow_types_float32_uint(32|64)": ("NotImplemented", "no onnxruntime kernel (forward)"),
-    r"test_batchnorm_.*_training_mode": ("GradientError", "running-statistics outputs"),
     r"test_convtranspose_output_shape": ("GradientError", "output_shape beyond the full output"),
     r"test_gathernd_example_float32": ("GradientError", "GatherND before opset 16"),
     r"test_resize_.*(scales|tf_crop_and_resize).*": ("GradientError", "scales or roi not constant"),

@@ -17,6 +17,35 @@ def _mean(b, v, axes):
     return b.reduce("ReduceMean", v, axes, keepdims=True)
 
 
+def _batch_norm_training(b, node, grads):
+    x, scale = node.inputs[:2]
+    g, g_mean, g_var = (list(grads) + [None, None])[:3]
+    r, eps, momentum = rank_of(x), node.attr("epsilon", 1e-5), node.attr("momentum", 0.9)
+    axes = [0, *range(2, r)]
+    batch_mean, inv = _statistics(b, x, axes, eps)
+    centered = b.Sub(x, batch_mean)
+    xhat = b.Mul(centered, inv)
+    dx_terms, d_scale, d_bias = [], None, None
+    if g is not None:
+        dx_terms.append(_normalized_input_grad(b, b.Mul(g, _channel(b, scale, r)), xhat, inv, axes))
+        d_scale, d_bias = _per_channel_sum(b, b.Mul(g, xhat), r), _per_channel_sum(b, g, r)
+    count = b.Cast(b.Div(b.Size(x), b.Size(scale)), to=x.elem_type)
+    fresh = b.scalar(1 - momentum, x)
+    if g_mean is not None:  # d batch_mean / dx = 1 / count
+        dx_terms.append(b.Div(b.Mul(_channel(b, g_mean, r), fresh), count))
+    if g_var is not None:  # batch variance (population): d / dx = 2 (x - mean) / count
+        weight = b.Mul(_channel(b, g_var, r), b.scalar(2 * (1 - momentum), x))
+        dx_terms.append(b.Div(b.Mul(weight, centered), count))
+    keep = b.scalar(momentum, x)
+    return [
+        b.add_all(dx_terms),
+        d_scale,
+        d_bias,
+        b.Mul(g_mean, keep) if g_mean is not None else None,
+        b.Mul(g_var, keep) if g_var is not None else None,
+    ]
+
+
 def _statistics(b, x, axes, eps):
     """Recomputed (mean, 1/sqrt(var + eps)) over ``axes``, kept as broadcastable dims."""
     mean = _mean(b, x, axes)
@@ -42,18 +71,15 @@ def _per_channel_sum(b, v, rank):
     return b.sum_to(v, [0, *range(2, rank)], keepdims=False)
 
 
-@register("BatchNormalization", differentiable=(0, 1, 2, 3, 4), outputs=(0,))
+@register("BatchNormalization")
 def batch_norm(b, node, grads):
+    """Inference mode: an affine map per channel. Training mode: normalization by the batch
+    statistics, whose running averages (outputs 1 and 2) also carry gradient:
+    running = input * momentum + batch * (1 - momentum)."""
     x, scale, bias, mean, var = node.inputs[:5]
     g, r, eps = grads[0], rank_of(x), node.attr("epsilon", 1e-5)
-    if g is None:
-        return [None] * 5
     if node.attr("training_mode", 0):
-        axes = [0, *range(2, r)]
-        batch_mean, inv = _statistics(b, x, axes, eps)
-        xhat = b.Mul(b.Sub(x, batch_mean), inv)
-        dx = _normalized_input_grad(b, b.Mul(g, _channel(b, scale, r)), xhat, inv, axes)
-        return [dx, _per_channel_sum(b, b.Mul(g, xhat), r), _per_channel_sum(b, g, r), None, None]
+        return _batch_norm_training(b, node, grads)
     inv = b.Reciprocal(b.Sqrt(b.Add(var, b.scalar(eps, var))))
     scaled_inv = b.Mul(scale, inv)
     sum_g = _per_channel_sum(b, g, r) if b.wants(bias) or b.wants(mean) else None
