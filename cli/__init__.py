@@ -9,6 +9,7 @@ import click
 from onnxgraph.cli.bench import bench
 from onnxgraph.cli.convert import convert
 from onnxgraph.cli.errors import CommandGroup
+from onnxgraph.cli.grad import grad
 from onnxgraph.cli.info import info
 from onnxgraph.cli.optimize import optimize
 from onnxgraph.cli.viz import viz
@@ -32,6 +33,7 @@ cli.add_command(optimize)
 cli.add_command(bench)
 cli.add_command(convert)
 cli.add_command(viz)
+cli.add_command(grad)
 
 
 def main() -> None:

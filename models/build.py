@@ -153,7 +153,154 @@ def transformer(layers: int = 2, hidden: int = 32, heads: int = 4, vocab: int = 
     return model
 
 
-BUNDLED = {"mlp.onnx": mlp, "transformer.onnx": transformer}
+def cnn(channels: int = 4, image: int = 8, classes: int = 10, seed: int = 0) -> onnx.ModelProto:
+    """A small CNN ``x[batch, 1, image, image] -> logits[batch, classes]``: Conv, BatchNormalization,
+    Relu, MaxPool, a depthwise Conv, a pointwise Conv, GlobalAveragePool, Flatten and Gemm."""
+    rng = np.random.default_rng(seed)
+    c, wide = channels, 2 * channels
+    inits = [
+        _init(rng, "conv1.weight", (c, 1, 3, 3), (2.0 / 9) ** 0.5),
+        _init(rng, "conv1.bias", (c,), 0.01),
+        numpy_helper.from_array(np.ones(c, np.float32), "bn1.scale"),
+        numpy_helper.from_array(np.zeros(c, np.float32), "bn1.bias"),
+        numpy_helper.from_array(np.zeros(c, np.float32), "bn1.running_mean"),
+        numpy_helper.from_array(np.ones(c, np.float32), "bn1.running_var"),
+        _init(rng, "dw.weight", (c, 1, 3, 3), (2.0 / 9) ** 0.5),
+        _init(rng, "pw.weight", (wide, c, 1, 1), (2.0 / c) ** 0.5),
+        _init(rng, "pw.bias", (wide,), 0.01),
+        _init(rng, "fc.weight", (classes, wide), (1.0 / wide) ** 0.5),
+        _init(rng, "fc.bias", (classes,), 0.01),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "conv1.weight", "conv1.bias"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "BatchNormalization",
+            ["c1", "bn1.scale", "bn1.bias", "bn1.running_mean", "bn1.running_var"],
+            ["b1"],
+            name="bn1",
+        ),
+        helper.make_node("Relu", ["b1"], ["r1"], name="relu1"),
+        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "dw.weight"], ["d1"], name="dw", group=c, pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["d1"], ["r2"], name="relu2"),
+        helper.make_node("Conv", ["r2", "pw.weight", "pw.bias"], ["c2"], name="pw"),
+        helper.make_node("Relu", ["c2"], ["r3"], name="relu3"),
+        helper.make_node("GlobalAveragePool", ["r3"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, image, image])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="onnxgraph")
+    model.ir_version = 8
+    return model
+
+
+TRANSFORMER_OPSET = 20
+"""Gelu joined the default domain in opset 20."""
+
+
+def transformer_block(
+    vocab: int = 32, seq: int = 8, dim: int = 16, heads: int = 2, ff: int = 32, layers: int = 1, seed: int = 0
+) -> onnx.ModelProto:
+    """A causal transformer ``ids[batch, seq] -> logits[batch, seq, vocab]``: Gather embeddings plus
+    learned positions, then ``layers`` pre-norm blocks (LayerNormalization, multi-head attention with
+    MatMul, a causal mask and Softmax, Gelu MLP, residual Adds), a final LayerNormalization and an
+    output projection."""
+    rng = np.random.default_rng(seed)
+    head_dim = dim // heads
+    inits = [
+        _init(rng, "embed", (vocab, dim), 0.5),
+        _init(rng, "pos", (seq, dim), 0.1),
+        numpy_helper.from_array(np.triu(np.full((seq, seq), -1e4, np.float32), 1), "causal_mask"),
+        numpy_helper.from_array(np.array([0, seq, heads, head_dim], np.int64), "heads_shape"),
+        numpy_helper.from_array(np.array([0, seq, dim], np.int64), "merged_shape"),
+        numpy_helper.from_array(np.array(1.0 / head_dim**0.5, np.float32), "attn_scale"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["embed", "ids"], ["tok"], name="embed"),
+        helper.make_node("Add", ["tok", "pos"], ["h0"], name="add_pos"),
+    ]
+    current = "h0"
+    for i in range(layers):
+        p = f"l{i}."
+        for name, shape, scale in (
+            ("ln1.scale", (dim,), None), ("ln1.bias", (dim,), 0.0), ("wq", (dim, dim), dim**-0.5),
+            ("wk", (dim, dim), dim**-0.5), ("wv", (dim, dim), dim**-0.5), ("wo", (dim, dim), dim**-0.5),
+            ("ln2.scale", (dim,), None), ("ln2.bias", (dim,), 0.0), ("w1", (dim, ff), dim**-0.5),
+            ("b1", (ff,), 0.01), ("w2", (ff, dim), ff**-0.5), ("b2", (dim,), 0.01),
+        ):
+            if scale is None:
+                inits.append(numpy_helper.from_array(np.ones(shape, np.float32), p + name))
+            else:
+                inits.append(_init(rng, p + name, shape, scale))
+        nodes += [
+            helper.make_node(
+                "LayerNormalization", [current, p + "ln1.scale", p + "ln1.bias"], [p + "n1"], name=p + "ln1"
+            ),
+            *[helper.make_node("MatMul", [p + "n1", p + w], [p + w + "_out"], name=p + w) for w in ("wq", "wk", "wv")],
+            *[
+                helper.make_node("Reshape", [p + w + "_out", "heads_shape"], [p + w + "_h"], name=p + w + "_split")
+                for w in ("wq", "wk", "wv")
+            ],
+            helper.make_node("Transpose", [p + "wq_h"], [p + "q"], name=p + "q_t", perm=[0, 2, 1, 3]),
+            helper.make_node("Transpose", [p + "wk_h"], [p + "kt"], name=p + "k_t", perm=[0, 2, 3, 1]),
+            helper.make_node("Transpose", [p + "wv_h"], [p + "v"], name=p + "v_t", perm=[0, 2, 1, 3]),
+            helper.make_node("MatMul", [p + "q", p + "kt"], [p + "scores"], name=p + "scores"),
+            helper.make_node("Mul", [p + "scores", "attn_scale"], [p + "scaled"], name=p + "scale"),
+            helper.make_node("Add", [p + "scaled", "causal_mask"], [p + "masked"], name=p + "mask"),
+            helper.make_node("Softmax", [p + "masked"], [p + "attn"], name=p + "softmax", axis=-1),
+            helper.make_node("MatMul", [p + "attn", p + "v"], [p + "ctx"], name=p + "ctx"),
+            helper.make_node("Transpose", [p + "ctx"], [p + "ctx_t"], name=p + "ctx_t", perm=[0, 2, 1, 3]),
+            helper.make_node("Reshape", [p + "ctx_t", "merged_shape"], [p + "merged"], name=p + "merge"),
+            helper.make_node("MatMul", [p + "merged", p + "wo"], [p + "proj"], name=p + "wo"),
+            helper.make_node("Add", [current, p + "proj"], [p + "h1"], name=p + "residual1"),
+            helper.make_node(
+                "LayerNormalization", [p + "h1", p + "ln2.scale", p + "ln2.bias"], [p + "n2"], name=p + "ln2"
+            ),
+            helper.make_node("MatMul", [p + "n2", p + "w1"], [p + "f1"], name=p + "w1"),
+            helper.make_node("Add", [p + "f1", p + "b1"], [p + "f1b"], name=p + "b1"),
+            helper.make_node("Gelu", [p + "f1b"], [p + "act"], name=p + "gelu"),
+            helper.make_node("MatMul", [p + "act", p + "w2"], [p + "f2"], name=p + "w2"),
+            helper.make_node("Add", [p + "f2", p + "b2"], [p + "f2b"], name=p + "b2"),
+            helper.make_node("Add", [p + "h1", p + "f2b"], [p + "out"], name=p + "residual2"),
+        ]
+        current = p + "out"
+    inits += [
+        numpy_helper.from_array(np.ones(dim, np.float32), "lnf.scale"),
+        numpy_helper.from_array(np.zeros(dim, np.float32), "lnf.bias"),
+        _init(rng, "head", (dim, vocab), dim**-0.5),
+    ]
+    nodes += [
+        helper.make_node("LayerNormalization", [current, "lnf.scale", "lnf.bias"], ["nf"], name="lnf"),
+        helper.make_node("MatMul", ["nf", "head"], ["logits_bsv"], name="head"),
+        helper.make_node("Transpose", ["logits_bsv"], ["logits"], name="logits_t", perm=[0, 2, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "transformer_block",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", seq])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", vocab, seq])],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", TRANSFORMER_OPSET)], producer_name="onnxgraph"
+    )
+    model.ir_version = 9
+    return model
+
+
+BUNDLED = {
+    "mlp.onnx": mlp,
+    "cnn.onnx": cnn,
+    "transformer.onnx": transformer,
+    "transformer_block.onnx": transformer_block,
+}
 """File name -> builder of every model committed in models/."""
 
 

@@ -122,6 +122,22 @@ class Node:
         """Drop this node's reads of its inputs (used when removing it)."""
         self.set_inputs(())
 
+    def ensure_output(self, index: int) -> Value:
+        """Output ``index``, created when the node omits it (an optional output such as MaxPool's
+        Indices): missing trailing outputs are appended (those before ``index`` as omitted ""
+        outputs) and an omitted output gets a fresh name."""
+        outputs = list(self._outputs)
+        for i in range(len(outputs), index + 1):
+            value = Value("")
+            value._producer, value._index = self, i
+            outputs.append(value)
+        self._outputs = tuple(outputs)
+        value = outputs[index]
+        if not value.name:
+            base = f"{self.op_type.lower()}_out"
+            value.name = self.graph.fresh_name(base) if self.graph is not None else base
+        return value
+
     # -- attributes -----------------------------------------------------------------------------
     def attr(self, name: str, default: Any = None) -> Any:
         """The value of attribute ``name``, or ``default`` when absent."""

@@ -1,0 +1,14 @@
+"""Gradient rules, one module per op family; importing this package fills the registry."""
+
+from onnxgraph.autodiff.rules import (  # noqa: F401
+    control,
+    conv,
+    elementwise,
+    loss,
+    matmul,
+    normalization,
+    pooling,
+    reduction,
+    resize,
+    shape,
+)

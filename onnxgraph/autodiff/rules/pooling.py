@@ -1,0 +1,178 @@
+"""Gradient rules of pooling: MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import onnx
+
+from onnxgraph.autodiff.builder import dtype_of
+from onnxgraph.autodiff.registry import register
+from onnxgraph.autodiff.rules.conv import spatial, transposed_window, window
+from onnxgraph.autodiff.rules.reduction import count_ratio
+
+
+@register("MaxPool", outputs=(0,))
+def max_pool(b, node, grads):
+    """Three forms, one result: windows tiling the input compare with the upsampled maxima (keeping
+    the fast forward MaxPool); from opset 16 other windows scatter-add through the Indices output;
+    before (or with storage_order=1) every window offset is compared with the maxima and a grouped
+    ConvTranspose puts the shares back. The comparison forms share ties evenly."""
+    x, g = node.inputs[0], grads[0]
+    if _tiles(node, x):
+        return [_max_pool_tiled(b, node, g)]
+    if b.opset < 16 or node.attr("storage_order", 0):
+        return [_max_pool_by_offsets(b, node, g)]
+    indices = b.ensure_output(node, 1, onnx.TensorProto.INT64)  # flat positions of the maxima
+    flat = b.Reshape(b.zeros_like(x), b.ints([-1]))
+    scattered = b.ScatterElements(
+        flat, b.Reshape(indices, b.ints([-1])), b.Reshape(g, b.ints([-1])), axis=0, reduction="add"
+    )
+    return [b.reshape_like(scattered, x)]
+
+
+def _max_pool_by_offsets(b, node, g):
+    x, y = node.inputs[0], node.outputs[0]
+    in_dims, out_dims = spatial(x, "MaxPool"), spatial(y, "MaxPool")
+    channels, in_sizes, out_sizes = in_dims[0], in_dims[1:], out_dims[1:]
+    kernel = list(node.attr("kernel_shape"))
+    strides, dilations, begins, ends = window(node, kernel, in_sizes)
+    n = len(kernel)
+    # pad with the lowest value (never a maximum) far enough for every window, ceil_mode included
+    reach = [
+        (o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(out_sizes, strides, kernel, dilations)
+    ]
+    tails = [max(e, r - size - pb) for e, r, size, pb in zip(ends, reach, in_sizes, begins)]
+    lowest = b.scalar(np.finfo(dtype_of(x)).min, x)
+    padded = b.Pad(x, b.ints([0, 0, *begins, 0, 0, *tails]), lowest)
+    offsets = list(itertools.product(*[range(k) for k in kernel]))
+    hits = []
+    for offset in offsets:
+        starts = [o * d for o, d in zip(offset, dilations)]
+        stops = [st + r - (k - 1) * d for st, r, k, d in zip(starts, reach, kernel, dilations)]
+        seen = b.Slice(
+            padded, b.ints(starts), b.ints(stops), b.ints(range(2, 2 + n)), b.ints(strides)
+        )
+        hits.append(b.Unsqueeze(b.Cast(b.Equal(seen, y), to=x.elem_type), b.ints([2])))
+    hit = b.Concat(*hits, axis=2)  # (N, C, K, *out)
+    share = b.Div(
+        b.Mul(hit, b.Unsqueeze(g, b.ints([2]))), b.ReduceSum(hit, b.ints([2]), keepdims=1)
+    )
+    stacked = b.Reshape(share, b.ints([0, channels * len(offsets), *out_sizes]))
+    placement = np.zeros([channels * len(offsets), 1, *kernel], dtype=dtype_of(x))
+    for c in range(channels):
+        for j, offset in enumerate(offsets):
+            placement[(c * len(offsets) + j, 0, *offset)] = 1
+    pb, pe, extra = transposed_window(
+        in_sizes, out_sizes, kernel, strides, dilations, begins, tails
+    )
+    return b.ConvTranspose(
+        stacked,
+        b.const(placement),
+        group=channels,
+        strides=strides,
+        dilations=dilations,
+        pads=[*pb, *pe],
+        output_padding=extra,
+    )
+
+
+def _tiles(node, x) -> bool:
+    """True when the windows are disjoint, unpadded, undilated and cover the input exactly."""
+    kernel = list(node.attr("kernel_shape"))
+    shape = x.shape
+    if shape is None or not all(isinstance(d, int) for d in shape[2:]):
+        return False
+    return (
+        list(node.attr("strides") or [1] * len(kernel)) == kernel
+        and not any(node.attr("pads") or [])
+        and all(d == 1 for d in node.attr("dilations") or [])
+        and node.attr("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+        and all(size % k == 0 for size, k in zip(shape[2:], kernel))
+    )
+
+
+def _max_pool_tiled(b, node, g):
+    x, y = node.inputs[0], node.outputs[0]
+    kernel = list(node.attr("kernel_shape"))
+    scales = b.const(np.array([1, 1, *kernel], dtype=np.float32))
+
+    def upsample(v):
+        return b.Resize(
+            v,
+            None,
+            scales,
+            mode="nearest",
+            nearest_mode="floor",
+            coordinate_transformation_mode="asymmetric",
+        )
+
+    hit = b.Cast(b.Equal(x, upsample(y)), to=x.elem_type)
+    ties = b.Mul(
+        b.AveragePool(hit, kernel_shape=kernel, strides=kernel), b.scalar(np.prod(kernel), x)
+    )
+    return b.Mul(hit, upsample(b.Div(g, ties)))
+
+
+@register("AveragePool")
+def average_pool(b, node, grads):
+    """Each output's gradient, divided by its window's divisor, spread over the window: a grouped
+    ConvTranspose with a ones kernel."""
+    x, y, g = node.inputs[0], node.outputs[0], grads[0]
+    in_dims, out_dims = spatial(x, "AveragePool"), spatial(y, "AveragePool")
+    kernel, channels = list(node.attr("kernel_shape")), in_dims[0]
+    strides, dilations, begins, ends = window(node, kernel, in_dims[1:])
+    divisor = _divisors(
+        in_dims[1:],
+        out_dims[1:],
+        kernel,
+        strides,
+        dilations,
+        begins,
+        ends,
+        node.attr("count_include_pad", 0),
+    )
+    pb, pe, extra = transposed_window(
+        in_dims[1:], out_dims[1:], kernel, strides, dilations, begins, ends
+    )
+    ones = b.const(np.ones([channels, 1, *kernel], dtype=dtype_of(x)))
+    spread = b.Div(g, b.const(divisor.astype(dtype_of(x))))
+    return [
+        b.ConvTranspose(
+            spread,
+            ones,
+            group=channels,
+            strides=strides,
+            dilations=dilations,
+            pads=[*pb, *pe],
+            output_padding=extra,
+        )
+    ]
+
+
+def _divisors(in_sizes, out_sizes, kernel, strides, dilations, begins, ends, include_pad):
+    """Per output position, the number of window cells averaged (separable over axes)."""
+    total = np.ones([], dtype=np.float64)
+    for size, out, k, s, d, pb, pe in zip(
+        in_sizes, out_sizes, kernel, strides, dilations, begins, ends
+    ):
+        lo, hi = (-pb, size + pe) if include_pad else (0, size)
+        starts = np.arange(out)[:, None] * s + np.arange(k)[None, :] * d - pb
+        counts = ((starts >= lo) & (starts < hi)).sum(axis=1)
+        total = np.multiply.outer(total, counts)
+    return total
+
+
+@register("GlobalAveragePool")
+def global_average_pool(b, node, grads):
+    x, y = node.inputs[0], node.outputs[0]
+    return [b.Div(b.expand_like(grads[0], x), count_ratio(b, x, y))]
+
+
+@register("GlobalMaxPool")
+def global_max_pool(b, node, grads):
+    x, y = node.inputs[0], node.outputs[0]
+    hit = b.Cast(b.Equal(x, y), to=x.elem_type)
+    axes = b.ints(list(range(2, len(x.shape))))
+    return [b.Div(b.Mul(hit, grads[0]), b.ReduceSum(hit, axes, keepdims=1))]

@@ -1,0 +1,349 @@
+"""Gradient rules of shape and data-movement ops.
+
+Ops that pick elements (Slice, Gather*, TopK, Pad with reflect/edge/wrap) send the upstream gradient
+back with a scatter: a permutation or selection needs no accumulation, repeated picks use
+``reduction="add"`` (opset 16+).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from onnxgraph.autodiff.builder import dtype_of, inverse_permutation, rank_of, static_shape
+from onnxgraph.autodiff.errors import GradientError
+from onnxgraph.autodiff.registry import register, register_stop
+
+register_stop(
+    "Shape",
+    "Size",
+    "ConstantOfShape",
+    "Range",
+    "ArgMax",
+    "ArgMin",
+    "NonZero",
+    "OneHot",
+    "EyeLike",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Multinomial",
+    family="shape",
+)
+
+
+def _flat(b, v):
+    return b.Reshape(v, b.ints([-1]))
+
+
+def _positions(b, x):
+    """An int64 tensor shaped like ``x`` holding each element's flat position."""
+    count = b.Size(x)
+    return b.Reshape(b.Range(b.const(np.int64(0)), count, b.const(np.int64(1))), b.shape(x))
+
+
+def _scatter_add_flat(b, x, flat_positions, g, *, needs_add: bool, why: str):
+    """Gradient of ``x`` when output element k came from ``x.flat[flat_positions.flat[k]]``."""
+    if needs_add and b.opset < 16:
+        raise GradientError(
+            f"the gradient of {why} needs ScatterElements reduction='add' (opset 16+)"
+        )
+    zeros = _flat(b, b.zeros_like(x))
+    extra = {"reduction": "add"} if needs_add else {}
+    scattered = b.ScatterElements(zeros, _flat(b, flat_positions), _flat(b, g), axis=0, **extra)
+    return b.reshape_like(scattered, x)
+
+
+@register("Reshape", "Flatten", "Squeeze", "Unsqueeze", differentiable=(0,))
+def reshape(b, node, grads):
+    return [b.reshape_like(grads[0], node.inputs[0])]
+
+
+@register("Transpose")
+def transpose(b, node, grads):
+    perm = node.attr("perm") or list(reversed(range(rank_of(node.inputs[0]))))
+    return [b.Transpose(grads[0], perm=inverse_permutation(perm))]
+
+
+@register("Expand", differentiable=(0,), broadcast=(0,))
+def expand(b, node, grads):
+    return [grads[0]]
+
+
+@register("Trilu", differentiable=(0,))
+def trilu(b, node, grads):
+    """Trilu keeps a fixed set of elements: the gradient is the same mask applied to ``g``."""
+    upper = node.attr("upper", 1)
+    return [b.Trilu(grads[0], *node.inputs[1:], upper=upper)]
+
+
+@register("Concat")
+def concat(b, node, grads):
+    axis, g = node.attr("axis"), grads[0]
+    sizes = [static_shape(x) for x in node.inputs]
+    if all(s is not None for s in sizes):
+        split = b.ints([s[axis] for s in sizes])
+    else:
+        split = b.Concat(*[b.axis_size(x, axis) for x in node.inputs], axis=0)
+    parts = b.Split(g, split, axis=axis, _outputs=len(node.inputs))
+    parts = parts if isinstance(parts, tuple) else (parts,)
+    return [p if b.wants(x) else None for p, x in zip(parts, node.inputs)]
+
+
+@register("Split", differentiable=(0,))
+def split(b, node, grads):
+    pieces = [g if g is not None else b.zeros_like(out) for g, out in zip(grads, node.outputs)]
+    return [b.Concat(*pieces, axis=node.attr("axis", 0))]
+
+
+@register("Slice", differentiable=(0,))
+def slice_(b, node, grads):
+    x = node.inputs[0]
+    picked = b.Slice(_positions(b, x), *node.inputs[1:])
+    return [_scatter_add_flat(b, x, picked, grads[0], needs_add=False, why="Slice")]
+
+
+@register("Gather", differentiable=(0,))
+def gather(b, node, grads):
+    """Rows picked by ``indices`` along ``axis`` get the upstream rows added back (ScatterND at
+    opset 16+, a one-hot product before)."""
+    (data, indices), g = node.inputs, grads[0]
+    r, q = rank_of(data), rank_of(indices)
+    axis = node.attr("axis", 0) % r
+    # g: data[:axis] + indices.shape + data[axis+1:]  ->  indices.shape + data[:axis] + data[axis+1:]
+    g_perm = [*range(axis, axis + q), *range(axis), *range(axis + q, r + q - 1)]
+    g_front = b.Transpose(g, perm=g_perm) if g_perm != list(range(len(g_perm))) else g
+    data_perm = [axis, *range(axis), *range(axis + 1, r)]
+    front_shape = b.permuted_shape(data, data_perm)
+    if b.opset >= 16:
+        zeros = b.zeros_like(data, front_shape)
+        index = b.unsqueeze(_nonnegative(b, indices, b.axis_size(data, axis)), [-1])
+        d_front = b.ScatterND(zeros, index, g_front, reduction="add")
+    else:
+        depth = b.axis_size(data, axis, scalar=True)
+        one_hot = b.OneHot(
+            _flat(b, indices), depth, b.const(np.array([0, 1], dtype=dtype_of(data))), axis=-1
+        )
+        rows = b.Reshape(
+            g_front, b.Concat(b.Reshape(b.Size(indices), b.ints([1])), b.ints([-1]), axis=0)
+        )
+        d_front = b.Reshape(b.MatMul(b.Transpose(one_hot, perm=[1, 0]), rows), front_shape)
+    return [b.Transpose(d_front, perm=inverse_permutation(data_perm)) if axis else d_front]
+
+
+def _nonnegative(b, indices, size):
+    """Indices with negative entries wrapped (``i + size`` where ``i < 0``)."""
+    index_type = indices.elem_type or onnx.TensorProto.INT64
+    size = b.Cast(b.Reshape(size, b.ints([])), to=index_type)
+    zero = b.Cast(b.const(np.int64(0)), to=index_type)
+    return b.Where(b.Less(indices, zero), b.Add(indices, size), indices)
+
+
+@register("GatherElements", differentiable=(0,))
+def gather_elements(b, node, grads):
+    """Scatter-add of g at the indices (opset 16+); before, a one-hot of the indices along the
+    gather axis, weighted by g and summed over the picks."""
+    (data, indices), g = node.inputs, grads[0]
+    axis = node.attr("axis", 0) % rank_of(data)
+    if b.opset >= 16:
+        return [b.ScatterElements(b.zeros_like(data), indices, g, axis=axis, reduction="add")]
+    data_dims, index_dims = static_shape(data), static_shape(indices)
+    others_match = (
+        data_dims is not None
+        and index_dims is not None
+        and all(d == k for i, (d, k) in enumerate(zip(data_dims, index_dims)) if i != axis)
+    )
+    if not others_match:
+        raise GradientError(
+            "the gradient of GatherElements before opset 16 needs static shapes equal off the axis"
+        )
+    depth = b.const(np.int64(data_dims[axis]))
+    one_hot = b.OneHot(
+        indices, depth, b.const(np.array([0, 1], dtype=dtype_of(data))), axis=axis + 1
+    )
+    return [b.ReduceSum(b.Mul(one_hot, b.unsqueeze(g, [axis + 1])), b.ints([axis]), keepdims=0)]
+
+
+@register("GatherND", differentiable=(0,))
+def gather_nd(b, node, grads):
+    (data, indices), g = node.inputs, grads[0]
+    if node.attr("batch_dims", 0):
+        raise GradientError("the gradient of GatherND with batch_dims > 0 is not supported")
+    if b.opset < 16:
+        raise GradientError("the gradient of GatherND needs ScatterND reduction='add' (opset 16+)")
+    return [b.ScatterND(b.zeros_like(data), indices, g, reduction="add")]
+
+
+@register("ScatterElements", differentiable=(0, 2))
+def scatter_elements(b, node, grads):
+    (data, indices, updates), g = node.inputs, grads[0]
+    axis, reduction = node.attr("axis", 0), node.attr("reduction", "none")
+    if reduction not in ("none", "add"):
+        raise GradientError(
+            f"the gradient of ScatterElements reduction='{reduction}' is not supported"
+        )
+    d_data = None
+    if b.wants(data):
+        d_data = (
+            g
+            if reduction == "add"
+            else b.ScatterElements(g, indices, b.zeros_like(updates), axis=axis)
+        )
+    d_updates = b.GatherElements(g, indices, axis=axis) if b.wants(updates) else None
+    return [d_data, None, d_updates]
+
+
+@register("ScatterND", differentiable=(0, 2))
+def scatter_nd(b, node, grads):
+    (data, indices, updates), g = node.inputs, grads[0]
+    reduction = node.attr("reduction", "none")
+    if reduction not in ("none", "add"):
+        raise GradientError(f"the gradient of ScatterND reduction='{reduction}' is not supported")
+    d_data = None
+    if b.wants(data):
+        d_data = g if reduction == "add" else b.ScatterND(g, indices, b.zeros_like(updates))
+    return [d_data, None, b.GatherND(g, indices) if b.wants(updates) else None]
+
+
+@register("Tile", differentiable=(0,))
+def tile(b, node, grads):
+    """Reshape ``g`` to (r0, d0, r1, d1, ...) and sum over the repeat axes."""
+    (x, repeats), g = node.inputs, grads[0]
+    r = rank_of(x)
+    pairs = b.Concat(
+        b.Unsqueeze(repeats, b.ints([1])), b.Unsqueeze(b.shape(x), b.ints([1])), axis=1
+    )
+    interleaved = b.Reshape(g, b.Reshape(pairs, b.ints([-1])))
+    return [b.sum_to(interleaved, list(range(0, 2 * r, 2)), keepdims=False)]
+
+
+@register("Pad", differentiable=(0, 2))
+def pad(b, node, grads):
+    """Constant padding: slice the input's cells back out (or, for negative or dynamic pads, pad
+    by the negated pads); the fill value gets the rest of g's sum. Reflect, edge and wrap:
+    scatter-add through the same padding applied to element positions."""
+    x, g = node.inputs[0], grads[0]
+    mode = node.attr("mode", "constant")
+    if mode != "constant":
+        folded = _fold_back(b, node, g, mode)
+        if folded is not None:
+            return [folded, None, None]
+        picked = b.Pad(_positions(b, x), node.inputs[1], None, *node.inputs[3:], mode=mode)
+        return [_scatter_add_flat(b, x, picked, g, needs_add=True, why=f"Pad mode='{mode}'")]
+    dx = _constant_pad_input_grad(b, node, g)
+    value = node.inputs[2] if len(node.inputs) > 2 else None
+    d_value = None
+    if b.wants(value):
+        total, kept = b.ReduceSum(g, keepdims=0), b.ReduceSum(dx, keepdims=0)
+        d_value = b.Reshape(b.Sub(total, kept), b.shape(value))
+    return [dx, None, d_value]
+
+
+def _fold_back(b, node, g, mode):
+    """Reflect/edge/wrap padding with constant, non-negative pads and static dims, undone one axis
+    at a time: each padded strip of g is added back onto the input cells it copied (mirrored for
+    reflect, summed onto the border for edge, onto the far side for wrap). None when not static."""
+    x = node.inputs[0]
+    pads, dims = b.constant_ints(node.inputs[1]), static_shape(x)
+    axes_input = node.inputs[3] if len(node.inputs) > 3 else None
+    axes = b.constant_ints(axes_input) if axes_input is not None else list(range(len(dims or ())))
+    if pads is None or dims is None or axes is None or min(pads) < 0:
+        return None
+    for k, axis in enumerate(axes):
+        axis %= len(dims)
+        before, after = pads[k], pads[k + len(axes)]
+        if before or after:
+            g = _fold_axis(b, g, axis, before, after, dims, mode)
+    return g
+
+
+def _fold_axis(b, g, axis, before, after, dims, mode):
+    """Undo one axis of reflect/edge/wrap padding (``before``/``after`` cells around ``size``)."""
+    size, rank = dims[axis], len(dims)
+
+    def strip(piece, start, stop, step=1):
+        return b.Slice(piece, b.ints([start]), b.ints([stop]), b.ints([axis]), b.ints([step]))
+
+    def flipped(piece, length):
+        return strip(piece, length - 1, -(2**62), -1)
+
+    def placed(piece, lead, trail):  # zero-padded along the axis to the input's length
+        pads = [0] * (2 * rank)
+        pads[axis], pads[rank + axis] = lead, trail
+        return b.Pad(piece, b.ints(pads))
+
+    terms = [strip(g, before, before + size)]
+    if before:
+        left = strip(g, 0, before)
+        if mode == "reflect":  # output cell i < before copied x[before - i]
+            terms.append(placed(flipped(left, before), 1, size - 1 - before))
+        elif mode == "edge":
+            terms.append(placed(b.ReduceSum(left, b.ints([axis]), keepdims=1), 0, size - 1))
+        else:  # wrap: output cell i < before copied x[size - before + i]
+            terms.append(placed(left, size - before, 0))
+    if after:
+        right = strip(g, before + size, before + size + after)
+        if mode == "reflect":  # output cell before + size + j copied x[size - 2 - j]
+            terms.append(placed(flipped(right, after), size - 1 - after, 1))
+        elif mode == "edge":
+            terms.append(placed(b.ReduceSum(right, b.ints([axis]), keepdims=1), size - 1, 0))
+        else:  # wrap: copied x[j]
+            terms.append(placed(right, 0, size - after))
+    return b.add_all(terms)
+
+
+def _constant_pad_input_grad(b, node, g):
+    x = node.inputs[0]
+    pads = b.constant_ints(node.inputs[1])
+    axes_input = node.inputs[3] if len(node.inputs) > 3 else None
+    axes = (
+        b.constant_ints(axes_input) if axes_input is not None else list(range(len(pads or []) // 2))
+    )
+    if pads is None or min(pads) < 0 or axes is None:
+        # the adjoint of constant padding: pad g by the negated pads (cropping what was added,
+        # zero-filling what negative pads cut away); works for dynamic pads too
+        return b.Pad(g, b.Neg(node.inputs[1]), None, *node.inputs[3:])
+    starts = b.ints(pads[: len(axes)])
+    sizes = b.Concat(*[b.axis_size(x, a) for a in axes], axis=0)
+    return b.Slice(g, starts, b.Add(starts, sizes), b.ints(axes))
+
+
+@register("TopK", differentiable=(0,), outputs=(0,))
+def top_k(b, node, grads):
+    x, g = node.inputs[0], grads[0]
+    indices = b.ensure_output(node, 1, onnx.TensorProto.INT64)
+    return [b.ScatterElements(b.zeros_like(x), indices, g, axis=node.attr("axis", -1))]
+
+
+def _depth_space_perm(b, g, shape5, perm, x):
+    return b.reshape_like(b.Transpose(b.Reshape(g, b.ints(shape5)), perm=perm), x)
+
+
+@register("DepthToSpace")
+def depth_to_space(b, node, grads):
+    x, bs = node.inputs[0], node.attr("blocksize")
+    _, c, h, w = _static_nchw(x, node.op_type)
+    # forward: x -> (N, bs, bs, C/bs^2, H, W) [DCR] or (N, C/bs^2, bs, bs, H, W) [CRD] -> transpose
+    if node.attr("mode", "DCR") == "DCR":
+        return [
+            _depth_space_perm(b, grads[0], [0, c // bs // bs, h, bs, w, bs], [0, 3, 5, 1, 2, 4], x)
+        ]
+    return [_depth_space_perm(b, grads[0], [0, c // bs // bs, h, bs, w, bs], [0, 1, 3, 5, 2, 4], x)]
+
+
+@register("SpaceToDepth")
+def space_to_depth(b, node, grads):
+    x, bs = node.inputs[0], node.attr("blocksize")
+    _, c, h, w = _static_nchw(x, node.op_type)
+    # forward: x as (N, C, H/bs, bs, W/bs, bs) -> (N, bs, bs, C, ...) [DCR] or (N, C, bs, bs, ...) [CRD]
+    if node.attr("mode", "DCR") == "DCR":
+        return [
+            _depth_space_perm(b, grads[0], [0, bs, bs, c, h // bs, w // bs], [0, 3, 4, 1, 5, 2], x)
+        ]
+    return [_depth_space_perm(b, grads[0], [0, c, bs, bs, h // bs, w // bs], [0, 1, 4, 2, 5, 3], x)]
+
+
+def _static_nchw(x, op_type):
+    shape = x.shape
+    if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
+        raise GradientError(f"the gradient of {op_type} needs static C, H, W (got {shape})")
+    return shape
