@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -27,8 +28,22 @@ MIN_OPSET = 13
 Cleanup = Callable[[Model], object]
 
 
+CLEANUP_PASSES = ("constants", "shapes", "fold", "noop", "cse", "dce")
+"""The optimizer passes the default cleanup runs (no fusions: the result stays a plain gradient graph)."""
+
+
+def simplify(model: Model) -> None:
+    """The default cleanup: the project's constant folding, no-op elimination, CSE and DCE."""
+    from onnxgraph.optimizers.base import PassManager
+    from onnxgraph.optimizers.registry import build_pipeline
+    from onnxgraph.shape_inference import annotate_types
+
+    annotate_types(model)
+    PassManager(build_pipeline(CLEANUP_PASSES))(model)
+
+
 def remove_dead_nodes(model: Model) -> None:
-    """The default cleanup: drop nodes whose outputs nobody reads and unread initializers."""
+    """A minimal cleanup: drop nodes whose outputs nobody reads and unread initializers."""
     graph = model.graph
     outputs = {id(v) for v in graph.outputs}
     for node in reversed(graph.nodes):
@@ -47,7 +62,7 @@ def build_gradient(
     output: str | None = None,
     vjp: bool = False,
     wrt: Sequence[str] | None = None,
-    cleanup: Cleanup | None = remove_dead_nodes,
+    cleanup: Cleanup | None = simplify,
 ) -> Model:
     """A model that computes the original outputs plus gradients (standard ONNX ops only).
 
@@ -64,8 +79,9 @@ def build_gradient(
             holding its upstream gradient.
         wrt: graph inputs and/or initializers to differentiate with respect to (default: every
             floating-point initializer).
-        cleanup: called with the finished model (default: :func:`remove_dead_nodes`); pass the
-            project's optimize pipeline (DCE, CSE, constant folding) here.
+        cleanup: called with the finished model (default: :func:`simplify`, the project's
+            folding, CSE and DCE). The ``wrt`` parameters are listed as graph inputs meanwhile, so
+            no pass folds or merges them: a training loop updates them, and a copy would go stale.
 
     Returns:
         The new model with one ``NAME_grad`` output per ``wrt`` entry (suffixed when taken); the
@@ -89,8 +105,20 @@ def build_gradient(
         mapping[value.name] = _expose(builder, gradient, value)
     result.metadata_props[METADATA_KEY] = json.dumps(mapping)
     if cleanup is not None:
-        cleanup(result)
+        with _held_as_inputs(graph, wrt_values):
+            cleanup(result)
     return result
+
+
+@contextlib.contextmanager
+def _held_as_inputs(graph, values: Sequence[Value]):
+    """List initializers among ``values`` as graph inputs for a while: overridable, so not constants."""
+    added = [v for v in values if v.is_initializer() and not v.is_graph_input()]
+    graph.inputs.extend(added)
+    try:
+        yield
+    finally:
+        graph.inputs[:] = [v for v in graph.inputs if all(v is not a for a in added)]
 
 
 def _load_copy(model) -> Model:
