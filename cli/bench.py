@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Callable, Iterator
 
@@ -11,6 +10,7 @@ import click
 
 from onnxgraph.cli.errors import BadInput, CheckFailed
 from onnxgraph.cli.options import input_shape_option, model_argument, parse_input_shapes
+from onnxgraph.cli.output import write_json
 
 
 @click.command()
@@ -144,7 +144,7 @@ def bench(
     if json_path != "-":
         print_report(result)
     if json_path:
-        _write_json(result, json_path)
+        write_json(result, json_path)
     if plot_path:
         plot_latencies(report, plot_path)
     if not report.parity_passed:
@@ -296,17 +296,6 @@ def _check_destination(option: str, path: str | None, models: list[str]) -> None
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise BadInput(f"{option} {path}: folder {folder} does not exist")
-
-
-def _write_json(result: dict, path: str) -> None:
-    text = json.dumps(result, indent=2)
-    if path == "-":
-        click.echo(text)
-        return
-    from onnxgraph.fsutil import atomic_write
-
-    with atomic_write(path) as f:
-        f.write((text + "\n").encode())
 
 
 @contextlib.contextmanager

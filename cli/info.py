@@ -8,6 +8,7 @@ import click
 
 from onnxgraph.cli.errors import BadInput
 from onnxgraph.cli.options import input_shape_option, json_flag, parse_input_shapes
+from onnxgraph.cli.output import human_bytes
 
 
 @click.command()
@@ -57,14 +58,6 @@ def _report(model, path: str, shapes: dict[str, list[int]], top: int, strict: bo
     return summary | analyze(model, shapes, top)
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 def _human_count(n: float | None) -> str:
     if n is None:
         return "?"
@@ -92,13 +85,13 @@ def _render(s: dict) -> None:
     head.add_row("[bold]nodes[/]", f"{s['nodes']['total']} ({s['nodes']['subgraphs']} subgraphs)")
     head.add_row(
         "[bold]parameters[/]",
-        f"{params['elements']:,} in {params['initializers']} initializers ({_human_bytes(params['bytes'])})",
+        f"{params['elements']:,} in {params['initializers']} initializers ({human_bytes(params['bytes'])})",
     )
     unknown = f", {compute['nodes_unknown']} nodes with unknown shapes" if compute["nodes_unknown"] else ""
     head.add_row("[bold]compute[/]", f"{_human_count(compute['flops'])}FLOPs, "
                                      f"{_human_count(compute['macs'])}MACs{unknown}")
-    head.add_row("[bold]activations[/]", f"{_human_bytes(memory['total_bytes'])} in all, "
-                                         f"{_human_bytes(memory['peak_bytes'])} at peak")
+    head.add_row("[bold]activations[/]", f"{human_bytes(memory['total_bytes'])} in all, "
+                                         f"{human_bytes(memory['peak_bytes'])} at peak")
     assumed = s["shapes"]["assumed"]
     if assumed:
         text = ", ".join(f"{k}=" + ",".join(map(str, v)) for k, v in assumed.items())
@@ -121,7 +114,7 @@ def _render(s: dict) -> None:
         ]))
     if s["external_data"]:
         console.print(_table("external data", ("file", "size", "tensors"), [
-            (escape(f["file"]), _human_bytes(f["bytes"]), str(f["tensors"])) for f in s["external_data"]
+            (escape(f["file"]), human_bytes(f["bytes"]), str(f["tensors"])) for f in s["external_data"]
         ]))
     if s["functions"]:
         console.print(_table("functions", ("domain", "name", "nodes"), [

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import click
 
 from onnxgraph.cli.errors import BadInput, CheckFailed
 from onnxgraph.cli.options import input_shape_option, model_argument, parse_input_shapes
+from onnxgraph.cli.output import human_bytes, write_json
 
 _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not imported so --help stays fast
 
@@ -56,7 +56,8 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
             optimized, report = run_optimize(model, passes=names, verify=not no_verify, size_limit=size_limit,
                                              input_shapes=shapes, on_progress=status.update)
     except VerificationFailed as exc:
-        _write_json(report_json, exc.report.to_dict())
+        if report_json:
+            write_json(exc.report.to_dict(), report_json)
         raise CheckFailed(str(exc)) from exc
     except VerificationUnavailable as exc:
         raise CheckFailed(f"{model}: cannot verify: {exc} (use --no-verify to skip verification)") from exc
@@ -66,7 +67,8 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
     _render(report, model, output)
     if run_bench:
         summary["bench"] = _bench(model, output, provider, shapes)
-    _write_json(report_json, summary)
+    if report_json:
+        write_json(summary, report_json)
     if run_bench and not summary["bench"]["comparison"]["parity"]["passed"]:
         from onnxgraph.cli.bench import parity_failure
 
@@ -85,23 +87,6 @@ def _bench(original: str, optimized: str, provider: str, shapes: dict) -> dict:
     return result
 
 
-def _write_json(path: str | None, data: dict) -> None:
-    if path is None:
-        return
-    from onnxgraph.fsutil import atomic_write
-
-    with atomic_write(path) as f:
-        f.write(json.dumps(data, indent=2).encode())
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 def _render(report, model: str, output: str) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -114,7 +99,7 @@ def _render(report, model: str, output: str) -> None:
         size.add_column(column, justify="right" if column else "left")
     b, a = report.before, report.after
     for label, x, y, fmt in (("nodes", b.nodes, a.nodes, str), ("initializers", b.initializers, a.initializers, str),
-                             ("weights", b.bytes, a.bytes, _human_bytes)):
+                             ("weights", b.bytes, a.bytes, human_bytes)):
         change = f"{(y - x) / x:+.1%}" if x else "-"
         size.add_row(label, fmt(x), fmt(y), change)
     console.print(size)
