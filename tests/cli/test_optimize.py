@@ -140,6 +140,29 @@ def test_external_data_stays_external(tmp_path):
     np.testing.assert_allclose(_outputs(out, {"x": x})[0], x @ w.T, rtol=1e-4, atol=1e-4)
 
 
+def test_a_model_beyond_the_protobuf_limit_is_saved_with_external_data(tmp_path, monkeypatch):
+    """The over-2-GB path, exercised by lowering the limit instead of writing 2 GB."""
+    from onnxgraph.serde import fileio
+
+    monkeypatch.setattr(fileio, "PROTOBUF_LIMIT", 64 * 64 * 4)
+    monkeypatch.setattr(fileio, "_HEADROOM", 0)
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((64, 64)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", 1, ["n", 64])],
+                              [helper.make_tensor_value_info("y", 1, ["n", 64])], [numpy_helper.from_array(w, "w")])
+    source = tmp_path / "inline.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), source)
+    out = tmp_path / "out.onnx"
+    result = _invoke(str(source), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "verification: passed" in result.stdout
+    saved = onnx.load(out, load_external_data=False)
+    assert [t.data_location for t in saved.graph.initializer] == [onnx.TensorProto.EXTERNAL]
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    np.testing.assert_allclose(_outputs(out, {"x": x})[0], x @ w, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("flag", ["--size-limit=-1"])
 def test_negative_size_limit_is_rejected(tmp_path, flag):
     assert _invoke(TRANSFORMER, "-o", str(tmp_path / "o.onnx"), flag).exit_code == 2
