@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 
 import click
 
 from onnxgraph.cli.errors import BadInput, CheckFailed
-from onnxgraph.cli.options import input_shape_option, json_flag, model_argument, parse_input_shapes
+from onnxgraph.cli.options import (
+    input_shape_option,
+    json_flag,
+    model_argument,
+    overwrite_option,
+    parse_input_shapes,
+    refuse_overwriting_input,
+)
 
 
 @click.command()
@@ -31,11 +37,12 @@ from onnxgraph.cli.options import input_shape_option, json_flag, model_argument,
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Compare outputs with the original on onnxruntime after a precision or opset change.")
 @input_shape_option
+@overwrite_option
 @json_flag
 def convert(model: str, output: str, opset: int | None, ir_version: int | None, target_ort: str | None,
             fp16: bool, bf16: bool, keep_io_types: bool, op_block_list: str | None, external_data: bool,
             size_threshold: int | None, inline_data: bool, verify: bool, input_shapes: tuple[str, ...],
-            as_json: bool) -> None:
+            overwrite: bool, as_json: bool) -> None:
     """Convert MODEL's opset, IR version, precision or data layout and write it to OUTPUT."""
     import onnxgraph
     from onnxgraph.convert.pipeline import ConvertOptions, convert_model
@@ -45,6 +52,7 @@ def convert(model: str, output: str, opset: int | None, ir_version: int | None, 
     if fp16 and bf16:
         raise BadInput("--fp16 and --bf16 exclude each other")
     precision = "fp16" if fp16 else "bf16" if bf16 else None
+    refuse_overwriting_input(model, output, overwrite)
     _check_flags(model, output, precision, keep_io_types, op_block_list, external_data, inline_data,
                  size_threshold, is_text_path(output))
     shapes = parse_input_shapes(input_shapes)
@@ -78,8 +86,6 @@ def convert(model: str, output: str, opset: int | None, ir_version: int | None, 
 
 def _check_flags(model, output, precision, keep_io_types, op_block_list, external_data, inline_data,
                  size_threshold, text_output) -> None:
-    if os.path.abspath(output) == os.path.abspath(model):
-        raise BadInput(f"{output}: refusing to overwrite the input model; choose another -o")
     if external_data and inline_data:
         raise BadInput("--external-data and --inline-data exclude each other")
     if size_threshold is not None and not (external_data or text_output):

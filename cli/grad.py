@@ -7,7 +7,7 @@ import json
 import click
 
 from onnxgraph.cli.errors import BadInput
-from onnxgraph.cli.options import json_flag, model_argument
+from onnxgraph.cli.options import json_flag, model_argument, overwrite_option, refuse_overwriting_input
 
 LOSS_FUNCTIONS = ("mse", "l1", "cross_entropy", "bce_with_logits", "sum")
 """onnxgraph.autodiff.LOSS_FUNCTIONS, spelled out so --help needs no heavy import (a test keeps the
@@ -47,7 +47,7 @@ two equal)."""
     metavar="NAME",
     help="Differentiate w.r.t. this input or initializer (repeatable; default: every float initializer).",
 )
-@click.option("--force", is_flag=True, help="Allow writing over the input model.")
+@overwrite_option
 @json_flag
 def grad(
     model: str,
@@ -57,7 +57,7 @@ def grad(
     vjp: bool,
     output,
     wrt: tuple[str, ...],
-    force: bool,
+    overwrite: bool,
     as_json: bool,
 ) -> None:
     """Write a model computing the original outputs plus NAME_grad for each --wrt value.
@@ -66,7 +66,6 @@ def grad(
     The mapping of gradients to outputs is printed and stored in the model's metadata under
     'onnxgraph.gradients'.
     """
-    import os
 
     import onnxgraph
     from onnxgraph.autodiff import METADATA_KEY, build_gradient
@@ -75,8 +74,7 @@ def grad(
         raise BadInput("choose exactly one of --loss, --loss-fn or --vjp")
     if output is not None and loss is not None:
         raise BadInput("--output goes with --loss-fn or --vjp, not --loss")
-    if not force and os.path.exists(out) and os.path.exists(model) and os.path.samefile(model, out):
-        raise BadInput(f"{out}: refusing to overwrite the input model (pass --force)")
+    refuse_overwriting_input(model, out, overwrite)
     result = build_gradient(
         model, loss=loss, loss_fn=loss_fn, output=output, vjp=vjp, wrt=list(wrt) or None
     )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from onnxgraph.cli.errors import BadInput, CheckFailed
-from onnxgraph.cli.options import input_shape_option, model_argument, parse_input_shapes
+from onnxgraph.cli.errors import CheckFailed
+from onnxgraph.cli.options import (
+    input_shape_option,
+    model_argument,
+    overwrite_option,
+    parse_input_shapes,
+    refuse_overwriting_input,
+)
 from onnxgraph.cli.output import human_bytes, write_json
 
 _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not imported so --help stays fast
@@ -25,7 +29,7 @@ _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not impor
 @click.option("--size-limit", type=click.IntRange(min=0), default=_DEFAULT_SIZE_LIMIT, show_default=True,
               help="Largest constant (in elements) that folding may create.")
 @input_shape_option
-@click.option("--overwrite", is_flag=True, help="Allow OUT to be the input model itself.")
+@overwrite_option
 @click.option("--bench", "run_bench", is_flag=True,
               help="Then benchmark the original against the result on onnxruntime (as `onnxgraph bench A B`).")
 @click.option("--provider", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -46,8 +50,7 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
     from onnxgraph.optimizers.verify import VerificationUnavailable
     from onnxgraph.serde.fileio import save
 
-    if os.path.exists(output) and os.path.exists(model) and os.path.samefile(output, model) and not overwrite:
-        raise BadInput(f"{output}: refusing to overwrite the input model (pass --overwrite to allow it)")
+    refuse_overwriting_input(model, output, overwrite)
     names = [p.strip() for p in passes.split(",") if p.strip()] if passes is not None else None
     shapes = parse_input_shapes(input_shapes)
     console = Console(stderr=True)

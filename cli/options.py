@@ -33,3 +33,19 @@ input_shape_option = click.option(
     metavar="NAME=D1,D2",
     help="Fix a dynamic input's shape (repeatable).",
 )
+
+
+overwrite_option = click.option(
+    "--overwrite", is_flag=True, help="Allow the output to be the input model itself (replaced atomically)."
+)
+
+
+def refuse_overwriting_input(model: str, output: str, overwrite: bool) -> None:
+    """Raise a one-line usage error when ``output`` is the input model and ``--overwrite`` is not given."""
+    import os
+
+    from onnxgraph.cli.errors import BadInput
+
+    same = os.path.exists(output) and os.path.exists(model) and os.path.samefile(output, model)
+    if same and not overwrite:
+        raise BadInput(f"{output}: refusing to overwrite the input model (pass --overwrite to allow it)")

@@ -84,6 +84,10 @@ def test_refuses_to_overwrite_the_input(tmp_path):
     before = path.read_bytes()
     result = _invoke("grad", str(path), "-o", str(path), "--vjp")
     assert result.exit_code == 2 and path.read_bytes() == before
+    assert "--overwrite" in result.stderr
+    result = _invoke("grad", str(path), "-o", str(path), "--vjp", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert "logits_grad" in [i.name for i in onnx.load(str(path)).graph.input]
 
 
 def test_loss_choices_match_the_library():

@@ -190,6 +190,9 @@ def test_refuses_to_overwrite_the_input(newest_model):
     result = _invoke(newest_model, "-o", newest_model, "--fp16")
     assert result.exit_code == 2 and "refusing to overwrite" in result.stderr
     assert open(newest_model, "rb").read() == before
+    result = _invoke(newest_model, "-o", newest_model, "--fp16", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert open(newest_model, "rb").read() != before
 
 
 def test_missing_model_is_a_one_line_error(tmp_path):
