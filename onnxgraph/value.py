@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import onnx
 
 from onnxgraph import types
+from onnxgraph.errors import GraphError
 
 if TYPE_CHECKING:
     from onnxgraph.graph import Graph
@@ -130,13 +131,21 @@ class Value:
             new: the replacement.
             replace_graph_outputs: also replace this value where it is a graph output; ``new`` then
                 takes over the output's name so the graph's interface is unchanged.
+
+        Raises:
+            GraphError: ``new`` would have to take over an output's name but is a graph input or
+                output itself, whose name is part of the interface (route it through an Identity).
         """
+        g = self.graph
+        takes_output = replace_graph_outputs and g is not None and any(o is self for o in g.outputs)
+        if takes_output and new is not self and (new.is_graph_input() or new.is_graph_output()):
+            raise GraphError(
+                f"{new.name!r} cannot take over graph output {self._name!r}: it is a graph input or output"
+            )
         for node, i in list(self._uses):
             node.replace_input_with(i, new)
-        if replace_graph_outputs:
-            g = self.graph
-            if g is not None and any(o is self for o in g.outputs):
-                name = self._name
-                self._name = g.fresh_name(name or "value")
-                new.name = name
-                g.outputs[:] = [new if o is self else o for o in g.outputs]
+        if takes_output:
+            name = self._name
+            self._name = g.fresh_name(name or "value")
+            new.name = name
+            g.outputs[:] = [new if o is self else o for o in g.outputs]

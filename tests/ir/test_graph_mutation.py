@@ -188,3 +188,12 @@ def _if_model() -> onnx.ModelProto:
             >
         }"""
     )
+
+
+def test_a_graph_input_cannot_take_over_an_output_name():
+    """Renaming an input to keep an output's name would change the model's interface."""
+    graph = _chain_model().graph
+    z = graph.outputs[0]
+    with pytest.raises(GraphError, match="cannot take over graph output 'z'"):
+        z.replace_all_uses_with(graph.inputs[0], replace_graph_outputs=True)
+    assert graph.inputs[0].name == "x" and graph.outputs[0] is z
