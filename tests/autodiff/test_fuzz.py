@@ -147,3 +147,29 @@ def test_parameters_fed_after_training_steps_give_gradients_at_the_new_values(se
         np.testing.assert_allclose(
             gradient.reshape(-1)[picked], numeric, rtol=2e-3, atol=2e-3 * scale, err_msg=name
         )
+
+
+@pytest.mark.parametrize(
+    ("shape", "pads", "axes"),
+    [
+        ((1, 3), [0, 1, 2, 2], [-1, 0]),  # 2 + 1 cells wrapped around an axis of 1
+        ((2, 3), [1, 4], [1]),  # 4 cells wrapped around an axis of 3
+        ((2, 3), [0, 3, 0, 3], [0, 1]),  # exactly the axis: one fold still does
+    ],
+)
+def test_wrap_padding_wider_than_the_axis(shape, pads, axes):
+    """Static wrap padding used to be folded back once per side, so a strip wider than the axis
+    lost the cells that wrapped around more than once."""
+    out = list(shape)
+    for k, axis in enumerate(axes):
+        out[axis] += pads[k] + pads[k + len(axes)]
+    text = f"""
+    <ir_version: 10, opset_import: ["" : 21]>
+    g (float[{",".join(map(str, shape))}] x) => (float[{",".join(map(str, out))}] y)
+    <int64[{len(pads)}] pads = {{{",".join(map(str, pads))}}},
+     int64[{len(axes)}] axes = {{{",".join(map(str, axes))}}}> {{
+        y = Pad<mode="wrap">(x, pads, "", axes)
+    }}
+    """
+    feeds = {"x": np.random.default_rng(0).uniform(-1, 1, shape)}
+    check_gradients(_model(text), feeds, ["x"])
