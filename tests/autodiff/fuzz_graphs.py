@@ -20,8 +20,9 @@ MAX_SIZE = 48
 class _Graph:
     """The graph being built: nodes, inputs, initializers and the float values with their shapes."""
 
-    def __init__(self, rng: np.random.Generator, symbolic: bool):
+    def __init__(self, rng: np.random.Generator, symbolic: bool, opset: int):
         self.rng = rng
+        self.opset = opset
         self.symbolic = symbolic
         self.nodes: list[onnx.NodeProto] = []
         self.inputs: list[onnx.ValueInfoProto] = []
@@ -58,6 +59,12 @@ class _Graph:
     def ints(self, values) -> str:
         return self.const(np.asarray(values, dtype=np.int64), "i")
 
+    def axes_op(self, op_type, inputs, axes, input_since: int, **attrs) -> str:
+        """An op whose ``axes`` became an input at opset ``input_since``."""
+        if self.opset >= input_since:
+            return self.op(op_type, [*inputs, self.ints(axes)], **attrs)[0]
+        return self.op(op_type, inputs, axes=axes, **attrs)[0]
+
     def op(self, op_type, inputs, n_out=1, **attrs) -> list[str]:
         outs = [self.name(op_type.lower()) for _ in range(n_out)]
         self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
@@ -84,6 +91,11 @@ class _Graph:
             same = self.pick(lambda s: s == shape)
             if same is not None:
                 return same
+        if roll > 0.8:  # a bigger partner: x's size-1 dims and a new leading dim broadcast
+            lead = (int(rng.integers(2, 4)),) if rng.random() < 0.5 else ()
+            big = (*lead, *(int(rng.integers(2, 4)) if d == 1 else d for d in shape))
+            if _size(big) <= MAX_SIZE:
+                return self.float_input(big), big
         rank = int(rng.integers(0, len(shape) + 1))
         sub = tuple(d if rng.random() < 0.6 else 1 for d in shape[len(shape) - rank :])
         if roll < 0.45 and "shared" not in [n for n, _ in self.pool]:
@@ -114,8 +126,10 @@ def _elementwise(g: _Graph, x, shape):
         (y,) = g.op("Tanh", [y])  # no ties: max(x, x) has no derivative
     if kind == "Where":
         (cond,) = g.op("Greater", [x, g.const(np.array(0.1))])
-        return g.op("Where", [cond, x, y])[0], out_shape
-    return g.op(kind, [x, y])[0], out_shape
+        branches = [x, y] if g.rng.random() < 0.6 else [y, x]
+        return g.op("Where", [cond, *branches])[0], out_shape
+    operands = [x, y] if g.rng.random() < 0.6 else [y, x]
+    return g.op(kind, operands)[0], out_shape
 
 
 def _unary(g: _Graph, x, shape):
@@ -161,20 +175,22 @@ def _reduce(g: _Graph, x, shape):
     rng = g.rng
     if not shape:
         return None
-    kind = rng.choice(["ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2", "ReduceLogSumExp"])
+    kind = rng.choice(
+        ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceL1",
+         "ReduceLogSumExp", "ReduceProd", "ReduceSumSquare", "ReduceLogSum"]
+    )
     rank = len(shape)
     axes = sorted(rng.choice(rank, int(rng.integers(1, rank + 1)), replace=False).tolist())
     axes = [a - rank if rng.random() < 0.3 else a for a in axes]
     keep = int(rng.integers(0, 2))
-    inputs = [x, g.ints(axes)]
-    if kind == "ReduceL2":
+    if kind in ("ReduceL2", "ReduceProd", "ReduceLogSum"):  # away from zero
         (x,) = g.op("Add", [g.op("Mul", [x, x])[0], g.const(np.array(0.5))])
-        inputs[0] = x
     out_shape = tuple(
         1 if i in [a % rank for a in axes] else d for i, d in enumerate(shape)
         if keep or i not in [a % rank for a in axes]
     )
-    return g.op(kind, inputs, keepdims=keep)[0], out_shape
+    since = 13 if kind == "ReduceSum" else 18
+    return g.axes_op(kind, [x], axes, since, keepdims=keep), out_shape
 
 
 def _reshape(g: _Graph, x, shape):
@@ -276,7 +292,11 @@ def _split(g: _Graph, x, shape):
     axis = int(rng.choice(axes))
     d = shape[axis]
     first = int(rng.integers(1, d))
-    outs = g.op("Split", [x, g.ints([first, d - first])], n_out=2, axis=axis)
+    if g.opset >= 18 and rng.random() < 0.4:  # num_outputs: the last part is the smaller one
+        first = -(-d // 2)
+        outs = g.op("Split", [x], n_out=2, axis=axis - len(shape), num_outputs=2)
+    else:
+        outs = g.op("Split", [x, g.ints([first, d - first])], n_out=2, axis=axis)
     shapes = [tuple(n if i != axis else p for i, n in enumerate(shape)) for p in (first, d - first)]
     if rng.random() < 0.5:  # both halves live on
         g.add(outs[0], shapes[0])
@@ -324,16 +344,28 @@ def _pad(g: _Graph, x, shape):
     rng = g.rng
     if not shape:
         return None
-    mode = str(rng.choice(["constant", "reflect", "edge"]))
+    modes = ["constant", "reflect", "edge", *(["wrap"] if g.opset >= 19 else [])]
+    mode = str(rng.choice(modes))
     rank = len(shape)
     limit = [max(0, d - 1) if mode == "reflect" else 2 for d in shape]
     pads = [int(rng.integers(0, lim + 1)) for lim in limit * 2]
     out_shape = tuple(d + pads[i] + pads[i + rank] for i, d in enumerate(shape))
     if _size(out_shape) > MAX_SIZE or min(out_shape) < 1:
         return None
-    inputs = [x, g.ints(pads)]
-    if mode == "constant":
-        inputs.append(g.const(np.array(0.25)))
+    axes = None
+    if g.opset >= 18 and rng.random() < 0.4:  # only some axes, maybe negative, in any order
+        axes = rng.permutation(rank)[: int(rng.integers(1, rank + 1))].tolist()
+        for a in range(rank):
+            if a not in axes:
+                pads[a] = pads[a + rank] = 0
+        out_shape = tuple(d + pads[i] + pads[i + rank] for i, d in enumerate(shape))
+        pads = [pads[a] for a in axes] + [pads[a + rank] for a in axes]
+        axes = [a - rank if rng.random() < 0.3 else a for a in axes]
+    inputs = [x, g.ints(pads), g.const(np.array(0.25)) if mode == "constant" else ""]
+    if axes is not None:
+        inputs.append(g.ints(axes))
+    while inputs[-1] == "":
+        inputs.pop()
     return g.op("Pad", inputs, mode=mode)[0], out_shape
 
 
@@ -347,31 +379,83 @@ def _softmax(g: _Graph, x, shape):
 
 def _layer_norm(g: _Graph, x, shape):
     rng = g.rng
-    if not shape or shape[-1] < 2:
+    if not shape or shape[-1] < 2 or g.opset < 17:
         return None
     axis = int(rng.integers(-len(shape), len(shape)))
     norm_shape = shape[axis:]
+    if _size(norm_shape) < 2:
+        return None
     scale_shape = norm_shape[int(rng.integers(0, len(norm_shape) + 1)) :]
     scale = g.float_input(scale_shape, low=0.5, high=1.5)
+    # Noise along the normalized dims: a constant row (e.g. from Expand) has zero variance,
+    # where float32 rounding is amplified by 1/sqrt(epsilon).
+    (x,) = g.op("Add", [x, g.float_input(norm_shape, differentiate=False)])
     inputs = [x, scale]
     if rng.random() < 0.6:
         inputs.append(g.float_input(scale_shape))
-    if _size(norm_shape) < 2:
-        return None
     return g.op("LayerNormalization", inputs, axis=axis)[0], shape
 
 
+def _squeeze(g: _Graph, x, shape):
+    rng = g.rng
+    if rng.random() < 0.5 or 1 not in shape:
+        axis = int(rng.integers(0, len(shape) + 1))
+        out_shape = (*shape[:axis], 1, *shape[axis:])
+        ax = axis - len(out_shape) if rng.random() < 0.3 else axis
+        return g.axes_op("Unsqueeze", [x], [ax], 13), out_shape
+    axis = shape.index(1)
+    out_shape = shape[:axis] + shape[axis + 1 :]
+    return g.axes_op("Squeeze", [x], [axis], 13), out_shape
+
+
+def _flatten(g: _Graph, x, shape):
+    axis = int(g.rng.integers(0, len(shape) + 1))
+    out_shape = (_size(shape[:axis]), _size(shape[axis:]))
+    return g.op("Flatten", [x], axis=axis)[0], out_shape
+
+
+def _variadic(g: _Graph, x, shape):
+    """Sum/Mean/Max/Min of three operands, one of them repeated or broadcast."""
+    kind = str(g.rng.choice(["Sum", "Mean", "Max", "Min"]))
+    y, yshape = g.broadcast_partner(shape)
+    third = x if kind in ("Sum", "Mean") else g.op("Sin", [x])[0]
+    out_shape = _broadcast(shape, yshape)
+    if _size(out_shape) > MAX_SIZE:
+        return None
+    return g.op(kind, [x, y, third])[0], out_shape
+
+
+def _smooth(g: _Graph, x, shape):
+    """Ops with a restricted domain, fed a positive value."""
+    kind = str(g.rng.choice(["Sqrt", "Log", "Pow", "Exp", "Reciprocal", "Clip", "LeakyRelu"]))
+    (pos,) = g.op("Add", [g.op("Mul", [x, x])[0], g.const(np.array(0.5))])
+    if kind == "Pow":
+        exponent, eshape = g.broadcast_partner(shape)
+        if _size(_broadcast(shape, eshape)) > MAX_SIZE or exponent == x:
+            exponent, eshape = g.const(np.array(1.5)), ()
+        return g.op("Pow", [pos, exponent])[0], _broadcast(shape, eshape)
+    if kind == "Exp":
+        return g.op("Exp", [g.op("Tanh", [x])[0]])[0], shape
+    if kind == "Clip":
+        return g.op("Clip", [x, g.const(np.array(-0.4)), g.const(np.array(0.6))])[0], shape
+    if kind == "LeakyRelu":
+        return g.op("LeakyRelu", [x], alpha=0.2)[0], shape
+    return g.op(kind, [pos])[0], shape
+
+
 STEPS = (
+    _squeeze, _flatten, _variadic, _smooth,
     _elementwise, _elementwise, _unary, _matmul, _reduce, _reshape, _reshape_like_wrt,
     _transpose, _slice, _concat, _split, _gather, _expand, _tile, _pad, _softmax, _layer_norm,
 )
 
 
 def random_graph(seed: int, steps: int = 6) -> tuple[onnx.ModelProto, dict, list[str]]:
-    """A random float32 model (opset 18), float64 feeds for its inputs, and the inputs to
+    """A random float32 model (opset 13 to 21), float64 feeds for its inputs, and the inputs to
     differentiate (all float inputs)."""
     rng = np.random.default_rng(seed)
-    g = _Graph(rng, symbolic=rng.random() < 0.3)
+    opset = int(rng.choice([13, 17, 18, 18, 21]))
+    g = _Graph(rng, symbolic=rng.random() < 0.3, opset=opset)
     rank = int(rng.integers(1, 4))
     shape = tuple(int(rng.integers(1, 5)) for _ in range(rank))
     g.add(g.float_input(shape), shape)
@@ -390,7 +474,7 @@ def random_graph(seed: int, steps: int = 6) -> tuple[onnx.ModelProto, dict, list
     outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n, _ in finals]
     inits = [i for i in g.inits if i.name in used]
     graph = helper.make_graph(g.nodes, f"fuzz{seed}", g.inputs, outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 10
     wrt = [n for n in g.wrt if n in used]
     return model, {k: v for k, v in g.feeds.items()}, wrt
