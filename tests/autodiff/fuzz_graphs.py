@@ -213,6 +213,8 @@ def _reshape_like_wrt(g: _Graph, x, shape):
     """Reshape or Expand to a shape read from a differentiated input (the wrt value is then
     also a non-differentiable input)."""
     rng = g.rng
+    if g.opset < 14:  # onnx infers no rank for Reshape-13/Expand-13 by a run-time shape
+        return None
     target = [n for n in g.wrt if g.feeds[n].size == _size(shape) and g.feeds[n].ndim > 0]
     if target and rng.random() < 0.6:
         name = target[int(rng.integers(0, len(target)))]
@@ -344,7 +346,9 @@ def _pad(g: _Graph, x, shape):
     rng = g.rng
     if not shape:
         return None
-    modes = ["constant", "reflect", "edge", *(["wrap"] if g.opset >= 19 else [])]
+    # before opset 16, reflect/edge gradients need static dims (no ScatterElements add)
+    modes = ["constant"] if g.opset < 16 else ["constant", "reflect", "edge"]
+    modes += ["wrap"] if g.opset >= 19 else []
     mode = str(rng.choice(modes))
     rank = len(shape)
     limit = [max(0, d - 1) if mode == "reflect" else 2 for d in shape]
