@@ -26,8 +26,8 @@ from onnxgraph.runtime.sessions import create_session
 FD = {"eps": 1e-5, "fd_tol": (1e-4, 1e-5)}
 """A larger step than the table's: products of many terms make large objectives, whose rounding
 error divided by a 1e-6 step alone reaches 1e-4."""
-SEEDS = int(os.environ.get("FUZZ_SEEDS", "60"))
-STEPS = int(os.environ.get("FUZZ_STEPS", "8"))
+SEEDS = int(os.environ.get("FUZZ_SEEDS", "150"))
+STEPS = int(os.environ.get("FUZZ_STEPS", "10"))
 
 
 @pytest.mark.parametrize("seed", range(SEEDS))
