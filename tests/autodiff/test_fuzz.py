@@ -124,13 +124,31 @@ def _as_initializers(model: onnx.ModelProto, feeds: dict, names: list[str]) -> o
     return model
 
 
+def _with_twins(feeds: dict, wrt: list[str]) -> dict:
+    """Parameters of one shape start equal, and scalar ones equal the graph's ``shared``
+    constant (0.75): CSE must still keep every parameter apart."""
+    feeds = dict(feeds)
+    first: dict[tuple, str] = {}
+    for name in wrt:
+        shape = np.shape(feeds[name])
+        if shape == ():
+            feeds[name] = np.array(0.75)
+        elif shape in first:
+            feeds[name] = feeds[first[shape]].copy()
+        else:
+            first[shape] = name
+    return feeds
+
+
 @pytest.mark.parametrize("seed", range(0, SEEDS, 6))
 def test_parameters_fed_after_training_steps_give_gradients_at_the_new_values(seed):
-    """Random graphs whose parameters are initializers: the cleanup may not fold anything
-    computed from them, so feeding new values yields the gradient at those values."""
+    """Random graphs whose parameters are initializers, some with equal values: the cleanup may
+    neither fold anything computed from them nor merge them, so feeding new values (different
+    for each) yields the gradient at those values."""
     model, feeds, wrt = random_graph(seed, STEPS)
     if not wrt:
         return
+    feeds = _with_twins(feeds, wrt)
     output = model.graph.output[0].name
     grad = build_gradient(_as_initializers(model, feeds, wrt), loss_fn="sum", output=output, wrt=wrt)
     mapping = _mapping(grad)
