@@ -450,8 +450,68 @@ def _smooth(g: _Graph, x, shape):
     return g.op(kind, [pos])[0], shape
 
 
+def _picking(g: _Graph, x, shape):
+    """CumSum, GatherElements, TopK and Trilu: ops that route or accumulate cells."""
+    rng = g.rng
+    if not shape:
+        return None
+    axis = int(rng.integers(-len(shape), len(shape)))
+    d = shape[axis]
+    kinds = ["CumSum", "TopK"]
+    kinds += ["Trilu"] if g.opset >= 14 else []
+    # before opset 16 the GatherElements gradient needs static shapes (no ScatterElements add)
+    kinds += ["GatherElements"] if g.opset >= 16 else []
+    kind = str(rng.choice(kinds))
+    if kind == "CumSum":
+        flags = {"exclusive": int(rng.integers(0, 2)), "reverse": int(rng.integers(0, 2))}
+        return g.op("CumSum", [x, g.const(np.array(axis, np.int64))], **flags)[0], shape
+    if kind == "GatherElements":
+        out_shape = tuple(int(rng.integers(1, 4)) if i == axis % len(shape) else n
+                          for i, n in enumerate(shape))
+        indices = rng.integers(-d, d, out_shape)
+        # onnx.reference's GatherElements mishandles a negative axis
+        return g.op("GatherElements", [x, g.ints(indices)], axis=axis % len(shape))[0], out_shape
+    if kind == "TopK":
+        k = int(rng.integers(1, d + 1))
+        out_shape = tuple(k if i == axis % len(shape) else n for i, n in enumerate(shape))
+        values, _ = g.op("TopK", [x, g.ints([k])], n_out=2, axis=axis,
+                         largest=int(rng.integers(0, 2)))
+        return values, out_shape
+    if len(shape) < 2:
+        return None
+    inputs = [x, g.const(np.array(int(rng.integers(-1, 2)), np.int64))]
+    return g.op("Trilu", inputs, upper=int(rng.integers(0, 2)))[0], shape
+
+
+def _einsum(g: _Graph, x, shape):
+    """Einsum as a batched contraction, a transpose-and-reduce, or an outer product."""
+    rng = g.rng
+    letters = "abcd"[: len(shape)]
+    if not letters:
+        return None
+    kind = int(rng.integers(0, 3))
+    if kind == 0:  # contract the last axis with a new operand
+        n = int(rng.integers(1, 4))
+        w = g.float_input((shape[-1], n))
+        out_shape = (*shape[:-1], n)
+        return g.op("Einsum", [x, w], equation=f"{letters},{letters[-1]}z->{letters[:-1]}z")[0], out_shape
+    if kind == 1:  # keep a permuted subset of the axes
+        kept = [c for c in letters if rng.random() < 0.6]
+        rng.shuffle(kept)
+        out_shape = tuple(shape[letters.index(c)] for c in kept)
+        return g.op("Einsum", [x], equation=f"{letters}->{''.join(kept)}")[0], out_shape
+    other = g.pick(lambda s: len(s) == 1)
+    if other is None:
+        return None
+    other, oshape = other
+    out_shape = (*shape, oshape[0])
+    if _size(out_shape) > MAX_SIZE:
+        return None
+    return g.op("Einsum", [x, other], equation=f"{letters},z->{letters}z")[0], out_shape
+
+
 STEPS = (
-    _squeeze, _flatten, _variadic, _smooth,
+    _picking, _einsum, _squeeze, _flatten, _variadic, _smooth,
     _elementwise, _elementwise, _unary, _matmul, _reduce, _reshape, _reshape_like_wrt,
     _transpose, _slice, _concat, _split, _gather, _expand, _tile, _pad, _softmax, _layer_norm,
 )
