@@ -486,7 +486,7 @@ def _picking(g: _Graph, x, shape):
 def _einsum(g: _Graph, x, shape):
     """Einsum as a batched contraction, a transpose-and-reduce, or an outer product."""
     rng = g.rng
-    letters = "abcd"[: len(shape)]
+    letters = "abcdefgh"[: len(shape)]
     if not letters:
         return None
     kind = int(rng.integers(0, 3))
