@@ -517,12 +517,16 @@ STEPS = (
 )
 
 
-def random_graph(seed: int, steps: int = 6) -> tuple[onnx.ModelProto, dict, list[str]]:
+def random_graph(
+    seed: int, steps: int = 6, symbolic: bool | None = None
+) -> tuple[onnx.ModelProto, dict, list[str]]:
     """A random float32 model (opset 13 to 21), float64 feeds for its inputs, and the inputs to
-    differentiate (all float inputs)."""
+    differentiate (all float inputs). ``symbolic``: name input dims (about half of them) in
+    every graph (True), none (False) or in about a third of the graphs (None)."""
     rng = np.random.default_rng(seed)
     opset = int(rng.choice([13, 17, 18, 18, 21]))
-    g = _Graph(rng, symbolic=rng.random() < 0.3, opset=opset)
+    symbolic = rng.random() < 0.3 if symbolic is None else symbolic
+    g = _Graph(rng, symbolic=symbolic, opset=opset)
     rank = int(rng.integers(1, 4))
     shape = tuple(int(rng.integers(1, 5)) for _ in range(rank))
     g.add(g.float_input(shape), shape)
@@ -538,6 +542,8 @@ def random_graph(seed: int, steps: int = 6) -> tuple[onnx.ModelProto, dict, list
         done += 1
     used = {i for n in g.nodes for i in n.input}
     finals = [g.pool[-1]] + [v for v in g.pool[:-1] if v[0] not in used and rng.random() < 0.5]
+    if rng.random() < 0.4:  # an output that other nodes also read: both gradients add up
+        finals += [v for v in g.pool[:-1] if v[0] in used and v not in finals][-1:]
     outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n, _ in finals]
     inits = [i for i in g.inits if i.name in used]
     graph = helper.make_graph(g.nodes, f"fuzz{seed}", g.inputs, outputs, inits)
