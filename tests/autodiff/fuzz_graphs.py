@@ -38,10 +38,7 @@ class _Graph:
 
     def float_input(self, shape, *, low=-1.0, high=1.0, differentiate=True) -> str:
         name = self.name("x")
-        dims = [
-            f"d{name}_{i}" if self.symbolic and self.rng.random() < 0.5 else d
-            for i, d in enumerate(shape)
-        ]
+        dims = [f"d{name}_{i}" if self.symbolic and self.rng.random() < 0.5 else d for i, d in enumerate(shape)]
         self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
         self.feeds[name] = self.rng.uniform(low, high, shape)
         if differentiate:
@@ -154,9 +151,7 @@ def _matmul(g: _Graph, x, shape):
         c_shape = [(), (n,), (1, n), (m, 1), (m, n)][int(rng.integers(0, 5))]
         c = g.float_input(c_shape)
         alpha, beta = (float(v) for v in rng.uniform(0.5, 1.5, 2))
-        out = g.op(
-            "Gemm", [x, w, c], alpha=alpha, beta=beta, transA=trans_a, transB=trans_b
-        )[0]
+        out = g.op("Gemm", [x, w, c], alpha=alpha, beta=beta, transA=trans_a, transB=trans_b)[0]
         return out, (m, n)
     if len(shape) == 1:
         w = g.float_input((k, n))
@@ -176,8 +171,18 @@ def _reduce(g: _Graph, x, shape):
     if not shape:
         return None
     kind = rng.choice(
-        ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceL1",
-         "ReduceLogSumExp", "ReduceProd", "ReduceSumSquare", "ReduceLogSum"]
+        [
+            "ReduceSum",
+            "ReduceMean",
+            "ReduceMax",
+            "ReduceMin",
+            "ReduceL2",
+            "ReduceL1",
+            "ReduceLogSumExp",
+            "ReduceProd",
+            "ReduceSumSquare",
+            "ReduceLogSum",
+        ]
     )
     rank = len(shape)
     axes = sorted(rng.choice(rank, int(rng.integers(1, rank + 1)), replace=False).tolist())
@@ -189,7 +194,8 @@ def _reduce(g: _Graph, x, shape):
         (scaled,) = g.op("Mul", [g.op("Tanh", [x])[0], g.const(np.array(0.25))])
         (x,) = g.op("Add", [scaled, g.const(np.array(1.0))])
     out_shape = tuple(
-        1 if i in [a % rank for a in axes] else d for i, d in enumerate(shape)
+        1 if i in [a % rank for a in axes] else d
+        for i, d in enumerate(shape)
         if keep or i not in [a % rank for a in axes]
     )
     since = 13 if kind == "ReduceSum" else 18
@@ -224,7 +230,8 @@ def _reshape_like_wrt(g: _Graph, x, shape):
         (s,) = g.op("Shape", [name])
         return g.op("Reshape", [x, s])[0], g.feeds[name].shape
     grown = [
-        n for n in g.wrt
+        n
+        for n in g.wrt
         if g.feeds[n].ndim >= len(shape)
         and _size(g.feeds[n].shape) <= MAX_SIZE
         and _can_broadcast(shape, g.feeds[n].shape)
@@ -277,13 +284,11 @@ def _concat(g: _Graph, x, shape):
     if not shape:
         return None
     axis = int(g.rng.integers(0, len(shape)))
-    other = g.pick(lambda s: len(s) == len(shape) and all(
-        a == b for i, (a, b) in enumerate(zip(s, shape)) if i != axis
-    ))
-    other_name, other_shape = other
-    out_shape = tuple(
-        d + other_shape[i] if i == axis else d for i, d in enumerate(shape)
+    other = g.pick(
+        lambda s: len(s) == len(shape) and all(a == b for i, (a, b) in enumerate(zip(s, shape)) if i != axis)
     )
+    other_name, other_shape = other
+    out_shape = tuple(d + other_shape[i] if i == axis else d for i, d in enumerate(shape))
     if _size(out_shape) > MAX_SIZE:
         return None
     return g.op("Concat", [x, other_name], axis=axis - len(shape))[0], out_shape
@@ -327,8 +332,7 @@ def _gather(g: _Graph, x, shape):
 def _expand(g: _Graph, x, shape):
     rng = g.rng
     lead = (int(rng.integers(1, 4)),) if rng.random() < 0.5 else ()
-    target = (*lead, *(int(rng.integers(1, 4)) if d == 1 else (1 if rng.random() < 0.2 else d)
-                       for d in shape))
+    target = (*lead, *(int(rng.integers(1, 4)) if d == 1 else (1 if rng.random() < 0.2 else d) for d in shape))
     out_shape = _broadcast(shape, target)
     if _size(out_shape) > MAX_SIZE:
         return None
@@ -466,16 +470,14 @@ def _picking(g: _Graph, x, shape):
         flags = {"exclusive": int(rng.integers(0, 2)), "reverse": int(rng.integers(0, 2))}
         return g.op("CumSum", [x, g.const(np.array(axis, np.int64))], **flags)[0], shape
     if kind == "GatherElements":
-        out_shape = tuple(int(rng.integers(1, 4)) if i == axis % len(shape) else n
-                          for i, n in enumerate(shape))
+        out_shape = tuple(int(rng.integers(1, 4)) if i == axis % len(shape) else n for i, n in enumerate(shape))
         indices = rng.integers(-d, d, out_shape)
         # onnx.reference's GatherElements mishandles a negative axis
         return g.op("GatherElements", [x, g.ints(indices)], axis=axis % len(shape))[0], out_shape
     if kind == "TopK":
         k = int(rng.integers(1, d + 1))
         out_shape = tuple(k if i == axis % len(shape) else n for i, n in enumerate(shape))
-        values, _ = g.op("TopK", [x, g.ints([k])], n_out=2, axis=axis,
-                         largest=int(rng.integers(0, 2)))
+        values, _ = g.op("TopK", [x, g.ints([k])], n_out=2, axis=axis, largest=int(rng.integers(0, 2)))
         return values, out_shape
     if len(shape) < 2:
         return None
@@ -511,15 +513,33 @@ def _einsum(g: _Graph, x, shape):
 
 
 STEPS = (
-    _picking, _einsum, _squeeze, _flatten, _variadic, _smooth,
-    _elementwise, _elementwise, _unary, _matmul, _reduce, _reshape, _reshape_like_wrt,
-    _transpose, _slice, _concat, _split, _gather, _expand, _tile, _pad, _softmax, _layer_norm,
+    _picking,
+    _einsum,
+    _squeeze,
+    _flatten,
+    _variadic,
+    _smooth,
+    _elementwise,
+    _elementwise,
+    _unary,
+    _matmul,
+    _reduce,
+    _reshape,
+    _reshape_like_wrt,
+    _transpose,
+    _slice,
+    _concat,
+    _split,
+    _gather,
+    _expand,
+    _tile,
+    _pad,
+    _softmax,
+    _layer_norm,
 )
 
 
-def random_graph(
-    seed: int, steps: int = 6, symbolic: bool | None = None
-) -> tuple[onnx.ModelProto, dict, list[str]]:
+def random_graph(seed: int, steps: int = 6, symbolic: bool | None = None) -> tuple[onnx.ModelProto, dict, list[str]]:
     """A random float32 model (opset 13 to 21), float64 feeds for its inputs, and the inputs to
     differentiate (all float inputs). ``symbolic``: name input dims (about half of them) in
     every graph (True), none (False) or in about a third of the graphs (None)."""
@@ -550,4 +570,4 @@ def random_graph(
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 10
     wrt = [n for n in g.wrt if n in used]
-    return model, {k: v for k, v in g.feeds.items()}, wrt
+    return model, dict(g.feeds), wrt

@@ -16,10 +16,10 @@ import numpy as np
 import onnx
 import pytest
 from fuzz_graphs import random_graph
+from gradcheck import check_gradients, finite_differences, to_float64
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 from reference_ops import NEW_OPS
-from gradcheck import check_gradients, finite_differences, to_float64
 from test_models import initializers_as_inputs
 
 from onnxgraph.autodiff import METADATA_KEY, build_gradient
@@ -118,9 +118,7 @@ def _as_initializers(model: onnx.ModelProto, feeds: dict, names: list[str]) -> o
     kept = [i for i in model.graph.input if i.name not in names]
     del model.graph.input[:]
     model.graph.input.extend(kept)
-    model.graph.initializer.extend(
-        numpy_helper.from_array(feeds[n].astype(np.float32), n) for n in names
-    )
+    model.graph.initializer.extend(numpy_helper.from_array(feeds[n].astype(np.float32), n) for n in names)
     return model
 
 
@@ -169,9 +167,7 @@ def test_parameters_fed_after_training_steps_give_gradients_at_the_new_values(se
     for name, gradient in zip(wrt, got):
         numeric, picked = finite_differences(objective, moved_feeds, name, 1e-6, rng, 6)
         scale = max(1.0, float(np.max(np.abs(numeric))))
-        np.testing.assert_allclose(
-            gradient.reshape(-1)[picked], numeric, rtol=2e-3, atol=2e-3 * scale, err_msg=name
-        )
+        np.testing.assert_allclose(gradient.reshape(-1)[picked], numeric, rtol=2e-3, atol=2e-3 * scale, err_msg=name)
 
 
 @pytest.mark.parametrize(
