@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 
 from onnxgraph import types
+from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.builder import OpBuilder
 from onnxgraph.graph import Graph
 from onnxgraph.node import Node
@@ -249,7 +250,7 @@ def static_shape(x: Value) -> tuple[int, ...] | None:
 
 
 def rank_of(x: Value) -> int:
-    """``x``'s rank; raises ValueError when shape inference could not tell it."""
+    """``x``'s rank; raises GradientError when shape inference could not tell it."""
     if x.shape is None:
-        raise ValueError(f"the rank of {x.name!r} is unknown")
+        raise GradientError(f"the rank of {x.name!r} is unknown (shape inference could not tell it)")
     return len(x.shape)

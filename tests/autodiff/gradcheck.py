@@ -131,7 +131,7 @@ def check_gradients(
         assert analytic.shape == np.shape(feeds[name]), (
             f"gradient of {name}: shape {analytic.shape}"
         )
-        numeric, picked = _finite_differences(objective, feeds, name, eps, rng, coords_per_input)
+        numeric, picked = finite_differences(objective, feeds, name, eps, rng, coords_per_input)
         scale = max(1.0, float(np.max(np.abs(numeric))))
         np.testing.assert_allclose(
             analytic.reshape(-1)[picked],
@@ -190,7 +190,7 @@ def _as_input(info, values):
     return value
 
 
-def _finite_differences(objective, feeds, name, eps, rng, count):
+def finite_differences(objective, feeds, name, eps, rng, count):
     base = feeds[name]
     size = int(np.size(base))
     picked = (

@@ -1,11 +1,15 @@
-"""onnx.reference fixes the gradient checks need: its ConvTranspose ignores ``group`` and its
-MaxPool numbers Indices per (n, c) plane instead of over the whole tensor as the spec says."""
+"""onnx.reference fixes the gradient checks need: its ConvTranspose ignores ``group``, its
+MaxPool numbers Indices per (n, c) plane instead of over the whole tensor as the spec says, its
+Mean adds in place (so a smaller first operand cannot broadcast) and its Pad refuses negative
+pads (which crop)."""
 
 from __future__ import annotations
 
 import numpy as np
 from onnx.reference.ops.op_conv_transpose import ConvTranspose as _ReferenceConvTranspose
 from onnx.reference.ops.op_max_pool import MaxPool as _ReferenceMaxPool
+from onnx.reference.ops.op_mean import Mean as _ReferenceMean
+from onnx.reference.ops.op_pad import Pad_18 as _ReferencePad
 
 
 class ConvTranspose(_ReferenceConvTranspose):
@@ -65,4 +69,25 @@ class MaxPool(_ReferenceMaxPool):
         return (values, indices)
 
 
-NEW_OPS = [ConvTranspose, MaxPool]
+class Mean(_ReferenceMean):
+    """The broadcast mean of all operands."""
+
+    def _run(self, *args):
+        return ((sum(args) / len(args)).astype(args[0].dtype),)
+
+
+class Pad(_ReferencePad):
+    """Negative pads crop first, then the rest pads."""
+
+    def _run(self, data, pads, constant_value=None, axes=None, mode=None):
+        pads = np.asarray(pads, dtype=np.int64)
+        rank = len(pads) // 2
+        listed = range(data.ndim) if axes is None else [a % data.ndim for a in axes]
+        crop = [slice(None)] * data.ndim
+        for i, axis in enumerate(listed):
+            begin, end = min(0, pads[i]), min(0, pads[i + rank])
+            crop[axis] = slice(-begin, data.shape[axis] + end)
+        return super()._run(data[tuple(crop)], np.maximum(pads, 0), constant_value, axes, mode)
+
+
+NEW_OPS = [ConvTranspose, MaxPool, Mean, Pad]

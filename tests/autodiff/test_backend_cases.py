@@ -26,13 +26,6 @@ EXPECTED = {
     r"test_erf|test_gelu_default_2": ("AssertionError", "onnx.reference's Erf is ~1e-8 off"),
     r"test_training_dropout(_default)?": ("AssertionError", "the runtimes draw different masks"),
     r"test_bernoulli_seed_expanded": ("RuntimeTypeError", "onnx.reference mixes float types"),
-    r"test_constant_pad.*": (
-        "ValueError",
-        (
-            "onnx.reference cannot pad by negative amounts (the gradient of dynamic pads; "
-            "test_onnxruntime_only.py checks it on onnxruntime)"
-        ),
-    ),
     r"test_pow_types_float32_uint(32|64)": ("NotImplemented", "no onnxruntime kernel (forward)"),
     r"test_convtranspose_output_shape": ("GradientError", "output_shape beyond the full output"),
     r"test_gathernd_example_float32": ("GradientError", "GatherND before opset 16"),

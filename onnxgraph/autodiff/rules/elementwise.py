@@ -127,8 +127,14 @@ def mean(b, node, grads):
 
 @register("Min", "Max", broadcast=ALL)
 def min_max(b, node, grads):
+    """Inputs tied for the extremum share its gradient evenly (as ReduceMax/ReduceMin do), so
+    Max(x, x) and Max(x, Expand(x)) have the identity's gradient, not twice it."""
     y, g = node.outputs[0], grads[0]
-    return [_only(b, b.Equal(x, y), g) if b.wants(x) else None for x in node.inputs]
+    if len(node.inputs) == 1:
+        return [g]
+    hits = [b.Cast(b.Equal(x, y), to=y.elem_type) for x in node.inputs]
+    share = b.Div(g, b.Sum(*hits))
+    return [b.Mul(share, hit) if b.wants(x) else None for x, hit in zip(node.inputs, hits)]
 
 
 # -- trigonometric and hyperbolic ---------------------------------------------------------------

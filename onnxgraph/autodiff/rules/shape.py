@@ -241,12 +241,20 @@ def pad(b, node, grads):
 def _fold_back(b, node, g, mode):
     """Reflect/edge/wrap padding with constant, non-negative pads and static dims, undone one axis
     at a time: each padded strip of g is added back onto the input cells it copied (mirrored for
-    reflect, summed onto the border for edge, onto the far side for wrap). None when not static."""
+    reflect, summed onto the border for edge, onto the far side for wrap). None when not static
+    or when a strip is wider than the axis."""
     x = node.inputs[0]
     pads, dims = b.constant_ints(node.inputs[1]), static_shape(x)
     axes_input = node.inputs[3] if len(node.inputs) > 3 else None
     axes = b.constant_ints(axes_input) if axes_input is not None else list(range(len(dims or ())))
     if pads is None or dims is None or axes is None or min(pads) < 0:
+        return None
+    # one fold per side covers a strip no longer than the axis (reflect: shorter); wider strips
+    # wrap or mirror more than once, which the scatter-add handles
+    if mode != "edge" and any(
+        pad >= dims[axis % len(dims)] + (mode == "wrap")
+        for axis, pad in zip([*axes, *axes], pads)
+    ):
         return None
     for k, axis in enumerate(axes):
         axis %= len(dims)
