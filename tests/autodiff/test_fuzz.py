@@ -2,9 +2,10 @@
 fuzzing found; plus checks that the default cleanup never folds or merges the ``wrt`` parameters.
 
 A bigger sweep by hand: ``FUZZ_SEEDS=2000 FUZZ_STEPS=10 pytest -q tests/autodiff/test_fuzz.py``.
-Seed 876 then fails on onnxruntime 1.31 itself: its basic-level transpose optimizer mishandles
-Pad with an ``axes`` input between Transposes (a Gather it inserts indexes out of range; the
-model runs with optimizations disabled and matches the float64 reference).
+Known onnxruntime 1.31 bug such a sweep can meet: at its basic optimization level,
+``Transpose -> Pad (with an axes input) -> Transpose`` fails with "Gather indices out of data
+bounds" (e.g. pads {2,0,2,1}, axes {2,1} on a [2,1,4] value); with optimizations disabled the model
+runs and matches the float64 reference.
 """
 
 from __future__ import annotations
