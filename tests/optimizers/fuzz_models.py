@@ -1,0 +1,416 @@
+"""Seeded random ONNX models that mix the ops the optimizer's passes rewrite.
+
+``random_model(seed)`` builds a small graph over one float input ``X`` of shape
+``[N, 3, H, 4]`` (``N`` and ``H`` symbolic): a chain of randomly chosen blocks, each of which
+adds a few nodes the passes know (no-op forms and real ones alike), with some intermediate
+values, input aliases and duplicate outputs exposed as graph outputs.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+SYMBOLS = ("N", "H")
+
+
+class _Builder:
+    """Nodes, initializers and fresh names for one random graph; the current value and its shape."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.np_rng = np.random.default_rng(rng.randrange(2**31))
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.count = 0
+        self.exposed: list[str] = []  # values to make graph outputs
+
+    def name(self, base: str) -> str:
+        self.count += 1
+        return f"{base}_{self.count}"
+
+    def node(self, op: str, inputs: list[str], n_out: int = 1, **attrs) -> list[str]:
+        outs = [self.name(op.lower()) for _ in range(n_out)]
+        self.nodes.append(helper.make_node(op, inputs, outs, name=self.name("n_" + op), **attrs))
+        return outs
+
+    def const(self, array, as_node: bool | None = None) -> str:
+        array = np.asarray(array)
+        name = self.name("c")
+        if as_node if as_node is not None else self.rng.random() < 0.3:
+            self.nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(array, name)))
+        else:
+            self.initializers.append(numpy_helper.from_array(array, name))
+        return name
+
+    def weights(self, *shape) -> np.ndarray:
+        return self.np_rng.standard_normal(shape).astype(np.float32)
+
+
+# Every block takes (builder, value, shape) with shape a list of int | str and returns (value, shape).
+
+
+def b_identity(b, x, s):
+    return b.node("Identity", [x])[0], s
+
+
+def b_dropout(b, x, s):
+    if b.rng.random() < 0.5:
+        y, mask = b.node("Dropout", [x], 2)
+        if b.rng.random() < 0.5:
+            b.exposed.append(mask)
+        else:
+            y = b.node("Mul", [y, b.node("Cast", [mask], to=TensorProto.FLOAT)[0]])[0]
+        return y, s
+    ratio = b.const(np.array(0.5, np.float32))
+    return b.node("Dropout", [x, ratio])[0], s
+
+
+def b_cast_chain(b, x, s):
+    chain = b.rng.choice([
+        [TensorProto.DOUBLE], [TensorProto.FLOAT16], [TensorProto.INT32], [TensorProto.FLOAT],
+        [TensorProto.DOUBLE, TensorProto.FLOAT16], [TensorProto.FLOAT16, TensorProto.DOUBLE],
+        [TensorProto.INT64, TensorProto.DOUBLE], [TensorProto.DOUBLE, TensorProto.INT32],
+        [TensorProto.BOOL], [TensorProto.INT8], [TensorProto.UINT8, TensorProto.INT32],
+    ])
+    scale = b.const(np.array(4.0, np.float32))
+    y = b.node("Mul", [x, scale])[0]  # spread values so integer/half casts lose something
+    for to in chain + [TensorProto.FLOAT]:
+        y = b.node("Cast", [y], to=to)[0]
+    return y, s
+
+
+def b_reshape_noop(b, x, s):
+    kind = b.rng.randrange(4)
+    if kind == 0:
+        target = [0] * len(s)
+    elif kind == 1:
+        target = [0] * len(s)
+        target[b.rng.randrange(len(s))] = -1
+    elif kind == 2:  # flatten and reshape back with static tail
+        if any(isinstance(d, str) for d in s[1:]):
+            return b_flatten_back(b, x, s)
+        flat = b.node("Reshape", [x, b.const(np.array([0, -1], np.int64))])[0]
+        return b.node("Reshape", [flat, b.const(np.array([0, *s[1:]], np.int64))])[0], s
+    else:
+        return b_flatten_back(b, x, s)
+    return b.node("Reshape", [x, b.const(np.array(target, np.int64))])[0], s
+
+
+def b_flatten_back(b, x, s):
+    """Flatten then Reshape back through a Shape->Gather/Slice->Concat chain."""
+    flat = b.node("Flatten", [x], axis=b.rng.randrange(len(s) + 1))[0]
+    shape = b.node("Shape", [x])[0]
+    if b.rng.random() < 0.5:
+        back = shape
+    else:
+        parts = []
+        for i in range(len(s)):
+            g = b.node("Gather", [shape, b.const(np.array(i, np.int64))], axis=0)[0]
+            parts.append(b.node("Unsqueeze", [g, b.const(np.array([0], np.int64))])[0])
+        back = b.node("Concat", parts, axis=0)[0]
+    return b.node("Reshape", [flat, back])[0], s
+
+
+def b_squeeze_unsqueeze(b, x, s):
+    axis = b.rng.randrange(len(s) + 1)
+    u = b.node("Unsqueeze", [x, b.const(np.array([axis], np.int64))])[0]
+    if b.rng.random() < 0.3:
+        u = b.node("Relu", [u])[0]
+    neg = axis - (len(s) + 1) if b.rng.random() < 0.5 else axis
+    return b.node("Squeeze", [u, b.const(np.array([neg], np.int64))])[0], s
+
+
+def b_expand(b, x, s):
+    kind = b.rng.randrange(3)
+    if kind == 0:
+        return b.node("Expand", [x, b.const(np.array([1], np.int64))])[0], s
+    if kind == 1:
+        return b.node("Expand", [x, b.node("Shape", [x])[0]])[0], s
+    # a real broadcast: [..., W] -> [2, ..., W]
+    y = b.node("Expand", [x, b.const(np.array([2] + [1] * len(s), np.int64))])[0]
+    return b.node("ReduceSum", [y, b.const(np.array([0], np.int64))], keepdims=0)[0], s
+
+
+def b_transpose(b, x, s):
+    r = len(s)
+    perm = list(range(r))
+    b.rng.shuffle(perm)
+    kind = b.rng.randrange(3)
+    if kind == 0:
+        return b.node("Transpose", [x], perm=list(range(r)))[0], s
+    y = b.node("Transpose", [x], perm=perm)[0]
+    ys = [s[p] for p in perm]
+    if kind == 1:
+        inv = list(np.argsort(perm))
+        return b.node("Transpose", [y], perm=[int(i) for i in inv])[0], s
+    if b.rng.random() < 0.3:
+        y = b.node("Neg", [y])[0]
+    perm2 = list(range(r))
+    b.rng.shuffle(perm2)
+    return b.node("Transpose", [y], perm=perm2)[0], [ys[p] for p in perm2]
+
+
+def b_pad(b, x, s):
+    r = len(s)
+    if b.rng.random() < 0.5:
+        pads = [0] * (2 * r)
+    else:
+        pads = [b.rng.randrange(2) for _ in range(2 * r)]
+    mode = b.rng.choice(["constant", "constant", "reflect", "edge"])
+    inputs = [x, b.const(np.array(pads, np.int64))]
+    if mode == "constant" and b.rng.random() < 0.5:
+        inputs.append(b.const(np.array(b.rng.choice([0.0, 1.5]), np.float32)))
+    if mode == "reflect" and any(p and isinstance(d, str) for p, d in zip(pads, s + s)):
+        mode = "edge"  # reflect needs size > pad; symbolic dims may be 1
+    if mode == "reflect":
+        mode = "edge"
+    y = b.node("Pad", inputs, mode=mode)[0]
+    return y, [d if not (pads[i] or pads[i + r]) else _grow(d, pads[i] + pads[i + r]) for i, d in enumerate(s)]
+
+
+def _grow(d, n):
+    return d + n if isinstance(d, int) else None
+
+
+def b_slice(b, x, s):
+    r = len(s)
+    axis = b.rng.randrange(r)
+    kind = b.rng.randrange(3)
+    if kind == 1 and not isinstance(s[axis], int):
+        kind = 2  # dropping the last element of a dimension of size 1 leaves an empty tensor
+    if kind == 0:  # full range
+        starts, ends, steps = [0], [2**63 - 1], [1]
+    elif kind == 1:
+        starts, ends, steps = [0], [-1], [1]
+    else:
+        starts, ends, steps = [-1], [-(2**63)], [-1]  # reverse
+    inputs = [x, b.const(np.array(starts, np.int64)), b.const(np.array(ends, np.int64)),
+              b.const(np.array([axis], np.int64)), b.const(np.array(steps, np.int64))]
+    if kind == 0 and b.rng.random() < 0.5:
+        inputs = inputs[:4]
+    y = b.node("Slice", inputs)[0]
+    out = list(s)
+    if kind == 1:
+        out[axis] = s[axis] - 1 if isinstance(s[axis], int) else None
+        if out[axis] == 0:
+            return x, s
+    return y, out
+
+
+def b_split_concat(b, x, s):
+    r = len(s)
+    axis = b.rng.randrange(r)
+    if b.rng.random() < 0.4 or not isinstance(s[axis], int) or s[axis] < 2:
+        y = b.node("Split", [x], 1, axis=axis)[0]
+        if b.rng.random() < 0.5:
+            y = b.node("Concat", [y], axis=axis)[0]
+        return y, s
+    k = b.rng.randrange(1, s[axis])
+    parts = b.node("Split", [x, b.const(np.array([k, s[axis] - k], np.int64))], 2, axis=axis)
+    if b.rng.random() < 0.3:
+        b.exposed.append(parts[1])
+    order = parts if b.rng.random() < 0.7 else parts[::-1]
+    return b.node("Concat", order, axis=axis - r if b.rng.random() < 0.5 else axis)[0], s
+
+
+def b_arith_const(b, x, s):
+    op = b.rng.choice(["Add", "Sub", "Mul", "Div"])
+    val = b.rng.choice([0.0, 1.0, 1.0, 0.0, -1.0, 2.0])
+    r = len(s)
+    cshape = b.rng.choice([[], [1], [1] * r, [s[-1]] if isinstance(s[-1], int) else [1], [2] + [1] * r])
+    c = b.const(np.full(cshape, val, np.float32))
+    y = b.node(op, [x, c] if b.rng.random() < 0.7 else [c, x])[0]
+    if len(cshape) > r:  # the constant broadcast x to a bigger shape: reduce it back
+        y = b.node("ReduceMean", [y], axes=[0], keepdims=0)[0]
+    return y, s
+
+
+def b_matmul_add(b, x, s):
+    if not isinstance(s[-1], int):
+        return x, s
+    k, m = s[-1], b.rng.choice([s[-1], 2, 5])
+    y = b.node("MatMul", [x, b.const(b.weights(k, m))])[0]
+    if b.rng.random() < 0.8:
+        bias = b.const(b.weights(m) if b.rng.random() < 0.7 else b.weights(1, m))
+        y = b.node("Add", [bias, y] if b.rng.random() < 0.3 else [y, bias])[0]
+    return y, s[:-1] + [m]
+
+
+def b_gemm_path(b, x, s):
+    """Flatten to 2D, MatMul+Add (Gemm candidate), reshape back to 4D."""
+    if len(s) != 4 or not all(isinstance(d, int) for d in s[1:]):
+        return x, s
+    f = int(np.prod(s[1:]))
+    flat = b.node("Flatten", [x], axis=1)[0]
+    y = b.node("MatMul", [flat, b.const(b.weights(f, 6))])[0]
+    y = b.node("Add", [y, b.const(b.weights(6))])[0]
+    if b.rng.random() < 0.5:
+        y = b.node("Relu", [y])[0]
+    return b.node("Reshape", [y, b.const(np.array([-1, 1, 2, 3], np.int64))])[0], [s[0], 1, 2, 3]
+
+
+def _conv(b, x, s):
+    c = s[1]
+    m = b.rng.choice([2, 3])
+    k = b.rng.choice([1, 3])
+    group = 1
+    if c == m and b.rng.random() < 0.3:
+        group = c
+    w = b.const(b.weights(m, c // group, k, k))
+    inputs = [x, w]
+    if b.rng.random() < 0.6:
+        inputs.append(b.const(b.weights(m)))
+    y = b.node("Conv", inputs, pads=[k // 2] * 4, group=group)[0]
+    return y, [s[0], m, s[2], s[3]]
+
+
+def b_conv_bn(b, x, s):
+    if len(s) != 4 or not isinstance(s[1], int):
+        return x, s
+    y, ys = _conv(b, x, s)
+    m = ys[1]
+    scale, bias = b.const(b.weights(m)), b.const(b.weights(m))
+    mean = b.const(b.weights(m))
+    var = b.const(np.abs(b.weights(m)) + 0.5)
+    y = b.node("BatchNormalization", [y, scale, bias, mean, var], epsilon=b.rng.choice([1e-5, 1e-3]))[0]
+    return y, ys
+
+
+def b_conv_affine(b, x, s):
+    if len(s) != 4 or not isinstance(s[1], int):
+        return x, s
+    y, ys = _conv(b, x, s)
+    m = ys[1]
+    for _ in range(b.rng.randrange(1, 3)):
+        op = b.rng.choice(["Add", "Mul", "Sub", "Div"])
+        shape = b.rng.choice([[m, 1, 1], [1, m, 1, 1], [1], [], [1, 1, 1, ys[3] or 1]])
+        c = b.weights(*shape) if shape else b.weights(1).reshape(())
+        if op == "Div":
+            c = np.abs(c) + 0.5
+        y = b.node(op, [y, b.const(c)] if b.rng.random() < 0.7 else [b.const(c), y])[0]
+    return y, ys
+
+
+def b_pad_conv_pool(b, x, s):
+    if len(s) != 4 or not all(isinstance(d, int) for d in s[1:2] + s[3:]):
+        return x, s
+    p = b.rng.randrange(1, 3)
+    pads = [0, 0, p, p, 0, 0, p, p] if b.rng.random() < 0.7 else [0, 0, p, 0, 0, 0, 0, p]
+    inputs = [x, b.const(np.array(pads, np.int64))]
+    pad_value = b.rng.choice([None, 0.0, -3.0])
+    if pad_value is not None:
+        inputs.append(b.const(np.array(pad_value, np.float32)))
+    y = b.node("Pad", inputs)[0]
+    kind = b.rng.choice(["Conv", "MaxPool", "AveragePool", "AveragePoolInc"])
+    h = s[2] + pads[2] + pads[6] if isinstance(s[2], int) else None
+    w = s[3] + pads[3] + pads[7]
+    if kind == "Conv":
+        m = 2
+        y = b.node("Conv", [y, b.const(b.weights(m, s[1], 3, 3))])[0]
+        return y, [s[0], m, h - 2 if h else None, w - 2]
+    if kind == "MaxPool":
+        y = b.node("MaxPool", [y], kernel_shape=[3, 3])[0]
+    elif kind == "AveragePool":
+        y = b.node("AveragePool", [y], kernel_shape=[3, 3])[0]
+    else:
+        y = b.node("AveragePool", [y], kernel_shape=[3, 3], count_include_pad=1, pads=[1, 1, 1, 1])[0]
+        return y, [s[0], s[1], h, w]
+    return y, [s[0], s[1], h - 2 if h else None, w - 2]
+
+
+def b_shape_chain(b, x, s):
+    """x -> Reshape(x, Concat(Unsqueeze(Gather(Shape(x), 0)), [-1])) -> back with a Shape chain of x."""
+    shape = b.node("Shape", [x])[0]
+    n = b.node("Gather", [shape, b.const(np.array(0, np.int64))], axis=0)[0]
+    n1 = b.node("Unsqueeze", [n, b.const(np.array([0], np.int64))])[0]
+    tail = b.const(np.array([-1], np.int64))
+    flat = b.node("Reshape", [x, b.node("Concat", [n1, tail], axis=0)[0]])[0]
+    flat = b.node("Relu", [flat])[0] if b.rng.random() < 0.5 else flat
+    if b.rng.random() < 0.5:
+        rest = b.node("Slice", [shape, b.const(np.array([1], np.int64)), b.const(np.array([2**62], np.int64))])[0]
+        back = b.node("Concat", [n1, rest], axis=0)[0]
+    else:
+        back = b.node("Shape", [x])[0]
+    return b.node("Reshape", [flat, back])[0], s
+
+
+def b_const_subgraph(b, x, s):
+    a = b.const(b.weights(*([1] * (len(s) - 1)), s[-1] if isinstance(s[-1], int) else 1), as_node=True)
+    c = b.const(b.weights(1), as_node=b.rng.random() < 0.5)
+    t = b.node(b.rng.choice(["Add", "Mul", "Sub"]), [a, c])[0]
+    t = b.node(b.rng.choice(["Relu", "Neg", "Abs", "Identity"]), [t])[0]
+    if b.rng.random() < 0.4:
+        t = b.node("Unsqueeze", [b.node("Squeeze", [t, b.const(np.array([0], np.int64))])[0],
+                                 b.const(np.array([0], np.int64))])[0]
+    return b.node("Add", [x, t])[0], s
+
+
+def b_duplicates(b, x, s):
+    op = b.rng.choice(["Relu", "Sigmoid", "Exp", "Neg"])
+    if op == "Exp":
+        x = b.node("Tanh", [x])[0]
+    y1 = b.node(op, [x])[0]
+    y2 = b.node(op, [x])[0]
+    if b.rng.random() < 0.4:
+        b.exposed.append(y2)
+    c1 = b.const(np.array([2.0], np.float32))
+    c2 = b.const(np.array([2.0], np.float32))
+    z1 = b.node("Mul", [y1, c1])[0]
+    z2 = b.node("Mul", [y2, c2])[0]
+    return b.node(b.rng.choice(["Sub", "Add"]), [z1, z2])[0], s
+
+
+def b_if_const(b, x, s):
+    cond = b.rng.random() < 0.5
+    cname = b.const(np.array(cond), as_node=b.rng.random() < 0.5)
+    then_out, else_out = b.name("then"), b.name("else")
+    then_g = helper.make_graph([helper.make_node("Relu", [x], [then_out])], b.name("then_g"), [],
+                               [helper.make_tensor_value_info(then_out, TensorProto.FLOAT, None)])
+    else_g = helper.make_graph([helper.make_node("Neg", [x], [else_out])], b.name("else_g"), [],
+                               [helper.make_tensor_value_info(else_out, TensorProto.FLOAT, None)])
+    return b.node("If", [cname], then_branch=then_g, else_branch=else_g)[0], s
+
+
+BLOCKS = [b_identity, b_dropout, b_cast_chain, b_reshape_noop, b_flatten_back, b_squeeze_unsqueeze, b_expand,
+          b_transpose, b_pad, b_slice, b_split_concat, b_arith_const, b_matmul_add, b_gemm_path, b_conv_bn,
+          b_conv_affine, b_pad_conv_pool, b_shape_chain, b_const_subgraph, b_duplicates, b_if_const]
+
+
+def random_model(seed: int, blocks: int | None = None) -> onnx.ModelProto:
+    """A random model over ``X: float[N, 3, H, 4]``; its outputs include intermediate values."""
+    rng = random.Random(seed)
+    b = _Builder(rng)
+    x, s = "X", ["N", 3, "H", 4]
+    outputs: list[str] = []
+    if rng.random() < 0.2:
+        outputs.append(b.node("Identity", ["X"])[0])  # an output aliasing the input
+    for _ in range(blocks or rng.randrange(3, 9)):
+        block = rng.choice(BLOCKS)
+        x, s = block(b, x, list(s))
+        if rng.random() < 0.15 and x != "X":
+            outputs.append(x)
+    if x == "X":
+        x = b.node("Identity", [x])[0]
+    outputs.append(x)
+    if rng.random() < 0.2:
+        outputs.append(b.node("Identity", [x])[0])  # two outputs with the same value
+    outputs += b.exposed
+    unique = list(dict.fromkeys(outputs))
+    graph = helper.make_graph(
+        b.nodes, f"fuzz_{seed}",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3, "H", 4])],
+        [helper.make_value_info(o, onnx.TypeProto()) for o in unique],
+        initializer=b.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    types = {v.name: v.type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for out in model.graph.output:
+        out.type.CopyFrom(types[out.name])
+    onnx.checker.check_model(model, full_check=True)
+    return model
