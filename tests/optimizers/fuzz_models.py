@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-OPSET = 17
+OPSETS = (13, 17)
 SYMBOLS = ("N", "H")
 
 
@@ -46,6 +46,11 @@ class _Builder:
         else:
             self.initializers.append(numpy_helper.from_array(array, name))
         return name
+
+    def maybe_expose(self, value: str) -> None:
+        """Make an intermediate value a graph output now and then."""
+        if self.rng.random() < 0.15:
+            self.exposed.append(value)
 
     def weights(self, *shape) -> np.ndarray:
         return self.np_rng.standard_normal(shape).astype(np.float32)
@@ -92,7 +97,7 @@ def b_reshape_noop(b, x, s):
         target = [0] * len(s)
         target[b.rng.randrange(len(s))] = -1
     elif kind == 2:  # flatten and reshape back with static tail
-        if any(isinstance(d, str) for d in s[1:]):
+        if not all(isinstance(d, int) for d in s[1:]):
             return b_flatten_back(b, x, s)
         flat = b.node("Reshape", [x, b.const(np.array([0, -1], np.int64))])[0]
         return b.node("Reshape", [flat, b.const(np.array([0, *s[1:]], np.int64))])[0], s
@@ -161,14 +166,17 @@ def b_pad(b, x, s):
         pads = [0] * (2 * r)
     else:
         pads = [b.rng.randrange(2) for _ in range(2 * r)]
+    if b.rng.random() < 0.3:  # crop one static dimension
+        static = [i for i, d in enumerate(s) if isinstance(d, int) and d > 1]
+        if static:
+            i = b.rng.choice(static)
+            pads[i + b.rng.choice([0, r])] = -1
     mode = b.rng.choice(["constant", "constant", "reflect", "edge"])
     inputs = [x, b.const(np.array(pads, np.int64))]
     if mode == "constant" and b.rng.random() < 0.5:
         inputs.append(b.const(np.array(b.rng.choice([0.0, 1.5]), np.float32)))
-    if mode == "reflect" and any(p and isinstance(d, str) for p, d in zip(pads, s + s)):
+    if mode == "reflect" and any(p and not (isinstance(d, int) and d > 1) for p, d in zip(pads, s + s)):
         mode = "edge"  # reflect needs size > pad; symbolic dims may be 1
-    if mode == "reflect":
-        mode = "edge"
     y = b.node("Pad", inputs, mode=mode)[0]
     return y, [d if not (pads[i] or pads[i + r]) else _grow(d, pads[i] + pads[i + r]) for i, d in enumerate(s)]
 
@@ -235,9 +243,13 @@ def b_matmul_add(b, x, s):
         return x, s
     k, m = s[-1], b.rng.choice([s[-1], 2, 5])
     y = b.node("MatMul", [x, b.const(b.weights(k, m))])[0]
+    b.maybe_expose(y)
     if b.rng.random() < 0.8:
-        bias = b.const(b.weights(m) if b.rng.random() < 0.7 else b.weights(1, m))
+        shape = b.rng.choice([[m], [1, m], [1], [2, 1, 1, 1, m], [1, 1, 1, 1, 1]])
+        bias = b.const(b.weights(*shape))
         y = b.node("Add", [bias, y] if b.rng.random() < 0.3 else [y, bias])[0]
+        if len(shape) == 5:
+            y = b.node("ReduceMax", [y], axes=[0], keepdims=0)[0]
     return y, s[:-1] + [m]
 
 
@@ -248,7 +260,8 @@ def b_gemm_path(b, x, s):
     f = int(np.prod(s[1:]))
     flat = b.node("Flatten", [x], axis=1)[0]
     y = b.node("MatMul", [flat, b.const(b.weights(f, 6))])[0]
-    y = b.node("Add", [y, b.const(b.weights(6))])[0]
+    b.maybe_expose(y)
+    y = b.node("Add", [y, b.const(b.weights(*b.rng.choice([[6], [1, 6], [1], [1, 1]])))])[0]
     if b.rng.random() < 0.5:
         y = b.node("Relu", [y])[0]
     return b.node("Reshape", [y, b.const(np.array([-1, 1, 2, 3], np.int64))])[0], [s[0], 1, 2, 3]
@@ -277,6 +290,7 @@ def b_conv_bn(b, x, s):
     scale, bias = b.const(b.weights(m)), b.const(b.weights(m))
     mean = b.const(b.weights(m))
     var = b.const(np.abs(b.weights(m)) + 0.5)
+    b.maybe_expose(y)
     y = b.node("BatchNormalization", [y, scale, bias, mean, var], epsilon=b.rng.choice([1e-5, 1e-3]))[0]
     return y, ys
 
@@ -285,14 +299,18 @@ def b_conv_affine(b, x, s):
     if len(s) != 4 or not isinstance(s[1], int):
         return x, s
     y, ys = _conv(b, x, s)
+    b.maybe_expose(y)
     m = ys[1]
     for _ in range(b.rng.randrange(1, 3)):
         op = b.rng.choice(["Add", "Mul", "Sub", "Div"])
-        shape = b.rng.choice([[m, 1, 1], [1, m, 1, 1], [1], [], [1, 1, 1, ys[3] or 1]])
+        w = ys[3] if isinstance(ys[3], int) else 1
+        shape = b.rng.choice([[m, 1, 1], [1, m, 1, 1], [1], [], [1, 1, 1, w], [2, 1, m, 1, 1], [m, 1, w]])
         c = b.weights(*shape) if shape else b.weights(1).reshape(())
         if op == "Div":
             c = np.abs(c) + 0.5
         y = b.node(op, [y, b.const(c)] if b.rng.random() < 0.7 else [b.const(c), y])[0]
+        if len(shape) == 5:
+            y = b.node("ReduceMean", [y], axes=[0], keepdims=0)[0]
     return y, ys
 
 
@@ -300,7 +318,7 @@ def b_pad_conv_pool(b, x, s):
     if len(s) != 4 or not all(isinstance(d, int) for d in s[1:2] + s[3:]):
         return x, s
     p = b.rng.randrange(1, 3)
-    pads = [0, 0, p, p, 0, 0, p, p] if b.rng.random() < 0.7 else [0, 0, p, 0, 0, 0, 0, p]
+    pads = [0, 0, p, p, 0, 0, p, p] if b.rng.random() < 0.7 else [0, 0, 2, 0, 0, 0, 0, 2]
     inputs = [x, b.const(np.array(pads, np.int64))]
     pad_value = b.rng.choice([None, 0.0, -3.0])
     if pad_value is not None:
@@ -376,7 +394,46 @@ def b_if_const(b, x, s):
     return b.node("If", [cname], then_branch=then_g, else_branch=else_g)[0], s
 
 
-BLOCKS = [b_identity, b_dropout, b_cast_chain, b_reshape_noop, b_flatten_back, b_squeeze_unsqueeze, b_expand,
+def b_cse_traps(b, x, s):
+    """Look-alike constants and nodes that CSE must keep apart: same bytes or values, other
+    dtype, shape or attributes."""
+    kind = b.rng.randrange(4)
+    if kind == 0:  # same values, different shapes: [2] and [2, 1] broadcast differently
+        c1 = b.const(np.array([1.0, 2.0], np.float32))
+        c2 = b.const(np.array([[1.0], [2.0]], np.float32))
+        y1 = b.node("Mul", [x, c1])[0] if s[-1] == 2 else b.node("Mul", [x, b.const(np.float32(2.0))])[0]
+        y2 = b.node("Mul", [x, c2])[0] if s[-2] == 2 else b.node("Mul", [x, b.const(np.float32(2.0).reshape(1))])[0]
+        return b.node("Sub", [y1, y2])[0], s
+    if kind == 1:  # same bytes, different dtypes
+        f = b.const(np.array([1.0], np.float32))
+        i = b.const(np.array([1.0], np.float32).view(np.int32))
+        y = b.node("Add", [x, f])[0]
+        yi = b.node("Cast", [b.node("Add", [b.node("Cast", [x], to=TensorProto.INT32)[0], i])[0]], to=TensorProto.FLOAT)[0]
+        return b.node("Add", [y, b.node("Mul", [yi, b.const(np.array([1e-9], np.float32))])[0]])[0], s
+    if kind == 2:  # same op and input, different attributes
+        perm = list(range(len(s)))
+        y1 = b.node("ReduceSum", [x, b.const(np.array([len(s) - 1], np.int64))], keepdims=1)[0]
+        y2 = b.node("ReduceSum", [x, b.const(np.array([len(s) - 1], np.int64))], keepdims=1, noop_with_empty_axes=1)[0]
+        y3 = b.node("Transpose", [x], perm=perm)[0]
+        y4 = b.node("Cast", [x], to=TensorProto.FLOAT16)[0]
+        y5 = b.node("Cast", [x], to=TensorProto.DOUBLE)[0]
+        d = b.node("Sub", [b.node("Cast", [y4], to=TensorProto.FLOAT)[0], b.node("Cast", [y5], to=TensorProto.FLOAT)[0]])[0]
+        return b.node("Add", [b.node("Add", [y3, d])[0], b.node("Sub", [y1, y2])[0]])[0], s
+    # same Constant node value, one float and one double
+    c1 = b.const(np.array(3.0, np.float32), as_node=True)
+    c2 = b.const(np.array(3.0, np.float64), as_node=True)
+    y = b.node("Cast", [b.node("Mul", [b.node("Cast", [x], to=TensorProto.DOUBLE)[0], c2])[0]], to=TensorProto.FLOAT)[0]
+    return b.node("Add", [b.node("Mul", [x, c1])[0], y])[0], s
+
+
+def b_squeeze_all(b, x, s):
+    """Squeeze without axes drops whatever dims are 1 at run time, then reshape back."""
+    y = b.node("Squeeze", [x])[0]
+    y = b.node("Relu", [y])[0] if b.rng.random() < 0.5 else y
+    return b.node("Reshape", [y, b.node("Shape", [x])[0]])[0], s
+
+
+BLOCKS = [b_cse_traps, b_squeeze_all, b_identity, b_dropout, b_cast_chain, b_reshape_noop, b_flatten_back, b_squeeze_unsqueeze, b_expand,
           b_transpose, b_pad, b_slice, b_split_concat, b_arith_const, b_matmul_add, b_gemm_path, b_conv_bn,
           b_conv_affine, b_pad_conv_pool, b_shape_chain, b_const_subgraph, b_duplicates, b_if_const]
 
@@ -389,28 +446,45 @@ def random_model(seed: int, blocks: int | None = None) -> onnx.ModelProto:
     outputs: list[str] = []
     if rng.random() < 0.2:
         outputs.append(b.node("Identity", ["X"])[0])  # an output aliasing the input
+    if rng.random() < 0.1:
+        outputs.append("X")  # the input itself is an output
     for _ in range(blocks or rng.randrange(3, 9)):
         block = rng.choice(BLOCKS)
         x, s = block(b, x, list(s))
         if rng.random() < 0.15 and x != "X":
             outputs.append(x)
-    if x == "X":
-        x = b.node("Identity", [x])[0]
     outputs.append(x)
     if rng.random() < 0.2:
         outputs.append(b.node("Identity", [x])[0])  # two outputs with the same value
     outputs += b.exposed
     unique = list(dict.fromkeys(outputs))
+    x_info = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3, "H", 4])
     graph = helper.make_graph(
-        b.nodes, f"fuzz_{seed}",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3, "H", 4])],
-        [helper.make_value_info(o, onnx.TypeProto()) for o in unique],
+        b.nodes, f"fuzz_{seed}", [x_info],
+        [x_info if o == "X" else helper.make_value_info(o, onnx.TypeProto()) for o in unique],
         initializer=b.initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", rng.choice(OPSETS))], ir_version=8)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    types = {v.name: v.type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    types = {v.name: v.type for v in [*inferred.graph.value_info, *inferred.graph.output, x_info]}
     for out in model.graph.output:
         out.type.CopyFrom(types[out.name])
+    _declare_unknown_ranks(model)
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _declare_unknown_ranks(model: onnx.ModelProto) -> None:
+    """Give outputs whose rank inference left open (Reshape to a computed shape) a shape of
+    unnamed dims of the rank they have at run time (the checker wants every output's rank)."""
+    open_outputs = [o for o in model.graph.output if not o.type.tensor_type.HasField("shape")]
+    if not open_outputs:
+        return
+    from onnxgraph.runtime.sessions import create_session
+
+    session = create_session(model, optimization="disable")
+    results = session.run([o.name for o in open_outputs], {"X": np.zeros((2, 3, 3, 4), np.float32)})
+    for out, result in zip(open_outputs, results):
+        shape = out.type.tensor_type.shape
+        for _ in range(result.ndim):
+            shape.dim.add()
