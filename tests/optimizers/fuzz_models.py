@@ -28,6 +28,7 @@ class _Builder:
         self.initializers: list[onnx.TensorProto] = []
         self.count = 0
         self.exposed: list[str] = []  # values to make graph outputs
+        self.opset = OPSETS[-1]
 
     def name(self, base: str) -> str:
         self.count += 1
@@ -82,8 +83,10 @@ def b_cast_chain(b, x, s):
         [TensorProto.INT64, TensorProto.DOUBLE], [TensorProto.DOUBLE, TensorProto.INT32],
         [TensorProto.BOOL], [TensorProto.INT8], [TensorProto.UINT8, TensorProto.INT32],
     ])
-    scale = b.const(np.array(4.0, np.float32))
-    y = b.node("Mul", [x, scale])[0]  # spread values so integer/half casts lose something
+    # Round(4x) + 0.3: off the integer and half-precision grids (so a dropped narrowing cast
+    # shows), yet far from their rounding boundaries (so last-bit changes upstream do not flip them)
+    y = b.node("Round", [b.node("Mul", [x, b.const(np.array(4.0, np.float32))])[0]])[0]
+    y = b.node("Add", [y, b.const(np.array(0.3, np.float32))])[0]
     for to in chain + [TensorProto.FLOAT]:
         y = b.node("Cast", [y], to=to)[0]
     return y, s
@@ -308,7 +311,9 @@ def b_conv_affine(b, x, s):
         c = b.weights(*shape) if shape else b.weights(1).reshape(())
         if op == "Div":
             c = np.abs(c) + 0.5
-        y = b.node(op, [y, b.const(c)] if b.rng.random() < 0.7 else [b.const(c), y])[0]
+        # a constant divided by y would turn the signed zeros of exact-zero outputs (which
+        # fusions cannot reproduce) into infinities of either sign
+        y = b.node(op, [y, b.const(c)] if op == "Div" or b.rng.random() < 0.7 else [b.const(c), y])[0]
         if len(shape) == 5:
             y = b.node("ReduceMean", [y], axes=[0], keepdims=0)[0]
     return y, ys
@@ -415,9 +420,11 @@ def b_cse_traps(b, x, s):
         y1 = b.node("ReduceSum", [x, b.const(np.array([len(s) - 1], np.int64))], keepdims=1)[0]
         y2 = b.node("ReduceSum", [x, b.const(np.array([len(s) - 1], np.int64))], keepdims=1, noop_with_empty_axes=1)[0]
         y3 = b.node("Transpose", [x], perm=perm)[0]
-        y4 = b.node("Cast", [x], to=TensorProto.FLOAT16)[0]
-        y5 = b.node("Cast", [x], to=TensorProto.DOUBLE)[0]
+        # on the input itself: after a fusion's last-bit changes, half-precision rounding may flip
+        y4 = b.node("Cast", ["X"], to=TensorProto.FLOAT16)[0]
+        y5 = b.node("Cast", ["X"], to=TensorProto.DOUBLE)[0]
         d = b.node("Sub", [b.node("Cast", [y4], to=TensorProto.FLOAT)[0], b.node("Cast", [y5], to=TensorProto.FLOAT)[0]])[0]
+        d = b.node("ReduceSum", [b.node("Abs", [d])[0]], keepdims=0)[0]
         return b.node("Add", [b.node("Add", [y3, d])[0], b.node("Sub", [y1, y2])[0]])[0], s
     # same Constant node value, one float and one double
     c1 = b.const(np.array(3.0, np.float32), as_node=True)
@@ -433,7 +440,50 @@ def b_squeeze_all(b, x, s):
     return b.node("Reshape", [y, b.node("Shape", [x])[0]])[0], s
 
 
-BLOCKS = [b_cse_traps, b_squeeze_all, b_identity, b_dropout, b_cast_chain, b_reshape_noop, b_flatten_back, b_squeeze_unsqueeze, b_expand,
+def b_grouped_reshape(b, x, s):
+    """Transpose, then Reshape to products of consecutive dims computed from Shape(x) (Gather, Mul,
+    constants for static dims, at most one -1), then back through Shape of the transposed value."""
+    r = len(s)
+    perm = list(range(r))
+    b.rng.shuffle(perm)
+    t = b.node("Transpose", [x], perm=perm)[0]
+    ts = [s[p] for p in perm]
+    shape = b.node("Shape", [x])[0]
+    cuts = sorted(b.rng.sample(range(1, r), b.rng.randrange(r)))
+    groups = [list(range(lo, hi)) for lo, hi in zip([0, *cuts], [*cuts, r])]
+    minus = b.rng.randrange(len(groups)) if b.rng.random() < 0.4 else None
+    parts = []
+    for g, axes in enumerate(groups):
+        if g == minus:
+            parts.append(b.const(np.array([-1], np.int64)))
+            continue
+        if all(isinstance(ts[a], int) for a in axes) and b.rng.random() < 0.5:
+            parts.append(b.const(np.array([int(np.prod([ts[a] for a in axes]))], np.int64)))
+            continue
+        product = None
+        for a in axes:
+            if b.opset >= 15 and b.rng.random() < 0.3:
+                dim = b.node("Shape", [x], start=perm[a], end=perm[a] + 1)[0]
+            else:
+                dim = b.node("Gather", [shape, b.const(np.array([perm[a]], np.int64))], axis=0)[0]
+            product = dim if product is None else b.node("Mul", [product, dim])[0]
+        parts.append(product)
+    y = b.node("Reshape", [t, b.node("Concat", parts, axis=0)[0] if len(parts) > 1 else parts[0]])[0]
+    y = b.node("Sigmoid", [y])[0]
+    b.maybe_expose(y)
+    back = b.node("Reshape", [y, b.node("Shape", [t])[0]])[0]
+    inv = [int(i) for i in np.argsort(perm)]
+    return b.node("Transpose", [back], perm=inv)[0], s
+
+
+def b_squeeze_after_unsqueeze(b, x, s):
+    """Unsqueeze then Squeeze without axes: that drops x's own dims of size 1 as well."""
+    u = b.node("Unsqueeze", [x, b.const(np.array([b.rng.randrange(len(s) + 1)], np.int64))])[0]
+    y = b.node("Squeeze", [u])[0]
+    return b.node("Reshape", [y, b.node("Shape", [x])[0]])[0], s
+
+
+BLOCKS = [b_grouped_reshape, b_squeeze_after_unsqueeze, b_cse_traps, b_squeeze_all, b_identity, b_dropout, b_cast_chain, b_reshape_noop, b_flatten_back, b_squeeze_unsqueeze, b_expand,
           b_transpose, b_pad, b_slice, b_split_concat, b_arith_const, b_matmul_add, b_gemm_path, b_conv_bn,
           b_conv_affine, b_pad_conv_pool, b_shape_chain, b_const_subgraph, b_duplicates, b_if_const]
 
@@ -442,6 +492,7 @@ def random_model(seed: int, blocks: int | None = None) -> onnx.ModelProto:
     """A random model over ``X: float[N, 3, H, 4]``; its outputs include intermediate values."""
     rng = random.Random(seed)
     b = _Builder(rng)
+    b.opset = rng.choice(OPSETS)
     x, s = "X", ["N", 3, "H", 4]
     outputs: list[str] = []
     if rng.random() < 0.2:
@@ -464,7 +515,7 @@ def random_model(seed: int, blocks: int | None = None) -> onnx.ModelProto:
         [x_info if o == "X" else helper.make_value_info(o, onnx.TypeProto()) for o in unique],
         initializer=b.initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", rng.choice(OPSETS))], ir_version=8)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", b.opset)], ir_version=8)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     types = {v.name: v.type for v in [*inferred.graph.value_info, *inferred.graph.output, x_info]}
     for out in model.graph.output:
