@@ -483,7 +483,41 @@ def b_squeeze_after_unsqueeze(b, x, s):
     return b.node("Reshape", [y, b.node("Shape", [x])[0]])[0], s
 
 
-BLOCKS = [b_grouped_reshape, b_squeeze_after_unsqueeze, b_cse_traps, b_squeeze_all, b_identity, b_dropout, b_cast_chain, b_reshape_noop, b_flatten_back, b_squeeze_unsqueeze, b_expand,
+def b_permuted_reshape(b, x, s):
+    """Reshape x to its own dims in another order (read from Shape(x) by Gather or a negative-step
+    Slice), then back: a dim equal to the data's at another position is not a "keep" (0)."""
+    r = len(s)
+    shape = b.node("Shape", [x])[0]
+    if b.rng.random() < 0.4:
+        target = b.node("Slice", [shape, b.const(np.array([-1], np.int64)), b.const(np.array([-(2**62)], np.int64)),
+                                  b.const(np.array([0], np.int64)), b.const(np.array([-1], np.int64))])[0]
+    else:
+        perm = list(range(r))
+        b.rng.shuffle(perm)
+        target = b.node("Gather", [shape, b.const(np.array(perm, np.int64))], axis=0)[0]
+    y = b.node("Reshape", [x, target])[0]
+    y = b.node("Relu", [y])[0]
+    b.maybe_expose(y)
+    return b.node("Reshape", [y, shape])[0], s
+
+
+def b_shape_values(b, x, s):
+    """Values computed from x's run-time shape: Size, a gathered dim, ConstantOfShape, Expand."""
+    kind = b.rng.randrange(4)
+    if kind == 0:
+        size = b.node("Cast", [b.node("Size", [x])[0]], to=TensorProto.FLOAT)[0]
+        return b.node("Div", [x, size])[0], s
+    if kind == 1:
+        dim = b.node("Gather", [b.node("Shape", [x])[0], b.const(np.array(b.rng.randrange(len(s)), np.int64))], axis=0)[0]
+        return b.node("Mul", [x, b.node("Cast", [dim], to=TensorProto.FLOAT)[0]])[0], s
+    if kind == 2:
+        c = b.node("ConstantOfShape", [b.node("Shape", [x])[0]], value=numpy_helper.from_array(np.array([0.5], np.float32)))[0]
+        return b.node("Add", [x, c])[0], s
+    e = b.node("Expand", [b.const(np.array([1.5], np.float32)), b.node("Shape", [x])[0]])[0]
+    return b.node("Mul", [e, x])[0], s
+
+
+BLOCKS = [b_permuted_reshape, b_shape_values, b_grouped_reshape, b_squeeze_after_unsqueeze, b_cse_traps, b_squeeze_all, b_identity, b_dropout, b_cast_chain, b_reshape_noop, b_flatten_back, b_squeeze_unsqueeze, b_expand,
           b_transpose, b_pad, b_slice, b_split_concat, b_arith_const, b_matmul_add, b_gemm_path, b_conv_bn,
           b_conv_affine, b_pad_conv_pool, b_shape_chain, b_const_subgraph, b_duplicates, b_if_const]
 

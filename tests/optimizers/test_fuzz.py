@@ -51,7 +51,9 @@ def check_seed(seed: int) -> None:
         for name, want in expected.items():
             got = actual[name]
             assert got.dtype == want.dtype and got.shape == want.shape, (name, sizes)
-            np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=f"{name} at {sizes}")
+            # fusions reorder float sums: absolute error scales with the output's magnitude
+            scale = max(1.0, float(np.max(np.abs(want), initial=0, where=np.isfinite(want))))
+            np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL * scale, err_msg=f"{name} at {sizes}")
 
 
 @pytest.mark.parametrize("seed", range(int(os.environ.get("FUZZ_SEEDS", "40"))))
