@@ -191,25 +191,31 @@ def _grow(d, n):
 def b_slice(b, x, s):
     r = len(s)
     axis = b.rng.randrange(r)
-    kind = b.rng.randrange(3)
-    if kind == 1 and not isinstance(s[axis], int):
+    dim = s[axis]
+    kind = b.rng.randrange(5)
+    if kind == 1 and not (isinstance(dim, int) and dim > 1):
         kind = 2  # dropping the last element of a dimension of size 1 leaves an empty tensor
     if kind == 0:  # full range
-        starts, ends, steps = [0], [2**63 - 1], [1]
+        starts, ends, steps = [0], [b.rng.choice([2**63 - 1, 2**31 - 1, 1000])], [1]
     elif kind == 1:
-        starts, ends, steps = [0], [-1], [1]
-    else:
+        starts, ends, steps = [0], [b.rng.choice([-1, dim - 1])], [1]
+    elif kind == 2:
         starts, ends, steps = [-1], [-(2**63)], [-1]  # reverse
+    elif kind == 3:  # the first element only: the whole dim only where it is 1
+        starts, ends, steps = [0], [1], [1]
+    else:  # ends exactly at a static dim, or at 2 (part of a symbolic one)
+        starts, ends, steps = [0], [dim if isinstance(dim, int) else 2], [1]
     inputs = [x, b.const(np.array(starts, np.int64)), b.const(np.array(ends, np.int64)),
-              b.const(np.array([axis], np.int64)), b.const(np.array(steps, np.int64))]
-    if kind == 0 and b.rng.random() < 0.5:
+              b.const(np.array([axis - r if b.rng.random() < 0.3 else axis], np.int64)),
+              b.const(np.array(steps, np.int64))]
+    if steps == [1] and b.rng.random() < 0.5:
         inputs = inputs[:4]
     y = b.node("Slice", inputs)[0]
     out = list(s)
-    if kind == 1:
-        out[axis] = s[axis] - 1 if isinstance(s[axis], int) else None
-        if out[axis] == 0:
-            return x, s
+    if kind in (1, 3):
+        out[axis] = ends[0] if isinstance(dim, int) and ends[0] > 0 else (dim - 1 if kind == 1 else 1)
+    elif kind == 4 and not isinstance(dim, int):
+        out[axis] = None
     return y, out
 
 
@@ -436,7 +442,7 @@ def b_cse_traps(b, x, s):
 def b_squeeze_all(b, x, s):
     """Squeeze without axes drops whatever dims are 1 at run time, then reshape back."""
     y = b.node("Squeeze", [x])[0]
-    y = b.node("Relu", [y])[0] if b.rng.random() < 0.5 else y
+    y = b.node("Softmax", [y], axis=0)[0]  # axis 0 is whichever dim survived first
     return b.node("Reshape", [y, b.node("Shape", [x])[0]])[0], s
 
 
@@ -479,7 +485,7 @@ def b_grouped_reshape(b, x, s):
 def b_squeeze_after_unsqueeze(b, x, s):
     """Unsqueeze then Squeeze without axes: that drops x's own dims of size 1 as well."""
     u = b.node("Unsqueeze", [x, b.const(np.array([b.rng.randrange(len(s) + 1)], np.int64))])[0]
-    y = b.node("Squeeze", [u])[0]
+    y = b.node("Softmax", [b.node("Squeeze", [u])[0]], axis=0)[0]
     return b.node("Reshape", [y, b.node("Shape", [x])[0]])[0], s
 
 
