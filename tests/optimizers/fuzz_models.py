@@ -523,7 +523,33 @@ def b_shape_values(b, x, s):
     return b.node("Mul", [e, x])[0], s
 
 
-BLOCKS = [b_permuted_reshape, b_shape_values, b_grouped_reshape, b_squeeze_after_unsqueeze, b_cse_traps, b_squeeze_all, b_identity, b_dropout, b_cast_chain, b_reshape_noop, b_flatten_back, b_squeeze_unsqueeze, b_expand,
+def b_if_runtime(b, x, s):
+    """An If on a run-time condition whose branches hold no-ops, outer reads, a Shape chain and a
+    duplicate of an outer node (CSE must not merge across scopes)."""
+    outer = b.node("Sigmoid", [x])[0]
+    total = b.node("ReduceSum", [x], keepdims=0)[0]
+    cond = b.node("Greater", [total, b.const(np.array(0.0, np.float32))])[0]
+    branches = []
+    for tag in ("then", "else"):
+        zero, one = b.name("zero"), b.name("one")
+        a, m, dup, res, shape, out = (b.name(f"{tag}_{k}") for k in ("a", "m", "dup", "res", "shape", "out"))
+        nodes = [
+            helper.make_node("Constant", [], [zero], value=numpy_helper.from_array(np.array(0.0, np.float32))),
+            helper.make_node("Constant", [], [one], value=numpy_helper.from_array(np.array(1.0, np.float32))),
+            helper.make_node("Add", [x, zero], [a]),
+            helper.make_node("Mul", [a, one], [m]),
+            helper.make_node("Sigmoid", [x], [dup]),
+            helper.make_node("Sub" if tag == "then" else "Add", [m, dup], [res]),
+            helper.make_node("Shape", [x], [shape]),
+            helper.make_node("Reshape", [res, shape], [out]),
+        ]
+        branches.append(helper.make_graph(nodes, b.name(f"{tag}_g"), [],
+                                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)]))
+    y = b.node("If", [cond], then_branch=branches[0], else_branch=branches[1])[0]
+    return b.node("Add", [y, outer])[0], s
+
+
+BLOCKS = [b_if_runtime, b_permuted_reshape, b_shape_values, b_grouped_reshape, b_squeeze_after_unsqueeze, b_cse_traps, b_squeeze_all, b_identity, b_dropout, b_cast_chain, b_reshape_noop, b_flatten_back, b_squeeze_unsqueeze, b_expand,
           b_transpose, b_pad, b_slice, b_split_concat, b_arith_const, b_matmul_add, b_gemm_path, b_conv_bn,
           b_conv_affine, b_pad_conv_pool, b_shape_chain, b_const_subgraph, b_duplicates, b_if_const]
 

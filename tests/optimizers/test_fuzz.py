@@ -56,7 +56,7 @@ def check_seed(seed: int) -> None:
             np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL * scale, err_msg=f"{name} at {sizes}")
 
 
-@pytest.mark.parametrize("seed", range(int(os.environ.get("FUZZ_SEEDS", "40"))))
+@pytest.mark.parametrize("seed", range(int(os.environ.get("FUZZ_SEEDS", "100"))))
 def test_optimize_keeps_results_of_random_model(seed):
     check_seed(seed)
 
