@@ -270,7 +270,10 @@ def b_gemm_path(b, x, s):
     flat = b.node("Flatten", [x], axis=1)[0]
     y = b.node("MatMul", [flat, b.const(b.weights(f, 6))])[0]
     b.maybe_expose(y)
-    y = b.node("Add", [y, b.const(b.weights(*b.rng.choice([[6], [1, 6], [1], [1, 1]])))])[0]
+    bias_shape = b.rng.choice([[6], [1, 6], [1], [1, 1], [2, 1, 6]])
+    y = b.node("Add", [y, b.const(b.weights(*bias_shape))])[0]
+    if len(bias_shape) == 3:  # the bias broadcast the product up a rank: not a Gemm's C
+        y = b.node("ReduceMean", [y], axes=[0], keepdims=0)[0]
     if b.rng.random() < 0.5:
         y = b.node("Relu", [y])[0]
     return b.node("Reshape", [y, b.const(np.array([-1, 1, 2, 3], np.int64))])[0], [s[0], 1, 2, 3]
