@@ -4,7 +4,8 @@ Rewrites:
     1. ``inline_branch``: the taken branch's nodes and initializers move into the enclosing graph
        just before the If, and the If's readers read the branch's results. Where an If output is
        a graph output that the branch does not compute itself (an outer value), an Identity
-       keeps the output's name and declared type.
+       keeps the output's name and declared type; a result the branch computes takes over the
+       output's name and declared type itself.
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ class InlineConstantIf(Pass):
                 graph.insert_before(node, identity)
                 identity.outputs[0].type = out.type
                 result = identity.outputs[0]
+            declared, was_output = out.type, id(out) in graph_outputs
             out.replace_all_uses_with(result, replace_graph_outputs=True)
+            if was_output and declared is not None:
+                result.type = declared  # the interface keeps its declared type, not the branch's
         for untaken in node.subgraphs():
             for inner in untaken.all_nodes():
                 inner.detach_inputs()

@@ -75,3 +75,18 @@ def test_nested_if_inside_loop_body_with_constant_condition(kit):
     stats = kit.apply(InlineConstantIf(), model)
     assert stats["inline_branch"] == 1
     assert kit.ops(model)["If"] == 0 and kit.ops(model)["Add"] == 1
+
+
+def test_graph_output_keeps_its_declared_shape_when_the_branch_declares_none(kit):
+    # found by the fuzz test: the branch's shapeless result took over the output, and with it
+    # the output lost its declared [N, 2] shape (the checker then rejected the model)
+    model = kit.parse("""
+    agraph (float[N, 2] x) => (float[N, 2] y) <bool c = {1}> {
+        y = If(c) <
+            then_branch = g1 () => (float t) { t = Relu(x) },
+            else_branch = g2 () => (float e) { e = Neg(x) }
+        >
+    }""")
+    kit.apply(InlineConstantIf(), model)
+    assert [n.op_type for n in model.graph] == ["Relu"]
+    assert [(v.name, v.shape) for v in model.graph.outputs] == [("y", ("N", 2))]
