@@ -77,12 +77,21 @@ def b_dropout(b, x, s):
 
 
 def b_cast_chain(b, x, s):
-    chain = b.rng.choice([
-        [TensorProto.DOUBLE], [TensorProto.FLOAT16], [TensorProto.INT32], [TensorProto.FLOAT],
-        [TensorProto.DOUBLE, TensorProto.FLOAT16], [TensorProto.FLOAT16, TensorProto.DOUBLE],
-        [TensorProto.INT64, TensorProto.DOUBLE], [TensorProto.DOUBLE, TensorProto.INT32],
-        [TensorProto.BOOL], [TensorProto.INT8], [TensorProto.UINT8, TensorProto.INT32],
-    ])
+    chain = b.rng.choice(
+        [
+            [TensorProto.DOUBLE],
+            [TensorProto.FLOAT16],
+            [TensorProto.INT32],
+            [TensorProto.FLOAT],
+            [TensorProto.DOUBLE, TensorProto.FLOAT16],
+            [TensorProto.FLOAT16, TensorProto.DOUBLE],
+            [TensorProto.INT64, TensorProto.DOUBLE],
+            [TensorProto.DOUBLE, TensorProto.INT32],
+            [TensorProto.BOOL],
+            [TensorProto.INT8],
+            [TensorProto.UINT8, TensorProto.INT32],
+        ]
+    )
     # Round(4x) + 0.3: off the integer and half-precision grids (so a dropped narrowing cast
     # shows), yet far from their rounding boundaries (so last-bit changes upstream do not flip them)
     y = b.node("Round", [b.node("Mul", [x, b.const(np.array(4.0, np.float32))])[0]])[0]
@@ -205,9 +214,13 @@ def b_slice(b, x, s):
         starts, ends, steps = [0], [1], [1]
     else:  # ends exactly at a static dim, or at 2 (part of a symbolic one)
         starts, ends, steps = [0], [dim if isinstance(dim, int) else 2], [1]
-    inputs = [x, b.const(np.array(starts, np.int64)), b.const(np.array(ends, np.int64)),
-              b.const(np.array([axis - r if b.rng.random() < 0.3 else axis], np.int64)),
-              b.const(np.array(steps, np.int64))]
+    inputs = [
+        x,
+        b.const(np.array(starts, np.int64)),
+        b.const(np.array(ends, np.int64)),
+        b.const(np.array([axis - r if b.rng.random() < 0.3 else axis], np.int64)),
+        b.const(np.array(steps, np.int64)),
+    ]
     if steps == [1] and b.rng.random() < 0.5:
         inputs = inputs[:4]
     y = b.node("Slice", inputs)[0]
@@ -377,8 +390,9 @@ def b_const_subgraph(b, x, s):
     t = b.node(b.rng.choice(["Add", "Mul", "Sub"]), [a, c])[0]
     t = b.node(b.rng.choice(["Relu", "Neg", "Abs", "Identity"]), [t])[0]
     if b.rng.random() < 0.4:
-        t = b.node("Unsqueeze", [b.node("Squeeze", [t, b.const(np.array([0], np.int64))])[0],
-                                 b.const(np.array([0], np.int64))])[0]
+        t = b.node(
+            "Unsqueeze", [b.node("Squeeze", [t, b.const(np.array([0], np.int64))])[0], b.const(np.array([0], np.int64))]
+        )[0]
     return b.node("Add", [x, t])[0], s
 
 
@@ -401,10 +415,18 @@ def b_if_const(b, x, s):
     cond = b.rng.random() < 0.5
     cname = b.const(np.array(cond), as_node=b.rng.random() < 0.5)
     then_out, else_out = b.name("then"), b.name("else")
-    then_g = helper.make_graph([helper.make_node("Relu", [x], [then_out])], b.name("then_g"), [],
-                               [helper.make_tensor_value_info(then_out, TensorProto.FLOAT, None)])
-    else_g = helper.make_graph([helper.make_node("Neg", [x], [else_out])], b.name("else_g"), [],
-                               [helper.make_tensor_value_info(else_out, TensorProto.FLOAT, None)])
+    then_g = helper.make_graph(
+        [helper.make_node("Relu", [x], [then_out])],
+        b.name("then_g"),
+        [],
+        [helper.make_tensor_value_info(then_out, TensorProto.FLOAT, None)],
+    )
+    else_g = helper.make_graph(
+        [helper.make_node("Neg", [x], [else_out])],
+        b.name("else_g"),
+        [],
+        [helper.make_tensor_value_info(else_out, TensorProto.FLOAT, None)],
+    )
     return b.node("If", [cname], then_branch=then_g, else_branch=else_g)[0], s
 
 
@@ -422,7 +444,9 @@ def b_cse_traps(b, x, s):
         f = b.const(np.array([1.0], np.float32))
         i = b.const(np.array([1.0], np.float32).view(np.int32))
         y = b.node("Add", [x, f])[0]
-        yi = b.node("Cast", [b.node("Add", [b.node("Cast", [x], to=TensorProto.INT32)[0], i])[0]], to=TensorProto.FLOAT)[0]
+        yi = b.node(
+            "Cast", [b.node("Add", [b.node("Cast", [x], to=TensorProto.INT32)[0], i])[0]], to=TensorProto.FLOAT
+        )[0]
         return b.node("Add", [y, b.node("Mul", [yi, b.const(np.array([1e-9], np.float32))])[0]])[0], s
     if kind == 2:  # same op and input, different attributes
         perm = list(range(len(s)))
@@ -432,7 +456,9 @@ def b_cse_traps(b, x, s):
         # on the input itself: after a fusion's last-bit changes, half-precision rounding may flip
         y4 = b.node("Cast", ["X"], to=TensorProto.FLOAT16)[0]
         y5 = b.node("Cast", ["X"], to=TensorProto.DOUBLE)[0]
-        d = b.node("Sub", [b.node("Cast", [y4], to=TensorProto.FLOAT)[0], b.node("Cast", [y5], to=TensorProto.FLOAT)[0]])[0]
+        d = b.node(
+            "Sub", [b.node("Cast", [y4], to=TensorProto.FLOAT)[0], b.node("Cast", [y5], to=TensorProto.FLOAT)[0]]
+        )[0]
         d = b.node("ReduceSum", [b.node("Abs", [d])[0]], keepdims=0)[0]
         return b.node("Add", [b.node("Add", [y3, d])[0], b.node("Sub", [y1, y2])[0]])[0], s
     # same Constant node value, one float and one double
@@ -498,8 +524,16 @@ def b_permuted_reshape(b, x, s):
     r = len(s)
     shape = b.node("Shape", [x])[0]
     if b.rng.random() < 0.4:
-        target = b.node("Slice", [shape, b.const(np.array([-1], np.int64)), b.const(np.array([-(2**62)], np.int64)),
-                                  b.const(np.array([0], np.int64)), b.const(np.array([-1], np.int64))])[0]
+        target = b.node(
+            "Slice",
+            [
+                shape,
+                b.const(np.array([-1], np.int64)),
+                b.const(np.array([-(2**62)], np.int64)),
+                b.const(np.array([0], np.int64)),
+                b.const(np.array([-1], np.int64)),
+            ],
+        )[0]
     else:
         perm = list(range(r))
         b.rng.shuffle(perm)
@@ -517,10 +551,14 @@ def b_shape_values(b, x, s):
         size = b.node("Cast", [b.node("Size", [x])[0]], to=TensorProto.FLOAT)[0]
         return b.node("Div", [x, size])[0], s
     if kind == 1:
-        dim = b.node("Gather", [b.node("Shape", [x])[0], b.const(np.array(b.rng.randrange(len(s)), np.int64))], axis=0)[0]
+        dim = b.node("Gather", [b.node("Shape", [x])[0], b.const(np.array(b.rng.randrange(len(s)), np.int64))], axis=0)[
+            0
+        ]
         return b.node("Mul", [x, b.node("Cast", [dim], to=TensorProto.FLOAT)[0]])[0], s
     if kind == 2:
-        c = b.node("ConstantOfShape", [b.node("Shape", [x])[0]], value=numpy_helper.from_array(np.array([0.5], np.float32)))[0]
+        c = b.node(
+            "ConstantOfShape", [b.node("Shape", [x])[0]], value=numpy_helper.from_array(np.array([0.5], np.float32))
+        )[0]
         return b.node("Add", [x, c])[0], s
     e = b.node("Expand", [b.const(np.array([1.5], np.float32)), b.node("Shape", [x])[0]])[0]
     return b.node("Mul", [e, x])[0], s
@@ -546,15 +584,45 @@ def b_if_runtime(b, x, s):
             helper.make_node("Shape", [x], [shape]),
             helper.make_node("Reshape", [res, shape], [out]),
         ]
-        branches.append(helper.make_graph(nodes, b.name(f"{tag}_g"), [],
-                                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)]))
+        branches.append(
+            helper.make_graph(
+                nodes, b.name(f"{tag}_g"), [], [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)]
+            )
+        )
     y = b.node("If", [cond], then_branch=branches[0], else_branch=branches[1])[0]
     return b.node("Add", [y, outer])[0], s
 
 
-BLOCKS = [b_if_runtime, b_permuted_reshape, b_shape_values, b_grouped_reshape, b_squeeze_after_unsqueeze, b_cse_traps, b_squeeze_all, b_identity, b_dropout, b_cast_chain, b_reshape_noop, b_flatten_back, b_squeeze_unsqueeze, b_expand,
-          b_transpose, b_pad, b_slice, b_split_concat, b_arith_const, b_matmul_add, b_gemm_path, b_conv_bn,
-          b_conv_affine, b_pad_conv_pool, b_shape_chain, b_const_subgraph, b_duplicates, b_if_const]
+BLOCKS = [
+    b_if_runtime,
+    b_permuted_reshape,
+    b_shape_values,
+    b_grouped_reshape,
+    b_squeeze_after_unsqueeze,
+    b_cse_traps,
+    b_squeeze_all,
+    b_identity,
+    b_dropout,
+    b_cast_chain,
+    b_reshape_noop,
+    b_flatten_back,
+    b_squeeze_unsqueeze,
+    b_expand,
+    b_transpose,
+    b_pad,
+    b_slice,
+    b_split_concat,
+    b_arith_const,
+    b_matmul_add,
+    b_gemm_path,
+    b_conv_bn,
+    b_conv_affine,
+    b_pad_conv_pool,
+    b_shape_chain,
+    b_const_subgraph,
+    b_duplicates,
+    b_if_const,
+]
 
 
 def random_model(seed: int, blocks: int | None = None) -> onnx.ModelProto:
@@ -580,7 +648,9 @@ def random_model(seed: int, blocks: int | None = None) -> onnx.ModelProto:
     unique = list(dict.fromkeys(outputs))
     x_info = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3, "H", 4])
     graph = helper.make_graph(
-        b.nodes, f"fuzz_{seed}", [x_info],
+        b.nodes,
+        f"fuzz_{seed}",
+        [x_info],
         [x_info if o == "X" else helper.make_value_info(o, onnx.TypeProto()) for o in unique],
         initializer=b.initializers,
     )

@@ -59,4 +59,3 @@ def check_seed(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(int(os.environ.get("FUZZ_SEEDS", "100"))))
 def test_optimize_keeps_results_of_random_model(seed):
     check_seed(seed)
-
