@@ -147,12 +147,19 @@ class Graph:
             root._names = NameAuthority(used)
         return root._names.fresh(base)
 
+    def _claim(self, name: str | None) -> None:
+        """Record a name chosen by the caller, once fresh names are being handed out."""
+        names = self.root._names
+        if name and names is not None:
+            names.claim(name)
+
     # -- inputs and initializers ----------------------------------------------------------------
     def add_input(self, value: Value) -> Value:
         """Append a graph input."""
         value._graph = self
         if value.name is None:
             value.name = self.fresh_name("input")
+        self._claim(value.name)
         self.inputs.append(value)
         return value
 
@@ -165,6 +172,7 @@ class Graph:
         if value.name in self.initializers and self.initializers[value.name] is not value:
             raise GraphError(f"initializer name {value.name!r} is already taken")
         value._graph = self
+        self._claim(value.name)
         self.initializers[value.name] = value
         return value
 
@@ -216,6 +224,7 @@ class Graph:
     def add_sparse_initializer(self, value: Value, tensor: SparseTensor) -> Value:
         value.const_value = tensor
         value._graph = self
+        self._claim(value.name)
         self.sparse_initializers[value.name] = value
         return value
 
@@ -257,8 +266,8 @@ class Graph:
         for value in node.outputs:
             if value.name is None:
                 value.name = self.fresh_name(f"{node.op_type.lower()}_out")
-            elif value.name and self.root._names is not None:
-                self.root._names.claim(value.name)
+            else:
+                self._claim(value.name)
         for sub in node.subgraphs():
             sub.parent_node = node
         return node

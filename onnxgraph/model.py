@@ -34,15 +34,12 @@ class Model:
         "functions",
         "training_info",
         "extra",
-        "source_ir_version",
         "external_files",
     )
 
     def __init__(self, graph: Graph, *, ir_version: int, opset_imports: dict[str, int]):
         self.graph = graph
         self.ir_version = ir_version
-        self.source_ir_version: int | None = None
-        """The IR version of the file this model was read from (None for models built in code)."""
         self.opset_imports = dict(opset_imports)
         self.producer_name = ""
         self.producer_version = ""

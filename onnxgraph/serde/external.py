@@ -52,7 +52,6 @@ class ExternalDataWriter:
         self.threshold = threshold
         self.keep_inline_tensors = keep_inline_tensors
         self.offset = 0
-        self.tensors_written = 0
 
     def _copy_file_range(self, tensor: Tensor) -> bool:
         """Copy external bytes file-to-file in the kernel (no pages mapped into this process).
@@ -95,7 +94,6 @@ class ExternalDataWriter:
             for begin in range(0, len(data), _CHUNK):
                 self.file.write(data[begin : begin + _CHUNK])
         self.offset += length
-        self.tensors_written += 1
         proto = metadata_only(tensor, name)
         proto.data_location = onnx.TensorProto.EXTERNAL
         for key, value in (("location", self.location), ("offset", str(start)), ("length", str(length))):

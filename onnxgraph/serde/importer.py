@@ -245,7 +245,6 @@ class _Importer:
         graph = self.graph(proto.graph, None)
         opsets = {o.domain: o.version for o in proto.opset_import}
         model = Model(graph, ir_version=proto.ir_version, opset_imports=opsets)
-        model.source_ir_version = proto.ir_version
         model.producer_name = proto.producer_name
         model.producer_version = proto.producer_version
         model.domain = proto.domain

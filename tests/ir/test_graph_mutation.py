@@ -197,3 +197,11 @@ def test_a_graph_input_cannot_take_over_an_output_name():
     with pytest.raises(GraphError, match="cannot take over graph output 'z'"):
         z.replace_all_uses_with(graph.inputs[0], replace_graph_outputs=True)
     assert graph.inputs[0].name == "x" and graph.outputs[0] is z
+
+
+def test_names_given_after_fresh_names_started_are_never_handed_out_again():
+    graph = _chain_model().graph
+    graph.fresh_name("w")  # name tracking has started
+    graph.add_initializer(Value("w_1", const_value=onnxgraph.Tensor(np.ones(4, np.float32))))
+    graph.add_input(Value("w_2", types.tensor_type(F, [4])))
+    assert graph.fresh_name("w") not in {"w", "w_1", "w_2"}
