@@ -322,8 +322,9 @@ def top_k(b, node, grads):
     return [b.ScatterElements(b.zeros_like(x), indices, g, axis=node.attr("axis", -1))]
 
 
-def _depth_space_perm(b, g, shape5, perm, x):
-    return b.reshape_like(b.Transpose(b.Reshape(g, b.ints(shape5)), perm=perm), x)
+def _regroup(b, g, x, shape6, perm):
+    """Undo a DepthToSpace/SpaceToDepth: view ``g`` as ``shape6``, transpose back, take ``x``'s shape."""
+    return [b.reshape_like(b.Transpose(b.Reshape(g, b.ints(shape6)), perm=perm), x)]
 
 
 @register("DepthToSpace")
@@ -331,11 +332,8 @@ def depth_to_space(b, node, grads):
     x, bs = node.inputs[0], node.attr("blocksize")
     _, c, h, w = _static_nchw(x, node.op_type)
     # forward: x -> (N, bs, bs, C/bs^2, H, W) [DCR] or (N, C/bs^2, bs, bs, H, W) [CRD] -> transpose
-    if node.attr("mode", "DCR") == "DCR":
-        return [
-            _depth_space_perm(b, grads[0], [0, c // bs // bs, h, bs, w, bs], [0, 3, 5, 1, 2, 4], x)
-        ]
-    return [_depth_space_perm(b, grads[0], [0, c // bs // bs, h, bs, w, bs], [0, 1, 3, 5, 2, 4], x)]
+    perm = [0, 3, 5, 1, 2, 4] if node.attr("mode", "DCR") == "DCR" else [0, 1, 3, 5, 2, 4]
+    return _regroup(b, grads[0], x, [0, c // bs // bs, h, bs, w, bs], perm)
 
 
 @register("SpaceToDepth")
@@ -344,10 +342,8 @@ def space_to_depth(b, node, grads):
     _, c, h, w = _static_nchw(x, node.op_type)
     # forward: x as (N, C, H/bs, bs, W/bs, bs) -> (N, bs, bs, C, ...) [DCR] or (N, C, bs, bs, ...) [CRD]
     if node.attr("mode", "DCR") == "DCR":
-        return [
-            _depth_space_perm(b, grads[0], [0, bs, bs, c, h // bs, w // bs], [0, 3, 4, 1, 5, 2], x)
-        ]
-    return [_depth_space_perm(b, grads[0], [0, c, bs, bs, h // bs, w // bs], [0, 1, 4, 2, 5, 3], x)]
+        return _regroup(b, grads[0], x, [0, bs, bs, c, h // bs, w // bs], [0, 3, 4, 1, 5, 2])
+    return _regroup(b, grads[0], x, [0, c, bs, bs, h // bs, w // bs], [0, 1, 4, 2, 5, 3])
 
 
 def _static_nchw(x, op_type):
