@@ -33,15 +33,16 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
 
 
 def write_target(path: str | os.PathLike) -> tuple[str, bool]:
-    """Where writing ``path`` really lands, and whether it is written through rather than replaced.
+    """Where writing ``path`` lands, and whether it is written through rather than replaced.
 
     A destination that exists and is not a regular file (``/dev/null``, a FIFO, a terminal), or that is
     reached through a symbolic link in ``/dev`` or ``/proc`` (``/dev/stdout``, ``/dev/fd/3``), is
     written through: opened and appended to, never replaced by another file. Any other destination is
-    replaced at the end of its symbolic links, so the links themselves survive.
+    replaced by renaming a complete temporary file over it (a symbolic link to a regular file is
+    replaced itself, as onnx and onnxruntime look for external data beside the path they are given).
 
     Returns:
-        ``(path to write, write_through)``.
+        ``(absolute path, write_through)``.
     """
     path = os.path.abspath(os.fspath(path))
     hop = path
@@ -51,12 +52,11 @@ def write_target(path: str | os.PathLike) -> tuple[str, bool]:
         if hop.startswith(_SPECIAL_FOLDERS):
             return path, True
         hop = os.path.join(os.path.dirname(hop), os.readlink(hop))
-    real = os.path.realpath(path)
     try:
-        mode = os.stat(real).st_mode
+        mode = os.stat(path).st_mode
     except OSError:
-        return real, False
-    return real, not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+        return path, False
+    return path, not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def new_file_mode(path: str | os.PathLike) -> int:

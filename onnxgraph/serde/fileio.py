@@ -165,9 +165,8 @@ def save(
         size_threshold: smallest tensor, in bytes, written to external data.
         ir_version: the IR version to write (default: the model's own).
 
-    A destination that is a symbolic link is written at the link's target (the link stays); one that
-    is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is written through, never replaced,
-    and gets a self-contained model (every tensor inline).
+    A destination that is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is written
+    through, never replaced, and gets a self-contained model (every tensor inline).
 
     Raises:
         ModelSaveError: the destination cannot be written or the model is too large to save inline.
