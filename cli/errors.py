@@ -65,7 +65,8 @@ def raise_on_termination() -> None:
         raise SignalInterrupt(signum)
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, handler)
+        if signal.getsignal(signum) == signal.SIG_DFL:  # an ignored SIGHUP (nohup) stays ignored
+            signal.signal(signum, handler)
 
 
 class CommandGroup(click.Group):
