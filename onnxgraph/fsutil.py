@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -69,6 +71,35 @@ def new_file_mode(path: str | os.PathLike) -> int:
         return 0o666 & ~umask
 
 
+_INTERRUPTS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back until the block ends, so a model and its data file are
+    renamed both or neither; a signal that arrives meanwhile is raised again right after.
+
+    Python handlers run in the main thread only, so elsewhere (and for handlers not set from Python)
+    nothing is deferred.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    for signum in _INTERRUPTS:
+        handler = signal.getsignal(signum)
+        if handler is not None:
+            previous[signum] = signal.signal(signum, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in caught:
+            signal.raise_signal(signum)
+
+
 class AtomicFileGroup:
     """Several files written to temporary names and renamed together once all are complete.
 
@@ -99,10 +130,11 @@ class AtomicFileGroup:
         return os.fdopen(fd, "wb")
 
     def commit(self) -> None:
-        """Rename every temporary file to its destination."""
-        for tmp, path in self._pending:
-            os.replace(tmp, path)
-        self._pending.clear()
+        """Rename every temporary file to its destination (an interrupt waits until all are renamed)."""
+        with _interrupts_deferred():
+            for tmp, path in self._pending:
+                os.replace(tmp, path)
+            self._pending.clear()
 
     def discard(self) -> None:
         """Remove every temporary file; the destinations are untouched."""

@@ -98,3 +98,34 @@ def test_cli_import_is_light():
     code = "import sys, onnxgraph.cli; print(sorted(m for m in ('numpy', 'onnx', 'onnxruntime') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_interrupt_during_commit_renames_both_files(tmp_path, monkeypatch):
+    """A signal between renaming the data file and the model waits until both are in place."""
+    from onnxgraph import fsutil
+
+    class Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stop
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    real_replace = os.replace
+
+    def replace_then_signal(src, dst):
+        real_replace(src, dst)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(fsutil.os, "replace", replace_then_signal)
+    group = fsutil.AtomicFileGroup()
+    try:
+        for name in ("m.onnx.data", "m.onnx"):
+            with group.open(tmp_path / name) as f:
+                f.write(name.encode())
+        with pytest.raises(Stop):
+            group.commit()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx", "m.onnx.data"]
+    assert (tmp_path / "m.onnx").read_bytes() == b"m.onnx"
