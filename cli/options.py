@@ -36,7 +36,9 @@ input_shape_option = click.option(
 
 
 overwrite_option = click.option(
-    "--overwrite", is_flag=True, help="Allow the output to be the input model itself (replaced atomically)."
+    "--overwrite",
+    is_flag=True,
+    help="Allow the output to be the input model itself (replaced atomically; never its external-data files).",
 )
 
 allow_outside_option = click.option(
