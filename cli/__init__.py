@@ -8,7 +8,7 @@ import click
 
 from onnxgraph.cli.bench import bench
 from onnxgraph.cli.convert import convert
-from onnxgraph.cli.errors import CommandGroup
+from onnxgraph.cli.errors import CommandGroup, raise_on_termination
 from onnxgraph.cli.grad import grad
 from onnxgraph.cli.info import info
 from onnxgraph.cli.optimize import optimize
@@ -22,7 +22,8 @@ from onnxgraph.cli.viz import viz
 def cli(ctx: click.Context, debug: bool) -> None:
     """Optimize, differentiate, convert, inspect and benchmark ONNX models.
 
-    Exit codes: 0 success, 1 a verification or comparison failed, 2 bad input or usage.
+    Exit codes: 0 success, 1 a verification or comparison failed, 2 bad input or usage,
+    130/143/129 interrupted (SIGINT/SIGTERM/SIGHUP).
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -38,4 +39,5 @@ cli.add_command(grad)
 
 def main() -> None:
     """Console-script entry point."""
+    raise_on_termination()
     sys.exit(cli.main(prog_name="onnxgraph"))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 
 import click
 
-from onnxgraph.cli.errors import BadInput, CheckFailed
+from onnxgraph.cli.errors import CheckFailed
 from onnxgraph.cli.options import input_shape_option, model_argument, parse_input_shapes
 from onnxgraph.cli.output import write_json
 
@@ -110,6 +109,7 @@ def bench(
     Both models get the same inputs; their counted runs alternate A, B, A, B. Exit code 1 when an
     output of MODEL_B differs from MODEL's beyond its tolerance.
     """
+    from onnxgraph.pathguard import Output, check_outputs
     from onnxgraph.runtime.benchmark import DEFAULT_RUNS, BenchConfig, run_benchmark
     from onnxgraph.runtime.inputs import DEFAULT_INT_RANGE
     from onnxgraph.runtime.plot import plot_latencies, require_matplotlib
@@ -134,8 +134,8 @@ def bench(
         output_tolerances=per_output,
     )
     models = [model] if model_b is None else [model, model_b]
-    for option, path in (("--json", json_path), ("--plot", plot_path)):
-        _check_destination(option, path, models)
+    check_outputs([Output(json_path, "--json"), Output(plot_path, "--plot")], models=models,
+                  reads=[inputs_npz] if inputs_npz else [])
     if plot_path:
         require_matplotlib()
     with progress_bar() as on_progress:
@@ -154,8 +154,9 @@ def bench(
 def print_report(result: dict, console=None) -> None:
     """Print a benchmark result (the dict of ``BenchReport.to_dict``) as rich tables."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+
+    from onnxgraph.cli.output import escape
 
     console = console or Console()
     models = result["models"]
@@ -283,19 +284,6 @@ def _int_range(text: str) -> tuple[int, int]:
     except ValueError:
         raise ValueError("[NAME=]LOW,HIGH with two integers") from None
     return low, high
-
-
-def _check_destination(option: str, path: str | None, models: list[str]) -> None:
-    """Fail before the benchmark when an output file could not be written or would replace a model."""
-    if path is None or path == "-":
-        return
-    if os.path.exists(path) and any(
-        os.path.exists(m) and os.path.samefile(path, m) for m in models
-    ):
-        raise BadInput(f"{option} {path} is one of the models; choose another file")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise BadInput(f"{option} {path}: folder {folder} does not exist")
 
 
 @contextlib.contextmanager

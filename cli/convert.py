@@ -8,13 +8,14 @@ import click
 
 from onnxgraph.cli.errors import BadInput, CheckFailed
 from onnxgraph.cli.options import (
+    allow_outside_option,
     input_shape_option,
     json_flag,
     model_argument,
     overwrite_option,
     parse_input_shapes,
-    refuse_overwriting_input,
 )
+from onnxgraph.cli.output import printable
 
 
 @click.command()
@@ -38,39 +39,44 @@ from onnxgraph.cli.options import (
               help="Compare outputs with the original on onnxruntime after a precision or opset change.")
 @input_shape_option
 @overwrite_option
+@allow_outside_option
 @json_flag
 def convert(model: str, output: str, opset: int | None, ir_version: int | None, target_ort: str | None,
             fp16: bool, bf16: bool, keep_io_types: bool, op_block_list: str | None, external_data: bool,
             size_threshold: int | None, inline_data: bool, verify: bool, input_shapes: tuple[str, ...],
-            overwrite: bool, as_json: bool) -> None:
+            overwrite: bool, allow_outside: bool, as_json: bool) -> None:
     """Convert MODEL's opset, IR version, precision or data layout and write it to OUTPUT."""
     import onnxgraph
     from onnxgraph.convert.pipeline import ConvertOptions, convert_model
     from onnxgraph.convert.precision import DEFAULT_BLOCK_LIST
+    from onnxgraph.pathguard import Output, check_outputs
     from onnxgraph.serde.text import is_text_path
 
     if fp16 and bf16:
         raise BadInput("--fp16 and --bf16 exclude each other")
     precision = "fp16" if fp16 else "bf16" if bf16 else None
-    refuse_overwriting_input(model, output, overwrite)
+    check_outputs([Output(output, "-o", model=True)], models=[model], overwrite=overwrite)
     _check_flags(model, output, precision, keep_io_types, op_block_list, external_data, inline_data,
                  size_threshold, is_text_path(output))
     shapes = parse_input_shapes(input_shapes)
     block_list = DEFAULT_BLOCK_LIST if op_block_list is None else frozenset(
         op.strip() for op in op_block_list.split(",") if op.strip())
+    def load():
+        return onnxgraph.load(model, allow_external_data_outside=allow_outside)
+
     options = ConvertOptions(opset=opset, ir_version=ir_version, target_ort=target_ort, precision=precision,
                              keep_io_types=keep_io_types, block_list=block_list)
     from rich.console import Console
 
     status = Console(stderr=True).status
     with status("converting"):
-        converted, report = convert_model(onnxgraph.load(model), options)
+        converted, report = convert_model(load(), options)
     for line in report.warnings:
-        click.echo(f"warning: {line}", err=True)
+        click.echo(f"warning: {printable(line)}", err=True)
     verification = None
     if verify and (precision or report.opset != report.source_opset):
         with status("verifying against the original"):
-            verification = _verify(onnxgraph.load(model), converted, report, shapes)
+            verification = _verify(load(), converted, report, shapes)
     layout = "auto" if external_data else False if inline_data else None
     with status(f"writing {output}"):
         onnxgraph.save(converted, output, external_data=layout,
@@ -100,7 +106,7 @@ def _verify(original, converted, report, shapes):
     half = report.half_report.elem_type if report.half_report else None
     result = verify_conversion(original, converted, half_type=half, input_shapes=shapes)
     if result.skipped:
-        click.echo(f"warning: not verified: {result.skipped}", err=True)
+        click.echo(f"warning: not verified: {printable(result.skipped)}", err=True)
         return result
     failed = [c for c in result.comparisons if not c.passed]
     if failed:
@@ -134,7 +140,8 @@ def _verification_json(result) -> dict:
 
 def _render(output: str, report, verification) -> None:
     from rich.console import Console
-    from rich.markup import escape
+
+    from onnxgraph.cli.output import escape
 
     console = Console()
     console.print(f"[bold]wrote[/] {escape(output)}")

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import signal
+import warnings
+
 import click
 
+from onnxgraph.cli.output import printable
 from onnxgraph.errors import OnnxGraphError
 
 EXIT_FAILED = 1
 """A verification or comparison failed."""
 EXIT_BAD_INPUT = 2
 """Bad input or usage."""
+EXIT_SIGNAL_BASE = 128
+"""Interrupted: 128 plus the signal number (130 SIGINT, 143 SIGTERM, 129 SIGHUP), as shells report it."""
 
 
 class BadInput(click.ClickException):
@@ -18,7 +24,7 @@ class BadInput(click.ClickException):
     exit_code = EXIT_BAD_INPUT
 
     def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        click.echo(f"error: {printable(self.format_message())}", err=True)
 
 
 class CheckFailed(click.ClickException):
@@ -27,7 +33,40 @@ class CheckFailed(click.ClickException):
     exit_code = EXIT_FAILED
 
     def show(self, file=None) -> None:
-        click.echo(f"failed: {self.format_message()}", err=True)
+        click.echo(f"failed: {printable(self.format_message())}", err=True)
+
+
+class SignalInterrupt(KeyboardInterrupt):
+    """SIGTERM or SIGHUP raised as an exception, so that ``finally`` blocks and atomic writes clean up."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Interrupted(click.ClickException):
+    """The command was interrupted by a signal: one line, exit code 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted ({signal.Signals(signum).name})")
+        self.exit_code = EXIT_SIGNAL_BASE + signum
+
+    def show(self, file=None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
+def raise_on_termination() -> None:
+    """Turn SIGTERM and SIGHUP into :class:`SignalInterrupt` (SIGINT already raises KeyboardInterrupt).
+
+    Without this, those signals end the process on the spot and temporary files stay behind.
+    """
+
+    def handler(signum: int, frame) -> None:
+        raise SignalInterrupt(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) == signal.SIG_DFL:  # an ignored SIGHUP (nohup) stays ignored
+            signal.signal(signum, handler)
 
 
 class CommandGroup(click.Group):
@@ -35,15 +74,18 @@ class CommandGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                # onnx.reference computes in numpy and warns on overflow (fp16 verification): noise
+                warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"onnx\.reference")
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except OnnxGraphError as exc:
             if _debug(ctx):
                 raise
             raise BadInput(str(exc)) from exc
-        except KeyboardInterrupt:
-            raise click.Abort() from None
+        except KeyboardInterrupt as exc:
+            raise Interrupted(getattr(exc, "signum", signal.SIGINT)) from None
         except Exception as exc:
             if _debug(ctx):
                 raise

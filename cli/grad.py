@@ -7,7 +7,7 @@ import json
 import click
 
 from onnxgraph.cli.errors import BadInput
-from onnxgraph.cli.options import json_flag, model_argument, overwrite_option, refuse_overwriting_input
+from onnxgraph.cli.options import allow_outside_option, json_flag, model_argument, overwrite_option
 
 LOSS_FUNCTIONS = ("mse", "l1", "cross_entropy", "bce_with_logits", "sum")
 """onnxgraph.autodiff.LOSS_FUNCTIONS, spelled out so --help needs no heavy import (a test keeps the
@@ -48,6 +48,7 @@ two equal)."""
     help="Differentiate w.r.t. this input or initializer (repeatable; default: every float initializer).",
 )
 @overwrite_option
+@allow_outside_option
 @json_flag
 def grad(
     model: str,
@@ -58,6 +59,7 @@ def grad(
     output,
     wrt: tuple[str, ...],
     overwrite: bool,
+    allow_outside: bool,
     as_json: bool,
 ) -> None:
     """Write a model computing the original outputs plus NAME_grad for each --wrt value.
@@ -69,14 +71,16 @@ def grad(
 
     import onnxgraph
     from onnxgraph.autodiff import METADATA_KEY, build_gradient
+    from onnxgraph.pathguard import Output, check_outputs
 
     if sum([loss is not None, loss_fn is not None, vjp]) != 1:
         raise BadInput("choose exactly one of --loss, --loss-fn or --vjp")
     if output is not None and loss is not None:
         raise BadInput("--output goes with --loss-fn or --vjp, not --loss")
-    refuse_overwriting_input(model, out, overwrite)
+    check_outputs([Output(out, "-o", model=True)], models=[model], overwrite=overwrite)
     result = build_gradient(
-        model, loss=loss, loss_fn=loss_fn, output=output, vjp=vjp, wrt=list(wrt) or None
+        model, loss=loss, loss_fn=loss_fn, output=output, vjp=vjp, wrt=list(wrt) or None,
+        allow_external_data_outside=allow_outside,
     )
     onnxgraph.save(result, out)
     mapping = json.loads(result.metadata_props[METADATA_KEY])
@@ -88,8 +92,9 @@ def grad(
 
 def _render(out: str, mapping: dict[str, str]) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+
+    from onnxgraph.cli.output import escape
 
     table = Table(title=f"gradients in {escape(out)}", title_justify="left")
     table.add_column("value")

@@ -7,7 +7,7 @@ import json
 import click
 
 from onnxgraph.cli.errors import BadInput
-from onnxgraph.cli.options import input_shape_option, json_flag, parse_input_shapes
+from onnxgraph.cli.options import allow_outside_option, input_shape_option, json_flag, parse_input_shapes
 from onnxgraph.cli.output import human_bytes
 
 
@@ -16,8 +16,10 @@ from onnxgraph.cli.output import human_bytes
 @click.option("--diff", "show_diff", is_flag=True, help="Compare two models: ops, parameters, FLOPs, interface.")
 @click.option("--top", type=click.IntRange(0), default=10, show_default=True, help="Heaviest nodes to list.")
 @input_shape_option
+@allow_outside_option
 @json_flag
-def info(models: tuple[str, ...], show_diff: bool, top: int, input_shapes: tuple[str, ...], as_json: bool) -> None:
+def info(models: tuple[str, ...], show_diff: bool, top: int, input_shapes: tuple[str, ...], allow_outside: bool,
+         as_json: bool) -> None:
     """Show a model's opsets, interface, op counts, parameters, FLOPs, activation memory and functions.
 
     Symbolic input dimensions count as 1 unless --input-shape fixes them. With --diff and two models,
@@ -32,7 +34,7 @@ def info(models: tuple[str, ...], show_diff: bool, top: int, input_shapes: tuple
         raise BadInput("give one model (or two with --diff)")
     import onnxgraph
 
-    loaded = [onnxgraph.load(path) for path in models]
+    loaded = [onnxgraph.load(path, allow_external_data_outside=allow_outside) for path in models]
     if show_diff:  # each model takes the --input-shape entries that name its inputs
         known = {v.name for m in loaded for v in m.graph.inputs}
         unknown = sorted(set(shapes) - known)
@@ -70,8 +72,9 @@ def _human_count(n: float | None) -> str:
 
 def _render(s: dict) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+
+    from onnxgraph.cli.output import escape
 
     console = Console()
     opsets = ", ".join(f"{d} {v}" for d, v in s["opset_imports"].items())
@@ -136,8 +139,9 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]):
 
 def _render_diff(d: dict) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+
+    from onnxgraph.cli.output import escape
 
     console = Console()
     table = Table(title=f"{escape(str(d['a']))} (a) vs {escape(str(d['b']))} (b)", title_justify="left")

@@ -6,11 +6,11 @@ import click
 
 from onnxgraph.cli.errors import CheckFailed
 from onnxgraph.cli.options import (
+    allow_outside_option,
     input_shape_option,
     model_argument,
     overwrite_option,
     parse_input_shapes,
-    refuse_overwriting_input,
 )
 from onnxgraph.cli.output import human_bytes, write_json
 
@@ -30,13 +30,14 @@ _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not impor
               help="Largest constant (in elements) that folding may create.")
 @input_shape_option
 @overwrite_option
+@allow_outside_option
 @click.option("--bench", "run_bench", is_flag=True,
               help="Then benchmark the original against the result on onnxruntime (as `onnxgraph bench A B`).")
 @click.option("--provider", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Execution provider for --bench.")
 def optimize(model: str, output: str, passes: str | None, no_verify: bool, report_json: str | None,
-             size_limit: int, input_shapes: tuple[str, ...], overwrite: bool, run_bench: bool,
-             provider: str) -> None:
+             size_limit: int, input_shapes: tuple[str, ...], overwrite: bool, allow_outside: bool,
+             run_bench: bool, provider: str) -> None:
     """Optimize MODEL and write it to OUT, verified against the original on onnxruntime.
 
     Exits 0 with a warning when a pass had to be rolled back to keep the outputs correct, and 1
@@ -48,16 +49,19 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
     from onnxgraph.optimizers import VerificationFailed
     from onnxgraph.optimizers import optimize as run_optimize
     from onnxgraph.optimizers.verify import VerificationUnavailable
+    from onnxgraph.pathguard import Output, check_outputs
     from onnxgraph.serde.fileio import save
 
-    refuse_overwriting_input(model, output, overwrite)
+    check_outputs([Output(output, "-o", model=True), Output(report_json, "--report-json")], models=[model],
+                  overwrite=overwrite)
     names = [p.strip() for p in passes.split(",") if p.strip()] if passes is not None else None
     shapes = parse_input_shapes(input_shapes)
     console = Console(stderr=True)
     try:
         with console.status("loading", spinner="dots") as status:
             optimized, report = run_optimize(model, passes=names, verify=not no_verify, size_limit=size_limit,
-                                             input_shapes=shapes, on_progress=status.update)
+                                             input_shapes=shapes, on_progress=status.update,
+                                             allow_external_data_outside=allow_outside)
     except VerificationFailed as exc:
         if report_json:
             write_json(exc.report.to_dict(), report_json)
@@ -92,8 +96,9 @@ def _bench(original: str, optimized: str, provider: str, shapes: dict) -> dict:
 
 def _render(report, model: str, output: str) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+
+    from onnxgraph.cli.output import escape
 
     console = Console()
     console.print(f"[bold]{escape(model)}[/] -> [bold]{escape(output)}[/] in {report.seconds:.2f} s")

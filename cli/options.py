@@ -36,16 +36,15 @@ input_shape_option = click.option(
 
 
 overwrite_option = click.option(
-    "--overwrite", is_flag=True, help="Allow the output to be the input model itself (replaced atomically)."
+    "--overwrite",
+    is_flag=True,
+    help="Allow the output to be the input model itself (replaced atomically; never its external-data files).",
 )
 
-
-def refuse_overwriting_input(model: str, output: str, overwrite: bool) -> None:
-    """Raise a one-line usage error when ``output`` is the input model and ``--overwrite`` is not given."""
-    import os
-
-    from onnxgraph.cli.errors import BadInput
-
-    same = os.path.exists(output) and os.path.exists(model) and os.path.samefile(output, model)
-    if same and not overwrite:
-        raise BadInput(f"{output}: refusing to overwrite the input model (pass --overwrite to allow it)")
+allow_outside_option = click.option(
+    "--allow-external-data-outside",
+    "allow_outside",
+    is_flag=True,
+    help="Read external data outside the model's folder or behind symbolic links (unsafe: the model then "
+    "chooses which of your files are read and copied).",
+)

@@ -1,10 +1,36 @@
-"""Output helpers shared by commands: JSON reports and human-readable sizes."""
+"""Output helpers shared by commands: JSON reports, human-readable sizes, and text safe for a terminal."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import click
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: object) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``).
+
+    Names in models are arbitrary strings: a line feed would split a one-line error, and an escape
+    sequence would drive the user's terminal. Every message and table cell that shows them goes
+    through this.
+    """
+    return _CONTROL.sub(_escape_one, str(text))
+
+
+def _escape_one(match: re.Match) -> str:
+    char = match[0]
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}")
+
+
+def escape(text: object) -> str:
+    """``text`` for rich output: :func:`printable`, then rich markup escaped (``[`` is literal)."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(printable(text))
 
 
 def write_json(data: dict, path: str) -> None:

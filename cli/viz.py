@@ -7,7 +7,8 @@ import os
 import click
 
 from onnxgraph.cli.errors import BadInput
-from onnxgraph.cli.options import model_argument
+from onnxgraph.cli.options import allow_outside_option, model_argument
+from onnxgraph.cli.output import printable
 
 _FORMATS = (".dot", ".svg", ".html")
 
@@ -19,24 +20,27 @@ _FORMATS = (".dot", ".svg", ".html")
 @click.option("--max-nodes", type=click.IntRange(1), help="Draw at most N nodes (in topological order).")
 @click.option("--node-data", type=click.Path(dir_okay=False, path_type=str), metavar="FILE.json",
               help='Colour nodes by a figure per node: {"node name": number} or {"label": ..., "values": {...}}.')
-def viz(model: str, output: str, max_nodes: int | None, node_data: str | None) -> None:
+@allow_outside_option
+def viz(model: str, output: str, max_nodes: int | None, node_data: str | None, allow_outside: bool) -> None:
     """Draw MODEL's graph (subgraphs as clusters) to OUTPUT; the suffix picks the format."""
     import onnxgraph
     from onnxgraph.fsutil import atomic_write
+    from onnxgraph.pathguard import Output, check_outputs
     from onnxgraph.viz import build_view, load_node_data, render_svg, to_dot, to_html
 
     suffix = os.path.splitext(output)[1].lower()
     if suffix not in _FORMATS:
         raise BadInput(f"{output}: the suffix must be one of {', '.join(_FORMATS)}")
+    check_outputs([Output(output, "-o")], models=[model], reads=[node_data] if node_data else [])
     from onnxgraph.errors import OnnxGraphError
     from onnxgraph.shape_inference import infer_shapes
 
     figures, label = load_node_data(node_data) if node_data else (None, None)
-    loaded = onnxgraph.load(model)
+    loaded = onnxgraph.load(model, allow_external_data_outside=allow_outside)
     try:
         infer_shapes(loaded)  # shapes for the hover details; a model inference rejects is still drawn
     except OnnxGraphError as exc:
-        click.echo(f"warning: {exc}; drawing without inferred shapes", err=True)
+        click.echo(f"warning: {printable(exc)}; drawing without inferred shapes", err=True)
     view = build_view(loaded, max_nodes=max_nodes, node_data=figures, data_label=label)
     if suffix == ".html":
         payload = to_html(view).encode("utf-8")

@@ -31,3 +31,7 @@ class GraphError(OnnxGraphError):
 
 class ModelSaveError(OnnxGraphError):
     """A model cannot be written to the requested destination."""
+
+
+class OutputPathError(OnnxGraphError):
+    """A destination must not or cannot be written: it is an input, another output, or its folder is missing."""

@@ -16,11 +16,12 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import re
 import threading
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from onnxgraph import types
 from onnxgraph.errors import ModelLoadError
@@ -60,28 +61,122 @@ class ExternalLocation:
         self.length = length
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def check_tensor_proto(proto: onnx.TensorProto, source: str) -> None:
+    """Check that a tensor's element type, shape and data agree, from sizes alone (no data is copied).
+
+    External data is checked by :func:`parse_external_location`.
+
+    Raises:
+        ModelLoadError: an unknown element type, a negative dimension, data of the wrong size, or a
+            string that is not UTF-8.
+    """
+    name = proto.name
+    if not types.is_known(proto.data_type):
+        raise ModelLoadError(source, f"tensor '{name}' has an unknown element type ({proto.data_type})")
+    if any(d < 0 for d in proto.dims):
+        raise ModelLoadError(source, f"tensor '{name}' has a negative dimension {list(proto.dims)}")
+    if proto.data_location == onnx.TensorProto.EXTERNAL:
+        return
+    size = math.prod(proto.dims)
+    what = f"{types.dtype_name(proto.data_type)}{list(proto.dims)}"
+    if proto.data_type == onnx.TensorProto.STRING:
+        for i, text in enumerate(proto.string_data):
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ModelLoadError(source, f"tensor '{name}': string {i} is not UTF-8") from None
+        found, expected, unit = len(proto.string_data), size, "strings"
+    elif proto.HasField("raw_data"):
+        found, expected, unit = len(proto.raw_data), types.storage_bytes(proto.data_type, size), "bytes"
+    elif types.is_packed(proto.data_type):
+        return  # typed fields of packed types hold a varying number of elements per entry
+    else:
+        field = helper.tensor_dtype_to_field(proto.data_type)
+        per_element = 2 if proto.data_type in _COMPLEX else 1
+        found, expected, unit = len(getattr(proto, field)), size * per_element, f"values in {field}"
+    if found != expected:
+        raise ModelLoadError(source, f"tensor '{name}' holds {found} {unit} but {what} needs {expected}")
+
+
+_COMPLEX = frozenset({onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128})
+
+
+def external_data_file(base_dir: str, location: str, *, allow_outside: bool = False) -> str:
+    """The real path of the external-data file ``location`` of a model in ``base_dir``.
+
+    Args:
+        base_dir: the model's folder.
+        location: the location recorded in the tensor.
+        allow_outside: also accept absolute locations, ``..`` and symbolic links (unsafe: a model could
+            make a tool read and copy any file the user can read).
+
+    Raises:
+        ValueError: the location leaves the folder or goes through a symbolic link (the message says which).
+    """
+    lexical = os.path.normpath(os.path.join(base_dir, location))
+    real = os.path.realpath(lexical)
+    if allow_outside:
+        return real
+    if not location or os.path.isabs(location) or ".." in location.replace("\\", "/").split("/"):
+        raise ValueError("lies outside the model's folder")
+    if real != os.path.join(os.path.realpath(base_dir), os.path.normpath(location)):
+        raise ValueError("is reached through a symbolic link")
+    return real
+
+
 def parse_external_location(
-    proto: onnx.TensorProto, base_dir: str, files: dict[str, MappedFile], source: str
+    proto: onnx.TensorProto,
+    base_dir: str,
+    files: dict[str, MappedFile],
+    source: str,
+    *,
+    allow_outside: bool = False,
 ) -> ExternalLocation:
     """Resolve a tensor's external_data entries against ``base_dir`` and check the file holds them.
 
+    Only sizes are checked (the recorded length against the tensor's type and shape, the offset and
+    length against the file's size); no data is read.
+
     Raises:
-        ModelLoadError: the file is missing, escapes the model's folder, or is too short.
+        ModelLoadError: the location is unsafe or missing, the offset or length is not a whole number or
+            does not fit the tensor, or the file is too short.
     """
+    name = proto.name
     info = {e.key: e.value for e in proto.external_data}
     location = info.get("location", "")
-    path = os.path.normpath(os.path.join(base_dir, location))
-    if not location or os.path.isabs(location) or ".." in location.replace("\\", "/").split("/"):
-        raise ModelLoadError(source, f"tensor '{proto.name}' has an unsafe external data location '{location}'")
-    offset = int(info.get("offset", 0) or 0)
-    length = int(info["length"]) if info.get("length") else types.storage_bytes(proto.data_type, math.prod(proto.dims))
+    try:
+        path = external_data_file(base_dir, location, allow_outside=allow_outside)
+    except ValueError as exc:
+        raise ModelLoadError(
+            source, f"tensor '{name}': external data file '{location}' {exc} (--allow-external-data-outside reads it)"
+        ) from None
+    numbers = {}
+    for key in ("offset", "length"):
+        text = info.get(key)
+        if text is not None and not _DIGITS.fullmatch(text):
+            raise ModelLoadError(source, f"tensor '{name}': external data {key} '{text}' is not a "
+                                         "whole number")
+        numbers[key] = int(text) if text is not None else None
+    expected = types.storage_bytes(proto.data_type, math.prod(proto.dims))
+    if expected is None:
+        raise ModelLoadError(source, f"tensor '{name}': string tensors cannot be stored in external data")
+    length = expected if numbers["length"] is None else numbers["length"]
+    if length != expected:
+        what = f"{types.dtype_name(proto.data_type)}{list(proto.dims)}"
+        raise ModelLoadError(source, f"tensor '{name}': external data length {length} does not match "
+                                     f"{what} ({expected} bytes)")
     if path not in files:
         if not os.path.isfile(path):
-            raise ModelLoadError(source, f"external data file '{location}' (tensor '{proto.name}') is missing")
+            raise ModelLoadError(source, f"external data file '{location}' (tensor '{name}') is missing")
         files[path] = MappedFile(path)
-    if length is None or offset + length > files[path].size:
+    offset = numbers["offset"] or 0
+    if offset + length > files[path].size:
         raise ModelLoadError(
-            source, f"external data file '{location}' is too short for tensor '{proto.name}'"
+            source, f"external data file '{location}' is too short for tensor '{name}' ({files[path].size} bytes, "
+                    f"the tensor needs offset {offset} + length {length})"
         )
     return ExternalLocation(files[path], offset, length)
 

@@ -15,6 +15,7 @@ _FOUR_BIT = {
     *([onnx.TensorProto.FLOAT4E2M1] if hasattr(onnx.TensorProto, "FLOAT4E2M1") else []),
 }
 _TWO_BIT = {getattr(onnx.TensorProto, n) for n in ("INT2", "UINT2") if hasattr(onnx.TensorProto, n)}
+_SIX_BIT = {getattr(onnx.TensorProto, n) for n in ("FLOAT6E2M3", "FLOAT6E3M2") if hasattr(onnx.TensorProto, n)}
 
 FLOAT_TYPES = frozenset(
     getattr(onnx.TensorProto, n)
@@ -42,6 +43,17 @@ def elem_type_of(dtype: np.dtype) -> int:
     return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
 
+def is_known(elem_type: int) -> bool:
+    """True for an element type this onnx version defines and numpy can hold (not UNDEFINED)."""
+    if elem_type == onnx.TensorProto.STRING:
+        return True
+    try:
+        np_dtype(elem_type)
+    except (KeyError, ValueError, TypeError):
+        return False
+    return True
+
+
 def storage_bytes(elem_type: int, num_elements: int) -> int | None:
     """Bytes that ``num_elements`` of ``elem_type`` take in raw_data; None for strings."""
     if elem_type == onnx.TensorProto.STRING:
@@ -50,12 +62,14 @@ def storage_bytes(elem_type: int, num_elements: int) -> int | None:
         return (num_elements + 1) // 2
     if elem_type in _TWO_BIT:
         return (num_elements + 3) // 4
+    if elem_type in _SIX_BIT:
+        return (num_elements * 6 + 7) // 8
     return num_elements * np_dtype(elem_type).itemsize
 
 
 def is_packed(elem_type: int) -> bool:
     """True for sub-byte types whose raw bytes hold several elements each."""
-    return elem_type in _FOUR_BIT or elem_type in _TWO_BIT
+    return elem_type in _FOUR_BIT or elem_type in _TWO_BIT or elem_type in _SIX_BIT
 
 
 def shape_of(type_proto: onnx.TypeProto | None) -> tuple[Dim, ...] | None:

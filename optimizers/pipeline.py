@@ -102,6 +102,7 @@ def optimize(
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     on_progress: Progress | None = None,
     max_rounds: int = 8,
+    allow_external_data_outside: bool = False,
 ) -> tuple[Model, OptimizeReport]:
     """Optimize a model and check that it still computes the same outputs.
 
@@ -119,6 +120,8 @@ def optimize(
             when the original does not run with 2).
         on_progress: called with a short message as work proceeds.
         max_rounds: the pipeline repeats until nothing changes, at most this often.
+        allow_external_data_outside: load a model path whose external data lies outside its folder or
+            behind symbolic links (see :func:`onnxgraph.load`; unsafe for models from others).
 
     Returns:
         ``(optimized model, report)``; check ``report.ok`` before using the model when verifying.
@@ -132,7 +135,7 @@ def optimize(
     if isinstance(model, bytes | onnx.ModelProto):
         model = onnxgraph.load(model)
     source = os.fspath(model) if isinstance(model, str | os.PathLike) else model
-    fresh = _copier(source)
+    fresh = _copier(source, allow_external_data_outside)
     original = fresh()
     names = list(passes) if passes is not None else default_pipeline()
     build_pipeline(names)  # unknown names fail before any work
@@ -141,7 +144,8 @@ def optimize(
     verifier = None
     if verify:
         say("running the original model")
-        verifier = Verifier(source, original, input_shapes=input_shapes)
+        # onnxruntime refuses external data outside the model's folder: run the loaded copy instead
+        verifier = Verifier(original if allow_external_data_outside else source, original, input_shapes=input_shapes)
     disabled: dict[str, set[str]] = {}
     active = list(names)
     candidate = original  # the first run rewrites the loaded copy itself; reruns start from fresh copies
@@ -172,10 +176,10 @@ def optimize(
     return candidate, report
 
 
-def _copier(source: Model | str) -> Callable[[], Model]:
+def _copier(source: Model | str, allow_outside: bool = False) -> Callable[[], Model]:
     """A function returning a fresh copy of the original model each time it is called."""
     if isinstance(source, str):
-        return lambda: onnxgraph.load(source)
+        return lambda: onnxgraph.load(source, allow_external_data_outside=allow_outside)
     proto = source.to_proto()
     return lambda: onnxgraph.from_proto(proto)
 

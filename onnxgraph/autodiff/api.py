@@ -63,6 +63,7 @@ def build_gradient(
     vjp: bool = False,
     wrt: Sequence[str] | None = None,
     cleanup: Cleanup | None = simplify,
+    allow_external_data_outside: bool = False,
 ) -> Model:
     """A model that computes the original outputs plus gradients (standard ONNX ops only).
 
@@ -82,6 +83,8 @@ def build_gradient(
         cleanup: called with the finished model (default: :func:`simplify`, the project's
             folding, CSE and DCE). The ``wrt`` parameters are listed as graph inputs meanwhile, so
             no pass folds or merges them: a training loop updates them, and a copy would go stale.
+        allow_external_data_outside: load a model path whose external data lies outside its folder or
+            behind symbolic links (see :func:`onnxgraph.load`; unsafe for models from others).
 
     Returns:
         The new model with one ``NAME_grad`` output per ``wrt`` entry (suffixed when taken); the
@@ -92,7 +95,7 @@ def build_gradient(
     """
     if sum([loss is not None, loss_fn is not None, vjp]) != 1:
         raise GradientError("choose exactly one of loss, loss_fn or vjp")
-    result = _load_copy(model)
+    result = _load_copy(model, allow_external_data_outside)
     graph = result.graph
     _infer_types(result)
     builder = GradBuilder(graph, result.opset_imports.get("", MIN_OPSET))
@@ -121,13 +124,13 @@ def _held_as_inputs(graph, values: Sequence[Value]):
         graph.inputs[:] = [v for v in graph.inputs if all(v is not a for a in added)]
 
 
-def _load_copy(model) -> Model:
+def _load_copy(model, allow_outside: bool = False) -> Model:
     """A fresh IR of ``model`` (the caller's Model is never modified), on a supported opset."""
     import onnxgraph
 
     if isinstance(model, Model):
         model = model.to_proto()
-    result = onnxgraph.load(model)
+    result = onnxgraph.load(model, allow_external_data_outside=allow_outside)
     version = result.opset_imports.get("", result.opset_imports.get("ai.onnx"))
     if version is not None and MIN_OPSET <= version <= onnx.defs.onnx_opset_version():
         return result

@@ -8,13 +8,16 @@ from collections.abc import Mapping
 import onnx
 
 _CPU = "CPUExecutionProvider"
-_QUIET = 3  # onnxruntime's ERROR level: no warnings about missing CUDA libraries or unused initializers
+_QUIET = 4
+"""onnxruntime's FATAL level: no warnings about missing CUDA libraries or unused initializers, and no
+coloured copy of an error that reaches the caller anyway as the exception onnxruntime raises."""
 
 
 def session_options(threads: int | None = None):
     """SessionOptions with quiet logging and an optional intra-op thread count."""
     import onnxruntime as ort
 
+    ort.set_default_logger_severity(_QUIET)  # the process-wide logger, used before a session has its own
     options = ort.SessionOptions()
     options.log_severity_level = _QUIET
     if threads:

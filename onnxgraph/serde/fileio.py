@@ -8,7 +8,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from onnxgraph.errors import ModelLoadError, ModelSaveError
-from onnxgraph.fsutil import AtomicFileGroup
+from onnxgraph.fsutil import AtomicFileGroup, new_file_mode, write_target
 from onnxgraph.model import Model
 from onnxgraph.serde.exporter import export_model
 from onnxgraph.serde.external import ExternalDataWriter
@@ -46,39 +46,64 @@ def _parse(data: bytes, source: str) -> onnx.ModelProto:
     return proto
 
 
-def load(source: str | os.PathLike | bytes | onnx.ModelProto, *, base_dir: str | None = None) -> Model:
+def read_proto(path: str | os.PathLike) -> onnx.ModelProto:
+    """The ModelProto in the file ``path`` (ONNX text for ``.onnxtxt``), external data not read.
+
+    Raises:
+        ModelLoadError: the file is missing, empty or not an ONNX model.
+    """
+    path = os.fspath(path)
+    data = _read_bytes(path)
+    return parse_text(data, path) if is_text_path(path) else _parse(data, path)
+
+
+def load(
+    source: str | os.PathLike | bytes | onnx.ModelProto,
+    *,
+    base_dir: str | None = None,
+    allow_external_data_outside: bool = False,
+) -> Model:
     """Load a model from a file path, serialized bytes, or a ModelProto.
 
     Tensor data is not read: inline data is wrapped lazily and external data is memory-mapped on
-    first access. A path ending in ``.onnxtxt`` is read as ONNX text (onnx.parser).
+    first access. Every tensor's type, shape and data size are checked against each other. A path
+    ending in ``.onnxtxt`` is read as ONNX text (onnx.parser).
 
     Args:
         source: the model.
         base_dir: where to find external-data files (default: the model file's folder).
+        allow_external_data_outside: accept external-data locations outside the model's folder or
+            behind symbolic links. Unsafe for models from others: the model decides which of the
+            user's files get read (and copied into anything written from it).
 
     Returns:
         The model's IR.
 
     Raises:
-        ModelLoadError: the file is missing, empty, not ONNX, its external data is missing, or its
+        ModelLoadError: the file is missing, empty, not ONNX, its external data is missing, too
+            short or outside the model's folder, a tensor's type, shape and data disagree, or its
             graph is malformed (dangling reference, value written twice, cycle).
     """
+    outside = allow_external_data_outside
     if isinstance(source, onnx.ModelProto):
-        return from_proto(source, base_dir=base_dir)
+        return from_proto(source, base_dir=base_dir, allow_external_data_outside=outside)
     if isinstance(source, bytes | bytearray | memoryview):
-        return import_model(_parse(bytes(source), "<bytes>"), source="<bytes>", base_dir=base_dir)
+        return import_model(_parse(bytes(source), "<bytes>"), source="<bytes>", base_dir=base_dir,
+                            allow_external_data_outside=outside)
     path = os.fspath(source)
-    data = _read_bytes(path)
-    proto = parse_text(data, path) if is_text_path(path) else _parse(data, path)
+    proto = read_proto(path)
     folder = base_dir if base_dir is not None else os.path.dirname(os.path.abspath(path))
-    return import_model(proto, source=path, base_dir=folder)
+    return import_model(proto, source=path, base_dir=folder, allow_external_data_outside=outside)
 
 
-def from_proto(proto: onnx.ModelProto, *, base_dir: str | None = None) -> Model:
+def from_proto(
+    proto: onnx.ModelProto, *, base_dir: str | None = None, allow_external_data_outside: bool = False
+) -> Model:
     """Build the IR of an in-memory ModelProto (``base_dir`` resolves external data, if any)."""
     if not proto.HasField("graph"):
         raise ModelLoadError("<ModelProto>", "is not an ONNX model (it has no graph)")
-    return import_model(proto, source="<ModelProto>", base_dir=base_dir)
+    return import_model(proto, source="<ModelProto>", base_dir=base_dir,
+                        allow_external_data_outside=allow_external_data_outside)
 
 
 def _inline_bytes(model: Model) -> int:
@@ -108,6 +133,13 @@ def _has_tensor_over(model: Model, threshold: int) -> bool:
     )
 
 
+def data_file_name(path: str | os.PathLike, external_data: str | bool | None = None) -> str:
+    """The external-data file name :func:`save` uses for ``path`` (written beside it when needed)."""
+    if isinstance(external_data, str) and external_data != "auto":
+        return external_data
+    return os.path.basename(os.fspath(path)) + ".data"
+
+
 def save(
     model: Model,
     path: str | os.PathLike,
@@ -133,15 +165,25 @@ def save(
         size_threshold: smallest tensor, in bytes, written to external data.
         ir_version: the IR version to write (default: the model's own).
 
+    A destination that is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is written
+    through, never replaced, and gets a self-contained model (every tensor inline).
+
     Raises:
         ModelSaveError: the destination cannot be written or the model is too large to save inline.
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    target, write_through = write_target(path)
+    folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         raise ModelSaveError(f"{path}: folder '{folder}' does not exist")
     text = is_text_path(path)
     too_big = _inline_bytes(model) + _HEADROOM >= PROTOBUF_LIMIT
+    if write_through:  # a device or stream: nothing can be written beside it
+        if external_data not in (None, False, "auto"):
+            raise ModelSaveError(f"{path}: is not a regular file, so no external data file can go beside it")
+        if too_big:
+            raise ModelSaveError(f"{path}: is not a regular file and the model needs external data (over 2 GB)")
+        external_data = False
     if external_data is False and too_big:
         raise ModelSaveError(f"{path}: the tensors do not fit in one 2 GB protobuf; keep external data")
     if text and external_data is None:
@@ -150,14 +192,14 @@ def save(
     use_external = external_data is not False and (external_data is not None or too_big or _has_external(model))
     if use_external and not keep_layout and not _has_tensor_over(model, size_threshold):
         use_external = False  # nothing would go to the data file
-    location = external_data if isinstance(external_data, str) and external_data != "auto" else (
-        os.path.basename(path) + ".data")
+    location = data_file_name(target, external_data)
     if os.path.basename(location) != location:
         raise ModelSaveError(f"{path}: external data file '{location}' must be a plain file name")
     files = AtomicFileGroup()
     try:
         if use_external:
-            with files.open(os.path.join(folder, location)) as data_file:
+            # the weights get the model's permissions: whoever can read the model can read them
+            with files.open(os.path.join(folder, location), mode=new_file_mode(target)) as data_file:
                 sink = ExternalDataWriter(data_file, location, threshold=size_threshold,
                                           keep_inline_tensors=keep_layout)
                 proto = export_model(model, sink, ir_version=ir_version)

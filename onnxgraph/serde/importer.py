@@ -19,7 +19,7 @@ from onnxgraph.graph import Graph
 from onnxgraph.model import Model
 from onnxgraph.node import Node
 from onnxgraph.serde import fields
-from onnxgraph.tensor import MappedFile, SparseTensor, Tensor, parse_external_location
+from onnxgraph.tensor import MappedFile, SparseTensor, Tensor, check_tensor_proto, parse_external_location
 from onnxgraph.value import Value
 
 _EXTERNAL = onnx.TensorProto.EXTERNAL
@@ -45,25 +45,35 @@ class _Scope:
 
 
 class _Importer:
-    def __init__(self, source: str, base_dir: str | None, detached: Mapping[str, Tensor] | None = None):
+    def __init__(
+        self,
+        source: str,
+        base_dir: str | None,
+        detached: Mapping[str, Tensor] | None = None,
+        allow_outside: bool = False,
+    ):
         self.source = source
         self.base_dir = base_dir
+        self.allow_outside = allow_outside
         self.detached = detached or {}
         self.files: dict[str, MappedFile] = {}
 
     # -- tensors --------------------------------------------------------------------------------
     def tensor(self, proto: onnx.TensorProto) -> Tensor:
-        if proto.data_location != _EXTERNAL:
-            return Tensor.from_proto(proto)
-        if self.detached:
+        if self.detached and proto.data_location == _EXTERNAL:
             location = next((e.value for e in proto.external_data if e.key == "location"), None)
             if location in self.detached:
                 return self.detached[location]
+        check_tensor_proto(proto, self.source)
+        if proto.data_location != _EXTERNAL:
+            return Tensor.from_proto(proto)
         if self.base_dir is None:
             raise ModelLoadError(
                 self.source, f"tensor '{proto.name}' uses external data but the model's folder is unknown"
             )
-        return Tensor.from_proto(proto, parse_external_location(proto, self.base_dir, self.files, self.source))
+        external = parse_external_location(proto, self.base_dir, self.files, self.source,
+                                           allow_outside=self.allow_outside)
+        return Tensor.from_proto(proto, external)
 
     # -- values ---------------------------------------------------------------------------------
     @staticmethod
@@ -273,22 +283,26 @@ def import_model(
     source: str = "<model>",
     base_dir: str | None = None,
     detached: Mapping[str, Tensor] | None = None,
+    allow_external_data_outside: bool = False,
 ) -> Model:
     """Build the IR of ``proto``; ``base_dir`` is where external-data files are looked up.
 
     ``detached`` maps external-data locations to in-memory tensors that stand in for them (see
     :mod:`onnxgraph.serde.detached`: proto-level tools run on a weightless copy of a model).
+    ``allow_external_data_outside`` accepts external data outside ``base_dir`` or behind symbolic
+    links (unsafe: see :func:`onnxgraph.tensor.external_data_file`).
 
     Raises:
-        ModelLoadError: the message is not a model, its external data cannot be found, or its
-            graph is malformed (a dangling reference, a value written twice, a cycle).
+        ModelLoadError: the message is not a model, its external data cannot be found or lies outside
+            ``base_dir``, a tensor's type, shape and data disagree, or its graph is malformed (a
+            dangling reference, a value written twice, a cycle).
     """
     # Import allocates a few objects per node and frees none; pausing the cyclic garbage collector
     # keeps it from rescanning the growing graph over and over (a 2x speed-up at 100k nodes).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _Importer(source, base_dir, detached).model(proto)
+        return _Importer(source, base_dir, detached, allow_external_data_outside).model(proto)
     except GraphError as exc:
         raise ModelLoadError(source, str(exc)) from exc
     finally:

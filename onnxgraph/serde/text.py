@@ -38,6 +38,8 @@ def parse_text(data: bytes, source: str) -> onnx.ModelProto:
         proto = onnx.parser.parse_model(text)
     except onnx.parser.ParseError as exc:
         raise ModelLoadError(source, f"is not valid ONNX text: {_one_line(exc)}") from exc
+    except RuntimeError as exc:  # a literal the parser cannot convert, such as the float 1e4002
+        raise ModelLoadError(source, f"is not valid ONNX text: {_literal_problem(text, exc)}") from exc
     if not proto.HasField("graph") or not proto.graph.node and not proto.graph.output:
         raise ModelLoadError(source, "is not valid ONNX text: it defines no graph")
     if proto.ir_version <= 0:
@@ -52,6 +54,19 @@ def _one_line(exc: Exception) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     reason = lines[-1] if lines else "syntax error"
     return f"line {position.group(1)} column {position.group(2)}: {reason}" if position else reason
+
+
+def _literal_problem(text: str, exc: RuntimeError) -> str:
+    """Name the tensor and line of a literal the parser rejected ("Failed to parse float from string: X")."""
+    reason = _one_line(exc)
+    literal = reason.rpartition(": ")[2].strip()
+    position = text.find(literal) if literal else -1
+    if position < 0:
+        return reason
+    line = text.count("\n", 0, position) + 1
+    tensor = re.findall(r"([\w.:/-]+)\s*=\s*\{[^{}]*$", text[:position])
+    where = f"tensor '{tensor[-1]}', " if tensor else ""
+    return f"{where}line {line}: literal '{literal}' is out of range or malformed"
 
 
 def print_text(proto: onnx.ModelProto) -> str:

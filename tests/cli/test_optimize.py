@@ -93,7 +93,7 @@ def test_wrong_pass_is_rolled_back_with_a_warning_and_exit_0(tmp_path, monkeypat
 
 
 def test_no_correct_model_exits_1_and_writes_nothing(tmp_path, monkeypatch):
-    def corrupted(source):
+    def corrupted(source, allow_outside=False):
         def fresh():
             model = onnxgraph.load(source)
             for node in model.all_nodes():

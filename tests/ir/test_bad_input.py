@@ -142,7 +142,7 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path):
         if entry.key == "location":
             entry.value = "../elsewhere.data"
     _write(path, proto.SerializeToString())
-    with pytest.raises(ModelLoadError, match="unsafe external data location"):
+    with pytest.raises(ModelLoadError, match="lies outside the model.s folder"):
         onnxgraph.load(path)
 
 

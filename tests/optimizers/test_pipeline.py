@@ -105,7 +105,7 @@ def test_a_wrong_pass_without_cases_is_dropped_entirely(wrong_passes):
 
 
 def test_no_correct_model_raises(monkeypatch):
-    def corrupted(source):
+    def corrupted(source, allow_outside=False):
         def fresh():
             model = onnxgraph.load(source)
             for node in model.all_nodes():
