@@ -22,7 +22,8 @@ from onnxgraph.cli.viz import viz
 def cli(ctx: click.Context, debug: bool) -> None:
     """Optimize, differentiate, convert, inspect and benchmark ONNX models.
 
-    Exit codes: 0 success, 1 a verification or comparison failed, 2 bad input or usage.
+    Exit codes: 0 success, 1 a verification or comparison failed, 2 bad input or usage,
+    3 an internal error (a bug of onnxgraph's: please report it).
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug

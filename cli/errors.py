@@ -1,15 +1,21 @@
-"""Turning exceptions into one clear line and the documented exit code."""
+"""Turning exceptions into one clear line and the documented exit code.
+
+The click exceptions below are the command line's own (they print and exit); every library exception
+lives in :mod:`onnxgraph.errors`.
+"""
 
 from __future__ import annotations
 
 import click
 
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import OnnxGraphError, one_line
 
 EXIT_FAILED = 1
 """A verification or comparison failed."""
 EXIT_BAD_INPUT = 2
 """Bad input or usage."""
+EXIT_INTERNAL = 3
+"""An internal error: a bug of onnxgraph's (a broken IR invariant or any unexpected exception)."""
 
 
 class BadInput(click.ClickException):
@@ -30,8 +36,25 @@ class CheckFailed(click.ClickException):
         click.echo(f"failed: {self.format_message()}", err=True)
 
 
+class InternalFailure(click.ClickException):
+    """A bug of ours: printed as one line asking for a report, exit code 3."""
+
+    exit_code = EXIT_INTERNAL
+
+    def show(self, file=None) -> None:
+        click.echo(
+            f"internal error: {self.format_message()}; please report it; rerun with --debug for the traceback",
+            err=True,
+        )
+
+
 class CommandGroup(click.Group):
-    """A click group that maps library errors to one-line messages unless ``--debug`` is given."""
+    """A click group that maps library errors to one-line messages unless ``--debug`` is given.
+
+    User errors (:class:`~onnxgraph.errors.OnnxGraphError`, and onnxruntime's own exceptions, which
+    reject the user's model) exit 2; internal errors (:class:`~onnxgraph.errors.InternalError`, such as a
+    broken IR invariant, and any other unexpected exception) exit 3.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
@@ -47,8 +70,14 @@ class CommandGroup(click.Group):
         except Exception as exc:
             if _debug(ctx):
                 raise
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckFailed(f"internal error: {message} (rerun with --debug for a traceback)") from exc
+            if _from_onnxruntime(exc):  # onnxruntime rejecting the user's model is bad input
+                raise BadInput(f"onnxruntime cannot load or run the model: {one_line(exc)}") from exc
+            name, line = type(exc).__name__, one_line(exc)
+            raise InternalFailure(line if line == name else f"{name}: {line}") from exc
+
+
+def _from_onnxruntime(exc: Exception) -> bool:
+    return type(exc).__module__.startswith("onnxruntime")
 
 
 def _debug(ctx: click.Context) -> bool:

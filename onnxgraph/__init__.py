@@ -8,7 +8,14 @@
 from __future__ import annotations
 
 from onnxgraph.attribute import Attribute, AttrType
-from onnxgraph.errors import GraphError, ModelLoadError, ModelSaveError, OnnxGraphError
+from onnxgraph.errors import (
+    GraphError,
+    InternalError,
+    MalformedGraphError,
+    ModelLoadError,
+    ModelSaveError,
+    OnnxGraphError,
+)
 from onnxgraph.function import Function
 from onnxgraph.graph import Graph
 from onnxgraph.model import Model
@@ -25,6 +32,8 @@ __all__ = [
     "Function",
     "Graph",
     "GraphError",
+    "InternalError",
+    "MalformedGraphError",
     "Model",
     "ModelLoadError",
     "ModelSaveError",

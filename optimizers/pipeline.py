@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import onnx
 
 import onnxgraph
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import VerificationFailed
 from onnxgraph.model import Model
 from onnxgraph.optimizers.base import PassManager, PipelineResult
 from onnxgraph.optimizers.fold import DEFAULT_SIZE_LIMIT
@@ -82,15 +82,6 @@ class OptimizeReport:
         data = asdict(self)
         data["ok"] = self.ok
         return data
-
-
-class VerificationFailed(OnnxGraphError):
-    """No pipeline, not even an empty one, produced a model that matches the original."""
-
-    def __init__(self, report: OptimizeReport):
-        self.report = report
-        reason = report.verification.describe() if report.verification else "unknown"
-        super().__init__(f"no correct optimized model could be produced: {reason}")
 
 
 def optimize(

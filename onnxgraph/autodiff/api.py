@@ -14,6 +14,7 @@ from onnxgraph.autodiff.builder import GradBuilder
 from onnxgraph.autodiff.engine import backpropagate, is_float
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.losses import LOSS_FUNCTIONS, build_loss, target_type
+from onnxgraph.errors import one_line
 from onnxgraph.model import Model
 from onnxgraph.serde.exporter import export_model
 from onnxgraph.value import Value
@@ -193,9 +194,8 @@ def _supported_opset(proto: onnx.ModelProto) -> onnx.ModelProto:
 
         return version_converter.convert_version(proto, MIN_OPSET)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GradientError(
-            f"opset {version} is older than {MIN_OPSET} and upgrading it failed: {first}"
+            f"opset {version} is older than {MIN_OPSET} and upgrading it failed: {one_line(exc)}"
         ) from exc
 
 
