@@ -67,10 +67,14 @@ class Value:
 
     @name.setter
     def name(self, new: str) -> None:
+        """Rename the value; the new name is claimed in its graph, so ``fresh_name`` never hands it out."""
         old, self._name = self._name, new
         graph = self._graph
         if graph is not None and old in graph.initializers and graph.initializers[old] is self:
             graph._rename_initializer(old, new)
+        owner = self.graph
+        if owner is not None:
+            owner._claim(new)
 
     def __repr__(self) -> str:
         return f"Value({self._name!r}, {types.describe_type(self.type)})"
@@ -122,7 +126,7 @@ class Value:
 
     def is_graph_output(self) -> bool:
         g = self.graph
-        return g is not None and any(o is self for o in g.outputs)
+        return g is not None and self in g.outputs
 
     def replace_all_uses_with(self, new: Value, *, replace_graph_outputs: bool = False) -> None:
         """Make every reader of this value read ``new`` instead.
@@ -137,7 +141,7 @@ class Value:
                 output itself, whose name is part of the interface (route it through an Identity).
         """
         g = self.graph
-        takes_output = replace_graph_outputs and g is not None and any(o is self for o in g.outputs)
+        takes_output = replace_graph_outputs and g is not None and self in g.outputs
         if takes_output and new is not self and (new.is_graph_input() or new.is_graph_output()):
             raise GraphError(
                 f"{new.name!r} cannot take over graph output {self._name!r}: it is a graph input or output"

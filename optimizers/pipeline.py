@@ -18,6 +18,7 @@ from onnxgraph.optimizers.registry import build_pipeline, default_pipeline
 from onnxgraph.optimizers.registry import passes as registered_passes
 from onnxgraph.optimizers.utils import legacy_initializer_inputs_as_constants
 from onnxgraph.optimizers.verify import Verification, Verifier
+from onnxgraph.runtime.inputs import check_shapes, specs_of
 from onnxgraph.shape_inference import annotate_types
 
 Progress = Callable[[str], None]
@@ -116,6 +117,7 @@ def optimize(
 
     Raises:
         VerificationFailed: verification fails even with every pass rolled back.
+        InputError: ``input_shapes`` names an input the model does not have, or does not fit it.
         OnnxGraphError: an unknown pass name, or a model that cannot be loaded.
     """
     start = time.perf_counter()
@@ -127,6 +129,8 @@ def optimize(
     original = fresh()
     names = list(passes) if passes is not None else default_pipeline()
     build_pipeline(names)  # unknown names fail before any work
+    if input_shapes:
+        check_shapes(specs_of(original), input_shapes)
     report = OptimizeReport(before=ModelStats.of(original), after=ModelStats.of(original), pipeline=names,
                             verified=verify)
     verifier = None

@@ -119,7 +119,8 @@ def _held_as_inputs(graph, values: Sequence[Value]):
     try:
         yield
     finally:
-        graph.inputs[:] = [v for v in graph.inputs if all(v is not a for a in added)]
+        for value in added:
+            graph.inputs.remove(value)
 
 
 def _load_copy(model) -> Model:
