@@ -21,7 +21,9 @@ from onnxgraph.cli.output import emit, human_bytes, progress, stdout_console
 @click.option("--top", type=click.IntRange(0), default=10, show_default=True, help="Heaviest nodes to list.")
 @input_shape_option
 @json_flag
-def info(models: tuple[str, ...], show_diff: bool, top: int, input_shapes: tuple[str, ...], as_json: str | None) -> None:
+def info(
+    models: tuple[str, ...], show_diff: bool, top: int, input_shapes: tuple[str, ...], as_json: str | None
+) -> None:
     """Show a model's opsets, interface, op counts, parameters, FLOPs, activation memory and functions.
 
     Symbolic input dimensions count as 1 unless --input-shape fixes them. With --diff and two models,
@@ -133,7 +135,10 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]):
 
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column.lstrip(">"), justify="right" if column.startswith(">") else "left")
+        if column.startswith(">"):
+            table.add_column(column[1:], justify="right")
+        else:
+            table.add_column(column, justify="left")
     for row in rows:
         table.add_row(*row)
     return table
@@ -145,8 +150,9 @@ def _render_diff(d: dict) -> None:
 
     console = stdout_console()
     table = Table(title=f"{escape(str(d['a']))} (a) vs {escape(str(d['b']))} (b)", title_justify="left")
-    for column, justify in (("", "left"), ("a", "right"), ("b", "right"), ("b - a", "right")):
-        table.add_column(column, justify=justify)
+    table.add_column("", justify="left")
+    for column in ("a", "b", "b - a"):
+        table.add_column(column, justify="right")
     rows = [("IR version", *d["ir_version"], False), ("nodes", *d["nodes"], False),
             ("parameters", *d["parameters"]["elements"], True), ("parameter bytes", *d["parameters"]["bytes"], True),
             ("FLOPs", *d["flops"], True), ("MACs", *d["macs"], True)]

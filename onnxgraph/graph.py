@@ -189,22 +189,24 @@ class Graph:
         """Register ``value`` (whose ``const_value`` is set) as an initializer of this graph."""
         if value.const_value is None:
             raise ValueError(f"initializer {value.name!r} has no const_value")
-        if value.name is None:
-            value.name = self.fresh_name("const")
-        if value.name in self.initializers and self.initializers[value.name] is not value:
-            raise GraphError(f"initializer name {value.name!r} is already taken")
+        name = value.name
+        if name is None:
+            name = value.name = self.fresh_name("const")
+        if name in self.initializers and self.initializers[name] is not value:
+            raise GraphError(f"initializer name {name!r} is already taken")
         value._graph = self
-        self._claim(value.name)
-        self.initializers[value.name] = value
+        self._claim(name)
+        self.initializers[name] = value
         return value
 
     def make_initializer(self, tensor: Tensor, base_name: str = "const") -> Value:
         """Create an initializer value holding ``tensor`` under a fresh name."""
         from onnxgraph import types
 
-        value = Value(self.fresh_name(base_name), const_value=tensor)
+        name = self.fresh_name(base_name)
+        value = Value(name, const_value=tensor)
         value.type = types.tensor_type(tensor.elem_type, tensor.dims)
-        tensor.name = value.name
+        tensor.name = name
         return self.add_initializer(value)
 
     def remove_initializer(self, name: str) -> Value:
@@ -231,7 +233,7 @@ class Graph:
         for value, tensor in zip(node.outputs, tensors):
             value._producer, value._index = None, None
             value.const_value = tensor
-            tensor.name = value.name
+            tensor.name = value.name or ""  # inserted node outputs are always named
             if value.type is None or value not in self.outputs:
                 value.type = types.tensor_type(tensor.elem_type, tensor.dims)
             self.add_initializer(value)
@@ -244,6 +246,8 @@ class Graph:
                 table.update(items)
 
     def add_sparse_initializer(self, value: Value, tensor: SparseTensor) -> Value:
+        if not value.name:
+            raise ValueError("a sparse initializer needs a name")
         value.const_value = tensor
         value._graph = self
         self._claim(value.name)
