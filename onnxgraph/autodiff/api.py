@@ -120,7 +120,8 @@ def _held_as_inputs(graph, values: Sequence[Value]):
         yield
     finally:
         for value in added:
-            graph.inputs.remove(value)
+            if value in graph.inputs:  # a cleanup pass may have dropped it already
+                graph.inputs.remove(value)
 
 
 def _load_copy(model) -> Model:
