@@ -158,3 +158,17 @@ def test_initializers_listed_as_inputs_survive_the_legacy_context():
     session = create_session(model.to_proto())
     (y,) = session.run(None, {"x": np.full(2, 2, np.float32)})
     np.testing.assert_array_equal(y, [3, 3])
+
+
+def test_an_initializer_keeps_a_name():
+    proto = parser.parse_model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        g (float[2] x) => (float[2] y) <float[2] w = {1.0, 2.0}> { y = Add(x, w) }"""
+    )
+    graph = onnxgraph.from_proto(proto).graph
+    w = graph.initializers["w"]
+    w.name = "weight"
+    assert graph.initializers["weight"] is w and "w" not in graph.initializers
+    with pytest.raises(ValueError, match="needs a name"):
+        w.name = None
+    assert w.name == "weight" and use_def_problems(graph) == []
