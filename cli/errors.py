@@ -64,7 +64,7 @@ class CommandGroup(click.Group):
         except OnnxGraphError as exc:
             if _debug(ctx):
                 raise
-            raise BadInput(str(exc)) from exc
+            raise BadInput(one_line(exc)) from exc
         except KeyboardInterrupt:
             raise click.Abort() from None
         except Exception as exc:
