@@ -19,7 +19,7 @@ def _interface_problems(graph: Graph) -> list[str]:
         for value in container:
             counts[id(value)] = counts.get(id(value), 0) + 1
         if counts != {id(v): n for v, n in container._counts.items()}:
-            problems.append(f"{where}: the {container._kind()} list and its membership index disagree")
+            problems.append(f"{where}: the {container.kind} list and its membership index disagree")
     seen: set[int] = set()
     for value in graph.inputs:
         if id(value) in seen:

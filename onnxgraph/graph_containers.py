@@ -24,6 +24,8 @@ class _GraphValues(MutableSequence["Value"]):
     """The shared mechanics: a list plus an identity count of its values, with add/remove hooks."""
 
     __slots__ = ("_graph", "_values", "_counts")
+    kind = "values"
+    """What the list holds, for messages: "inputs" or "outputs"."""
 
     def __init__(self, graph: Graph):
         self._graph = graph
@@ -134,7 +136,7 @@ class _GraphValues(MutableSequence["Value"]):
         from onnxgraph.value import Value
 
         if not isinstance(value, Value):
-            raise TypeError(f"graph {self._kind()} must be Values, not {type(value).__name__}")
+            raise TypeError(f"graph {self.kind} must be Values, not {type(value).__name__}")
         self._adding(value)
         self._count(value)
 
@@ -150,14 +152,12 @@ class _GraphValues(MutableSequence["Value"]):
         if detach:
             self._removed(value)
 
-    def _kind(self) -> str:
-        return "inputs" if isinstance(self, GraphInputs) else "outputs"
-
 
 class GraphInputs(_GraphValues):
     """A graph's inputs: values without a producer that belong to this graph, each listed once."""
 
     __slots__ = ()
+    kind = "inputs"
 
     def _adding(self, value: Value) -> None:
         graph = self._graph
@@ -181,6 +181,7 @@ class GraphOutputs(_GraphValues):
     """A graph's outputs: any values of the graph's scope (a value may be listed more than once)."""
 
     __slots__ = ()
+    kind = "outputs"
 
     def _adding(self, value: Value) -> None:
         self._graph._claim(value.name)
