@@ -23,7 +23,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Optimize, differentiate, convert, inspect and benchmark ONNX models.
 
     Exit codes: 0 success, 1 a verification or comparison failed, 2 bad input or usage,
-    130/143/129 interrupted (SIGINT/SIGTERM/SIGHUP).
+    3 an internal error (a bug of onnxgraph's: please report it), 130/143/129 interrupted
+    (SIGINT/SIGTERM/SIGHUP).
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug

@@ -8,11 +8,17 @@ from collections.abc import Callable, Iterator
 import click
 
 from onnxgraph.cli.errors import CheckFailed
-from onnxgraph.cli.options import input_shape_option, model_argument, parse_input_shapes
-from onnxgraph.cli.output import write_json
+from onnxgraph.cli.options import examples, input_shape_option, json_flag, model_argument, parse_input_shapes
+from onnxgraph.cli.output import emit, stdout_console
 
 
-@click.command()
+@click.command(
+    epilog=examples(
+        "onnxgraph bench model.onnx --provider cuda --io-binding",
+        "onnxgraph bench model.onnx model.opt.onnx --runs 200 --json bench.json",
+        "onnxgraph bench model.onnx --input-shape input_ids=8,128 --input-range 0,30522 --json",
+    ),
+)
 @model_argument
 @click.argument("model_b", required=False, metavar="[MODEL_B]")
 @click.option(
@@ -71,14 +77,7 @@ from onnxgraph.cli.output import write_json
     help="Parity tolerance for one output, or for all without NAME (repeatable).",
 )
 @click.option("--io-binding", is_flag=True, help="Keep inputs and outputs on the device (CUDA).")
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=str),
-    default=None,
-    metavar="FILE",
-    help="Write the results as JSON ('-' for standard output).",
-)
+@json_flag
 @click.option(
     "--plot",
     "plot_path",
@@ -101,7 +100,7 @@ def bench(
     seed: int,
     tolerances: tuple[str, ...],
     io_binding: bool,
-    json_path: str | None,
+    as_json: str | None,
     plot_path: str | None,
 ) -> None:
     """Benchmark MODEL, or MODEL (baseline) against MODEL_B with output parity.
@@ -134,17 +133,14 @@ def bench(
         output_tolerances=per_output,
     )
     models = [model] if model_b is None else [model, model_b]
-    check_outputs([Output(json_path, "--json"), Output(plot_path, "--plot")], models=models,
-                  reads=[inputs_npz] if inputs_npz else [])
+    reads = [inputs_npz] if inputs_npz else []
+    check_outputs([Output(as_json, "--json"), Output(plot_path, "--plot")], models=models, reads=reads)
     if plot_path:
         require_matplotlib()
     with progress_bar() as on_progress:
         report = run_benchmark(models, config, on_progress=on_progress)
     result = report.to_dict()
-    if json_path != "-":
-        print_report(result)
-    if json_path:
-        write_json(result, json_path)
+    emit(result, as_json, lambda: print_report(result))
     if plot_path:
         plot_latencies(report, plot_path)
     if not report.parity_passed:
@@ -153,12 +149,11 @@ def bench(
 
 def print_report(result: dict, console=None) -> None:
     """Print a benchmark result (the dict of ``BenchReport.to_dict``) as rich tables."""
-    from rich.console import Console
     from rich.table import Table
 
     from onnxgraph.cli.output import escape
 
-    console = console or Console()
+    console = console or stdout_console()
     models = result["models"]
     table = Table(title="latency", title_justify="left")
     table.add_column("")

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from onnxgraph.cli.errors import BadInput, CheckFailed
 from onnxgraph.cli.options import (
     allow_outside_option,
+    examples,
     input_shape_option,
     json_flag,
     model_argument,
     overwrite_option,
     parse_input_shapes,
 )
-from onnxgraph.cli.output import printable
+from onnxgraph.cli.output import emit, printable, progress, stdout_console
 
 
-@click.command()
+@click.command(
+    epilog=examples(
+        "onnxgraph convert model.onnx -o model.fp16.onnx --fp16 --keep-io-types",
+        "onnxgraph convert model.onnx -o model.op13.onnx --opset 13 --json",
+        "onnxgraph convert model.onnx -o model.onnxtxt",
+    ),
+)
 @model_argument
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="Destination .onnx (or .onnxtxt for ONNX text).")
@@ -44,18 +49,19 @@ from onnxgraph.cli.output import printable
 def convert(model: str, output: str, opset: int | None, ir_version: int | None, target_ort: str | None,
             fp16: bool, bf16: bool, keep_io_types: bool, op_block_list: str | None, external_data: bool,
             size_threshold: int | None, inline_data: bool, verify: bool, input_shapes: tuple[str, ...],
-            overwrite: bool, allow_outside: bool, as_json: bool) -> None:
+            overwrite: bool, allow_outside: bool, as_json: str | None) -> None:
     """Convert MODEL's opset, IR version, precision or data layout and write it to OUTPUT."""
     import onnxgraph
     from onnxgraph.convert.pipeline import ConvertOptions, convert_model
     from onnxgraph.convert.precision import DEFAULT_BLOCK_LIST
     from onnxgraph.pathguard import Output, check_outputs
+    from onnxgraph.runtime.inputs import check_shapes, specs_of
     from onnxgraph.serde.text import is_text_path
 
     if fp16 and bf16:
         raise BadInput("--fp16 and --bf16 exclude each other")
     precision = "fp16" if fp16 else "bf16" if bf16 else None
-    check_outputs([Output(output, "-o", model=True)], models=[model], overwrite=overwrite)
+    check_outputs([Output(output, "-o", model=True), Output(as_json, "--json")], models=[model], overwrite=overwrite)
     _check_flags(model, output, precision, keep_io_types, op_block_list, external_data, inline_data,
                  size_threshold, is_text_path(output))
     shapes = parse_input_shapes(input_shapes)
@@ -66,28 +72,26 @@ def convert(model: str, output: str, opset: int | None, ir_version: int | None, 
 
     options = ConvertOptions(opset=opset, ir_version=ir_version, target_ort=target_ort, precision=precision,
                              keep_io_types=keep_io_types, block_list=block_list)
-    from rich.console import Console
-
-    status = Console(stderr=True).status
-    with status("converting"):
-        converted, report = convert_model(load(), options)
+    with progress(f"loading {model}") as update:
+        loaded = load()
+        if shapes:
+            check_shapes(specs_of(loaded), shapes)
+        update("converting")
+        converted, report = convert_model(loaded, options)
     for line in report.warnings:
         click.echo(f"warning: {printable(line)}", err=True)
     verification = None
     if verify and (precision or report.opset != report.source_opset):
-        with status("verifying against the original"):
+        with progress("verifying against the original"):
             verification = _verify(load(), converted, report, shapes)
     layout = "auto" if external_data else False if inline_data else None
-    with status(f"writing {output}"):
+    with progress(f"writing {output}"):
         onnxgraph.save(converted, output, external_data=layout,
                        size_threshold=1024 if size_threshold is None else size_threshold)
-    if as_json:
-        data = report.to_json() | {"output": output}
-        if verification is not None:
-            data["verification"] = _verification_json(verification)
-        click.echo(json.dumps(data, indent=2))
-    else:
-        _render(output, report, verification)
+    data = report.to_json() | {"output": output}
+    if verification is not None:
+        data["verification"] = _verification_json(verification)
+    emit(data, as_json, lambda: _render(output, report, verification))
 
 
 def _check_flags(model, output, precision, keep_io_types, op_block_list, external_data, inline_data,
@@ -139,11 +143,9 @@ def _verification_json(result) -> dict:
 
 
 def _render(output: str, report, verification) -> None:
-    from rich.console import Console
-
     from onnxgraph.cli.output import escape
 
-    console = Console()
+    console = stdout_console()
     console.print(f"[bold]wrote[/] {escape(output)}")
     def change(a: int, b: int) -> str:
         return f"{a} -> {b}" if a != b else f"{a} (unchanged)"

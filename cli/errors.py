@@ -1,4 +1,8 @@
-"""Turning exceptions into one clear line and the documented exit code."""
+"""Turning exceptions into one clear line and the documented exit code.
+
+The click exceptions below are the command line's own (they print and exit); every library exception
+lives in :mod:`onnxgraph.errors`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import warnings
 import click
 
 from onnxgraph.cli.output import printable
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import OnnxGraphError, SignalInterrupt, one_line
 
 EXIT_FAILED = 1
 """A verification or comparison failed."""
@@ -16,6 +20,8 @@ EXIT_BAD_INPUT = 2
 """Bad input or usage."""
 EXIT_SIGNAL_BASE = 128
 """Interrupted: 128 plus the signal number (130 SIGINT, 143 SIGTERM, 129 SIGHUP), as shells report it."""
+EXIT_INTERNAL = 3
+"""An internal error: a bug of onnxgraph's (a broken IR invariant or any unexpected exception)."""
 
 
 class BadInput(click.ClickException):
@@ -34,14 +40,6 @@ class CheckFailed(click.ClickException):
 
     def show(self, file=None) -> None:
         click.echo(f"failed: {printable(self.format_message())}", err=True)
-
-
-class SignalInterrupt(KeyboardInterrupt):
-    """SIGTERM or SIGHUP raised as an exception, so that ``finally`` blocks and atomic writes clean up."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
 
 
 class Interrupted(click.ClickException):
@@ -69,8 +67,25 @@ def raise_on_termination() -> None:
             signal.signal(signum, handler)
 
 
+class InternalFailure(click.ClickException):
+    """A bug of ours: printed as one line asking for a report, exit code 3."""
+
+    exit_code = EXIT_INTERNAL
+
+    def show(self, file=None) -> None:
+        click.echo(
+            f"internal error: {self.format_message()}; please report it; rerun with --debug for the traceback",
+            err=True,
+        )
+
+
 class CommandGroup(click.Group):
-    """A click group that maps library errors to one-line messages unless ``--debug`` is given."""
+    """A click group that maps library errors to one-line messages unless ``--debug`` is given.
+
+    User errors (:class:`~onnxgraph.errors.OnnxGraphError`, and onnxruntime's own exceptions, which
+    reject the user's model) exit 2; internal errors (:class:`~onnxgraph.errors.InternalError`, such as a
+    broken IR invariant, and any other unexpected exception) exit 3.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
@@ -83,14 +98,21 @@ class CommandGroup(click.Group):
         except OnnxGraphError as exc:
             if _debug(ctx):
                 raise
-            raise BadInput(str(exc)) from exc
+            # our own message, whole: names in it may hold line breaks, which BadInput shows escaped
+            raise BadInput(str(exc).strip() or type(exc).__name__) from exc
         except KeyboardInterrupt as exc:
             raise Interrupted(getattr(exc, "signum", signal.SIGINT)) from None
         except Exception as exc:
             if _debug(ctx):
                 raise
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckFailed(f"internal error: {message} (rerun with --debug for a traceback)") from exc
+            if _from_onnxruntime(exc):  # onnxruntime rejecting the user's model is bad input
+                raise BadInput(f"onnxruntime cannot load or run the model: {one_line(exc)}") from exc
+            name, line = type(exc).__name__, one_line(exc)
+            raise InternalFailure(line if line == name else f"{name}: {line}") from exc
+
+
+def _from_onnxruntime(exc: Exception) -> bool:
+    return type(exc).__module__.startswith("onnxruntime")
 
 
 def _debug(ctx: click.Context) -> bool:

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from onnxgraph.cli.errors import BadInput
-from onnxgraph.cli.options import allow_outside_option, input_shape_option, json_flag, parse_input_shapes
-from onnxgraph.cli.output import human_bytes
+from onnxgraph.cli.options import allow_outside_option, examples, input_shape_option, json_flag, parse_input_shapes
+from onnxgraph.cli.output import emit, human_bytes, progress, stdout_console
 
 
-@click.command()
+@click.command(
+    epilog=examples(
+        "onnxgraph info model.onnx",
+        "onnxgraph info model.onnx --input-shape input_ids=1,128 --json | jq .compute",
+        "onnxgraph info model.onnx model.opt.onnx --diff",
+    ),
+)
 @click.argument("models", nargs=-1, required=True, metavar="MODEL [MODEL_B]")
 @click.option("--diff", "show_diff", is_flag=True, help="Compare two models: ops, parameters, FLOPs, interface.")
 @click.option("--top", type=click.IntRange(0), default=10, show_default=True, help="Heaviest nodes to list.")
 @input_shape_option
 @allow_outside_option
 @json_flag
-def info(models: tuple[str, ...], show_diff: bool, top: int, input_shapes: tuple[str, ...], allow_outside: bool,
-         as_json: bool) -> None:
+def info(
+    models: tuple[str, ...],
+    show_diff: bool,
+    top: int,
+    input_shapes: tuple[str, ...],
+    allow_outside: bool,
+    as_json: str | None,
+) -> None:
     """Show a model's opsets, interface, op counts, parameters, FLOPs, activation memory and functions.
 
     Symbolic input dimensions count as 1 unless --input-shape fixes them. With --diff and two models,
@@ -33,21 +43,25 @@ def info(models: tuple[str, ...], show_diff: bool, top: int, input_shapes: tuple
     if not show_diff and len(models) != 1:
         raise BadInput("give one model (or two with --diff)")
     import onnxgraph
+    from onnxgraph.pathguard import Output, check_outputs
 
-    loaded = [onnxgraph.load(path, allow_external_data_outside=allow_outside) for path in models]
-    if show_diff:  # each model takes the --input-shape entries that name its inputs
-        known = {v.name for m in loaded for v in m.graph.inputs}
-        unknown = sorted(set(shapes) - known)
-        if unknown:
-            raise BadInput(f"--input-shape: neither model has an input named '{unknown[0]}'")
-    reports = [_report(m, path, shapes, top, strict=not show_diff) for m, path in zip(loaded, models)]
+    check_outputs([Output(as_json, "--json")], models=list(models))
+    with progress("loading") as update:
+        loaded = []
+        for path in models:
+            update(f"loading {path}")
+            loaded.append(onnxgraph.load(path, allow_external_data_outside=allow_outside))
+        if show_diff:  # each model takes the --input-shape entries that name its inputs
+            known = {v.name for m in loaded for v in m.graph.inputs}
+            unknown = sorted(set(shapes) - known)
+            if unknown:
+                raise BadInput(f"--input-shape: neither model has an input named '{unknown[0]}'")
+        reports = []
+        for m, path in zip(loaded, models):
+            update(f"analysing {path}")
+            reports.append(_report(m, path, shapes, top, strict=not show_diff))
     data = diff(*reports) if show_diff else reports[0]
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-    elif show_diff:
-        _render_diff(data)
-    else:
-        _render(data)
+    emit(data, as_json, lambda: _render_diff(data) if show_diff else _render(data))
 
 
 def _report(model, path: str, shapes: dict[str, list[int]], top: int, strict: bool) -> dict:
@@ -71,12 +85,11 @@ def _human_count(n: float | None) -> str:
 
 
 def _render(s: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from onnxgraph.cli.output import escape
 
-    console = Console()
+    console = stdout_console()
     opsets = ", ".join(f"{d} {v}" for d, v in s["opset_imports"].items())
     producer = " ".join(x for x in (s["producer"]["name"], s["producer"]["version"]) if x) or "-"
     params, compute, memory = s["parameters"], s["compute"], s["activations"]
@@ -131,22 +144,25 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]):
 
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column.lstrip(">"), justify="right" if column.startswith(">") else "left")
+        if column.startswith(">"):
+            table.add_column(column[1:], justify="right")
+        else:
+            table.add_column(column, justify="left")
     for row in rows:
         table.add_row(*row)
     return table
 
 
 def _render_diff(d: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from onnxgraph.cli.output import escape
 
-    console = Console()
+    console = stdout_console()
     table = Table(title=f"{escape(str(d['a']))} (a) vs {escape(str(d['b']))} (b)", title_justify="left")
-    for column, justify in (("", "left"), ("a", "right"), ("b", "right"), ("b - a", "right")):
-        table.add_column(column, justify=justify)
+    table.add_column("", justify="left")
+    for column in ("a", "b", "b - a"):
+        table.add_column(column, justify="right")
     rows = [("IR version", *d["ir_version"], False), ("nodes", *d["nodes"], False),
             ("parameters", *d["parameters"]["elements"], True), ("parameter bytes", *d["parameters"]["bytes"], True),
             ("FLOPs", *d["flops"], True), ("MACs", *d["macs"], True)]

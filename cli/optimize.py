@@ -7,25 +7,32 @@ import click
 from onnxgraph.cli.errors import CheckFailed
 from onnxgraph.cli.options import (
     allow_outside_option,
+    examples,
     input_shape_option,
+    json_output,
     model_argument,
     overwrite_option,
     parse_input_shapes,
 )
-from onnxgraph.cli.output import human_bytes, write_json
+from onnxgraph.cli.output import emit, human_bytes, stdout_console, write_json
 
 _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not imported so --help stays fast
 
 
-@click.command()
+@click.command(
+    epilog=examples(
+        "onnxgraph optimize model.onnx -o model.opt.onnx",
+        "onnxgraph optimize model.onnx -o model.opt.onnx --input-shape input_ids=1,128 --bench",
+        "onnxgraph optimize model.onnx -o model.opt.onnx --passes fold,dce --json report.json",
+    ),
+)
 @model_argument
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="Where to write the optimized model (weights in external data stay external).")
 @click.option("--passes", default=None, metavar="LIST",
               help="Comma-separated passes to run instead of the default pipeline (see docs/optimize.md).")
 @click.option("--no-verify", is_flag=True, help="Skip running the original and the result on onnxruntime.")
-@click.option("--report-json", type=click.Path(dir_okay=False, path_type=str), default=None, metavar="FILE",
-              help="Also write the report as JSON.")
+@json_output("--report-json")
 @click.option("--size-limit", type=click.IntRange(min=0), default=_DEFAULT_SIZE_LIMIT, show_default=True,
               help="Largest constant (in elements) that folding may create.")
 @input_shape_option
@@ -35,7 +42,7 @@ _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not impor
               help="Then benchmark the original against the result on onnxruntime (as `onnxgraph bench A B`).")
 @click.option("--provider", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Execution provider for --bench.")
-def optimize(model: str, output: str, passes: str | None, no_verify: bool, report_json: str | None,
+def optimize(model: str, output: str, passes: str | None, no_verify: bool, as_json: str | None,
              size_limit: int, input_shapes: tuple[str, ...], overwrite: bool, allow_outside: bool,
              run_bench: bool, provider: str) -> None:
     """Optimize MODEL and write it to OUT, verified against the original on onnxruntime.
@@ -52,7 +59,7 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
     from onnxgraph.pathguard import Output, check_outputs
     from onnxgraph.serde.fileio import save
 
-    check_outputs([Output(output, "-o", model=True), Output(report_json, "--report-json")], models=[model],
+    check_outputs([Output(output, "-o", model=True), Output(as_json, "--json")], models=[model],
                   overwrite=overwrite)
     names = [p.strip() for p in passes.split(",") if p.strip()] if passes is not None else None
     shapes = parse_input_shapes(input_shapes)
@@ -63,19 +70,18 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
                                              input_shapes=shapes, on_progress=status.update,
                                              allow_external_data_outside=allow_outside)
     except VerificationFailed as exc:
-        if report_json:
-            write_json(exc.report.to_dict(), report_json)
+        if as_json:
+            write_json(exc.report.to_dict(), as_json)
         raise CheckFailed(str(exc)) from exc
     except VerificationUnavailable as exc:
         raise CheckFailed(f"{model}: cannot verify: {exc} (use --no-verify to skip verification)") from exc
     # Weights that came in external data leave in external data, new folded ones included.
     save(optimized, output, external_data="auto" if report.before.external_bytes else None)
     summary = report.to_dict()
-    _render(report, model, output)
+    _warn_rollbacks(report)
     if run_bench:
         summary["bench"] = _bench(model, output, provider, shapes)
-    if report_json:
-        write_json(summary, report_json)
+    emit(summary, as_json, lambda: _render(report, model, output, summary.get("bench")))
     if run_bench and not summary["bench"]["comparison"]["parity"]["passed"]:
         from onnxgraph.cli.bench import parity_failure
 
@@ -83,24 +89,31 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
 
 
 def _bench(original: str, optimized: str, provider: str, shapes: dict) -> dict:
-    """Benchmark the original (A) against the optimized model (B) and print the tables."""
-    from onnxgraph.cli.bench import print_report, progress_bar
+    """Benchmark the original (A) against the optimized model (B)."""
+    from onnxgraph.cli.bench import progress_bar
     from onnxgraph.runtime.benchmark import compare_models
 
     with progress_bar() as on_progress:
-        result = compare_models(original, optimized, provider=provider, input_shapes=shapes,
-                                on_progress=on_progress)
-    print_report(result)
-    return result
+        return compare_models(original, optimized, provider=provider, input_shapes=shapes, on_progress=on_progress)
 
 
-def _render(report, model: str, output: str) -> None:
+def _warn_rollbacks(report) -> None:
     from rich.console import Console
+
+    from onnxgraph.cli.output import escape
+
+    err = Console(stderr=True)
+    for rollback in report.rollbacks:
+        what = rollback.pass_name + (f" ({rollback.rewrite})" if rollback.rewrite else "")
+        err.print(f"[yellow]warning:[/] rolled back {escape(what)}: {escape(rollback.reason)}")
+
+
+def _render(report, model: str, output: str, bench: dict | None) -> None:
     from rich.table import Table
 
     from onnxgraph.cli.output import escape
 
-    console = Console()
+    console = stdout_console()
     console.print(f"[bold]{escape(model)}[/] -> [bold]{escape(output)}[/] in {report.seconds:.2f} s")
     size = Table()
     for column in ("", "before", "after", "change"):
@@ -120,16 +133,16 @@ def _render(report, model: str, output: str) -> None:
         passes.add_row(p.name, escape(changes), f"{p.seconds * 1000:.0f} ms")
     console.print(passes)
 
-    err = Console(stderr=True)
-    for rollback in report.rollbacks:
-        what = rollback.pass_name + (f" ({rollback.rewrite})" if rollback.rewrite else "")
-        err.print(f"[yellow]warning:[/] rolled back {escape(what)}: {escape(rollback.reason)}")
     v = report.verification
     if v is None:
         console.print("verification: [yellow]skipped[/] (--no-verify)")
-        return
-    worst = max((c.max_abs for c in v.outputs), default=0.0)
-    line = f"verification: [green]passed[/], {len(v.outputs)} outputs match, max abs error {worst:.3g}"
-    if v.skipped:
-        line += f" ({len(v.skipped)} random outputs not compared)"
-    console.print(line)
+    else:
+        worst = max((c.max_abs for c in v.outputs), default=0.0)
+        line = f"verification: [green]passed[/], {len(v.outputs)} outputs match, max abs error {worst:.3g}"
+        if v.skipped:
+            line += f" ({len(v.skipped)} random outputs not compared)"
+        console.print(line)
+    if bench is not None:
+        from onnxgraph.cli.bench import print_report
+
+        print_report(bench, console)

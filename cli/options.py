@@ -4,7 +4,48 @@ from __future__ import annotations
 
 import click
 
-json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of tables.")
+_MODEL_SUFFIXES = (".onnx", ".onnxtxt", ".data")
+
+
+def _json_destination(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a ``--json FILE`` that is really a model: ``info --json a.onnx`` would take a.onnx as FILE."""
+    from onnxgraph.cli.errors import BadInput
+
+    if value not in (None, "-") and value.lower().endswith(_MODEL_SUFFIXES):
+        raise BadInput(
+            f"--json {value}: looks like a model, not a JSON file (put --json after the model, or name a .json file)"
+        )
+    return value
+
+
+def json_output(*aliases: str):
+    """The ``--json [FILE]`` option: alone it prints the result as JSON on stdout (and nothing else there),
+    with FILE it writes the JSON there (``-``: stdout). The command receives ``as_json``: None, "-" or FILE.
+
+    Args:
+        aliases: more spellings of the same option (``--report-json``).
+    """
+    return click.option(
+        "--json",
+        *aliases,
+        "as_json",
+        is_flag=False,
+        flag_value="-",
+        default=None,
+        metavar="[FILE]",
+        type=click.Path(dir_okay=False, allow_dash=True, path_type=str),
+        callback=_json_destination,
+        help="Print the result as JSON on stdout instead of tables, or write it to FILE.",
+    )
+
+
+def examples(*lines: str) -> str:
+    """A command's ``epilog``: its --help ends with these example command lines, kept as written."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+json_flag = json_output()
+"""``--json [FILE]`` for commands without an alias; see :func:`json_output`."""
 
 model_argument = click.argument(
     "model", type=click.Path(dir_okay=True, file_okay=True, path_type=str), metavar="MODEL"

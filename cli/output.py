@@ -1,11 +1,21 @@
-"""Output helpers shared by commands: JSON reports, human-readable sizes, and text safe for a terminal."""
+"""Output helpers shared by commands: JSON reports, consoles, progress, human-readable sizes, and text safe
+for a terminal."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+_UNBOUNDED_WIDTH = 100_000
+"""Console width when stdout is not a terminal: tables keep every name whole for grep and files."""
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -45,6 +55,21 @@ def write_json(data: dict, path: str) -> None:
         f.write(text.encode())
 
 
+def emit(data: dict, as_json: str | None, render: Callable[[], None]) -> None:
+    """Show a command's result the ``--json [FILE]`` way.
+
+    Args:
+        data: the JSON-ready result.
+        as_json: the option's value: None prints tables, "-" prints only the JSON on stdout, a path
+            prints tables and writes the JSON there.
+        render: prints the tables.
+    """
+    if as_json != "-":
+        render()
+    if as_json:
+        write_json(data, as_json)
+
+
 def human_bytes(n: float) -> str:
     """``1536`` -> ``"1.5 KiB"``."""
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -52,3 +77,25 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+def stdout_console() -> Console:
+    """A rich console on stdout: the terminal's width on a terminal, otherwise wide enough that tables
+    never wrap or truncate names (piped output is read by grep and scripts)."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=_UNBOUNDED_WIDTH)
+
+
+@contextlib.contextmanager
+def progress(first: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with the current phase on stderr, shown only when stderr is a terminal.
+
+    Yields:
+        A function that replaces the phase text (``update("writing out.onnx")``).
+    """
+    from rich.console import Console
+
+    with Console(stderr=True).status(escape(first), spinner="dots") as status:
+        yield lambda text: status.update(escape(text))

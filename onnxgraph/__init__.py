@@ -21,6 +21,8 @@ _EXPORTS = {
     "Function": "onnxgraph.function",
     "Graph": "onnxgraph.graph",
     "GraphError": "onnxgraph.errors",
+    "InternalError": "onnxgraph.errors",
+    "MalformedGraphError": "onnxgraph.errors",
     "Model": "onnxgraph.model",
     "ModelLoadError": "onnxgraph.errors",
     "ModelSaveError": "onnxgraph.errors",
@@ -40,6 +42,8 @@ __all__ = [
     "Function",
     "Graph",
     "GraphError",
+    "InternalError",
+    "MalformedGraphError",
     "Model",
     "ModelLoadError",
     "ModelSaveError",
@@ -75,7 +79,14 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from onnxgraph.attribute import Attribute, AttrType
-    from onnxgraph.errors import GraphError, ModelLoadError, ModelSaveError, OnnxGraphError
+    from onnxgraph.errors import (
+        GraphError,
+        InternalError,
+        MalformedGraphError,
+        ModelLoadError,
+        ModelSaveError,
+        OnnxGraphError,
+    )
     from onnxgraph.function import Function
     from onnxgraph.graph import Graph
     from onnxgraph.model import Model

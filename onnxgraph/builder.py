@@ -4,13 +4,15 @@
 >>> y = op.Relu(op.Add(x, op.const(np.float32(1.0))))       # doctest: +SKIP
 
 Each call creates one node in the builder's graph (at the end, or before ``insert_before``) and
-returns its output value, or a tuple of outputs when ``_outputs`` asks for more than one. Keyword
-arguments become attributes; ``_domain`` picks an operator domain and ``_name`` a node name.
+returns its output value; a call that gives ``_outputs=N`` returns the tuple of its N outputs (a tuple
+even for N = 1, so code that computes N needs no special case, and the two forms are typed apart).
+Keyword arguments become attributes; ``_domain`` picks an operator domain and ``_name`` a node name.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Protocol, cast, overload
 
 import numpy as np
 
@@ -19,6 +21,20 @@ from onnxgraph.graph import Graph
 from onnxgraph.node import Node
 from onnxgraph.tensor import Tensor
 from onnxgraph.value import Value
+
+
+class OpCall(Protocol):
+    """What ``builder.<OpType>`` returns: one output value, or a tuple when ``_outputs`` is given."""
+
+    @overload
+    def __call__(
+        self, *inputs: Value | None, _outputs: None = None, _domain: str = "", _name: str = "", **attrs: Any
+    ) -> Value: ...
+
+    @overload
+    def __call__(
+        self, *inputs: Value | None, _outputs: int, _domain: str = "", _name: str = "", **attrs: Any
+    ) -> tuple[Value, ...]: ...
 
 
 class OpBuilder:
@@ -38,28 +54,41 @@ class OpBuilder:
         self.created: list[Node] = []
         """Every node this builder made, in order."""
 
-    def __getattr__(self, op_type: str):
+    def __getattr__(self, op_type: str) -> OpCall:
         if op_type.startswith("_"):
             raise AttributeError(op_type)
+        return cast(OpCall, functools.partial(self.op, op_type))
 
-        def make(*inputs: Value | None, _outputs: int = 1, _domain: str = "", _name: str = "", **attrs: Any):
-            return self.op(op_type, *inputs, _outputs=_outputs, _domain=_domain, _name=_name, **attrs)
+    @overload
+    def op(
+        self,
+        op_type: str,
+        *inputs: Value | None,
+        _outputs: None = None,
+        _domain: str = "",
+        _name: str = "",
+        **attrs: Any,
+    ) -> Value: ...
 
-        return make
+    @overload
+    def op(
+        self, op_type: str, *inputs: Value | None, _outputs: int, _domain: str = "", _name: str = "", **attrs: Any
+    ) -> tuple[Value, ...]: ...
 
     def op(
         self,
         op_type: str,
         *inputs: Value | None,
-        _outputs: int = 1,
+        _outputs: int | None = None,
         _domain: str = "",
         _name: str = "",
         **attrs: Any,
     ) -> Value | tuple[Value, ...]:
-        """Create one ``op_type`` node; return its output (or outputs when ``_outputs`` > 1)."""
-        node = Node(_domain, op_type, inputs, attrs, num_outputs=_outputs, name=_name)
+        """Create one ``op_type`` node; return its output, or the tuple of its outputs when ``_outputs``
+        is given."""
+        node = Node(_domain, op_type, inputs, attrs, num_outputs=1 if _outputs is None else _outputs, name=_name)
         self.add_node(node)
-        return node.outputs[0] if _outputs == 1 else node.outputs
+        return node.outputs[0] if _outputs is None else node.outputs
 
     def add_node(self, node: Node) -> Node:
         """Insert an already built node at the builder's position."""

@@ -1,10 +1,51 @@
-"""Exceptions raised by onnxgraph.
+"""Every exception class of onnxgraph, and the one helper that turns an exception into one line.
 
-Every error that a user can cause derives from :class:`OnnxGraphError`, so the command line can turn it
-into one clear line and exit code 2 without a traceback.
+Two families, kept apart so the command line can tell whose fault an error is:
+
+- :class:`OnnxGraphError` and its subclasses are errors a user can cause (bad files, malformed graphs,
+  bad arguments, a model onnxruntime rejects). The command line prints them as one line and exits 2.
+- :class:`InternalError` and its subclasses (:class:`GraphError`: a pass broke an IR invariant) are bugs
+  of onnxgraph's. The command line says "internal error ... please report it" and exits 3, as it does for
+  any other unexpected exception.
+
+Failed verifications (:class:`VerificationFailed`) are user-visible outcomes rather than bad input; the
+command line maps them to exit code 1. Exceptions a module raises and catches itself as control flow
+(never seen outside it) stay private to that module.
 """
 
 from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from onnxgraph.optimizers.pipeline import OptimizeReport
+
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+
+
+def one_line(error: BaseException | str, *, last: bool = False) -> str:
+    """One line of an error message, for one-line reports.
+
+    Args:
+        error: an exception (its message is used, or its type name when the message is empty) or a text.
+        last: take the last non-blank line instead of the first (onnx's shape inference and version
+            converter put the reason last, after a context line).
+
+    Returns:
+        The first (or last) non-blank line, stripped and without onnxruntime's
+        ``[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :`` prefix; an exception's type name when it has no
+        message, "" for an empty text.
+    """
+    text = error if isinstance(error, str) else str(error)
+    text = _ORT_PREFIX.sub("", text.strip())
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines:
+        return lines[-1] if last else lines[0]
+    return "" if isinstance(error, str) else type(error).__name__
+
+
+# -- user errors ----------------------------------------------------------------------------------------
 
 
 class OnnxGraphError(Exception):
@@ -12,7 +53,7 @@ class OnnxGraphError(Exception):
 
 
 class ModelLoadError(OnnxGraphError):
-    """A model file cannot be read: missing, not ONNX, truncated, or its external data is missing.
+    """A model file cannot be read: missing, not ONNX, truncated, malformed, or its external data is missing.
 
     Args:
         source: the file (or a short description of an in-memory source) the model came from.
@@ -25,8 +66,8 @@ class ModelLoadError(OnnxGraphError):
         super().__init__(f"{source}: {problem}")
 
 
-class GraphError(OnnxGraphError):
-    """A graph is malformed: a dangling reference, a cycle, or a value written twice."""
+class MalformedGraphError(OnnxGraphError):
+    """An input graph is malformed (a dangling reference, a cycle, a value written twice), found at import."""
 
 
 class ModelSaveError(OnnxGraphError):
@@ -35,3 +76,73 @@ class ModelSaveError(OnnxGraphError):
 
 class OutputPathError(OnnxGraphError):
     """A destination must not or cannot be written: it is an input, another output, or its folder is missing."""
+
+
+class InputError(OnnxGraphError):
+    """Inputs given by the user do not fit the model (unknown names, wrong shapes or dtypes, bad files)."""
+
+
+class ProviderError(OnnxGraphError):
+    """The requested execution provider cannot be used on this machine."""
+
+
+class BenchError(OnnxGraphError):
+    """A benchmark cannot run: bad settings, or a model onnxruntime cannot load or run."""
+
+
+class PlotError(OnnxGraphError):
+    """A plot cannot be drawn, usually because matplotlib is not installed."""
+
+
+class ConversionError(OnnxGraphError):
+    """The model cannot be converted as asked (the message names the ops or the limit)."""
+
+
+class GradientError(OnnxGraphError):
+    """A gradient cannot be built: a missing rule on the path, an unsupported op form, a bad loss or wrt
+    choice. The command line shows it as one line and exits 2."""
+
+
+class VerificationUnavailable(OnnxGraphError):
+    """The original model cannot be run, so nothing can be verified against it."""
+
+
+class VerificationFailed(OnnxGraphError):
+    """No pipeline, not even an empty one, produced a model that matches the original.
+
+    Args:
+        report: the optimizer's report, whose verification says what differed.
+    """
+
+    def __init__(self, report: OptimizeReport):
+        self.report = report
+        reason = report.verification.describe() if report.verification else "unknown"
+        super().__init__(f"no correct optimized model could be produced: {reason}")
+
+
+class EvaluationError(Exception):
+    """The runtime could not build or run a constant subgraph (constant folding then leaves it alone)."""
+
+
+# -- our bugs -------------------------------------------------------------------------------------------
+
+
+class InternalError(Exception):
+    """Base class of errors that mean onnxgraph has a bug (a broken invariant), never bad input."""
+
+
+class GraphError(InternalError):
+    """An IR invariant would break: a pass removed a node still in use, inserted a node of another graph,
+    created a cycle, or renamed the graph's interface. Malformed *input* graphs raise
+    :class:`MalformedGraphError` instead."""
+
+
+# -- interrupts -----------------------------------------------------------------------------------------
+
+
+class SignalInterrupt(KeyboardInterrupt):
+    """SIGTERM or SIGHUP raised as an exception, so that ``finally`` blocks and atomic writes clean up."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

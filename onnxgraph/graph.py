@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from onnxgraph.errors import GraphError
+from onnxgraph.graph_containers import GraphInputs, GraphOutputs
 from onnxgraph.node import Node
 from onnxgraph.value import Value
 
@@ -55,8 +56,8 @@ class Graph:
         "name",
         "doc_string",
         "metadata_props",
-        "inputs",
-        "outputs",
+        "_inputs",
+        "_outputs",
         "initializers",
         "sparse_initializers",
         "value_info",
@@ -73,8 +74,8 @@ class Graph:
         self.name = name
         self.doc_string = ""
         self.metadata_props: dict[str, str] = {}
-        self.inputs: list[Value] = []
-        self.outputs: list[Value] = list(outputs)
+        self._inputs = GraphInputs(self)
+        self._outputs = GraphOutputs(self)
         self.initializers: dict[str, Value] = {}
         self.sparse_initializers: dict[str, Value] = {}
         self.value_info: list[Value] = []
@@ -86,8 +87,30 @@ class Graph:
         self._last: Node | None = None
         self._len = 0
         self._names: NameAuthority | None = None
-        for value in inputs:
-            self.add_input(value)
+        self._inputs.extend(inputs)
+        self._outputs.extend(outputs)
+
+    # -- interface ------------------------------------------------------------------------------
+    @property
+    def inputs(self) -> GraphInputs:
+        """The graph inputs, a list-like container whose edits keep every value's state right.
+
+        Assigning a sequence replaces the contents. See :mod:`onnxgraph.graph_containers`.
+        """
+        return self._inputs
+
+    @inputs.setter
+    def inputs(self, values: Iterable[Value]) -> None:
+        self._inputs[:] = list(values)
+
+    @property
+    def outputs(self) -> GraphOutputs:
+        """The graph outputs, a list-like container (assigning a sequence replaces the contents)."""
+        return self._outputs
+
+    @outputs.setter
+    def outputs(self, values: Iterable[Value]) -> None:
+        self._outputs[:] = list(values)
 
     # -- structure ------------------------------------------------------------------------------
     @property
@@ -135,17 +158,20 @@ class Graph:
         """A value or node name not used anywhere in the root graph's tree."""
         root = self.root
         if root._names is None:
-            used: set[str] = set()
-            for g in root.all_graphs():
-                used.update(v.name for v in g.inputs if v.name)
-                used.update(g.initializers)
-                used.update(g.sparse_initializers)
-                for n in g.nodes:
-                    used.update(v.name for v in n.outputs if v.name)
-                    if n.name:
-                        used.add(n.name)
-            root._names = NameAuthority(used)
+            root._names = NameAuthority(root._names_in_tree())
         return root._names.fresh(base)
+
+    def _names_in_tree(self) -> Iterator[str]:
+        """Every value and node name of this graph and its subgraphs."""
+        for g in self.all_graphs():
+            yield from (v.name for v in g.inputs if v.name)
+            yield from (v.name for v in g.outputs if v.name)
+            yield from g.initializers
+            yield from g.sparse_initializers
+            for n in g.nodes:
+                yield from (v.name for v in n.outputs if v.name)
+                if n.name:
+                    yield n.name
 
     def _claim(self, name: str | None) -> None:
         """Record a name chosen by the caller, once fresh names are being handed out."""
@@ -155,34 +181,32 @@ class Graph:
 
     # -- inputs and initializers ----------------------------------------------------------------
     def add_input(self, value: Value) -> Value:
-        """Append a graph input."""
-        value._graph = self
-        if value.name is None:
-            value.name = self.fresh_name("input")
-        self._claim(value.name)
-        self.inputs.append(value)
+        """Append a graph input (the same as ``graph.inputs.append(value)``) and return it."""
+        self._inputs.append(value)
         return value
 
     def add_initializer(self, value: Value) -> Value:
         """Register ``value`` (whose ``const_value`` is set) as an initializer of this graph."""
         if value.const_value is None:
             raise ValueError(f"initializer {value.name!r} has no const_value")
-        if value.name is None:
-            value.name = self.fresh_name("const")
-        if value.name in self.initializers and self.initializers[value.name] is not value:
-            raise GraphError(f"initializer name {value.name!r} is already taken")
+        name = value.name
+        if name is None:
+            name = value.name = self.fresh_name("const")
+        if name in self.initializers and self.initializers[name] is not value:
+            raise GraphError(f"initializer name {name!r} is already taken")
         value._graph = self
-        self._claim(value.name)
-        self.initializers[value.name] = value
+        self._claim(name)
+        self.initializers[name] = value
         return value
 
     def make_initializer(self, tensor: Tensor, base_name: str = "const") -> Value:
         """Create an initializer value holding ``tensor`` under a fresh name."""
         from onnxgraph import types
 
-        value = Value(self.fresh_name(base_name), const_value=tensor)
+        name = self.fresh_name(base_name)
+        value = Value(name, const_value=tensor)
         value.type = types.tensor_type(tensor.elem_type, tensor.dims)
-        tensor.name = value.name
+        tensor.name = name
         return self.add_initializer(value)
 
     def remove_initializer(self, name: str) -> Value:
@@ -209,8 +233,8 @@ class Graph:
         for value, tensor in zip(node.outputs, tensors):
             value._producer, value._index = None, None
             value.const_value = tensor
-            tensor.name = value.name
-            if value.type is None or not any(o is value for o in self.outputs):
+            tensor.name = value.name or ""  # inserted node outputs are always named
+            if value.type is None or value not in self.outputs:
                 value.type = types.tensor_type(tensor.elem_type, tensor.dims)
             self.add_initializer(value)
 
@@ -222,6 +246,8 @@ class Graph:
                 table.update(items)
 
     def add_sparse_initializer(self, value: Value, tensor: SparseTensor) -> Value:
+        if not value.name:
+            raise ValueError("a sparse initializer needs a name")
         value.const_value = tensor
         value._graph = self
         self._claim(value.name)
@@ -270,6 +296,9 @@ class Graph:
                 self._claim(value.name)
         for sub in node.subgraphs():
             sub.parent_node = node
+            if self.root._names is not None:  # names chosen inside the body are taken from now on
+                for name in sub._names_in_tree():
+                    self._claim(name)
         return node
 
     def remove(self, node: Node, *, safe: bool = True) -> None:
@@ -283,7 +312,7 @@ class Graph:
             raise GraphError(f"{node!r} is not in graph {self.name!r}")
         if safe:
             for value in node.outputs:
-                if value.has_uses() or any(o is value for o in self.outputs):
+                if value.has_uses() or value in self.outputs:
                     raise GraphError(f"cannot remove {node!r}: output {value.name!r} is still used")
         node.detach_inputs()
         self._unlink(node)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import onnx
 
 from onnxgraph import types
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import OnnxGraphError, one_line
 from onnxgraph.model import Model
 from onnxgraph.serde.exporter import export_model
 from onnxgraph.serde.external import metadata_only
@@ -81,8 +81,7 @@ def inferred_types(model: Model, *, forget_value_info: bool = False, strict: boo
     except Exception as exc:  # noqa: BLE001 - inference gives up on some valid models
         if not strict:
             return {}
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise OnnxGraphError(f"shape inference failed: {message}") from exc
+        raise OnnxGraphError(f"shape inference failed: {one_line(exc, last=True)}") from exc
     found: dict[str, onnx.TypeProto] = {}
     _collect(proto.graph, found)
     return found

@@ -66,11 +66,17 @@ class Value:
         return self._name
 
     @name.setter
-    def name(self, new: str) -> None:
-        old, self._name = self._name, new
-        graph = self._graph
+    def name(self, new: str | None) -> None:
+        """Rename the value; the new name is claimed in its graph, so ``fresh_name`` never hands it out."""
+        old, graph = self._name, self._graph
         if graph is not None and old in graph.initializers and graph.initializers[old] is self:
+            if not new:
+                raise ValueError(f"initializer {old!r} needs a name")
             graph._rename_initializer(old, new)
+        self._name = new
+        owner = self.graph
+        if owner is not None:
+            owner._claim(new)
 
     def __repr__(self) -> str:
         return f"Value({self._name!r}, {types.describe_type(self.type)})"
@@ -115,14 +121,14 @@ class Value:
         return self._graph is not None and self in self._graph.inputs
 
     def is_initializer(self) -> bool:
-        g = self._graph
-        if g is None:
+        g, name = self._graph, self._name
+        if g is None or name is None:
             return False
-        return g.initializers.get(self._name) is self or g.sparse_initializers.get(self._name) is self
+        return g.initializers.get(name) is self or g.sparse_initializers.get(name) is self
 
     def is_graph_output(self) -> bool:
         g = self.graph
-        return g is not None and any(o is self for o in g.outputs)
+        return g is not None and self in g.outputs
 
     def replace_all_uses_with(self, new: Value, *, replace_graph_outputs: bool = False) -> None:
         """Make every reader of this value read ``new`` instead.
@@ -136,15 +142,15 @@ class Value:
             GraphError: ``new`` would have to take over an output's name but is a graph input or
                 output itself, whose name is part of the interface (route it through an Identity).
         """
-        g = self.graph
-        takes_output = replace_graph_outputs and g is not None and any(o is self for o in g.outputs)
+        g = self.graph if replace_graph_outputs else None
+        takes_output = g is not None and self in g.outputs
         if takes_output and new is not self and (new.is_graph_input() or new.is_graph_output()):
             raise GraphError(
                 f"{new.name!r} cannot take over graph output {self._name!r}: it is a graph input or output"
             )
         for node, i in list(self._uses):
             node.replace_input_with(i, new)
-        if takes_output:
+        if g is not None and takes_output:
             name = self._name
             self._name = g.fresh_name(name or "value")
             new.name = name

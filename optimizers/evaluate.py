@@ -9,12 +9,9 @@ import onnx
 from onnx import helper
 
 from onnxgraph import types
+from onnxgraph.errors import EvaluationError, one_line
 from onnxgraph.node import Node
 from onnxgraph.serde.exporter import export_node
-
-
-class EvaluationError(Exception):
-    """The runtime could not build or run the constant subgraph."""
 
 
 def subgraph_model(
@@ -41,7 +38,7 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> 
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(names, dict(feeds))))
     except Exception as exc:  # onnxruntime raises its own exception types for unsupported ops
-        raise EvaluationError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        raise EvaluationError(one_line(exc)) from exc
 
 
 def run_reference(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -53,4 +50,4 @@ def run_reference(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> di
         names = [o.name for o in model.graph.output]
         return dict(zip(names, evaluator.run(names, dict(feeds))))
     except Exception as exc:  # the reference evaluator raises whatever its op kernels raise
-        raise EvaluationError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        raise EvaluationError(one_line(exc)) from exc

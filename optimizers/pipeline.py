@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import onnx
 
 import onnxgraph
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import VerificationFailed
 from onnxgraph.model import Model
 from onnxgraph.optimizers.base import PassManager, PipelineResult
 from onnxgraph.optimizers.fold import DEFAULT_SIZE_LIMIT
@@ -18,6 +18,7 @@ from onnxgraph.optimizers.registry import build_pipeline, default_pipeline
 from onnxgraph.optimizers.registry import passes as registered_passes
 from onnxgraph.optimizers.utils import legacy_initializer_inputs_as_constants
 from onnxgraph.optimizers.verify import Verification, Verifier
+from onnxgraph.runtime.inputs import check_shapes, specs_of
 from onnxgraph.shape_inference import annotate_types
 
 Progress = Callable[[str], None]
@@ -84,15 +85,6 @@ class OptimizeReport:
         return data
 
 
-class VerificationFailed(OnnxGraphError):
-    """No pipeline, not even an empty one, produced a model that matches the original."""
-
-    def __init__(self, report: OptimizeReport):
-        self.report = report
-        reason = report.verification.describe() if report.verification else "unknown"
-        super().__init__(f"no correct optimized model could be produced: {reason}")
-
-
 def optimize(
     model: Model | str | os.PathLike | bytes | onnx.ModelProto,
     *,
@@ -128,6 +120,7 @@ def optimize(
 
     Raises:
         VerificationFailed: verification fails even with every pass rolled back.
+        InputError: ``input_shapes`` names an input the model does not have, or does not fit it.
         OnnxGraphError: an unknown pass name, or a model that cannot be loaded.
     """
     start = time.perf_counter()
@@ -139,6 +132,8 @@ def optimize(
     original = fresh()
     names = list(passes) if passes is not None else default_pipeline()
     build_pipeline(names)  # unknown names fail before any work
+    if input_shapes:
+        check_shapes(specs_of(original), input_shapes)
     report = OptimizeReport(before=ModelStats.of(original), after=ModelStats.of(original), pipeline=names,
                             verified=verify)
     verifier = None

@@ -158,7 +158,8 @@ def legacy_initializer_inputs_as_constants(model: Model) -> Iterator[None]:
         yield
         return
     listed = [(i, v) for i, v in enumerate(graph.inputs) if v.is_initializer()]
-    graph.inputs[:] = [v for v in graph.inputs if not v.is_initializer()]
+    for _, value in listed:
+        graph.inputs.remove(value)
     try:
         yield
     finally:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import VerificationUnavailable, one_line
 from onnxgraph.model import Model
 from onnxgraph.optimizers.utils import RANDOM_OPS
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs
@@ -25,10 +25,6 @@ _INLINE_LIMIT = 1 << 30
 DYNAMIC_DIMS = (2, 1)
 """Sizes tried, in order, for dynamic dimensions that ``input_shapes`` does not fix: 2 first, so a
 rewrite that wrongly fixes a dimension to 1 (a common export size) cannot pass unnoticed."""
-
-
-class VerificationUnavailable(OnnxGraphError):
-    """The original model cannot be run, so nothing can be verified against it."""
 
 
 @dataclass
@@ -87,8 +83,7 @@ class Verifier:
                     if size == DYNAMIC_DIMS[-1]:
                         raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VerificationUnavailable(f"the original model does not run on onnxruntime: {message}") from exc
+            raise VerificationUnavailable(f"the original model does not run on onnxruntime: {one_line(exc)}") from exc
         del run
         self.skipped = _random_outputs(model)
         for name in self.skipped:
@@ -99,8 +94,8 @@ class Verifier:
         try:
             actual = run_model(candidate)(self.feeds)
         except Exception as exc:  # noqa: BLE001 - any runtime failure is a failed verification
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return Verification(False, error=f"the optimized model does not run: {message}", skipped=self.skipped)
+            error = f"the optimized model does not run: {one_line(exc)}"
+            return Verification(False, error=error, skipped=self.skipped)
         finally:
             _release_freed_memory()
         comparisons = compare_outputs(self.expected, actual)

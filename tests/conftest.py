@@ -1,14 +1,53 @@
-"""Suite-wide fixtures: counts of what the ONNX-suite tests compared, printed at the end of the run.
+"""Suite-wide checks and fixtures.
 
-Cases that onnxruntime itself cannot run are counted, not skipped: they are outside what the suite can
-check, and the counts say how many there were.
+- A guard that stops the run at once when ``onnxgraph`` and its sub-packages ``onnxgraph.optimizers``
+  and ``onnxgraph.cli`` come from two different checkouts (an editable install of another worktree
+  mixed with this one would test code nobody meant to test).
+- Counts of what the ONNX-suite tests compared, printed at the end of the run. Cases that compare
+  nothing (onnxruntime itself cannot run them) are skipped with the reason instead.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import pytest
+
+SUBPACKAGES = {"onnxgraph.optimizers": "optimizers", "onnxgraph.cli": "cli"}
+"""Sub-packages that live at the top level of a checkout (setuptools package-dir) -> their folder."""
+
+
+def split_checkout(package_dir: str, subpackage_dirs: dict[str, str]) -> str | None:
+    """Why the sub-packages do not belong with ``package_dir`` (the onnxgraph package's folder), or None.
+
+    A sub-package belongs when it sits inside the package (an installed wheel) or beside it in the same
+    checkout (the source tree, ``pip install -e``).
+    """
+    package_dir = os.path.realpath(package_dir)
+    checkout = os.path.dirname(package_dir)
+    for name, found in subpackage_dirs.items():
+        folder = SUBPACKAGES[name]
+        expected = (os.path.join(package_dir, folder), os.path.join(checkout, folder))
+        if os.path.realpath(found) not in expected:
+            return (
+                f"onnxgraph comes from {package_dir} but {name} from {found}: two checkouts are mixed "
+                f"(reinstall with `pip install -e .` in the checkout under test)"
+            )
+    return None
+
+
+def pytest_configure(config):
+    import importlib.util
+
+    import onnxgraph
+
+    # find_spec locates the sub-packages without running them (mixed versions may not even import)
+    found = {name: os.path.dirname(importlib.util.find_spec(name).origin) for name in SUBPACKAGES}
+    problem = split_checkout(os.path.dirname(onnxgraph.__file__), found)
+    if problem:
+        pytest.exit(problem, returncode=4)
+
 
 _COUNTS: Counter[str] = Counter()
 

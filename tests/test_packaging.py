@@ -39,3 +39,33 @@ def test_every_source_package_is_listed_in_pyproject():
 def test_every_package_imports_from_the_installed_distribution(name):
     module = __import__(name, fromlist=["_"])
     assert module.__name__ == name
+
+
+def _project() -> dict:
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["project"]
+
+
+def test_license_is_an_spdx_expression_with_its_file():
+    project = _project()
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    with open(os.path.join(ROOT, "LICENSE")) as f:
+        text = f.read()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
+
+
+def test_cuda_extra_installs_onnxruntime_gpu_with_its_libraries():
+    (requirement,) = _project()["optional-dependencies"]["cuda"]
+    assert requirement.startswith("onnxruntime-gpu[cuda,cudnn]")
+
+
+def test_the_package_is_marked_typed():
+    assert "py.typed" in _config()["package-data"]["onnxgraph"]
+    assert os.path.isfile(os.path.join(ROOT, "onnxgraph", "py.typed"))
+
+
+def test_the_sdist_carries_tests_models_and_docs():
+    """``python -m build --sdist`` follows MANIFEST.in; the lines that take the test suite along."""
+    with open(os.path.join(ROOT, "MANIFEST.in")) as f:
+        lines = {line.strip() for line in f}
+    assert {"graft tests", "graft models", "graft docs", "graft benchmarks"} <= lines

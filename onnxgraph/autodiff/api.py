@@ -14,6 +14,7 @@ from onnxgraph.autodiff.builder import GradBuilder
 from onnxgraph.autodiff.engine import backpropagate, is_float
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.losses import LOSS_FUNCTIONS, build_loss, target_type
+from onnxgraph.errors import one_line
 from onnxgraph.model import Model
 from onnxgraph.serde.exporter import export_model
 from onnxgraph.value import Value
@@ -121,7 +122,9 @@ def _held_as_inputs(graph, values: Sequence[Value]):
     try:
         yield
     finally:
-        graph.inputs[:] = [v for v in graph.inputs if all(v is not a for a in added)]
+        for value in added:
+            if value in graph.inputs:  # a cleanup pass may have dropped it already
+                graph.inputs.remove(value)
 
 
 def _load_copy(model, allow_outside: bool = False) -> Model:
@@ -196,9 +199,8 @@ def _supported_opset(proto: onnx.ModelProto) -> onnx.ModelProto:
 
         return version_converter.convert_version(proto, MIN_OPSET)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GradientError(
-            f"opset {version} is older than {MIN_OPSET} and upgrading it failed: {first}"
+            f"opset {version} is older than {MIN_OPSET} and upgrading it failed: {one_line(exc)}"
         ) from exc
 
 

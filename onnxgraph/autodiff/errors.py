@@ -1,10 +1,7 @@
-"""The error of the gradient builder."""
+"""The error of the gradient builder (defined with every other exception in :mod:`onnxgraph.errors`)."""
 
 from __future__ import annotations
 
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import GradientError
 
-
-class GradientError(OnnxGraphError):
-    """A gradient cannot be built: a missing rule on the path, an unsupported op form, a bad loss
-    or wrt choice. The command line shows it as one line and exits 2."""
+__all__ = ["GradientError"]

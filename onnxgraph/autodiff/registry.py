@@ -66,28 +66,48 @@ def register(
     implicit: bool = False,
     domain: str = "",
 ) -> Callable[[RuleFn], RuleFn]:
-    """Decorator: register ``fn`` as the gradient rule of each of ``op_types``."""
+    """Decorator: register ``fn`` as the gradient rule of each of ``op_types``.
+
+    Raises:
+        ValueError: one of the ops already has a rule (delete ``RULES[key]`` first to replace it).
+    """
 
     def decorate(fn: RuleFn) -> RuleFn:
         family = fn.__module__.rsplit(".", 1)[-1]
         for op_type in op_types:
-            RULES[(domain, op_type)] = GradRule(
-                fn,
-                _positions(differentiable),
-                _positions(broadcast),
-                family,
-                _positions(outputs),
-                implicit,
+            rule = GradRule(
+                fn, _positions(differentiable), _positions(broadcast), family, _positions(outputs), implicit
             )
+            _add(domain, op_type, rule)
         return fn
 
     return decorate
 
 
 def register_stop(*op_types: str, family: str, domain: str = "") -> None:
-    """Declare ops whose outputs carry no gradient (shapes, indices, comparisons)."""
+    """Declare ops whose outputs carry no gradient (shapes, indices, comparisons).
+
+    Raises:
+        ValueError: one of the ops already has a rule.
+    """
     for op_type in op_types:
-        RULES[(domain, op_type)] = GradRule(None, (), (), family)
+        _add(domain, op_type, GradRule(None, (), (), family))
+
+
+def _key(domain: str, op_type: str) -> tuple[str, str]:
+    """The registry key: "ai.onnx" and "" both name the default domain."""
+    return ("" if domain == "ai.onnx" else domain, op_type)
+
+
+def _add(domain: str, op_type: str, rule: GradRule) -> None:
+    key = _key(domain, op_type)
+    if key in RULES:
+        where = f"{key[0]}::{op_type}" if key[0] else op_type
+        raise ValueError(
+            f"a gradient rule for {where} is already registered (family {RULES[key].family!r}); "
+            "delete RULES[key] first to replace it"
+        )
+    RULES[key] = rule
 
 
 def _positions(spec: Sequence[int] | str) -> tuple[int, ...] | str:
@@ -98,4 +118,4 @@ def lookup(domain: str, op_type: str) -> GradRule | None:
     """The rule of an op, or None when there is none."""
     from onnxgraph.autodiff import rules  # noqa: F401  (fills RULES)
 
-    return RULES.get(("" if domain == "ai.onnx" else domain, op_type))
+    return RULES.get(_key(domain, op_type))

@@ -21,7 +21,7 @@ import onnx.version_converter
 from onnx import defs, helper
 
 from onnxgraph.convert import decompose
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import ConversionError, one_line
 from onnxgraph.model import Model
 from onnxgraph.node import Node
 from onnxgraph.serde.detached import detach, reattach
@@ -30,10 +30,6 @@ MIN_OPSET = 7
 """The oldest default-domain opset onnxruntime loads."""
 _CARRIED = "onnxgraph.carried"
 """Domain that hides carried-over nodes from the version converter while it runs."""
-
-
-class ConversionError(OnnxGraphError):
-    """The model cannot be converted as asked (the message names the ops or the limit)."""
 
 
 @dataclass
@@ -87,7 +83,7 @@ def _probe(node: Node, source: int, target: int) -> str | None:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    text = one_line(exc, last=True)
     match = re.search(r"failed: (.*)$", text)
     return (match.group(1) if match else text).replace("$", "")
 

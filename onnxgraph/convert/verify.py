@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 
 from onnxgraph import types
+from onnxgraph.errors import one_line
 from onnxgraph.model import Model
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs, default_tolerance
 from onnxgraph.runtime.inputs import random_inputs, specs_of
@@ -45,8 +46,7 @@ def _run(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tuple[dict[str
         try:
             outputs = ReferenceEvaluator(proto).run(None, feeds)
         except Exception as ref_error:  # noqa: BLE001
-            first = str(ort_error).strip().splitlines()[0] if str(ort_error).strip() else type(ort_error).__name__
-            raise RuntimeError(f"{first}; onnx.reference: {ref_error}") from ref_error
+            raise RuntimeError(f"{one_line(ort_error)}; onnx.reference: {ref_error}") from ref_error
         return dict(zip(names, outputs)), "onnx.reference"
     return dict(zip(names, session.run(None, feeds))), "onnxruntime"
 

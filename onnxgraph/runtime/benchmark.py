@@ -16,7 +16,6 @@ from __future__ import annotations
 import gc
 import os
 import platform
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import numpy as np
 import onnx
 
 import onnxgraph
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import BenchError, one_line
 from onnxgraph.runtime import inputs as model_inputs
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs, default_tolerance, half_precision_of
 from onnxgraph.runtime.memory import GpuMemory, PeakRss
@@ -51,10 +50,6 @@ ModelSource = str | os.PathLike | onnx.ModelProto
 """A model file (preferred: external data works and session creation is timed as users see it) or a proto."""
 Progress = Callable[[str, float], None]
 """Called with a short description of the phase and the fraction done (0..1)."""
-
-
-class BenchError(OnnxGraphError):
-    """A benchmark cannot run: bad settings, or a model onnxruntime cannot load or run."""
 
 
 @dataclass
@@ -353,7 +348,7 @@ def _set_up(
         )
     except Exception as exc:
         raise BenchError(
-            f"{label}: onnxruntime cannot create a session: {_first_line(exc)}"
+            f"{label}: onnxruntime cannot create a session: {one_line(exc)}"
         ) from exc
     create_s = time.perf_counter() - start
     device = "cuda" if active_provider(session, providers) == CUDA else "cpu"
@@ -362,7 +357,7 @@ def _set_up(
         first_ms = runner.run()
         outputs = runner.outputs()
     except Exception as exc:
-        raise BenchError(f"{label}: onnxruntime cannot run the model: {_first_line(exc)}") from exc
+        raise BenchError(f"{label}: onnxruntime cannot run the model: {one_line(exc)}") from exc
     result = ModelResult(
         path=label,
         provider=session.get_providers()[0],
@@ -384,7 +379,7 @@ def _warm_up(runners: list[TimedSession], labels: list[str], rounds: int) -> Non
                 runner.run()
             except Exception as exc:  # a model whose first run passed can still fail later
                 raise BenchError(
-                    f"{label}: onnxruntime cannot run the model: {_first_line(exc)}"
+                    f"{label}: onnxruntime cannot run the model: {one_line(exc)}"
                 ) from exc
 
 
@@ -464,9 +459,3 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _first_line(exc: Exception) -> str:
-    """The first line of an error, without onnxruntime's ``[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :``."""
-    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", str(exc).strip())
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -10,16 +10,12 @@ import numpy as np
 import onnx
 
 from onnxgraph import types
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import InputError
 
 DEFAULT_DYNAMIC_DIM = 1
 """Size given to a symbolic or unknown dimension that ``--input-shape`` does not fix."""
 DEFAULT_INT_RANGE = (0, 10)
 """Integer inputs (often indices such as input_ids) are drawn from ``[low, high)``."""
-
-
-class InputError(OnnxGraphError):
-    """Inputs given by the user do not fit the model (unknown names, wrong shapes or dtypes, bad files)."""
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,11 @@ import os
 
 import numpy as np
 
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import PlotError
 from onnxgraph.fsutil import atomic_write
 from onnxgraph.runtime.benchmark import BenchReport
 
 _COLORS = ("tab:blue", "tab:orange")
-
-
-class PlotError(OnnxGraphError):
-    """A plot cannot be drawn, usually because matplotlib is not installed."""
 
 
 def require_matplotlib() -> None:

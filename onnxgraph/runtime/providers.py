@@ -23,17 +23,13 @@ import numpy as np
 import onnx
 import onnx.parser
 
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import ProviderError, one_line
 from onnxgraph.runtime.sessions import create_session
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CHOICES = ("auto", "cpu", "cuda")
 """What ``--provider`` accepts."""
-
-
-class ProviderError(OnnxGraphError):
-    """The requested execution provider cannot be used on this machine."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,7 @@ def cuda_status() -> CudaStatus:
                 ort.preload_dlls()
             session = create_session(_probe_model(), providers=(CUDA, CPU))
         except Exception as exc:  # a broken CUDA install can raise instead of falling back
-            return CudaStatus(False, _first_line(str(exc)) or type(exc).__name__)
+            return CudaStatus(False, one_line(exc))
         if CUDA in session.get_providers():
             return CudaStatus(True)
         return CudaStatus(False, _reason_from_log(log) or "no usable GPU or CUDA/cuDNN libraries")
@@ -149,7 +145,3 @@ def _reason_from_log(log: BinaryIO) -> str:
         if match:
             return match.group(1).strip()
     return ""
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""

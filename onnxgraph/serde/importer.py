@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import onnx
 
 from onnxgraph.attribute import Attribute, AttrType
-from onnxgraph.errors import GraphError, ModelLoadError
+from onnxgraph.errors import GraphError, MalformedGraphError, ModelLoadError
 from onnxgraph.function import Function
 from onnxgraph.graph import Graph
 from onnxgraph.model import Model
@@ -87,7 +87,7 @@ class _Importer:
 
     def _define(self, scope: _Scope, graph: Graph, value: Value, what: str) -> None:
         if value.name in scope.values:
-            raise GraphError(f"graph '{graph.name}': value '{value.name}' is defined twice ({what})")
+            raise MalformedGraphError(f"graph '{graph.name}': value '{value.name}' is defined twice ({what})")
         scope.values[value.name] = value
 
     # -- graphs ---------------------------------------------------------------------------------
@@ -106,14 +106,17 @@ class _Importer:
         for info in proto.output:
             value = scope.lookup(info.name)
             if value is None:
-                raise GraphError(f"graph '{graph.name}': output '{info.name}' is not produced by any node")
+                raise MalformedGraphError(f"graph '{graph.name}': output '{info.name}' is not produced by any node")
             graph.outputs.append(value)
             self._annotate(value, info)
         for info in proto.value_info:
             value = scope.lookup(info.name)
             graph.value_info.append(self._value_from_info(info, value))
         if graph.find_cycle_or_disorder() is not None:
-            graph.topological_order()  # raises GraphError on a cycle; the file's order is kept
+            try:
+                graph.topological_order()  # the file's order is kept
+            except GraphError as exc:  # a cycle in the file
+                raise MalformedGraphError(str(exc)) from exc
         return graph
 
     @staticmethod
@@ -149,7 +152,7 @@ class _Importer:
                 if name:
                     if name in scope.values:
                         label = np_.name or np_.op_type
-                        raise GraphError(
+                        raise MalformedGraphError(
                             f"graph '{graph.name}': value '{name}' is written twice (node '{label}')"
                         )
                     scope.values[name] = value
@@ -170,7 +173,7 @@ class _Importer:
                 value = scope.lookup(name)
                 if value is None:
                     label = np_.name or np_.op_type
-                    raise GraphError(
+                    raise MalformedGraphError(
                         f"graph '{graph.name}': node '{label}' reads '{name}', which is not defined"
                     )
                 inputs.append(value)
@@ -233,7 +236,7 @@ class _Importer:
         for name in proto.output:
             value = scope.lookup(name)
             if value is None:
-                raise GraphError(f"function '{proto.name}': output '{name}' is not produced")
+                raise MalformedGraphError(f"function '{proto.name}': output '{name}' is not produced")
             body.outputs.append(value)
         for info in proto.value_info:
             value = scope.lookup(info.name)
@@ -303,7 +306,7 @@ def import_model(
     gc.disable()
     try:
         return _Importer(source, base_dir, detached, allow_external_data_outside).model(proto)
-    except GraphError as exc:
+    except MalformedGraphError as exc:
         raise ModelLoadError(source, str(exc)) from exc
     finally:
         if collecting:

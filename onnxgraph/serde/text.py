@@ -13,7 +13,7 @@ import onnx
 import onnx.parser
 import onnx.printer
 
-from onnxgraph.errors import ModelLoadError
+from onnxgraph.errors import ModelLoadError, one_line
 from onnxgraph.serde.exporter import default_ir_version
 
 TEXT_SUFFIX = ".onnxtxt"
@@ -51,8 +51,7 @@ def _one_line(exc: Exception) -> str:
     raw = exc.args[0] if exc.args else ""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     position = re.search(r"line:\s*(\d+)\s*column:\s*(\d+)", text)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    reason = lines[-1] if lines else "syntax error"
+    reason = one_line(text, last=True) or "syntax error"
     return f"line {position.group(1)} column {position.group(2)}: {reason}" if position else reason
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import OnnxGraphError, one_line
 from onnxgraph.viz.colors import scale_color
 from onnxgraph.viz.view import GraphView, ViewNode
 
@@ -87,6 +87,6 @@ def render_svg(dot_text: str, *, timeout: float = 600) -> bytes:
     except subprocess.TimeoutExpired as exc:
         raise OnnxGraphError(f"Graphviz 'dot' took longer than {timeout:.0f} s; try --max-nodes") from exc
     if done.returncode != 0:
-        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise OnnxGraphError(f"Graphviz 'dot' failed: {message[0] if message else done.returncode}")
+        message = one_line(done.stderr.decode("utf-8", "replace")) or f"exit code {done.returncode}"
+        raise OnnxGraphError(f"Graphviz 'dot' failed: {message}")
     return done.stdout

@@ -2,8 +2,9 @@
 through the op table's check (float64 reference vs finite differences, float32 onnxruntime vs
 float64), with the case's own inputs and every float input as wrt.
 
-Cases expected not to pass are listed with the reason; any other failure, or a listed case that
-fails differently, fails the test. About 70 s, so marked slow (``pytest -m slow``).
+Cases expected not to pass are listed with the reason: the test checks they fail the way listed, then
+reports them as skipped with that reason (they compare no gradients); any other failure, or a listed
+case that fails differently or passes, fails the test. About 70 s, so marked slow (``pytest -m slow``).
 """
 
 from __future__ import annotations
@@ -98,3 +99,4 @@ def test_backend_case_gradient(case):
     with pytest.raises(Exception) as error:
         check()
     assert type(error.value).__name__ == kind, f"expected {kind} ({reason}), got {error.value!r}"
+    pytest.skip(f"gradients not compared: {reason} ({kind})")

@@ -23,10 +23,10 @@ def _invoke(*args):
 def test_loss_fn_writes_a_runnable_model_and_prints_the_mapping(tmp_path):
     out = tmp_path / "grad.onnx"
     result = _invoke(
-        "grad", MLP, "-o", str(out), "--loss-fn", "cross_entropy", "--output", "logits", "--json"
+        "grad", MLP, "-o", str(out), "--loss-fn", "cross_entropy", "--model-output", "logits", "--json"
     )
     assert result.exit_code == 0, result.output
-    printed = json.loads(result.output)["gradients"]
+    printed = json.loads(result.stdout)["gradients"]
     model = onnx.load(str(out))
     stored = json.loads({p.key: p.value for p in model.metadata_props}["onnxgraph.gradients"])
     assert printed == stored
@@ -52,7 +52,7 @@ def test_usage_errors_exit_2_without_writing(tmp_path):
     for args in (
         ["--loss", "logits", "--vjp"],
         [],
-        ["--loss-fn", "mse", "--output", "missing"],
+        ["--loss-fn", "mse", "--model-output", "missing"],
         ["--loss", "logits"],  # not a scalar
         ["--vjp", "--wrt", "nope"],
     ):
@@ -95,3 +95,33 @@ def test_loss_choices_match_the_library():
     from onnxgraph.cli.grad import LOSS_FUNCTIONS as CLI_CHOICES
 
     assert CLI_CHOICES == LOSS_FUNCTIONS
+
+
+def test_the_previous_spellings_still_work_with_a_warning(tmp_path):
+    """``--output-path FILE`` and ``--output NAME`` (with -o or --output-path) are deprecated aliases."""
+    for args in (
+        ["-o", str(tmp_path / "a.onnx"), "--output", "logits"],
+        ["--output=logits", "--output-path", str(tmp_path / "b.onnx")],
+        [f"-o{tmp_path / 'c.onnx'}", "--output", "logits"],
+    ):
+        result = _invoke("grad", MLP, "--loss-fn", "cross_entropy", *args, "--json")
+        assert result.exit_code == 0, (args, result.output)
+        assert json.loads(result.stdout)["gradients"]["@loss"] == "loss"
+        warnings = result.stderr.strip().splitlines()
+        assert warnings and all(w.startswith("warning:") and "deprecated" in w for w in warnings)
+        assert any("--model-output NAME" in w for w in warnings)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.onnx", "b.onnx", "c.onnx"]
+
+
+def test_output_alone_names_the_file(tmp_path):
+    out = tmp_path / "g.onnx"
+    result = _invoke("grad", MLP, "--output", str(out), "--loss-fn", "cross_entropy", "--model-output", "logits")
+    assert result.exit_code == 0 and out.exists() and "deprecated" not in result.output
+
+
+def test_json_file_keeps_the_table_and_writes_the_mapping(tmp_path):
+    out, report = tmp_path / "g.onnx", tmp_path / "g.json"
+    result = _invoke("grad", MLP, "-o", str(out), "--vjp", "--json", str(report))
+    assert result.exit_code == 0, result.output
+    assert "logits@upstream" in result.stdout  # the table
+    assert json.loads(report.read_text())["gradients"]["logits@upstream"] == "logits_grad"

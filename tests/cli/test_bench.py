@@ -256,7 +256,7 @@ def test_ratio_verdict_needs_a_clear_and_large_enough_difference(ratio, ci, verd
 def test_output_files_never_replace_a_model_and_need_an_existing_folder(relu, tmp_path):
     before = open(relu, "rb").read()
     result = bench(relu, *TINY, "--json", relu)
-    assert result.exit_code == 2 and "refusing to overwrite the input model" in one_line_error(result)
+    assert result.exit_code == 2 and "looks like a model, not a JSON file" in one_line_error(result)
     assert open(relu, "rb").read() == before
     result = bench(relu, *TINY, "--json", str(tmp_path / "no" / "r.json"))
     assert result.exit_code == 2 and "does not exist" in one_line_error(result)

@@ -2,7 +2,8 @@
 
 Each case runs on onnxruntime CPU before and after the default pipeline (verification off, so the
 passes themselves are tested, not the rollback). A case counts where onnxruntime runs the
-original and reproduces ONNX's expected outputs; there the optimized model must too.
+original and reproduces ONNX's expected outputs; there the optimized model must too. The other
+cases compare nothing and are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -76,16 +77,27 @@ def test_backend_node_case_still_gives_expected_outputs(case, counts):
     try:
         before = _run(case.model, feeds)
     except Exception:  # noqa: BLE001 - onnxruntime lacks this op or version
-        counts["optimize: node cases onnxruntime cannot run (outputs not compared)"] += 1
-        return
+        pytest.skip("onnxruntime CPU cannot run this case: no outputs to compare")
     if not _matches(before, expected, rtol, atol):
-        counts["optimize: node cases onnxruntime gets wrong before optimizing (not compared)"] += 1
-        return
+        pytest.skip("onnxruntime's outputs differ from ONNX's expected ones before optimizing: not compared")
     assert _matches(_run(optimized, feeds), expected, rtol, atol)
     counts["optimize: node cases with expected outputs after optimizing"] += 1
 
 
-@pytest.mark.parametrize("path", LIGHT_MODELS, ids=[os.path.basename(p)[:-5] for p in LIGHT_MODELS])
+SLOW_LIGHT = {"light_zfnet512", "light_bvlc_alexnet", "light_vgg19"}
+"""Their large fully connected weights take 25-60 s each to fold and verify on 2 busy cores: marked slow
+(they still run by default and in CI)."""
+
+
+def _light_params() -> list:
+    names = [os.path.basename(p)[:-5] for p in LIGHT_MODELS]
+    return [
+        pytest.param(path, id=name, marks=[pytest.mark.slow] if name in SLOW_LIGHT else [])
+        for path, name in zip(LIGHT_MODELS, names)
+    ]
+
+
+@pytest.mark.parametrize("path", _light_params())
 def test_light_model_optimizes_within_tolerance(path, record_property, kit):
     name = os.path.basename(path)[:-5]
     model, report = optimize(path, size_limit=ONNXSIM_SIZE_LIMIT)
@@ -105,3 +117,7 @@ def test_light_model_optimizes_within_tolerance(path, record_property, kit):
     if name in ONNXSIM_NODES:
         assert kit.ops(model)["ConstantOfShape"] == 0
         assert report.after.nodes <= ONNXSIM_NODES[name]
+
+
+def test_the_slow_light_models_exist():
+    assert SLOW_LIGHT <= {os.path.basename(p)[:-5] for p in LIGHT_MODELS}

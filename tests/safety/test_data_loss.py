@@ -62,9 +62,11 @@ def test_overwrite_still_replaces_an_inline_input_model(tmp_path, write_model, r
 
 def test_report_json_is_input(tmp_path, write_model, run, files):
     model = write_model(tmp_path / "m.onnx")
+    report = tmp_path / "report.json"  # a JSON name (a model-like name is refused earlier) linked to the model
+    os.link(model, report)
     before = files(tmp_path)
-    result = run("optimize", model, "-o", tmp_path / "o.onnx", "--report-json", model)
-    assert result.exit_code == 2 and "--report-json" in _error_line(result)
+    result = run("optimize", model, "-o", tmp_path / "o.onnx", "--report-json", report)
+    assert result.exit_code == 2 and "--json" in _error_line(result)
     assert "refusing to overwrite the input model" in result.stderr
     assert files(tmp_path) == before  # nothing written, o.onnx included
 
@@ -73,15 +75,19 @@ def test_report_json_is_output(tmp_path, write_model, run, files):
     model = write_model(tmp_path / "m.onnx")
     out = tmp_path / "o.onnx"
     out.write_bytes(b"keep")
+    report = tmp_path / "report.json"
+    os.link(out, report)
     before = files(tmp_path)
-    result = run("optimize", model, "-o", out, "--report-json", out)
+    result = run("optimize", model, "-o", out, "--report-json", report)
     assert result.exit_code == 2 and "are the same file" in _error_line(result)
     assert files(tmp_path) == before
 
 
 def test_report_json_is_the_output_data_file(tmp_path, write_model, run):
     model = write_model(tmp_path / "m.onnx")
-    result = run("optimize", model, "-o", tmp_path / "o.onnx", "--report-json", tmp_path / "o.onnx.data")
+    report = tmp_path / "report.json"
+    report.symlink_to(tmp_path / "o.onnx.data")
+    result = run("optimize", model, "-o", tmp_path / "o.onnx", "--report-json", report)
     assert result.exit_code == 2 and "are the same file" in _error_line(result)
 
 
@@ -105,8 +111,10 @@ def test_viz_output_is_node_data(tmp_path, write_model, run, files):
 
 def test_bench_json_is_input(tmp_path, write_model, run, files):
     model = write_model(tmp_path / "m.onnx", "m.onnx.data")
+    report = tmp_path / "bench.json"
+    os.link(tmp_path / "m.onnx.data", report)
     before = files(tmp_path)
-    result = run("bench", model, "--runs", "1", "--warmup", "0", "--json", tmp_path / "m.onnx.data")
+    result = run("bench", model, "--runs", "1", "--warmup", "0", "--json", report)
     assert result.exit_code == 2 and "refusing to overwrite the external data file" in _error_line(result)
     assert files(tmp_path) == before
 
@@ -209,11 +217,11 @@ def test_data_file_mode_matches_model(tmp_path, write_model, run):
     "args",
     [
         ("optimize", "{m}", "-o", "{missing}"),
-        ("optimize", "{m}", "-o", "{ok}", "--report-json", "{missing}"),
+        ("optimize", "{m}", "-o", "{ok}", "--report-json", "{missing_json}"),
         ("convert", "{m}", "-o", "{missing}"),
         ("grad", "{m}", "--vjp", "-o", "{missing}"),
         ("viz", "{m}", "-o", "{missing_html}"),
-        ("bench", "{m}", "--json", "{missing}"),
+        ("bench", "{m}", "--json", "{missing_json}"),
     ],
     ids=["optimize", "optimize-report", "convert", "grad", "viz", "bench"],
 )
@@ -231,6 +239,7 @@ def test_missing_output_folder_fails_before_any_work(args, tmp_path, write_model
         "ok": str(tmp_path / "o.onnx"),
         "missing": str(tmp_path / "missing" / "x.onnx"),
         "missing_html": str(tmp_path / "missing" / "x.html"),
+        "missing_json": str(tmp_path / "missing" / "x.json"),
     }
     result = run(*(a.format(**names) for a in args))
     assert result.exit_code == 2 and "does not exist" in _error_line(result)
