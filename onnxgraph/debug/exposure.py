@@ -1,0 +1,143 @@
+"""Running a model with its intermediate values exposed as extra graph outputs, a chunk at a time.
+
+Exposing every value of a large model at once would hold all of them in memory together. Here the
+values are split into chunks whose estimated size (from shapes inferred for the actual feeds) stays
+under a byte budget; each chunk is one onnxruntime session whose outputs are the model's own plus the
+chunk's values, and the caller consumes a chunk before the next one runs.
+
+Only values of the main graph are exposed: values inside If/Loop/Scan bodies are left out, since
+onnxruntime can only return a graph's own outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from onnxgraph import types
+from onnxgraph.model import Model
+from onnxgraph.shape_inference import inferred_types
+
+DEFAULT_CHUNK_BYTES = 256 << 20
+"""Budget for the estimated size of the values one chunk exposes."""
+_UNKNOWN_SIZE = 4 << 20
+"""Size assumed for a value whose shape inference cannot tell."""
+
+
+@dataclass(frozen=True)
+class Intermediate:
+    """A value of the main graph that a node writes.
+
+    Attributes:
+        name: the value's name.
+        node: the producing node's name ("" when unnamed).
+        op_type: the producing node's op type.
+        position: the producer's place in topological order.
+    """
+
+    name: str
+    node: str
+    op_type: str
+    position: int
+
+
+def intermediates(model: Model) -> list[Intermediate]:
+    """Every named output of a main-graph node, in topological order (subgraph values left out)."""
+    found = []
+    for position, node in enumerate(model.graph.topological_order()):
+        for value in node.outputs:
+            if value.name and (value.type is None or value.type.HasField("tensor_type")):
+                found.append(Intermediate(value.name, node.name or "", node.op_type, position))
+    return found
+
+
+def estimated_sizes(model: Model, feeds: Mapping[str, np.ndarray]) -> dict[str, onnx.TypeProto]:
+    """Types of the model's values inferred for the shapes of ``feeds`` (by value name)."""
+    saved = [(v, v.type) for v in model.graph.inputs if v.name in feeds]
+    try:
+        for value, _ in saved:
+            array = feeds[value.name]
+            value.type = types.tensor_type(value.elem_type or types.elem_type_of(array.dtype), array.shape)
+        return inferred_types(model, forget_value_info=True)
+    finally:
+        for value, old in saved:
+            value.type = old
+
+
+def _nbytes(type_proto: onnx.TypeProto | None) -> int:
+    shape, elem = types.shape_of(type_proto), types.elem_type_from(type_proto)
+    if shape is None or elem is None or not all(isinstance(d, int) for d in shape):
+        return _UNKNOWN_SIZE
+    return types.storage_bytes(elem, int(np.prod(shape, dtype=np.int64))) or _UNKNOWN_SIZE
+
+
+def chunks(names: Sequence[str], found: Mapping[str, onnx.TypeProto], budget: int) -> list[list[str]]:
+    """Split ``names`` (in order) into runs whose estimated bytes stay under ``budget`` (at least one each)."""
+    out: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for name in names:
+        size = _nbytes(found.get(name))
+        if current and used + size > budget:
+            out.append(current)
+            current, used = [], 0
+        current.append(name)
+        used += size
+    if current:
+        out.append(current)
+    return out
+
+
+class Exposer:
+    """Runs one model with chosen intermediate values as outputs, chunk by chunk.
+
+    Args:
+        model: the model (not changed; exported once, inlining its weights).
+        providers: onnxruntime providers in priority order.
+        chunk_bytes: budget of one chunk's estimated size.
+        optimization: onnxruntime's graph optimization level for the sessions.
+    """
+
+    def __init__(self, model: Model, providers: tuple[str, ...] = ("CPUExecutionProvider",), *,
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES, optimization: str = "all") -> None:
+        self.model = model
+        self.providers = providers
+        self.chunk_bytes = chunk_bytes
+        self.optimization = optimization
+        self._proto = model.to_proto()
+        self._outputs = [o.name for o in self._proto.graph.output]
+        self._inputs = {i.name for i in self._proto.graph.input} - {t.name for t in self._proto.graph.initializer}
+
+    def plan(self, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> list[list[str]]:
+        """Split ``names`` into chunks under the byte budget, sizes inferred for the shapes of ``feeds``."""
+        return chunks(names, estimated_sizes(self.model, feeds), self.chunk_bytes)
+
+    def run_chunk(self, feeds: Mapping[str, np.ndarray], chunk: Sequence[str]) -> dict[str, np.ndarray]:
+        """``{name: array}`` for one chunk of value names (non-tensor results, such as sequences, left out).
+
+        Raises:
+            Exception: onnxruntime's own error when the session cannot be created or run.
+        """
+        from onnxgraph.runtime.sessions import create_session
+
+        graph = self._proto.graph
+        extra = [n for n in dict.fromkeys(chunk) if n not in self._outputs]
+        for name in extra:
+            graph.output.add().name = name
+        try:
+            payload = self._proto.SerializeToString()
+        finally:
+            del graph.output[len(graph.output) - len(extra):]
+        session = create_session(payload, providers=self.providers, optimization=self.optimization)
+        del payload
+        wanted = {k: v for k, v in feeds.items() if k in self._inputs}
+        arrays = session.run(list(chunk), wanted)
+        return {n: a for n, a in zip(chunk, arrays) if isinstance(a, np.ndarray)}
+
+    def run(self, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
+        """Yield ``{name: array}`` for ``names``, one chunk at a time, in the order given."""
+        for chunk in self.plan(feeds, names):
+            yield self.run_chunk(feeds, chunk)
