@@ -7,6 +7,7 @@ import sys
 import click
 
 from onnxgraph.cli.bench import bench
+from onnxgraph.cli.compare import compare
 from onnxgraph.cli.convert import convert
 from onnxgraph.cli.errors import CommandGroup
 from onnxgraph.cli.grad import grad
@@ -34,6 +35,7 @@ cli.add_command(bench)
 cli.add_command(convert)
 cli.add_command(viz)
 cli.add_command(grad)
+cli.add_command(compare)
 
 
 def main() -> None:

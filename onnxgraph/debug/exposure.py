@@ -101,8 +101,14 @@ class Exposer:
         optimization: onnxruntime's graph optimization level for the sessions.
     """
 
-    def __init__(self, model: Model, providers: tuple[str, ...] = ("CPUExecutionProvider",), *,
-                 chunk_bytes: int = DEFAULT_CHUNK_BYTES, optimization: str = "all") -> None:
+    def __init__(
+        self,
+        model: Model,
+        providers: tuple[str, ...] = ("CPUExecutionProvider",),
+        *,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        optimization: str = "all",
+    ) -> None:
         self.model = model
         self.providers = providers
         self.chunk_bytes = chunk_bytes
@@ -130,7 +136,7 @@ class Exposer:
         try:
             payload = self._proto.SerializeToString()
         finally:
-            del graph.output[len(graph.output) - len(extra):]
+            del graph.output[len(graph.output) - len(extra) :]
         session = create_session(payload, providers=self.providers, optimization=self.optimization)
         del payload
         wanted = {k: v for k, v in feeds.items() if k in self._inputs}

@@ -28,26 +28,45 @@ class ValueDiff:
 
     Attributes:
         match: the pair of values (names, producing nodes and op types in both models).
-        comparison: max abs / relative error and mismatch count against the tolerance.
-        origin: the value fails while every matched value it is computed from passes: the place where
-            the error jumps past the tolerance.
+        comparison: max abs / relative error and the elements off the tolerance.
+        ratio: the max abs error over ``atol + rtol * max|A's value|``: above 1 the value has diverged.
+            Scaled by the whole tensor, so rounding noise on elements near zero does not count.
+        origin: the value has diverged while every compared value it is computed from has not: the
+            place where the error jumps past the tolerance.
         output: the value is a graph output of A.
     """
 
     match: Match
     comparison: OutputComparison
+    ratio: float
     origin: bool = False
     output: bool = False
+
+    @property
+    def diverged(self) -> bool:
+        return not self.ratio <= 1.0
 
     def to_json(self) -> dict:
         c = self.comparison
         return {
-            "name": self.match.a.name, "name_b": self.match.b.name,
-            "node_a": self.match.a.node, "op_a": self.match.a.op_type,
-            "node_b": self.match.b.node, "op_b": self.match.b.op_type,
-            "max_abs": _finite_or_text(c.max_abs), "max_rel": _finite_or_text(c.max_rel),
-            "mismatches": c.mismatches, "size": c.size, "rtol": c.rtol, "atol": c.atol, "note": c.note,
-            "passed": c.passed, "origin": self.origin, "output": self.output,
+            "name": self.match.a.name,
+            "name_b": self.match.b.name,
+            "node_a": self.match.a.node,
+            "op_a": self.match.a.op_type,
+            "node_b": self.match.b.node,
+            "op_b": self.match.b.op_type,
+            "max_abs": _finite_or_text(c.max_abs),
+            "max_rel": _finite_or_text(c.max_rel),
+            "mismatches": c.mismatches,
+            "size": c.size,
+            "rtol": c.rtol,
+            "atol": c.atol,
+            "note": c.note,
+            "passed": c.passed,
+            "ratio": _finite_or_text(self.ratio),
+            "diverged": self.diverged,
+            "origin": self.origin,
+            "output": self.output,
         }
 
 
@@ -56,34 +75,40 @@ class LayerwiseReport:
     """The result of :func:`compare_layerwise`.
 
     Attributes:
-        values: one entry per matched value, in A's topological order.
+        outputs: the graph outputs of plain runs (no value exposed, onnxruntime optimizing as usual),
+            compared elementwise as ``bench`` compares them.
+        values: one entry per matched intermediate value, in A's topological order.
         unmatched: A's values with no partner in B.
         total: A's intermediate values considered.
     """
 
+    outputs: list[OutputComparison] = field(default_factory=list)
     values: list[ValueDiff] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
     total: int = 0
 
     @property
-    def outputs(self) -> list[ValueDiff]:
-        return [v for v in self.values if v.output]
-
-    @property
     def origins(self) -> list[ValueDiff]:
+        """The values where the error jumps past the tolerance, in topological order."""
         return [v for v in self.values if v.origin]
 
     @property
     def passed(self) -> bool:
-        """Every compared graph output is within tolerance."""
-        return all(v.comparison.passed for v in self.outputs)
+        """Every graph output is within tolerance."""
+        return all(c.passed for c in self.outputs)
+
+    def worst(self, count: int = 3) -> list[ValueDiff]:
+        """The values with the largest error ratio (where to look when no single origin stands out)."""
+        return sorted(self.values, key=lambda v: -v.ratio if not math.isnan(v.ratio) else -math.inf)[:count]
 
     def to_json(self) -> dict:
         return {
             "passed": self.passed,
-            "compared": len(self.values), "unmatched": len(self.unmatched), "total": self.total,
+            "compared": len(self.values),
+            "unmatched": len(self.unmatched),
+            "total": self.total,
+            "outputs": [_comparison_json(c) for c in self.outputs],
             "origins": [v.to_json() for v in self.origins],
-            "outputs": [v.to_json() for v in self.outputs],
             "values": [v.to_json() for v in self.values],
         }
 
@@ -132,16 +157,19 @@ def compare_layerwise(
     """
     b_model = a if b is None else b
     b_feeds = dict(feeds) if b is None else adapt_feeds(feeds, specs_of(b_model))
+    half = half_precision_of(a) or half_precision_of(b_model)
+    report = LayerwiseReport(
+        outputs=_compare_outputs(a, b_model, feeds, b_feeds, providers_a, providers_b, tolerance, half)
+    )
     a_values, b_values = intermediates(a), intermediates(b_model)
     pairs = match_values(a_values, b_values, renames.read(a), renames.read(b_model))
-    report = LayerwiseReport(total=len(a_values))
+    report.total = len(a_values)
     matched = {p.a.name for p in pairs}
     report.unmatched = [v.name for v in a_values if v.name not in matched]
-    half = half_precision_of(a) or half_precision_of(b_model)
     outputs = {o.name for o in a.graph.outputs}
     by_a = {p.a.name: p for p in pairs}
-    run_a = Exposer(a, providers_a, chunk_bytes=chunk_bytes)
-    run_b = Exposer(b_model, providers_b, chunk_bytes=chunk_bytes)
+    run_a = Exposer(a, providers_a, chunk_bytes=chunk_bytes, optimization="disable")
+    run_b = Exposer(b_model, providers_b, chunk_bytes=chunk_bytes, optimization="disable")
     done = 0
     for chunk in run_a.plan(feeds, [p.a.name for p in pairs]):
         got_a = run_a.run_chunk(feeds, chunk)
@@ -151,15 +179,56 @@ def compare_layerwise(
             if name not in got_a or pair.b.name not in got_b:
                 continue
             expected, actual = got_a.pop(name), got_b[pair.b.name]
-            comparison = compare_arrays(name, expected, actual, tolerance or _tolerance(expected, actual, half),
-                                        mixed_floats=True)
-            report.values.append(ValueDiff(pair, comparison, output=name in outputs))
+            rtol, atol = tolerance or _tolerance(expected, actual, half)
+            comparison = compare_arrays(name, expected, actual, (rtol, atol), mixed_floats=True)
+            ratio = _ratio(comparison, expected, rtol, atol)
+            report.values.append(ValueDiff(pair, comparison, ratio, output=name in outputs))
         done += len(chunk)
         if on_progress is not None:
             on_progress(done, len(pairs))
         del got_a, got_b
     _mark_origins(a, report)
     return report
+
+
+def _compare_outputs(a, b, feeds, b_feeds, providers_a, providers_b, tolerance, half) -> list[OutputComparison]:
+    """The graph outputs of plain runs of A and B (by A's output names, else by position)."""
+    from onnxgraph.runtime.sessions import create_session
+
+    results = []
+    for model, inputs, providers in ((a, feeds, providers_a), (b, b_feeds, providers_b)):
+        session = create_session(model.to_proto(), providers=providers)
+        names = [o.name for o in session.get_outputs()]
+        wanted = {i.name for i in session.get_inputs()}
+        results.append((names, session.run(names, {k: v for k, v in inputs.items() if k in wanted})))
+    (names_a, got_a), (names_b, got_b) = results
+    by_b = dict(zip(names_b, got_b))
+    if not set(names_a) <= set(by_b) and len(names_a) == len(names_b):
+        by_b = dict(zip(names_a, got_b))
+    comparisons = []
+    for name, expected in zip(names_a, got_a):
+        if name not in by_b:
+            size = int(np.size(expected))
+            comparisons.append(OutputComparison(name, math.inf, math.inf, size, size, 0, 0, "missing in B"))
+            continue
+        actual = by_b[name]
+        comparisons.append(
+            compare_arrays(name, expected, actual, tolerance or _tolerance(expected, actual, half), mixed_floats=True)
+        )
+    return comparisons
+
+
+def _ratio(comparison: OutputComparison, expected: np.ndarray, rtol: float, atol: float) -> float:
+    if comparison.note:
+        return math.inf
+    if comparison.max_abs == 0:
+        return 0.0
+    if expected.dtype.kind not in "fc" or expected.size == 0:
+        return math.inf
+    finite = np.abs(expected[np.isfinite(expected)].astype(np.float64))
+    scale = float(finite.max(initial=0.0))
+    bound = atol + rtol * scale
+    return comparison.max_abs / bound if bound > 0 else math.inf
 
 
 def _tolerance(expected: np.ndarray, actual: np.ndarray, half) -> tuple[float, float]:
@@ -170,10 +239,10 @@ def _tolerance(expected: np.ndarray, actual: np.ndarray, half) -> tuple[float, f
 
 
 def _mark_origins(a: Model, report: LayerwiseReport) -> None:
-    """Mark the failing values whose nearest compared ancestors all pass.
+    """Mark the diverged values whose nearest compared ancestors have not diverged.
 
     Walks A in topological order carrying a "bad" flag per value: a compared value is bad when it
-    fails; any other value is bad when anything its producer reads is. Graph inputs are the same in
+    diverged; any other value is bad when anything its producer reads is. Graph inputs are the same in
     both runs; a changed weight shows at the first node that reads it.
     """
     by_name = {v.match.a.name: v for v in report.values}
@@ -187,9 +256,23 @@ def _mark_origins(a: Model, report: LayerwiseReport) -> None:
                 if tainted:
                     bad.add(value.name)
                 continue
-            if not diff.comparison.passed:
+            if diff.diverged:
                 bad.add(value.name)
                 diff.origin = not tainted
+
+
+def _comparison_json(c: OutputComparison) -> dict:
+    return {
+        "name": c.name,
+        "max_abs": _finite_or_text(c.max_abs),
+        "max_rel": _finite_or_text(c.max_rel),
+        "mismatches": c.mismatches,
+        "size": c.size,
+        "rtol": c.rtol,
+        "atol": c.atol,
+        "note": c.note,
+        "passed": c.passed,
+    }
 
 
 def _finite_or_text(x: float) -> float | str:
