@@ -13,6 +13,7 @@ from onnxgraph.cli.errors import CommandGroup
 from onnxgraph.cli.grad import grad
 from onnxgraph.cli.info import info
 from onnxgraph.cli.optimize import optimize
+from onnxgraph.cli.reduce import reduce
 from onnxgraph.cli.viz import viz
 
 
@@ -36,6 +37,7 @@ cli.add_command(convert)
 cli.add_command(viz)
 cli.add_command(grad)
 cli.add_command(compare)
+cli.add_command(reduce)
 
 
 def main() -> None:

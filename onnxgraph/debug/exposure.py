@@ -147,3 +147,37 @@ class Exposer:
         """Yield ``{name: array}`` for ``names``, one chunk at a time, in the order given."""
         for chunk in self.plan(feeds, names):
             yield self.run_chunk(feeds, chunk)
+
+
+def known_values(
+    model: Model,
+    feeds: Mapping[str, np.ndarray],
+    providers: tuple[str, ...] = ("CPUExecutionProvider",),
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> tuple[dict[str, np.ndarray], str]:
+    """Every main-graph value of one run (the feeds included), held in memory.
+
+    Runs on onnxruntime; when onnxruntime rejects the model, on onnx.reference.
+
+    Returns:
+        ``(values, engine)``: engine is "onnxruntime", "onnx.reference", or "" with no values when
+        neither can run the model.
+    """
+    values = dict(feeds)
+    names = [v.name for v in intermediates(model)]
+    try:
+        exposer = Exposer(model, providers, chunk_bytes=chunk_bytes, optimization="disable")
+        for got in exposer.run(feeds, names):
+            values.update(got)
+        return values, "onnxruntime"
+    except Exception:  # noqa: BLE001 - onnxruntime raises its own exception types
+        pass
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        arrays = ReferenceEvaluator(model.to_proto()).run(names, dict(feeds))
+    except Exception:  # noqa: BLE001 - the reference evaluator raises many types
+        return dict(feeds), ""
+    values.update((n, a) for n, a in zip(names, arrays) if isinstance(a, np.ndarray))
+    return values, "onnx.reference"
