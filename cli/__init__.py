@@ -14,6 +14,7 @@ from onnxgraph.cli.grad import grad
 from onnxgraph.cli.info import info
 from onnxgraph.cli.optimize import optimize
 from onnxgraph.cli.reduce import reduce
+from onnxgraph.cli.values import values
 from onnxgraph.cli.viz import viz
 
 
@@ -38,6 +39,7 @@ cli.add_command(viz)
 cli.add_command(grad)
 cli.add_command(compare)
 cli.add_command(reduce)
+cli.add_command(values)
 
 
 def main() -> None:
