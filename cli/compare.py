@@ -78,7 +78,9 @@ def compare(
       onnxgraph compare model.onnx --provider cpu --against cuda --json
     """
     import onnxgraph
+    from onnxgraph.cli.bench import progress_bar
     from onnxgraph.cli.output import write_json
+    from onnxgraph.debug.feeds import model_feeds
     from onnxgraph.debug.layerwise import compare_layerwise
     from onnxgraph.runtime.providers import resolve_providers
 
@@ -90,8 +92,8 @@ def compare(
     providers_b = resolve_providers(against or provider)
     a = onnxgraph.load(model_a)
     b = onnxgraph.load(model_b) if model_b is not None else None
-    feeds = _feeds(a, inputs, parse_input_shapes(input_shapes), seed)
-    with _progress(as_json) as on_progress:
+    feeds = model_feeds(a, inputs, parse_input_shapes(input_shapes), seed)
+    with progress_bar() as update:
         report = compare_layerwise(
             a,
             b,
@@ -100,7 +102,7 @@ def compare(
             providers_b=providers_b,
             tolerance=None if rtol is None else (rtol, atol),
             chunk_bytes=chunk_mb << 20,
-            on_progress=on_progress,
+            on_progress=lambda done, total: update(f"comparing values {done}/{total}", done / total),
         )
     if node_data:
         write_json(report.node_data(), node_data)
@@ -113,41 +115,6 @@ def compare(
         first = report.origins[0].match.a if report.origins else None
         where = f"; first divergence at '{first.name}' ({first.op_type} {first.node or ''})".rstrip() if first else ""
         raise CheckFailed(f"outputs differ beyond tolerance: {', '.join(bad)}{where}")
-
-
-def _feeds(model, inputs: str | None, shapes: dict, seed: int) -> dict:
-    from onnxgraph.runtime.inputs import check_shapes, load_npz, random_inputs, specs_of
-
-    specs = specs_of(model)
-    if inputs:
-        return load_npz(inputs, specs)
-    check_shapes(specs, shapes)
-    return random_inputs(specs, shapes=shapes, seed=seed)
-
-
-def _progress(quiet: bool):
-    """A context manager yielding an ``on_progress(done, total)`` callback drawing a bar on stderr."""
-    import contextlib
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    @contextlib.contextmanager
-    def bar():
-        if quiet:
-            yield None
-            return
-        with Progress(
-            TextColumn("comparing values"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as progress:
-            task = progress.add_task("compare", total=None)
-            yield lambda done, total: progress.update(task, completed=done, total=total)
-
-    return bar()
 
 
 def _render(report, name_a: str, name_b: str, show_all: bool) -> None:

@@ -90,11 +90,11 @@ def reduce(
       onnxgraph reduce model.onnx --check "python repro.py {model}" -o small.onnx
     """
     import onnxgraph
-    from onnxgraph.cli.compare import _feeds
     from onnxgraph.cli.options import refuse_overwriting_input
     from onnxgraph.cli.output import write_json
     from onnxgraph.debug.checks import CommandCheck, WorkerCheck
     from onnxgraph.debug.exposure import known_values
+    from onnxgraph.debug.feeds import model_feeds
     from onnxgraph.debug.reduction import reduce_model
     from onnxgraph.runtime.providers import resolve_providers
     from onnxgraph.shape_inference import inferred_types
@@ -104,7 +104,7 @@ def reduce(
     refuse_overwriting_input(model, output, False)
     providers = resolve_providers(provider)
     loaded = onnxgraph.load(model)
-    feeds = _feeds(loaded, inputs, parse_input_shapes(input_shapes), seed)
+    feeds = model_feeds(loaded, inputs, parse_input_shapes(input_shapes), seed)
     values, engine = known_values(loaded, feeds, providers)
     if not engine:
         click.echo(

@@ -72,14 +72,17 @@ def values(
     import fnmatch
 
     import onnxgraph
-    from onnxgraph.cli.compare import _feeds
+    from onnxgraph.cli.bench import progress_bar
+    from onnxgraph.cli.options import refuse_overwriting_input
     from onnxgraph.cli.output import write_json
     from onnxgraph.debug.exposure import Exposer, intermediates
+    from onnxgraph.debug.feeds import model_feeds
     from onnxgraph.debug.npz import NpzWriter
     from onnxgraph.runtime.providers import resolve_providers
 
+    refuse_overwriting_input(model, output, False)
     loaded = onnxgraph.load(model)
-    feeds = _feeds(loaded, inputs, parse_input_shapes(input_shapes), seed)
+    feeds = model_feeds(loaded, inputs, parse_input_shapes(input_shapes), seed)
     chosen = [
         v
         for v in intermediates(loaded)
@@ -89,13 +92,14 @@ def values(
         raise BadInput(f"{model}: no value matches {', '.join(patterns)}")
     exposer = Exposer(loaded, resolve_providers(provider), chunk_bytes=chunk_mb << 20, optimization="disable")
     written = 0
-    with NpzWriter(output) as npz:
+    with NpzWriter(output) as npz, progress_bar() as update:
         for name, array in feeds.items():
             npz.add(name, array)
         for chunk in exposer.run(feeds, [v.name for v in chosen]):
             for name, array in chunk.items():
                 npz.add(name, array)
                 written += 1
+            update(f"values {written}/{len(chosen)}", written / len(chosen))
     summary = {"output": output, "inputs": len(feeds), "values": written, "skipped": len(chosen) - written}
     if as_json:
         write_json(summary, "-")
