@@ -102,6 +102,7 @@ def compare(
             providers_b=providers_b,
             tolerance=None if rtol is None else (rtol, atol),
             chunk_bytes=chunk_mb << 20,
+            labels=(model_a, model_b or f"{model_a} on {against}"),
             on_progress=lambda done, total: update(f"comparing values {done}/{total}", done / total),
         )
     if node_data:

@@ -90,7 +90,7 @@ def values(
     ]
     if patterns and not chosen:
         raise BadInput(f"{model}: no value matches {', '.join(patterns)}")
-    exposer = Exposer(loaded, resolve_providers(provider), chunk_bytes=chunk_mb << 20, optimization="disable")
+    exposer = Exposer(loaded, resolve_providers(provider), chunk_bytes=chunk_mb << 20, label=model)
     written = 0
     with NpzWriter(output) as npz, progress_bar() as update:
         for name, array in feeds.items():

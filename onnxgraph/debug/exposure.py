@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from onnxgraph import types
+from onnxgraph.errors import OnnxGraphError
 from onnxgraph.model import Model
 from onnxgraph.shape_inference import inferred_types
 
@@ -25,6 +26,37 @@ DEFAULT_CHUNK_BYTES = 256 << 20
 """Budget for the estimated size of the values one chunk exposes."""
 _UNKNOWN_SIZE = 4 << 20
 """Size assumed for a value whose shape inference cannot tell."""
+
+
+class RunError(OnnxGraphError):
+    """onnxruntime cannot create a session for the model or run it (the message names the model)."""
+
+
+def run_session(
+    model: bytes | onnx.ModelProto,
+    feeds: Mapping[str, np.ndarray],
+    names: Sequence[str] | None,
+    *,
+    providers: tuple[str, ...],
+    optimization: str,
+    label: str,
+) -> list:
+    """Create a quiet session and run it once, returning the arrays of ``names`` (None: every output).
+
+    Raises:
+        RunError: onnxruntime rejects the model or the run fails; the message starts with ``label``.
+    """
+    from onnxgraph.runtime.sessions import create_session
+
+    try:
+        session = create_session(model, providers=providers, optimization=optimization)
+        wanted = {i.name for i in session.get_inputs()}
+        return session.run(None if names is None else list(names), {k: v for k, v in feeds.items() if k in wanted})
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        text = str(exc).strip()
+        raise RunError(
+            f"{label}: onnxruntime cannot run it: {text.splitlines()[0] if text else type(exc).__name__}"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -100,6 +132,7 @@ class Exposer:
         chunk_bytes: budget of one chunk's estimated size.
         optimization: onnxruntime's graph optimization level; by default none, so the model runs as
             written and exposing other values does not change the numbers.
+        label: names the model in errors (its path).
     """
 
     def __init__(
@@ -109,8 +142,10 @@ class Exposer:
         *,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         optimization: str = "disable",
+        label: str = "model",
     ) -> None:
         self.model = model
+        self.label = label
         self.providers = providers
         self.chunk_bytes = chunk_bytes
         self.optimization = optimization
@@ -126,10 +161,8 @@ class Exposer:
         """``{name: array}`` for one chunk of value names (non-tensor results, such as sequences, left out).
 
         Raises:
-            Exception: onnxruntime's own error when the session cannot be created or run.
+            RunError: onnxruntime cannot create the session or run it.
         """
-        from onnxgraph.runtime.sessions import create_session
-
         graph = self._proto.graph
         extra = [n for n in dict.fromkeys(chunk) if n not in self._outputs]
         for name in extra:
@@ -138,10 +171,9 @@ class Exposer:
             payload = self._proto.SerializeToString()
         finally:
             del graph.output[len(graph.output) - len(extra) :]
-        session = create_session(payload, providers=self.providers, optimization=self.optimization)
-        del payload
-        wanted = {k: v for k, v in feeds.items() if k in self._inputs}
-        arrays = session.run(list(chunk), wanted)
+        arrays = run_session(
+            payload, feeds, chunk, providers=self.providers, optimization=self.optimization, label=self.label
+        )
         return {n: a for n, a in zip(chunk, arrays) if isinstance(a, np.ndarray)}
 
     def run(self, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
@@ -168,11 +200,11 @@ def known_values(
     values = dict(feeds)
     names = [v.name for v in intermediates(model)]
     try:
-        exposer = Exposer(model, providers, chunk_bytes=chunk_bytes, optimization="disable")
+        exposer = Exposer(model, providers, chunk_bytes=chunk_bytes)
         for got in exposer.run(feeds, names):
             values.update(got)
         return values, "onnxruntime"
-    except Exception:  # noqa: BLE001 - onnxruntime raises its own exception types
+    except RunError:
         pass
     from onnx.reference import ReferenceEvaluator
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from onnxgraph import renames
-from onnxgraph.debug.exposure import DEFAULT_CHUNK_BYTES, Exposer, intermediates
+from onnxgraph.debug.exposure import DEFAULT_CHUNK_BYTES, Exposer, intermediates, run_session
 from onnxgraph.debug.matching import Match, match_values
 from onnxgraph.model import Model
 from onnxgraph.runtime.compare import OutputComparison, compare_arrays, default_tolerance, half_precision_of
@@ -135,6 +135,7 @@ def compare_layerwise(
     tolerance: tuple[float, float] | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     on_progress: Progress | None = None,
+    labels: tuple[str, str] = ("A", "B"),
 ) -> LayerwiseReport:
     """Compare every intermediate value of A with its partner in B on the same inputs.
 
@@ -148,18 +149,20 @@ def compare_layerwise(
             (the looser one when a model computes in half precision).
         chunk_bytes: budget for the values one session exposes at a time.
         on_progress: called as chunks finish.
+        labels: how errors name A and B (their paths).
 
     Returns:
         The report; ``report.passed`` says whether the graph outputs agree.
 
     Raises:
         InputError: B's inputs do not fit the feeds.
+        RunError: onnxruntime cannot run A or B.
     """
     b_model = a if b is None else b
     b_feeds = dict(feeds) if b is None else adapt_feeds(feeds, specs_of(b_model))
     half = half_precision_of(a) or half_precision_of(b_model)
     report = LayerwiseReport(
-        outputs=_compare_outputs(a, b_model, feeds, b_feeds, providers_a, providers_b, tolerance, half)
+        outputs=_compare_outputs(a, b_model, feeds, b_feeds, providers_a, providers_b, tolerance, half, labels)
     )
     a_values, b_values = intermediates(a), intermediates(b_model)
     pairs = match_values(a_values, b_values, renames.read(a), renames.read(b_model))
@@ -168,8 +171,8 @@ def compare_layerwise(
     report.unmatched = [v.name for v in a_values if v.name not in matched]
     outputs = {o.name for o in a.graph.outputs}
     by_a = {p.a.name: p for p in pairs}
-    run_a = Exposer(a, providers_a, chunk_bytes=chunk_bytes, optimization="disable")
-    run_b = Exposer(b_model, providers_b, chunk_bytes=chunk_bytes, optimization="disable")
+    run_a = Exposer(a, providers_a, chunk_bytes=chunk_bytes, label=labels[0])
+    run_b = Exposer(b_model, providers_b, chunk_bytes=chunk_bytes, label=labels[1])
     done = 0
     for chunk in run_a.plan(feeds, [p.a.name for p in pairs]):
         got_a = run_a.run_chunk(feeds, chunk)
@@ -191,16 +194,13 @@ def compare_layerwise(
     return report
 
 
-def _compare_outputs(a, b, feeds, b_feeds, providers_a, providers_b, tolerance, half) -> list[OutputComparison]:
+def _compare_outputs(a, b, feeds, b_feeds, providers_a, providers_b, tolerance, half, labels) -> list[OutputComparison]:
     """The graph outputs of plain runs of A and B (by A's output names, else by position)."""
-    from onnxgraph.runtime.sessions import create_session
-
     results = []
-    for model, inputs, providers in ((a, feeds, providers_a), (b, b_feeds, providers_b)):
-        session = create_session(model.to_proto(), providers=providers)
-        names = [o.name for o in session.get_outputs()]
-        wanted = {i.name for i in session.get_inputs()}
-        results.append((names, session.run(names, {k: v for k, v in inputs.items() if k in wanted})))
+    for model, inputs, providers, label in ((a, feeds, providers_a, labels[0]), (b, b_feeds, providers_b, labels[1])):
+        proto = model.to_proto()
+        names = [o.name for o in proto.graph.output]
+        results.append((names, run_session(proto, inputs, names, providers=providers, optimization="all", label=label)))
     (names_a, got_a), (names_b, got_b) = results
     by_b = dict(zip(names_b, got_b))
     if not set(names_a) <= set(by_b) and len(names_a) == len(names_b):

@@ -76,15 +76,20 @@ def test_perturbed_weight_in_optimized_model_is_named(optimized_pair, tmp_path):
     node_data = tmp_path / "err.json"
     result = _run("compare", str(a), str(broken), "--json", "--node-data", str(node_data))
     assert result.exit_code == 1, result.output
-    data = json.loads(result.output[: result.output.rindex("}") + 1])
+    data = json.loads(result.stdout)
     assert not data["passed"]
     first = data["origins"][0]
     assert first["node_b"] == target.name, (first, target.name)
     # viz colours the graph by the error: the perturbed node gets the largest figure
     figures = json.loads(node_data.read_text())
     assert figures["values"][target.name] == max(figures["values"].values())
-    html = tmp_path / "err.dot"
-    assert _run("viz", str(broken), "-o", str(html), "--node-data", str(node_data)).exit_code == 0
+    dot = tmp_path / "err.dot"
+    assert _run("viz", str(broken), "-o", str(dot), "--node-data", str(node_data)).exit_code == 0
+    table = _run("compare", str(a), str(broken))
+    assert table.exit_code == 1
+    first_row = next(line for line in table.stdout.splitlines() if "FIRST" in line)
+    assert target.name in first_row
+    assert f"first divergence at '{first['name']}'" in table.stderr
 
 
 def test_fp16_overflow_names_the_overflowing_node(tmp_path):
@@ -93,7 +98,7 @@ def test_fp16_overflow_names_the_overflowing_node(tmp_path):
     b = tmp_path / "ln16.onnx"
     assert _run("convert", str(a), "-o", str(b), "--fp16").exit_code == 0
     result = _run("compare", str(a), str(b), "--json")
-    data = json.loads(result.output[: result.output.rindex("}") + 1])
+    data = json.loads(result.stdout)
     first = data["origins"][0]
     assert (first["name"], first["op_a"], first["node_b"]) == ("sq", "Pow", "ln/pow")
     assert first["max_abs"] == "inf"
@@ -134,7 +139,7 @@ def test_hand_made_float16_value_past_65504(tmp_path):
     onnx.save(graph, b)
     result = _run("compare", str(a), str(b), "--json")
     assert result.exit_code == 1, result.output
-    data = json.loads(result.output[: result.output.rindex("}") + 1])
+    data = json.loads(result.stdout)
     assert [(v["name"], v["op_b"]) for v in data["origins"]] == [("h", "Cast")]
 
 
@@ -184,6 +189,18 @@ def test_cuda_unavailable_is_one_line_exit_2(tmp_path):
     result = CliRunner().invoke(cli, ["compare", str(a), "--provider", "cpu", "--against", "cuda"])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1 and "cuda" in result.output.lower()
+
+
+def test_model_onnxruntime_rejects_is_one_line_exit_2(tmp_path):
+    a, b = tmp_path / "a.onnx", tmp_path / "rejected.onnx"
+    onnx.save(_builders().fault_chain(6, 99), a)
+    onnx.save(_builders().fault_chain(6, 3), b)  # Relu on int16: no onnxruntime kernel
+    result = CliRunner().invoke(cli, ["compare", str(a), str(b)])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and f"{b}: onnxruntime cannot run it" in result.output
+    values = CliRunner().invoke(cli, ["values", str(b), "-o", str(tmp_path / "v.npz")])
+    assert values.exit_code == 2 and f"{b}: onnxruntime cannot run it" in values.output
+    assert not (tmp_path / "v.npz").exists()
 
 
 def test_bad_usage_exits_2(tmp_path):
