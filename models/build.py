@@ -307,20 +307,29 @@ def fault_chain(nodes: int = 100, fault_at: int = 60, fault: str = "int16_relu",
     for i in range(nodes):
         out = f"v{i}"
         if i == fault_at and fault == "int16_relu":
-            made += [helper.make_node("Cast", [x], [f"c{i}"], to=TensorProto.INT16, name=f"to_int16_{i}"),
-                     helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"fault_{i}"),
-                     helper.make_node("Cast", [f"r{i}"], [out], to=TensorProto.FLOAT, name=f"to_float_{i}")]
+            made += [
+                helper.make_node("Cast", [x], [f"c{i}"], to=TensorProto.INT16, name=f"to_int16_{i}"),
+                helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"fault_{i}"),
+                helper.make_node("Cast", [f"r{i}"], [out], to=TensorProto.FLOAT, name=f"to_float_{i}"),
+            ]
         elif i == fault_at and fault == "random":
-            made += [helper.make_node("RandomUniformLike", [x], [f"noise{i}"], seed=1.0, name=f"fault_{i}"),
-                     helper.make_node("Add", [x, f"noise{i}"], [out], name=f"n{i}")]
+            made += [
+                helper.make_node("RandomUniformLike", [x], [f"noise{i}"], seed=1.0, name=f"fault_{i}"),
+                helper.make_node("Add", [x, f"noise{i}"], [out], name=f"n{i}"),
+            ]
         elif i % 4 in (0, 1):
             inits.append(numpy_helper.from_array(np.full(width, 0.5 + 0.25 * (i % 3), np.float32), f"w{i}"))
             made.append(helper.make_node("Add" if i % 4 == 0 else "Mul", [x, f"w{i}"], [out], name=f"n{i}"))
         else:
             made.append(helper.make_node("Relu" if i % 4 == 2 else "Tanh", [x], [out], name=f"n{i}"))
         x = out
-    graph = helper.make_graph(made, "fault_chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, width])],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [2, width])], inits)
+    graph = helper.make_graph(
+        made,
+        "fault_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, width])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [2, width])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -350,9 +359,13 @@ def decomposed_layernorm(dim: int = 16, gain: float = 300.0, seed: int = 0) -> o
         helper.make_node("Add", ["scaled", "ln.bias"], ["ln_out"], name="ln/bias"),
         helper.make_node("MatMul", ["ln_out", "w_out"], ["y"], name="out"),
     ]
-    graph = helper.make_graph(nodes, "decomposed_layernorm",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, dim])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, dim])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "decomposed_layernorm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, dim])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, dim])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
