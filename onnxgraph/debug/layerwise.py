@@ -182,9 +182,9 @@ def compare_layerwise(
             if name not in got_a or pair.b.name not in got_b:
                 continue
             expected, actual = got_a.pop(name), got_b[pair.b.name]
-            rtol, atol = tolerance or _tolerance(expected, actual, half)
+            rtol, atol = tolerance or value_tolerance(half, expected.dtype, actual.dtype)
             comparison = compare_arrays(name, expected, actual, (rtol, atol), mixed_floats=True)
-            ratio = _ratio(comparison, expected, rtol, atol)
+            ratio = error_ratio(comparison, expected, rtol, atol)
             report.values.append(ValueDiff(pair, comparison, ratio, output=name in outputs))
         done += len(chunk)
         if on_progress is not None:
@@ -213,12 +213,20 @@ def _compare_outputs(a, b, feeds, b_feeds, providers_a, providers_b, tolerance, 
             continue
         actual = by_b[name]
         comparisons.append(
-            compare_arrays(name, expected, actual, tolerance or _tolerance(expected, actual, half), mixed_floats=True)
+            compare_arrays(
+                name,
+                expected,
+                actual,
+                tolerance or value_tolerance(half, expected.dtype, actual.dtype),
+                mixed_floats=True,
+            )
         )
     return comparisons
 
 
-def _ratio(comparison: OutputComparison, expected: np.ndarray, rtol: float, atol: float) -> float:
+def error_ratio(comparison: OutputComparison, expected: np.ndarray, rtol: float, atol: float) -> float:
+    """Max abs error over ``atol + rtol * max|expected|`` (infinite for a shape/dtype mismatch or an exact
+    dtype that differs); above 1 the value has diverged."""
     if comparison.note:
         return math.inf
     if comparison.max_abs == 0:
@@ -231,9 +239,13 @@ def _ratio(comparison: OutputComparison, expected: np.ndarray, rtol: float, atol
     return comparison.max_abs / bound if bound > 0 else math.inf
 
 
-def _tolerance(expected: np.ndarray, actual: np.ndarray, half) -> tuple[float, float]:
-    tolerance = tuple(map(max, default_tolerance(expected.dtype), default_tolerance(actual.dtype)))
-    if half is not None and expected.dtype.kind == "f":
+def value_tolerance(half: np.dtype | None, *dtypes: np.dtype) -> tuple[float, float]:
+    """``(rtol, atol)``: the loosest default of ``dtypes``, and for floats of a model that computes in half
+    precision (``half``, from :func:`~onnxgraph.runtime.compare.half_precision_of`) at least the half type's."""
+    tolerance = (0.0, 0.0)
+    for dtype in dtypes:
+        tolerance = tuple(map(max, tolerance, default_tolerance(dtype)))
+    if half is not None and np.dtype(dtypes[0]).kind == "f":
         tolerance = tuple(map(max, tolerance, default_tolerance(half)))
     return tolerance
 
