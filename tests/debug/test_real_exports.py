@@ -82,7 +82,18 @@ def test_reduce_fp16_export_against_reference_keeps_the_pow(tmp_path, inputs):
     """onnx.reference computes float16 in float16; onnxruntime's CPU provider in float32 between Casts."""
     fp16, small = tmp_path / "fp16.onnx", tmp_path / "small.onnx"
     assert _run("convert", os.path.join(DATA, EXPORTS[0]), "-o", str(fp16), "--fp16").exit_code == 0
-    result = _run("reduce", str(fp16), "--differs-from-reference", "-o", str(small), "--json")
+    with np.load(inputs) as io:
+        np.savez(tmp_path / "x16.npz", x=io["x"].astype(np.float16))
+    result = _run(
+        "reduce",
+        str(fp16),
+        "--differs-from-reference",
+        "-o",
+        str(small),
+        "--inputs",
+        str(tmp_path / "x16.npz"),
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     kept = [(n["op_type"], n["name"]) for n in json.loads(result.stdout)["kept"]]
     assert ("Pow", "/norm/Pow") in kept and len(kept) <= 3
