@@ -15,7 +15,9 @@ from click.testing import CliRunner
 
 import onnxgraph
 from onnxgraph.cli import cli
+from onnxgraph.debug.checks import CommandCheck
 from onnxgraph.debug.subgraph import Cutter
+from onnxgraph.errors import OnnxGraphError
 from onnxgraph.runtime.sessions import create_session
 from onnxgraph.shape_inference import inferred_types
 
@@ -112,3 +114,21 @@ def test_cut_values_become_typed_inputs_and_shape_values_keep_their_data():
     assert np.array_equal(onnx.numpy_helper.to_array(proto.graph.initializer[0]), [3, 4])
     got = create_session(proto).run(None, cut_feeds)[0]
     assert np.array_equal(got, np.maximum(feeds["x"], 0).reshape(3, 4))
+
+
+def test_match_must_appear_in_the_failure(tmp_path):
+    model = tmp_path / "chain.onnx"
+    onnx.save(_builders().fault_chain(10, 5), model)
+    args = [str(model), "--fails-on", "onnxruntime", "-o", str(tmp_path / "o.onnx")]
+    other = CliRunner().invoke(cli, ["reduce", *args, "--match", "INVALID_GRAPH"])
+    assert other.exit_code == 2 and "passes on the original" in other.output
+    same = CliRunner().invoke(cli, ["reduce", *args, "--match", r"NOT_IMPLEMENTED.*Relu"])
+    assert same.exit_code == 0 and [n.name for n in onnx.load(tmp_path / "o.onnx").graph.node] == ["fault_5"]
+
+
+def test_a_command_past_its_timeout_counts_as_failing():
+    check = CommandCheck(f"{sys.executable} -c 'import time; time.sleep(5)' {{model}}", timeout=0.5)
+    outcome = check(_builders().fault_chain(2, 99), {})
+    assert (outcome.failing, outcome.kind) == (True, "timeout")
+    with pytest.raises(OnnxGraphError, match="placeholder"):
+        CommandCheck("true")
