@@ -127,7 +127,8 @@ class _Search:
                     break
             else:
                 for part in parts:
-                    rest = [i for i in kept if i not in set(part)]
+                    dropped = set(part)
+                    rest = [i for i in kept if i not in dropped]
                     if self.fails(rest, "ddmin: complement"):
                         kept, granularity = rest, max(granularity - 1, 2)
                         break

@@ -18,6 +18,7 @@ from onnx import numpy_helper
 from onnxgraph import types
 from onnxgraph.model import Model
 from onnxgraph.node import Node
+from onnxgraph.optimizers.utils import RANDOM_OPS
 from onnxgraph.runtime.inputs import random_array
 
 _SHAPE_ONLY = frozenset({"Shape", "Size"})
@@ -61,11 +62,6 @@ class Cutter:
 
     def __len__(self) -> int:
         return len(self.nodes)
-
-    def describe(self, positions: Sequence[int]) -> str:
-        """``"Add 'n3', Mul 'n4'"`` for a few kept nodes."""
-        shown = [f"{self.nodes[i].op_type} '{self.nodes[i].name or self._writes[i][0]}'" for i in positions[:4]]
-        return ", ".join(shown) + (f" and {len(positions) - 4} more" if len(positions) > 4 else "")
 
     def ancestors(self, positions: Sequence[int], target: int) -> list[int]:
         """The positions among ``positions`` that ``target`` depends on, ``target`` included, in order."""
@@ -140,13 +136,13 @@ class Cutter:
 
 
 def _data_dependent(model: Model, nodes: Sequence[Node]) -> set[str]:
-    """Names of values that depend on the data (not only the shapes) of the graph inputs."""
+    """Names of values that depend on the data (not only the shapes) of the graph inputs, or on chance."""
     graph = model.graph
     dependent = {v.name for v in graph.inputs if not v.is_initializer()}
     for node in nodes:
         if node.op_type in _SHAPE_ONLY and node.domain in ("", "ai.onnx"):
             continue
         reads = [v for v in (*node.inputs, *node.implicit_inputs()) if v is not None]
-        if any(v.name in dependent for v in reads):
+        if node.op_type in RANDOM_OPS or any(v.name in dependent for v in reads):
             dependent.update(v.name for v in node.outputs if v.name)
     return dependent
