@@ -95,21 +95,22 @@ def reduce(
     from onnxgraph.debug.checks import CommandCheck, WorkerCheck
     from onnxgraph.debug.exposure import known_values
     from onnxgraph.debug.feeds import model_feeds
+    from onnxgraph.debug.npz import NpzWriter
     from onnxgraph.debug.reduction import reduce_model
     from onnxgraph.runtime.providers import resolve_providers
     from onnxgraph.shape_inference import inferred_types
 
     if sum((command is not None, fails_on is not None, differs_from_reference)) != 1:
         raise BadInput("give exactly one of --check, --fails-on, --differs-from-reference")
+    if match is not None:
+        import re
+
+        try:
+            re.compile(match)
+        except re.error as exc:
+            raise BadInput(f"--match '{match}' is not a regular expression: {exc}") from None
     refuse_overwriting_input(model, output, False)
     providers = resolve_providers(provider)
-    loaded = onnxgraph.load(model)
-    feeds = model_feeds(loaded, inputs, parse_input_shapes(input_shapes), seed)
-    values, engine = known_values(loaded, feeds, providers)
-    if not engine:
-        click.echo(
-            "warning: neither onnxruntime nor onnx.reference runs the model; cut inputs get random data", err=True
-        )
     if command is not None:
         check = CommandCheck(command, timeout=timeout, match=match)
     else:
@@ -123,12 +124,21 @@ def reduce(
             click.echo(f"{step.phase}: {step.nodes} nodes {verdict}" + (f" ({step.detail})" if step.detail else ""))
 
     try:
+        loaded = onnxgraph.load(model)
+        feeds = model_feeds(loaded, inputs, parse_input_shapes(input_shapes), seed)
+        values, engine = known_values(loaded, feeds, providers)
+        if not engine:
+            click.echo(
+                "warning: neither onnxruntime nor onnx.reference runs the model; cut inputs get random data", err=True
+            )
         result = reduce_model(loaded, check, values, inferred_types(loaded), seed=seed, on_step=show)
     finally:
         check.close()
     onnxgraph.save(onnxgraph.from_proto(result.model), output)
     if save_inputs:
-        _save_npz(result.feeds, save_inputs)
+        with NpzWriter(save_inputs) as npz:
+            for name, array in result.feeds.items():
+                npz.add(name, array)
     if as_json:
         write_json(result.to_json(), "-")
         return
@@ -137,12 +147,3 @@ def reduce(
         f"wrote {output}: {len(result.kept)} of {result.original_nodes} nodes ({kept}); "
         f"{len(result.steps)} checks, {result.check_seconds:.1f} s checking, {result.seconds:.1f} s in all"
     )
-
-
-def _save_npz(arrays: dict, path: str) -> None:
-    import numpy as np
-
-    from onnxgraph.fsutil import atomic_write
-
-    with atomic_write(path) as f:
-        np.savez(f, **arrays)

@@ -21,8 +21,6 @@ import onnx
 
 from onnxgraph.errors import OnnxGraphError
 
-FAILS_ON = ("onnxruntime",)
-"""What ``--fails-on`` accepts."""
 _STATUS = re.compile(r"\[ONNXRuntimeError\] : \d+ : (\w+)")
 
 
@@ -136,7 +134,8 @@ class WorkerCheck(Check):
                 return "timeout", f"ran past {self.timeout:g} s"
             return self._conn.recv()
         except (EOFError, BrokenPipeError, ConnectionResetError):
-            code = self._process.exitcode if self._process is not None else None
+            self._process.join(5)
+            code = self._process.exitcode
             self.close()
             return "crash", f"onnxruntime crashed (exit code {code})"
 
