@@ -176,6 +176,17 @@ class Exposer:
         )
         return {n: a for n, a in zip(chunk, arrays) if isinstance(a, np.ndarray)}
 
+    def run_plain(self, feeds: Mapping[str, np.ndarray], optimization: str = "all") -> dict[str, np.ndarray]:
+        """The model's own outputs, nothing exposed, onnxruntime optimizing as usual (as ``bench`` runs it).
+
+        Raises:
+            RunError: onnxruntime cannot create the session or run it.
+        """
+        arrays = run_session(
+            self._proto, feeds, self._outputs, providers=self.providers, optimization=optimization, label=self.label
+        )
+        return dict(zip(self._outputs, arrays))
+
     def run(self, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
         """Yield ``{name: array}`` for ``names``, one chunk at a time, in the order given."""
         for chunk in self.plan(feeds, names):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from onnxgraph import renames
-from onnxgraph.debug.exposure import DEFAULT_CHUNK_BYTES, Exposer, intermediates, run_session
+from onnxgraph.debug.exposure import DEFAULT_CHUNK_BYTES, Exposer, intermediates
 from onnxgraph.debug.matching import Match, match_values
 from onnxgraph.model import Model
 from onnxgraph.runtime.compare import OutputComparison, compare_arrays, default_tolerance, half_precision_of
@@ -161,8 +161,10 @@ def compare_layerwise(
     b_model = a if b is None else b
     b_feeds = dict(feeds) if b is None else adapt_feeds(feeds, specs_of(b_model))
     half = half_precision_of(a) or half_precision_of(b_model)
+    run_a = Exposer(a, providers_a, chunk_bytes=chunk_bytes, label=labels[0])
+    run_b = Exposer(b_model, providers_b, chunk_bytes=chunk_bytes, label=labels[1])
     report = LayerwiseReport(
-        outputs=_compare_outputs(a, b_model, feeds, b_feeds, providers_a, providers_b, tolerance, half, labels)
+        outputs=_compare_outputs(run_a.run_plain(feeds), run_b.run_plain(b_feeds), tolerance, half)
     )
     a_values, b_values = intermediates(a), intermediates(b_model)
     pairs = match_values(a_values, b_values, renames.read(a), renames.read(b_model))
@@ -171,8 +173,6 @@ def compare_layerwise(
     report.unmatched = [v.name for v in a_values if v.name not in matched]
     outputs = {o.name for o in a.graph.outputs}
     by_a = {p.a.name: p for p in pairs}
-    run_a = Exposer(a, providers_a, chunk_bytes=chunk_bytes, label=labels[0])
-    run_b = Exposer(b_model, providers_b, chunk_bytes=chunk_bytes, label=labels[1])
     done = 0
     for chunk in run_a.plan(feeds, [p.a.name for p in pairs]):
         got_a = run_a.run_chunk(feeds, chunk)
@@ -194,19 +194,16 @@ def compare_layerwise(
     return report
 
 
-def _compare_outputs(a, b, feeds, b_feeds, providers_a, providers_b, tolerance, half, labels) -> list[OutputComparison]:
-    """The graph outputs of plain runs of A and B (by A's output names, else by position)."""
-    results = []
-    for model, inputs, providers, label in ((a, feeds, providers_a, labels[0]), (b, b_feeds, providers_b, labels[1])):
-        proto = model.to_proto()
-        names = [o.name for o in proto.graph.output]
-        results.append((names, run_session(proto, inputs, names, providers=providers, optimization="all", label=label)))
-    (names_a, got_a), (names_b, got_b) = results
-    by_b = dict(zip(names_b, got_b))
+def _compare_outputs(
+    got_a: dict[str, np.ndarray], got_b: dict[str, np.ndarray], tolerance, half
+) -> list[OutputComparison]:
+    """The graph outputs of A and B (by A's output names, else by position), elementwise as ``bench`` does."""
+    names_a, names_b = list(got_a), list(got_b)
+    by_b = dict(got_b)
     if not set(names_a) <= set(by_b) and len(names_a) == len(names_b):
-        by_b = dict(zip(names_a, got_b))
+        by_b = dict(zip(names_a, got_b.values()))
     comparisons = []
-    for name, expected in zip(names_a, got_a):
+    for name, expected in got_a.items():
         if name not in by_b:
             size = int(np.size(expected))
             comparisons.append(OutputComparison(name, math.inf, math.inf, size, size, 0, 0, "missing in B"))
