@@ -76,13 +76,22 @@ class Intermediate:
     position: int
 
 
-def intermediates(model: Model) -> list[Intermediate]:
-    """Every named output of a main-graph node, in topological order (subgraph values left out)."""
+def intermediates(model: Model, *, initializers: bool = False) -> list[Intermediate]:
+    """Every named output of a main-graph node, in topological order (subgraph values left out).
+
+    Args:
+        model: the model.
+        initializers: also list the main graph's initializers (op type "initializer", position -1), which
+            onnxruntime returns as outputs too: where a rewrite folded a value into a constant, the
+            constant is its partner.
+    """
     found = []
     for position, node in enumerate(model.graph.topological_order()):
         for value in node.outputs:
             if value.name and (value.type is None or value.type.HasField("tensor_type")):
                 found.append(Intermediate(value.name, node.name or "", node.op_type, position))
+    if initializers:
+        found += [Intermediate(name, "", "initializer", -1) for name in model.graph.initializers]
     return found
 
 

@@ -166,7 +166,7 @@ def compare_layerwise(
     report = LayerwiseReport(
         outputs=_compare_outputs(run_a.run_plain(feeds), run_b.run_plain(b_feeds), tolerance, half)
     )
-    a_values, b_values = intermediates(a), intermediates(b_model)
+    a_values, b_values = intermediates(a), intermediates(b_model, initializers=True)
     pairs = match_values(a_values, b_values, renames.read(a), renames.read(b_model))
     report.total = len(a_values)
     matched = {p.a.name for p in pairs}

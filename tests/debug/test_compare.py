@@ -209,3 +209,34 @@ def test_bad_usage_exits_2(tmp_path):
     assert CliRunner().invoke(cli, ["compare", str(a)]).exit_code == 2
     missing = CliRunner().invoke(cli, ["compare", str(a), str(tmp_path / "nope.onnx")])
     assert missing.exit_code == 2 and "nope.onnx" in missing.output
+
+
+def test_wrongly_folded_constant_is_named(tmp_path):
+    """A value the optimizer folded into an initializer is compared with that initializer."""
+    a = tmp_path / "a.onnx"
+    onnx.save(
+        onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]> g (float[4] x) => (float[4] y) {
+        two = Constant<value = float[4] {1, 2, 3, 4}>()
+        scale = Mul(two, two)
+        y = Add(x, scale)
+    }"""),
+        a,
+    )
+    model, _ = optimize(str(a))
+    folded = renames.read(model).get("scale", "scale")  # the folded constant may keep the value's name
+    assert folded in model.graph.initializers and [n.op_type for n in model.graph] == ["Add"]
+    proto = model.to_proto()
+    tensor = next(t for t in proto.graph.initializer if t.name == folded)
+    tensor.CopyFrom(numpy_helper.from_array(np.array([1, 4, 9, 17], np.float32), folded))  # 16 folded as 17
+    b = tmp_path / "b.onnx"
+    onnx.save(proto, b)
+    result = _run("compare", str(a), str(b), "--json")
+    assert result.exit_code == 1
+    first = json.loads(result.stdout)["origins"][0]
+    assert (first["name"], first["op_a"], first["name_b"], first["op_b"], first["max_abs"]) == (
+        "scale",
+        "Mul",
+        folded,
+        "initializer",
+        1.0,
+    )
