@@ -135,6 +135,10 @@ def chunks(names: Sequence[str], found: Mapping[str, onnx.TypeProto], budget: in
 class Exposer:
     """Runs one model with chosen intermediate values as outputs, chunk by chunk.
 
+    A chunk's session holds only the nodes its values depend on, and only those values as outputs:
+    onnxruntime runs every node of a graph whatever is fetched, so an early chunk costs a fraction of
+    a whole run.
+
     Args:
         model: the model (not changed; exported once, inlining its weights).
         providers: onnxruntime providers in priority order.
@@ -158,9 +162,16 @@ class Exposer:
         self.providers = providers
         self.chunk_bytes = chunk_bytes
         self.optimization = optimization
-        self._proto = model.to_proto()
-        self._outputs = [o.name for o in self._proto.graph.output]
-        self._inputs = {i.name for i in self._proto.graph.input} - {t.name for t in self._proto.graph.initializer}
+        self._proto = model.to_proto()  # nodes and outputs live apart and go in per session
+        graph = self._proto.graph
+        self._nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in graph.node]
+        self._outputs = [onnx.ValueInfoProto.FromString(o.SerializeToString()) for o in graph.output]
+        del graph.node[:], graph.output[:]
+        self._inputs = {i.name for i in graph.input} - {t.name for t in graph.initializer}
+        self._reads = [
+            [v.name for v in (*n.inputs, *n.implicit_inputs()) if v is not None and v.name] for n in model.graph.nodes
+        ]
+        self._writer = {name: i for i, node in enumerate(self._nodes) for name in node.output if name}
 
     def plan(self, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> list[list[str]]:
         """Split ``names`` into chunks under the byte budget, sizes inferred for the shapes of ``feeds``."""
@@ -172,18 +183,11 @@ class Exposer:
         Raises:
             RunError: onnxruntime cannot create the session or run it.
         """
-        graph = self._proto.graph
-        extra = [n for n in dict.fromkeys(chunk) if n not in self._outputs]
-        for name in extra:
-            graph.output.add().name = name
-        try:
-            payload = self._proto.SerializeToString()
-        finally:
-            del graph.output[len(graph.output) - len(extra) :]
-        arrays = run_session(
-            payload, feeds, chunk, providers=self.providers, optimization=self.optimization, label=self.label
-        )
-        return {n: a for n, a in zip(chunk, arrays) if isinstance(a, np.ndarray)}
+        names = list(dict.fromkeys(chunk))
+        declared = {o.name: o for o in self._outputs}
+        outputs = [declared.get(n) or onnx.ValueInfoProto(name=n) for n in names]
+        got = dict(zip(names, self._run(self._needed(names), outputs, feeds, self.optimization)))
+        return {n: got[n] for n in chunk if isinstance(got[n], np.ndarray)}
 
     def run_plain(self, feeds: Mapping[str, np.ndarray], optimization: str = "all") -> dict[str, np.ndarray]:
         """The model's own outputs, nothing exposed, onnxruntime optimizing as usual (as ``bench`` runs it).
@@ -191,10 +195,30 @@ class Exposer:
         Raises:
             RunError: onnxruntime cannot create the session or run it.
         """
-        arrays = run_session(
-            self._proto, feeds, self._outputs, providers=self.providers, optimization=optimization, label=self.label
-        )
-        return dict(zip(self._outputs, arrays))
+        arrays = self._run(range(len(self._nodes)), self._outputs, feeds, optimization)
+        return dict(zip((o.name for o in self._outputs), arrays))
+
+    def _needed(self, names: Sequence[str]) -> list[int]:
+        """Positions of the nodes ``names`` depend on, in file order."""
+        needed: set[int] = set()
+        stack = [self._writer[n] for n in names if n in self._writer]
+        while stack:
+            i = stack.pop()
+            if i not in needed:
+                needed.add(i)
+                stack.extend(self._writer[n] for n in self._reads[i] if n in self._writer)
+        return sorted(needed)
+
+    def _run(self, positions, outputs: Sequence[onnx.ValueInfoProto], feeds, optimization: str) -> list:
+        graph = self._proto.graph
+        graph.node.extend(self._nodes[i] for i in positions)
+        graph.output.extend(outputs)
+        try:
+            payload = self._proto.SerializeToString()
+        finally:
+            del graph.node[:], graph.output[:]
+        names = [o.name for o in outputs]
+        return run_session(payload, feeds, names, providers=self.providers, optimization=optimization, label=self.label)
 
     def run(self, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
         """Yield ``{name: array}`` for ``names``, one chunk at a time, in the order given."""
