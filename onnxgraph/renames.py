@@ -49,11 +49,13 @@ def read(model: Model) -> dict[str, str]:
 class Recording:
     """An open :func:`recording` block; set ``model`` when the pipeline returns a new Model object."""
 
-    __slots__ = ("model", "replaced")
+    __slots__ = ("model", "replaced", "original")
 
     def __init__(self, model: Model) -> None:
         self.model = model
         self.replaced: dict[int, tuple[str, Value, Value]] = {}
+        self.original = _names_in(model)
+        """Names before the block: values a pass made and replaced on the way are no one's original."""
 
 
 @contextlib.contextmanager
@@ -69,19 +71,20 @@ def recording(model: Model) -> Iterator[Recording]:
         yield active
     finally:
         _ACTIVE.reset(token)
-    _store(active.model, active.replaced)
+    _store(active)
 
 
-def _store(model: Model, replaced: dict[int, tuple[str, Value, Value]]) -> None:
+def _store(recorded: Recording) -> None:
+    model = recorded.model
     present = _names_in(model)
-    successor = {key: new for key, (_, _, new) in replaced.items()}  # the old value is held so ids stay unique
+    successor = {key: new for key, (_, _, new) in recorded.replaced.items()}  # old values held: ids stay unique
     mapping: dict[str, str] = {}
-    for key, (name, _, new) in replaced.items():
+    for key, (name, _, new) in recorded.replaced.items():
         final, seen = new, {key}
         while id(final) in successor and id(final) not in seen:
             seen.add(id(final))
             final = successor[id(final)]
-        if final.name and final.name != name and name not in present and final.name in present:
+        if name in recorded.original and name not in present and final.name and final.name in present:
             mapping[name] = final.name
     previous = read(model)
     if not mapping and not previous:
