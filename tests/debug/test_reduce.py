@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import onnxgraph
 from onnxgraph.cli import cli
-from onnxgraph.debug.checks import CommandCheck
+from onnxgraph.debug.checks import CommandCheck, WorkerCheck
 from onnxgraph.debug.subgraph import Cutter
 from onnxgraph.errors import OnnxGraphError
 from onnxgraph.runtime.sessions import create_session
@@ -132,3 +132,17 @@ def test_a_command_past_its_timeout_counts_as_failing():
     assert (outcome.failing, outcome.kind) == (True, "timeout")
     with pytest.raises(OnnxGraphError, match="placeholder"):
         CommandCheck("true")
+
+
+def test_worker_past_its_timeout_counts_as_failing_and_is_replaced():
+    model = _builders().fault_chain(4, 2)
+    feeds = {"x": np.zeros((2, 8), np.float32)}
+    check = WorkerCheck("onnxruntime", timeout=0.001)  # less than the worker needs to start
+    try:
+        assert (check(model, feeds).kind, check._process) == ("timeout", None)
+        check.timeout = 60
+        outcome = check(model, feeds)
+        assert (outcome.failing, outcome.kind) == (True, "create") and "NOT_IMPLEMENTED" in outcome.detail
+        assert check._process.is_alive()
+    finally:
+        check.close()
