@@ -7,11 +7,14 @@ import sys
 import click
 
 from onnxgraph.cli.bench import bench
+from onnxgraph.cli.compare import compare
 from onnxgraph.cli.convert import convert
 from onnxgraph.cli.errors import CommandGroup, raise_on_termination
 from onnxgraph.cli.grad import grad
 from onnxgraph.cli.info import info
 from onnxgraph.cli.optimize import optimize
+from onnxgraph.cli.reduce import reduce
+from onnxgraph.cli.values import values
 from onnxgraph.cli.viz import viz
 
 
@@ -36,6 +39,9 @@ cli.add_command(bench)
 cli.add_command(convert)
 cli.add_command(viz)
 cli.add_command(grad)
+cli.add_command(compare)
+cli.add_command(reduce)
+cli.add_command(values)
 
 
 def main() -> None:

@@ -295,6 +295,80 @@ def transformer_block(
     return model
 
 
+def fault_chain(nodes: int = 100, fault_at: int = 60, fault: str = "int16_relu", width: int = 8) -> onnx.ModelProto:
+    """A chain of ``nodes`` elementwise nodes (Add, Mul, Relu, Tanh) over ``x[2, width]`` with one planted
+    fault at position ``fault_at``, for ``reduce``:
+
+    * ``"int16_relu"``: Cast to int16, Relu, Cast back: valid ONNX (Relu-14 takes int16) that onnxruntime
+      has no kernel for, so no session can be created; onnx.reference runs it.
+    * ``"random"``: Add of RandomUniformLike noise: onnxruntime and onnx.reference draw different numbers.
+    """
+    made, inits, x = [], [], "x"
+    for i in range(nodes):
+        out = f"v{i}"
+        if i == fault_at and fault == "int16_relu":
+            made += [
+                helper.make_node("Cast", [x], [f"c{i}"], to=TensorProto.INT16, name=f"to_int16_{i}"),
+                helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"fault_{i}"),
+                helper.make_node("Cast", [f"r{i}"], [out], to=TensorProto.FLOAT, name=f"to_float_{i}"),
+            ]
+        elif i == fault_at and fault == "random":
+            made += [
+                helper.make_node("RandomUniformLike", [x], [f"noise{i}"], seed=1.0, name=f"fault_{i}"),
+                helper.make_node("Add", [x, f"noise{i}"], [out], name=f"n{i}"),
+            ]
+        elif i % 4 in (0, 1):
+            inits.append(numpy_helper.from_array(np.full(width, 0.5 + 0.25 * (i % 3), np.float32), f"w{i}"))
+            made.append(helper.make_node("Add" if i % 4 == 0 else "Mul", [x, f"w{i}"], [out], name=f"n{i}"))
+        else:
+            made.append(helper.make_node("Relu" if i % 4 == 2 else "Tanh", [x], [out], name=f"n{i}"))
+        x = out
+    graph = helper.make_graph(
+        made,
+        "fault_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, width])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [2, width])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def decomposed_layernorm(dim: int = 16, gain: float = 300.0, seed: int = 0) -> onnx.ModelProto:
+    """``y = LayerNorm(x @ w) @ w_out`` with the normalization written out as exporters do below opset 17
+    (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add), and activations of size about ``gain``:
+    the squared deviations pass 65504, so the float16 version of this model overflows in Pow."""
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((dim, dim)) * gain / dim**0.5).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+        numpy_helper.from_array(np.array(1e-5, np.float32), "eps"),
+        numpy_helper.from_array(np.ones(dim, np.float32), "ln.scale"),
+        numpy_helper.from_array(np.zeros(dim, np.float32), "ln.bias"),
+        _init(rng, "w_out", (dim, dim), dim**-0.5),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
+        helper.make_node("ReduceMean", ["h"], ["mean"], axes=[-1], name="ln/mean"),
+        helper.make_node("Sub", ["h", "mean"], ["dev"], name="ln/sub"),
+        helper.make_node("Pow", ["dev", "two"], ["sq"], name="ln/pow"),
+        helper.make_node("ReduceMean", ["sq"], ["var"], axes=[-1], name="ln/var"),
+        helper.make_node("Add", ["var", "eps"], ["var_eps"], name="ln/add_eps"),
+        helper.make_node("Sqrt", ["var_eps"], ["std"], name="ln/sqrt"),
+        helper.make_node("Div", ["dev", "std"], ["normed"], name="ln/div"),
+        helper.make_node("Mul", ["normed", "ln.scale"], ["scaled"], name="ln/scale"),
+        helper.make_node("Add", ["scaled", "ln.bias"], ["ln_out"], name="ln/bias"),
+        helper.make_node("MatMul", ["ln_out", "w_out"], ["y"], name="out"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "decomposed_layernorm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, dim])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, dim])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
 BUNDLED = {
     "mlp.onnx": mlp,
     "cnn.onnx": cnn,

@@ -124,6 +124,14 @@ class EvaluationError(Exception):
     """The runtime could not build or run a constant subgraph (constant folding then leaves it alone)."""
 
 
+class RunError(OnnxGraphError):
+    """onnxruntime cannot create a session for the model or run it (the message names the model)."""
+
+
+class NotFailing(OnnxGraphError):
+    """``reduce``: the check passes on the original model, so there is nothing to reduce."""
+
+
 # -- our bugs -------------------------------------------------------------------------------------------
 
 

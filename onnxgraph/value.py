@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from onnxgraph import types
+from onnxgraph import renames, types
 from onnxgraph.errors import GraphError
 
 if TYPE_CHECKING:
@@ -148,6 +148,7 @@ class Value:
             raise GraphError(
                 f"{new.name!r} cannot take over graph output {self._name!r}: it is a graph input or output"
             )
+        renames.record(self, new)
         for node, i in list(self._uses):
             node.replace_input_with(i, new)
         if g is not None and takes_output:

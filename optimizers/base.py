@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from onnxgraph import renames
 from onnxgraph.model import Model
 
 
@@ -93,6 +94,12 @@ class PassManager:
         self.on_pass = on_pass
 
     def __call__(self, model: Model) -> PipelineResult:
+        """Run the pipeline on ``model`` in place; values kept under new names are recorded in its metadata
+        (:mod:`onnxgraph.renames`)."""
+        with renames.recording(model):
+            return self._run(model)
+
+    def _run(self, model: Model) -> PipelineResult:
         summary = PipelineResult()
         for _ in range(self.max_rounds):
             summary.rounds += 1

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from onnxgraph import types
+from onnxgraph import renames, types
 from onnxgraph.convert import versions
 from onnxgraph.convert.opset import ConversionError, OpsetReport, convert_opset, default_opset
 from onnxgraph.convert.precision import DEFAULT_BLOCK_LIST, HalfReport, to_half
@@ -114,6 +114,12 @@ def convert_model(model: Model, options: ConvertOptions) -> tuple[Model, Convert
         ConversionError: a target cannot be met (the message says which and why).
         OnnxGraphError: a malformed version or an unknown option value.
     """
+    with renames.recording(model) as recorded:
+        recorded.model, report = _convert(model, options)
+    return recorded.model, report
+
+
+def _convert(model: Model, options: ConvertOptions) -> tuple[Model, ConvertReport]:
     source_opset, source_ir = default_opset(model), model.ir_version
     opset, ir_cap = _targets(model, options)
     report = ConvertReport(source_opset, opset, source_ir, source_ir)

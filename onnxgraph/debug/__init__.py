@@ -1,0 +1,1 @@
+"""Debugging tools: layer-wise comparison, intermediate values, and reducing a failing model."""
