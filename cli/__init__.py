@@ -12,6 +12,7 @@ from onnxgraph.cli.errors import CommandGroup
 from onnxgraph.cli.grad import grad
 from onnxgraph.cli.info import info
 from onnxgraph.cli.optimize import optimize
+from onnxgraph.cli.quantize import quantize
 from onnxgraph.cli.viz import viz
 
 
@@ -34,6 +35,7 @@ cli.add_command(bench)
 cli.add_command(convert)
 cli.add_command(viz)
 cli.add_command(grad)
+cli.add_command(quantize)
 
 
 def main() -> None:

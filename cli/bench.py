@@ -151,8 +151,24 @@ def bench(
         raise CheckFailed(parity_failure(result))
 
 
-def print_report(result: dict, console=None) -> None:
-    """Print a benchmark result (the dict of ``BenchReport.to_dict``) as rich tables."""
+def bench_pair(model_a: str, model_b: str, provider: str, shapes: dict, *, show_parity: bool = True,
+               console=None) -> dict:
+    """Benchmark a baseline (A) against a derived model (B) with a progress bar, print the tables (on
+    ``console``, default stdout) and return the result (what ``optimize --bench`` and ``quantize --bench`` do)."""
+    from onnxgraph.runtime.benchmark import compare_models
+
+    with progress_bar() as on_progress:
+        result = compare_models(model_a, model_b, provider=provider, input_shapes=shapes, on_progress=on_progress)
+    print_report(result, console, show_parity=show_parity)
+    return result
+
+
+def print_report(result: dict, console=None, *, show_parity: bool = True) -> None:
+    """Print a benchmark result (the dict of ``BenchReport.to_dict``) as rich tables.
+
+    ``show_parity=False`` leaves out the output parity table (for models expected to differ, such as
+    a quantized one, whose accuracy is reported otherwise).
+    """
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -179,7 +195,8 @@ def print_report(result: dict, console=None) -> None:
     comparison = result["comparison"]
     if comparison:
         console.print(_ratio_line(comparison))
-        console.print(_parity_table(comparison["parity"], Table, escape))
+        if show_parity:
+            console.print(_parity_table(comparison["parity"], Table, escape))
     env = result["environment"]
     threads = env["threads"] or "onnxruntime default"
     console.print(

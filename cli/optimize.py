@@ -69,25 +69,15 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
     summary = report.to_dict()
     _render(report, model, output)
     if run_bench:
-        summary["bench"] = _bench(model, output, provider, shapes)
+        from onnxgraph.cli.bench import bench_pair
+
+        summary["bench"] = bench_pair(model, output, provider, shapes)
     if report_json:
         write_json(summary, report_json)
     if run_bench and not summary["bench"]["comparison"]["parity"]["passed"]:
         from onnxgraph.cli.bench import parity_failure
 
         raise CheckFailed(parity_failure(summary["bench"]))
-
-
-def _bench(original: str, optimized: str, provider: str, shapes: dict) -> dict:
-    """Benchmark the original (A) against the optimized model (B) and print the tables."""
-    from onnxgraph.cli.bench import print_report, progress_bar
-    from onnxgraph.runtime.benchmark import compare_models
-
-    with progress_bar() as on_progress:
-        result = compare_models(original, optimized, provider=provider, input_shapes=shapes,
-                                on_progress=on_progress)
-    print_report(result)
-    return result
 
 
 def _render(report, model: str, output: str) -> None:
