@@ -244,14 +244,18 @@ def excluded_nodes(model: Model, patterns: Sequence[str]) -> list[str]:
 
 def _run_samples(path: str, samples: Sequence[Sample], calibration: str | None) -> list[dict[str, np.ndarray]]:
     """Outputs of the model at ``path`` for each sample (onnxruntime CPU, all optimizations)."""
+    import onnxruntime as ort
+
     from onnxgraph.runtime.sessions import create_session
 
     session = create_session(path)
     names = [o.name for o in session.get_outputs()]
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # a failure is reported in one line below, not by onnxruntime's logger too
     results = []
     for sample in samples:
         try:
-            results.append(dict(zip(names, session.run(names, sample))))
+            results.append(dict(zip(names, session.run(names, sample, quiet))))
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
             if calibration is None:
                 raise
