@@ -23,6 +23,8 @@ _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not impor
               help="Where to write the optimized model (weights in external data stay external).")
 @click.option("--passes", default=None, metavar="LIST",
               help="Comma-separated passes to run instead of the default pipeline (see docs/optimize.md).")
+@click.option("--disable", "disable", multiple=True, metavar="PASS:REWRITE",
+              help="Switch off one rewrite of a pass, e.g. noop:identity or fuse:matmul_add_to_gemm (repeatable).")
 @click.option("--no-verify", is_flag=True, help="Skip running the original and the result on onnxruntime.")
 @click.option("--report-json", type=click.Path(dir_okay=False, path_type=str), default=None, metavar="FILE",
               help="Also write the report as JSON.")
@@ -34,8 +36,8 @@ _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not impor
               help="Then benchmark the original against the result on onnxruntime (as `onnxgraph bench A B`).")
 @click.option("--provider", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Execution provider for --bench.")
-def optimize(model: str, output: str, passes: str | None, no_verify: bool, report_json: str | None,
-             size_limit: int, input_shapes: tuple[str, ...], overwrite: bool, run_bench: bool,
+def optimize(model: str, output: str, passes: str | None, disable: tuple[str, ...], no_verify: bool,
+             report_json: str | None, size_limit: int, input_shapes: tuple[str, ...], overwrite: bool, run_bench: bool,
              provider: str) -> None:
     """Optimize MODEL and write it to OUT, verified against the original on onnxruntime.
 
@@ -53,11 +55,12 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
     refuse_overwriting_input(model, output, overwrite)
     names = [p.strip() for p in passes.split(",") if p.strip()] if passes is not None else None
     shapes = parse_input_shapes(input_shapes)
+    disabled = _parse_disabled(disable)
     console = Console(stderr=True)
     try:
         with console.status("loading", spinner="dots") as status:
             optimized, report = run_optimize(model, passes=names, verify=not no_verify, size_limit=size_limit,
-                                             input_shapes=shapes, on_progress=status.update)
+                                             input_shapes=shapes, on_progress=status.update, disabled=disabled)
     except VerificationFailed as exc:
         if report_json:
             write_json(exc.report.to_dict(), report_json)
@@ -78,6 +81,17 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
         from onnxgraph.cli.bench import parity_failure
 
         raise CheckFailed(parity_failure(summary["bench"]))
+
+
+def _parse_disabled(values: tuple[str, ...]) -> dict[str, list[str]]:
+    """``("noop:identity",)`` -> ``{"noop": ["identity"]}``; names are checked by the optimizer."""
+    disabled: dict[str, list[str]] = {}
+    for text in values:
+        name, sep, rewrite = text.partition(":")
+        if not (sep and name and rewrite):
+            raise click.BadParameter(f"'{text}' is not PASS:REWRITE", param_hint="--disable")
+        disabled.setdefault(name, []).append(rewrite)
+    return disabled
 
 
 def _render(report, model: str, output: str) -> None:

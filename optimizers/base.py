@@ -64,6 +64,21 @@ class Pass:
         return PassResult(changed=any(stats.values()), stats=Counter(stats), seconds=time.perf_counter() - start)
 
 
+class PassRaised(Exception):
+    """A pass raised an exception (a bug of the pass): the pipeline treats it like a wrong rewrite.
+
+    Attributes:
+        pass_name: the pass that raised.
+        error: the exception it raised.
+    """
+
+    def __init__(self, pass_name: str, error: Exception):
+        self.pass_name = pass_name
+        self.error = error
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        super().__init__(f"pass '{pass_name}' raised {type(error).__name__}" + (f": {message}" if message else ""))
+
+
 @dataclass
 class PipelineResult:
     """Per-pass totals over all rounds of a :class:`PassManager` run."""
@@ -80,6 +95,9 @@ class PipelineResult:
 
 class PassManager:
     """Runs passes in order, repeating the whole list until nothing changes or ``max_rounds`` is hit.
+
+    An exception of a pass leaves as :class:`PassRaised`, naming the pass (the model is then half
+    rewritten and must be discarded).
 
     Args:
         passes: the pipeline.
@@ -98,7 +116,10 @@ class PassManager:
             summary.rounds += 1
             changed = False
             for p in self.passes:
-                result = p(model)
+                try:
+                    result = p(model)
+                except Exception as exc:  # noqa: BLE001 - any exception of a pass is a bug to roll back
+                    raise PassRaised(p.name, exc) from exc
                 summary.add(p.name, result)
                 if self.on_pass is not None:
                     self.on_pass(p.name, result)
