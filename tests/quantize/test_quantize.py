@@ -179,3 +179,14 @@ def test_quantized_model_loads_in_the_ir(tmp_path):
     out = tmp_path / "t.onnx"
     quantize(TRANSFORMER, out, QuantizeConfig(weights_only="int8"))
     assert sum(1 for n in onnxgraph.load(out).all_nodes() if n.op_type == "MatMulNBits") == 12
+
+
+def test_dynamic_int8_llama_style_decoder(tmp_path):
+    float_path, out = tmp_path / "decoder.onnx", tmp_path / "decoder.int8.onnx"
+    onnx.save(models.decoder(layers=2, hidden=64, heads=4, intermediate=128, vocab=256), float_path)
+    report = quantize(float_path, out, QuantizeConfig(input_shapes={"input_ids": [2, 16]}))
+    assert _ops(out).count("MatMulInteger") == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer; lm_head
+    ids = {"input_ids": np.random.default_rng(3).integers(0, 256, (1, 24), dtype=np.int64)}
+    expected, actual = _run(float_path, ids), _run(out, ids)
+    assert _cosine(expected, actual) > 0.99 and report.accuracy.outputs[0].top1 > 0.8
+    assert np.mean(expected.argmax(-1) == actual.argmax(-1)) > 0.8
