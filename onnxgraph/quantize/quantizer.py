@@ -8,19 +8,20 @@ measures the result against the float model before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 import onnxgraph
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import ModelSaveError, OnnxGraphError
 from onnxgraph.model import Model
 from onnxgraph.quantize.accuracy import AccuracyReport, measure_accuracy
 from onnxgraph.quantize.samples import Sample, SampleReader, load_samples, seeded_samples
@@ -169,6 +170,7 @@ def quantize(
 
     Raises:
         QuantizeError: settings that conflict, or a model onnxruntime cannot quantize.
+        ModelLoadError, ModelSaveError: the model cannot be read, or the output's folder does not exist.
         InputError: unusable calibration data, or ``exclude`` patterns that match no node.
         AccuracyFailed: an output's cosine similarity is below ``config.min_cosine`` (nothing written).
         VerificationFailed, VerificationUnavailable: the optimizer could not produce a correct model.
@@ -181,6 +183,9 @@ def quantize(
     config.check()
     say = on_progress or (lambda message: None)
     model, output = os.fspath(model), os.fspath(output)
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise ModelSaveError(f"{output}: folder '{folder}' does not exist")
     optimized, opt_report = optimize(model, input_shapes=config.input_shapes, on_progress=say)
     specs = specs_of(optimized)
     excluded = excluded_nodes(optimized, config.exclude)
@@ -191,7 +196,6 @@ def quantize(
         source = "seeded random inputs"
     say("running the float model")
     expected = _run_samples(model, samples, config.calibration)
-    folder = os.path.dirname(os.path.abspath(output))
     with tempfile.TemporaryDirectory(prefix=".onnxgraph-quantize-", dir=folder) as work:
         prepared = os.path.join(work, "float.onnx")
         save(optimized, prepared)
@@ -383,15 +387,16 @@ def _quantization_ops(model: Model) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-class _quiet_onnxruntime:
-    """Silence onnxruntime.quantization's logging (it warns per tensor) for the duration."""
-
-    def __enter__(self) -> None:
-        self._root = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)
-
-    def __exit__(self, *exc) -> None:
-        logging.getLogger().setLevel(self._root)
+@contextlib.contextmanager
+def _quiet_onnxruntime() -> Iterator[None]:
+    """Silence onnxruntime.quantization's logging (it warns per tensor; it logs through the root logger)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _finite(data):

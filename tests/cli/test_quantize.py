@@ -81,3 +81,19 @@ def test_dynamic_with_qdq_is_a_usage_error(tmp_path):
 def test_help_ends_with_examples():
     result = CliRunner().invoke(cli, ["quantize", "--help"])
     assert result.exit_code == 0 and "Examples:" in result.output and "--calibration images.npz" in result.output
+
+
+def test_bench_reports_the_ab_comparison_without_parity(tmp_path):
+    result = _invoke(TRANSFORMER, "-o", str(tmp_path / "t.onnx"), "--bench", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    comparison = report["bench"]["comparison"]
+    assert comparison["ratio_p50"] > 0 and len(comparison["ci95"]) == 2
+    assert [m["path"] for m in report["bench"]["models"]] == [TRANSFORMER, str(tmp_path / "t.onnx")]
+    assert "output parity" not in result.stderr  # the tables go to stderr with --json, parity left out
+    assert "p50 ratio B/A" in result.stderr
+
+
+def test_missing_output_folder_is_bad_input(tmp_path):
+    result = _invoke(TRANSFORMER, "-o", str(tmp_path / "nope" / "t.onnx"))
+    assert result.exit_code == 2 and "does not exist" in result.stderr
