@@ -25,7 +25,7 @@ from onnxgraph.errors import ModelSaveError, OnnxGraphError
 from onnxgraph.model import Model
 from onnxgraph.quantize.accuracy import AccuracyReport, measure_accuracy
 from onnxgraph.quantize.samples import Sample, SampleReader, load_samples, seeded_samples
-from onnxgraph.runtime.inputs import InputError, specs_of
+from onnxgraph.runtime.inputs import InputError, check_shapes, specs_of
 
 Progress = Callable[[str], None]
 
@@ -188,6 +188,7 @@ def quantize(
         raise ModelSaveError(f"{output}: folder '{folder}' does not exist")
     optimized, opt_report = optimize(model, input_shapes=config.input_shapes, on_progress=say)
     specs = specs_of(optimized)
+    check_shapes(specs, config.input_shapes)
     excluded = excluded_nodes(optimized, config.exclude)
     if config.calibration:
         samples, source = load_samples(config.calibration, specs), config.calibration
