@@ -209,26 +209,40 @@ def quantize(
         say("measuring accuracy")
         accuracy = measure_accuracy(expected, _run_samples(quantized, samples, None), source)
         result = onnxgraph.load(quantized)
-        report = QuantizeReport(
-            model=model,
-            output=output,
-            method=config.describe(),
-            accuracy=accuracy,
-            nodes_before=opt_report.before.nodes,
-            nodes_after=sum(1 for _ in result.all_nodes()),
-            quantized_ops=_quantization_ops(result),
-            excluded=excluded,
-            bytes_before=opt_report.before.bytes,
-            bytes_after=sum(v.const_value.nbytes for g in result.all_graphs() for v in g.initializers.values()),
-            optimize_rollbacks=[r.pass_name + (f":{r.rewrite}" if r.rewrite else "") for r in opt_report.rollbacks],
-        )
-        if not accuracy.passes(config.min_cosine):
-            report.seconds = time.perf_counter() - start
-            raise AccuracyFailed(report, config.min_cosine)
-        say("saving")
-        save(result, output, external_data="auto" if opt_report.before.external_bytes else None)
+        report = _report(model, output, config, accuracy, opt_report, result, excluded)
+        accurate = accuracy.passes(config.min_cosine)
+        if accurate:
+            say("saving")
+            save(result, output, external_data="auto" if opt_report.before.external_bytes else None)
+        del result  # its tensors map files of the temporary folder
     report.seconds = time.perf_counter() - start
+    if not accurate:
+        raise AccuracyFailed(report, config.min_cosine)
     return report
+
+
+def _report(
+    model: str,
+    output: str,
+    config: QuantizeConfig,
+    accuracy: AccuracyReport,
+    opt_report,
+    result: Model,
+    excluded: list[str],
+) -> QuantizeReport:
+    return QuantizeReport(
+        model=model,
+        output=output,
+        method=config.describe(),
+        accuracy=accuracy,
+        nodes_before=opt_report.before.nodes,
+        nodes_after=sum(1 for _ in result.all_nodes()),
+        quantized_ops=_quantization_ops(result),
+        excluded=excluded,
+        bytes_before=opt_report.before.bytes,
+        bytes_after=sum(v.const_value.nbytes for g in result.all_graphs() for v in g.initializers.values()),
+        optimize_rollbacks=[r.pass_name + (f":{r.rewrite}" if r.rewrite else "") for r in opt_report.rollbacks],
+    )
 
 
 def excluded_nodes(model: Model, patterns: Sequence[str]) -> list[str]:
