@@ -226,6 +226,40 @@ def decoder(layers: int = 2, hidden: int = 32, heads: int = 4, intermediate: int
     return model
 
 
+def repeated_layers(hidden: int = 64, layers: int = 2, classes: int = 10, seed: int = 0) -> onnx.ModelProto:
+    """An MLP ``x[batch, hidden] -> logits[batch, classes]`` whose hidden layers hold identical weights.
+
+    Reproduces an untrained ``torch.nn.TransformerEncoder`` export: the module deep-copies one layer,
+    so every layer's weights are equal (separate initializers, equal bytes, which optimization merges
+    into one), and the TorchScript exporter writes each 2-D Linear as ``Gemm(transB=1)``.
+    """
+    rng = np.random.default_rng(seed)
+    weight = (rng.standard_normal((hidden, hidden)) * hidden**-0.5).astype(np.float32)
+    bias = (rng.standard_normal(hidden) * 0.1).astype(np.float32)
+    inits, nodes, current = [], [], "x"
+    for i in range(layers):
+        w, b, out = f"layers.{i}.weight", f"layers.{i}.bias", f"/layers.{i}/Gemm_output_0"
+        inits += [numpy_helper.from_array(weight, w), numpy_helper.from_array(bias, b)]
+        nodes += [
+            helper.make_node("Gemm", [current, w, b], [out], name=f"/layers.{i}/Gemm", transB=1),
+            helper.make_node("Relu", [out], [f"/layers.{i}/Relu_output_0"], name=f"/layers.{i}/Relu"),
+        ]
+        current = f"/layers.{i}/Relu_output_0"
+    inits += [_init(rng, "head.weight", (classes, hidden), hidden**-0.5), _init(rng, "head.bias", (classes,), 0.1)]
+    nodes.append(helper.make_node("Gemm", [current, "head.weight", "head.bias"], ["logits"], name="/head/Gemm",
+                                  transB=1))
+    graph = helper.make_graph(
+        nodes,
+        "repeated_layers",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", hidden])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
+    model.ir_version = 8
+    return model
+
+
 def cnn(channels: int = 4, image: int = 8, classes: int = 10, seed: int = 0) -> onnx.ModelProto:
     """A small CNN ``x[batch, 1, image, image] -> logits[batch, classes]``: Conv, BatchNormalization,
     Relu, MaxPool, a depthwise Conv, a pointwise Conv, GlobalAveragePool, Flatten and Gemm."""

@@ -24,6 +24,7 @@ import onnxgraph
 from onnxgraph.errors import ModelSaveError, OnnxGraphError
 from onnxgraph.model import Model
 from onnxgraph.quantize.accuracy import AccuracyReport, measure_accuracy
+from onnxgraph.quantize.prepare import untie_gemm_weights
 from onnxgraph.quantize.samples import Sample, SampleReader, load_samples, seeded_samples
 from onnxgraph.runtime.inputs import InputError, check_shapes, specs_of
 
@@ -197,6 +198,8 @@ def quantize(
         source = "seeded random inputs"
     say("running the float model")
     expected = _run_samples(model, samples, config.calibration)
+    if config.mode == "dynamic" and not config.weights_only:
+        untie_gemm_weights(optimized)
     with tempfile.TemporaryDirectory(prefix=".onnxgraph-quantize-", dir=folder) as work:
         prepared = os.path.join(work, "float.onnx")
         save(optimized, prepared)

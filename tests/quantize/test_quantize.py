@@ -190,3 +190,14 @@ def test_dynamic_int8_llama_style_decoder(tmp_path):
     expected, actual = _run(float_path, ids), _run(out, ids)
     assert _cosine(expected, actual) > 0.99 and report.accuracy.outputs[0].top1 > 0.8
     assert np.mean(expected.argmax(-1) == actual.argmax(-1)) > 0.8
+
+
+def test_dynamic_quantization_survives_weights_shared_by_gemms(tmp_path):
+    # optimization merges the equal layer weights into one initializer read by two Gemm(transB=1);
+    # onnxruntime's Gemm->MatMul conversion would transpose it in place once per Gemm: twice, so not at all
+    float_path, out = tmp_path / "layers.onnx", tmp_path / "layers.int8.onnx"
+    onnx.save(models.repeated_layers(), float_path)
+    quantize(float_path, out, QuantizeConfig())
+    feeds = {"x": np.random.default_rng(4).standard_normal((8, 64)).astype(np.float32)}
+    assert _cosine(_run(float_path, feeds), _run(out, feeds)) > 0.99
+    assert _ops(out).count("MatMulInteger") == 3
