@@ -197,7 +197,15 @@ def quantize(
         samples = seeded_samples(specs, config.samples, shapes=config.input_shapes, seed=config.seed)
         source = "seeded random inputs"
     say("running the float model")
-    expected = _run_samples(model, samples, config.calibration)
+    try:
+        expected = _run_samples(model, samples)
+    except _RunFailed as exc:
+        if config.calibration:
+            raise InputError(f"{config.calibration}: the model does not run on this data: {exc}") from None
+        raise InputError(
+            f"{model}: the model does not run on seeded random inputs (dynamic dimensions 1; "
+            f"give sizes with --input-shape): {exc}"
+        ) from None
     if config.mode == "dynamic" and not config.weights_only:
         untie_gemm_weights(optimized)
     with tempfile.TemporaryDirectory(prefix=".onnxgraph-quantize-", dir=folder) as work:
@@ -210,7 +218,10 @@ def quantize(
         quantized = os.path.join(work, "quantized.onnx")
         _quantize(inferred, quantized, config, samples, excluded)
         say("measuring accuracy")
-        accuracy = measure_accuracy(expected, _run_samples(quantized, samples, None), source)
+        try:
+            accuracy = measure_accuracy(expected, _run_samples(quantized, samples), source)
+        except _RunFailed as exc:
+            raise QuantizeError(f"the quantized model does not run on onnxruntime: {exc}") from None
         result = onnxgraph.load(quantized)
         report = _report(model, output, config, accuracy, opt_report, result, excluded)
         accurate = accuracy.passes(config.min_cosine)
@@ -264,8 +275,16 @@ def excluded_nodes(model: Model, patterns: Sequence[str]) -> list[str]:
     return found
 
 
-def _run_samples(path: str, samples: Sequence[Sample], calibration: str | None) -> list[dict[str, np.ndarray]]:
-    """Outputs of the model at ``path`` for each sample (onnxruntime CPU, all optimizations)."""
+class _RunFailed(Exception):
+    """onnxruntime failed to run a sample (the message is its first line)."""
+
+
+def _run_samples(path: str, samples: Sequence[Sample]) -> list[dict[str, np.ndarray]]:
+    """Outputs of the model at ``path`` for each sample (onnxruntime CPU, all optimizations).
+
+    Raises:
+        _RunFailed: a sample does not run.
+    """
     import onnxruntime as ort
 
     from onnxgraph.runtime.sessions import create_session
@@ -279,9 +298,7 @@ def _run_samples(path: str, samples: Sequence[Sample], calibration: str | None) 
         try:
             results.append(dict(zip(names, session.run(names, sample, quiet))))
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
-            if calibration is None:
-                raise
-            raise InputError(f"{calibration}: the model does not run on this data: {_first_line(exc)}") from None
+            raise _RunFailed(_first_line(exc)) from exc
     return results
 
 

@@ -97,3 +97,23 @@ def test_bench_reports_the_ab_comparison_without_parity(tmp_path):
 def test_missing_output_folder_is_bad_input(tmp_path):
     result = _invoke(TRANSFORMER, "-o", str(tmp_path / "nope" / "t.onnx"))
     assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
+def test_model_not_running_on_seeded_inputs_names_input_shape(tmp_path):
+    import onnx.parser
+
+    source = tmp_path / "fixed.onnx"
+    onnx.save(
+        onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[N, 3] x) => (float[2, 3] y)
+          <int64[2] shape = {2, 3}, float[3, 3] w = {1, 0, 0, 0, 1, 0, 0, 0, 1}> {
+            m = MatMul(x, w)
+            y = Reshape(m, shape)
+        }"""),
+        source,
+    )
+    result = _invoke(str(source), "-o", str(tmp_path / "q.onnx"))
+    assert result.exit_code == 2, result.output
+    assert "does not run on seeded random inputs" in result.stderr and "--input-shape" in result.stderr
+    assert _invoke(str(source), "-o", str(tmp_path / "q.onnx"), "--input-shape", "x=2,3").exit_code == 0
