@@ -212,11 +212,12 @@ def quantize(
         prepared = os.path.join(work, "float.onnx")
         save(optimized, prepared)
         del optimized
-        say("shape inference")
-        inferred = _infer_shapes(prepared, os.path.join(work, "inferred.onnx"))
-        say(f"quantizing ({config.describe()})")
         quantized = os.path.join(work, "quantized.onnx")
-        _quantize(inferred, quantized, config, samples, excluded)
+        with _onnxruntime_quantizer(work):
+            say("shape inference")
+            inferred = _infer_shapes(prepared, os.path.join(work, "inferred.onnx"))
+            say(f"quantizing ({config.describe()})")
+            _quantize(inferred, quantized, config, samples, excluded)
         say("measuring accuracy")
         try:
             accuracy = measure_accuracy(expected, _run_samples(quantized, samples), source)
@@ -315,14 +316,13 @@ def _infer_shapes(source: str, target: str) -> str:
         all_tensors_to_one_file=True,
         external_data_location=os.path.basename(target) + ".data",
     )
-    with _quiet_onnxruntime():
+    try:
+        quant_pre_process(source, target, **options)
+    except Exception:  # noqa: BLE001 - symbolic shape inference gives up on some models
         try:
-            quant_pre_process(source, target, **options)
-        except Exception:  # noqa: BLE001 - symbolic shape inference gives up on some models
-            try:
-                quant_pre_process(source, target, skip_symbolic_shape=True, **options)
-            except Exception as exc:  # noqa: BLE001
-                raise QuantizeError(f"shape inference failed before quantization: {_first_line(exc)}") from exc
+            quant_pre_process(source, target, skip_symbolic_shape=True, **options)
+        except Exception as exc:  # noqa: BLE001
+            raise QuantizeError(f"shape inference failed before quantization: {_first_line(exc)}") from exc
     return target
 
 
@@ -333,32 +333,31 @@ def _quantize(source: str, target: str, config: QuantizeConfig, samples: Sequenc
     external = os.path.exists(source + ".data")
     fmt = QuantFormat.QDQ if config.quant_format == "qdq" else QuantFormat.QOperator
     try:
-        with _quiet_onnxruntime():
-            if config.weights_only:
-                _quantize_weights(source, target, WEIGHT_ONLY[config.weights_only], fmt, excluded, external)
-            elif config.mode == "dynamic":
-                quantize_dynamic(
-                    source,
-                    target,
-                    per_channel=config.per_channel,
-                    weight_type=QuantType.QInt8,
-                    nodes_to_exclude=excluded,
-                    use_external_data_format=external,
-                )
-            else:
-                # u8 activations with s8 weights: the combination onnxruntime's x86 kernels run fastest.
-                quantize_static(
-                    source,
-                    target,
-                    SampleReader(samples),
-                    quant_format=fmt,
-                    per_channel=config.per_channel,
-                    activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
-                    nodes_to_exclude=excluded,
-                    use_external_data_format=external,
-                    calibrate_method=CalibrationMethod.MinMax,
-                )
+        if config.weights_only:
+            _quantize_weights(source, target, WEIGHT_ONLY[config.weights_only], fmt, excluded, external)
+        elif config.mode == "dynamic":
+            quantize_dynamic(
+                source,
+                target,
+                per_channel=config.per_channel,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+                use_external_data_format=external,
+            )
+        else:
+            # u8 activations with s8 weights: the combination onnxruntime's x86 kernels run fastest.
+            quantize_static(
+                source,
+                target,
+                SampleReader(samples),
+                quant_format=fmt,
+                per_channel=config.per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+                use_external_data_format=external,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
     except OnnxGraphError:
         raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime's quantizer raises anything from asserts on
@@ -423,15 +422,19 @@ def _quantization_ops(model: Model) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def _quiet_onnxruntime() -> Iterator[None]:
-    """Silence onnxruntime.quantization's logging (it warns per tensor; it logs through the root logger)."""
+def _onnxruntime_quantizer(folder: str) -> Iterator[None]:
+    """Settings around onnxruntime's quantizer: its temporary model copies (whole models: gigabytes
+    for large ones) go to ``folder`` instead of the system's temporary folder, and its logging, which
+    warns per tensor through the root logger, is silenced."""
     root = logging.getLogger()
-    level = root.level
+    level, tempdir = root.level, tempfile.tempdir
     root.setLevel(logging.ERROR)
+    tempfile.tempdir = folder
     try:
         yield
     finally:
         root.setLevel(level)
+        tempfile.tempdir = tempdir
 
 
 def _finite(data):

@@ -201,3 +201,25 @@ def test_dynamic_quantization_survives_weights_shared_by_gemms(tmp_path):
     feeds = {"x": np.random.default_rng(4).standard_normal((8, 64)).astype(np.float32)}
     assert _cosine(_run(float_path, feeds), _run(out, feeds)) > 0.99
     assert _ops(out).count("MatMulInteger") == 3
+
+
+def test_onnxruntime_temporary_files_stay_beside_the_output(tmp_path, monkeypatch):
+    import tempfile
+
+    made: list[str] = []
+    mkdtemp = tempfile.mkdtemp
+
+    def spy(suffix=None, prefix=None, dir=None):
+        made.append(os.path.abspath(dir or tempfile.gettempdir()))
+        return mkdtemp(suffix, prefix, dir)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", spy)
+    float_path, data = tmp_path / "cnn.onnx", tmp_path / "calib.npz"
+    out = tmp_path / "out" / "cnn.qdq.onnx"
+    out.parent.mkdir()
+    onnx.save(models.cnn(channels=8, image=16, seed=1), float_path)
+    np.savez(data, x=np.random.default_rng(0).standard_normal((4, 1, 16, 16)).astype(np.float32))
+    quantize(float_path, out, QuantizeConfig(mode="static", calibration=os.fspath(data), min_cosine=0.9))
+    assert len(made) >= 3  # ours, quant_pre_process's, quantize_static's
+    assert all(d.startswith(os.fspath(out.parent)) for d in made), made
+    assert os.listdir(out.parent) == ["cnn.qdq.onnx"]
