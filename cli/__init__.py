@@ -13,6 +13,7 @@ from onnxgraph.cli.errors import CommandGroup, raise_on_termination
 from onnxgraph.cli.grad import grad
 from onnxgraph.cli.info import info
 from onnxgraph.cli.optimize import optimize
+from onnxgraph.cli.quantize import quantize
 from onnxgraph.cli.reduce import reduce
 from onnxgraph.cli.values import values
 from onnxgraph.cli.viz import viz
@@ -42,6 +43,7 @@ cli.add_command(grad)
 cli.add_command(compare)
 cli.add_command(reduce)
 cli.add_command(values)
+cli.add_command(quantize)
 
 
 def main() -> None:

@@ -147,8 +147,21 @@ def bench(
         raise CheckFailed(parity_failure(result))
 
 
-def print_report(result: dict, console=None) -> None:
-    """Print a benchmark result (the dict of ``BenchReport.to_dict``) as rich tables."""
+def bench_pair(model_a: str, model_b: str, provider: str, shapes: dict) -> dict:
+    """Benchmark a baseline (A) against a derived model (B) with a progress bar and return the result
+    (what ``optimize --bench`` and ``quantize --bench`` do; :func:`print_report` shows it)."""
+    from onnxgraph.runtime.benchmark import compare_models
+
+    with progress_bar() as on_progress:
+        return compare_models(model_a, model_b, provider=provider, input_shapes=shapes, on_progress=on_progress)
+
+
+def print_report(result: dict, console=None, *, show_parity: bool = True) -> None:
+    """Print a benchmark result (the dict of ``BenchReport.to_dict``) as rich tables.
+
+    ``show_parity=False`` leaves out the output parity table (for models expected to differ, such as
+    a quantized one, whose accuracy is reported otherwise).
+    """
     from rich.table import Table
 
     from onnxgraph.cli.output import escape
@@ -175,7 +188,8 @@ def print_report(result: dict, console=None) -> None:
     comparison = result["comparison"]
     if comparison:
         console.print(_ratio_line(comparison))
-        console.print(_parity_table(comparison["parity"], Table, escape))
+        if show_parity:
+            console.print(_parity_table(comparison["parity"], Table, escape))
     env = result["environment"]
     threads = env["threads"] or "onnxruntime default"
     console.print(

@@ -31,6 +31,8 @@ _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not impor
               help="Where to write the optimized model (weights in external data stay external).")
 @click.option("--passes", default=None, metavar="LIST",
               help="Comma-separated passes to run instead of the default pipeline (see docs/optimize.md).")
+@click.option("--disable", "disable", multiple=True, metavar="PASS:REWRITE",
+              help="Switch off one rewrite of a pass, e.g. noop:identity or fuse:matmul_add_to_gemm (repeatable).")
 @click.option("--no-verify", is_flag=True, help="Skip running the original and the result on onnxruntime.")
 @json_output("--report-json")
 @click.option("--size-limit", type=click.IntRange(min=0), default=_DEFAULT_SIZE_LIMIT, show_default=True,
@@ -42,9 +44,9 @@ _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not impor
               help="Then benchmark the original against the result on onnxruntime (as `onnxgraph bench A B`).")
 @click.option("--provider", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Execution provider for --bench.")
-def optimize(model: str, output: str, passes: str | None, no_verify: bool, as_json: str | None,
-             size_limit: int, input_shapes: tuple[str, ...], overwrite: bool, allow_outside: bool,
-             run_bench: bool, provider: str) -> None:
+def optimize(model: str, output: str, passes: str | None, disable: tuple[str, ...], no_verify: bool,
+             as_json: str | None, size_limit: int, input_shapes: tuple[str, ...], overwrite: bool,
+             allow_outside: bool, run_bench: bool, provider: str) -> None:
     """Optimize MODEL and write it to OUT, verified against the original on onnxruntime.
 
     Exits 0 with a warning when a pass had to be rolled back to keep the outputs correct, and 1
@@ -63,11 +65,12 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, as_js
                   overwrite=overwrite)
     names = [p.strip() for p in passes.split(",") if p.strip()] if passes is not None else None
     shapes = parse_input_shapes(input_shapes)
+    disabled = _parse_disabled(disable)
     console = Console(stderr=True)
     try:
         with console.status("loading", spinner="dots") as status:
             optimized, report = run_optimize(model, passes=names, verify=not no_verify, size_limit=size_limit,
-                                             input_shapes=shapes, on_progress=status.update,
+                                             input_shapes=shapes, on_progress=status.update, disabled=disabled,
                                              allow_external_data_outside=allow_outside)
     except VerificationFailed as exc:
         if as_json:
@@ -80,7 +83,9 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, as_js
     summary = report.to_dict()
     _warn_rollbacks(report)
     if run_bench:
-        summary["bench"] = _bench(model, output, provider, shapes)
+        from onnxgraph.cli.bench import bench_pair
+
+        summary["bench"] = bench_pair(model, output, provider, shapes)
     emit(summary, as_json, lambda: _render(report, model, output, summary.get("bench")))
     if run_bench and not summary["bench"]["comparison"]["parity"]["passed"]:
         from onnxgraph.cli.bench import parity_failure
@@ -88,13 +93,15 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, as_js
         raise CheckFailed(parity_failure(summary["bench"]))
 
 
-def _bench(original: str, optimized: str, provider: str, shapes: dict) -> dict:
-    """Benchmark the original (A) against the optimized model (B)."""
-    from onnxgraph.cli.bench import progress_bar
-    from onnxgraph.runtime.benchmark import compare_models
-
-    with progress_bar() as on_progress:
-        return compare_models(original, optimized, provider=provider, input_shapes=shapes, on_progress=on_progress)
+def _parse_disabled(values: tuple[str, ...]) -> dict[str, list[str]]:
+    """``("noop:identity",)`` -> ``{"noop": ["identity"]}``; names are checked by the optimizer."""
+    disabled: dict[str, list[str]] = {}
+    for text in values:
+        name, sep, rewrite = text.partition(":")
+        if not (sep and name and rewrite):
+            raise click.BadParameter(f"'{text}' is not PASS:REWRITE", param_hint="--disable")
+        disabled.setdefault(name, []).append(rewrite)
+    return disabled
 
 
 def _warn_rollbacks(report) -> None:

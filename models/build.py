@@ -153,6 +153,113 @@ def transformer(layers: int = 2, hidden: int = 32, heads: int = 4, vocab: int = 
     return model
 
 
+def decoder(layers: int = 2, hidden: int = 32, heads: int = 4, intermediate: int = 64, vocab: int = 100,
+            max_positions: int = 64, seed: int = 0) -> onnx.ModelProto:
+    """A llama-style decoder as torch.onnx exports it, with symbolic ``batch`` and ``sequence``.
+
+    ``input_ids[batch, sequence]`` (int64) gives ``logits[batch, sequence, vocab]``: RMSNorm written
+    out (Pow, ReduceMean, Add, Sqrt, Div, Mul), rotary position embedding from cos/sin tables sliced
+    to the sequence (rotate-half through Slice, Neg and Concat), a causal mask sliced from a constant
+    table, bias-free projections, a SwiGLU MLP (x * Sigmoid(x) gate) and an untied lm_head.
+    ``decoder(12, 768, 12, 2048, 32000, 512)`` is about 134M parameters.
+    """
+    g = _Exporter(np.random.default_rng(seed))
+    head_dim = hidden // heads
+    half = head_dim // 2
+    inv_freq = 1.0 / (10000.0 ** (np.arange(0, half, dtype=np.float64) / half))
+    angles = np.outer(np.arange(max_positions), inv_freq)
+    angles = np.concatenate([angles, angles], axis=-1)
+    for name, table in (("rotary.cos", np.cos(angles)), ("rotary.sin", np.sin(angles)),
+                        ("causal_mask", np.triu(np.full((max_positions, max_positions), -1e9), k=1))):
+        g.inits.append(numpy_helper.from_array(table.astype(np.float32), name))
+    seq = g.dim("input_ids", 1)
+    zero, one = g.const(np.array([0], np.int64)), g.const(np.array([1], np.int64))
+    cos = g.op("Slice", ["rotary.cos", zero, seq, zero])
+    sin = g.op("Slice", ["rotary.sin", zero, seq, zero])
+    mask = g.op("Slice", [g.op("Slice", ["causal_mask", zero, seq, zero]), zero, seq, one])
+
+    def rms_norm(x: str, prefix: str) -> str:
+        g.inits.append(numpy_helper.from_array(np.ones(hidden, np.float32), f"{prefix}.weight"))
+        variance = g.op("ReduceMean", [g.op("Pow", [x, g.const(np.array(2.0, np.float32))])], axes=[-1], keepdims=1)
+        rms = g.op("Sqrt", [g.op("Add", [variance, g.const(np.array(1e-6, np.float32))])])
+        return g.op("Mul", [f"{prefix}.weight", g.op("Div", [x, rms])])
+
+    def proj(x: str, prefix: str, n_in: int, n_out: int) -> str:
+        return g.op("MatMul", [x, g.weight(f"{prefix}.weight", (n_in, n_out), (1.0 / n_in) ** 0.5)])
+
+    def rotary(x: str) -> str:
+        start, middle, end = (g.const(np.array([i], np.int64)) for i in (0, half, np.iinfo(np.int64).max))
+        first = g.op("Slice", [x, start, middle, g.const(np.array([3], np.int64))])
+        second = g.op("Slice", [x, middle, end, g.const(np.array([3], np.int64))])
+        rotated = g.op("Concat", [g.op("Neg", [second]), first], axis=-1)
+        return g.op("Add", [g.op("Mul", [x, cos]), g.op("Mul", [rotated, sin])])
+
+    x = g.op("Gather", [g.weight("model.embed_tokens.weight", (vocab, hidden), 0.02), "input_ids"])
+    for i in range(layers):
+        p = f"model.layers.{i}"
+        h = rms_norm(x, f"{p}.input_layernorm")
+        q = rotary(g.heads(proj(h, f"{p}.self_attn.q_proj", hidden, hidden), heads, head_dim))
+        k = rotary(g.heads(proj(h, f"{p}.self_attn.k_proj", hidden, hidden), heads, head_dim))
+        v = g.heads(proj(h, f"{p}.self_attn.v_proj", hidden, hidden), heads, head_dim)
+        scores = g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 1, 3, 2])])
+        scores = g.op("Add", [g.op("Div", [scores, g.const(np.array(head_dim**0.5, np.float32))]), mask])
+        context = g.op("Transpose", [g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])], perm=[0, 2, 1, 3])
+        merged = g.op("Concat", [g.dim(context, 0), g.dim(context, 1), g.const(np.array([hidden], np.int64))],
+                      axis=0)
+        x = g.op("Add", [x, proj(g.op("Reshape", [context, merged]), f"{p}.self_attn.o_proj", hidden, hidden)])
+        h = rms_norm(x, f"{p}.post_attention_layernorm")
+        gate = proj(h, f"{p}.mlp.gate_proj", hidden, intermediate)
+        up = proj(h, f"{p}.mlp.up_proj", hidden, intermediate)
+        act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])
+        x = g.op("Add", [x, proj(act, f"{p}.mlp.down_proj", intermediate, hidden)])
+    logits = proj(rms_norm(x, "model.norm"), "lm_head", hidden, vocab)
+    g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="/output/Identity"))
+    graph = helper.make_graph(
+        g.nodes,
+        "decoder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "sequence", vocab])],
+        g.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
+    model.ir_version = 8
+    return model
+
+
+def repeated_layers(hidden: int = 64, layers: int = 2, classes: int = 10, seed: int = 0) -> onnx.ModelProto:
+    """An MLP ``x[batch, hidden] -> logits[batch, classes]`` whose hidden layers hold identical weights.
+
+    Reproduces an untrained ``torch.nn.TransformerEncoder`` export: the module deep-copies one layer,
+    so every layer's weights are equal (separate initializers, equal bytes, which optimization merges
+    into one), and the TorchScript exporter writes each 2-D Linear as ``Gemm(transB=1)``.
+    """
+    rng = np.random.default_rng(seed)
+    weight = (rng.standard_normal((hidden, hidden)) * hidden**-0.5).astype(np.float32)
+    bias = (rng.standard_normal(hidden) * 0.1).astype(np.float32)
+    inits, nodes, current = [], [], "x"
+    for i in range(layers):
+        w, b, out = f"layers.{i}.weight", f"layers.{i}.bias", f"/layers.{i}/Gemm_output_0"
+        inits += [numpy_helper.from_array(weight, w), numpy_helper.from_array(bias, b)]
+        nodes += [
+            helper.make_node("Gemm", [current, w, b], [out], name=f"/layers.{i}/Gemm", transB=1),
+            helper.make_node("Relu", [out], [f"/layers.{i}/Relu_output_0"], name=f"/layers.{i}/Relu"),
+        ]
+        current = f"/layers.{i}/Relu_output_0"
+    inits += [_init(rng, "head.weight", (classes, hidden), hidden**-0.5), _init(rng, "head.bias", (classes,), 0.1)]
+    nodes.append(helper.make_node("Gemm", [current, "head.weight", "head.bias"], ["logits"], name="/head/Gemm",
+                                  transB=1))
+    graph = helper.make_graph(
+        nodes,
+        "repeated_layers",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", hidden])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
+    model.ir_version = 8
+    return model
+
+
 def cnn(channels: int = 4, image: int = 8, classes: int = 10, seed: int = 0) -> onnx.ModelProto:
     """A small CNN ``x[batch, 1, image, image] -> logits[batch, classes]``: Conv, BatchNormalization,
     Relu, MaxPool, a depthwise Conv, a pointwise Conv, GlobalAveragePool, Flatten and Gemm."""
@@ -197,6 +304,67 @@ def cnn(channels: int = 4, image: int = 8, classes: int = 10, seed: int = 0) -> 
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="onnxgraph")
+    model.ir_version = 8
+    return model
+
+
+def resnet18(classes: int = 1000, image: int = 224, width: int = 64, seed: int = 0) -> onnx.ModelProto:
+    """ResNet-18 as torchvision exports it: ``x[batch, 3, image, image] -> logits[batch, classes]``.
+
+    A 7x7 stride-2 Conv, BatchNormalization, Relu and MaxPool stem; four stages of two basic blocks
+    (3x3 Convs with BatchNormalization, a 1x1 stride-2 Conv on the shortcut where the shape changes);
+    GlobalAveragePool, Flatten and Gemm. Weights are He-initialized and BatchNormalization carries
+    random statistics, so folding it changes the weights. ``width`` scales the channels (64: ResNet-18).
+    """
+    rng = np.random.default_rng(seed)
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+
+    def conv_bn(x: str, name: str, c_in: int, c_out: int, kernel: int, stride: int, relu: bool) -> str:
+        inits.append(_init(rng, f"{name}.weight", (c_out, c_in, kernel, kernel), (2.0 / (c_in * kernel**2)) ** 0.5))
+        inits.extend([
+            numpy_helper.from_array((1 + 0.1 * rng.standard_normal(c_out)).astype(np.float32), f"{name}.bn.scale"),
+            numpy_helper.from_array((0.1 * rng.standard_normal(c_out)).astype(np.float32), f"{name}.bn.bias"),
+            numpy_helper.from_array((0.1 * rng.standard_normal(c_out)).astype(np.float32), f"{name}.bn.mean"),
+            numpy_helper.from_array(rng.uniform(0.5, 1.5, c_out).astype(np.float32), f"{name}.bn.var"),
+        ])
+        pad = kernel // 2
+        nodes.append(helper.make_node("Conv", [x, f"{name}.weight"], [f"{name}.conv"], name=f"{name}.conv",
+                                      kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[pad] * 4))
+        bn_inputs = [f"{name}.conv"] + [f"{name}.bn.{p}" for p in ("scale", "bias", "mean", "var")]
+        nodes.append(helper.make_node("BatchNormalization", bn_inputs, [f"{name}.bn"], name=f"{name}.bn"))
+        if not relu:
+            return f"{name}.bn"
+        nodes.append(helper.make_node("Relu", [f"{name}.bn"], [f"{name}.relu"], name=f"{name}.relu"))
+        return f"{name}.relu"
+
+    x = conv_bn("x", "conv1", 3, width, 7, 2, relu=True)
+    nodes.append(helper.make_node("MaxPool", [x], ["maxpool"], name="maxpool", kernel_shape=[3, 3], strides=[2, 2],
+                                  pads=[1, 1, 1, 1]))
+    x, c_in = "maxpool", width
+    for stage, c_out in enumerate((width, 2 * width, 4 * width, 8 * width), start=1):
+        for block in range(2):
+            name, stride = f"layer{stage}.{block}", 2 if stage > 1 and block == 0 else 1
+            h = conv_bn(x, f"{name}.conv1", c_in, c_out, 3, stride, relu=True)
+            h = conv_bn(h, f"{name}.conv2", c_out, c_out, 3, 1, relu=False)
+            shortcut = conv_bn(x, f"{name}.downsample", c_in, c_out, 1, stride, relu=False) if stride > 1 else x
+            nodes.append(helper.make_node("Add", [h, shortcut], [f"{name}.add"], name=f"{name}.add"))
+            nodes.append(helper.make_node("Relu", [f"{name}.add"], [f"{name}.out"], name=f"{name}.out"))
+            x, c_in = f"{name}.out", c_out
+    inits += [_init(rng, "fc.weight", (classes, c_in), (1.0 / c_in) ** 0.5), _init(rng, "fc.bias", (classes,), 0.01)]
+    nodes += [
+        helper.make_node("GlobalAveragePool", [x], ["avgpool"], name="avgpool"),
+        helper.make_node("Flatten", ["avgpool"], ["flatten"], name="flatten"),
+        helper.make_node("Gemm", ["flatten", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "resnet18",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, image, image])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
     model.ir_version = 8
     return model
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from onnxgraph.optimizers.pipeline import OptimizeReport
+    from onnxgraph.quantize.quantizer import QuantizeReport
 
 _ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
 
@@ -132,6 +133,23 @@ class NotFailing(OnnxGraphError):
     """``reduce``: the check passes on the original model, so there is nothing to reduce."""
 
 
+class QuantizeError(OnnxGraphError):
+    """Quantization cannot be done as asked: conflicting settings or a model onnxruntime cannot quantize."""
+
+
+class AccuracyFailed(OnnxGraphError):
+    """The quantized model is further from the float model than ``min_cosine`` allows (nothing written).
+
+    Args:
+        report: the quantization report (a ``QuantizeReport``), whose accuracy says what differed.
+        min_cosine: the threshold that was missed.
+    """
+
+    def __init__(self, report: QuantizeReport, min_cosine: float):
+        self.report = report
+        super().__init__(report.accuracy.describe_failure(min_cosine))
+
+
 # -- our bugs -------------------------------------------------------------------------------------------
 
 
@@ -143,6 +161,21 @@ class GraphError(InternalError):
     """An IR invariant would break: a pass removed a node still in use, inserted a node of another graph,
     created a cycle, or renamed the graph's interface. Malformed *input* graphs raise
     :class:`MalformedGraphError` instead."""
+
+
+class PassRaised(InternalError):
+    """A pass raised an exception (a bug of the pass): the pipeline treats it like a wrong rewrite.
+
+    Attributes:
+        pass_name: the pass that raised.
+        error: the exception it raised.
+    """
+
+    def __init__(self, pass_name: str, error: Exception):
+        self.pass_name = pass_name
+        self.error = error
+        message = one_line(error) if str(error).strip() else ""
+        super().__init__(f"pass '{pass_name}' raised {type(error).__name__}" + (f": {message}" if message else ""))
 
 
 # -- interrupts -----------------------------------------------------------------------------------------

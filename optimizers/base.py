@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from onnxgraph import renames
+from onnxgraph.errors import PassRaised
 from onnxgraph.model import Model
 
 
@@ -82,6 +83,9 @@ class PipelineResult:
 class PassManager:
     """Runs passes in order, repeating the whole list until nothing changes or ``max_rounds`` is hit.
 
+    An exception of a pass leaves as :class:`PassRaised`, naming the pass (the model is then half
+    rewritten and must be discarded).
+
     Args:
         passes: the pipeline.
         max_rounds: the step limit.
@@ -105,7 +109,10 @@ class PassManager:
             summary.rounds += 1
             changed = False
             for p in self.passes:
-                result = p(model)
+                try:
+                    result = p(model)
+                except Exception as exc:  # noqa: BLE001 - any exception of a pass is a bug to roll back
+                    raise PassRaised(p.name, exc) from exc
                 summary.add(p.name, result)
                 if self.on_pass is not None:
                     self.on_pass(p.name, result)

@@ -30,7 +30,7 @@ output, the node stays):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import onnx
@@ -96,8 +96,29 @@ _FULL_RANGE_END = 2**31 - 1  # Slice ends at or above this reach past any real d
 class NoOpElimination(Pass):
     __doc__ = __doc__
     name = "noop"
+    rewrites = (
+        "identity",
+        "dropout",
+        "cast",
+        "cast_pair",
+        "reshape",
+        "reshape_pair",
+        "flatten",
+        "squeeze",
+        "squeeze_unsqueeze_pair",
+        "unsqueeze",
+        "expand",
+        "transpose",
+        "transpose_pair",
+        "pad",
+        "slice",
+        "split",
+        "concat",
+        "arithmetic",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, disabled: Iterable[str] = ()) -> None:
+        super().__init__(disabled=disabled)
         self._editor: GraphEditor | None = None
         self._opset = 0
         self._cases: dict[str, list[tuple[str, Callable[[Node], bool]]]] = {
@@ -149,7 +170,7 @@ class NoOpElimination(Pass):
         while progress and node.graph is graph:
             progress = False
             for case, attempt in self._cases.get(node.op_type, ()):
-                if attempt(node):
+                if self.allows(case) and attempt(node):
                     stats[case] += 1
                     progress = True
                     break

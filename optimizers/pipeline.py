@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import onnx
 
 import onnxgraph
-from onnxgraph.errors import VerificationFailed
+from onnxgraph.errors import OnnxGraphError, PassRaised, VerificationFailed
 from onnxgraph.model import Model
 from onnxgraph.optimizers.base import PassManager, PipelineResult
 from onnxgraph.optimizers.fold import DEFAULT_SIZE_LIMIT
@@ -52,7 +52,8 @@ class PassReport:
 
 @dataclass
 class Rollback:
-    """A pass, or one rewrite of it, dropped because the model it produced failed verification."""
+    """A pass, or one rewrite of it, dropped because the model it produced failed verification or
+    because it raised an exception."""
 
     pass_name: str
     rewrite: str | None
@@ -95,13 +96,15 @@ def optimize(
     on_progress: Progress | None = None,
     max_rounds: int = 8,
     allow_external_data_outside: bool = False,
+    disabled: Mapping[str, Iterable[str]] | None = None,
 ) -> tuple[Model, OptimizeReport]:
     """Optimize a model and check that it still computes the same outputs.
 
     With ``verify`` (the default), the original and the optimized model run on onnxruntime CPU
     with the same seeded random inputs. On a mismatch the pipeline is bisected to the offending
-    pass and, inside it, the offending rewrite; that is switched off and the pipeline rerun. The
-    report lists every rollback with its reason.
+    pass and, inside it, the offending rewrite; that is switched off and the pipeline rerun. A pass
+    that raises an exception is handled the same way, with or without ``verify``. The report lists
+    every rollback with its reason.
 
     Args:
         model: an IR model (left untouched), a path, serialized bytes or a ModelProto.
@@ -114,6 +117,7 @@ def optimize(
         max_rounds: the pipeline repeats until nothing changes, at most this often.
         allow_external_data_outside: load a model path whose external data lies outside its folder or
             behind symbolic links (see :func:`onnxgraph.load`; unsafe for models from others).
+        disabled: rewrite cases to switch off from the start, by pass name (``{"noop": ["identity"]}``).
 
     Returns:
         ``(optimized model, report)``; check ``report.ok`` before using the model when verifying.
@@ -121,7 +125,7 @@ def optimize(
     Raises:
         VerificationFailed: verification fails even with every pass rolled back.
         InputError: ``input_shapes`` names an input the model does not have, or does not fit it.
-        OnnxGraphError: an unknown pass name, or a model that cannot be loaded.
+        OnnxGraphError: an unknown pass or rewrite name, or a model that cannot be loaded.
     """
     start = time.perf_counter()
     say = on_progress or (lambda message: None)
@@ -134,6 +138,7 @@ def optimize(
     build_pipeline(names)  # unknown names fail before any work
     if input_shapes:
         check_shapes(specs_of(original), input_shapes)
+    disabled = _checked_disabled(disabled or {})
     report = OptimizeReport(before=ModelStats.of(original), after=ModelStats.of(original), pipeline=names,
                             verified=verify)
     verifier = None
@@ -141,22 +146,26 @@ def optimize(
         say("running the original model")
         # onnxruntime refuses external data outside the model's folder: run the loaded copy instead
         verifier = Verifier(original if allow_external_data_outside else source, original, input_shapes=input_shapes)
-    disabled: dict[str, set[str]] = {}
     active = list(names)
     candidate = original  # the first run rewrites the loaded copy itself; reruns start from fresh copies
     while True:
-        result = _run(candidate, active, disabled, size_limit, max_rounds, say)
-        if verifier is None:
-            break
-        say("verifying")
-        verification = verifier.check(candidate)
-        report.verification = verification
-        if verification.passed:
-            break
-        if not active:
-            raise VerificationFailed(report)
-        rollback = _bisect(fresh, verifier, active, disabled, size_limit, max_rounds, say)
-        rollback.reason = verification.describe() if not rollback.reason else rollback.reason
+        try:
+            result = _run(candidate, active, disabled, size_limit, max_rounds, say)
+        except PassRaised as exc:  # the half-rewritten candidate is dropped below
+            failure, culprit = str(exc), exc.pass_name
+        else:
+            if verifier is None:
+                break
+            say("verifying")
+            verification = verifier.check(candidate)
+            report.verification = verification
+            if verification.passed:
+                break
+            if not active:
+                raise VerificationFailed(report)
+            failure, culprit = verification.describe(), None
+        rollback = _bisect(fresh, verifier, active, disabled, size_limit, max_rounds, say, culprit=culprit)
+        rollback.reason = rollback.reason or failure
         report.rollbacks.append(rollback)
         if rollback.rewrite is None:
             active.remove(rollback.pass_name)
@@ -169,6 +178,21 @@ def optimize(
     report.after = ModelStats.of(candidate)
     report.seconds = time.perf_counter() - start
     return candidate, report
+
+
+def _checked_disabled(disabled: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
+    """``disabled`` as sets, every pass and rewrite name checked against the registry."""
+    available = registered_passes()
+    checked: dict[str, set[str]] = {}
+    for name, rewrites in disabled.items():
+        if name not in available:
+            raise OnnxGraphError(f"unknown pass '{name}' (known: {', '.join(sorted(available))})")
+        for rewrite in rewrites:
+            if rewrite not in available[name].rewrites:
+                known = ", ".join(available[name].rewrites) or "none"
+                raise OnnxGraphError(f"pass '{name}' has no rewrite '{rewrite}' (its rewrites: {known})")
+        checked[name] = set(rewrites)
+    return checked
 
 
 def _copier(source: Model | str, allow_outside: bool = False) -> Callable[[], Model]:
@@ -189,28 +213,38 @@ def _run(model: Model, names, disabled, size_limit, max_rounds, say) -> Pipeline
         return manager(model)
 
 
-def _bisect(fresh, verifier: Verifier, names: list[str], disabled, size_limit, max_rounds, say) -> Rollback:
-    """Find the first pass whose addition breaks the model, then the rewrite of it to blame."""
-    def fails(prefix: list[str], extra_disabled: Mapping[str, set[str]] | None = None) -> Verification | None:
+def _bisect(fresh, verifier: Verifier | None, names: list[str], disabled, size_limit, max_rounds, say, *,
+            culprit: str | None = None) -> Rollback:
+    """Find the first pass whose addition breaks the model (or ``culprit``, a pass known to raise),
+    then the rewrite of it to blame. Without a verifier only exceptions count as breaking."""
+    def fails(prefix: list[str], extra_disabled: Mapping[str, set[str]] | None = None) -> str | None:
+        """Why the pipeline ``prefix`` gives no correct model, or None when it does."""
         merged = {k: set(v) for k, v in disabled.items()}
         for k, v in (extra_disabled or {}).items():
             merged.setdefault(k, set()).update(v)
         model = fresh()
-        _run(model, prefix, merged, size_limit, max_rounds, say)
+        try:
+            _run(model, prefix, merged, size_limit, max_rounds, say)
+        except PassRaised as exc:
+            return str(exc)
+        if verifier is None:
+            return None
         verification = verifier.check(model)
-        return None if verification.passed else verification
+        return None if verification.passed else verification.describe()
 
-    low, high = 0, len(names)  # prefix of `low` passes verifies; the full list (`high`) does not
-    while high - low > 1:
-        middle = (low + high) // 2
-        say(f"bisecting: trying the first {middle} passes")
-        if fails(names[:middle]):
-            high = middle
-        else:
-            low = middle
-    culprit = names[high - 1]
-    failure = fails(names[:high])
-    reason = failure.describe() if failure else ""
+    if culprit is None:
+        low, high = 0, len(names)  # prefix of `low` passes verifies; the full list (`high`) does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            say(f"bisecting: trying the first {middle} passes")
+            if fails(names[:middle]):
+                high = middle
+            else:
+                low = middle
+        culprit = names[high - 1]
+    else:
+        high = names.index(culprit) + 1
+    reason = fails(names[:high]) or ""
     for rewrite in registered_passes()[culprit].rewrites:
         if rewrite in disabled.get(culprit, ()):
             continue

@@ -17,6 +17,7 @@ Rules (one module each, each ending with its ``RULES`` set; see docs/optimize-ru
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 
 from onnxgraph.model import Model
 from onnxgraph.optimizers.base import Pass
@@ -32,9 +33,12 @@ DEFAULT_RULES: RewriteRuleSet = (
 class Fusions(Pass):
     __doc__ = __doc__
     name = "fuse"
+    rewrites = tuple(rule.name for rule in DEFAULT_RULES.rules)
 
-    def __init__(self, rules: RewriteRuleSet | None = None):
-        self.rules = rules if rules is not None else DEFAULT_RULES
+    def __init__(self, rules: RewriteRuleSet | None = None, *, disabled: Iterable[str] = ()):
+        super().__init__(disabled=disabled)
+        rules = rules if rules is not None else DEFAULT_RULES
+        self.rules = RewriteRuleSet([r for r in rules.rules if self.allows(r.name)], max_sweeps=rules.max_sweeps)
 
     def run(self, model: Model) -> Counter[str]:
         return self.rules.apply(model)
