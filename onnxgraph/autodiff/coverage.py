@@ -29,6 +29,7 @@ FAMILY_ORDER = (
     "shape",
     "resize",
     "control",
+    "attention",
 )
 
 

@@ -1,6 +1,7 @@
 """Gradient rules, one module per op family; importing this package fills the registry."""
 
 from onnxgraph.autodiff.rules import (  # noqa: F401
+    attention,
     control,
     conv,
     elementwise,
