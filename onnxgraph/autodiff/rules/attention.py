@@ -200,8 +200,9 @@ def _cache_grads(b, node, x, g, cos, positions):
     """Gradients of the cos and sin caches: with ``y1 = c*x1 - s*x2`` and ``y2 = s*x1 + c*x2``,
     ``dc = g1*x1 + g2*x2`` and ``ds = g2*x1 - g1*x2``, summed over heads, then scattered back to
     the cache rows ``position_ids`` picked."""
-    x1, x2 = _rotated_halves(b, node, x)
-    g1, g2 = _rotated_halves(b, node, g)
+    rank = rank_of(x)  # the upstream gradient has x's shape
+    x1, x2 = _rotated_halves(b, node, x, rank)
+    g1, g2 = _rotated_halves(b, node, g, rank)
     d_cos = b.reduce("ReduceSum", b.Add(b.Mul(g1, x1), b.Mul(g2, x2)), [2], keepdims=False)
     d_sin = b.reduce("ReduceSum", b.Sub(b.Mul(g2, x1), b.Mul(g1, x2)), [2], keepdims=False)
     if positions is None:
@@ -211,9 +212,10 @@ def _cache_grads(b, node, x, g, cos, positions):
     return tuple(b.ScatterND(zeros, index, d, reduction="add") for d in (d_cos, d_sin))
 
 
-def _rotated_halves(b, node, t):
-    """The two rotated halves (x1, x2) of ``t`` in the op's (B, S, H, rotary_dim/2) layout."""
-    if rank_of(t) == 4:
+def _rotated_halves(b, node, t, rank: int):
+    """The two rotated halves (x1, x2) of ``t`` (of rank ``rank``) in the op's (B, S, H, rotary_dim/2)
+    layout."""
+    if rank == 4:
         t = b.Transpose(t, perm=_HEADS_FIRST)
     else:
         heads = node.attr("num_heads")
