@@ -362,6 +362,53 @@ def llama_block(
     return model
 
 
+def rnn_classifier(features: int = 3, hidden: int = 4, classes: int = 3, seed: int = 0) -> onnx.ModelProto:
+    """A sequence classifier ``x[batch, time, features] -> logits[batch, classes]`` as the TorchScript
+    exporter writes ``nn.LSTM(batch_first=True, bidirectional=True)`` followed by ``nn.GRU``:
+    Transposes to the time-major layout, a bidirectional LSTM without sequence_lens, its two
+    directions merged per step, a GRU (linear_before_reset=1, PyTorch's form) whose last hidden
+    state feeds a Gemm. Batch and time are symbolic."""
+    rng = np.random.default_rng(seed)
+    h = hidden
+    inits = [
+        _init(rng, "lstm.W", (2, 4 * h, features), h**-0.5),
+        _init(rng, "lstm.R", (2, 4 * h, h), h**-0.5),
+        _init(rng, "lstm.B", (2, 8 * h), 0.1),
+        _init(rng, "gru.W", (1, 3 * h, 2 * h), h**-0.5),
+        _init(rng, "gru.R", (1, 3 * h, h), h**-0.5),
+        _init(rng, "gru.B", (1, 6 * h), 0.1),
+        _init(rng, "fc.weight", (classes, h), h**-0.5),
+        _init(rng, "fc.bias", (classes,), 0.1),
+        numpy_helper.from_array(np.array([0, 0, 2 * h], np.int64), "merged_shape"),
+        numpy_helper.from_array(np.array([0], np.int64), "first_axis"),
+    ]
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["x_tbf"], name="time_major", perm=[1, 0, 2]),
+        helper.make_node(
+            "LSTM", ["x_tbf", "lstm.W", "lstm.R", "lstm.B"], ["lstm_y"], name="lstm", hidden_size=h,
+            direction="bidirectional",
+        ),
+        helper.make_node("Transpose", ["lstm_y"], ["lstm_tbdh"], name="lstm_t", perm=[0, 2, 1, 3]),
+        helper.make_node("Reshape", ["lstm_tbdh", "merged_shape"], ["lstm_out"], name="merge_directions"),
+        helper.make_node(
+            "GRU", ["lstm_out", "gru.W", "gru.R", "gru.B"], ["", "gru_h"], name="gru", hidden_size=h,
+            linear_before_reset=1,
+        ),
+        helper.make_node("Squeeze", ["gru_h", "first_axis"], ["last"], name="last_state"),
+        helper.make_node("Gemm", ["last", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "rnn_classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "time", features])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
+    model.ir_version = 8
+    return model
+
+
 BUNDLED = {
     "mlp.onnx": mlp,
     "cnn.onnx": cnn,

@@ -30,6 +30,7 @@ FAMILY_ORDER = (
     "resize",
     "control",
     "attention",
+    "recurrent",
 )
 
 

@@ -268,3 +268,16 @@ SPECS += [
     Spec("RotaryEmbedding", (F((2, 3, 8)), F((6, 2)), F((6, 2)), POSITIONS), {"num_heads": 2, "interleaved": 1}, opset=23, id="RotaryEmbedding-3d-positions-interleaved"),
     Spec("RotaryEmbedding", (F((2, 3, 8)), K((2, 3, 2)), K((2, 3, 2))), {"num_heads": 2}, opset=23, id="RotaryEmbedding-3d-x-only"),
 ]
+
+# recurrent ops: T=3 steps, batch 2, input 3, hidden 2 (layout 1, which onnxruntime lacks: test_recurrent.py)
+H2 = {"hidden_size": 2}
+SPECS += [
+    Spec("LSTM", (F((3, 2, 3)), F((1, 8, 3)), F((1, 8, 2))), H2, outputs=3),
+    Spec("LSTM", (F((3, 2, 3)), F((1, 8, 3)), F((1, 8, 2)), F((1, 16)), C(None), F((1, 2, 2)), F((1, 2, 2))), {**H2, "direction": "reverse"}, outputs=3, id="LSTM-reverse-bias-states"),
+    Spec("LSTM", (F((3, 2, 3)), F((2, 8, 3)), F((2, 8, 2)), F((2, 16)), C(None), F((2, 2, 2)), F((2, 2, 2))), {**H2, "direction": "bidirectional"}, outputs=3, id="LSTM-bidirectional"),
+    Spec("LSTM", (F((4, 1, 3)), F((1, 8, 3)), K((1, 8, 2))), H2, node_outputs=3, id="LSTM-y-only"),
+    Spec("GRU", (F((3, 2, 3)), F((1, 6, 3)), F((1, 6, 2))), H2, outputs=2),
+    Spec("GRU", (F((3, 2, 3)), F((1, 6, 3)), F((1, 6, 2)), F((1, 12)), C(None), F((1, 2, 2))), {**H2, "direction": "reverse", "linear_before_reset": 1}, outputs=2, id="GRU-reverse-linear-before-reset"),
+    Spec("GRU", (F((3, 2, 3)), F((2, 6, 3)), F((2, 6, 2)), F((2, 12)), C(None), F((2, 2, 2))), {**H2, "direction": "bidirectional"}, outputs=2, id="GRU-bidirectional"),
+    Spec("GRU", (F((3, 2, 3)), K((1, 6, 3)), F((1, 6, 2))), H2, outputs=2, node_outputs=2, id="GRU-y-and-state"),
+]

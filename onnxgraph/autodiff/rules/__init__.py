@@ -9,6 +9,7 @@ from onnxgraph.autodiff.rules import (  # noqa: F401
     matmul,
     normalization,
     pooling,
+    recurrent,
     reduction,
     resize,
     shape,
