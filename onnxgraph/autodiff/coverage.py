@@ -31,6 +31,7 @@ FAMILY_ORDER = (
     "control",
     "attention",
     "recurrent",
+    "loops",
 )
 
 

@@ -5,6 +5,7 @@ from onnxgraph.autodiff.rules import (  # noqa: F401
     control,
     conv,
     elementwise,
+    loops,
     loss,
     matmul,
     normalization,
