@@ -281,3 +281,9 @@ SPECS += [
     Spec("GRU", (F((3, 2, 3)), F((2, 6, 3)), F((2, 6, 2)), F((2, 12)), C(None), F((2, 2, 2))), {**H2, "direction": "bidirectional"}, outputs=2, id="GRU-bidirectional"),
     Spec("GRU", (F((3, 2, 3)), K((1, 6, 3)), F((1, 6, 2))), H2, outputs=2, node_outputs=2, id="GRU-y-and-state"),
 ]
+SPECS += [
+    Spec("Attention", (F((2, 2, 3, 4)), F((2, 2, 5, 4)), F((2, 2, 5, 3))), {"qk_matmul_output_mode": 3}, outputs=4, opset=23, id="Attention-qk-output-softmax"),
+    Spec("Attention", (F((1, 4, 3, 4)), F((1, 2, 5, 4)), F((1, 2, 5, 3)), F((3, 5))), {"qk_matmul_output_mode": 2, "softcap": 2.0}, outputs=4, opset=23, id="Attention-gqa-qk-output-bias-softcap"),
+    Spec("Attention", (F((2, 2, 3, 4)), F((2, 2, 5, 4)), F((2, 2, 5, 3))), {"qk_matmul_output_mode": 0}, outputs=4, node_outputs=4, opset=23, id="Attention-qk-output-scores"),
+    Spec("Attention", (F((2, 2, 2, 4)), F((2, 2, 5, 4)), F((2, 2, 5, 3)), C(None), C(None), C(None), C(np.array([3, 5], dtype=np.int64))), {"is_causal": 1}, opset=24, id="Attention-nonpad-kv-seqlen-causal"),
+]

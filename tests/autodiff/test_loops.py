@@ -1,6 +1,6 @@
-"""Loop and Scan gradients: fixed-count loops with carried values, step outputs and outer-scope
-reads, checked against finite differences (float64, onnx.reference) and onnxruntime (float32);
-data-dependent loops are refused naming the node."""
+"""Loop and Scan gradients: loops with carried values, step outputs and outer-scope reads, a trip
+count or a condition computed in the body, checked against finite differences (float64,
+onnx.reference) and onnxruntime (float32); unsupported forms are refused naming the node."""
 
 from __future__ import annotations
 
@@ -83,8 +83,17 @@ def _loop_model(trip_count="constant", condition="pass", outputs=("h_final", "st
         ("input", "true", ("steps",), 4),
         ("input", "pass", ("h_final",), 1),
         ("input", "pass", ("h_final", "steps"), 0),
+        ("constant", "computed", ("h_final", "steps"), None),
+        (None, "computed", ("h_final", "steps"), None),
     ],
-    ids=["constant-count", "runtime-count-steps-only", "one-step-final-only", "zero-steps"],
+    ids=[
+        "constant-count",
+        "runtime-count-steps-only",
+        "one-step-final-only",
+        "zero-steps",
+        "computed-condition-stops-early",
+        "while-loop-without-trip-count",
+    ],
 )
 def test_loop_gradient_matches_finite_differences(trip_count, condition, outputs, steps):
     model = _loop_model(trip_count, condition, outputs)
@@ -125,14 +134,31 @@ def test_scan_gradient_matches_finite_differences(steps):
     check_gradients(_scan_model(), feeds, ["s0", "x", "w"])
 
 
+def _nested_model():
+    """A Loop whose body holds an If."""
+    branch = helper.make_graph([helper.make_node("Neg", ["h"], ["neg"])], "then", [], [_info("neg", FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Identity", ["h"], ["same"])], "else", [], [_info("same", FLOAT, None)])
+    body = helper.make_graph(
+        [
+            helper.make_node("If", ["cond"], ["picked"], then_branch=branch, else_branch=other),
+            helper.make_node("MatMul", ["picked", "w"], ["h_next"]),
+        ],
+        "body",
+        [_info("i", INT64, []), _info("cond", BOOL, []), _info("h", FLOAT, None)],
+        [_info("cond", BOOL, []), _info("h_next", FLOAT, None)],
+    )
+    loop = helper.make_node("Loop", ["m", "", "h0"], ["h_final"], name="the_loop", body=body)
+    inits = [numpy_helper.from_array(np.array(2, np.int64), "m")]
+    return _model([loop], [_info("h0", FLOAT, [2, 3]), _info("w", FLOAT, [3, 3])], ["h_final"], inits)
+
+
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        (_loop_model(condition="computed"), "Loop \\(node 'the_loop'\\) needs a fixed-count loop: its body computes"),
-        (_loop_model(trip_count=None), "Loop \\(node 'the_loop'\\) needs a fixed-count loop: it has no trip count"),
+        (_nested_model(), "Loop \\(node 'the_loop'\\) is not supported: its body holds subgraphs"),
         (_scan_model([1]), "Scan \\(node 'the_scan'\\) with scan_input_directions"),
     ],
-    ids=["computed-condition", "no-trip-count", "reverse-scan"],
+    ids=["nested-subgraph", "reverse-scan"],
 )
 def test_other_forms_are_refused_naming_the_node(model, message):
     with pytest.raises(GradientError, match=message):

@@ -28,15 +28,13 @@ def _label(node) -> str:
     return f"{node.op_type} (node '{node.name or '<unnamed>'}')"
 
 
-@register("Attention", differentiable=(0, 1, 2, 3, 4, 5), outputs=(0, 1, 2))
+@register("Attention", differentiable=(0, 1, 2, 3, 4, 5))
 def attention(b, node, grads):
     q, k, v = node.inputs[:3]
-    mask, past_k, past_v = (list(node.inputs[3:6]) + [None] * 3)[:3]
-    if len(node.inputs) > 6 and node.inputs[6] is not None:
-        raise GradientError(f"the gradient of {_label(node)} with nonpad_kv_seqlen is not supported")
+    mask, past_k, past_v, lengths = (list(node.inputs[3:7]) + [None] * 4)[:4]
     if (past_k is None) != (past_v is None):
         raise GradientError(f"{_label(node)} needs both past_key and past_value or neither")
-    g_y, g_present_k, g_present_v = (list(grads) + [None, None])[:3]
+    g_y, g_present_k, g_present_v, g_qk = (list(grads) + [None] * 3)[:4]
     three_d = rank_of(q) == 3
     hq, hkv = _head_counts(node, q, k, three_d)
     q4, k4, v4 = (_split_heads(b, t, h) for t, h in ((q, hq), (k, hkv), (v, hkv))) if three_d else (q, k, v)
@@ -45,7 +43,7 @@ def attention(b, node, grads):
     grouped = hq // hkv > 1
 
     def group(t):  # (B, Hq, S, X) -> (B, Hkv, r*S, X)
-        return b.Reshape(t, b.ints([0, hkv, -1, 0])) if grouped else t
+        return b.Reshape(t, b.ints([0, hkv, -1, 0])) if grouped and t is not None else t
 
     def ungroup(t):  # (B, Hkv, r*S, X) -> (B, Hq, S, X)
         return b.Reshape(t, b.ints([0, hq, -1, 0])) if grouped else t
@@ -56,24 +54,38 @@ def attention(b, node, grads):
     softcap = float(node.attr("softcap", 0.0) or 0.0)
     capped_tanh = b.Tanh(b.Div(raw, b.scalar(softcap, q))) if softcap > 0 else None
     scores = ungroup(b.Mul(capped_tanh, b.scalar(softcap, q)) if capped_tanh is not None else raw)
-    bias = _bias(b, node, q4, k_all, mask, past_k)
+    bias, may_block_rows, padded_mask = _bias(b, node, q4, k_all, mask, past_k, lengths)
     probs = b.Softmax(b.Add(scores, bias) if bias is not None else scores, axis=-1)
-    if mask is not None:  # a fully masked row attends nothing: zeros, as the op defines it
+    if may_block_rows:  # a fully masked row attends nothing: zeros, as the op defines it
         dead = b.IsInf(b.reduce("ReduceMax", bias, [-1]), detect_positive=0)
         probs = b.Where(dead, b.scalar(0, q), probs)
     pg = group(probs)
 
+    # qk_matmul_output (output 3) is, by qk_matmul_output_mode: 0 or 1 the (softcapped) scores,
+    # 2 the scores plus the bias, 3 the probabilities (as onnx.reference computes it)
+    mode = node.attr("qk_matmul_output_mode", 0) or 0
+    g_qk = group(g_qk)
     d_k_all, d_v_all = g_present_k, g_present_v
-    d_q = d_mask = None
+    d_probs = g_qk if mode == 3 else None
     if g_y is not None:
         dyg = group(_split_heads(b, g_y, hq) if three_d else g_y)
         if b.wants(v) or b.wants(past_v):
             d_v_all = b.add_all([d_v_all, b.MatMul(b.Transpose(pg, perm=_SWAP_LAST), dyg)])
-        d_probs = b.MatMul(dyg, b.Transpose(v_all, perm=_SWAP_LAST))
+        d_probs = b.add_all([d_probs, b.MatMul(dyg, b.Transpose(v_all, perm=_SWAP_LAST))])
+    d_logits = None
+    if d_probs is not None:
         d_logits = b.Mul(pg, b.Sub(d_probs, b.reduce("ReduceSum", b.Mul(d_probs, pg), [-1])))
-        if b.wants(mask):
+    d_logits = b.add_all([d_logits, g_qk if mode == 2 else None])
+    d_mask = None
+    if d_logits is not None and b.wants(mask):
+        if _same_length(mask, k_all):
             d_mask = b.unbroadcast(ungroup(d_logits), mask, _logits_shape(q4, k_all))
-        d_raw = d_logits
+        else:  # un-broadcast to the padded mask, then drop the padding
+            d_mask = b.unbroadcast(ungroup(d_logits), b.typed(padded_mask, mask), None)
+            d_mask = b.Slice(d_mask, b.ints([0]), b.axis_size(mask, -1), b.ints([-1]))
+    d_raw = b.add_all([d_logits, g_qk if mode in (0, 1) else None])
+    d_q = None
+    if d_raw is not None:
         if capped_tanh is not None:
             d_raw = b.Mul(d_raw, b.Sub(b.scalar(1, q), b.Mul(capped_tanh, capped_tanh)))
         d_raw = b.Mul(d_raw, scale)
@@ -126,36 +138,62 @@ def _scale(b, node, q4):
     return b.Reciprocal(b.Sqrt(size))
 
 
-def _bias(b, node, q4, k_all, mask, past_k):
-    """The additive bias of the scores: the mask (a boolean one as 0 / -inf) plus the causal mask."""
+def _bias(b, node, q4, k_all, mask, past_k, lengths):
+    """The additive bias of the scores: the mask (a boolean one as 0 / -inf), the causal mask, the
+    sliding window (opset 25) and the padding of ``nonpad_kv_seqlen`` (opset 24); and whether it may
+    block whole rows."""
     neg_inf = b.scalar(-np.inf, q4)
-    bias = None
+    terms, padded = [], None
     if mask is not None:
-        if mask.elem_type == onnx.TensorProto.BOOL:
-            bias = b.Where(mask, b.scalar(0, q4), neg_inf)
-        else:
-            bias = mask
-        _check_mask_length(node, mask, k_all)
-    if node.attr("is_causal", 0):
-        rows = b.Range(b.const(np.int64(0)), b.axis_size(q4, 2, scalar=True), b.const(np.int64(1)))
-        if past_k is not None:  # bottom-right aligned: query i sees keys up to i + past length
+        as_bias = b.Where(mask, b.scalar(0, q4), neg_inf) if mask.elem_type == onnx.TensorProto.BOOL else mask
+        padded = _pad_to_keys(b, as_bias, mask, k_all)
+        terms.append(padded)
+    left, right = node.attr("left_window_size", -1), node.attr("right_window_size", -1)
+    left, right = -1 if left is None else left, -1 if right is None else right
+    if node.attr("is_causal", 0) or left >= 0 or right >= 0:
+        zero, one = b.const(np.int64(0)), b.const(np.int64(1))
+        rows = b.Range(zero, b.axis_size(q4, 2, scalar=True), one)
+        rows = b.Unsqueeze(rows, b.ints([1]))  # (Sq, 1)
+        if past_k is not None:  # bottom-right aligned: query i sits at position i + past length
             rows = b.Add(rows, b.axis_size(past_k, 2, scalar=True))
+        elif lengths is not None:  # per batch: i + valid keys - Sq, as (B, 1, Sq, 1)
+            offset = b.Sub(b.Cast(lengths, to=onnx.TensorProto.INT64), b.axis_size(q4, 2, scalar=True))
+            rows = b.Add(rows, b.Reshape(offset, b.ints([-1, 1, 1, 1])))
+        cols = b.Range(zero, b.axis_size(k_all, 2, scalar=True), one)
+        allowed = []
+        if node.attr("is_causal", 0):
+            allowed.append(b.LessOrEqual(cols, rows))
+        if left >= 0:  # key j >= position - left
+            allowed.append(b.GreaterOrEqual(cols, b.Sub(rows, b.const(np.int64(left)))))
+        if right >= 0:  # key j <= position + right
+            allowed.append(b.LessOrEqual(cols, b.Add(rows, b.const(np.int64(right)))))
+        for each in allowed:
+            terms.append(b.Where(each, b.scalar(0, q4), neg_inf))
+    if lengths is not None:  # keys at or past a batch's valid length are padding
         cols = b.Range(b.const(np.int64(0)), b.axis_size(k_all, 2, scalar=True), b.const(np.int64(1)))
-        allowed = b.LessOrEqual(cols, b.Unsqueeze(rows, b.ints([1])))
-        causal = b.Where(allowed, b.scalar(0, q4), neg_inf)
-        bias = causal if bias is None else b.Add(bias, causal)
-    return bias
+        valid = b.Less(cols, b.Reshape(b.Cast(lengths, to=onnx.TensorProto.INT64), b.ints([-1, 1, 1, 1])))
+        terms.append(b.Where(valid, b.scalar(0, q4), neg_inf))
+    bias = None
+    for term in terms:
+        bias = term if bias is None else b.Add(bias, term)
+    return bias, mask is not None or lengths is not None or left >= 0 or right >= 0, padded
 
 
-def _check_mask_length(node, mask, k_all) -> None:
-    """The op pads a mask shorter than the key sequence; the gradient does not."""
+def _same_length(mask, k_all) -> bool:
+    """True when the mask's last dim is statically 1 or the key sequence's length."""
     last = mask.shape[-1] if mask.shape else None
     keys = k_all.shape[2] if k_all.shape is not None and len(k_all.shape) == 4 else None
-    if isinstance(last, int) and isinstance(keys, int) and last not in (1, keys):
-        raise GradientError(
-            f"the gradient of {_label(node)} with an attn_mask shorter than the key sequence "
-            f"({last} < {keys}) is not supported"
-        )
+    return last == 1 or (last is not None and last == keys)
+
+
+def _pad_to_keys(b, bias, mask, k_all):
+    """A mask shorter than the key sequence is padded with -inf (False) up to it, as the op does."""
+    if _same_length(mask, k_all):
+        return bias
+    missing = b.Sub(b.axis_size(k_all, 2), b.axis_size(mask, -1))
+    rank = rank_of(mask)
+    pads = b.Concat(b.ints([0] * (2 * rank - 1)), missing, axis=0)
+    return b.Pad(bias, pads, b.scalar(-np.inf, k_all))
 
 
 def _logits_shape(q4, k_all):

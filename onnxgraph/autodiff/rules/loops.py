@@ -1,4 +1,4 @@
-"""Gradient rules of Loop and Scan in the fixed-count forms exporters write.
+"""Gradient rules of Loop and Scan.
 
 The forward node is given one more step output per loop-carried value (its value at the start of
 each step: the stash the backward pass reads). The gradient is a new Loop over the same number of
@@ -8,10 +8,10 @@ travel as its own carried values; the gradients of outer-scope values the body r
 carried accumulators; Scan's per-step inputs get their gradients as step outputs, flipped back to
 time order.
 
-A Loop is differentiated only when its trip count is fixed: a trip count ``M`` is given, the initial
-condition is absent or a constant true, and the body's condition output is its condition input
-(through Identity nodes) or a constant true. Other Loops, Scans with non-default axes or directions
-and bodies holding subgraphs are refused with a GradientError naming the node.
+The reverse Loop runs as many steps as the forward one ran (the stash's length), so any trip count
+and any condition work, a condition computed in the body included: the gradient is that of the steps
+taken, the condition itself being a boolean that carries none. Scans with non-default axes or
+directions and bodies holding subgraphs are refused with a GradientError naming the node.
 """
 
 from __future__ import annotations
@@ -39,15 +39,17 @@ def _label(node) -> str:
 @register("Loop", implicit=True)
 def loop(b, node, grads):
     body = node.attr("body")
-    _check_fixed_count(b, node, body)
+    _check_body(node, body)
     carried = list(node.inputs[2:])
     n_carried = len(carried)
+    _declare_state_types(body.inputs[2:], carried)
     stash = _stash_states(b, node, body, body.inputs[2:])
 
     def bind(sb, i):  # the forward body's inputs at step i
         return [i, sb.const(np.array(True)), *(sb.Gather(s, i, axis=0) for s in stash)]
 
-    count = b.Reshape(node.inputs[0], b.ints([]))
+    # the steps the forward pass ran: however the trip count and the condition decided them
+    count = b.axis_size(stash[0] if stash else node.outputs[0], 0, scalar=True)
     step_grads = [_step_slice(g) for g in grads[n_carried:]]
     types_in = [_scalar_type(_INT64), _scalar_type(_BOOL), *(v.type for v in carried)]
     d_initial, d_outer, _ = _reverse_loop(
@@ -60,11 +62,13 @@ def loop(b, node, grads):
 def scan(b, node, grads):
     body = node.attr("body")
     n_scan_in = node.attr("num_scan_inputs")
+    _check_body(node, body)
     for name in ("scan_input_axes", "scan_input_directions", "scan_output_axes", "scan_output_directions"):
         if any(node.attr(name) or []):
             raise GradientError(f"the gradient of {_label(node)} with {name} other than 0 is not supported")
     n_states = len(node.inputs) - n_scan_in
     sequences = list(node.inputs[n_states:])
+    _declare_state_types(body.inputs[:n_states], node.inputs[:n_states])
     stash = _stash_states(b, node, body, body.inputs[:n_states])
     count = b.axis_size(sequences[0], 0, scalar=True)
 
@@ -94,32 +98,16 @@ def _step_type(sequence: Value) -> onnx.TypeProto | None:
     return types.tensor_type(sequence.elem_type, None if shape is None else tuple(shape[1:]))
 
 
-def _check_fixed_count(b, node, body: Graph) -> None:
-    """Refuse a Loop whose number of steps depends on values computed in it."""
-    why = None
-    if node.inputs[0] is None:
-        why = "it has no trip count M"
-    elif len(node.inputs) > 1 and node.inputs[1] is not None and b.constant_ints(node.inputs[1]) != [1]:
-        why = "its initial condition is not a constant true"
-    elif not _passes_condition(body):
-        why = "its body computes the condition"
-    elif any(n.subgraphs() for n in body):
-        why = "its body holds subgraphs"
-    if why:
-        raise GradientError(f"the gradient of {_label(node)} needs a fixed-count loop: {why}")
+def _check_body(node, body: Graph) -> None:
+    if any(n.subgraphs() for n in body):
+        raise GradientError(f"the gradient of {_label(node)} is not supported: its body holds subgraphs")
 
 
-def _passes_condition(body: Graph) -> bool:
-    """The body's condition output is its condition input (through Identity) or a constant true."""
-    value = body.outputs[0]
-    while value.producer() is not None and value.producer().op_type == "Identity":
-        value = value.producer().inputs[0]
-    if value is body.inputs[1]:
-        return True
-    producer = value.producer()
-    if producer is not None and producer.op_type == "Constant" and producer.attr("value") is not None:
-        return bool(np.all(producer.attr("value").numpy()))
-    return value.const_value is not None and bool(np.all(value.const_value.numpy()))
+def _declare_state_types(states, initial) -> None:
+    """Body state inputs declared without an element type get their initial value's."""
+    for value, outer in zip(states, initial):
+        if value.elem_type is None and outer is not None and outer.elem_type is not None:
+            value.type = types.tensor_type(outer.elem_type, None)
 
 
 def _stash_states(b, node, body: Graph, states) -> list[Value]:
