@@ -25,6 +25,7 @@ from onnxgraph import types
 from onnxgraph.autodiff.builder import GradBuilder
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
+from onnxgraph.autodiff.rules.recurrent import reverse_steps
 from onnxgraph.graph import Graph
 from onnxgraph.node import Node
 from onnxgraph.value import Value
@@ -84,7 +85,7 @@ def scan(b, node, grads):
     )
     d_sequences = [None] * n_scan_in
     for k, d in zip(wanted_steps, d_steps):
-        d_sequences[k] = _flip(b, d)  # the reverse loop stacked them last step first
+        d_sequences[k] = reverse_steps(b, d)  # the reverse loop stacked them last step first
     return [*d_initial, *d_sequences, *d_outer]
 
 
@@ -131,11 +132,6 @@ def _step_slice(g: Value | None) -> Callable | None:
     if g is None:
         return None
     return lambda sb, i: sb.Gather(g, i, axis=0)
-
-
-def _flip(b, t):
-    """``t`` reversed along axis 0."""
-    return b.Slice(t, b.ints([-1]), b.ints([np.iinfo(np.int64).min]), b.ints([0]), b.ints([-1]))
 
 
 def _reverse_loop(b, node, body, count, bind, input_types, first_state, state_grads, step_grads, step_wrt):

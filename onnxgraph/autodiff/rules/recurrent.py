@@ -58,8 +58,8 @@ def _recurrent(b, node, grads, direction_fn):
     for d, flip in enumerate(flips):
         pick = b.const(np.int64(d))
         state = {
-            "x": _flip(b, x) if flip else x,
-            "y": _flip(b, b.Gather(y, pick, axis=1)) if flip else b.Gather(y, pick, axis=1),
+            "x": reverse_steps(b, x) if flip else x,
+            "y": reverse_steps(b, b.Gather(y, pick, axis=1)) if flip else b.Gather(y, pick, axis=1),
             "w": b.Gather(w, pick, axis=0),
             "r": b.Gather(r, pick, axis=0),
             "bias": b.Gather(bias, pick, axis=0) if bias is not None else None,
@@ -70,10 +70,10 @@ def _recurrent(b, node, grads, direction_fn):
             "g_yc": None if g_yc is None else b.Gather(g_yc, pick, axis=0),
         }
         if flip and state["g_y"] is not None:
-            state["g_y"] = _flip(b, state["g_y"])
+            state["g_y"] = reverse_steps(b, state["g_y"])
         result = direction_fn(b, hidden, node, state)
         if flip:
-            result["x"] = _flip(b, result["x"])
+            result["x"] = reverse_steps(b, result["x"])
         results.append(result)
     d_x = b.add_all([res["x"] for res in results])
 
@@ -122,8 +122,8 @@ def _permute(b, t, perm):
     return None if t is None else b.Transpose(t, perm=perm)
 
 
-def _flip(b, t):
-    """``t`` reversed along the time axis 0."""
+def reverse_steps(b, t):
+    """``t`` reversed along its time (first) axis; Loop and Scan gradients use it too."""
     return b.Slice(t, b.ints([-1]), b.ints([_INT64_MIN]), b.ints([0]), b.ints([-1]))
 
 
@@ -150,16 +150,15 @@ def _gates(b, state, hprev, count: int, hidden: int):
     return b.Split(pre, b.ints([hidden] * count), axis=2, _outputs=count)
 
 
-def _weight_grads(b, state, d_gates, d_recurrent, hprev_for_r):
+def _weight_grads(b, state, d_gates, d_recurrent, hprev, d_r=None):
     """dX, dW, dR and dB from the per-step gate gradients ``d_gates`` (T, B, G*H) and the gradients
-    of the recurrent pre-activations ``d_recurrent`` (which differ from them only in GRU)."""
+    of the recurrent pre-activations ``d_recurrent`` (which differ from them only in GRU); ``d_r``
+    replaces the default ``d_recurrent^T hprev`` where R multiplies something else."""
     flat_x, flat_g = b.Flatten(state["x"], axis=2), b.Flatten(d_gates, axis=2)
     flat_r = b.Flatten(d_recurrent, axis=2)
-    result = {
-        "x": b.MatMul(d_gates, state["w"]),
-        "w": b.MatMul(b.Transpose(flat_g, perm=[1, 0]), flat_x),
-        "r": b.MatMul(b.Transpose(flat_r, perm=[1, 0]), b.Flatten(hprev_for_r, axis=2)),
-    }
+    if d_r is None:
+        d_r = b.MatMul(b.Transpose(flat_r, perm=[1, 0]), b.Flatten(hprev, axis=2))
+    result = {"x": b.MatMul(d_gates, state["w"]), "w": b.MatMul(b.Transpose(flat_g, perm=[1, 0]), flat_x), "r": d_r}
     if state["bias"] is not None:
         result["bias"] = b.Concat(
             b.reduce("ReduceSum", flat_g, _FIRST, keepdims=False),
@@ -262,12 +261,11 @@ def _gru_direction(b, hidden, node, state):
         d_recurrent = b.Concat(d_z, d_r, b.Mul(d_a, reset), axis=2)
         result = _weight_grads(b, state, d_pre, d_recurrent, hprev)
     else:  # R_h multiplies r * h, not h: its rows get their own product
-        result = _weight_grads(b, state, d_pre, d_pre, hprev)
         d_zr, d_a = b.Split(d_pre, b.ints([2 * hidden, hidden]), axis=2, _outputs=2)
         flat = b.Flatten(d_zr, axis=2)
         r_rows = b.MatMul(b.Transpose(flat, perm=[1, 0]), b.Flatten(hprev, axis=2))
         h_rows = b.MatMul(b.Transpose(b.Flatten(d_a, axis=2), perm=[1, 0]), b.Flatten(reset_h, axis=2))
-        result["r"] = b.Concat(r_rows, h_rows, axis=0)
+        result = _weight_grads(b, state, d_pre, d_pre, hprev, d_r=b.Concat(r_rows, h_rows, axis=0))
     result["h0"] = d_h0
     return result
 
@@ -289,7 +287,7 @@ def _scan(b, initial, sequences, body_fn, reverse: bool, n_out: int = 1):
     body = Graph("scan_body")
     results = b.Scan(
         *initial,
-        *[_flip(b, s) if reverse else s for s in sequences],
+        *[reverse_steps(b, s) if reverse else s for s in sequences],
         body=body,
         num_scan_inputs=len(sequences),
         _outputs=len(initial) + n_out,
@@ -306,7 +304,7 @@ def _scan(b, initial, sequences, body_fn, reverse: bool, n_out: int = 1):
         body.outputs.append(exposed)
     for value in results:
         value.type = types.tensor_type(sequences[0].elem_type, None)
-    stacked = [_flip(b, v) if reverse else v for v in results[len(initial) :]]
+    stacked = [reverse_steps(b, v) if reverse else v for v in results[len(initial) :]]
     return (*results[: len(initial)], *stacked)
 
 
