@@ -12,8 +12,8 @@ torch.onnx.export as a user would, with PyTorch's own gradients.
 * ``loop_torchscript``: a scripted ``for`` loop over a run-time count, exported by the TorchScript
   exporter as a Loop node.
 
-Each model goes to ``tests/autodiff/golden/NAME.onnx`` and its inputs, upstream weights ``w`` and
-PyTorch's gradients of ``sum(w * output)`` (``grad.<input or parameter>``) to ``NAME.npz``. Needs
+Each model goes to ``tests/autodiff/golden/sequence/NAME.onnx`` and its inputs, upstream weights
+``w`` and PyTorch's gradients of ``sum(w * output)`` (``grad.<input or parameter>``) to ``NAME.npz``. Needs
 torch (never a package or test dependency); the test reads only the files.
 """
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "autodiff", "golden")
+OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "autodiff", "golden", "sequence")
 
 
 class AttentionBlock(nn.Module):

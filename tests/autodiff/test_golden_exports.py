@@ -14,7 +14,7 @@ import onnx
 from onnxgraph.autodiff import METADATA_KEY, build_gradient
 from onnxgraph.runtime.sessions import create_session
 
-GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "sequence")
 
 
 def _vjp(name: str, wrt: list[str]) -> tuple[dict[str, np.ndarray], np.lib.npyio.NpzFile, onnx.ModelProto]:
