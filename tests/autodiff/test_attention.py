@@ -1,5 +1,6 @@
-"""Attention gradients beyond the op table: symbolic dims (run-time scale and causal mask), a mask
-shorter than the keys (onnx.reference only) and the refused form naming the node."""
+"""Attention and RotaryEmbedding gradients beyond the op table: symbolic dims (run-time scale and
+causal mask), a mask shorter than the keys and rotary caches broadcast over the batch (both
+onnx.reference only) and the refused form naming the node."""
 
 from __future__ import annotations
 
@@ -58,3 +59,11 @@ def test_unknown_head_counts_are_refused_naming_the_node():
     )
     with pytest.raises(GradientError, match=r"Attention \(node 'attn'\) needs static head counts"):
         build_gradient(model, vjp=True, wrt=["q"])
+
+
+def test_rotary_caches_broadcast_over_the_batch():
+    """Caches of batch 1 without position_ids (onnx.reference broadcasts them, onnxruntime refuses):
+    their gradients are summed over the batch."""
+    spec = Spec("RotaryEmbedding", (F((2, 2, 3, 4)), F((1, 3, 2)), F((1, 3, 2))), opset=23, id="rope")
+    model, feeds, wrt = spec_model(spec)
+    check_gradients(model, feeds, wrt, compare_onnxruntime=False)

@@ -243,7 +243,10 @@ def _cache_grads(b, node, x, g, cos, positions):
     g1, g2 = _rotated_halves(b, node, g, rank)
     d_cos = b.reduce("ReduceSum", b.Add(b.Mul(g1, x1), b.Mul(g2, x2)), [2], keepdims=False)
     d_sin = b.reduce("ReduceSum", b.Sub(b.Mul(g2, x1), b.Mul(g1, x2)), [2], keepdims=False)
-    if positions is None:
+    if positions is None:  # caches (B, S, rotary_dim/2), possibly broadcast over the batch
+        batch = x.shape[0] if x.shape else None
+        if cos.shape is None or cos.shape[0] != batch or batch is None:
+            d_cos, d_sin = b.unbroadcast(d_cos, cos, None), b.unbroadcast(d_sin, cos, None)
         return d_cos, d_sin
     index = b.Unsqueeze(positions, b.ints([-1]))
     zeros = b.zeros_like(cos)
