@@ -6,9 +6,10 @@ torch.onnx.export as a user would, with PyTorch's own gradients.
 * ``sdpa_opset23``: a llama-style attention block (RMSNorm, rotary embedding, grouped-query causal
   ``F.scaled_dot_product_attention``) exported by the dynamo exporter at opset 23, which writes
   RMSNormalization and Attention nodes.
-* ``rnn_torchscript``: ``nn.LSTM(batch_first=True, bidirectional=True)`` then ``nn.GRU`` and a
-  Linear, exported by the TorchScript exporter (``dynamo=False``) at opset 17 with dynamic batch
-  and time axes.
+* ``rnn_torchscript``, ``rnn_dynamo``: ``nn.LSTM(batch_first=True, bidirectional=True)`` then
+  ``nn.GRU`` and a Linear, exported with dynamic batch and time axes by the TorchScript exporter
+  (``dynamo=False``) at opset 17 and by the dynamo exporter at opset 23 (both write LSTM and GRU
+  nodes).
 * ``loop_torchscript``: a scripted ``for`` loop over a run-time count, exported by the TorchScript
   exporter as a Loop node.
 
@@ -131,6 +132,21 @@ def main() -> None:
         {"x": torch.randn(3, 6, 3)},
         torchscript(["x"], {"x": {0: "batch", 1: "time"}}),
     )
+
+    def dynamo_dynamic(module, args, path):
+        batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
+        program = torch.onnx.export(
+            module,
+            args,
+            dynamo=True,
+            opset_version=23,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_shapes=({0: batch, 1: time},),
+        )
+        program.save(path, external_data=False)
+
+    save("rnn_dynamo", RecurrentClassifier().eval(), {"x": torch.randn(3, 6, 3)}, dynamo_dynamic)
     loop = torch.jit.script(LoopModel())
     save(
         "loop_torchscript", loop, {"x": torch.randn(2, 4), "steps": torch.tensor(3)}, torchscript(["x", "steps"], None)

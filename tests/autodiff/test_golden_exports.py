@@ -1,7 +1,7 @@
 """Gradients of real torch.onnx exports against PyTorch's own gradients (golden files written by
 benchmarks/golden_sequence_models.py; torch is not needed here): the dynamo exporter's opset-23
-RMSNormalization + grouped-query causal Attention, the TorchScript exporter's bidirectional LSTM and
-GRU, and a scripted for-loop exported as a Loop. The gradient models run on onnxruntime."""
+RMSNormalization + grouped-query causal Attention, a bidirectional LSTM and a GRU from both exporters,
+and a scripted for-loop exported as a Loop. The gradient models run on onnxruntime."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import onnx
+import pytest
 
 from onnxgraph.autodiff import METADATA_KEY, build_gradient
 from onnxgraph.runtime.sessions import create_session
@@ -61,13 +62,14 @@ def _onnx_gate_order(array: np.ndarray, order: list[int], axis: int) -> np.ndarr
     return np.concatenate([chunks[k] for k in order], axis=axis)
 
 
-def test_torchscript_lstm_gru_classifier():
-    model = onnx.load(os.path.join(GOLDEN, "rnn_torchscript.onnx"))
+@pytest.mark.parametrize("name", ["rnn_torchscript", "rnn_dynamo"])
+def test_lstm_gru_classifier(name):
+    model = onnx.load(os.path.join(GOLDEN, f"{name}.onnx"))
     rnn = {n.op_type: n for n in model.graph.node if n.op_type in ("LSTM", "GRU")}
     lstm_b, lstm_w, lstm_r = rnn["LSTM"].input[3], rnn["LSTM"].input[1], rnn["LSTM"].input[2]
     gru_w, gru_r, gru_b = rnn["GRU"].input[1], rnn["GRU"].input[2], rnn["GRU"].input[3]
     wrt = ["x", "fc.weight", "fc.bias", lstm_w, lstm_r, lstm_b, gru_w, gru_r, gru_b]
-    got, golden, _ = _vjp("rnn_torchscript", wrt)
+    got, golden, _ = _vjp(name, wrt)
     assert rnn["LSTM"].attribute and not any(a.name == "layout" and a.i for a in rnn["LSTM"].attribute)
     for name in ("x", "fc.weight", "fc.bias"):
         _close(got[name], golden[f"grad.{name}"], name)
