@@ -302,10 +302,11 @@ LLAMA_OPSET = 23
 def llama_block(
     vocab: int = 32, seq: int = 8, dim: int = 16, heads: int = 4, kv_heads: int = 2, ff: int = 32, seed: int = 0
 ) -> onnx.ModelProto:
-    """A llama-style causal block ``ids[batch, seq] -> logits[batch, vocab, seq]`` in the form the
-    dynamo exporter writes at opset 23: RMSNormalization, 3-D RotaryEmbedding on Q and K (position_ids
-    into cos/sin caches), one grouped-query causal Attention (``kv_heads`` < ``heads``), a SiLU-gated
-    MLP, residual Adds, a final RMSNormalization and an output projection."""
+    """A llama-style causal block ``ids[batch, seq] -> logits[batch, vocab, seq]`` built from the
+    opset-23 ops: RMSNormalization, 3-D RotaryEmbedding on Q and K (position_ids into cos/sin
+    caches), one 3-D grouped-query causal Attention (``kv_heads`` < ``heads``), a SiLU-gated MLP,
+    residual Adds, a final RMSNormalization and an output projection. (The dynamo exporter writes
+    the 4-D Attention form and a hand-written rotary as Slice/Concat: see the golden exports.)"""
     rng = np.random.default_rng(seed)
     head_dim = dim // heads
     angles = np.outer(np.arange(seq), 10000.0 ** (-np.arange(0, head_dim, 2) / head_dim))
