@@ -535,6 +535,119 @@ def decomposed_layernorm(dim: int = 16, gain: float = 300.0, seed: int = 0) -> o
         inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+LLAMA_OPSET = 23
+"""RMSNormalization, RotaryEmbedding and Attention joined the default domain in opset 23."""
+
+
+def llama_block(
+    vocab: int = 32, seq: int = 8, dim: int = 16, heads: int = 4, kv_heads: int = 2, ff: int = 32, seed: int = 0
+) -> onnx.ModelProto:
+    """A llama-style causal block ``ids[batch, seq] -> logits[batch, vocab, seq]`` built from the
+    opset-23 ops: RMSNormalization, 3-D RotaryEmbedding on Q and K (position_ids into cos/sin
+    caches), one 3-D grouped-query causal Attention (``kv_heads`` < ``heads``), a SiLU-gated MLP,
+    residual Adds, a final RMSNormalization and an output projection. (The dynamo exporter writes
+    the 4-D Attention form and a hand-written rotary as Slice/Concat: see the golden exports.)"""
+    rng = np.random.default_rng(seed)
+    head_dim = dim // heads
+    angles = np.outer(np.arange(seq), 10000.0 ** (-np.arange(0, head_dim, 2) / head_dim))
+    inits = [
+        _init(rng, "embed", (vocab, dim), 0.5),
+        numpy_helper.from_array(np.cos(angles).astype(np.float32), "rope.cos"),
+        numpy_helper.from_array(np.sin(angles).astype(np.float32), "rope.sin"),
+        numpy_helper.from_array(np.arange(seq, dtype=np.int64)[None, :], "positions"),
+    ]
+    for name, shape, scale in (
+        ("norm1", (dim,), None), ("wq", (dim, dim), dim**-0.5), ("wk", (dim, kv_heads * head_dim), dim**-0.5),
+        ("wv", (dim, kv_heads * head_dim), dim**-0.5), ("wo", (dim, dim), dim**-0.5), ("norm2", (dim,), None),
+        ("w_gate", (dim, ff), dim**-0.5), ("w_up", (dim, ff), dim**-0.5), ("w_down", (ff, dim), ff**-0.5),
+        ("norm_f", (dim,), None), ("head", (dim, vocab), dim**-0.5),
+    ):
+        value = np.ones(shape, np.float32) if scale is None else (rng.standard_normal(shape) * scale).astype(np.float32)
+        inits.append(numpy_helper.from_array(value, name))
+    rope_inputs = ["rope.cos", "rope.sin", "position_ids"]
+    nodes = [
+        helper.make_node("Gather", ["embed", "ids"], ["h0"], name="embed"),
+        helper.make_node("Shape", ["ids"], ["ids_shape"], name="ids_shape"),
+        helper.make_node("Expand", ["positions", "ids_shape"], ["position_ids"], name="position_ids"),
+        helper.make_node("RMSNormalization", ["h0", "norm1"], ["n1"], name="norm1", epsilon=1e-6),
+        *[helper.make_node("MatMul", ["n1", w], [w + "_out"], name=w) for w in ("wq", "wk", "wv")],
+        helper.make_node("RotaryEmbedding", ["wq_out", *rope_inputs], ["q"], name="rope_q", num_heads=heads),
+        helper.make_node("RotaryEmbedding", ["wk_out", *rope_inputs], ["k"], name="rope_k", num_heads=kv_heads),
+        helper.make_node(
+            "Attention", ["q", "k", "wv_out"], ["ctx"], name="attention", is_causal=1, q_num_heads=heads,
+            kv_num_heads=kv_heads,
+        ),
+        helper.make_node("MatMul", ["ctx", "wo"], ["proj"], name="wo"),
+        helper.make_node("Add", ["h0", "proj"], ["h1"], name="residual1"),
+        helper.make_node("RMSNormalization", ["h1", "norm2"], ["n2"], name="norm2", epsilon=1e-6),
+        helper.make_node("MatMul", ["n2", "w_gate"], ["gate"], name="w_gate"),
+        helper.make_node("Sigmoid", ["gate"], ["gate_sig"], name="silu_sigmoid"),
+        helper.make_node("Mul", ["gate", "gate_sig"], ["gate_act"], name="silu"),
+        helper.make_node("MatMul", ["n2", "w_up"], ["up"], name="w_up"),
+        helper.make_node("Mul", ["gate_act", "up"], ["gated"], name="gated"),
+        helper.make_node("MatMul", ["gated", "w_down"], ["down"], name="w_down"),
+        helper.make_node("Add", ["h1", "down"], ["h2"], name="residual2"),
+        helper.make_node("RMSNormalization", ["h2", "norm_f"], ["nf"], name="norm_f", epsilon=1e-6),
+        helper.make_node("MatMul", ["nf", "head"], ["logits_bsv"], name="head"),
+        helper.make_node("Transpose", ["logits_bsv"], ["logits"], name="logits_t", perm=[0, 2, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "llama_block",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", seq])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", vocab, seq])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", LLAMA_OPSET)], producer_name="onnxgraph")
+    model.ir_version = 10
+    return model
+
+
+def rnn_classifier(features: int = 3, hidden: int = 4, classes: int = 3, seed: int = 0) -> onnx.ModelProto:
+    """A sequence classifier ``x[batch, time, features] -> logits[batch, classes]`` as the TorchScript
+    exporter writes ``nn.LSTM(batch_first=True, bidirectional=True)`` followed by ``nn.GRU``:
+    Transposes to the time-major layout, a bidirectional LSTM without sequence_lens, its two
+    directions merged per step, a GRU (linear_before_reset=1, PyTorch's form) whose last hidden
+    state feeds a Gemm. Batch and time are symbolic."""
+    rng = np.random.default_rng(seed)
+    h = hidden
+    inits = [
+        _init(rng, "lstm.W", (2, 4 * h, features), h**-0.5),
+        _init(rng, "lstm.R", (2, 4 * h, h), h**-0.5),
+        _init(rng, "lstm.B", (2, 8 * h), 0.1),
+        _init(rng, "gru.W", (1, 3 * h, 2 * h), h**-0.5),
+        _init(rng, "gru.R", (1, 3 * h, h), h**-0.5),
+        _init(rng, "gru.B", (1, 6 * h), 0.1),
+        _init(rng, "fc.weight", (classes, h), h**-0.5),
+        _init(rng, "fc.bias", (classes,), 0.1),
+        numpy_helper.from_array(np.array([0, 0, 2 * h], np.int64), "merged_shape"),
+        numpy_helper.from_array(np.array([0], np.int64), "first_axis"),
+    ]
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["x_tbf"], name="time_major", perm=[1, 0, 2]),
+        helper.make_node(
+            "LSTM", ["x_tbf", "lstm.W", "lstm.R", "lstm.B"], ["lstm_y"], name="lstm", hidden_size=h,
+            direction="bidirectional",
+        ),
+        helper.make_node("Transpose", ["lstm_y"], ["lstm_tbdh"], name="lstm_t", perm=[0, 2, 1, 3]),
+        helper.make_node("Reshape", ["lstm_tbdh", "merged_shape"], ["lstm_out"], name="merge_directions"),
+        helper.make_node(
+            "GRU", ["lstm_out", "gru.W", "gru.R", "gru.B"], ["", "gru_h"], name="gru", hidden_size=h,
+            linear_before_reset=1,
+        ),
+        helper.make_node("Squeeze", ["gru_h", "first_axis"], ["last"], name="last_state"),
+        helper.make_node("Gemm", ["last", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "rnn_classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "time", features])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
+    model.ir_version = 8
+    return model
 
 
 BUNDLED = {

@@ -29,6 +29,9 @@ FAMILY_ORDER = (
     "shape",
     "resize",
     "control",
+    "attention",
+    "recurrent",
+    "loops",
 )
 
 

@@ -40,15 +40,16 @@ def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
         for op, i in FLOAT32_ONLY
         if n.op_type == op and len(n.input) > i
     }
-    for info in [*graph.input, *graph.output, *graph.value_info]:
-        if info.type.tensor_type.elem_type == TensorProto.FLOAT:
-            info.type.tensor_type.elem_type = TensorProto.DOUBLE
+    for g in _graphs(graph):  # subgraphs (Loop, Scan, If bodies) included
+        for info in [*g.input, *g.output, *g.value_info]:
+            if info.type.tensor_type.elem_type == TensorProto.FLOAT:
+                info.type.tensor_type.elem_type = TensorProto.DOUBLE
     for i, init in enumerate(graph.initializer):
         if init.data_type == TensorProto.FLOAT and init.name not in keep:
             graph.initializer[i].CopyFrom(
                 numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), init.name)
             )
-    for node in graph.node:
+    for node in (n for g in _graphs(graph) for n in g.node):
         if node.op_type in STASHING and not any(a.name == "stash_type" for a in node.attribute):
             node.attribute.append(helper.make_attribute("stash_type", TensorProto.DOUBLE))
         for attr in node.attribute:
@@ -63,6 +64,15 @@ def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
                     numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float64))
                 )
     return model
+
+
+def _graphs(graph: onnx.GraphProto):
+    """``graph`` and every subgraph in it, at any depth."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                yield from _graphs(sub)
 
 
 def upstream_inputs(grad_model) -> dict[str, str]:

@@ -247,3 +247,43 @@ SPECS: list[Spec] = [
     Spec("TopK", (F((3, 5)), i64(2)), node_outputs=2),
     Spec("TopK", (F((4, 3)), i64(3)), {"axis": 0, "largest": 0}, node_outputs=2, id="TopK-smallest-axis0"),
 ]
+
+BOOL_MASK = C(np.array([[True, False, True, True, False], [True, True, False, True, True], [False, True, True, False, True]]))
+POSITIONS = C(np.array([[0, 2, 5], [3, 3, 1]], dtype=np.int64))
+SPECS += [
+    # opset-23 transformer ops
+    Spec("Attention", (F((2, 2, 3, 4)), F((2, 2, 5, 4)), F((2, 2, 5, 3))), opset=23),
+    Spec("Attention", (F((2, 2, 3, 4)), F((2, 2, 5, 4)), F((2, 2, 5, 3))), {"is_causal": 1, "scale": 0.4}, opset=23, id="Attention-causal-scale"),
+    Spec("Attention", (F((1, 4, 3, 4)), F((1, 2, 5, 4)), F((1, 2, 5, 3))), opset=23, id="Attention-gqa"),
+    Spec("Attention", (F((2, 3, 8)), F((2, 5, 4)), F((2, 5, 6))), {"q_num_heads": 4, "kv_num_heads": 2}, opset=23, id="Attention-3d-gqa"),
+    Spec("Attention", (F((2, 2, 3, 4)), F((2, 2, 5, 4)), F((2, 2, 5, 3)), F((3, 5))), opset=23, id="Attention-additive-mask"),
+    Spec("Attention", (F((2, 2, 3, 4)), F((2, 2, 5, 4)), F((2, 2, 5, 3)), BOOL_MASK), opset=23, id="Attention-bool-mask"),
+    Spec("Attention", (F((2, 2, 3, 4)), F((2, 2, 3, 4)), F((2, 2, 3, 3)), F((2, 1, 3, 3))), {"is_causal": 1}, opset=23, id="Attention-additive-mask-causal"),
+    Spec("Attention", (F((2, 2, 3, 4), -2, 2), F((2, 2, 5, 4), -2, 2), F((2, 2, 5, 3)), BOOL_MASK), {"softcap": 1.5}, opset=23, id="Attention-softcap-bool-mask"),
+    Spec("Attention", (F((1, 2, 2, 4)), F((1, 2, 2, 4)), F((1, 2, 2, 3)), C(None), F((1, 2, 3, 4)), F((1, 2, 3, 3))), {"is_causal": 1}, outputs=3, opset=23, id="Attention-past-causal-present"),
+    Spec("Attention", (F((1, 2, 8)), F((1, 4, 4)), F((1, 4, 4)), C(None), F((1, 1, 1, 4)), F((1, 1, 1, 4))), {"q_num_heads": 2, "kv_num_heads": 1, "is_causal": 1}, outputs=3, opset=23, id="Attention-3d-gqa-past"),
+    Spec("RotaryEmbedding", (F((2, 2, 3, 4)), F((2, 3, 2)), F((2, 3, 2))), opset=23),
+    Spec("RotaryEmbedding", (F((2, 2, 3, 4)), F((2, 3, 2)), F((2, 3, 2))), {"interleaved": 1}, opset=23, id="RotaryEmbedding-interleaved"),
+    Spec("RotaryEmbedding", (F((2, 2, 3, 8)), F((6, 2)), F((6, 2)), POSITIONS), {"rotary_embedding_dim": 4}, opset=23, id="RotaryEmbedding-positions-partial"),
+    Spec("RotaryEmbedding", (F((2, 3, 8)), F((6, 2)), F((6, 2)), POSITIONS), {"num_heads": 2, "interleaved": 1}, opset=23, id="RotaryEmbedding-3d-positions-interleaved"),
+    Spec("RotaryEmbedding", (F((2, 3, 8)), K((2, 3, 2)), K((2, 3, 2))), {"num_heads": 2}, opset=23, id="RotaryEmbedding-3d-x-only"),
+]
+
+# recurrent ops: T=3 steps, batch 2, input 3, hidden 2 (layout 1, which onnxruntime lacks: test_recurrent.py)
+H2 = {"hidden_size": 2}
+SPECS += [
+    Spec("LSTM", (F((3, 2, 3)), F((1, 8, 3)), F((1, 8, 2))), H2, outputs=3),
+    Spec("LSTM", (F((3, 2, 3)), F((1, 8, 3)), F((1, 8, 2)), F((1, 16)), C(None), F((1, 2, 2)), F((1, 2, 2))), {**H2, "direction": "reverse"}, outputs=3, id="LSTM-reverse-bias-states"),
+    Spec("LSTM", (F((3, 2, 3)), F((2, 8, 3)), F((2, 8, 2)), F((2, 16)), C(None), F((2, 2, 2)), F((2, 2, 2))), {**H2, "direction": "bidirectional"}, outputs=3, id="LSTM-bidirectional"),
+    Spec("LSTM", (F((4, 1, 3)), F((1, 8, 3)), K((1, 8, 2))), H2, node_outputs=3, id="LSTM-y-only"),
+    Spec("GRU", (F((3, 2, 3)), F((1, 6, 3)), F((1, 6, 2))), H2, outputs=2),
+    Spec("GRU", (F((3, 2, 3)), F((1, 6, 3)), F((1, 6, 2)), F((1, 12)), C(None), F((1, 2, 2))), {**H2, "direction": "reverse", "linear_before_reset": 1}, outputs=2, id="GRU-reverse-linear-before-reset"),
+    Spec("GRU", (F((3, 2, 3)), F((2, 6, 3)), F((2, 6, 2)), F((2, 12)), C(None), F((2, 2, 2))), {**H2, "direction": "bidirectional"}, outputs=2, id="GRU-bidirectional"),
+    Spec("GRU", (F((3, 2, 3)), K((1, 6, 3)), F((1, 6, 2))), H2, outputs=2, node_outputs=2, id="GRU-y-and-state"),
+]
+SPECS += [
+    Spec("Attention", (F((2, 2, 3, 4)), F((2, 2, 5, 4)), F((2, 2, 5, 3))), {"qk_matmul_output_mode": 3}, outputs=4, opset=23, id="Attention-qk-output-softmax"),
+    Spec("Attention", (F((1, 4, 3, 4)), F((1, 2, 5, 4)), F((1, 2, 5, 3)), F((3, 5))), {"qk_matmul_output_mode": 2, "softcap": 2.0}, outputs=4, opset=23, id="Attention-gqa-qk-output-bias-softcap"),
+    Spec("Attention", (F((2, 2, 3, 4)), F((2, 2, 5, 4)), F((2, 2, 5, 3))), {"qk_matmul_output_mode": 0}, outputs=4, node_outputs=4, opset=23, id="Attention-qk-output-scores"),
+    Spec("Attention", (F((2, 2, 2, 4)), F((2, 2, 5, 4)), F((2, 2, 5, 3)), C(None), C(None), C(None), C(np.array([3, 5], dtype=np.int64))), {"is_causal": 1}, opset=24, id="Attention-nonpad-kv-seqlen-causal"),
+]

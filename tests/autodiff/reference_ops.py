@@ -1,12 +1,13 @@
 """onnx.reference fixes the gradient checks need: its ConvTranspose ignores ``group``, its
 MaxPool numbers Indices per (n, c) plane instead of over the whole tensor as the spec says, its
-Mean adds in place (so a smaller first operand cannot broadcast) and its Pad refuses negative
-pads (which crop)."""
+Mean adds in place (so a smaller first operand cannot broadcast), its Pad refuses negative
+pads (which crop) and its Loop mishandles an omitted condition and stacked step outputs."""
 
 from __future__ import annotations
 
 import numpy as np
 from onnx.reference.ops.op_conv_transpose import ConvTranspose as _ReferenceConvTranspose
+from onnx.reference.ops.op_loop import Loop as _ReferenceLoop
 from onnx.reference.ops.op_max_pool import MaxPool as _ReferenceMaxPool
 from onnx.reference.ops.op_mean import Mean as _ReferenceMean
 from onnx.reference.ops.op_pad import Pad_18 as _ReferencePad
@@ -90,4 +91,28 @@ class Pad(_ReferencePad):
         return super()._run(data[tuple(crop)], np.maximum(pads, 0), constant_value, axes, mode)
 
 
-NEW_OPS = [ConvTranspose, MaxPool, Mean, Pad]
+class Loop(_ReferenceLoop):
+    """The reference stops at once when the condition input is omitted (it means true) and joins
+    step outputs with np.vstack (which concatenates instead of stacking arrays of rank >= 2)."""
+
+    def _run(self, M, cond, *args, context=None, body=None, attributes=None, bindings=None):
+        names = self.body.input_names
+        values = dict(context or {})
+        values.update(zip(names[2:], args))
+        cond = np.array(True) if cond is None else cond
+        stacked: list[list[np.ndarray]] = [[] for _ in range(self.K)]
+        step = 0
+        while bool(cond) and (M is None or step < M):
+            values[names[0]] = np.array(step, dtype=np.int64)
+            values[names[1]] = cond
+            outputs = self._run_body(values, attributes=attributes, bindings=bindings)
+            cond = outputs[0]
+            values.update(zip(names[2:], outputs[1 : 1 + self.N]))
+            for k in range(self.K):
+                stacked[k].append(outputs[1 + self.N + k])
+            step += 1
+        finals = [values[n] for n in names[2:]]
+        return tuple(finals + [np.stack(s) if s else np.zeros((0,)) for s in stacked])
+
+
+NEW_OPS = [ConvTranspose, Loop, MaxPool, Mean, Pad]

@@ -37,6 +37,22 @@ EXPECTED = {
     ),
 }
 
+EXPECTED.update(
+    {
+        r"test_attention_4d_with_past_and_present_qk_matmul_bias_[34]d_mask_causal": (
+            "AssertionError",
+            "qk_matmul_output holds -inf where the causal mask blocks, so its finite differences are NaN",
+        ),
+        r"test_(lstm|gru)_batchwise": ("Fail", "no onnxruntime kernel for layout 1 (forward)"),
+        r"test_lstm_with_peepholes": ("GradientError", "LSTM peepholes"),
+        r"test_scan_sum": ("RuntimeError", "onnx.reference has no Scan-8 (sequence_lens first)"),
+        r"test_range_float_type_positive_delta_expanded": (
+            "ValueError",
+            "the trip count jumps at the example inputs: a shifted limit changes the output's length",
+        ),
+    }
+)
+
 
 def _cases():
     with warnings.catch_warnings():

@@ -31,6 +31,8 @@ def test_stale_table_is_detected(tmp_path):
 
 
 TESTED_ELSEWHERE = {"If": "test_api.py::test_if_differentiates_the_taken_branch (needs subgraphs)"}
+TESTED_ELSEWHERE["Loop"] = "test_loops.py (needs subgraphs)"
+TESTED_ELSEWHERE["Scan"] = "test_loops.py (needs subgraphs)"
 
 
 def test_every_rule_has_a_spec():

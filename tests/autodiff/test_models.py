@@ -64,6 +64,7 @@ SMALL = {
     "mlp": lambda: models.mlp((6, 5, 3)),
     "cnn": lambda: models.cnn(channels=2, image=6, classes=3),
     "transformer": lambda: models.transformer_block(vocab=7, seq=4, dim=8, heads=2, ff=8),
+    "llama": lambda: models.llama_block(vocab=7, seq=4, dim=8, heads=2, kv_heads=1, ff=8),
 }
 
 
@@ -142,5 +143,17 @@ def test_transformer_training_reduces_loss_twentyfold():
     seqs = rng.integers(0, 16, (8, 9)).astype(np.int64)
     model = models.transformer_block(vocab=16, seq=8, dim=16, heads=2, ff=32)
     trainer = Trainer(model, _float_params(model), "cross_entropy", "logits")
+    first, last = _train(trainer, {"ids": seqs[:, :-1], "target": seqs[:, 1:]}, lr=0.3)
+    assert last < first / 20, (first, last)
+
+
+def test_llama_training_reduces_loss_twentyfold():
+    """The opset-23 block (RMSNormalization, RotaryEmbedding, grouped-query Attention) learns fixed
+    next-token sequences; the rotary caches stay fixed, as buffers do in PyTorch."""
+    rng = np.random.default_rng(4)
+    seqs = rng.integers(0, 16, (8, 9)).astype(np.int64)
+    model = models.llama_block(vocab=16, seq=8, dim=16, heads=4, kv_heads=2, ff=32)
+    params = [p for p in _float_params(model) if not p.startswith("rope.")]
+    trainer = Trainer(model, params, "cross_entropy", "logits")
     first, last = _train(trainer, {"ids": seqs[:, :-1], "target": seqs[:, 1:]}, lr=0.3)
     assert last < first / 20, (first, last)
