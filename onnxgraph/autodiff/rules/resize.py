@@ -19,34 +19,60 @@ def resize(b, node, grads):
     x, y, g = node.inputs[0], node.outputs[0], grads[0]
     if node.attr("coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize":
         raise GradientError("the gradient of Resize with tf_crop_and_resize is not supported")
-    in_dims, out_dims = x.shape, y.shape
-    if (
-        in_dims is None
-        or out_dims is None
-        or not all(isinstance(d, int) for d in (*in_dims, *out_dims))
-    ):
-        raise GradientError("the gradient of Resize needs static input and output shapes")
-    scales = _per_axis(b, node, 2, rank_of(x), 1.0)
-    for axis, (n_in, n_out) in enumerate(zip(in_dims, out_dims)):
+    rank = rank_of(x)
+    scales = _per_axis(b, node, 2, rank, 1.0, "scales")
+    sizes = _known_sizes(b, node, rank) if scales is None else None
+    out_dims = y.shape if y.shape is not None and len(y.shape) == rank else (None,) * rank
+    for axis, (n_in, n_out) in enumerate(zip(x.shape, out_dims)):
         scale = None if scales is None else scales[axis]
-        if n_in == n_out and scale in (None, 1.0):
-            continue
+        if scale is not None:
+            if scale == 1.0:
+                continue  # an axis Resize leaves as it is
+            if isinstance(n_in, int) and not isinstance(n_out, int):
+                n_out = int(np.floor(n_in * scale))
+        else:
+            if n_out is None and sizes is not None:
+                n_out = sizes[axis]
+            if n_in is not None and n_in == n_out:
+                continue
+        if not isinstance(n_in, int) or not isinstance(n_out, int):
+            raise GradientError(
+                f"the gradient of Resize needs static sizes along each resized axis (axis {axis}: {n_in} -> {n_out})"
+            )
         matrix = _axis_matrix(node, b.opset, n_in, n_out, scale).T.astype(dtype_of(x))  # (out, in)
-        g = _along_axis(b, g, b.const(matrix), axis, len(in_dims))
+        g = _along_axis(b, g, b.const(matrix), axis, rank)
     return [g]
 
 
-def _per_axis(b, node, index, rank, fill):
-    """Input ``index`` (scales) as one entry per axis, None when absent."""
-    value = node.inputs[index] if len(node.inputs) > index else None
-    if value is None or (value.const_value is not None and value.const_value.size == 0):
+def _known_sizes(b, node, rank):
+    """The constant ``sizes`` per axis (None where it leaves an axis out), when the output size is
+    exactly what they say; the output's inferred shape serves otherwise."""
+    value = node.inputs[3] if len(node.inputs) > 3 else None
+    if value is None or node.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
         return None
-    if value.const_value is None:  # the coordinate transform depends on the scale itself
-        raise GradientError("the gradient of Resize needs constant scales")
-    data = [float(v) for v in np.asarray(value.const_value.numpy()).reshape(-1)]
+    array = b.constant_array(value)
+    if array is None or array.size == 0:
+        return None
+    full = [None] * rank
+    for a, v in zip(node.attr("axes") or range(rank), array.reshape(-1).tolist()):
+        full[a % rank] = int(v)
+    return full
+
+
+def _per_axis(b, node, index, rank, fill, what):
+    """Input ``index`` (scales or sizes) as one entry per axis (``fill`` for axes it leaves out),
+    None when absent; read through initializers and Constant nodes."""
+    value = node.inputs[index] if len(node.inputs) > index else None
+    if value is None:
+        return None
+    array = b.constant_array(value)
+    if array is None:  # the coordinate transform depends on the scale itself
+        raise GradientError(f"the gradient of Resize needs constant {what} ('{value.name}' is computed at run time)")
+    if array.size == 0:
+        return None
     axes = node.attr("axes") or list(range(rank))
     full = [fill] * rank
-    for a, v in zip(axes, data):
+    for a, v in zip(axes, array.reshape(-1).tolist()):
         full[a % rank] = v
     return full
 
@@ -72,9 +98,7 @@ def _axis_matrix(node, opset, n_in, n_out, scale):
 
     (matrix,) = ReferenceEvaluator(model).run(None, {"x": np.eye(n_in)})
     if matrix.shape != (n_in, n_out):
-        raise GradientError(
-            f"Resize gradient: axis matrix came out {matrix.shape}, expected {(n_in, n_out)}"
-        )
+        raise GradientError(f"Resize gradient: axis matrix came out {matrix.shape}, expected {(n_in, n_out)}")
     return matrix
 
 
