@@ -12,6 +12,8 @@ from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
 
 _PER_AXIS_ATTRS = ("axes", "keep_aspect_ratio_policy")
+_SAME = "same"
+"""A ``sizes`` entry equal to the input's own (possibly symbolic) dim: the axis is not resized."""
 
 
 @register("Resize", differentiable=(0,))
@@ -31,9 +33,9 @@ def resize(b, node, grads):
             if isinstance(n_in, int) and not isinstance(n_out, int):
                 n_out = int(np.floor(n_in * scale))
         else:
-            if n_out is None and sizes is not None:
-                n_out = sizes[axis]
-            if n_in is not None and n_in == n_out:
+            if sizes is not None and sizes[axis] is not None:
+                n_out = n_in if sizes[axis] is _SAME else sizes[axis]
+            if sizes is not None and sizes[axis] is _SAME or (n_in is not None and n_in == n_out):
                 continue
         if not isinstance(n_in, int) or not isinstance(n_out, int):
             raise GradientError(
@@ -45,18 +47,28 @@ def resize(b, node, grads):
 
 
 def _known_sizes(b, node, rank):
-    """The constant ``sizes`` per axis (None where it leaves an axis out), when the output size is
-    exactly what they say; the output's inferred shape serves otherwise."""
+    """Per axis, the output size ``sizes`` asks for: an int, ``x``'s own dim (``sizes`` built from
+    ``Shape(x)``, as the TorchScript exporter writes ``F.interpolate(size=...)``), or None."""
+    from onnxgraph.optimizers.shapes import symbolic_elements
+
     value = node.inputs[3] if len(node.inputs) > 3 else None
     if value is None or node.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
         return None
     array = b.constant_array(value)
-    if array is None or array.size == 0:
+    elements = array.reshape(-1).tolist() if array is not None else symbolic_elements(value)
+    if not elements:
         return None
-    full = [None] * rank
-    for a, v in zip(node.attr("axes") or range(rank), array.reshape(-1).tolist()):
-        full[a % rank] = int(v)
+    x, full = node.inputs[0], [None] * rank
+    for a, v in zip(node.attr("axes") or range(rank), elements):
+        a %= rank
+        full[a] = int(v) if isinstance(v, int) else _SAME if v == _symbol(x, a) else None
     return full
+
+
+def _symbol(x, axis):
+    """``x.shape[axis]`` as :func:`~onnxgraph.optimizers.shapes.symbolic_elements` names it."""
+    dim = x.shape[axis]
+    return dim if isinstance(dim, int) else ("dim", dim) if dim else ("unknown", id(x), axis)
 
 
 def _per_axis(b, node, index, rank, fill, what):
