@@ -81,8 +81,8 @@ def build_gradient(
         wrt: values to differentiate with respect to: graph inputs, initializers or any
             floating-point value the graph computes, whose gradient is then its own (it does not
             flow on into what computed it). Default: every floating-point initializer and every
-            Identity copy of one (a parameter the exporter deduplicated), made an initializer of
-            its own so it trains apart.
+            Identity copy of one that another op reads directly (a parameter the exporter deduplicated),
+            made an initializer of its own so it trains apart.
         cleanup: called with the finished model (default: :func:`simplify`, the project's
             folding, CSE and DCE). The ``wrt`` parameters are listed as graph inputs meanwhile, so
             no pass folds or merges them: a training loop updates them, and a copy would go stale.
@@ -241,7 +241,7 @@ def _wrt_values(graph, names: Sequence[str] | None) -> list[Value]:
     exporter's deduplicated parameter) becomes a parameter of its own, see :func:`_untie`."""
     if names is None:
         values = [v for v in graph.initializers.values() if v.elem_type in types.FLOAT_TYPES]
-        values += [n.outputs[0] for n in graph if _copied_initializer(n.outputs[0]) is not None]
+        values += [n.outputs[0] for n in graph if _shared_copy(n.outputs[0])]
         if not values:
             raise GradientError("the model has no floating-point initializers: name the wrt values")
         return [_untie(graph, v) for v in values]
@@ -267,6 +267,13 @@ def _copied_initializer(value: Value) -> Value | None:
     if source is value or source.const_value is None or source.elem_type not in types.FLOAT_TYPES:
         return None
     return source
+
+
+def _shared_copy(value: Value) -> bool:
+    """``value`` is an Identity copy of an initializer that another op reads directly: a parameter the
+    exporter deduplicated because it held equal values (not an Identity in front of each use)."""
+    source = _copied_initializer(value)
+    return source is not None and any(n.op_type != "Identity" for n in source.consumers())
 
 
 def _untie(graph, value: Value) -> Value:

@@ -186,3 +186,34 @@ def test_float64_cross_entropy_gradient_runs_on_onnxruntime_cpu():
     for name, a, e in zip(names, got, expected):
         assert a.dtype == np.float64, name
         np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_onnxruntime_symbolic_inference_recovers_a_lost_rank():
+    """The shared shape resolution asks onnxruntime's symbolic inference where onnx loses a rank."""
+    import onnxgraph
+    from onnxgraph import types
+    from onnxgraph.shape_inference import inferred_types
+
+    model = onnxgraph.from_proto(models.vit_squeeze_chain())
+    assert types.shape_of(inferred_types(model).get("lifted")) is None
+    assert types.shape_of(inferred_types(model, symbolic_fallback=True)["lifted"])[1:] == (1, 4)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'y = DepthToSpace<blocksize=2, mode="DCR">(x)',
+        'y = DepthToSpace<blocksize=2, mode="CRD">(x)',
+        "y = SpaceToDepth<blocksize=2>(x)",
+    ],
+)
+def test_depth_space_regroups_over_run_time_dims(body):
+    """Pixel shuffles with symbolic channels and spatial sizes."""
+    text = f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[batch, c, h, w] x) => (float[batch, d, p, q] y) {{
+        {body}
+    }}
+    """
+    rng = np.random.default_rng(8)
+    check_gradients(onnx.parser.parse_model(text), {"x": rng.standard_normal((2, 8, 4, 6))}, ["x"])

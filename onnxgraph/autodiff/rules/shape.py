@@ -302,31 +302,27 @@ def top_k(b, node, grads):
 
 
 def _regroup(b, g, x, shape6, perm):
-    """Undo a DepthToSpace/SpaceToDepth: view ``g`` as ``shape6``, transpose back, take ``x``'s shape."""
-    return [b.reshape_like(b.Transpose(b.Reshape(g, b.ints(shape6)), perm=perm), x)]
+    """Undo a DepthToSpace/SpaceToDepth: view ``g`` as ``shape6`` (static pieces and run-time
+    dims), transpose back, take ``x``'s shape."""
+    return [b.reshape_like(b.Transpose(b.Reshape(g, b.concat_shape(*shape6)), perm=perm), x)]
 
 
 @register("DepthToSpace")
 def depth_to_space(b, node, grads):
-    x, bs = node.inputs[0], node.attr("blocksize")
-    _, c, h, w = _static_nchw(x, node.op_type)
+    """Channels and spatial sizes may be known only at run time: the view takes H and W from ``x``
+    and leaves the channel count to Reshape (-1)."""
+    x, g, bs = node.inputs[0], grads[0], node.attr("blocksize")
+    h, w = b.dims(x, 2, 3), b.dims(x, 3, 4)
     # forward: x -> (N, bs, bs, C/bs^2, H, W) [DCR] or (N, C/bs^2, bs, bs, H, W) [CRD] -> transpose
     perm = [0, 3, 5, 1, 2, 4] if node.attr("mode", "DCR") == "DCR" else [0, 1, 3, 5, 2, 4]
-    return _regroup(b, grads[0], x, [0, c // bs // bs, h, bs, w, bs], perm)
+    return _regroup(b, g, x, [[0, -1], h, [bs], w, [bs]], perm)
 
 
 @register("SpaceToDepth")
 def space_to_depth(b, node, grads):
-    x, bs = node.inputs[0], node.attr("blocksize")
-    _, c, h, w = _static_nchw(x, node.op_type)
+    x, g, bs = node.inputs[0], grads[0], node.attr("blocksize")
+    h, w = b.dims(g, 2, 3), b.dims(g, 3, 4)  # H/bs and W/bs
     # forward: x as (N, C, H/bs, bs, W/bs, bs) -> (N, bs, bs, C, ...) [DCR] or (N, C, bs, bs, ...) [CRD]
     if node.attr("mode", "DCR") == "DCR":
-        return _regroup(b, grads[0], x, [0, bs, bs, c, h // bs, w // bs], [0, 3, 4, 1, 5, 2])
-    return _regroup(b, grads[0], x, [0, c, bs, bs, h // bs, w // bs], [0, 1, 4, 2, 5, 3])
-
-
-def _static_nchw(x, op_type):
-    shape = x.shape
-    if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
-        raise GradientError(f"the gradient of {op_type} needs static C, H, W (got {shape})")
-    return shape
+        return _regroup(b, g, x, [[0, bs, bs, -1], h, w], [0, 3, 4, 1, 5, 2])
+    return _regroup(b, g, x, [[0, -1, bs, bs], h, w], [0, 1, 4, 2, 5, 3])
