@@ -217,3 +217,32 @@ def test_depth_space_regroups_over_run_time_dims(body):
     """
     rng = np.random.default_rng(8)
     check_gradients(onnx.parser.parse_model(text), {"x": rng.standard_normal((2, 8, 4, 6))}, ["x"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "y = AveragePool<kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1]>(x)",
+        "y = AveragePool<kernel_shape=[2, 2], strides=[2, 2], count_include_pad=1, pads=[1, 1, 0, 0]>(x)",
+        "y = MaxPool<kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]>(x)",
+        'y = Conv<kernel_shape=[3, 2], auto_pad="SAME_UPPER">(x, w)',
+        "y = Conv<kernel_shape=[3, 2], strides=[2, 3], dilations=[1, 2], pads=[0, 1, 2, 0]>(x, w)",
+        "y = ConvTranspose<kernel_shape=[3, 2], strides=[2, 3], pads=[1, 0, 0, 1], output_padding=[1, 2]>(x, w)",
+    ],
+)
+def test_window_ops_with_every_dim_symbolic(body):
+    """Nothing but the rank known: channels folded into the batch or taken from the weight."""
+    text = f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[n, c, h, w_] x, float[3, 3, 3, 2] w) => (float[n, d, p, q] y) {{
+        {body}
+    }}
+    """
+    model = onnx.parser.parse_model(text)
+    rng = np.random.default_rng(9)
+    feeds = {"x": rng.standard_normal((2, 3, 7, 8)), "w": rng.standard_normal((3, 3, 3, 2))}
+    wrt = ["x", "w"] if "Conv" in body else ["x"]
+    if "Conv" not in body:  # w unused
+        model.graph.input.pop()
+        del feeds["w"]
+    check_gradients(model, feeds, wrt, coords_per_input=10)
