@@ -152,7 +152,9 @@ def _infer_types(model: Model) -> None:
     by_name.update({v.name: v for g in graph.all_graphs() for v in g.inputs})
     for name, type_proto in inferred.items():
         value = by_name.get(name)
-        if value is not None and type_proto.WhichOneof("value") and _static_dims(type_proto) > _static_dims(value.type):
+        if value is None or not type_proto.WhichOneof("value"):
+            continue
+        if value.type is None or value.shape is None or _static_dims(type_proto) > _static_dims(value.type):
             value.type = type_proto
 
 

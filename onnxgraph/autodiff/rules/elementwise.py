@@ -240,8 +240,9 @@ def hard_swish(b, node, grads):
 @register("Relu")
 def relu(b, node, grads):
     """``g`` times the 0/1 mask ``x > 0``: Cast + Mul runs faster on onnxruntime than Where."""
-    x = node.inputs[0]
-    return [b.Mul(grads[0], b.Cast(b.Greater(x, b.scalar(0, x)), to=x.elem_type))]
+    x, g = node.inputs[0], grads[0]
+    mask = b.Greater(x, b.scalar(0, x))
+    return [b.Mul(g, b.Cast(mask, to=x.elem_type or g.elem_type or onnx.TensorProto.FLOAT))]
 
 
 @register("LeakyRelu")
