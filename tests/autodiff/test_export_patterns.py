@@ -246,3 +246,25 @@ def test_window_ops_with_every_dim_symbolic(body):
         model.graph.input.pop()
         del feeds["w"]
     check_gradients(model, feeds, wrt, coords_per_input=10)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "scales"),
+    [
+        ('mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"', "1, 1, 2, 3"),
+        ('mode="nearest"', "1, 1, 3, 2"),
+    ],
+)
+def test_nearest_upsampling_over_run_time_sizes(attrs, scales):
+    """``F.interpolate(scale_factor=k)`` on images of any size: each cell's gradient sums its block."""
+    text = f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[n, c, h, w] x) => (float[n, c, p, q] y) {{
+        s = Constant<value=float[4] {{{scales}}}>()
+        y = Resize<{attrs}>(x, , s)
+    }}
+    """
+    rng = np.random.default_rng(10)
+    model = onnx.parser.parse_model(text)
+    for shape in [(2, 3, 4, 5), (1, 2, 3, 2)]:
+        check_gradients(model, {"x": rng.standard_normal(shape)}, ["x"], coords_per_input=10)

@@ -24,6 +24,11 @@ def resize(b, node, grads):
     rank = rank_of(x)
     scales = _per_axis(b, node, 2, rank, 1.0, "scales")
     sizes = _known_sizes(b, node, rank) if scales is None else None
+    factors = _repeats(node, scales, rank)
+    if factors is not None and any(not isinstance(d, int) for d in x.shape[2:]):
+        # each input cell is repeated: its gradient sums its block, whatever the run-time size
+        pooled = b.AveragePool(g, kernel_shape=factors, strides=factors)
+        return [b.Mul(pooled, b.scalar(int(np.prod(factors)), x))]
     out_dims = y.shape if y.shape is not None and len(y.shape) == rank else (None,) * rank
     for axis, (n_in, n_out) in enumerate(zip(x.shape, out_dims)):
         scale = None if scales is None else scales[axis]
@@ -44,6 +49,22 @@ def resize(b, node, grads):
         matrix = _axis_matrix(node, b.opset, n_in, n_out, scale).T.astype(dtype_of(x))  # (out, in)
         g = _along_axis(b, g, b.const(matrix), axis, rank)
     return [g]
+
+
+def _repeats(node, scales, rank):
+    """The integer factors over the spatial axes when this Resize only repeats cells (nearest
+    neighbour, integer scales, asymmetric coordinates rounded down or half-pixel ones rounded to
+    nearest, batch and channels left alone: ``F.interpolate(scale_factor=k)`` as both torch
+    exporters write it), else None."""
+    if scales is None or rank < 3 or node.attr("mode", "nearest") != "nearest" or scales[:2] != [1.0, 1.0]:
+        return None
+    if not all(float(s).is_integer() and s >= 1 for s in scales[2:]):
+        return None
+    transform = node.attr("coordinate_transformation_mode", "half_pixel")
+    rounding = node.attr("nearest_mode", "round_prefer_floor")
+    floor = transform == "asymmetric" and rounding == "floor"
+    nearest = transform in ("half_pixel", "pytorch_half_pixel") and rounding.startswith("round")
+    return [int(s) for s in scales[2:]] if floor or nearest else None
 
 
 def _known_sizes(b, node, rank):
