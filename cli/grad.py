@@ -86,7 +86,8 @@ def _deprecated(old: str, new: str) -> None:
     "wrt",
     multiple=True,
     metavar="NAME",
-    help="Differentiate w.r.t. this input or initializer (repeatable; default: every float initializer).",
+    help="Differentiate w.r.t. this input, initializer or computed value (repeatable; default: every float "
+    "parameter, deduplicated Identity copies untied).",
 )
 @overwrite_option
 @allow_outside_option

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import onnx
+import onnx.parser
 from onnx import TensorProto, helper, numpy_helper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -648,6 +649,186 @@ def rnn_classifier(features: int = 3, hidden: int = 4, classes: int = 3, seed: i
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
     model.ir_version = 8
     return model
+# -- patterns of real torch.onnx exports that gradient building must handle (tests/autodiff) ----------
+EXPORT_PATTERN_OPSET = 17
+
+
+def _pattern(text: str, weights: dict[str, tuple[int, ...]], seed: int, scale: float = 0.4) -> onnx.ModelProto:
+    """A model from onnx text whose ``weights`` become random float32 initializers."""
+    model = onnx.parser.parse_model(f'<ir_version: 8, opset_import: ["" : {EXPORT_PATTERN_OPSET}]>\n{text}')
+    rng = np.random.default_rng(seed)
+    model.graph.initializer.extend(_init(rng, name, shape, scale) for name, shape in weights.items())
+    return model
+
+
+def channel_shuffle_cnn(seed: int = 0) -> onnx.ModelProto:
+    """ShuffleNet's channel shuffle as the TorchScript exporter writes it, symbolic batch: the
+    ``view(b, g, c // g, h, w)`` targets come from Shape/Gather/Div/Concat, so shape inference loses
+    the channels the depthwise Conv, AveragePool and pointwise Conv after it see."""
+    text = """
+    shuffle (float[batch, 3, 8, 8] x) => (float[batch, 3] y) {
+        c0 = Conv<kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]>(x, stem_w, stem_b)
+        r0 = Relu(c0)
+        p0 = MaxPool<kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]>(r0)
+        s = Shape(p0)
+        i0 = Constant<value=int64 {0}>()
+        i1 = Constant<value=int64 {1}>()
+        i2 = Constant<value=int64 {2}>()
+        i3 = Constant<value=int64 {3}>()
+        z = Constant<value=int64[1] {0}>()
+        two = Constant<value=int64 {2}>()
+        groups = Constant<value=int64[1] {2}>()
+        rest = Constant<value=int64[1] {-1}>()
+        n0 = Gather<axis=0>(s, i0)
+        c = Gather<axis=0>(s, i1)
+        h0 = Gather<axis=0>(s, i2)
+        w0 = Gather<axis=0>(s, i3)
+        cg = Div(c, two)
+        n = Unsqueeze(n0, z)
+        h = Unsqueeze(h0, z)
+        w = Unsqueeze(w0, z)
+        per_group = Unsqueeze(cg, z)
+        target = Concat<axis=0>(n, groups, per_group, h, w)
+        grouped = Reshape(p0, target)
+        swapped = Transpose<perm=[0, 2, 1, 3, 4]>(grouped)
+        back = Concat<axis=0>(n, rest, h, w)
+        u = Reshape(swapped, back)
+        d = Conv<kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=4>(u, dw_w)
+        r1 = Relu(d)
+        e = Conv<kernel_shape=[1, 1]>(r1, pw_w, pw_b)
+        a = AveragePool<kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]>(e)
+        m = ReduceMean<axes=[2, 3], keepdims=0>(a)
+        y = Gemm<transB=1>(m, fc_w, fc_b)
+    }
+    """
+    shapes = {
+        "stem_w": (4, 3, 3, 3),
+        "stem_b": (4,),
+        "dw_w": (4, 1, 3, 3),
+        "pw_w": (4, 4, 1, 1),
+        "pw_b": (4,),
+        "fc_w": (3, 4),
+        "fc_b": (3,),
+    }
+    return _pattern(text, shapes, seed)
+
+
+def audio_frontend(seed: int = 0) -> onnx.ModelProto:
+    """wav2vec2's feature encoder in small over raw audio of dynamic length: strided Conv1d layers,
+    a ConvTranspose1d, AveragePool (padding not counted) and MaxPool, all over a run-time length."""
+    text = """
+    audio (float[batch, time] wav) => (float[batch, frames, 3] y) {
+        one = Constant<value=int64[1] {1}>()
+        x = Unsqueeze(wav, one)
+        c0 = Conv<kernel_shape=[5], strides=[3]>(x, c0_w, c0_b)
+        r0 = Relu(c0)
+        c1 = Conv<kernel_shape=[3], strides=[2], pads=[1, 1]>(r0, c1_w)
+        h = Tanh(c1)
+        t = ConvTranspose<kernel_shape=[4], strides=[2], pads=[1, 1]>(h, t_w, t_b)
+        a = AveragePool<kernel_shape=[3], strides=[2], pads=[1, 1]>(t)
+        m = MaxPool<kernel_shape=[2], strides=[2]>(a)
+        frames = Transpose<perm=[0, 2, 1]>(m)
+        y = MatMul(frames, proj_w)
+    }
+    """
+    shapes = {"c0_w": (4, 1, 5), "c0_b": (4,), "c1_w": (4, 4, 3), "t_w": (4, 2, 4), "t_b": (2,), "proj_w": (2, 3)}
+    return _pattern(text, shapes, seed)
+
+
+def vit_squeeze_chain(seed: int = 0) -> onnx.ModelProto:
+    """A ViT head whose class token goes through Unsqueeze/Squeeze with axes computed from the rank
+    (``Size(Shape(x)) - 2``), which onnx shape inference cannot follow: the rank of everything after
+    is unknown to it (onnxruntime's symbolic shape inference recovers it)."""
+    text = """
+    vit (float[batch, tokens, 4] x) => (float[batch, 3] y) {
+        two = Constant<value=int64 {2}>()
+        zero = Constant<value=int64 {0}>()
+        z = Constant<value=int64[1] {0}>()
+        s = Shape(x)
+        rank = Size(s)
+        axis = Sub(rank, two)
+        axes = Unsqueeze(axis, z)
+        token = Gather<axis=1>(x, zero)
+        lifted = Unsqueeze(token, axes)
+        normed = LayerNormalization<axis=-1>(lifted, ln_w, ln_b)
+        f = MatMul(normed, fc_w)
+        h = Tanh(f)
+        o = MatMul(h, head_w)
+        y = Squeeze(o, axes)
+    }
+    """
+    return _pattern(text, {"ln_w": (4,), "ln_b": (4,), "fc_w": (4, 4), "head_w": (4, 3)}, seed)
+
+
+def interpolate(seed: int = 0) -> onnx.ModelProto:
+    """``F.interpolate`` as the TorchScript exporter writes it, symbolic batch: nearest with a
+    Constant-node scale factor, and bilinear to sizes built as ``Concat(Shape(x)[:2], [h, w])``."""
+    text = """
+    interp (float[batch, 2, 3, 3] x) => (float[batch, 2, 5, 5] y) {
+        scales = Constant<value=float[4] {1, 1, 2, 2}>()
+        z = Constant<value=int64[1] {0}>()
+        two = Constant<value=int64[1] {2}>()
+        hw = Constant<value=int64[2] {5, 5}>()
+        a = Conv<kernel_shape=[3, 3], pads=[1, 1, 1, 1]>(x, c0_w)
+        up = Resize<mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor">(a, , scales)
+        s = Shape(up)
+        lead = Slice(s, z, two, z)
+        sizes = Concat<axis=0>(lead, hw)
+        down = Resize<mode="linear">(up, , , sizes)
+        y = Conv<kernel_shape=[1, 1]>(down, c1_w)
+    }
+    """
+    return _pattern(text, {"c0_w": (2, 2, 3, 3), "c1_w": (2, 2, 1, 1)}, seed)
+
+
+def layernorm_dedup(seed: int = 0) -> onnx.ModelProto:
+    """Two LayerNorms whose equal parameters the TorchScript exporter deduplicated: the second reads
+    ``Identity(ln1_weight)`` and ``Identity(ln1_bias)``, named ``ln2_weight`` and ``ln2_bias``."""
+    text = """
+    dedup (float[batch, 4] x) => (float[batch, 3] y) {
+        ln2_weight = Identity(ln1_weight)
+        ln2_bias = Identity(ln1_bias)
+        f0 = Gemm<transB=1>(x, fc0_w)
+        a = LayerNormalization<axis=-1>(f0, ln1_weight, ln1_bias)
+        t = Tanh(a)
+        f1 = Gemm<transB=1>(t, fc1_w)
+        b = LayerNormalization<axis=-1>(f1, ln2_weight, ln2_bias)
+        y = Gemm<transB=1>(b, fc2_w)
+    }
+    """
+    model = _pattern(text, {"fc0_w": (4, 4), "fc1_w": (4, 4), "fc2_w": (3, 4)}, seed)
+    rng = np.random.default_rng(seed + 1)
+    model.graph.initializer.extend([_init(rng, "ln1_weight", (4,), 0.3), _init(rng, "ln1_bias", (4,), 0.3)])
+    return model
+
+
+def if_branches(seed: int = 0) -> onnx.ModelProto:
+    """An If on a run-time condition (the sign of the input's sum) whose branches both use the
+    parameters, as exporters write data-dependent control flow (``torch.cond``)."""
+    text = """
+    cond (float[batch, 3] x) => (float[batch, 3] y) {
+        zero = Constant<value=float {0.0}>()
+        h = MatMul(x, w)
+        total = ReduceSum<keepdims=0>(x)
+        c = Greater(total, zero)
+        y = If(c) <
+            then_branch = then_g () => (float[batch, 3] t) { th = Tanh(h)  t = Mul(th, v) },
+            else_branch = else_g () => (float[batch, 3] e) { hh = Mul(h, h)  e = Add(hh, v) }
+        >
+    }
+    """
+    return _pattern(text, {"w": (3, 3), "v": (3,)}, seed)
+
+
+EXPORT_PATTERNS = {
+    "channel_shuffle_cnn": channel_shuffle_cnn,
+    "audio_frontend": audio_frontend,
+    "vit_squeeze_chain": vit_squeeze_chain,
+    "interpolate": interpolate,
+    "layernorm_dedup": layernorm_dedup,
+    "if_branches": if_branches,
+}
+"""Name -> builder of each export pattern the gradient tests reproduce (not bundled as files)."""
 
 
 BUNDLED = {

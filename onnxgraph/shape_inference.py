@@ -61,7 +61,9 @@ def _collect(graph: onnx.GraphProto, found: dict[str, onnx.TypeProto]) -> None:
                 _collect(sub, found)
 
 
-def inferred_types(model: Model, *, forget_value_info: bool = False, strict: bool = False) -> dict[str, onnx.TypeProto]:
+def inferred_types(
+    model: Model, *, forget_value_info: bool = False, strict: bool = False, symbolic_fallback: bool = False
+) -> dict[str, onnx.TypeProto]:
     """Every value's type from onnx shape inference with data propagation, by value name.
 
     Args:
@@ -69,6 +71,9 @@ def inferred_types(model: Model, *, forget_value_info: bool = False, strict: boo
         forget_value_info: ignore the intermediate types the file recorded (they may hold the sizes
             seen at export) so inference derives them from the inputs' declared, symbolic shapes.
         strict: raise when inference fails instead of returning an empty dict.
+        symbolic_fallback: where onnx leaves a node output without a shape (a rank lost after
+            Squeeze/Unsqueeze chains, dims lost after Reshape), ask onnxruntime's symbolic shape
+            inference, which tracks shape arithmetic symbolically (see :func:`_symbolic_types`).
 
     Raises:
         OnnxGraphError: with ``strict``, inference rejected the model.
@@ -84,6 +89,39 @@ def inferred_types(model: Model, *, forget_value_info: bool = False, strict: boo
         raise OnnxGraphError(f"shape inference failed: {one_line(exc, last=True)}") from exc
     found: dict[str, onnx.TypeProto] = {}
     _collect(proto.graph, found)
+    if symbolic_fallback and _lacking_shapes(proto.graph, found):
+        for name, type_proto in _symbolic_types(proto).items():
+            if _known_dims(type_proto) > _known_dims(found.get(name)):
+                found[name] = type_proto
+    return found
+
+
+def _lacking_shapes(graph: onnx.GraphProto, found: Mapping[str, onnx.TypeProto]) -> bool:
+    """True when some tensor output of a main-graph node has no shape or an unnamed unknown dim."""
+    for node in graph.node:
+        for name in node.output:
+            type_proto = found.get(name)
+            if not name or (type_proto is not None and not type_proto.HasField("tensor_type")):
+                continue
+            shape = types.shape_of(type_proto) if type_proto is not None else None
+            if shape is None or any(d is None for d in shape):
+                return True
+    return False
+
+
+def _symbolic_types(proto: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+    """Types from onnxruntime's symbolic shape inference (it ships with onnxruntime); empty when
+    it is unavailable or gives up on the model (it knows fewer ops than onnx, and no newer opsets)."""
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        inferred = SymbolicShapeInference.infer_shapes(proto, auto_merge=True, guess_output_rank=True)
+    except Exception:  # noqa: BLE001 - a fallback: onnx's own result stands
+        return {}
+    if inferred is None:
+        return {}
+    found: dict[str, onnx.TypeProto] = {}
+    _collect(inferred.graph, found)
     return found
 
 
@@ -107,9 +145,7 @@ def _override_inputs(model: Model, input_shapes: Mapping[str, Sequence[int]]) ->
             known = ", ".join(by_name) or "none"
             raise OnnxGraphError(f"--input-shape: the model has no input '{name}' (inputs: {known})")
         if value.shape is not None and len(value.shape) != len(dims):
-            raise OnnxGraphError(
-                f"--input-shape: input '{name}' has rank {len(value.shape)}, not {len(dims)}"
-            )
+            raise OnnxGraphError(f"--input-shape: input '{name}' has rank {len(value.shape)}, not {len(dims)}")
         value.type = types.tensor_type(value.elem_type or onnx.TensorProto.FLOAT, tuple(dims))
 
 

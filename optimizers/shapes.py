@@ -153,8 +153,9 @@ class ShapeSimplification(Pass):
                 unresolved += 1
         if unresolved > 1 or (unresolved and -1 in target.elems):
             return False
-        const = new_constant(node.graph, np.array(shape, dtype=np.int64), in_function=in_function,
-                             before=node, base_name="reshape_shape")
+        const = new_constant(
+            node.graph, np.array(shape, dtype=np.int64), in_function=in_function, before=node, base_name="reshape_shape"
+        )
         node.replace_input_with(1, const)  # the old Shape->Gather->Concat chain is left to dce
         return True
 
@@ -283,3 +284,31 @@ _RULES = {
 }
 
 
+def symbolic_elements(value: Value, *, depth: int = 16) -> tuple[Hashable, ...] | None:
+    """The elements of a small integer shape tensor, traced back through the ops this pass tracks.
+
+    Each element is a known int or a symbol: ``("dim", name)`` for a named dimension,
+    ``("unknown", id(v), axis)`` for an unnamed dimension of value ``v``, or an expression of them.
+    Dimensions are read from the values' own types (annotate them first). Used by rules that must
+    know whether a run-time shape leaves a dimension as it is (the gradient of Resize by sizes).
+
+    Returns:
+        The elements, or None when ``value`` is not traceable within ``depth`` producers.
+    """
+    tracker = ShapeSimplification()
+    tracker._in_function, tracker._types = True, {}  # read Value.type, not a fresh inference
+    partials: dict[Value, Partial] = {}
+
+    def visit(v: Value | None, budget: int) -> None:
+        if v is None or v in partials or budget <= 0 or constant_array(v) is not None:
+            return
+        node = v.producer()
+        if node is None or not is_standard(node) or node.op_type not in _RULES:
+            return
+        for x in node.inputs:
+            visit(x, budget - 1)
+        tracker._propagate(node, partials)
+
+    visit(value, depth)
+    found = tracker._partial(value, partials)
+    return None if found is None else found.elems

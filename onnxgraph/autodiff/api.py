@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import onnx
 
 from onnxgraph import types
@@ -16,7 +17,7 @@ from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.losses import LOSS_FUNCTIONS, build_loss, target_type
 from onnxgraph.errors import one_line
 from onnxgraph.model import Model
-from onnxgraph.serde.exporter import export_model
+from onnxgraph.tensor import Tensor
 from onnxgraph.value import Value
 
 METADATA_KEY = "onnxgraph.gradients"
@@ -79,8 +80,11 @@ def build_gradient(
             one output to differentiate (default: every floating-point output).
         vjp: vector-Jacobian product: each differentiated output ``O`` gets an input ``O_grad``
             holding its upstream gradient.
-        wrt: graph inputs and/or initializers to differentiate with respect to (default: every
-            floating-point initializer).
+        wrt: values to differentiate with respect to: graph inputs, initializers or any
+            floating-point value the graph computes, whose gradient is then its own (it does not
+            flow on into what computed it). Default: every floating-point initializer and every
+            Identity copy of one that another op reads directly (a parameter the exporter deduplicated),
+            made an initializer of its own so it trains apart.
         cleanup: called with the finished model (default: :func:`simplify`, the project's
             folding, CSE and DCE). The ``wrt`` parameters are listed as graph inputs meanwhile, so
             no pass folds or merges them: a training loop updates them, and a copy would go stale.
@@ -141,48 +145,29 @@ def _load_copy(model, allow_outside: bool = False) -> Model:
 
 
 def _infer_types(model: Model) -> None:
-    """Give every value its inferred type (onnx shape inference on a copy without weight data)."""
+    """Give every value without a full type its inferred one: the project's shape resolution (onnx
+    inference with data propagation, onnxruntime's symbolic inference where onnx loses a shape)."""
+    from onnxgraph.shape_inference import inferred_types
+
     graph = model.graph
     for value in graph.initializers.values():  # rules read the weights' shapes
         if value.type is None and value.const_value is not None:
-            value.type = types.tensor_type(
-                value.const_value.elem_type, tuple(value.const_value.dims)
-            )
-    skeleton = export_model(model, _shape_only_sink)
-    inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
+            value.type = types.tensor_type(value.const_value.elem_type, tuple(value.const_value.dims))
+    inferred = inferred_types(model, symbolic_fallback=True)
     by_name = {v.name: v for node in graph.all_nodes() for v in node.outputs if v.name}
     by_name.update({v.name: v for g in graph.all_graphs() for v in g.inputs})
-    for info in _value_infos(inferred.graph):
-        value = by_name.get(info.name)
-        if (
-            value is not None
-            and info.type.WhichOneof("value")
-            and (value.type is None or value.shape is None)
-        ):
-            value.type = info.type
+    for name, type_proto in inferred.items():
+        value = by_name.get(name)
+        if value is None or not type_proto.WhichOneof("value"):
+            continue
+        if value.type is None or value.shape is None or _static_dims(type_proto) > _static_dims(value.type):
+            value.type = type_proto
 
 
-def _value_infos(graph: onnx.GraphProto):
-    """Every inferred value_info and output of a graph and its subgraphs."""
-    yield from graph.value_info
-    yield from graph.output
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                yield from _value_infos(sub)
-
-
-def _shape_only_sink(tensor, name: str) -> onnx.TensorProto:
-    """Small tensors (shapes, axes, scalars) as they are; large ones as dims and type only."""
-    if tensor.nbytes <= _INFERENCE_DATA_LIMIT:
-        return tensor.to_proto(name)
-    stub = onnx.TensorProto(name=name, data_type=tensor.elem_type)
-    stub.dims.extend(tensor.dims)
-    return stub
-
-
-_INFERENCE_DATA_LIMIT = 4096
-"""Initializers up to this size keep their data for shape inference's constant propagation."""
+def _static_dims(type_proto) -> int:
+    """-1 for an unknown shape, else its number of static dims."""
+    shape = types.shape_of(type_proto)
+    return -1 if shape is None else sum(isinstance(d, int) for d in shape)
 
 
 def _supported_opset(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -225,25 +210,15 @@ def _seeds(b, loss, loss_fn, output, vjp, mapping) -> dict[Value, Value]:
             raise GradientError(f"loss '{loss}' is not a floating-point tensor")
         if value.shape is not None and any(d != 1 for d in value.shape):
             dims = ",".join(str(d) for d in value.shape)
-            raise GradientError(
-                f"loss '{loss}' is not a scalar (shape [{dims}]): use loss_fn or vjp"
-            )
-        ones = (
-            b.Expand(b.scalar(1, value), b.shape(value))
-            if value.shape != ()
-            else b.scalar(1, value)
-        )
+            raise GradientError(f"loss '{loss}' is not a scalar (shape [{dims}]): use loss_fn or vjp")
+        ones = b.Expand(b.scalar(1, value), b.shape(value)) if value.shape != () else b.scalar(1, value)
         return {value: b.typed(ones, value)}
     if loss_fn is not None:
         if loss_fn not in LOSS_FUNCTIONS:
-            raise GradientError(
-                f"unknown loss function '{loss_fn}' (choose from {', '.join(LOSS_FUNCTIONS)})"
-            )
+            raise GradientError(f"unknown loss function '{loss_fn}' (choose from {', '.join(LOSS_FUNCTIONS)})")
         if output is None:
             if len(graph.outputs) != 1:
-                raise GradientError(
-                    "the model has several outputs: name the one the loss applies to"
-                )
+                raise GradientError("the model has several outputs: name the one the loss applies to")
             output = graph.outputs[0].name
         value = _output(graph, output)
         if not is_float(value):
@@ -258,11 +233,7 @@ def _seeds(b, loss, loss_fn, output, vjp, mapping) -> dict[Value, Value]:
         if target is not None:
             mapping["@target"] = target.name
         return {loss_value: b.scalar(1, value)}
-    chosen = (
-        [_output(graph, output)]
-        if output is not None
-        else [v for v in graph.outputs if is_float(v)]
-    )
+    chosen = [_output(graph, output)] if output is not None else [v for v in graph.outputs if is_float(v)]
     if not chosen or not all(is_float(v) for v in chosen):
         raise GradientError("vjp needs floating-point outputs to differentiate")
     seeds = {}
@@ -274,32 +245,61 @@ def _seeds(b, loss, loss_fn, output, vjp, mapping) -> dict[Value, Value]:
 
 
 def _wrt_values(graph, names: Sequence[str] | None) -> list[Value]:
+    """The values to differentiate: by name (graph inputs, initializers or any floating value the
+    graph computes), by default every floating-point parameter. A copy of an initializer (an
+    exporter's deduplicated parameter) becomes a parameter of its own, see :func:`_untie`."""
     if names is None:
         values = [v for v in graph.initializers.values() if v.elem_type in types.FLOAT_TYPES]
+        values += [n.outputs[0] for n in graph if _shared_copy(n.outputs[0])]
         if not values:
             raise GradientError("the model has no floating-point initializers: name the wrt values")
-        return values
-    by_name = {v.name: v for v in graph.inputs}
+        return [_untie(graph, v) for v in values]
+    by_name = {v.name: v for node in graph for v in node.outputs if v.name}
+    by_name.update({v.name: v for v in graph.inputs})
     by_name.update(graph.initializers)
     values = []
     for name in names:
         value = by_name.get(name)
         if value is None:
-            raise GradientError(f"wrt '{name}' is neither a graph input nor an initializer")
+            raise GradientError(f"wrt '{name}' is not a value of the graph (input, initializer or node output)")
         if not is_float(value):
             raise GradientError(f"wrt '{name}' is not a floating-point tensor")
-        values.append(value)
+        values.append(_untie(graph, value))
     return values
+
+
+def _copied_initializer(value: Value) -> Value | None:
+    """The floating-point initializer ``value`` copies through a chain of Identity nodes, else None."""
+    source = value
+    while source.producer() is not None and source.producer().op_type == "Identity":
+        source = source.producer().inputs[0]
+    if source is value or source.const_value is None or source.elem_type not in types.FLOAT_TYPES:
+        return None
+    return source
+
+
+def _shared_copy(value: Value) -> bool:
+    """``value`` is an Identity copy of an initializer that another op reads directly: a parameter the
+    exporter deduplicated because it held equal values (not an Identity in front of each use)."""
+    source = _copied_initializer(value)
+    return source is not None and any(n.op_type != "Identity" for n in source.consumers())
+
+
+def _untie(graph, value: Value) -> Value:
+    """Make an Identity of an initializer (what torch's exporter writes for parameters that hold
+    equal values, e.g. every freshly initialised LayerNorm weight) an initializer of its own, with
+    a copy of the data: a parameter that can be fed and trained apart, as it is in PyTorch."""
+    source = _copied_initializer(value)
+    if source is None:
+        return value
+    graph.replace_with_initializers(value.producer(), [Tensor(np.array(source.const_value.numpy()))])
+    return value
 
 
 def _expose(b: GradBuilder, gradient: Value, wrt: Value) -> str:
     """Add ``gradient`` as a graph output named ``<wrt>_grad`` (suffixed when taken)."""
     graph = b.graph
-    if (
-        gradient.producer() is None
-        or gradient.is_graph_output()
-        or gradient.producer() not in b.created
-    ):
+    if gradient.producer() is None or gradient.is_graph_output() or gradient.producer() not in b.created:
         gradient = b.Identity(gradient)
     gradient.name = graph.fresh_name(f"{wrt.name}_grad")
     gradient.type = types.tensor_type(wrt.elem_type, wrt.shape)

@@ -85,9 +85,7 @@ class GradBuilder(OpBuilder):
         return self.Expand(g, self.shape(x))
 
     # -- reductions -----------------------------------------------------------------------------
-    def reduce(
-        self, op_type: str, x: Value, axes: Sequence[int] | Value | None, keepdims: bool = True
-    ) -> Value:
+    def reduce(self, op_type: str, x: Value, axes: Sequence[int] | Value | None, keepdims: bool = True) -> Value:
         """``op_type`` (ReduceSum, ReduceMean, ReduceMax...) over ``axes`` (None: all), in the form
         the model's opset expects (axes as an input from opset 18, 13 for ReduceSum)."""
         axes_as_input = self.opset >= (13 if op_type == "ReduceSum" else 18)
@@ -155,9 +153,7 @@ class GradBuilder(OpBuilder):
         from onnxgraph.tensor import Tensor
 
         fill = onnx.helper.make_tensor("zero", x.elem_type or onnx.TensorProto.FLOAT, [1], [0])
-        return self.ConstantOfShape(
-            self.shape(x) if shape is None else shape, value=Tensor.from_proto(fill)
-        )
+        return self.ConstantOfShape(self.shape(x) if shape is None else shape, value=Tensor.from_proto(fill))
 
     def permuted_shape(self, x: Value, perm: Sequence[int]) -> Value:
         """The shape ``Transpose(x, perm)`` would have, without transposing ``x``."""
@@ -166,20 +162,47 @@ class GradBuilder(OpBuilder):
             return self.ints([dims[p] for p in perm])
         return self.Gather(self.Shape(x), self.ints(perm))
 
-    def constant_ints(self, value: Value | None) -> list[int] | None:
-        """The integers held by a constant input (initializer or Constant node), else None."""
+    def constant_array(self, value: Value | None) -> np.ndarray | None:
+        """The data of a constant input: an initializer or a Constant node (any of its value
+        attributes, as exporters write them); None when it is computed at run time."""
+        from onnxgraph.optimizers.utils import constant_node_tensor
+
         if value is None:
             return None
         if value.const_value is not None:
-            return [int(v) for v in np.asarray(value.const_value.numpy()).reshape(-1)]
+            return np.asarray(value.const_value.numpy())
         producer = value.producer()
-        if (
-            producer is not None
-            and producer.op_type == "Constant"
-            and producer.attr("value") is not None
-        ):
-            return [int(v) for v in np.asarray(producer.attr("value").numpy()).reshape(-1)]
+        if producer is not None and producer.op_type == "Constant" and producer.domain in ("", "ai.onnx"):
+            tensor = constant_node_tensor(producer)
+            return None if tensor is None else np.asarray(tensor.numpy())
         return None
+
+    def constant_ints(self, value: Value | None) -> list[int] | None:
+        """The integers held by a constant input (see :meth:`constant_array`), else None."""
+        array = self.constant_array(value)
+        return None if array is None else [int(v) for v in array.reshape(-1)]
+
+    def dims(self, x: Value, start: int, end: int | None = None) -> Value:
+        """``x.shape[start:end]`` as a 1-D int64 tensor: a constant where those dims are static,
+        else read at run time (Shape with start/end, or Shape + Slice before opset 15)."""
+        shape = x.shape
+        if shape is not None and all(isinstance(d, int) for d in shape[start:end]):
+            return self.ints(shape[start:end])
+        if self.opset >= 15:
+            return self.Shape(x, start=start) if end is None else self.Shape(x, start=start, end=end)
+        stop = np.iinfo(np.int64).max if end is None else end
+        return self.Slice(self.Shape(x), self.ints([start]), self.ints([stop]), self.ints([0]))
+
+    def concat_shape(self, *parts: Sequence[int] | Value) -> Value:
+        """A 1-D int64 shape joined from static pieces (lists of ints) and run-time ones (values)."""
+        merged: list[Sequence[int] | Value] = []
+        for part in parts:
+            if not isinstance(part, Value) and merged and not isinstance(merged[-1], Value):
+                merged[-1] = [*merged[-1], *part]
+            else:
+                merged.append(part)
+        pieces = [p if isinstance(p, Value) else self.ints(p) for p in merged if isinstance(p, Value) or p]
+        return pieces[0] if len(pieces) == 1 else self.Concat(*pieces, axis=0)
 
     def axis_size(self, x: Value, axis: int, *, scalar: bool = False) -> Value:
         """``x.shape[axis]`` as a 1-D int64 tensor of one element (a 0-D one with ``scalar``)."""
@@ -191,6 +214,17 @@ class GradBuilder(OpBuilder):
         else:  # Shape has no start/end before opset 15
             size = self.Gather(self.Shape(x), self.ints([axis]))
         return self.Reshape(size, self.ints([])) if scalar else size
+
+    def one_hot(self, indices: Value, depth: Value, like: Value, axis: int) -> Value:
+        """OneHot of ``indices`` (0/1 values) in ``like``'s element type.
+
+        Built with int64 indices and float32 values, the form onnxruntime implements (it has no
+        float64 or float16 OneHot), then cast to ``like``'s type when that differs."""
+        if indices.elem_type not in (None, onnx.TensorProto.INT64):
+            indices = self.Cast(indices, to=onnx.TensorProto.INT64)
+        hot = self.OneHot(indices, depth, self.const(np.array([0, 1], dtype=np.float32)), axis=axis)
+        target = like.elem_type or onnx.TensorProto.FLOAT
+        return hot if target == onnx.TensorProto.FLOAT else self.Cast(hot, to=target)
 
     def count(self, x: Value, like: Value) -> Value:
         """The number of elements of ``x`` as a scalar of ``like``'s element type."""
@@ -208,9 +242,7 @@ class GradBuilder(OpBuilder):
         return value
 
 
-_BOOL_RESULT = frozenset(
-    {"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Not", "Xor"}
-)
+_BOOL_RESULT = frozenset({"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Not", "Xor"})
 _INT64_RESULT = frozenset({"Shape", "Size", "NonZero", "ArgMax", "ArgMin"})
 
 

@@ -42,25 +42,43 @@ def backpropagate(
     needed = _backward_reach(order, seeds)
     grads: dict[Value, list[Value]] = {v: [g] for v, g in seeds.items()}
     builder.reached = reached
+    leaves = set(wrt)
     for node in reversed(order):
         if not any(o in needed for o in node.outputs) or not _reads_reached(node, reached):
             continue
-        rule = lookup(node.domain, node.op_type)
-        if rule is None:
-            raise GradientError(_missing_rule_message(node, set(wrt), reached, needed, set(seeds)))
-        out_grads = [_total(builder, grads, o) for o in node.outputs]
-        for k, g in enumerate(out_grads):
-            if g is not None and rule.outputs != ALL and k not in rule.outputs:
-                label = node.name or "<unnamed>"
-                raise GradientError(
-                    f"the gradient through output {k} ('{node.outputs[k].name}') of "
-                    f"{node.op_type} (node '{label}') is not supported"
-                )
-        if rule.fn is None or all(g is None for g in out_grads):
-            continue
-        _refuse_constant_inputs_on_path(node, rule, reached)
-        _apply(builder, rule, node, out_grads, reached, grads)
+        try:
+            _differentiate(builder, node, grads, reached, leaves)
+        except GradientError as exc:
+            path = " -> ".join(_path_through(node, leaves, reached, needed, set(seeds)))
+            raise GradientError(f"{exc} (node '{node.name or '<unnamed>'}') on the path {path}") from exc
     return {w: _total(builder, grads, w) for w in wrt}
+
+
+def _differentiate(
+    builder: GradBuilder,
+    node: Node,
+    grads: dict[Value, list[Value]],
+    reached: set[Value],
+    leaves: set[Value],
+) -> None:
+    """Apply ``node``'s rule; a refusal raises GradientError (the caller adds the node and path).
+
+    The gradient of a ``wrt`` value computed inside the graph (an Identity of an initializer, any
+    intermediate) is its own: it does not flow on into whatever produced the value."""
+    rule = lookup(node.domain, node.op_type)
+    op = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
+    if rule is None:
+        raise GradientError(f"no gradient rule for op '{op}'")
+    out_grads = [None if o in leaves else _total(builder, grads, o) for o in node.outputs]
+    for k, g in enumerate(out_grads):
+        if g is not None and rule.outputs != ALL and k not in rule.outputs:
+            raise GradientError(
+                f"the gradient through output {k} ('{node.outputs[k].name}') of {node.op_type} is not supported"
+            )
+    if rule.fn is None or all(g is None for g in out_grads):
+        return
+    _refuse_constant_inputs_on_path(node, rule, reached)
+    _apply(builder, rule, node, out_grads, reached, grads)
 
 
 def _total(builder: GradBuilder, grads: dict[Value, list[Value]], value: Value) -> Value | None:
@@ -82,12 +100,7 @@ def _apply(
     targets = list(node.inputs) + (node.implicit_inputs() if rule.implicit else [])
     for i, (x, g) in enumerate(zip(targets, in_grads)):
         explicit = i < len(node.inputs)
-        if (
-            g is None
-            or x is None
-            or x not in reached
-            or (explicit and not rule.is_differentiable(i))
-        ):
+        if g is None or x is None or x not in reached or (explicit and not rule.is_differentiable(i)):
             continue
         if explicit and rule.broadcasts(i):
             g = builder.unbroadcast(g, x, node.outputs[0].shape)
@@ -99,10 +112,9 @@ def _refuse_constant_inputs_on_path(node: Node, rule: GradRule, reached: set[Val
     must not depend on a wrt value: its gradient would silently come out as zero."""
     for i, x in enumerate(node.inputs):
         if x is not None and x in reached and not rule.is_differentiable(i):
-            label = node.name or "<unnamed>"
             raise GradientError(
                 f"the gradient with respect to input {i} ('{x.name}') of {node.op_type} "
-                f"(node '{label}') is not supported: the rule treats it as a constant"
+                "is not supported: the rule treats it as a constant"
             )
 
 
@@ -147,18 +159,7 @@ def _backward_reach(order: list[Node], seeds: Mapping[Value, Value]) -> set[Valu
     return needed
 
 
-def _missing_rule_message(
-    node: Node, wrt: set[Value], reached: set[Value], needed: set[Value], seeds: set[Value]
-) -> str:
-    path = _path_through(node, wrt, reached, needed, seeds)
-    label = node.name or "<unnamed>"
-    op = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
-    return f"no gradient rule for op '{op}' (node '{label}') on the path {' -> '.join(path)}"
-
-
-def _path_through(
-    node: Node, wrt: set[Value], reached: set[Value], needed: set[Value], seeds: set[Value]
-) -> list[str]:
+def _path_through(node: Node, wrt: set[Value], reached: set[Value], needed: set[Value], seeds: set[Value]) -> list[str]:
     """Names along one path wrt -> ... -> node -> ... -> seed, for the error message."""
 
     def label(n: Node) -> str:

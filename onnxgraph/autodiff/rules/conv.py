@@ -1,7 +1,9 @@
 """Gradient rules of Conv and ConvTranspose (1-D/2-D/3-D, strides, pads, auto_pad, dilations, groups).
 
-Spatial dims and channels must be static (batch may be symbolic): explicit pads and output paddings
-are worked out at build time, so the backward ops are plain Conv / ConvTranspose.
+Channels and kernel sizes come from the weight's static shape. When the spatial sizes are static the
+pads and output paddings of the backward ops are worked out at build time; when they are known only
+at run time (a dynamic length, dims shape inference lost), the backward ConvTranspose keeps its begin
+pads and is cropped or zero-padded to the input's run-time size, and reshapes read run-time shapes.
 """
 
 from __future__ import annotations
@@ -11,18 +13,25 @@ from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
 
 
-def spatial(value, what: str) -> tuple[int, ...]:
-    """Static channel and spatial dims of an (N, C, ...) value (N may be symbolic)."""
+def spatial_sizes(value) -> tuple[int, ...] | None:
+    """The static spatial dims of an (N, C, ...) value, None when any is unknown."""
     shape = value.shape
-    if shape is None or not all(isinstance(d, int) for d in shape[1:]):
-        raise GradientError(
-            f"the gradient of {what} needs static channel and spatial dims (got {shape})"
-        )
-    return tuple(shape[1:])
+    if shape is None or not all(isinstance(d, int) for d in shape[2:]):
+        return None
+    return tuple(shape[2:])
+
+
+def weight_shape(node, w) -> tuple[int, ...]:
+    """The weight's static shape (channels and kernel sizes come from it)."""
+    dims = static_shape(w)
+    if dims is None:
+        raise GradientError(f"the gradient of {node.op_type} needs a static weight shape (got {w.shape})")
+    return dims
 
 
 def window(node, kernel, in_sizes):
-    """(strides, dilations, pads_begin, pads_end) with auto_pad resolved for these input sizes."""
+    """(strides, dilations, pads_begin, pads_end) with auto_pad resolved for these input sizes
+    (``in_sizes`` None: known only at run time, which SAME padding allows with unit strides)."""
     n = len(kernel)
     strides = list(node.attr("strides") or [1] * n)
     dilations = list(node.attr("dilations") or [1] * n)
@@ -30,6 +39,12 @@ def window(node, kernel, in_sizes):
     if auto_pad in ("NOTSET", "VALID"):
         pads = list(node.attr("pads") or [0] * 2 * n) if auto_pad == "NOTSET" else [0] * 2 * n
         return strides, dilations, pads[:n], pads[n:]
+    if in_sizes is None:
+        if any(s != 1 for s in strides):
+            raise GradientError(
+                f"the gradient of {node.op_type} with auto_pad={auto_pad} and strides needs static spatial dims"
+            )
+        in_sizes = [1] * n  # with unit strides the padding does not depend on the size
     begins, ends = [], []
     for size, k, s, d in zip(in_sizes, kernel, strides, dilations):
         out = -(-size // s)
@@ -54,22 +69,40 @@ def transposed_window(in_sizes, out_sizes, kernel, strides, dilations, begins, e
     return begins, ends, extra
 
 
-def weight_grad(
-    b, inp, out_grad, in_dims, out_dims, kernel, groups, strides, dilations, begins, ends
-):
+def spread_back(b, g, kernel_value, x, y, *, group, kernel, strides, dilations, begins, ends):
+    """The ConvTranspose that spreads a window op's output gradient ``g`` (shaped like ``y``) back
+    onto its input ``x`` through ``kernel_value`` (Conv's weight, or pooling's placement kernel)."""
+    in_sizes, out_sizes = spatial_sizes(x), spatial_sizes(y)
+    if in_sizes is not None and out_sizes is not None:
+        pb, pe, extra = transposed_window(in_sizes, out_sizes, kernel, strides, dilations, begins, ends)
+        return b.ConvTranspose(
+            g, kernel_value, group=group, strides=strides, dilations=dilations, pads=[*pb, *pe], output_padding=extra
+        )
+    n = len(kernel)
+    # Without end pads the result covers input cells 0 .. F-1 (F >= the last cell a window reads):
+    # crop it to the input's size, then zero-fill the trailing cells no window read.
+    full = b.ConvTranspose(g, kernel_value, group=group, strides=strides, dilations=dilations, pads=[*begins, *[0] * n])
+    sizes = b.dims(x, 2)
+    axes = b.ints(list(range(2, 2 + n)))
+    cropped = b.Slice(full, b.ints([0] * n), sizes, axes)
+    missing = b.Max(b.Sub(sizes, b.dims(cropped, 2)), b.ints([0] * n))
+    return b.Pad(cropped, b.concat_shape([0] * (n + 4), missing))
+
+
+def weight_grad(b, inp, out_grad, c_in, c_out, kernel, groups, strides, dilations, begins, ends):
     """dL/dW of a Conv(inp, W) whose output gradient is ``out_grad``, as one grouped Conv.
 
     The batch becomes the channel axis: inp (N, G*Ci, S) -> (Ci, G*N, S) and out_grad
-    (N, G*Co, So) -> (G*Co, N, So) as the kernel; strides and dilations swap roles.
+    (N, G*Co, So) -> (G*Co, N, So) as the kernel; strides and dilations swap roles. Spatial sizes
+    are read at run time where they are not static.
     """
-    c_in, s_in = in_dims[0], list(in_dims[1:])
-    c_out, s_out = out_dims[0], list(out_dims[1:])
     n = len(kernel)
     ci, co = c_in // groups, c_out // groups
-    x = b.Reshape(inp, b.ints([0, groups, ci, *s_in]))
-    x = b.Reshape(b.Transpose(x, perm=[2, 1, 0, *range(3, 3 + n)]), b.ints([ci, -1, *s_in]))
-    k = b.Reshape(out_grad, b.ints([0, groups, co, *s_out]))
-    k = b.Reshape(b.Transpose(k, perm=[1, 2, 0, *range(3, 3 + n)]), b.ints([c_out, -1, *s_out]))
+    s_in, s_out = b.dims(inp, 2), b.dims(out_grad, 2)
+    x = b.Reshape(inp, b.concat_shape([0, groups, ci], s_in))
+    x = b.Reshape(b.Transpose(x, perm=[2, 1, 0, *range(3, 3 + n)]), b.concat_shape([ci, -1], s_in))
+    k = b.Reshape(out_grad, b.concat_shape([0, groups, co], s_out))
+    k = b.Reshape(b.Transpose(k, perm=[1, 2, 0, *range(3, 3 + n)]), b.concat_shape([c_out, -1], s_out))
     full = b.Conv(x, k, group=groups, strides=dilations, dilations=strides, pads=[*begins, *ends])
     cropped = b.Slice(full, b.ints([0] * n), b.ints(kernel), b.ints(list(range(2, 2 + n))))
     return b.Transpose(cropped, perm=[1, 0, *range(2, 2 + n)])
@@ -80,30 +113,16 @@ def conv(b, node, grads):
     x, w = node.inputs[:2]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     g, y = grads[0], node.outputs[0]
-    in_dims, out_dims = spatial(x, "Conv"), spatial(y, "Conv")
-    w_shape = static_shape(w)
-    if w_shape is None:
-        raise GradientError("the gradient of Conv needs a static weight shape")
+    w_shape = weight_shape(node, w)
     kernel, groups = list(w_shape[2:]), node.attr("group", 1)
-    strides, dilations, begins, ends = window(node, kernel, in_dims[1:])
+    strides, dilations, begins, ends = window(node, kernel, spatial_sizes(x))
     dx = dw = None
     if b.wants(x):
-        pb, pe, extra = transposed_window(
-            in_dims[1:], out_dims[1:], kernel, strides, dilations, begins, ends
-        )
-        dx = b.ConvTranspose(
-            g,
-            w,
-            group=groups,
-            strides=strides,
-            dilations=dilations,
-            pads=[*pb, *pe],
-            output_padding=extra,
+        dx = spread_back(
+            b, g, w, x, y, group=groups, kernel=kernel, strides=strides, dilations=dilations, begins=begins, ends=ends
         )
     if b.wants(w):
-        dw = weight_grad(
-            b, x, g, in_dims, out_dims, kernel, groups, strides, dilations, begins, ends
-        )
+        dw = weight_grad(b, x, g, w_shape[1] * groups, w_shape[0], kernel, groups, strides, dilations, begins, ends)
     db = b.sum_to(g, [0, *range(2, 2 + len(kernel))], keepdims=False) if b.wants(bias) else None
     return [dx, dw, db]
 
@@ -115,26 +134,21 @@ def conv_transpose(b, node, grads):
     x, w = node.inputs[:2]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     g, y = grads[0], node.outputs[0]
-    in_dims, out_dims = spatial(x, "ConvTranspose"), spatial(y, "ConvTranspose")
-    w_shape = static_shape(w)
-    if w_shape is None:
-        raise GradientError("the gradient of ConvTranspose needs a static weight shape")
+    w_shape = weight_shape(node, w)
     kernel, groups, n = list(w_shape[2:]), node.attr("group", 1), len(w_shape) - 2
     strides = list(node.attr("strides") or [1] * n)
     dilations = list(node.attr("dilations") or [1] * n)
-    begins, ends = _transpose_pads(node, in_dims[1:], out_dims[1:], kernel, strides, dilations)
+    begins, ends = _transpose_pads(node, x, y, kernel, strides, dilations)
     dx = dw = None
     if b.wants(x):
         dx = b.Conv(g, w, group=groups, strides=strides, dilations=dilations, pads=[*begins, *ends])
     if b.wants(w):
-        dw = weight_grad(
-            b, g, x, out_dims, in_dims, kernel, groups, strides, dilations, begins, ends
-        )
+        dw = weight_grad(b, g, x, w_shape[1] * groups, w_shape[0], kernel, groups, strides, dilations, begins, ends)
     db = b.sum_to(g, [0, *range(2, 2 + n)], keepdims=False) if b.wants(bias) else None
     return [dx, dw, db]
 
 
-def _transpose_pads(node, in_sizes, out_sizes, kernel, strides, dilations):
+def _transpose_pads(node, x, y, kernel, strides, dilations):
     """Explicit pads of a ConvTranspose, resolving auto_pad / output_shape the way onnxruntime does
     (SAME_UPPER puts the smaller half first, NOTSET and SAME_LOWER the larger)."""
     n = len(kernel)
@@ -142,6 +156,9 @@ def _transpose_pads(node, in_sizes, out_sizes, kernel, strides, dilations):
     if auto_pad in ("NOTSET", "VALID") and node.attr("output_shape") is None:
         pads = list(node.attr("pads") or [0] * 2 * n) if auto_pad == "NOTSET" else [0] * 2 * n
         return pads[:n], pads[n:]
+    in_sizes, out_sizes = spatial_sizes(x), spatial_sizes(y)
+    if in_sizes is None or out_sizes is None:
+        raise GradientError("the gradient of ConvTranspose with auto_pad or output_shape needs static spatial dims")
     extra = list(node.attr("output_padding") or [0] * n)
     begins, ends = [], []
     for size, out, k, s, d, e in zip(in_sizes, out_sizes, kernel, strides, dilations, extra):

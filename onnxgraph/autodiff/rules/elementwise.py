@@ -239,8 +239,10 @@ def hard_swish(b, node, grads):
 
 @register("Relu")
 def relu(b, node, grads):
-    x = node.inputs[0]
-    return [_only(b, b.Greater(x, b.scalar(0, x)), grads[0])]
+    """``g`` times the 0/1 mask ``x > 0``: Cast + Mul runs faster on onnxruntime than Where."""
+    x, g = node.inputs[0], grads[0]
+    mask = b.Greater(x, b.scalar(0, x))
+    return [b.Mul(g, b.Cast(mask, to=x.elem_type or g.elem_type or onnx.TensorProto.FLOAT))]
 
 
 @register("LeakyRelu")
@@ -363,9 +365,7 @@ def dropout(b, node, grads):
     training = rest[1] if len(rest) > 1 else None
     if training is None:
         return [g, None]
-    keep = _one_plus(
-        b, b.Cast(ratio, to=x.elem_type) if ratio is not None else b.scalar(0.5, x), -1
-    )
+    keep = _one_plus(b, b.Cast(ratio, to=x.elem_type) if ratio is not None else b.scalar(0.5, x), -1)
     mask = b.Cast(b.ensure_output(node, 1, onnx.TensorProto.BOOL), to=x.elem_type)
     dx = b.Where(training, b.Div(b.Mul(g, mask), keep), g)
     d_ratio = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxgraph.autodiff.builder import dtype_of, rank_of
+from onnxgraph.autodiff.builder import rank_of
 from onnxgraph.autodiff.registry import register
 
 
@@ -35,7 +35,7 @@ def _labels(b, node, like):
 
 def _one_hot(b, safe, like):
     depth = b.axis_size(like, 1, scalar=True)
-    return b.OneHot(safe, depth, b.const(np.array([0, 1], dtype=dtype_of(like))), axis=1)
+    return b.one_hot(safe, depth, like, axis=1)
 
 
 def _weights(node):
@@ -59,9 +59,7 @@ def nll_input_grad(b, node, g, log_probs_like):
     coef = g
     if reduction == "mean":
         denom = (
-            b.ReduceSum(per_sample, keepdims=0)
-            if per_sample is not None
-            else b.count(node.inputs[1], log_probs_like)
+            b.ReduceSum(per_sample, keepdims=0) if per_sample is not None else b.count(node.inputs[1], log_probs_like)
         )
         coef = b.Div(coef, denom)
     if per_sample is not None:
@@ -76,15 +74,11 @@ def class_weight_grad(b, node, g, log_probs):
     minus the loss, over the total weight: d(sum w l / sum w) = (l - L) / sum w)."""
     weights, reduction = _weights(node), node.attr("reduction", "mean")
     safe, valid = _labels(b, node, log_probs)
-    picked = b.Neg(
-        b.Squeeze(b.GatherElements(log_probs, b.Unsqueeze(safe, b.ints([1])), axis=1), b.ints([1]))
-    )
+    picked = b.Neg(b.Squeeze(b.GatherElements(log_probs, b.Unsqueeze(safe, b.ints([1])), axis=1), b.ints([1])))
     if reduction == "mean":
         picked = b.Sub(picked, node.outputs[0])
         per_sample = b.Gather(weights, safe)
-        total = b.ReduceSum(
-            b.Mul(per_sample, valid) if valid is not None else per_sample, keepdims=0
-        )
+        total = b.ReduceSum(b.Mul(per_sample, valid) if valid is not None else per_sample, keepdims=0)
         g = b.Div(g, total)
     if valid is not None:
         picked = b.Mul(picked, valid)

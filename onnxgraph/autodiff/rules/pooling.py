@@ -8,9 +8,11 @@ import numpy as np
 import onnx
 
 from onnxgraph.autodiff.builder import dtype_of
+from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
-from onnxgraph.autodiff.rules.conv import spatial, transposed_window, window
+from onnxgraph.autodiff.rules.conv import spatial_sizes, spread_back, transposed_window, window
 from onnxgraph.autodiff.rules.reduction import count_ratio
+from onnxgraph.tensor import Tensor
 
 
 @register("MaxPool", outputs=(0,))
@@ -34,15 +36,17 @@ def max_pool(b, node, grads):
 
 def _max_pool_by_offsets(b, node, g):
     x, y = node.inputs[0], node.outputs[0]
-    in_dims, out_dims = spatial(x, "MaxPool"), spatial(y, "MaxPool")
-    channels, in_sizes, out_sizes = in_dims[0], in_dims[1:], out_dims[1:]
+    in_sizes, out_sizes = spatial_sizes(x), spatial_sizes(y)
+    channels = x.shape[1] if x.shape is not None else None
+    if in_sizes is None or out_sizes is None or not isinstance(channels, int):
+        raise GradientError(
+            "the gradient of MaxPool before opset 16 (or with storage_order=1) needs static channel and spatial dims"
+        )
     kernel = list(node.attr("kernel_shape"))
     strides, dilations, begins, ends = window(node, kernel, in_sizes)
     n = len(kernel)
     # pad with the lowest value (never a maximum) far enough for every window, ceil_mode included
-    reach = [
-        (o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(out_sizes, strides, kernel, dilations)
-    ]
+    reach = [(o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(out_sizes, strides, kernel, dilations)]
     tails = [max(e, r - size - pb) for e, r, size, pb in zip(ends, reach, in_sizes, begins)]
     lowest = b.scalar(np.finfo(dtype_of(x)).min, x)
     padded = b.Pad(x, b.ints([0, 0, *begins, 0, 0, *tails]), lowest)
@@ -51,22 +55,16 @@ def _max_pool_by_offsets(b, node, g):
     for offset in offsets:
         starts = [o * d for o, d in zip(offset, dilations)]
         stops = [st + r - (k - 1) * d for st, r, k, d in zip(starts, reach, kernel, dilations)]
-        seen = b.Slice(
-            padded, b.ints(starts), b.ints(stops), b.ints(range(2, 2 + n)), b.ints(strides)
-        )
+        seen = b.Slice(padded, b.ints(starts), b.ints(stops), b.ints(range(2, 2 + n)), b.ints(strides))
         hits.append(b.Unsqueeze(b.Cast(b.Equal(seen, y), to=x.elem_type), b.ints([2])))
     hit = b.Concat(*hits, axis=2)  # (N, C, K, *out)
-    share = b.Div(
-        b.Mul(hit, b.Unsqueeze(g, b.ints([2]))), b.ReduceSum(hit, b.ints([2]), keepdims=1)
-    )
+    share = b.Div(b.Mul(hit, b.Unsqueeze(g, b.ints([2]))), b.ReduceSum(hit, b.ints([2]), keepdims=1))
     stacked = b.Reshape(share, b.ints([0, channels * len(offsets), *out_sizes]))
     placement = np.zeros([channels * len(offsets), 1, *kernel], dtype=dtype_of(x))
     for c in range(channels):
         for j, offset in enumerate(offsets):
             placement[(c * len(offsets) + j, 0, *offset)] = 1
-    pb, pe, extra = transposed_window(
-        in_sizes, out_sizes, kernel, strides, dilations, begins, tails
-    )
+    pb, pe, extra = transposed_window(in_sizes, out_sizes, kernel, strides, dilations, begins, tails)
     return b.ConvTranspose(
         stacked,
         b.const(placement),
@@ -109,54 +107,61 @@ def _max_pool_tiled(b, node, g):
         )
 
     hit = b.Cast(b.Equal(x, upsample(y)), to=x.elem_type)
-    ties = b.Mul(
-        b.AveragePool(hit, kernel_shape=kernel, strides=kernel), b.scalar(np.prod(kernel), x)
-    )
+    ties = b.Mul(b.AveragePool(hit, kernel_shape=kernel, strides=kernel), b.scalar(np.prod(kernel), x))
     return b.Mul(hit, upsample(b.Div(g, ties)))
 
 
 @register("AveragePool")
 def average_pool(b, node, grads):
-    """Each output's gradient, divided by its window's divisor, spread over the window: a grouped
-    ConvTranspose with a ones kernel."""
+    """Each output's gradient, divided by its window's divisor, spread over the window: a
+    ConvTranspose with a ones kernel, grouped per channel (or over channels folded into the batch
+    when shape inference could not tell their number)."""
     x, y, g = node.inputs[0], node.outputs[0], grads[0]
-    in_dims, out_dims = spatial(x, "AveragePool"), spatial(y, "AveragePool")
-    kernel, channels = list(node.attr("kernel_shape")), in_dims[0]
-    strides, dilations, begins, ends = window(node, kernel, in_dims[1:])
-    divisor = _divisors(
-        in_dims[1:],
-        out_dims[1:],
-        kernel,
-        strides,
-        dilations,
-        begins,
-        ends,
-        node.attr("count_include_pad", 0),
-    )
-    pb, pe, extra = transposed_window(
-        in_dims[1:], out_dims[1:], kernel, strides, dilations, begins, ends
-    )
+    kernel = list(node.attr("kernel_shape"))
+    strides, dilations, begins, ends = window(node, kernel, spatial_sizes(x))
+    spread = b.Div(g, _divisor(b, node, x, y, kernel, strides, dilations, begins, ends))
+    channels = x.shape[1] if x.shape is not None else None
+    folded = not isinstance(channels, int)
+    if folded:  # (N, C, S) -> (N*C, 1, S), one channel at a time
+        spread = b.Reshape(spread, b.concat_shape([-1, 1], b.dims(spread, 2)))
+        channels = 1
     ones = b.const(np.ones([channels, 1, *kernel], dtype=dtype_of(x)))
-    spread = b.Div(g, b.const(divisor.astype(dtype_of(x))))
-    return [
-        b.ConvTranspose(
-            spread,
-            ones,
-            group=channels,
-            strides=strides,
-            dilations=dilations,
-            pads=[*pb, *pe],
-            output_padding=extra,
-        )
-    ]
+    window_args = {"kernel": kernel, "strides": strides, "dilations": dilations, "begins": begins, "ends": ends}
+    if folded:
+        x_like = b.Reshape(x, b.concat_shape([-1, 1], b.dims(x, 2)))
+        y_like = b.Reshape(y, b.concat_shape([-1, 1], b.dims(y, 2)))
+        dx = spread_back(b, spread, ones, x_like, y_like, group=1, **window_args)
+        return [b.reshape_like(dx, x)]
+    return [spread_back(b, spread, ones, x, y, group=channels, **window_args)]
+
+
+def _divisor(b, node, x, y, kernel, strides, dilations, begins, ends):
+    """The per-output divisors of AveragePool: computed at build time for static spatial dims,
+    the kernel size where every window lies inside the (counted) padding, else counted at run time."""
+    in_sizes, out_sizes = spatial_sizes(x), spatial_sizes(y)
+    include_pad = node.attr("count_include_pad", 0)
+    if in_sizes is not None and out_sizes is not None:
+        divisor = _divisors(in_sizes, out_sizes, kernel, strides, dilations, begins, ends, include_pad)
+        return b.const(divisor.astype(dtype_of(x)))
+    if node.attr("ceil_mode", 0):
+        raise GradientError("the gradient of AveragePool with ceil_mode needs static spatial dims")
+    if include_pad or not any([*begins, *ends]):
+        return b.scalar(int(np.prod(kernel)), x)
+    ones = b.ConstantOfShape(b.concat_shape([1, 1], b.dims(x, 2)), value=Tensor(np.ones([1], dtype=dtype_of(x))))
+    counts = b.Conv(
+        ones,
+        b.const(np.ones([1, 1, *kernel], dtype=dtype_of(x))),
+        strides=strides,
+        dilations=dilations,
+        pads=[*begins, *ends],
+    )
+    return counts
 
 
 def _divisors(in_sizes, out_sizes, kernel, strides, dilations, begins, ends, include_pad):
     """Per output position, the number of window cells averaged (separable over axes)."""
     total = np.ones([], dtype=np.float64)
-    for size, out, k, s, d, pb, pe in zip(
-        in_sizes, out_sizes, kernel, strides, dilations, begins, ends
-    ):
+    for size, out, k, s, d, pb, pe in zip(in_sizes, out_sizes, kernel, strides, dilations, begins, ends):
         lo, hi = (-pb, size + pe) if include_pad else (0, size)
         starts = np.arange(out)[:, None] * s + np.arange(k)[None, :] * d - pb
         counts = ((starts >= lo) & (starts < hi)).sum(axis=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from onnxgraph.autodiff.builder import dtype_of, inverse_permutation, rank_of, static_shape
+from onnxgraph.autodiff.builder import inverse_permutation, rank_of, static_shape
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register, register_stop
 
@@ -44,9 +44,7 @@ def _positions(b, x):
 def _scatter_add_flat(b, x, flat_positions, g, *, needs_add: bool, why: str):
     """Gradient of ``x`` when output element k came from ``x.flat[flat_positions.flat[k]]``."""
     if needs_add and b.opset < 16:
-        raise GradientError(
-            f"the gradient of {why} needs ScatterElements reduction='add' (opset 16+)"
-        )
+        raise GradientError(f"the gradient of {why} needs ScatterElements reduction='add' (opset 16+)")
     zeros = _flat(b, b.zeros_like(x))
     extra = {"reduction": "add"} if needs_add else {}
     scattered = b.ScatterElements(zeros, _flat(b, flat_positions), _flat(b, g), axis=0, **extra)
@@ -120,12 +118,8 @@ def gather(b, node, grads):
         d_front = b.ScatterND(zeros, index, g_front, reduction="add")
     else:
         depth = b.axis_size(data, axis, scalar=True)
-        one_hot = b.OneHot(
-            _flat(b, indices), depth, b.const(np.array([0, 1], dtype=dtype_of(data))), axis=-1
-        )
-        rows = b.Reshape(
-            g_front, b.Concat(b.Reshape(b.Size(indices), b.ints([1])), b.ints([-1]), axis=0)
-        )
+        one_hot = b.one_hot(_flat(b, indices), depth, data, axis=-1)
+        rows = b.Reshape(g_front, b.Concat(b.Reshape(b.Size(indices), b.ints([1])), b.ints([-1]), axis=0))
         d_front = b.Reshape(b.MatMul(b.Transpose(one_hot, perm=[1, 0]), rows), front_shape)
     return [b.Transpose(d_front, perm=inverse_permutation(data_perm)) if axis else d_front]
 
@@ -153,13 +147,9 @@ def gather_elements(b, node, grads):
         and all(d == k for i, (d, k) in enumerate(zip(data_dims, index_dims)) if i != axis)
     )
     if not others_match:
-        raise GradientError(
-            "the gradient of GatherElements before opset 16 needs static shapes equal off the axis"
-        )
+        raise GradientError("the gradient of GatherElements before opset 16 needs static shapes equal off the axis")
     depth = b.const(np.int64(data_dims[axis]))
-    one_hot = b.OneHot(
-        indices, depth, b.const(np.array([0, 1], dtype=dtype_of(data))), axis=axis + 1
-    )
+    one_hot = b.one_hot(indices, depth, data, axis=axis + 1)
     return [b.ReduceSum(b.Mul(one_hot, b.unsqueeze(g, [axis + 1])), b.ints([axis]), keepdims=0)]
 
 
@@ -178,16 +168,10 @@ def scatter_elements(b, node, grads):
     (data, indices, updates), g = node.inputs, grads[0]
     axis, reduction = node.attr("axis", 0), node.attr("reduction", "none")
     if reduction not in ("none", "add"):
-        raise GradientError(
-            f"the gradient of ScatterElements reduction='{reduction}' is not supported"
-        )
+        raise GradientError(f"the gradient of ScatterElements reduction='{reduction}' is not supported")
     d_data = None
     if b.wants(data):
-        d_data = (
-            g
-            if reduction == "add"
-            else b.ScatterElements(g, indices, b.zeros_like(updates), axis=axis)
-        )
+        d_data = g if reduction == "add" else b.ScatterElements(g, indices, b.zeros_like(updates), axis=axis)
     d_updates = b.GatherElements(g, indices, axis=axis) if b.wants(updates) else None
     return [d_data, None, d_updates]
 
@@ -209,9 +193,7 @@ def tile(b, node, grads):
     """Reshape ``g`` to (r0, d0, r1, d1, ...) and sum over the repeat axes."""
     (x, repeats), g = node.inputs, grads[0]
     r = rank_of(x)
-    pairs = b.Concat(
-        b.Unsqueeze(repeats, b.ints([1])), b.Unsqueeze(b.shape(x), b.ints([1])), axis=1
-    )
+    pairs = b.Concat(b.Unsqueeze(repeats, b.ints([1])), b.Unsqueeze(b.shape(x), b.ints([1])), axis=1)
     interleaved = b.Reshape(g, b.Reshape(pairs, b.ints([-1])))
     return [b.sum_to(interleaved, list(range(0, 2 * r, 2)), keepdims=False)]
 
@@ -252,8 +234,7 @@ def _fold_back(b, node, g, mode):
     # one fold per side covers a strip no longer than the axis (reflect: shorter); wider strips
     # wrap or mirror more than once, which the scatter-add handles
     if mode != "edge" and any(
-        pad >= dims[axis % len(dims)] + (mode == "wrap")
-        for axis, pad in zip([*axes, *axes], pads)
+        pad >= dims[axis % len(dims)] + (mode == "wrap") for axis, pad in zip([*axes, *axes], pads)
     ):
         return None
     for k, axis in enumerate(axes):
@@ -303,9 +284,7 @@ def _constant_pad_input_grad(b, node, g):
     x = node.inputs[0]
     pads = b.constant_ints(node.inputs[1])
     axes_input = node.inputs[3] if len(node.inputs) > 3 else None
-    axes = (
-        b.constant_ints(axes_input) if axes_input is not None else list(range(len(pads or []) // 2))
-    )
+    axes = b.constant_ints(axes_input) if axes_input is not None else list(range(len(pads or []) // 2))
     if pads is None or min(pads) < 0 or axes is None:
         # the adjoint of constant padding: pad g by the negated pads (cropping what was added,
         # zero-filling what negative pads cut away); works for dynamic pads too
@@ -323,31 +302,27 @@ def top_k(b, node, grads):
 
 
 def _regroup(b, g, x, shape6, perm):
-    """Undo a DepthToSpace/SpaceToDepth: view ``g`` as ``shape6``, transpose back, take ``x``'s shape."""
-    return [b.reshape_like(b.Transpose(b.Reshape(g, b.ints(shape6)), perm=perm), x)]
+    """Undo a DepthToSpace/SpaceToDepth: view ``g`` as ``shape6`` (static pieces and run-time
+    dims), transpose back, take ``x``'s shape."""
+    return [b.reshape_like(b.Transpose(b.Reshape(g, b.concat_shape(*shape6)), perm=perm), x)]
 
 
 @register("DepthToSpace")
 def depth_to_space(b, node, grads):
-    x, bs = node.inputs[0], node.attr("blocksize")
-    _, c, h, w = _static_nchw(x, node.op_type)
+    """Channels and spatial sizes may be known only at run time: the view takes H and W from ``x``
+    and leaves the channel count to Reshape (-1)."""
+    x, g, bs = node.inputs[0], grads[0], node.attr("blocksize")
+    h, w = b.dims(x, 2, 3), b.dims(x, 3, 4)
     # forward: x -> (N, bs, bs, C/bs^2, H, W) [DCR] or (N, C/bs^2, bs, bs, H, W) [CRD] -> transpose
     perm = [0, 3, 5, 1, 2, 4] if node.attr("mode", "DCR") == "DCR" else [0, 1, 3, 5, 2, 4]
-    return _regroup(b, grads[0], x, [0, c // bs // bs, h, bs, w, bs], perm)
+    return _regroup(b, g, x, [[0, -1], h, [bs], w, [bs]], perm)
 
 
 @register("SpaceToDepth")
 def space_to_depth(b, node, grads):
-    x, bs = node.inputs[0], node.attr("blocksize")
-    _, c, h, w = _static_nchw(x, node.op_type)
+    x, g, bs = node.inputs[0], grads[0], node.attr("blocksize")
+    h, w = b.dims(g, 2, 3), b.dims(g, 3, 4)  # H/bs and W/bs
     # forward: x as (N, C, H/bs, bs, W/bs, bs) -> (N, bs, bs, C, ...) [DCR] or (N, C, bs, bs, ...) [CRD]
     if node.attr("mode", "DCR") == "DCR":
-        return _regroup(b, grads[0], x, [0, bs, bs, c, h // bs, w // bs], [0, 3, 4, 1, 5, 2])
-    return _regroup(b, grads[0], x, [0, c, bs, bs, h // bs, w // bs], [0, 1, 4, 2, 5, 3])
-
-
-def _static_nchw(x, op_type):
-    shape = x.shape
-    if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
-        raise GradientError(f"the gradient of {op_type} needs static C, H, W (got {shape})")
-    return shape
+        return _regroup(b, g, x, [[0, bs, bs, -1], h, w], [0, 3, 4, 1, 5, 2])
+    return _regroup(b, g, x, [[0, -1, bs, bs], h, w], [0, 1, 4, 2, 5, 3])
