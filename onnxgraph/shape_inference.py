@@ -188,6 +188,8 @@ def annotate_types(model: Model) -> int:
     Passes that need shapes (no-op elimination, MatMul+Add into Gemm) read ``Value.type``. Types the
     file recorded for intermediate values may hold the sizes seen at export, so inferred types
     replace them; graph outputs keep their declared types (and get one when they have none).
+    Initializers that are not graph inputs (IR >= 4 files declare no type for them) get the type of
+    their tensor.
 
     Returns:
         How many values got a type.
@@ -195,6 +197,10 @@ def annotate_types(model: Model) -> int:
     inferred = inferred_types(model, forget_value_info=True)
     annotated = 0
     for graph in model.graph.all_graphs():
+        for value in graph.initializers.values():
+            if value.type is None and isinstance(value.const_value, Tensor):
+                value.type = types.tensor_type(value.const_value.elem_type, value.const_value.dims)
+                annotated += 1
         for node in graph:
             for value in node.outputs:
                 new = inferred.get(value.name) if value.name else None
