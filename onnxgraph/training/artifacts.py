@@ -1,0 +1,368 @@
+"""``build_training``: the train-step, eval and inference models of a model, in standard ONNX.
+
+The train step is one graph: forward, loss, backward (:func:`onnxgraph.autodiff.build_gradient`),
+optional gradient clipping and the optimizer update (onnxscript functions, inlined), so onnxruntime's
+memory planner frees each gradient as soon as its update consumed it. Parameters, running statistics
+and optimizer state are graph inputs with a matching ``.new`` output each; the caller feeds each
+step's outputs back as the next step's inputs. The layout is written to ``training.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+import onnx.inliner
+
+import onnxgraph
+from onnxgraph import types
+from onnxgraph.autodiff import METADATA_KEY, build_gradient
+from onnxgraph.autodiff.api import simplify
+from onnxgraph.autodiff.builder import GradBuilder
+from onnxgraph.autodiff.losses import LOSS_FUNCTIONS, build_loss, target_type
+from onnxgraph.graph import Graph
+from onnxgraph.model import Model
+from onnxgraph.node import Node
+from onnxgraph.training import modes
+from onnxgraph.training.errors import TrainingError
+from onnxgraph.training.optimizers import DOMAIN, AdamW, Optimizer
+from onnxgraph.value import Value
+
+MANIFEST = "training.json"
+INITIAL_STATE = "initial_state.safetensors"
+FILES = {"train_step": "train_step.onnx", "eval": "eval.onnx", "inference": "inference.onnx"}
+NEW = ".new"
+"""Suffix of the output carrying a parameter's or state tensor's value after the step."""
+CLIP_EPS = 1e-6
+"""torch.nn.utils.clip_grad_norm_'s term added to the norm."""
+
+
+@dataclasses.dataclass
+class Layout:
+    """Names a driver of the artifacts needs (stored as ``training.json``).
+
+    Attributes:
+        data_inputs: the model's own inputs, fed from the data.
+        target: the target input (None for ``loss=`` or the ``sum`` loss).
+        step: the int64 scalar input holding the 1-based number of the update being made.
+        lr: the float scalar input holding the learning rate.
+        loss: the scalar loss output (train step and eval).
+        outputs: the model's outputs (also outputs of the train step and eval).
+        parameters: trainable parameter names (inputs; output ``NAME.new``).
+        buffers: running statistics (BatchNormalization), updated by the step but not trained.
+        optimizer_state: optimizer state names (``PARAM.SLOT``, PyTorch's slot names).
+        frozen: parameters kept constant (initializers of every model, no gradient or state).
+        optimizer: the optimizer's kind and hyper-parameters.
+        clip_grad_norm: the global gradient-norm bound, or None.
+    """
+
+    data_inputs: list[str]
+    target: str | None
+    step: str
+    lr: str
+    loss: str
+    outputs: list[str]
+    parameters: list[str]
+    buffers: list[str]
+    optimizer_state: list[str]
+    frozen: list[str]
+    optimizer: dict
+    clip_grad_norm: float | None
+
+    @property
+    def carried(self) -> list[str]:
+        """Every tensor the step reads and writes back: parameters, buffers, optimizer state."""
+        return [*self.parameters, *self.buffers, *self.optimizer_state]
+
+    @staticmethod
+    def new_name(name: str) -> str:
+        """The output carrying ``name``'s value after the step."""
+        return name + NEW
+
+
+@dataclasses.dataclass
+class TrainingArtifacts:
+    """The models :func:`build_training` makes, their layout and the initial carried tensors."""
+
+    train_step: Model
+    eval: Model
+    inference: Model
+    layout: Layout
+    initial: dict[str, np.ndarray]
+
+    def save(self, directory: str | os.PathLike) -> list[str]:
+        """Write the three models, ``training.json`` and ``initial_state.safetensors`` into ``directory``.
+
+        Returns:
+            The paths written.
+        """
+        from onnxgraph.training.checkpoint import write_tensors
+
+        os.makedirs(directory, exist_ok=True)
+        written = []
+        for key, file in FILES.items():
+            path = os.path.join(directory, file)
+            onnxgraph.save(getattr(self, key), path)
+            written.append(path)
+        manifest = os.path.join(directory, MANIFEST)
+        from onnxgraph.fsutil import atomic_write
+
+        with atomic_write(manifest) as f:
+            f.write(json.dumps(dataclasses.asdict(self.layout), indent=2).encode())
+        written.append(manifest)
+        initial = os.path.join(directory, INITIAL_STATE)
+        write_tensors(initial, self.initial, {"step": "0"})
+        written.append(initial)
+        return written
+
+
+def build_training(
+    model: Model | onnx.ModelProto | str | os.PathLike,
+    *,
+    loss_fn: str | None = None,
+    output: str | None = None,
+    target: str = "target",
+    loss: str | None = None,
+    trainable: Sequence[str] | None = None,
+    frozen: Sequence[str] = (),
+    optimizer: Optimizer | None = None,
+    grad_accumulation: int = 1,
+    clip_grad_norm: float | None = None,
+    recompute: str = "none",
+) -> TrainingArtifacts:
+    """Build the training artifacts of ``model``.
+
+    Args:
+        model: a Model, ModelProto or path of an inference model (eval- or training-mode export).
+        loss_fn: append this loss (mse, l1, cross_entropy, bce_with_logits, sum) on ``output``.
+        output: the output ``loss_fn`` applies to (default: the only output).
+        target: the name of the target input ``loss_fn`` adds.
+        loss: instead of ``loss_fn``: the model output that already is a scalar loss.
+        trainable: names or globs of the parameters to train (default: every float initializer
+            except BatchNormalization running statistics).
+        frozen: names or globs of parameters kept constant: no gradient, no optimizer state.
+        optimizer: the update rule (default: ``AdamW()``).
+        grad_accumulation: steps whose gradients are summed before one update (only 1 so far).
+        clip_grad_norm: scale gradients so that their global L2 norm is at most this.
+        recompute: activation recomputation ("none" only so far).
+
+    Returns:
+        The artifacts; :meth:`TrainingArtifacts.save` writes them.
+
+    Raises:
+        TrainingError: bad options, or a model the gradient builder refuses.
+    """
+    if (loss is None) == (loss_fn is None):
+        raise TrainingError("choose exactly one of loss_fn or loss")
+    if loss_fn is not None and loss_fn not in LOSS_FUNCTIONS:
+        raise TrainingError(f"unknown loss function '{loss_fn}' (choose from {', '.join(LOSS_FUNCTIONS)})")
+    if grad_accumulation != 1:
+        raise TrainingError("grad_accumulation > 1 is not implemented yet")
+    if recompute != "none":
+        raise TrainingError(f"recompute='{recompute}' is not implemented yet (use 'none')")
+    if clip_grad_norm is not None and not clip_grad_norm > 0:
+        raise TrainingError(f"clip_grad_norm must be positive (got {clip_grad_norm})")
+    optimizer = optimizer if optimizer is not None else AdamW()
+    inference = _load(model)
+    opset = inference.opset_imports.get("", inference.opset_imports.get("ai.onnx", 0))
+    modes.to_inference_mode(inference)
+    if loss_fn is not None and output is None:
+        if len(inference.graph.outputs) != 1:
+            raise TrainingError("the model has several outputs: name the one the loss applies to")
+        output = inference.graph.outputs[0].name
+    forward = onnxgraph.load(inference.to_proto())
+    statistics = {v.name for n in modes.running_statistics(forward) for v in n.inputs[3:5]}
+    parameters, frozen_names = _choose_parameters(forward, statistics, trainable, frozen)
+    updated = modes.to_training_mode(forward, opset)
+    for name, value in updated.items():
+        value.name = forward.graph.fresh_name(Layout.new_name(name))
+        forward.graph.outputs.append(value)
+    step_model = build_gradient(forward, loss=loss, loss_fn=loss_fn, output=output, wrt=parameters, cleanup=None)
+    layout = _train_step(
+        step_model, inference, optimizer, parameters, list(updated), frozen_names, target, clip_grad_norm
+    )
+    step_model = _inline_functions(step_model, optimizer, opset)
+    simplify(step_model)
+    eval_model = _eval_model(inference, layout, loss, loss_fn, output)
+    return TrainingArtifacts(step_model, eval_model, inference, layout, _initial(inference, layout))
+
+
+def _load(model) -> Model:
+    if isinstance(model, Model):
+        model = model.to_proto()
+    return onnxgraph.load(model)
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _choose_parameters(
+    model: Model, buffers: set[str], trainable: Sequence[str] | None, frozen: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """(trainable parameter names, frozen ones), in initializer order; every pattern must match."""
+    floats = [
+        n
+        for n, v in model.graph.initializers.items()
+        if v.const_value is not None and v.const_value.elem_type in types.FLOAT_TYPES and n not in buffers
+    ]
+    for label, patterns in (("trainable", trainable or ()), ("frozen", frozen)):
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in floats):
+                raise TrainingError(f"{label} '{pattern}' matches no floating-point parameter of the model")
+    chosen = [n for n in floats if (trainable is None or _matches(n, trainable)) and not _matches(n, frozen)]
+    if not chosen:
+        raise TrainingError("no parameter is left to train")
+    return chosen, [n for n in floats if n not in chosen]
+
+
+def _as_inputs(graph: Graph, names: Sequence[str]) -> list[Value]:
+    """Turn initializers into graph inputs (the carried tensors the driver feeds)."""
+    values = []
+    for name in names:
+        value = graph.initializers.pop(name)
+        tensor = value.const_value
+        value.type = types.tensor_type(tensor.elem_type, tuple(tensor.dims))
+        value.const_value = None
+        graph.add_input(value)
+        values.append(value)
+    return values
+
+
+def _scalar_input(graph: Graph, base: str, elem_type: int) -> Value:
+    return graph.add_input(Value(graph.fresh_name(base), types.tensor_type(elem_type, ())))
+
+
+def _train_step(
+    model: Model,
+    inference: Model,
+    optimizer: Optimizer,
+    parameters: list[str],
+    buffers: list[str],
+    frozen: list[str],
+    target: str,
+    clip_grad_norm: float | None,
+) -> Layout:
+    """Turn the gradient model into the train step (in place, update rules as function calls)."""
+    graph = model.graph
+    mapping = json.loads(model.metadata_props.pop(METADATA_KEY))
+    target_value = next((v for v in graph.inputs if v.name == mapping.get("@target")), None)
+    if target_value is not None and target_value.name != target:
+        if target in graph.initializers or any(v.name == target for v in graph.inputs):
+            raise TrainingError(f"target name '{target}' is already taken in the model")
+        target_value.name = target
+    loss_name = mapping.get("@loss") or next(iter(_loss_output(model, mapping)))
+    grads = {name: next(v for v in graph.outputs if v.name == mapping[name]) for name in parameters}
+    graph.outputs[:] = [v for v in graph.outputs if all(v is not g for g in grads.values())]
+    params = _as_inputs(graph, parameters)
+    _as_inputs(graph, buffers)
+    step = _scalar_input(graph, "step", onnx.TensorProto.INT64)
+    lr = _scalar_input(graph, "lr", onnx.TensorProto.FLOAT)
+    b = GradBuilder(graph, model.opset_imports.get("", 13))
+    updates = dict(grads)
+    if clip_grad_norm is not None:
+        updates = _clip(b, grads, clip_grad_norm)
+    function = optimizer.function()
+    slots = optimizer.state_slots()
+    state_names = []
+    for param in params:
+        state = [_state_input(graph, param, slot) for slot in slots]
+        state_names += [v.name for v in state]
+        hyper = [b.const(np.array(h, dtype=types.np_dtype(param.elem_type))) for h in optimizer.hyper_parameters()]
+        node = Node(
+            DOMAIN, function.name, [param, updates[param.name], *state, step, lr, *hyper], num_outputs=1 + len(slots)
+        )
+        b.add_node(node)
+        for out, old in zip(node.outputs, [param, *state]):
+            out.name = graph.fresh_name(Layout.new_name(old.name))
+            out.type = old.type
+            graph.outputs.append(out)
+    model.opset_imports[DOMAIN] = 1
+    original_inputs = [v.name for v in inference.graph.inputs if v.name not in inference.graph.initializers]
+    return Layout(
+        data_inputs=original_inputs,
+        target=target if target_value is not None else None,
+        step=step.name,
+        lr=lr.name,
+        loss=loss_name,
+        outputs=[v.name for v in inference.graph.outputs],
+        parameters=parameters,
+        buffers=buffers,
+        optimizer_state=state_names,
+        frozen=frozen,
+        optimizer=optimizer.config(),
+        clip_grad_norm=clip_grad_norm,
+    )
+
+
+def _loss_output(model: Model, mapping: dict) -> list[str]:
+    """The ``loss=`` output (build_gradient records no @loss for it): the first scalar float output."""
+    return [v.name for v in model.graph.outputs if v.shape == () and v.name not in mapping.values()]
+
+
+def _state_input(graph: Graph, param: Value, slot: str) -> Value:
+    name = f"{param.name}.{slot}"
+    if name in graph.initializers or any(v.name == name for v in graph.inputs):
+        raise TrainingError(f"optimizer state name '{name}' is already taken in the model")
+    return graph.add_input(Value(name, param.type))
+
+
+def _clip(b: GradBuilder, grads: dict[str, Value], max_norm: float) -> dict[str, Value]:
+    """torch.nn.utils.clip_grad_norm_: scale all gradients by min(1, max_norm / (norm + 1e-6))."""
+    squares = [b.ReduceSumSquare(g, keepdims=0) for g in grads.values()]
+    norm = b.Sqrt(b.add_all(squares))
+    like = next(iter(grads.values()))
+    one = b.const(np.array(1, dtype=types.np_dtype(like.elem_type)))
+    coef = b.Min(
+        b.Div(b.const(np.array(max_norm, dtype=one.const_value.numpy().dtype)), b.Add(norm, b.scalar(CLIP_EPS, like))),
+        one,
+    )
+    return {name: b.Mul(g, coef) for name, g in grads.items()}
+
+
+def _inline_functions(model: Model, optimizer: Optimizer, opset: int) -> Model:
+    """Inline the optimizer's function calls (onnx's inliner): standard ops only."""
+    proto = model.to_proto()
+    function = optimizer.function()
+    for imp in function.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            imp.version = opset  # the update rules use ops unchanged since opset 13
+    proto.functions.append(function)
+    inlined = onnx.inliner.inline_local_functions(proto)
+    del inlined.functions[:]
+    kept = [o for o in inlined.opset_import if o.domain != DOMAIN]
+    del inlined.opset_import[:]
+    inlined.opset_import.extend(kept)
+    return onnxgraph.load(inlined)
+
+
+def _eval_model(inference: Model, layout: Layout, loss: str | None, loss_fn: str | None, output: str | None) -> Model:
+    """Forward + loss in inference mode, reading the carried parameters and buffers as inputs."""
+    result = onnxgraph.load(inference.to_proto())
+    graph = result.graph
+    if loss_fn is not None:
+        value = next(v for v in graph.outputs if v.name == (output or graph.outputs[0].name))
+        b = GradBuilder(graph, result.opset_imports.get("", 13))
+        kind = target_type(loss_fn, value)
+        target = graph.add_input(Value(layout.target, kind)) if kind is not None else None
+        loss_value = build_loss(b, loss_fn, value, target)
+        loss_value.name = layout.loss
+        loss_value.type = types.tensor_type(value.elem_type, ())
+        graph.outputs.insert(0, loss_value)
+    _as_inputs(graph, [*layout.parameters, *layout.buffers])
+    return result
+
+
+def _initial(inference: Model, layout: Layout) -> dict[str, np.ndarray]:
+    """The carried tensors before the first step: the model's weights and zero optimizer state."""
+    inits = inference.graph.initializers
+    values = {name: np.array(inits[name].const_value.numpy()) for name in [*layout.parameters, *layout.buffers]}
+    for name in layout.optimizer_state:
+        param = name.rsplit(".", 1)[0]
+        values[name] = np.zeros_like(values[param])
+    return values
