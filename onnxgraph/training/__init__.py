@@ -1,7 +1,7 @@
 """Training ONNX models on stock onnxruntime: train-step artifacts, optimizers and the loop.
 
 >>> from onnxgraph.training import AdamW, build_training
->>> artifacts = build_training("mlp.onnx", loss_fn="cross_entropy", optimizer=AdamW(weight_decay=0.01))  # doctest: +SKIP
+>>> artifacts = build_training("mlp.onnx", loss_fn="cross_entropy", optimizer=AdamW())  # doctest: +SKIP
 >>> artifacts.save("artifacts/")  # doctest: +SKIP
 
 See docs/training.md.

@@ -21,6 +21,7 @@ import onnx.inliner
 
 import onnxgraph
 from onnxgraph import types
+from onnxgraph.attribute import Attribute
 from onnxgraph.autodiff import METADATA_KEY, build_gradient
 from onnxgraph.autodiff.api import simplify
 from onnxgraph.autodiff.builder import GradBuilder
@@ -38,6 +39,8 @@ INITIAL_STATE = "initial_state.safetensors"
 FILES = {"train_step": "train_step.onnx", "eval": "eval.onnx", "inference": "inference.onnx"}
 NEW = ".new"
 """Suffix of the output carrying a parameter's or state tensor's value after the step."""
+LOSS = "loss"
+"""The name of the loss output ``loss_fn`` appends."""
 CLIP_EPS = 1e-6
 """torch.nn.utils.clip_grad_norm_'s term added to the norm."""
 
@@ -59,6 +62,8 @@ class Layout:
         frozen: parameters kept constant (initializers of every model, no gradient or state).
         optimizer: the optimizer's kind and hyper-parameters.
         clip_grad_norm: the global gradient-norm bound, or None.
+        loss_fn: the appended loss kind (None when the model's own output is the loss).
+        ignore_index: cross_entropy's ignored class index, or None.
     """
 
     data_inputs: list[str]
@@ -73,6 +78,8 @@ class Layout:
     frozen: list[str]
     optimizer: dict
     clip_grad_norm: float | None
+    loss_fn: str | None = None
+    ignore_index: int | None = None
 
     @property
     def carried(self) -> list[str]:
@@ -127,6 +134,7 @@ def build_training(
     loss_fn: str | None = None,
     output: str | None = None,
     target: str = "target",
+    ignore_index: int | None = None,
     loss: str | None = None,
     trainable: Sequence[str] | None = None,
     frozen: Sequence[str] = (),
@@ -142,6 +150,7 @@ def build_training(
         loss_fn: append this loss (mse, l1, cross_entropy, bce_with_logits, sum) on ``output``.
         output: the output ``loss_fn`` applies to (default: the only output).
         target: the name of the target input ``loss_fn`` adds.
+        ignore_index: for cross_entropy, the class index whose samples do not count.
         loss: instead of ``loss_fn``: the model output that already is a scalar loss.
         trainable: names or globs of the parameters to train (default: every float initializer
             except BatchNormalization running statistics).
@@ -182,13 +191,34 @@ def build_training(
     for name, value in updated.items():
         value.name = forward.graph.fresh_name(Layout.new_name(name))
         forward.graph.outputs.append(value)
-    step_model = build_gradient(forward, loss=loss, loss_fn=loss_fn, output=output, wrt=parameters, cleanup=None)
-    layout = _train_step(
-        step_model, inference, optimizer, parameters, list(updated), frozen_names, target, clip_grad_norm
+    has_target = False
+    if loss_fn is not None:
+        has_target = _append_loss(forward, loss_fn, output, target, ignore_index)
+        loss = LOSS
+    step_model = build_gradient(forward, loss=loss, wrt=parameters, cleanup=None)
+    layout = Layout(
+        data_inputs=[v.name for v in inference.graph.inputs if v.name not in inference.graph.initializers],
+        target=target if has_target else None,
+        step="step",
+        lr="lr",
+        loss=loss,
+        outputs=[v.name for v in inference.graph.outputs],
+        parameters=parameters,
+        buffers=list(updated),
+        optimizer_state=[],
+        frozen=frozen_names,
+        optimizer=optimizer.config(),
+        clip_grad_norm=clip_grad_norm,
+        loss_fn=loss_fn,
+        ignore_index=ignore_index,
     )
+    _train_step(step_model, optimizer, layout)
     step_model = _inline_functions(step_model, optimizer, opset)
     simplify(step_model)
-    eval_model = _eval_model(inference, layout, loss, loss_fn, output)
+    eval_model = onnxgraph.load(inference.to_proto())
+    if loss_fn is not None:
+        _append_loss(eval_model, loss_fn, output, target, ignore_index)
+    _as_inputs(eval_model.graph, [*layout.parameters, *layout.buffers])
     return TrainingArtifacts(step_model, eval_model, inference, layout, _initial(inference, layout))
 
 
@@ -238,71 +268,36 @@ def _scalar_input(graph: Graph, base: str, elem_type: int) -> Value:
     return graph.add_input(Value(graph.fresh_name(base), types.tensor_type(elem_type, ())))
 
 
-def _train_step(
-    model: Model,
-    inference: Model,
-    optimizer: Optimizer,
-    parameters: list[str],
-    buffers: list[str],
-    frozen: list[str],
-    target: str,
-    clip_grad_norm: float | None,
-) -> Layout:
-    """Turn the gradient model into the train step (in place, update rules as function calls)."""
+def _train_step(model: Model, optimizer: Optimizer, layout: Layout) -> None:
+    """Turn the gradient model into the train step (in place, update rules as function calls);
+    fill in ``layout.optimizer_state``."""
     graph = model.graph
     mapping = json.loads(model.metadata_props.pop(METADATA_KEY))
-    target_value = next((v for v in graph.inputs if v.name == mapping.get("@target")), None)
-    if target_value is not None and target_value.name != target:
-        if target in graph.initializers or any(v.name == target for v in graph.inputs):
-            raise TrainingError(f"target name '{target}' is already taken in the model")
-        target_value.name = target
-    loss_name = mapping.get("@loss") or next(iter(_loss_output(model, mapping)))
-    grads = {name: next(v for v in graph.outputs if v.name == mapping[name]) for name in parameters}
+    grads = {name: next(v for v in graph.outputs if v.name == mapping[name]) for name in layout.parameters}
     graph.outputs[:] = [v for v in graph.outputs if all(v is not g for g in grads.values())]
-    params = _as_inputs(graph, parameters)
-    _as_inputs(graph, buffers)
-    step = _scalar_input(graph, "step", onnx.TensorProto.INT64)
-    lr = _scalar_input(graph, "lr", onnx.TensorProto.FLOAT)
+    params = _as_inputs(graph, layout.parameters)
+    _as_inputs(graph, layout.buffers)
+    for name in (layout.step, layout.lr):
+        if name in graph.initializers or any(v.name == name for v in graph.inputs):
+            raise TrainingError(f"the model already has a value named '{name}'")
+    step = graph.add_input(Value(layout.step, types.tensor_type(onnx.TensorProto.INT64, ())))
+    lr = graph.add_input(Value(layout.lr, types.tensor_type(onnx.TensorProto.FLOAT, ())))
     b = GradBuilder(graph, model.opset_imports.get("", 13))
-    updates = dict(grads)
-    if clip_grad_norm is not None:
-        updates = _clip(b, grads, clip_grad_norm)
+    updates = _clip(b, grads, layout.clip_grad_norm) if layout.clip_grad_norm is not None else grads
     function = optimizer.function()
     slots = optimizer.state_slots()
-    state_names = []
     for param in params:
         state = [_state_input(graph, param, slot) for slot in slots]
-        state_names += [v.name for v in state]
-        hyper = [b.const(np.array(h, dtype=types.np_dtype(param.elem_type))) for h in optimizer.hyper_parameters()]
-        node = Node(
-            DOMAIN, function.name, [param, updates[param.name], *state, step, lr, *hyper], num_outputs=1 + len(slots)
-        )
-        b.add_node(node)
+        layout.optimizer_state += [v.name for v in state]
+        dtype = types.np_dtype(param.elem_type)
+        hyper = [b.const(np.array(h, dtype=dtype)) for h in optimizer.hyper_parameters()]
+        inputs = [param, updates[param.name], *state, step, lr, *hyper]
+        node = b.add_node(Node(DOMAIN, function.name, inputs, num_outputs=1 + len(slots)))
         for out, old in zip(node.outputs, [param, *state]):
             out.name = graph.fresh_name(Layout.new_name(old.name))
             out.type = old.type
             graph.outputs.append(out)
     model.opset_imports[DOMAIN] = 1
-    original_inputs = [v.name for v in inference.graph.inputs if v.name not in inference.graph.initializers]
-    return Layout(
-        data_inputs=original_inputs,
-        target=target if target_value is not None else None,
-        step=step.name,
-        lr=lr.name,
-        loss=loss_name,
-        outputs=[v.name for v in inference.graph.outputs],
-        parameters=parameters,
-        buffers=buffers,
-        optimizer_state=state_names,
-        frozen=frozen,
-        optimizer=optimizer.config(),
-        clip_grad_norm=clip_grad_norm,
-    )
-
-
-def _loss_output(model: Model, mapping: dict) -> list[str]:
-    """The ``loss=`` output (build_gradient records no @loss for it): the first scalar float output."""
-    return [v.name for v in model.graph.outputs if v.shape == () and v.name not in mapping.values()]
 
 
 def _state_input(graph: Graph, param: Value, slot: str) -> Value:
@@ -341,21 +336,35 @@ def _inline_functions(model: Model, optimizer: Optimizer, opset: int) -> Model:
     return onnxgraph.load(inlined)
 
 
-def _eval_model(inference: Model, layout: Layout, loss: str | None, loss_fn: str | None, output: str | None) -> Model:
-    """Forward + loss in inference mode, reading the carried parameters and buffers as inputs."""
-    result = onnxgraph.load(inference.to_proto())
-    graph = result.graph
-    if loss_fn is not None:
-        value = next(v for v in graph.outputs if v.name == (output or graph.outputs[0].name))
-        b = GradBuilder(graph, result.opset_imports.get("", 13))
-        kind = target_type(loss_fn, value)
-        target = graph.add_input(Value(layout.target, kind)) if kind is not None else None
-        loss_value = build_loss(b, loss_fn, value, target)
-        loss_value.name = layout.loss
-        loss_value.type = types.tensor_type(value.elem_type, ())
-        graph.outputs.insert(0, loss_value)
-    _as_inputs(graph, [*layout.parameters, *layout.buffers])
-    return result
+def _append_loss(model: Model, kind: str, output: str | None, target: str, ignore_index: int | None) -> bool:
+    """Append ``kind``'s loss on ``output`` as the output ``loss``; return whether it added ``target``."""
+    graph = model.graph
+    value = next((v for v in graph.outputs if v.name == output), None)
+    if value is None:
+        raise TrainingError(f"'{output}' is not an output of the model")
+    for name in (LOSS, target):
+        if name in graph.initializers or any(v.name == name for v in [*graph.inputs, *graph.outputs]):
+            raise TrainingError(f"the model already has a value named '{name}'")
+    _annotate(model)
+    b = GradBuilder(graph, model.opset_imports.get("", 13))
+    kind_type = target_type(kind, value)
+    target_value = graph.add_input(Value(target, kind_type)) if kind_type is not None else None
+    loss_value = build_loss(b, kind, value, target_value)
+    if ignore_index is not None:
+        if kind != "cross_entropy":
+            raise TrainingError("ignore_index goes with the cross_entropy loss only")
+        loss_value.producer().attributes["ignore_index"] = Attribute.infer("ignore_index", ignore_index)
+    loss_value.name = LOSS
+    loss_value.type = types.tensor_type(value.elem_type, ())
+    graph.outputs.insert(0, loss_value)
+    return target_value is not None
+
+
+def _annotate(model: Model) -> None:
+    """Give the model's values their inferred types (the loss needs the output's type and rank)."""
+    from onnxgraph.shape_inference import annotate_types
+
+    annotate_types(model)
 
 
 def _initial(inference: Model, layout: Layout) -> dict[str, np.ndarray]:
