@@ -6,12 +6,14 @@ import sys
 
 import click
 
+from onnxgraph.cli.artifacts import artifacts
 from onnxgraph.cli.bench import bench
 from onnxgraph.cli.convert import convert
 from onnxgraph.cli.errors import CommandGroup
 from onnxgraph.cli.grad import grad
 from onnxgraph.cli.info import info
 from onnxgraph.cli.optimize import optimize
+from onnxgraph.cli.train import train
 from onnxgraph.cli.viz import viz
 
 
@@ -34,6 +36,8 @@ cli.add_command(bench)
 cli.add_command(convert)
 cli.add_command(viz)
 cli.add_command(grad)
+cli.add_command(artifacts)
+cli.add_command(train)
 
 
 def main() -> None:

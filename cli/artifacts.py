@@ -1,0 +1,122 @@
+"""``onnxgraph artifacts``: write the train-step, eval and inference models of a model."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import click
+
+from onnxgraph.cli.options import json_flag, model_argument
+
+LOSS_FUNCTIONS = ("mse", "l1", "cross_entropy", "bce_with_logits", "sum")
+"""onnxgraph.autodiff.LOSS_FUNCTIONS (a test keeps the two equal)."""
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
+"""onnxgraph.training.OPTIMIZERS' keys, spelled out so --help needs no heavy import."""
+
+_OPTIONS = (
+    click.option("--loss-fn", "loss_fn", type=click.Choice(LOSS_FUNCTIONS), help="Append this loss on --output."),
+    click.option("--output", "output", metavar="NAME", help="The output --loss-fn applies to (default: the only one)."),
+    click.option("--target", "target", default="target", show_default=True, help="Name of the target input."),
+    click.option("--ignore-index", type=int, default=None, help="cross_entropy: a class index that does not count."),
+    click.option("--loss", "loss", metavar="OUTPUT", help="Instead of --loss-fn: an output that already is the loss."),
+    click.option(
+        "--optimizer", type=click.Choice(OPTIMIZER_NAMES), default="adamw", show_default=True, help="Update rule."
+    ),
+    click.option("--weight-decay", type=float, default=None, help="Weight decay [default: 0.01 adamw, else 0]."),
+    click.option("--momentum", type=float, default=0.0, show_default=True, help="SGD momentum."),
+    click.option("--nesterov", is_flag=True, help="SGD: Nesterov momentum."),
+    click.option("--betas", nargs=2, type=float, default=(0.9, 0.999), show_default=True, help="Adam(W) betas."),
+    click.option("--eps", type=float, default=1e-8, show_default=True, help="Adam(W) epsilon."),
+    click.option(
+        "--clip-grad-norm",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        metavar="X",
+        help="Scale gradients to a global L2 norm of at most X.",
+    ),
+    click.option("--freeze", "frozen", multiple=True, metavar="GLOB", help="Keep these parameters fixed (repeatable)."),
+    click.option(
+        "--train-only",
+        "trainable",
+        multiple=True,
+        metavar="GLOB",
+        help="Train only these parameters (repeatable; default: every float initializer).",
+    ),
+    click.option(
+        "--recompute", type=click.Choice(["none"]), default="none", show_default=True, help="Activation recomputation."
+    ),
+)
+
+
+def training_options(command):
+    """The options that choose the loss, the parameters and the optimizer (shared with ``train``)."""
+    return functools.reduce(lambda f, option: option(f), reversed(_OPTIONS), command)
+
+
+def build_from_options(model: str, options: dict):
+    """``build_training`` with the parsed ``training_options``."""
+    from onnxgraph.cli.errors import BadInput
+    from onnxgraph.training import OPTIMIZERS, build_training
+
+    kind = options["optimizer"]
+    decay = options["weight_decay"]
+    if kind == "sgd":
+        try:
+            optimizer = OPTIMIZERS[kind](
+                momentum=options["momentum"], nesterov=options["nesterov"], weight_decay=decay or 0.0
+            )
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+    else:
+        if options["momentum"] or options["nesterov"]:
+            raise BadInput("--momentum and --nesterov go with --optimizer sgd")
+        extra = {} if decay is None else {"weight_decay": decay}
+        optimizer = OPTIMIZERS[kind](betas=tuple(options["betas"]), eps=options["eps"], **extra)
+    if (options["loss"] is None) == (options["loss_fn"] is None):
+        raise BadInput("choose one of --loss-fn or --loss")
+    return build_training(
+        model,
+        loss_fn=options["loss_fn"],
+        output=options["output"],
+        target=options["target"],
+        ignore_index=options["ignore_index"],
+        loss=options["loss"],
+        trainable=list(options["trainable"]) or None,
+        frozen=list(options["frozen"]),
+        optimizer=optimizer,
+        clip_grad_norm=options["clip_grad_norm"],
+        recompute=options["recompute"],
+    )
+
+
+@click.command()
+@model_argument
+@click.option(
+    "-o", "--output-dir", "out", required=True, type=click.Path(file_okay=False), help="Folder to write into."
+)
+@training_options
+@json_flag
+def artifacts(model: str, out: str, as_json: bool, **options) -> None:
+    """Write train_step.onnx, eval.onnx, inference.onnx, training.json and initial_state.safetensors.
+
+    Any onnxruntime (C++, C#, JavaScript...) can then train: feed the data, the target, the
+    carried tensors, 'step' and 'lr' to train_step.onnx and feed each NAME.new output back as NAME.
+    See docs/training.md.
+
+    \b
+    Examples:
+      onnxgraph artifacts mlp.onnx --loss-fn cross_entropy -o artifacts/
+      onnxgraph artifacts cnn.onnx --loss-fn cross_entropy --optimizer sgd --momentum 0.9 -o art/
+      onnxgraph artifacts bert.onnx --loss-fn mse --output pooled --freeze 'embeddings.*' -o art/
+    """
+    result = build_from_options(model, options)
+    written = result.save(out)
+    layout = result.layout
+    if as_json:
+        click.echo(json.dumps({"output_dir": out, "files": written, "layout": layout.__dict__}, indent=2))
+        return
+    click.echo(
+        f"wrote {len(written)} files to {out}: {len(layout.parameters)} parameters trained, "
+        f"{len(layout.frozen)} frozen, {len(layout.optimizer_state)} optimizer state tensors"
+    )
