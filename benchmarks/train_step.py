@@ -1,0 +1,154 @@
+"""Train-step time and memory on onnxruntime (CPU): onnxgraph's train_step.onnx against PyTorch eager.
+
+Two measurements, each in fresh subprocesses so peak-memory figures do not mix:
+
+* ``--memory``: peak resident memory (RSS above the level before the first step, steps 2..N) and
+  the p50 step time of a transformer train step (AdamW) with onnxruntime's memory pattern on and
+  off (``enable_mem_pattern``; training sessions turn it off).
+* ``--speed``: p50 step time (forward, backward, AdamW) of onnxgraph's train step against PyTorch
+  eager on the same network and batch, at 1 and 2 threads, the two interleaved run by run.
+
+    python benchmarks/train_step.py --memory [--layers 6 --dim 512 --seq 256 --batch 8]
+    python benchmarks/train_step.py --speed [--runs 50]
+
+PyTorch is optional and never a package dependency (``--speed`` needs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+_spec = importlib.util.spec_from_file_location(
+    "onnxgraph_models_build", os.path.join(os.path.dirname(__file__), "..", "models", "build.py")
+)
+models = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(models)
+
+
+def _transformer_artifacts(layers: int, dim: int, seq: int, vocab: int = 1000):
+    from onnxgraph.training import AdamW, build_training
+
+    model = models.transformer_block(vocab=vocab, seq=seq, dim=dim, heads=8, ff=4 * dim, layers=layers)
+    return build_training(model, loss_fn="cross_entropy", optimizer=AdamW(), frozen=["causal_mask", "attn_scale"])
+
+
+def _driver(artifacts, batch: dict, memory_pattern: bool, threads: int | None):
+    """A callable running one train step with IO binding, carried tensors as OrtValues (as Trainer does)."""
+    import onnxruntime as ort
+
+    from onnxgraph.runtime.sessions import create_session
+    from onnxgraph.training.artifacts import Layout
+
+    layout = artifacts.layout
+    session = create_session(artifacts.train_step.to_proto(), threads=threads, memory_pattern=memory_pattern)
+    carried = {n: ort.OrtValue.ortvalue_from_numpy(np.array(v)) for n, v in artifacts.initial.items()}
+    spare = {n: ort.OrtValue.ortvalue_from_numpy(np.empty_like(v)) for n, v in artifacts.initial.items()}
+    state = {"step": 0, "carried": carried, "spare": spare}
+
+    def step() -> float:
+        binding = session.io_binding()
+        binding.bind_output(layout.loss, "cpu")
+        for name, array in batch.items():
+            binding.bind_cpu_input(name, array)
+        state["step"] += 1
+        binding.bind_cpu_input(layout.step, np.array(state["step"], np.int64))
+        binding.bind_cpu_input(layout.lr, np.array(1e-4, np.float32))
+        for name, value in state["carried"].items():
+            binding.bind_ortvalue_input(name, value)
+            binding.bind_ortvalue_output(Layout.new_name(name), state["spare"][name])
+        session.run_with_iobinding(binding)
+        state["carried"], state["spare"] = state["spare"], state["carried"]
+        return float(binding.get_outputs()[0].numpy())
+
+    return step
+
+
+def memory_child(args) -> dict:
+    """In a subprocess: peak RSS increase over steps 2..N and the p50 step time."""
+    from onnxgraph.runtime.memory import PeakRss
+
+    artifacts = _transformer_artifacts(args.layers, args.dim, args.seq)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 1000, (args.batch, args.seq + 1))
+    step = _driver(artifacts, {"ids": ids[:, :-1], "target": ids[:, 1:]}, args.pattern == "on", args.threads)
+    del artifacts
+    meter = PeakRss()
+    meter.start()
+    step()  # the first step plans and allocates
+    first = meter.increase_mb()
+    times = []
+    for _ in range(args.steps - 1):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {
+        "pattern": args.pattern,
+        "first_step_mb": first,
+        "peak_mb": meter.increase_mb(),
+        "p50_s": statistics.median(times),
+    }
+
+
+def run_memory(args) -> None:
+    results = []
+    for pattern in ("on", "off", "on", "off"):
+        command = [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            "--pattern",
+            pattern,
+            "--layers",
+            str(args.layers),
+            "--dim",
+            str(args.dim),
+            "--seq",
+            str(args.seq),
+            "--batch",
+            str(args.batch),
+            "--steps",
+            str(args.steps),
+            *(["--threads", str(args.threads)] if args.threads else []),
+        ]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+        print(results[-1], flush=True)
+    for pattern in ("on", "off"):
+        mine = [r for r in results if r["pattern"] == pattern]
+        print(
+            f"memory pattern {pattern}: peak {min(r['peak_mb'] for r in mine):.0f} MB, "
+            f"step p50 {statistics.median(r['p50_s'] for r in mine) * 1e3:.0f} ms"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--pattern", choices=["on", "off"], default="off", help=argparse.SUPPRESS)
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.memory_child:
+        print(json.dumps(memory_child(args)))
+    elif args.memory:
+        run_memory(args)
+    else:
+        parser.error("choose --memory")
+
+
+if __name__ == "__main__":
+    main()
