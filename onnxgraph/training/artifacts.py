@@ -22,7 +22,7 @@ import onnx.inliner
 import onnxgraph
 from onnxgraph import types
 from onnxgraph.attribute import Attribute
-from onnxgraph.autodiff import METADATA_KEY, build_gradient
+from onnxgraph.autodiff import METADATA_KEY, build_gradient, remove_dead_nodes
 from onnxgraph.autodiff.api import simplify
 from onnxgraph.autodiff.builder import GradBuilder
 from onnxgraph.autodiff.losses import LOSS_FUNCTIONS, build_loss, target_type
@@ -39,6 +39,8 @@ INITIAL_STATE = "initial_state.safetensors"
 FILES = {"train_step": "train_step.onnx", "eval": "eval.onnx", "inference": "inference.onnx"}
 NEW = ".new"
 """Suffix of the output carrying a parameter's or state tensor's value after the step."""
+STEP = "step"
+SEED = "seed"
 LOSS = "loss"
 """The name of the loss output ``loss_fn`` appends."""
 CLIP_EPS = 1e-6
@@ -54,6 +56,7 @@ class Layout:
         target: the target input (None for ``loss=`` or the ``sum`` loss).
         step: the int64 scalar input holding the 1-based number of the update being made.
         lr: the float scalar input holding the learning rate.
+        seed: the int64 scalar input seeding training-mode Dropout masks (with the step), or None.
         loss: the scalar loss output (train step and eval).
         outputs: the model's outputs (also outputs of the train step and eval).
         parameters: trainable parameter names (inputs; output ``NAME.new``).
@@ -70,6 +73,7 @@ class Layout:
     target: str | None
     step: str
     lr: str
+    seed: str | None
     loss: str
     outputs: list[str]
     parameters: list[str]
@@ -180,17 +184,23 @@ def build_training(
     inference = _load(model)
     opset = inference.opset_imports.get("", inference.opset_imports.get("ai.onnx", 0))
     modes.to_inference_mode(inference)
+    remove_dead_nodes(inference)
     if loss_fn is not None and output is None:
         if len(inference.graph.outputs) != 1:
             raise TrainingError("the model has several outputs: name the one the loss applies to")
         output = inference.graph.outputs[0].name
-    forward = onnxgraph.load(inference.to_proto())
+    forward = _load(model)
     statistics = {v.name for n in modes.running_statistics(forward) for v in n.inputs[3:5]}
-    parameters, frozen_names = _choose_parameters(forward, statistics, trainable, frozen)
+    dropouts = modes.training_dropouts(forward)
+    ratios = {n.inputs[1].name for n in dropouts if n.inputs[1] is not None}  # hyper-parameters, not weights
+    parameters, frozen_names = _choose_parameters(forward, statistics | ratios, trainable, frozen)
     updated = modes.to_training_mode(forward, opset)
     for name, value in updated.items():
         value.name = forward.graph.fresh_name(Layout.new_name(name))
         forward.graph.outputs.append(value)
+    if dropouts:
+        seed, step = (_scalar_input(forward.graph, name, onnx.TensorProto.INT64) for name in (SEED, STEP))
+        modes.seeded_dropout(forward, dropouts, seed, step, opset)
     has_target = False
     if loss_fn is not None:
         has_target = _append_loss(forward, loss_fn, output, target, ignore_index)
@@ -199,8 +209,9 @@ def build_training(
     layout = Layout(
         data_inputs=[v.name for v in inference.graph.inputs if v.name not in inference.graph.initializers],
         target=target if has_target else None,
-        step="step",
+        step=STEP,
         lr="lr",
+        seed=SEED if dropouts else None,
         loss=loss,
         outputs=[v.name for v in inference.graph.outputs],
         parameters=parameters,
@@ -233,13 +244,13 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
 
 
 def _choose_parameters(
-    model: Model, buffers: set[str], trainable: Sequence[str] | None, frozen: Sequence[str]
+    model: Model, excluded: set[str], trainable: Sequence[str] | None, frozen: Sequence[str]
 ) -> tuple[list[str], list[str]]:
     """(trainable parameter names, frozen ones), in initializer order; every pattern must match."""
     floats = [
         n
         for n, v in model.graph.initializers.items()
-        if v.const_value is not None and v.const_value.elem_type in types.FLOAT_TYPES and n not in buffers
+        if v.const_value is not None and v.const_value.elem_type in types.FLOAT_TYPES and n not in excluded
     ]
     for label, patterns in (("trainable", trainable or ()), ("frozen", frozen)):
         for pattern in patterns:
@@ -264,8 +275,11 @@ def _as_inputs(graph: Graph, names: Sequence[str]) -> list[Value]:
     return values
 
 
-def _scalar_input(graph: Graph, base: str, elem_type: int) -> Value:
-    return graph.add_input(Value(graph.fresh_name(base), types.tensor_type(elem_type, ())))
+def _scalar_input(graph: Graph, name: str, elem_type: int) -> Value:
+    """A new scalar graph input ``name``; the model must not use the name already."""
+    if name in graph.initializers or any(v.name == name for v in graph.inputs):
+        raise TrainingError(f"the model already has a value named '{name}'")
+    return graph.add_input(Value(name, types.tensor_type(elem_type, ())))
 
 
 def _train_step(model: Model, optimizer: Optimizer, layout: Layout) -> None:
@@ -277,11 +291,10 @@ def _train_step(model: Model, optimizer: Optimizer, layout: Layout) -> None:
     graph.outputs[:] = [v for v in graph.outputs if all(v is not g for g in grads.values())]
     params = _as_inputs(graph, layout.parameters)
     _as_inputs(graph, layout.buffers)
-    for name in (layout.step, layout.lr):
-        if name in graph.initializers or any(v.name == name for v in graph.inputs):
-            raise TrainingError(f"the model already has a value named '{name}'")
-    step = graph.add_input(Value(layout.step, types.tensor_type(onnx.TensorProto.INT64, ())))
-    lr = graph.add_input(Value(layout.lr, types.tensor_type(onnx.TensorProto.FLOAT, ())))
+    step = next((v for v in graph.inputs if v.name == layout.step), None)  # added for Dropout already
+    if step is None:
+        step = _scalar_input(graph, layout.step, onnx.TensorProto.INT64)
+    lr = _scalar_input(graph, layout.lr, onnx.TensorProto.FLOAT)
     b = GradBuilder(graph, model.opset_imports.get("", 13))
     updates = _clip(b, grads, layout.clip_grad_norm) if layout.clip_grad_norm is not None else grads
     function = optimizer.function()

@@ -9,6 +9,9 @@ one, so it is corrected here).
 
 from __future__ import annotations
 
+import numpy as np
+import onnx
+
 from onnxgraph import types
 from onnxgraph.attribute import Attribute
 from onnxgraph.autodiff.builder import GradBuilder
@@ -86,3 +89,60 @@ def _replace(old: Node, new: Node) -> None:
     new.outputs[0].type = old.outputs[0].type
     old.outputs[0].replace_all_uses_with(new.outputs[0], replace_graph_outputs=True)
     old.graph.remove(old)
+
+
+PRIME = 2_147_483_647
+"""2^31 - 1: the modulus of the dropout hash, so products of two residues fit in int64."""
+
+
+def training_dropouts(model: Model) -> list[Node]:
+    """Dropout nodes whose ``training_mode`` input is a constant true (a training-mode export)."""
+    found = []
+    for node in model.graph.nodes:
+        if node.op_type == "Dropout" and node.domain in ("", "ai.onnx") and len(node.inputs) > 2:
+            flag = GradBuilder(model.graph, 13).constant_ints(node.inputs[2])
+            if flag == [1]:
+                found.append(node)
+    return found
+
+
+def seeded_dropout(model: Model, nodes: list[Node], seed: Value, step: Value, opset: int) -> None:
+    """Replace training-mode Dropout nodes by ``x * keep / (1 - ratio)`` with ``keep`` drawn by a hash
+    of (seed, step, node, element) in int64 arithmetic, so the masks follow from the seed and the step
+    alone (a resumed run draws the same ones) and need no random op without a seed input.
+
+    The hash: ``h = (i * 48271 + base) mod p``, then two rounds of ``h = (h * h + c) mod p`` and one
+    multiplication, with ``p = 2^31 - 1``; ``u = h / p`` is uniform on [0, 1) and ``keep = u >= ratio``.
+    """
+    graph = model.graph
+    for k, node in enumerate(nodes):
+        x, ratio = node.inputs[0], node.inputs[1]
+        b = GradBuilder(graph, opset)
+        b.insert_before = node
+        rate = b.const(np.float32(0.5)) if ratio is None else b.Cast(ratio, to=onnx.TensorProto.FLOAT)
+        keep = b.Reshape(b.GreaterOrEqual(_uniform(b, x, seed, step, k), rate), b.Shape(x))
+        scale = b.CastLike(b.Div(b.const(np.float32(1)), b.Sub(b.const(np.float32(1)), rate)), x)
+        y = b.Mul(b.Mul(x, b.CastLike(keep, x)), scale)
+        outputs = node.outputs
+        y.type = outputs[0].type
+        outputs[0].replace_all_uses_with(y, replace_graph_outputs=True)
+        if len(outputs) > 1 and outputs[1].name:
+            outputs[1].replace_all_uses_with(keep, replace_graph_outputs=True)
+        graph.remove(node)
+
+
+def _mod(b: GradBuilder, v: Value) -> Value:
+    return b.Mod(v, b.const(np.int64(PRIME)))
+
+
+def _uniform(b: GradBuilder, x: Value, seed: Value, step: Value, k: int) -> Value:
+    """One float32 in [0, 1) per element of ``x`` (flattened), from (seed, step, k, element index)."""
+    mixed = b.Add(b.Mul(_mod(b, seed), b.const(np.int64(1_000_003))), b.Mul(_mod(b, step), b.const(np.int64(7919))))
+    base = _mod(b, b.Add(mixed, b.const(np.int64(104_729 * (k + 1)))))
+    base = _mod(b, b.Add(b.Mul(base, b.const(np.int64(69621))), b.const(np.int64(1))))
+    index = b.Range(b.const(np.int64(0)), b.Size(x), b.const(np.int64(1)))
+    h = _mod(b, b.Add(b.Mul(index, b.const(np.int64(48271))), base))
+    for c in (12345, 2_718_281):
+        h = _mod(b, b.Add(b.Mul(h, h), b.const(np.int64(c))))
+    h = _mod(b, b.Mul(h, b.const(np.int64(48271))))
+    return b.Div(b.Cast(h, to=onnx.TensorProto.FLOAT), b.const(np.float32(PRIME)))

@@ -111,6 +111,8 @@ class Trainer:
             binding.bind_cpu_input(name, array)
         binding.bind_cpu_input(layout.step, np.array(self.step + 1, dtype=np.int64))
         binding.bind_cpu_input(layout.lr, np.array(self.lr, dtype=np.float32))
+        if layout.seed is not None:
+            binding.bind_cpu_input(layout.seed, np.array(self.order.seed, dtype=np.int64))
         for name, value in self._carried.items():
             binding.bind_ortvalue_input(name, value)
             binding.bind_ortvalue_output(Layout.new_name(name), self._spare[name])

@@ -37,3 +37,23 @@ def loss_model() -> onnx.ModelProto:
         [numpy_helper.from_array(np.array([0.5, -1.0, 2.0, 0.25], dtype=np.float32), "w")],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def dropout_model(ratio: float = 0.3) -> onnx.ModelProto:
+    """``y = Dropout(x * w, ratio, training_mode=True)`` as a training-mode export writes it (the ratio
+    an initializer, the mode a Constant node)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["x", "w"], ["xw"]),
+            helper.make_node("Constant", [], ["training"], value=numpy_helper.from_array(np.array(True), "t")),
+            helper.make_node("Dropout", ["xw", "ratio", "training"], ["y"]),
+        ],
+        "dropout",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [
+            numpy_helper.from_array(np.array([0.5, -1.0, 2.0, 0.25], dtype=np.float32), "w"),
+            numpy_helper.from_array(np.array(ratio, dtype=np.float32), "ratio"),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
