@@ -86,6 +86,7 @@ def build_from_options(model: str, options: dict):
         frozen=list(options["frozen"]),
         optimizer=optimizer,
         clip_grad_norm=options["clip_grad_norm"],
+        grad_accumulation=options["grad_accumulation"],
         recompute=options["recompute"],
     )
 

@@ -102,7 +102,7 @@ def train(
     )
     if resume and _has_checkpoint(checkpoint_dir):
         trainer.load_checkpoint()
-    total = steps if steps is not None else epochs * trainer.order.steps_per_epoch
+    total = steps if steps is not None else trainer.updates_per_epochs(epochs)
     with _progress(trainer.step, total) as on_step:
         losses = trainer.fit(steps=total, on_step=on_step)
     written = trainer.export(out) if out is not None else None

@@ -36,7 +36,13 @@ from onnxgraph.value import Value
 
 MANIFEST = "training.json"
 INITIAL_STATE = "initial_state.safetensors"
-FILES = {"train_step": "train_step.onnx", "eval": "eval.onnx", "inference": "inference.onnx"}
+FILES = {
+    "train_step": "train_step.onnx",
+    "eval": "eval.onnx",
+    "inference": "inference.onnx",
+    "grad_step": "grad_step.onnx",
+    "apply_step": "apply_step.onnx",
+}
 NEW = ".new"
 """Suffix of the output carrying a parameter's or state tensor's value after the step."""
 STEP = "step"
@@ -67,6 +73,10 @@ class Layout:
         clip_grad_norm: the global gradient-norm bound, or None.
         loss_fn: the appended loss kind (None when the model's own output is the loss).
         ignore_index: cross_entropy's ignored class index, or None.
+        grad_accumulation: micro-batches per update (``k``); with k > 1 the artifacts also hold
+            grad_step.onnx and apply_step.onnx.
+        gradients: the summed-gradient tensors ``PARAM.grad`` that grad_step adds into and
+            apply_step reads (divided by k), with k > 1.
     """
 
     data_inputs: list[str]
@@ -84,6 +94,8 @@ class Layout:
     clip_grad_norm: float | None
     loss_fn: str | None = None
     ignore_index: int | None = None
+    grad_accumulation: int = 1
+    gradients: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def carried(self) -> list[str]:
@@ -95,6 +107,11 @@ class Layout:
         """The output carrying ``name``'s value after the step."""
         return name + NEW
 
+    @staticmethod
+    def grad_name(name: str) -> str:
+        """The summed gradient of parameter ``name`` (grad_step and apply_step)."""
+        return name + ".grad"
+
 
 @dataclasses.dataclass
 class TrainingArtifacts:
@@ -105,6 +122,8 @@ class TrainingArtifacts:
     inference: Model
     layout: Layout
     initial: dict[str, np.ndarray]
+    grad_step: Model | None = None
+    apply_step: Model | None = None
 
     def save(self, directory: str | os.PathLike) -> list[str]:
         """Write the three models, ``training.json`` and ``initial_state.safetensors`` into ``directory``.
@@ -117,6 +136,8 @@ class TrainingArtifacts:
         os.makedirs(directory, exist_ok=True)
         written = []
         for key, file in FILES.items():
+            if getattr(self, key) is None:
+                continue
             path = os.path.join(directory, file)
             onnxgraph.save(getattr(self, key), path)
             written.append(path)
@@ -160,7 +181,8 @@ def build_training(
             except BatchNormalization running statistics).
         frozen: names or globs of parameters kept constant: no gradient, no optimizer state.
         optimizer: the update rule (default: ``AdamW()``).
-        grad_accumulation: steps whose gradients are summed before one update (only 1 so far).
+        grad_accumulation: micro-batches whose gradients are averaged into one update; above 1,
+            grad_step and apply_step models are built too.
         clip_grad_norm: scale gradients so that their global L2 norm is at most this.
         recompute: activation recomputation ("none" only so far).
 
@@ -174,8 +196,8 @@ def build_training(
         raise TrainingError("choose exactly one of loss_fn or loss")
     if loss_fn is not None and loss_fn not in LOSS_FUNCTIONS:
         raise TrainingError(f"unknown loss function '{loss_fn}' (choose from {', '.join(LOSS_FUNCTIONS)})")
-    if grad_accumulation != 1:
-        raise TrainingError("grad_accumulation > 1 is not implemented yet")
+    if grad_accumulation < 1:
+        raise TrainingError(f"grad_accumulation must be at least 1 (got {grad_accumulation})")
     if recompute != "none":
         raise TrainingError(f"recompute='{recompute}' is not implemented yet (use 'none')")
     if clip_grad_norm is not None and not clip_grad_norm > 0:
@@ -222,15 +244,27 @@ def build_training(
         clip_grad_norm=clip_grad_norm,
         loss_fn=loss_fn,
         ignore_index=ignore_index,
+        grad_accumulation=grad_accumulation,
     )
-    _train_step(step_model, optimizer, layout)
+    accumulation = None
+    if grad_accumulation > 1:
+        grad_model = onnxgraph.load(step_model.to_proto())
+        _grad_step(grad_model, layout)
+        simplify(grad_model)
+        apply_model = _inline_functions(_apply_step(grad_model, optimizer, layout, grad_accumulation), optimizer, opset)
+        simplify(apply_model)
+        accumulation = (grad_model, apply_model)
+    _emit_updates(step_model, optimizer, layout, _split_gradients(step_model, layout))
     step_model = _inline_functions(step_model, optimizer, opset)
     simplify(step_model)
     eval_model = onnxgraph.load(inference.to_proto())
     if loss_fn is not None:
         _append_loss(eval_model, loss_fn, output, target, ignore_index)
     _as_inputs(eval_model.graph, [*layout.parameters, *layout.buffers])
-    return TrainingArtifacts(step_model, eval_model, inference, layout, _initial(inference, layout))
+    grad_model, apply_model = accumulation or (None, None)
+    return TrainingArtifacts(
+        step_model, eval_model, inference, layout, _initial(inference, layout), grad_model, apply_model
+    )
 
 
 def _load(model) -> Model:
@@ -282,35 +316,72 @@ def _scalar_input(graph: Graph, name: str, elem_type: int) -> Value:
     return graph.add_input(Value(name, types.tensor_type(elem_type, ())))
 
 
-def _train_step(model: Model, optimizer: Optimizer, layout: Layout) -> None:
-    """Turn the gradient model into the train step (in place, update rules as function calls);
-    fill in ``layout.optimizer_state``."""
+def _split_gradients(model: Model, layout: Layout) -> dict[str, Value]:
+    """Take the gradient outputs off the gradient model and make the carried tensors inputs;
+    return parameter name -> its gradient value."""
     graph = model.graph
     mapping = json.loads(model.metadata_props.pop(METADATA_KEY))
     grads = {name: next(v for v in graph.outputs if v.name == mapping[name]) for name in layout.parameters}
     graph.outputs[:] = [v for v in graph.outputs if all(v is not g for g in grads.values())]
-    params = _as_inputs(graph, layout.parameters)
-    _as_inputs(graph, layout.buffers)
-    step = next((v for v in graph.inputs if v.name == layout.step), None)  # added for Dropout already
-    if step is None:
-        step = _scalar_input(graph, layout.step, onnx.TensorProto.INT64)
+    _as_inputs(graph, [*layout.parameters, *layout.buffers])
+    return grads
+
+
+def _emit_updates(model: Model, optimizer: Optimizer, layout: Layout, grads: dict[str, Value], scale: float = 1.0):
+    """Append clipping and the optimizer update (as function calls) for the parameter inputs;
+    fill in ``layout.optimizer_state``. ``scale`` multiplies the gradients first (1/k for a mean)."""
+    graph = model.graph
+    inputs = {v.name: v for v in graph.inputs}
+    step = inputs.get(layout.step) or _scalar_input(graph, layout.step, onnx.TensorProto.INT64)
     lr = _scalar_input(graph, layout.lr, onnx.TensorProto.FLOAT)
     b = GradBuilder(graph, model.opset_imports.get("", 13))
+    if scale != 1.0:
+        grads = {name: b.Mul(g, b.scalar(scale, inputs[name])) for name, g in grads.items()}
     updates = _clip(b, grads, layout.clip_grad_norm) if layout.clip_grad_norm is not None else grads
     function = optimizer.function()
     slots = optimizer.state_slots()
-    for param in params:
+    layout.optimizer_state = []
+    for name in layout.parameters:
+        param = inputs[name]
         state = [_state_input(graph, param, slot) for slot in slots]
         layout.optimizer_state += [v.name for v in state]
         dtype = types.np_dtype(param.elem_type)
         hyper = [b.const(np.array(h, dtype=dtype)) for h in optimizer.hyper_parameters()]
-        inputs = [param, updates[param.name], *state, step, lr, *hyper]
-        node = b.add_node(Node(DOMAIN, function.name, inputs, num_outputs=1 + len(slots)))
+        node = b.add_node(
+            Node(DOMAIN, function.name, [param, updates[name], *state, step, lr, *hyper], num_outputs=1 + len(slots))
+        )
         for out, old in zip(node.outputs, [param, *state]):
             out.name = graph.fresh_name(Layout.new_name(old.name))
             out.type = old.type
             graph.outputs.append(out)
     model.opset_imports[DOMAIN] = 1
+
+
+def _grad_step(model: Model, layout: Layout) -> None:
+    """The gradient model as grad_step: adds each gradient into its ``PARAM.grad`` input."""
+    graph = model.graph
+    grads = _split_gradients(model, layout)
+    b = GradBuilder(graph, model.opset_imports.get("", 13))
+    inputs = {v.name: v for v in graph.inputs}
+    for name, grad in grads.items():
+        total = graph.add_input(Value(Layout.grad_name(name), inputs[name].type))
+        summed = b.Add(total, grad)
+        summed.name = graph.fresh_name(Layout.new_name(total.name))
+        summed.type = total.type
+        graph.outputs.append(summed)
+    layout.gradients = [Layout.grad_name(n) for n in layout.parameters]
+
+
+def _apply_step(like: Model, optimizer: Optimizer, layout: Layout, steps: int) -> Model:
+    """A model of the update alone: parameters, summed gradients, state, step, lr -> new ones."""
+    graph = Graph("apply_step")
+    types_of = {v.name: v.type for v in like.graph.inputs}
+    model = Model(graph, ir_version=like.ir_version, opset_imports={"": like.opset_imports.get("", 13)})
+    for name in layout.parameters:
+        graph.add_input(Value(name, types_of[name]))
+    grads = {name: graph.add_input(Value(Layout.grad_name(name), types_of[name])) for name in layout.parameters}
+    _emit_updates(model, optimizer, layout, grads, scale=1.0 / steps)
+    return model
 
 
 def _state_input(graph: Graph, param: Value, slot: str) -> Value:

@@ -91,41 +91,102 @@ class Trainer:
         rows = len(next(iter(self.data.values())))
         self.order = BatchOrder(rows, batch_size, seed, drop_last, shuffle)
         self.eval_data = _checked_data(eval_data, fed, artifacts) if eval_data is not None else None
+        self._accumulate = self.layout.grad_accumulation
+        if self._accumulate > 1 and self.order.steps_per_epoch < self._accumulate:
+            raise TrainingError(
+                f"an epoch has {self.order.steps_per_epoch} batches, fewer than grad_accumulation={self._accumulate}"
+            )
         self._session = self._create(artifacts.train_step)
         self._eval_session = None
         self._carried = {n: self._ortvalue(v) for n, v in artifacts.initial.items()}
         self._spare = {n: self._ortvalue(np.empty_like(v)) for n, v in artifacts.initial.items()}
+        if self._accumulate > 1:
+            self._grad_session = self._create(artifacts.grad_step)
+            self._apply_session = self._create(artifacts.apply_step)
+            shapes = {Layout.grad_name(p): artifacts.initial[p] for p in self.layout.parameters}
+            self._zeros = {g: self._ortvalue(np.zeros_like(v)) for g, v in shapes.items()}
+            self._sums = [{g: self._ortvalue(np.empty_like(v)) for g, v in shapes.items()} for _ in range(2)]
 
     # -- running ----------------------------------------------------------------------------------
     def train_step(self) -> float:
-        """Run one step on the batch of the current global step; return its loss.
+        """Run one update on the batch (or ``grad_accumulation`` batches) of the current global step;
+        return its loss (the mean over the batches).
 
         Raises:
-            TrainingError: the loss is not finite (the parameters stay as they were before the step).
+            TrainingError: the loss is not finite (parameters and optimizer state stay as they were).
         """
+        if self._accumulate == 1:
+            reads = self._carried
+            writes = {Layout.new_name(n): self._spare[n] for n in reads}
+            loss = self._run(self._session, self.step, reads, writes, update=True)
+            self._check(loss)
+            self._carried, self._spare = self._spare, self._carried
+        else:
+            loss = self._accumulated_step()
+        self.step += 1
+        return loss
+
+    def _accumulated_step(self) -> float:
+        """``grad_accumulation`` grad_step runs summing gradients, then one apply_step run."""
+        layout, k = self.layout, self._accumulate
+        sums = self._zeros
+        total = 0.0
+        for j in range(k):
+            reads = {**{n: self._carried[n] for n in [*layout.parameters, *layout.buffers]}, **sums}
+            out = self._sums[j % 2]
+            writes = {
+                **{Layout.new_name(n): self._spare[n] for n in layout.buffers},
+                **{Layout.new_name(g): out[g] for g in out},
+            }
+            total += self._run(self._grad_session, self.step * k + j, reads, writes, update=False)
+            for name in layout.buffers:
+                self._carried[name], self._spare[name] = self._spare[name], self._carried[name]
+            sums = out
+        loss = total / k
+        self._check(loss)
+        updated = [*layout.parameters, *layout.optimizer_state]
+        reads = {**{n: self._carried[n] for n in updated}, **sums}
+        self._run(
+            self._apply_session,
+            self.step,
+            reads,
+            {Layout.new_name(n): self._spare[n] for n in updated},
+            update=True,
+            data=False,
+        )
+        for name in updated:
+            self._carried[name], self._spare[name] = self._spare[name], self._carried[name]
+        return loss
+
+    def _run(self, session, index: int, reads: dict, writes: dict, *, update: bool, data: bool = True) -> float:
+        """One IO-bound run: ``index`` is the 0-based update (or, for grad_step, micro-batch) number."""
         layout = self.layout
-        epoch, rows = self.order.rows_of(self.step)
-        binding = self._session.io_binding()
-        binding.bind_output(layout.loss, "cpu")
-        for name, array in take(self.data, self._fed, rows).items():
-            binding.bind_cpu_input(name, array)
-        binding.bind_cpu_input(layout.step, np.array(self.step + 1, dtype=np.int64))
-        binding.bind_cpu_input(layout.lr, np.array(self.lr, dtype=np.float32))
+        names = {i.name for i in session.get_inputs()}
+        binding = session.io_binding()
+        if data:
+            binding.bind_output(layout.loss, "cpu")
+            for name, array in take(self.data, self._fed, self.order.rows_of(index)[1]).items():
+                binding.bind_cpu_input(name, array)
+        scalars = {layout.step: np.array(index + 1, np.int64), layout.lr: np.array(self.lr, np.float32)}
         if layout.seed is not None:
-            binding.bind_cpu_input(layout.seed, np.array(self.order.seed, dtype=np.int64))
-        for name, value in self._carried.items():
+            scalars[layout.seed] = np.array(self.order.seed, np.int64)
+        for name, value in scalars.items():
+            if name in names and (update or name != layout.lr):
+                binding.bind_cpu_input(name, value)
+        for name, value in reads.items():
             binding.bind_ortvalue_input(name, value)
-            binding.bind_ortvalue_output(Layout.new_name(name), self._spare[name])
-        self._session.run_with_iobinding(binding)
-        loss = float(binding.get_outputs()[0].numpy())
+        for name, value in writes.items():
+            binding.bind_ortvalue_output(name, value)
+        session.run_with_iobinding(binding)
+        return float(binding.get_outputs()[0].numpy()) if data else 0.0
+
+    def _check(self, loss: float) -> None:
         if not math.isfinite(loss):
+            epoch = self.step * self._accumulate // self.order.steps_per_epoch
             raise TrainingError(
                 f"step {self.step + 1} (epoch {epoch + 1}): the loss is {loss}; stopped with the parameters of "
                 f"step {self.step}{self._kept_checkpoint()}"
             )
-        self._carried, self._spare = self._spare, self._carried
-        self.step += 1
-        return loss
 
     def fit(
         self,
@@ -149,13 +210,14 @@ class Trainer:
         """
         if (steps is None) == (epochs is None):
             raise TrainingError("give exactly one of steps or epochs")
-        total = steps if steps is not None else epochs * self.order.steps_per_epoch
+        total = steps if steps is not None else self.updates_per_epochs(epochs)
         losses = []
         start = time.perf_counter()
         while self.step < total:
+            before = self.epoch
             loss = self.train_step()
             losses.append(loss)
-            epoch = (self.step - 1) // self.order.steps_per_epoch
+            epoch = before
             self._log(
                 {
                     "step": self.step,
@@ -167,13 +229,22 @@ class Trainer:
             )
             if on_step is not None:
                 on_step(self.step, loss)
-            if self.eval_data is not None and self.step % self.order.steps_per_epoch == 0:
+            if self.eval_data is not None and self.epoch > before:
                 self._log({"step": self.step, "epoch": epoch + 1, "eval_loss": self.evaluate()})
             if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                 self.save_checkpoint()
         if self.checkpoint_dir is not None:
             self.save_checkpoint()
         return losses
+
+    @property
+    def epoch(self) -> int:
+        """Whole epochs done (0-based index of the epoch the next batch belongs to)."""
+        return self.step * self._accumulate // self.order.steps_per_epoch
+
+    def updates_per_epochs(self, epochs: int) -> int:
+        """The global step at which ``epochs`` epochs are done (updates of ``grad_accumulation`` batches)."""
+        return epochs * self.order.steps_per_epoch // self._accumulate
 
     def evaluate(self, data: str | os.PathLike | dict[str, np.ndarray] | None = None) -> float:
         """The mean loss of the eval model (inference mode) over ``data`` (default: the eval data)."""
@@ -210,7 +281,7 @@ class Trainer:
             The path written (default: ``latest.safetensors`` in the checkpoint folder).
         """
         path = os.fspath(path) if path is not None else self._checkpoint_path()
-        epoch, within = divmod(self.step, self.order.steps_per_epoch)
+        epoch, within = divmod(self.step * self._accumulate, self.order.steps_per_epoch)
         info = {
             "format": FORMAT,
             "step": self.step,
@@ -221,6 +292,7 @@ class Trainer:
             "drop_last": self.order.drop_last,
             "shuffle": self.order.shuffle,
             "rng": {"kind": "numpy.random.default_rng([seed, epoch]).permutation", "seed": self.order.seed},
+            "grad_accumulation": self._accumulate,
             "lr": self.lr,
             "optimizer": self.layout.optimizer,
         }
@@ -243,6 +315,7 @@ class Trainer:
             "batch_size": self.order.batch_size,
             "drop_last": self.order.drop_last,
             "shuffle": self.order.shuffle,
+            "grad_accumulation": self._accumulate,
         }
         for key, value in expected.items():
             if info.get(key) != value:

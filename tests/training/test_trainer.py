@@ -144,3 +144,24 @@ def test_an_unwritable_checkpoint_folder_is_refused(mlp_artifacts, mlp_data, tmp
     blocker.write_text("")
     with pytest.raises(TrainingError, match="cannot create the checkpoint folder"):
         Trainer(mlp_artifacts, mlp_data, batch_size=8, checkpoint_dir=blocker / "sub")
+
+
+def test_gradient_accumulation_equals_one_large_batch(mlp_data, tmp_path):
+    path = os.path.join(MODELS, "mlp.onnx")
+    large = build_training(path, loss_fn="cross_entropy", optimizer=AdamW(), clip_grad_norm=1.0)
+    split = build_training(path, loss_fn="cross_entropy", optimizer=AdamW(), clip_grad_norm=1.0, grad_accumulation=3)
+    assert split.grad_step is not None and split.apply_step is not None
+    assert split.layout.gradients == ["fc0.weight.grad", "fc0.bias.grad", "fc1.weight.grad", "fc1.bias.grad"]
+    for model in (split.grad_step, split.apply_step):
+        assert {n.domain for n in model.graph} == {""} and set(model.opset_imports) == {""}
+    whole = Trainer(large, mlp_data, batch_size=24, shuffle=False)
+    parts = Trainer(split, mlp_data, batch_size=8, shuffle=False, checkpoint_dir=tmp_path)
+    np.testing.assert_allclose(parts.fit(steps=4), whole.fit(steps=4), rtol=1e-5)
+    for name, array in whole.state_dict().items():
+        np.testing.assert_allclose(parts.state_dict()[name], array, rtol=1e-4, atol=1e-6)
+    assert parts.epoch == 1  # 4 updates of 3 batches of 8 rows: one epoch of 96 rows
+    resumed = Trainer(split, mlp_data, batch_size=8, shuffle=False, checkpoint_dir=tmp_path)
+    resumed.load_checkpoint()
+    assert resumed.fit(steps=6) == parts.fit(steps=6)
+    written = {os.path.basename(p) for p in split.save(tmp_path / "art")}
+    assert {"grad_step.onnx", "apply_step.onnx"} <= written
