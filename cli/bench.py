@@ -43,7 +43,9 @@ from onnxgraph.cli.output import write_json
     metavar="S",
     help="Time the counted runs for S seconds instead of --runs.",
 )
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads."
+)
 @input_shape_option
 @click.option(
     "--inputs",
@@ -160,7 +162,9 @@ def print_report(result: dict, console=None) -> None:
     table = Table(title="latency", title_justify="left")
     table.add_column("")
     for tag, m in zip("AB", models):
-        table.add_column(f"{tag}: {escape(m['path'])}" if len(models) > 1 else escape(m["path"]), justify="right")
+        table.add_column(
+            f"{tag}: {escape(m['path'])}" if len(models) > 1 else escape(m["path"]), justify="right"
+        )
     table.add_row("provider", *(m["provider"].removesuffix("ExecutionProvider") for m in models))
     table.add_row("session creation", *(f"{m['session_create_s']:.3f} s" for m in models))
     table.add_row("first run", *(_ms(m["first_run_ms"]) for m in models))
@@ -285,7 +289,9 @@ def _check_destination(option: str, path: str | None, models: list[str]) -> None
     """Fail before the benchmark when an output file could not be written or would replace a model."""
     if path is None or path == "-":
         return
-    if os.path.exists(path) and any(os.path.exists(m) and os.path.samefile(path, m) for m in models):
+    if os.path.exists(path) and any(
+        os.path.exists(m) and os.path.samefile(path, m) for m in models
+    ):
         raise BadInput(f"{option} {path} is one of the models; choose another file")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):

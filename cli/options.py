@@ -6,7 +6,9 @@ import click
 
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of tables.")
 
-model_argument = click.argument("model", type=click.Path(dir_okay=True, file_okay=True, path_type=str), metavar="MODEL")
+model_argument = click.argument(
+    "model", type=click.Path(dir_okay=True, file_okay=True, path_type=str), metavar="MODEL"
+)
 """A model path; existence and format are checked by the loader so errors name the problem."""
 
 
