@@ -44,6 +44,14 @@ _OPTIONS = (
         help="Train only these parameters (repeatable; default: every float initializer).",
     ),
     click.option(
+        "--accumulate",
+        "grad_accumulation",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Average the gradients of K batches per update (grad_step.onnx + apply_step.onnx).",
+    ),
+    click.option(
         "--recompute", type=click.Choice(["none"]), default="none", show_default=True, help="Activation recomputation."
     ),
 )

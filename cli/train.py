@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -43,6 +44,14 @@ from onnxgraph.cli.options import json_flag, model_argument, overwrite_option, r
     show_default=True,
     help="Checkpoint every N steps (0: only at the end).",
 )
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE.png",
+    help="Write the loss curve (needs --checkpoint-dir and onnxgraph[plot]).",
+)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir when there is one.")
 @overwrite_option
 @json_flag
@@ -61,6 +70,7 @@ def train(
     threads,
     checkpoint_dir,
     checkpoint_every: int,
+    plot_path: str | None,
     resume: bool,
     overwrite: bool,
     as_json: bool,
@@ -86,6 +96,12 @@ def train(
         raise BadInput("--resume needs --checkpoint-dir")
     if out is not None:
         refuse_overwriting_input(model, out, overwrite)
+    if plot_path is not None:
+        from onnxgraph.runtime.plot import require_matplotlib
+
+        if checkpoint_dir is None:
+            raise BadInput("--plot draws the metrics log: give --checkpoint-dir")
+        require_matplotlib()
     artifacts = build_from_options(model, options)
     trainer = Trainer(
         artifacts,
@@ -106,6 +122,11 @@ def train(
     with _progress(trainer.step, total) as on_step:
         losses = trainer.fit(steps=total, on_step=on_step)
     written = trainer.export(out) if out is not None else None
+    if plot_path is not None:
+        from onnxgraph.training.plot import plot_losses
+        from onnxgraph.training.trainer import METRICS
+
+        plot_losses(os.path.join(checkpoint_dir, METRICS), plot_path)
     summary = {
         "steps": trainer.step,
         "final_loss": losses[-1] if losses else None,
@@ -122,8 +143,6 @@ def train(
 
 
 def _has_checkpoint(folder: str) -> bool:
-    import os
-
     from onnxgraph.training.checkpoint import LATEST
 
     return os.path.exists(os.path.join(folder, LATEST))

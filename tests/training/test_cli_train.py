@@ -207,3 +207,69 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(tmp_path, data_file)
     assert killed_at < steps
     subprocess.run(_train_command(data_file, ckpt, steps, "--resume"), check=True, capture_output=True)
     assert _losses(ckpt) == expected
+
+
+def test_plot_writes_the_loss_curve(tmp_path, data_file):
+    pytest.importorskip("matplotlib", reason="--plot needs the plot extra")
+    png = tmp_path / "loss.png"
+    result = _invoke(
+        "train",
+        MLP,
+        "--data",
+        data_file,
+        "--eval-data",
+        data_file,
+        "--loss-fn",
+        "cross_entropy",
+        "--batch-size",
+        32,
+        "--epochs",
+        2,
+        "--checkpoint-dir",
+        tmp_path / "ckpt",
+        "--plot",
+        png,
+    )
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_a_checkpoint_dir_is_refused(tmp_path, data_file):
+    result = _invoke(
+        "train",
+        MLP,
+        "--data",
+        data_file,
+        "--loss-fn",
+        "cross_entropy",
+        "--batch-size",
+        32,
+        "--steps",
+        1,
+        "--plot",
+        tmp_path / "loss.png",
+    )
+    assert result.exit_code == 2 and "--plot draws the metrics log" in result.output
+
+
+def test_accumulate_runs_grad_and_apply_steps(tmp_path, data_file):
+    out = tmp_path / "art"
+    result = _invoke("artifacts", MLP, "--loss-fn", "cross_entropy", "--accumulate", 2, "-o", out)
+    assert result.exit_code == 0 and (out / "grad_step.onnx").exists() and (out / "apply_step.onnx").exists()
+    result = _invoke(
+        "train",
+        MLP,
+        "--data",
+        data_file,
+        "--loss-fn",
+        "cross_entropy",
+        "--batch-size",
+        16,
+        "--accumulate",
+        3,
+        "--epochs",
+        2,
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["steps"] == 4  # 2 epochs of 6 batches, 3 batches per update
