@@ -33,9 +33,9 @@ OPTIMIZERS = {
 
 
 class MLP(nn.Module):
-    def __init__(self):
+    def __init__(self, n_in: int = 32, hidden: int = 64, classes: int = 10):
         super().__init__()
-        self.fc1, self.fc2 = nn.Linear(32, 64), nn.Linear(64, 10)
+        self.fc1, self.fc2 = nn.Linear(n_in, hidden), nn.Linear(hidden, classes)
 
     def forward(self, x):
         return self.fc2(torch.relu(self.fc1(x)))
@@ -47,11 +47,12 @@ class CNN(nn.Module):
     The convolutions have no bias, as usual before BatchNorm: its gradient would be zero up to
     rounding noise, which Adam's normalisation turns into arbitrary updates of the running mean."""
 
-    def __init__(self):
+    def __init__(self, channels: tuple[int, int, int] = (1, 4, 8), image: int = 8, classes: int = 10):
         super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
-        self.conv2, self.bn2 = nn.Conv2d(4, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
-        self.fc = nn.Linear(8 * 2 * 2, 10)
+        c0, c1, c2 = channels
+        self.conv1, self.bn1 = nn.Conv2d(c0, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1)
+        self.conv2, self.bn2 = nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2)
+        self.fc = nn.Linear(c2 * (image // 4) ** 2, classes)
 
     def forward(self, x):
         x = nn.functional.max_pool2d(torch.relu(self.bn1(self.conv1(x))), 2)

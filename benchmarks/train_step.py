@@ -17,6 +17,7 @@ PyTorch is optional and never a package dependency (``--speed`` needs it).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -130,9 +131,79 @@ def run_memory(args) -> None:
         )
 
 
+SPEED_CASES = {
+    # name: (module factory, input shape, classes, target shape)
+    "mlp 784-256-10, batch 256": (lambda g: g.MLP(784, 256, 10), (256, 784), 10, (256,)),
+    "cnn 3-32-64 on 32x32, batch 32": (lambda g: g.CNN((3, 32, 64), 32, 10), (32, 3, 32, 32), 10, (32,)),
+    "transformer 2 layers d=256 seq 128, batch 8": (
+        lambda g: g.Transformer(vocab=1000, d=256, heads=8, seq=128),
+        (8, 128),
+        1000,
+        (8, 128),
+    ),
+}
+
+
+def _torch_step(module, opt, x, target) -> None:
+    import torch
+
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(module(x), target).backward()
+    opt.step()
+
+
+def run_speed(args) -> None:
+    """p50 step time of onnxgraph's train step and PyTorch eager, interleaved step by step."""
+    import tempfile
+
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import train_golden as golden
+
+    from onnxgraph.training import AdamW, build_training
+    from onnxgraph.training.trainer import Trainer
+
+    rng = np.random.default_rng(0)
+    for label, (factory, shape, classes, target_shape) in SPEED_CASES.items():
+        torch.manual_seed(0)
+        module = golden._perturbed(factory(golden), 0)
+        tokens = len(shape) == 2 and classes == 1000
+        x = rng.integers(0, classes, shape) if tokens else rng.standard_normal(shape).astype(np.float32)
+        target = rng.integers(0, classes, target_shape)
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "model.onnx")
+            golden._export(module, torch.from_numpy(x), path)
+            params = [n for n, _ in module.named_parameters()]
+            artifacts = build_training(path, loss_fn="cross_entropy", optimizer=AdamW(), trainable=params)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            module.train()
+            opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
+            tx, tt = torch.from_numpy(x), torch.from_numpy(target)
+            trainer = Trainer(artifacts, {"x": x, "target": target}, batch_size=shape[0], lr=1e-4, threads=threads)
+
+            torch_step = functools.partial(_torch_step, module, opt, tx, tt)
+            times = {"onnxgraph": [], "pytorch": []}
+            for run in range(args.runs + 5):
+                for name, step in (("onnxgraph", trainer.train_step), ("pytorch", torch_step)):
+                    start = time.perf_counter()
+                    step()
+                    if run >= 5:
+                        times[name].append(time.perf_counter() - start)
+            ours, theirs = (statistics.median(times[k]) * 1e3 for k in ("onnxgraph", "pytorch"))
+            print(
+                f"{label}, {threads} thread(s): onnxgraph p50 {ours:.2f} ms, PyTorch eager p50 {theirs:.2f} ms, "
+                f"PyTorch/onnxgraph {theirs / ours:.2f}x",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pattern", choices=["on", "off"], default="off", help=argparse.SUPPRESS)
     parser.add_argument("--layers", type=int, default=6)
@@ -146,8 +217,10 @@ def main() -> None:
         print(json.dumps(memory_child(args)))
     elif args.memory:
         run_memory(args)
+    elif args.speed:
+        run_speed(args)
     else:
-        parser.error("choose --memory")
+        parser.error("choose --memory or --speed")
 
 
 if __name__ == "__main__":

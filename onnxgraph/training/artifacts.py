@@ -165,6 +165,7 @@ def build_training(
     frozen: Sequence[str] = (),
     optimizer: Optimizer | None = None,
     grad_accumulation: int = 1,
+    separate_update: bool = False,
     clip_grad_norm: float | None = None,
     recompute: str = "none",
 ) -> TrainingArtifacts:
@@ -183,6 +184,8 @@ def build_training(
         optimizer: the update rule (default: ``AdamW()``).
         grad_accumulation: micro-batches whose gradients are averaged into one update; above 1,
             grad_step and apply_step models are built too.
+        separate_update: build grad_step and apply_step also for ``grad_accumulation=1`` (for a
+            driver that combines gradients between the two, such as data-parallel training).
         clip_grad_norm: scale gradients so that their global L2 norm is at most this.
         recompute: activation recomputation ("none" only so far).
 
@@ -247,7 +250,7 @@ def build_training(
         grad_accumulation=grad_accumulation,
     )
     accumulation = None
-    if grad_accumulation > 1:
+    if grad_accumulation > 1 or separate_update:
         grad_model = onnxgraph.load(step_model.to_proto())
         _grad_step(grad_model, layout)
         simplify(grad_model)

@@ -100,7 +100,10 @@ class Trainer:
         self._eval_session = None
         self._carried = {n: self._ortvalue(v) for n, v in artifacts.initial.items()}
         self._spare = {n: self._ortvalue(np.empty_like(v)) for n, v in artifacts.initial.items()}
-        if self._accumulate > 1:
+        self._split = artifacts.grad_step is not None
+        self.gradients: dict = {}
+        """After :meth:`grad_step`: summed gradient OrtValues by ``PARAM.grad`` name (split artifacts)."""
+        if self._split:
             self._grad_session = self._create(artifacts.grad_step)
             self._apply_session = self._create(artifacts.apply_step)
             shapes = {Layout.grad_name(p): artifacts.initial[p] for p in self.layout.parameters}
@@ -115,19 +118,26 @@ class Trainer:
         Raises:
             TrainingError: the loss is not finite (parameters and optimizer state stay as they were).
         """
-        if self._accumulate == 1:
-            reads = self._carried
-            writes = {Layout.new_name(n): self._spare[n] for n in reads}
-            loss = self._run(self._session, self.step, reads, writes, update=True)
-            self._check(loss)
-            self._carried, self._spare = self._spare, self._carried
-        else:
-            loss = self._accumulated_step()
+        if self._split:
+            loss = self.grad_step()
+            self.apply_step()
+            return loss
+        reads = self._carried
+        writes = {Layout.new_name(n): self._spare[n] for n in reads}
+        loss = self._run(self._session, self.step, reads, writes, update=True)
+        self._check(loss)
+        self._carried, self._spare = self._spare, self._carried
         self.step += 1
         return loss
 
-    def _accumulated_step(self) -> float:
-        """``grad_accumulation`` grad_step runs summing gradients, then one apply_step run."""
+    def grad_step(self) -> float:
+        """Split artifacts: run grad_step on the ``grad_accumulation`` batches of the current global
+        step, leaving the summed gradients in :attr:`gradients` (for a caller to combine, e.g. across
+        workers, before :meth:`apply_step`); running statistics are updated. Returns the mean loss.
+
+        Raises:
+            TrainingError: the loss is not finite.
+        """
         layout, k = self.layout, self._accumulate
         sums = self._zeros
         total = 0.0
@@ -144,19 +154,19 @@ class Trainer:
             sums = out
         loss = total / k
         self._check(loss)
-        updated = [*layout.parameters, *layout.optimizer_state]
-        reads = {**{n: self._carried[n] for n in updated}, **sums}
-        self._run(
-            self._apply_session,
-            self.step,
-            reads,
-            {Layout.new_name(n): self._spare[n] for n in updated},
-            update=True,
-            data=False,
-        )
+        self.gradients = sums
+        return loss
+
+    def apply_step(self) -> None:
+        """Split artifacts: update parameters and optimizer state from :attr:`gradients` (their sum
+        over the step's batches; apply_step divides by ``grad_accumulation``), then advance the step."""
+        updated = [*self.layout.parameters, *self.layout.optimizer_state]
+        reads = {**{n: self._carried[n] for n in updated}, **self.gradients}
+        writes = {Layout.new_name(n): self._spare[n] for n in updated}
+        self._run(self._apply_session, self.step, reads, writes, update=True, data=False)
         for name in updated:
             self._carried[name], self._spare[name] = self._spare[name], self._carried[name]
-        return loss
+        self.step += 1
 
     def _run(self, session, index: int, reads: dict, writes: dict, *, update: bool, data: bool = True) -> float:
         """One IO-bound run: ``index`` is the 0-based update (or, for grad_step, micro-batch) number."""

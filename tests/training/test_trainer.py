@@ -165,3 +165,19 @@ def test_gradient_accumulation_equals_one_large_batch(mlp_data, tmp_path):
     assert resumed.fit(steps=6) == parts.fit(steps=6)
     written = {os.path.basename(p) for p in split.save(tmp_path / "art")}
     assert {"grad_step.onnx", "apply_step.onnx"} <= written
+
+
+def test_separate_update_splits_gradient_and_update(mlp_data):
+    path = os.path.join(MODELS, "mlp.onnx")
+    fused = Trainer(build_training(path, loss_fn="cross_entropy"), mlp_data, batch_size=16, seed=2)
+    split_artifacts = build_training(path, loss_fn="cross_entropy", separate_update=True)
+    split = Trainer(split_artifacts, mlp_data, batch_size=16, seed=2)
+    expected = fused.fit(steps=3)
+    losses = []
+    for _ in range(3):
+        losses.append(split.grad_step())
+        assert set(split.gradients) == set(split_artifacts.layout.gradients)
+        split.apply_step()
+    np.testing.assert_allclose(losses, expected, rtol=1e-6)
+    for name, array in fused.state_dict().items():
+        np.testing.assert_allclose(split.state_dict()[name], array, rtol=1e-5, atol=1e-7)
