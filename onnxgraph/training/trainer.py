@@ -350,19 +350,25 @@ class Trainer:
         Returns:
             The path written.
         """
-        model = onnxgraph.load(self.artifacts.inference.to_proto())
-        for name, array in self.state_dict().items():
-            if name in model.graph.initializers:
-                model.graph.initializers[name].const_value = Tensor(array, name=name)
-        path = os.fspath(path)
-        onnxgraph.save(model, path)
+        model = self.artifacts.inference
+        originals = {}
+        try:  # swap the trained tensors in for the save: no copy of the whole model
+            for name, array in self.state_dict().items():
+                if name in model.graph.initializers:
+                    value = model.graph.initializers[name]
+                    originals[name] = value.const_value
+                    value.const_value = Tensor(array, name=name)
+            path = os.fspath(path)
+            onnxgraph.save(model, path)
+        finally:
+            for name, tensor in originals.items():
+                model.graph.initializers[name].const_value = tensor
         if verify:
             _, rows = self.order.rows_of(0)
-            feeds = take(self.data, self.layout.data_inputs, rows)
-            session = self._create(path)
-            outputs = session.run(None, feeds)
+            outputs = self._create(path).run(None, take(self.data, self.layout.data_inputs, rows))
             if not all(np.all(np.isfinite(o)) for o in outputs if np.issubdtype(o.dtype, np.floating)):
-                raise TrainingError(f"{path}: the exported model's outputs are not finite")
+                os.unlink(path)
+                raise TrainingError(f"{path}: the exported model's outputs are not finite; nothing written")
         return path
 
     # -- helpers ------------------------------------------------------------------------------------
