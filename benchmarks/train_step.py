@@ -35,11 +35,13 @@ models = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(models)
 
 
-def _transformer_artifacts(layers: int, dim: int, seq: int, vocab: int = 1000):
+def _transformer_artifacts(layers: int, dim: int, seq: int, vocab: int = 1000, recompute: str = "none"):
     from onnxgraph.training import AdamW, build_training
 
     model = models.transformer_block(vocab=vocab, seq=seq, dim=dim, heads=8, ff=4 * dim, layers=layers)
-    return build_training(model, loss_fn="cross_entropy", optimizer=AdamW(), frozen=["causal_mask", "attn_scale"])
+    return build_training(
+        model, loss_fn="cross_entropy", optimizer=AdamW(), frozen=["causal_mask", "attn_scale"], recompute=recompute
+    )
 
 
 def _driver(artifacts, batch: dict, memory_pattern: bool, threads: int | None):
@@ -77,7 +79,7 @@ def memory_child(args) -> dict:
     """In a subprocess: peak RSS increase over steps 2..N and the p50 step time."""
     from onnxgraph.runtime.memory import PeakRss
 
-    artifacts = _transformer_artifacts(args.layers, args.dim, args.seq)
+    artifacts = _transformer_artifacts(args.layers, args.dim, args.seq, recompute=args.recompute)
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 1000, (args.batch, args.seq + 1))
     step = _driver(artifacts, {"ids": ids[:, :-1], "target": ids[:, 1:]}, args.pattern == "on", args.threads)
@@ -100,14 +102,23 @@ def memory_child(args) -> dict:
 
 
 def run_memory(args) -> None:
+    """Fresh processes, interleaved: memory pattern on and off (no recompute), then recompute
+    none and auto (pattern off)."""
+    configs = (
+        [("on", "none"), ("off", "none"), ("off", "auto")]
+        if args.compare_recompute
+        else [("on", "none"), ("off", "none")]
+    )
     results = []
-    for pattern in ("on", "off", "on", "off"):
+    for pattern, recompute in configs * 2:
         command = [
             sys.executable,
             __file__,
             "--memory-child",
             "--pattern",
             pattern,
+            "--recompute",
+            recompute,
             "--layers",
             str(args.layers),
             "--dim",
@@ -123,10 +134,10 @@ def run_memory(args) -> None:
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
         print(results[-1], flush=True)
-    for pattern in ("on", "off"):
-        mine = [r for r in results if r["pattern"] == pattern]
+    for pattern, recompute in configs:
+        mine = [r for r in results if r["pattern"] == pattern and r["recompute"] == recompute]
         print(
-            f"memory pattern {pattern}: peak {min(r['peak_mb'] for r in mine):.0f} MB, "
+            f"memory pattern {pattern}, recompute {recompute}: peak {min(r['peak_mb'] for r in mine):.0f} MB, "
             f"step p50 {statistics.median(r['p50_s'] for r in mine) * 1e3:.0f} ms"
         )
 
@@ -206,6 +217,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pattern", choices=["on", "off"], default="off", help=argparse.SUPPRESS)
+    parser.add_argument("--recompute", choices=["none", "auto"], default="none", help=argparse.SUPPRESS)
+    parser.add_argument("--compare-recompute", action="store_true", help="Also measure recompute='auto'.")
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--seq", type=int, default=256)

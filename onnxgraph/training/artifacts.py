@@ -167,7 +167,7 @@ def build_training(
     grad_accumulation: int = 1,
     separate_update: bool = False,
     clip_grad_norm: float | None = None,
-    recompute: str = "none",
+    recompute: str | Sequence[str] = "none",
 ) -> TrainingArtifacts:
     """Build the training artifacts of ``model``.
 
@@ -187,7 +187,9 @@ def build_training(
         separate_update: build grad_step and apply_step also for ``grad_accumulation=1`` (for a
             driver that combines gradients between the two, such as data-parallel training).
         clip_grad_norm: scale gradients so that their global L2 norm is at most this.
-        recompute: activation recomputation ("none" only so far).
+        recompute: activation recomputation: "none", "auto" (keep the inputs of normalization
+            nodes, recompute the activations between them in the backward pass), or the names of
+            the forward values to recompute.
 
     Returns:
         The artifacts; :meth:`TrainingArtifacts.save` writes them.
@@ -201,8 +203,8 @@ def build_training(
         raise TrainingError(f"unknown loss function '{loss_fn}' (choose from {', '.join(LOSS_FUNCTIONS)})")
     if grad_accumulation < 1:
         raise TrainingError(f"grad_accumulation must be at least 1 (got {grad_accumulation})")
-    if recompute != "none":
-        raise TrainingError(f"recompute='{recompute}' is not implemented yet (use 'none')")
+    if isinstance(recompute, str) and recompute not in ("none", "auto"):
+        raise TrainingError(f"recompute must be 'none', 'auto' or a list of value names (got '{recompute}')")
     if clip_grad_norm is not None and not clip_grad_norm > 0:
         raise TrainingError(f"clip_grad_norm must be positive (got {clip_grad_norm})")
     optimizer = optimizer if optimizer is not None else AdamW()
@@ -254,12 +256,14 @@ def build_training(
         grad_model = onnxgraph.load(step_model.to_proto())
         _grad_step(grad_model, layout)
         simplify(grad_model)
+        _recompute(grad_model, layout, recompute)
         apply_model = _inline_functions(_apply_step(grad_model, optimizer, layout, grad_accumulation), optimizer, opset)
         simplify(apply_model)
         accumulation = (grad_model, apply_model)
     _emit_updates(step_model, optimizer, layout, _split_gradients(step_model, layout))
     step_model = _inline_functions(step_model, optimizer, opset)
     simplify(step_model)
+    _recompute(step_model, layout, recompute)
     eval_model = onnxgraph.load(inference.to_proto())
     if loss_fn is not None:
         _append_loss(eval_model, loss_fn, output, target, ignore_index)
@@ -268,6 +272,16 @@ def build_training(
     return TrainingArtifacts(
         step_model, eval_model, inference, layout, _initial(inference, layout), grad_model, apply_model
     )
+
+
+def _recompute(model: Model, layout: Layout, choice: str | Sequence[str]) -> None:
+    """Apply activation recomputation after the cleanup (whose CSE would merge the clones back)."""
+    if choice == "none":
+        return
+    from onnxgraph.training.recompute import recompute
+
+    roots = [layout.loss, *layout.outputs, *(Layout.new_name(b) for b in layout.buffers)]
+    recompute(model, roots, "auto" if choice == "auto" else list(choice))
 
 
 def _load(model) -> Model:
