@@ -95,6 +95,7 @@ def memory_child(args) -> dict:
         times.append(time.perf_counter() - start)
     return {
         "pattern": args.pattern,
+        "recompute": args.recompute,
         "first_step_mb": first,
         "peak_mb": meter.increase_mb(),
         "p50_s": statistics.median(times),

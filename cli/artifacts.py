@@ -52,7 +52,11 @@ _OPTIONS = (
         help="Average the gradients of K batches per update (grad_step.onnx + apply_step.onnx).",
     ),
     click.option(
-        "--recompute", type=click.Choice(["none"]), default="none", show_default=True, help="Activation recomputation."
+        "--recompute",
+        type=click.Choice(["none", "auto"]),
+        default="none",
+        show_default=True,
+        help="auto: recompute activations between normalization nodes in the backward pass (less memory).",
     ),
 )
 

@@ -6,6 +6,11 @@ inputs, parameters) up to the activation, inserted just before the first backwar
 them. The forward originals are then freed once the forward pass has used them, and onnxruntime
 keeps only the checkpoints across the whole step.
 
+Each kept activation a clone reads goes through ``kept + 0 * g[0]``, with ``g`` a gradient the
+backward node at hand reads: the data dependency makes any runtime schedule the clones when the
+backward pass gets there (not right after the forward pass), and keeps common-subexpression
+elimination (onnxruntime's included) from merging the clones back into the originals.
+
 ``"auto"`` keeps the inputs of the normalization nodes (LayerNormalization, RMSNormalization,
 BatchNormalization, SimplifiedLayerNormalization): in a transformer the residual stream at each block
 boundary, in a CNN each stage's input, and recomputes everything between them. An explicit list
@@ -16,6 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
+from onnxgraph import types
+from onnxgraph.builder import OpBuilder
 from onnxgraph.graph import Graph
 from onnxgraph.model import Model
 from onnxgraph.node import Node
@@ -60,9 +69,56 @@ def recompute(model: Model, roots: Sequence[str], choice: str | Sequence[str]) -
             if value is None or not _recomputable(value, forward, wanted):
                 continue
             before = len(clones)
-            node.replace_input_with(i, _clone(graph, value, node, forward, wanted, clones))
+            gate = _Gate(graph, node, forward)
+            node.replace_input_with(i, _clone(graph, value, node, forward, wanted, clones, gate))
             made += len(clones) - before
     return made
+
+
+class _Gate:
+    """``kept + 0 * g[0]`` for the kept activations a clone reads (see the module docstring)."""
+
+    def __init__(self, graph: Graph, anchor: Node, forward: set[Node]):
+        self.graph, self.anchor = graph, anchor
+        self.gradient = _independent_gradient(anchor, forward)
+        self.zero: Value | None = None
+
+    def __call__(self, kept: Value, forward: set[Node]) -> Value:
+        producer = kept.producer()
+        if (
+            self.gradient is None
+            or producer is None
+            or producer not in forward
+            or kept.elem_type not in types.FLOAT_TYPES
+        ):
+            return kept
+        b = OpBuilder(self.graph, insert_before=self.anchor)
+        if self.zero is None:
+            first = b.Gather(b.Reshape(self.gradient, b.const(np.array([-1], np.int64))), b.const(np.int64(0)))
+            self.zero = b.Mul(first, b.CastLike(b.const(np.float32(0)), first))
+        gated = b.Add(kept, b.CastLike(self.zero, kept))
+        gated.type = kept.type
+        return gated
+
+
+def _independent_gradient(anchor: Node, forward: set[Node]) -> Value | None:
+    """A backward value read by ``anchor`` or by the first nodes after it that does not depend on
+    ``anchor``: the latest point before ``anchor``'s result is needed, as a data dependency."""
+    order: list[Node] = [anchor]
+    downstream = {anchor}
+    for node in order:
+        for out in node.outputs:
+            for user in out.consumers():
+                if user not in downstream:
+                    downstream.add(user)
+                    order.append(user)
+    for node in order:
+        for x in node.inputs:
+            producer = None if x is None else x.producer()
+            if producer is not None and producer not in forward and producer not in downstream:
+                if x.elem_type in (None, *types.FLOAT_TYPES):
+                    return x
+    return None
 
 
 def _ancestors(graph: Graph, roots: Sequence[str]) -> set[Node]:
@@ -89,14 +145,17 @@ def _recomputable(value: Value, forward: set[Node], wanted: Callable[[Value], bo
     )
 
 
-def _clone(graph: Graph, value: Value, anchor: Node, forward: set[Node], wanted, clones: dict[Value, Value]) -> Value:
+def _clone(
+    graph: Graph, value: Value, anchor: Node, forward: set[Node], wanted, clones: dict[Value, Value], gate: _Gate
+) -> Value:
     """``value`` recomputed before ``anchor`` (its producers cloned back to kept values), memoized."""
     if value in clones:
         return clones[value]
     if not _recomputable(value, forward, wanted):
-        return value
+        clones[value] = gate(value, forward)
+        return clones[value]
     node = value.producer()
-    inputs = [None if x is None else _clone(graph, x, anchor, forward, wanted, clones) for x in node.inputs]
+    inputs = [None if x is None else _clone(graph, x, anchor, forward, wanted, clones, gate) for x in node.inputs]
     copy = Node(
         node.domain,
         node.op_type,
