@@ -72,6 +72,7 @@ class Layout:
         optimizer: the optimizer's kind and hyper-parameters.
         clip_grad_norm: the global gradient-norm bound, or None.
         loss_fn: the appended loss kind (None when the model's own output is the loss).
+        loss_output: the model output ``loss_fn`` applies to.
         ignore_index: cross_entropy's ignored class index, or None.
         grad_accumulation: micro-batches per update (``k``); with k > 1 the artifacts also hold
             grad_step.onnx and apply_step.onnx.
@@ -93,6 +94,7 @@ class Layout:
     optimizer: dict
     clip_grad_norm: float | None
     loss_fn: str | None = None
+    loss_output: str | None = None
     ignore_index: int | None = None
     grad_accumulation: int = 1
     gradients: list[str] = dataclasses.field(default_factory=list)
@@ -248,6 +250,7 @@ def build_training(
         optimizer=optimizer.config(),
         clip_grad_norm=clip_grad_norm,
         loss_fn=loss_fn,
+        loss_output=output if loss_fn is not None else None,
         ignore_index=ignore_index,
         grad_accumulation=grad_accumulation,
     )

@@ -468,7 +468,7 @@ def _check_classes(source: str, arrays: dict[str, np.ndarray], artifacts: Traini
     valid = target if layout.ignore_index is None else target[target != layout.ignore_index]
     if valid.size == 0:
         return
-    output = next(v for v in artifacts.inference.graph.outputs if v.name in layout.outputs)
+    output = next(v for v in artifacts.inference.graph.outputs if v.name == layout.loss_output)
     classes = output.shape[1] if output.shape is not None and len(output.shape) > 1 else None
     low, high = int(valid.min()), int(valid.max())
     if low < 0 or (isinstance(classes, int) and high >= classes):
