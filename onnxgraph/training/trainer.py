@@ -124,7 +124,7 @@ class Trainer:
             return loss
         reads = self._carried
         writes = {Layout.new_name(n): self._spare[n] for n in reads}
-        loss = self._run(self._session, self.step, reads, writes, update=True)
+        loss = self._run(self._session, self.step, reads, writes)
         self._check(loss)
         self._carried, self._spare = self._spare, self._carried
         self.step += 1
@@ -148,7 +148,7 @@ class Trainer:
                 **{Layout.new_name(n): self._spare[n] for n in layout.buffers},
                 **{Layout.new_name(g): out[g] for g in out},
             }
-            total += self._run(self._grad_session, self.step * k + j, reads, writes, update=False)
+            total += self._run(self._grad_session, self.step * k + j, reads, writes)
             for name in layout.buffers:
                 self._carried[name], self._spare[name] = self._spare[name], self._carried[name]
             sums = out
@@ -163,12 +163,12 @@ class Trainer:
         updated = [*self.layout.parameters, *self.layout.optimizer_state]
         reads = {**{n: self._carried[n] for n in updated}, **self.gradients}
         writes = {Layout.new_name(n): self._spare[n] for n in updated}
-        self._run(self._apply_session, self.step, reads, writes, update=True, data=False)
+        self._run(self._apply_session, self.step, reads, writes, data=False)
         for name in updated:
             self._carried[name], self._spare[name] = self._spare[name], self._carried[name]
         self.step += 1
 
-    def _run(self, session, index: int, reads: dict, writes: dict, *, update: bool, data: bool = True) -> float:
+    def _run(self, session, index: int, reads: dict, writes: dict, *, data: bool = True) -> float:
         """One IO-bound run: ``index`` is the 0-based update (or, for grad_step, micro-batch) number."""
         layout = self.layout
         names = {i.name for i in session.get_inputs()}
@@ -181,7 +181,7 @@ class Trainer:
         if layout.seed is not None:
             scalars[layout.seed] = np.array(self.order.seed, np.int64)
         for name, value in scalars.items():
-            if name in names and (update or name != layout.lr):
+            if name in names:
                 binding.bind_cpu_input(name, value)
         for name, value in reads.items():
             binding.bind_ortvalue_input(name, value)
@@ -192,9 +192,8 @@ class Trainer:
 
     def _check(self, loss: float) -> None:
         if not math.isfinite(loss):
-            epoch = self.step * self._accumulate // self.order.steps_per_epoch
             raise TrainingError(
-                f"step {self.step + 1} (epoch {epoch + 1}): the loss is {loss}; stopped with the parameters of "
+                f"step {self.step + 1} (epoch {self.epoch + 1}): the loss is {loss}; stopped with the parameters of "
                 f"step {self.step}{self._kept_checkpoint()}"
             )
 
