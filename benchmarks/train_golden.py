@@ -63,12 +63,13 @@ class CNN(nn.Module):
 class Block(nn.Module):
     """A pre-norm GPT block: causal self-attention and a GELU MLP."""
 
-    def __init__(self, d: int, heads: int, seq: int):
+    def __init__(self, d: int, heads: int, seq: int, ff: int | None = None):
         super().__init__()
         self.heads = heads
+        ff = ff or 2 * d
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.up, self.down = nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
+        self.up, self.down = nn.Linear(d, ff), nn.Linear(ff, d)
         self.register_buffer("future", torch.triu(torch.ones(seq, seq, dtype=torch.bool), 1), persistent=False)
 
     def forward(self, x):
@@ -83,13 +84,15 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Two GPT blocks over token embeddings; logits (batch, vocab, seq) for cross_entropy."""
+    """GPT blocks (two by default) over token embeddings; logits (batch, vocab, seq) for cross_entropy."""
 
-    def __init__(self, vocab: int = 50, d: int = 32, heads: int = 4, seq: int = 8):
+    def __init__(
+        self, vocab: int = 50, d: int = 32, heads: int = 4, seq: int = 8, layers: int = 2, ff: int | None = None
+    ):
         super().__init__()
         self.embed = nn.Embedding(vocab, d)
         self.pos = nn.Parameter(torch.randn(seq, d) * 0.1)
-        self.blocks = nn.ModuleList([Block(d, heads, seq) for _ in range(2)])
+        self.blocks = nn.ModuleList([Block(d, heads, seq, ff) for _ in range(layers)])
         self.ln, self.head = nn.LayerNorm(d), nn.Linear(d, vocab)
 
     def forward(self, ids):

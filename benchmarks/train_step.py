@@ -102,6 +102,40 @@ def memory_child(args) -> dict:
     }
 
 
+def torch_memory_child(args) -> dict:
+    """In a subprocess: PyTorch eager's peak RSS increase over steps 2..N of the same-sized GPT
+    (benchmarks/train_golden.py's Transformer: fused qkv, biases) and its p50 step time."""
+    import torch
+
+    from onnxgraph.runtime.memory import PeakRss
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import train_golden as golden
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    module = golden.Transformer(vocab=1000, d=args.dim, heads=8, seq=args.seq, layers=args.layers, ff=4 * args.dim)
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    ids = torch.from_numpy(np.random.default_rng(0).integers(0, 1000, (args.batch, args.seq + 1)))
+    step = functools.partial(_torch_step, module, opt, ids[:, :-1], ids[:, 1:])
+    meter = PeakRss()
+    meter.start()
+    step()
+    first = meter.increase_mb()
+    times = []
+    for _ in range(args.steps - 1):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {
+        "pattern": "pytorch",
+        "recompute": "pytorch",
+        "first_step_mb": first,
+        "peak_mb": meter.increase_mb(),
+        "p50_s": statistics.median(times),
+    }
+
+
 def run_memory(args) -> None:
     """Fresh processes, interleaved: memory pattern on and off (no recompute), then recompute
     none and auto (pattern off)."""
@@ -217,8 +251,10 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--pattern", choices=["on", "off"], default="off", help=argparse.SUPPRESS)
-    parser.add_argument("--recompute", choices=["none", "auto"], default="none", help=argparse.SUPPRESS)
+    parser.add_argument("--torch-memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--pattern", choices=["on", "off", "pytorch"], default="off", help=argparse.SUPPRESS)
+    parser.add_argument("--recompute", choices=["none", "auto", "pytorch"], default="none", help=argparse.SUPPRESS)
+    parser.add_argument("--compare-pytorch", action="store_true", help="Peak memory against PyTorch eager.")
     parser.add_argument("--compare-recompute", action="store_true", help="Also measure recompute='auto'.")
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--dim", type=int, default=512)
@@ -229,6 +265,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.memory_child:
         print(json.dumps(memory_child(args)))
+    elif args.torch_memory_child:
+        print(json.dumps(torch_memory_child(args)))
     elif args.memory:
         run_memory(args)
     elif args.speed:
