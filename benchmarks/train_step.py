@@ -145,11 +145,13 @@ def run_memory(args) -> None:
         else [("on", "none"), ("off", "none")]
     )
     results = []
+    if args.compare_pytorch:
+        configs = [("off", "none"), ("pytorch", "pytorch")]
     for pattern, recompute in configs * 2:
         command = [
             sys.executable,
             __file__,
-            "--memory-child",
+            "--torch-memory-child" if pattern == "pytorch" else "--memory-child",
             "--pattern",
             pattern,
             "--recompute",
