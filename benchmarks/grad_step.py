@@ -54,7 +54,7 @@ def onnxruntime_step(model: onnx.ModelProto, params: dict, batch: dict, threads:
         proto.graph.input.append(
             onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, value.shape)
         )
-    session = create_session(proto.SerializeToString(), threads=threads)
+    session = create_session(proto.SerializeToString(), threads=threads, memory_pattern=False)
     outputs = ["loss", *[mapping[p] for p in params]]
     feeds = {**batch, **params}
     return lambda: session.run(outputs, feeds)

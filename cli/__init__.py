@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from onnxgraph.cli.artifacts import artifacts
 from onnxgraph.cli.bench import bench
 from onnxgraph.cli.compare import compare
 from onnxgraph.cli.convert import convert
@@ -15,6 +16,7 @@ from onnxgraph.cli.info import info
 from onnxgraph.cli.optimize import optimize
 from onnxgraph.cli.quantize import quantize
 from onnxgraph.cli.reduce import reduce
+from onnxgraph.cli.train import train
 from onnxgraph.cli.values import values
 from onnxgraph.cli.viz import viz
 
@@ -44,6 +46,8 @@ cli.add_command(compare)
 cli.add_command(reduce)
 cli.add_command(values)
 cli.add_command(quantize)
+cli.add_command(artifacts)
+cli.add_command(train)
 
 
 def main() -> None:

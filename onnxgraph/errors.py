@@ -150,6 +150,10 @@ class AccuracyFailed(OnnxGraphError):
         super().__init__(report.accuracy.describe_failure(min_cosine))
 
 
+class TrainingError(OnnxGraphError):
+    """A user error in building or running training: bad options, data, or a diverged loss."""
+
+
 # -- our bugs -------------------------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ def create_session(
     threads: int | None = None,
     optimization: str = "all",
     config_entries: Mapping[str, str] | None = None,
+    memory_pattern: bool = True,
 ):
     """An onnxruntime InferenceSession, CPU unless other providers are named.
 
@@ -42,10 +43,14 @@ def create_session(
         optimization: onnxruntime graph optimization level: "disable", "basic", "extended" or "all".
         config_entries: onnxruntime session config entries, such as
             ``{"session.intra_op.allow_spinning": "0"}``.
+        memory_pattern: onnxruntime's memory pattern (``enable_mem_pattern``). Gradient and training
+            sessions turn it off: it pre-plans one arena block for the whole run, which for a
+            backward pass keeps far more memory than freeing each tensor after its last use.
     """
     import onnxruntime as ort
 
     options = session_options(threads)
+    options.enable_mem_pattern = memory_pattern
     for key, value in (config_entries or {}).items():
         options.add_session_config_entry(key, value)
     options.graph_optimization_level = {

@@ -1,0 +1,186 @@
+"""``onnxgraph train``: train or fine-tune a model on stock onnxruntime and write the trained model."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from onnxgraph.cli.artifacts import build_from_options, training_options
+from onnxgraph.cli.errors import BadInput
+from onnxgraph.cli.options import examples, json_flag, model_argument, overwrite_option
+
+
+@click.command(
+    epilog=examples(
+        "onnxgraph train mlp.onnx --data train.npz --loss-fn cross_entropy --batch-size 64 --epochs 3 -o mlp.t.onnx",
+        "onnxgraph train cnn.onnx --data train.npz --eval-data val.npz --loss-fn cross_entropy --optimizer sgd "
+        "--momentum 0.9 --lr 0.05 --batch-size 32 --steps 1000 --checkpoint-dir ckpt/ --resume -o cnn.trained.onnx",
+        "onnxgraph train bert.onnx --data train.npz --loss-fn mse --model-output pooled --freeze 'embeddings.*' "
+        "--batch-size 8 --steps 200 --recompute auto --json",
+    )
+)
+@model_argument
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the trained inference model here.")
+@click.option(
+    "--data", required=True, type=click.Path(), metavar="TRAIN.npz", help="Training arrays (.npz or folder of .npy)."
+)
+@click.option("--eval-data", type=click.Path(), metavar="EVAL.npz", help="Arrays for the eval loss after each epoch.")
+@training_options
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Train this many epochs.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Or train until this global step.")
+@click.option("--batch-size", type=click.IntRange(min=1), required=True, help="Rows per step.")
+@click.option("--drop-last", is_flag=True, help="Skip each epoch's last partial batch.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the per-epoch shuffles.")
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: CUDA when usable, else CPU.",
+)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, help="Checkpoints and metrics.jsonl.")
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Checkpoint every N steps (0: only at the end).",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE.png",
+    help="Write the loss curve (needs --checkpoint-dir and onnxgraph[plot]).",
+)
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir when there is one.")
+@overwrite_option
+@json_flag
+def train(
+    model: str,
+    out,
+    data: str,
+    eval_data,
+    lr: float,
+    epochs,
+    steps,
+    batch_size: int,
+    drop_last: bool,
+    seed: int,
+    provider: str,
+    threads,
+    checkpoint_dir,
+    checkpoint_every: int,
+    plot_path: str | None,
+    resume: bool,
+    overwrite: bool,
+    as_json: str | None,
+    **options,
+) -> None:
+    """Train MODEL on named arrays (the model's inputs plus the target) and write the trained model.
+
+    Parameters and optimizer state stay in onnxruntime between steps; checkpoints (safetensors) hold
+    them with the step, so --resume continues exactly where a stopped run was. A non-finite loss stops
+    the run with the last good checkpoint kept.
+    """
+    from onnxgraph.cli.output import emit
+    from onnxgraph.pathguard import Output, check_outputs
+    from onnxgraph.training.trainer import Trainer
+
+    if (epochs is None) == (steps is None):
+        raise BadInput("give one of --epochs or --steps")
+    if resume and checkpoint_dir is None:
+        raise BadInput("--resume needs --checkpoint-dir")
+    check_outputs(
+        [Output(out, "-o", model=True), Output(as_json, "--json"), Output(plot_path, "--plot")],
+        models=[model],
+        reads=[p for p in (data, eval_data) if p is not None],
+        overwrite=overwrite,
+    )
+    if plot_path is not None:
+        from onnxgraph.runtime.plot import require_matplotlib
+
+        if checkpoint_dir is None:
+            raise BadInput("--plot draws the metrics log: give --checkpoint-dir")
+        require_matplotlib()
+    artifacts = build_from_options(model, options)
+    trainer = Trainer(
+        artifacts,
+        data,
+        batch_size=batch_size,
+        lr=lr,
+        eval_data=eval_data,
+        seed=seed,
+        drop_last=drop_last,
+        provider=provider,
+        threads=threads,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+    )
+    if resume and _has_checkpoint(checkpoint_dir):
+        trainer.load_checkpoint()
+    total = steps if steps is not None else trainer.updates_per_epochs(epochs)
+    with _progress(trainer.step, total) as on_step:
+        losses = trainer.fit(steps=total, on_step=on_step)
+    written = trainer.export(out) if out is not None else None
+    if plot_path is not None:
+        from onnxgraph.training.plot import plot_losses
+        from onnxgraph.training.trainer import METRICS
+
+        plot_losses(os.path.join(checkpoint_dir, METRICS), plot_path)
+    summary = {
+        "steps": trainer.step,
+        "final_loss": losses[-1] if losses else None,
+        "output_path": written,
+        "checkpoint_dir": checkpoint_dir,
+    }
+    if eval_data is not None:
+        summary["eval_loss"] = trainer.evaluate()
+    loss = f"{summary['final_loss']:.6g}" if summary["final_loss"] is not None else "n/a (nothing left to do)"
+    line = f"step {trainer.step}: loss {loss}" + (f", wrote {written}" if written else "")
+    emit(summary, as_json, lambda: click.echo(line))
+
+
+def _has_checkpoint(folder: str) -> bool:
+    from onnxgraph.training.checkpoint import LATEST
+
+    return os.path.exists(os.path.join(folder, LATEST))
+
+
+def _progress(done: int, total: int):
+    """A rich progress bar on stderr with the loss, steps/s and the time left (silent when not a tty)."""
+    import contextlib
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[rate]} steps/s"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    task = bar.add_task("train", total=total, completed=done, loss="-", rate="-")
+    start, first = time.perf_counter(), done
+
+    def on_step(step: int, loss: float) -> None:
+        rate = (step - first) / max(time.perf_counter() - start, 1e-9)
+        bar.update(task, completed=step, loss=f"{loss:.4g}", rate=f"{rate:.1f}")
+
+    @contextlib.contextmanager
+    def running():
+        with bar:
+            yield on_step
+
+    return running()
