@@ -67,13 +67,14 @@ def to_training_mode(model: Model, opset: int) -> dict[str, Value]:
         for value, like in ((new_mean, mean), (pop_var, var)):
             value.type = like.type
         keep = node.attr("momentum", 0.9)
-        count = b.Cast(b.Div(b.Size(x), b.Size(mean)), to=initializer_tensor(var).elem_type)
+        count = b.Cast(b.Div(b.Size(x), b.Size(mean)), to=var.elem_type)
         bessel = b.Div(count, b.Sub(count, b.scalar(1, var)))  # n / (n - 1)
         kept = b.Mul(var, b.scalar(keep, var))
         new_var = b.Add(kept, b.Mul(b.Sub(pop_var, kept), bessel))
         new_var.type = var.type
-        updated[initializer_tensor(mean).name] = new_mean
-        updated[initializer_tensor(var).name] = new_var
+        assert mean.name is not None and var.name is not None  # initializers are named
+        updated[mean.name] = new_mean
+        updated[var.name] = new_var
     return updated
 
 
