@@ -107,7 +107,7 @@ def compare(
             feeds,
             providers_a=providers_a,
             providers_b=providers_b,
-            tolerance=None if rtol is None else (rtol, atol),
+            tolerance=None if rtol is None or atol is None else (rtol, atol),
             chunk_bytes=chunk_mb << 20,
             labels=(model_a, model_b or f"{model_a} on {against}"),
             on_progress=lambda done, total: update(f"comparing values {done}/{total}", done / total),

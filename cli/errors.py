@@ -47,7 +47,8 @@ class Interrupted(click.ClickException):
 
     def __init__(self, signum: int):
         super().__init__(f"interrupted ({signal.Signals(signum).name})")
-        self.exit_code = EXIT_SIGNAL_BASE + signum
+        # click declares exit_code a ClassVar, yet reads it from the instance: the code depends on the signal
+        self.exit_code = EXIT_SIGNAL_BASE + signum  # type: ignore[misc]
 
     def show(self, file=None) -> None:
         click.echo(self.format_message(), err=True)

@@ -93,7 +93,7 @@ def reduce(
     """
     import onnxgraph
     from onnxgraph.cli.output import emit
-    from onnxgraph.debug.checks import CommandCheck, WorkerCheck
+    from onnxgraph.debug.checks import Check, CommandCheck, WorkerCheck
     from onnxgraph.debug.exposure import known_values
     from onnxgraph.debug.feeds import model_feeds
     from onnxgraph.debug.npz import NpzWriter
@@ -117,6 +117,7 @@ def reduce(
         reads=[inputs] if inputs else [],
     )
     providers = resolve_providers(provider)
+    check: Check
     if command is not None:
         check = CommandCheck(command, timeout=timeout, match=match)
     else:

@@ -52,9 +52,11 @@ REDUCTIONS = frozenset({"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "Re
 
 def _dims(value: Value | None) -> tuple[int, ...] | None:
     """Static dims of a value, None when the rank or any dimension is unknown."""
-    if value is None or value.shape is None or not all(isinstance(d, int) for d in value.shape):
+    shape = None if value is None else value.shape
+    if shape is None:
         return None
-    return tuple(value.shape)
+    known = tuple(d for d in shape if isinstance(d, int))
+    return known if len(known) == len(shape) else None
 
 
 def _size(value: Value | None) -> int | None:

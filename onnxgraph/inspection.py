@@ -8,7 +8,9 @@ from collections import Counter
 from typing import Any
 
 from onnxgraph import types
+from onnxgraph.errors import GraphError
 from onnxgraph.model import Model
+from onnxgraph.tensor import initializer_tensor
 from onnxgraph.value import Value
 
 
@@ -33,6 +35,8 @@ def parameter_stats(model: Model) -> dict[str, int]:
                 continue
             seen.add(id(value))
             tensor = value.const_value
+            if tensor is None:
+                raise GraphError(f"initializer {value.name!r} has no data")
             count += 1
             elements += math.prod(tensor.dims)
             nbytes += tensor.nbytes
@@ -44,8 +48,9 @@ def external_data_stats(model: Model, model_path: str | None) -> list[dict[str, 
     per_file: Counter[str] = Counter()
     for graph in model.all_graphs():
         for value in graph.initializers.values():
-            if value.const_value.is_external:
-                per_file[value.const_value.external_path] += 1
+            path = initializer_tensor(value).external_path
+            if path is not None:
+                per_file[path] += 1
     folder = os.path.dirname(os.path.abspath(model_path)) if model_path else os.getcwd()
     return [
         {"file": os.path.relpath(path, folder), "bytes": os.path.getsize(path), "tensors": n}
@@ -82,20 +87,22 @@ def summarize(model: Model, path: str | None = None) -> dict[str, Any]:
 
 
 def _value_bytes(value: Value) -> int | None:
-    dims = value.shape
-    if value.elem_type is None or dims is None or not all(isinstance(d, int) for d in dims):
+    dims, elem = value.shape, value.elem_type
+    if elem is None or dims is None:
         return None
-    return types.storage_bytes(value.elem_type, math.prod(dims))
+    known = [d for d in dims if isinstance(d, int)]
+    return types.storage_bytes(elem, math.prod(known)) if len(known) == len(dims) else None
 
 
 def _assumed_shapes(model: Model, input_shapes: dict[str, list[int]]) -> dict[str, list[int]]:
     """Shapes for inputs with symbolic or unknown dimensions that ``input_shapes`` leaves open (1 each)."""
     assumed = {}
     for value in model.graph.inputs:
-        if value.name in input_shapes or value.name in model.graph.initializers or value.shape is None:
+        name, shape = value.name, value.shape
+        if name is None or name in input_shapes or name in model.graph.initializers or shape is None:
             continue
-        if not all(isinstance(d, int) for d in value.shape):
-            assumed[value.name] = [d if isinstance(d, int) else 1 for d in value.shape]
+        if not all(isinstance(d, int) for d in shape):
+            assumed[name] = [d if isinstance(d, int) else 1 for d in shape]
     return assumed
 
 
@@ -148,7 +155,7 @@ def analyze(model: Model, input_shapes: dict[str, list[int]] | None = None, top:
     fixed = dict(input_shapes or {})
     assumed = _assumed_shapes(model, fixed)
     infer_shapes(model, {**assumed, **fixed})
-    per_node = []
+    per_node: list[dict[str, Any]] = []
     by_op: Counter[str] = Counter()
     flops = macs = unknown = 0
     for node in model.graph.all_nodes():

@@ -129,7 +129,8 @@ def _values_by_name(model: Model) -> dict[str, Value]:
     values: dict[str, Value] = {}
     for graph in model.graph.all_graphs():
         for value in graph.inputs:
-            values[value.name] = value
+            if value.name is not None:
+                values[value.name] = value
         for node in graph:
             for value in node.outputs:
                 if value.name:
@@ -138,7 +139,7 @@ def _values_by_name(model: Model) -> dict[str, Value]:
 
 
 def _override_inputs(model: Model, input_shapes: Mapping[str, Sequence[int]]) -> None:
-    by_name = {v.name: v for v in model.graph.inputs}
+    by_name = {v.name: v for v in model.graph.inputs if v.name is not None}
     for name, dims in input_shapes.items():
         value = by_name.get(name)
         if value is None:

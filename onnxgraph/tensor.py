@@ -18,13 +18,17 @@ import mmap
 import os
 import re
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from onnxgraph import types
-from onnxgraph.errors import ModelLoadError
+from onnxgraph.errors import GraphError, ModelLoadError
+
+if TYPE_CHECKING:
+    from onnxgraph.value import Value
 
 
 class MappedFile:
@@ -47,7 +51,10 @@ class MappedFile:
                     self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         if length == 0:
             return memoryview(b"")
-        return memoryview(self._map)[offset : offset + length]  # type: ignore[index]
+        mapped = self._map
+        if mapped is None:  # empty when first mapped, though the model's tensors were checked against its size
+            raise OSError(f"external data file '{self.path}' is empty (it changed after the model was loaded)")
+        return memoryview(mapped)[offset : offset + length]
 
 
 class ExternalLocation:
@@ -241,6 +248,8 @@ class Tensor:
     def external_span(self) -> tuple[str, int, int]:
         """``(path, offset, length)`` of external data."""
         ext = self._external
+        if ext is None:
+            raise ValueError(f"tensor '{self.name}' has no external data")
         return ext.file.path, ext.offset, ext.length
 
     @property
@@ -273,14 +282,17 @@ class Tensor:
         return self._array
 
     def _load(self) -> np.ndarray:
+        source = self._proto
+        if source is None:
+            raise ValueError(f"tensor '{self.name}' has no data")
         fast = self.elem_type != onnx.TensorProto.STRING and not types.is_packed(self.elem_type)
-        if fast and (self._external is not None or self._proto.HasField("raw_data")):
+        if fast and (self._external is not None or source.HasField("raw_data")):
             dtype = types.np_dtype(self.elem_type).newbyteorder("<")
             return np.frombuffer(self.raw_bytes(), dtype=dtype).reshape(self.dims)
-        proto = self._proto
+        proto = source
         if self._external is not None:
             proto = onnx.TensorProto()
-            proto.CopyFrom(self._proto)
+            proto.CopyFrom(source)
             del proto.external_data[:]
             proto.data_location = onnx.TensorProto.DEFAULT
             proto.raw_data = bytes(self.raw_bytes())
@@ -299,7 +311,7 @@ class Tensor:
                 proto.ClearField("data_location")
                 proto.raw_data = bytes(self.raw_bytes())
         else:
-            proto.CopyFrom(numpy_helper.from_array(self._array))
+            proto.CopyFrom(numpy_helper.from_array(self.numpy()))
         target = self.name if name is None else name
         if target != proto.name:
             proto.name = target
@@ -340,3 +352,15 @@ class SparseTensor:
         proto = onnx.SparseTensorProto()
         proto.CopyFrom(self.proto)
         return proto
+
+
+def initializer_tensor(value: Value) -> Tensor:
+    """The dense tensor held by ``value``, an entry of a graph's ``initializers`` table.
+
+    Raises:
+        GraphError: the value holds no dense tensor (the table's invariant is broken).
+    """
+    data = value.const_value
+    if not isinstance(data, Tensor):
+        raise GraphError(f"initializer {value.name!r} holds {type(data).__name__}, not a dense tensor")
+    return data

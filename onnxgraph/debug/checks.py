@@ -15,10 +15,13 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 import numpy as np
 import onnx
 
+from onnxgraph.debug.npz import NpzWriter
 from onnxgraph.errors import OnnxGraphError
 
 _STATUS = re.compile(r"\[ONNXRuntimeError\] : \d+ : (\w+)")
@@ -71,8 +74,10 @@ class CommandCheck(Check):
         with tempfile.TemporaryDirectory(prefix="onnxgraph-reduce-") as folder:
             path, inputs = os.path.join(folder, "model.onnx"), os.path.join(folder, "inputs.npz")
             onnx.save(model, path)
-            if "{inputs}" in self.command:
-                np.savez(inputs, **feeds)
+            if "{inputs}" in self.command:  # not numpy.savez: an input named "file" would clash with its arguments
+                with NpzWriter(inputs) as npz:
+                    for name, array in feeds.items():
+                        npz.add(name, array)
             command = self.command.replace("{model}", shlex.quote(path)).replace("{inputs}", shlex.quote(inputs))
             try:
                 done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=self.timeout)
@@ -108,8 +113,8 @@ class WorkerCheck(Check):
         self.timeout = timeout
         self.match = re.compile(match) if match else None
         self.signature: tuple[str, str] | None = None
-        self._process = None
-        self._conn = None
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
 
     def calibrate(self, outcome: Outcome) -> None:
         """Candidates must fail the way the original does: same kind and onnxruntime status code."""
@@ -124,34 +129,38 @@ class WorkerCheck(Check):
             failing = False
         return Outcome(failing, kind, detail)
 
-    def _ask(self, payload: bytes, feeds: dict) -> tuple[str, str]:
-        if self._process is None or not self._process.is_alive():
-            self._start()
+    def _ask(self, payload: bytes, feeds: dict[str, np.ndarray]) -> tuple[str, str]:
+        process, conn = self._process, self._conn
+        if process is None or conn is None or not process.is_alive():
+            process, conn = self._start()
         try:
-            self._conn.send((self.mode, payload, feeds, self.providers))
-            if not self._conn.poll(self.timeout):
+            conn.send((self.mode, payload, feeds, self.providers))
+            if not conn.poll(self.timeout):
                 self.close()
                 return "timeout", f"ran past {self.timeout:g} s"
-            return self._conn.recv()
+            return conn.recv()
         except (EOFError, BrokenPipeError, ConnectionResetError):
-            self._process.join(5)
-            code = self._process.exitcode
+            process.join(5)
+            code = process.exitcode
             self.close()
             return "crash", f"onnxruntime crashed (exit code {code})"
 
-    def _start(self) -> None:
+    def _start(self) -> tuple[BaseProcess, Connection]:
         context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child,), daemon=True)
-        self._process.start()
+        conn, child = context.Pipe()
+        process = context.Process(target=_serve, args=(child,), daemon=True)
+        process.start()
         child.close()
+        self._process, self._conn = process, conn
+        return process, conn
 
     def close(self) -> None:
         if self._process is not None:
             if self._process.is_alive():
                 self._process.kill()
             self._process.join()
-        self._process = self._conn = None
+        self._process = None
+        self._conn = None
 
 
 def _status(detail: str) -> str:
@@ -159,7 +168,7 @@ def _status(detail: str) -> str:
     return match.group(1) if match else ""
 
 
-def _serve(conn) -> None:
+def _serve(conn: Connection) -> None:
     """The worker's loop: run each model it is sent and answer ``(kind, detail)``."""
     while True:
         try:

@@ -93,22 +93,25 @@ def intermediates(model: Model, *, initializers: bool = False) -> list[Intermedi
 
 def estimated_sizes(model: Model, feeds: Mapping[str, np.ndarray]) -> dict[str, onnx.TypeProto]:
     """Types of the model's values inferred for the shapes of ``feeds`` (by value name)."""
-    saved = [(v, v.type) for v in model.graph.inputs if v.name in feeds]
+    saved = [(v, v.name, v.type) for v in model.graph.inputs if v.name is not None and v.name in feeds]
     try:
-        for value, _ in saved:
-            array = feeds[value.name]
+        for value, name, _ in saved:
+            array = feeds[name]
             value.type = types.tensor_type(value.elem_type or types.elem_type_of(array.dtype), array.shape)
         return inferred_types(model, forget_value_info=True)
     finally:
-        for value, old in saved:
+        for value, _, old in saved:
             value.type = old
 
 
 def _nbytes(type_proto: onnx.TypeProto | None) -> int:
     shape, elem = types.shape_of(type_proto), types.elem_type_from(type_proto)
-    if shape is None or elem is None or not all(isinstance(d, int) for d in shape):
+    if shape is None or elem is None:
         return _UNKNOWN_SIZE
-    return types.storage_bytes(elem, int(np.prod(shape, dtype=np.int64))) or _UNKNOWN_SIZE
+    known = [d for d in shape if isinstance(d, int)]
+    if len(known) != len(shape):
+        return _UNKNOWN_SIZE
+    return types.storage_bytes(elem, int(np.prod(known, dtype=np.int64))) or _UNKNOWN_SIZE
 
 
 def chunks(names: Sequence[str], found: Mapping[str, onnx.TypeProto], budget: int) -> list[list[str]]:

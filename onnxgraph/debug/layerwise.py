@@ -239,12 +239,10 @@ def error_ratio(comparison: OutputComparison, expected: np.ndarray, rtol: float,
 def value_tolerance(half: np.dtype | None, *dtypes: np.dtype) -> tuple[float, float]:
     """``(rtol, atol)``: the loosest default of ``dtypes``, and for floats of a model that computes in half
     precision (``half``, from :func:`~onnxgraph.runtime.compare.half_precision_of`) at least the half type's."""
-    tolerance = (0.0, 0.0)
-    for dtype in dtypes:
-        tolerance = tuple(map(max, tolerance, default_tolerance(dtype)))
+    floors = [default_tolerance(dtype) for dtype in dtypes]
     if half is not None and np.dtype(dtypes[0]).kind == "f":
-        tolerance = tuple(map(max, tolerance, default_tolerance(half)))
-    return tolerance
+        floors.append(default_tolerance(half))
+    return max((rtol for rtol, _ in floors), default=0.0), max((atol for _, atol in floors), default=0.0)
 
 
 def _mark_origins(a: Model, report: LayerwiseReport) -> None:
@@ -260,13 +258,16 @@ def _mark_origins(a: Model, report: LayerwiseReport) -> None:
         reads = [v for v in node.inputs if v is not None] + node.implicit_inputs()
         tainted = any(v.name in bad for v in reads)
         for value in node.outputs:
-            diff = by_name.get(value.name)
+            name = value.name
+            if not name:  # an omitted optional output
+                continue
+            diff = by_name.get(name)
             if diff is None:
                 if tainted:
-                    bad.add(value.name)
+                    bad.add(name)
                 continue
             if diff.diverged:
-                bad.add(value.name)
+                bad.add(name)
                 diff.origin = not tainted
 
 

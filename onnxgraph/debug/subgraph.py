@@ -138,7 +138,7 @@ class Cutter:
 def _data_dependent(model: Model, nodes: Sequence[Node]) -> set[str]:
     """Names of values that depend on the data (not only the shapes) of the graph inputs, or on chance."""
     graph = model.graph
-    dependent = {v.name for v in graph.inputs if not v.is_initializer()}
+    dependent = {v.name for v in graph.inputs if v.name is not None and not v.is_initializer()}
     for node in nodes:
         if node.op_type in _SHAPE_ONLY and node.domain in ("", "ai.onnx"):
             continue

@@ -72,18 +72,20 @@ def measure_accuracy(
 
 
 def _compare(name: str, expected: list[np.ndarray], actual: list[np.ndarray | None]) -> OutputAccuracy:
+    present: list[np.ndarray] = []
     for e, a in zip(expected, actual):
         if a is None:
             return OutputAccuracy(name, math.inf, None, note="missing from the quantized model")
         if e.shape != a.shape or e.dtype != a.dtype:
             return OutputAccuracy(name, math.inf, None, note=f"{a.shape}/{a.dtype} != float {e.shape}/{e.dtype}")
+        present.append(a)
     floats = expected[0].dtype.kind == "f"
     e = np.concatenate([x.reshape(-1) for x in expected]).astype(np.float64)
-    a = np.concatenate([x.reshape(-1) for x in actual]).astype(np.float64)
+    a = np.concatenate([x.reshape(-1) for x in present]).astype(np.float64)
     max_abs = float(np.abs(a - e).max(initial=0.0))
     if not floats:
         return OutputAccuracy(name, max_abs, None)
-    return OutputAccuracy(name, max_abs, _cosine(e, a), _top1(expected, actual))
+    return OutputAccuracy(name, max_abs, _cosine(e, a), _top1(expected, present))
 
 
 def _cosine(e: np.ndarray, a: np.ndarray) -> float:

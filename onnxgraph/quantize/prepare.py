@@ -26,7 +26,10 @@ def untie_gemm_weights(model: Model) -> int:
         weight = node.inputs[1]
         if weight is None or not weight.is_initializer() or len(weight.uses()) < 2:
             continue
-        copy = weight.graph.make_initializer(Tensor(weight.const_value.numpy()), weight.name)
+        data, graph = weight.const_value, weight.graph
+        if not isinstance(data, Tensor) or graph is None:  # a sparse initializer: the quantizer leaves it alone
+            continue
+        copy = graph.make_initializer(Tensor(data.numpy()), weight.name or "const")
         node.replace_input_with(1, copy)
         copies += 1
     return copies

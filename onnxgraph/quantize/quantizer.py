@@ -27,6 +27,7 @@ from onnxgraph.quantize.accuracy import AccuracyReport, measure_accuracy
 from onnxgraph.quantize.prepare import untie_gemm_weights
 from onnxgraph.quantize.samples import Sample, SampleReader, load_samples, seeded_samples
 from onnxgraph.runtime.inputs import InputError, check_shapes, specs_of
+from onnxgraph.tensor import initializer_tensor
 
 Progress = Callable[[str], None]
 
@@ -243,7 +244,7 @@ def _report(
         quantized_ops=_quantization_ops(result),
         excluded=excluded,
         bytes_before=opt_report.before.bytes,
-        bytes_after=sum(v.const_value.nbytes for g in result.all_graphs() for v in g.initializers.values()),
+        bytes_after=sum(initializer_tensor(v).nbytes for g in result.all_graphs() for v in g.initializers.values()),
         optimize_rollbacks=[r.pass_name + (f":{r.rewrite}" if r.rewrite else "") for r in opt_report.rollbacks],
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -14,6 +15,7 @@ from onnxgraph.serde.exporter import export_model
 from onnxgraph.serde.external import ExternalDataWriter
 from onnxgraph.serde.importer import import_model
 from onnxgraph.serde.text import is_text_path, parse_text, print_text
+from onnxgraph.tensor import Tensor, initializer_tensor
 
 PROTOBUF_LIMIT = 2**31 - 1
 """Protobuf refuses to serialize messages of 2 GiB or more."""
@@ -106,11 +108,14 @@ def from_proto(
                         allow_external_data_outside=allow_external_data_outside)
 
 
-def _inline_bytes(model: Model) -> int:
-    total = 0
+def _initializer_tensors(model: Model) -> Iterator[Tensor]:
     for graph in model.all_graphs():
         for value in graph.initializers.values():
-            total += value.const_value.nbytes
+            yield initializer_tensor(value)
+
+
+def _inline_bytes(model: Model) -> int:
+    total = sum(tensor.nbytes for tensor in _initializer_tensors(model))
     for node in model.all_nodes():
         for attr in node.attributes.values():
             if attr.type == onnx.AttributeProto.TENSOR and attr.value is not None:
@@ -119,13 +124,12 @@ def _inline_bytes(model: Model) -> int:
 
 
 def _has_external(model: Model) -> bool:
-    return any(v.const_value.is_external for g in model.all_graphs() for v in g.initializers.values())
+    return any(tensor.is_external for tensor in _initializer_tensors(model))
 
 
 def _has_tensor_over(model: Model, threshold: int) -> bool:
-    for graph in model.all_graphs():
-        if any(v.const_value.nbytes >= threshold for v in graph.initializers.values()):
-            return True
+    if any(tensor.nbytes >= threshold for tensor in _initializer_tensors(model)):
+        return True
     return any(
         attr.type == onnx.AttributeProto.TENSOR and attr.value is not None and attr.value.nbytes >= threshold
         for node in model.all_nodes()

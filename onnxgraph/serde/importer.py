@@ -8,7 +8,8 @@ meaningless: a reference to a value nobody defines, a value written twice, a cyc
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import onnx
 
@@ -35,7 +36,7 @@ class _Scope:
         self.parent = parent
 
     def lookup(self, name: str) -> Value | None:
-        scope = self
+        scope: _Scope | None = self
         while scope is not None:
             value = scope.values.get(name)
             if value is not None:
@@ -62,7 +63,7 @@ class _Importer:
     def tensor(self, proto: onnx.TensorProto) -> Tensor:
         if self.detached and proto.data_location == _EXTERNAL:
             location = next((e.value for e in proto.external_data if e.key == "location"), None)
-            if location in self.detached:
+            if location is not None and location in self.detached:
                 return self.detached[location]
         check_tensor_proto(proto, self.source)
         if proto.data_location != _EXTERNAL:
@@ -85,10 +86,10 @@ class _Importer:
         value.metadata_props = {p.key: p.value for p in info.metadata_props}
         return value
 
-    def _define(self, scope: _Scope, graph: Graph, value: Value, what: str) -> None:
-        if value.name in scope.values:
-            raise MalformedGraphError(f"graph '{graph.name}': value '{value.name}' is defined twice ({what})")
-        scope.values[value.name] = value
+    def _define(self, scope: _Scope, graph: Graph, name: str, value: Value, what: str) -> None:
+        if name in scope.values:
+            raise MalformedGraphError(f"graph '{graph.name}': value '{name}' is defined twice ({what})")
+        scope.values[name] = value
 
     # -- graphs ---------------------------------------------------------------------------------
     def graph(self, proto: onnx.GraphProto, parent: _Scope | None) -> Graph:
@@ -100,18 +101,17 @@ class _Importer:
         scope = _Scope(parent)
         for info in proto.input:
             value = graph.add_input(self._value_from_info(info))
-            self._define(scope, graph, value, "graph input")
+            self._define(scope, graph, info.name, value, "graph input")
         self._initializers(proto, graph, scope)
         self._nodes(proto.node, graph, scope)
         for info in proto.output:
-            value = scope.lookup(info.name)
-            if value is None:
+            output = scope.lookup(info.name)
+            if output is None:
                 raise MalformedGraphError(f"graph '{graph.name}': output '{info.name}' is not produced by any node")
-            graph.outputs.append(value)
-            self._annotate(value, info)
+            graph.outputs.append(output)
+            self._annotate(output, info)
         for info in proto.value_info:
-            value = scope.lookup(info.name)
-            graph.value_info.append(self._value_from_info(info, value))
+            graph.value_info.append(self._value_from_info(info, scope.lookup(info.name)))
         if graph.find_cycle_or_disorder() is not None:
             try:
                 graph.topological_order()  # the file's order is kept
@@ -132,7 +132,7 @@ class _Importer:
             value = scope.values.get(tp.name)
             if value is None or value.const_value is not None or value not in graph.inputs:
                 value = Value(tp.name)
-                self._define(scope, graph, value, "initializer")
+                self._define(scope, graph, tp.name, value, "initializer")
             value.const_value = self.tensor(tp)
             graph.add_initializer(value)
         for sp in proto.sparse_initializer:
@@ -140,10 +140,10 @@ class _Importer:
             value = scope.values.get(name)
             if value is None or value not in graph.inputs:
                 value = Value(name)
-                self._define(scope, graph, value, "sparse initializer")
+                self._define(scope, graph, name, value, "sparse initializer")
             graph.add_sparse_initializer(value, SparseTensor(sp))
 
-    def _nodes(self, protos, graph: Graph, scope: _Scope) -> None:
+    def _nodes(self, protos: Iterable[onnx.NodeProto], graph: Graph, scope: _Scope) -> None:
         created = []
         for np_ in protos:
             outputs = []
@@ -165,18 +165,18 @@ class _Importer:
             graph.append(node)
             created.append((node, np_))
         for node, np_ in created:
-            inputs = []
+            inputs: list[Value | None] = []
             for name in np_.input:
                 if not name:
                     inputs.append(None)
                     continue
-                value = scope.lookup(name)
-                if value is None:
+                source = scope.lookup(name)
+                if source is None:
                     label = np_.name or np_.op_type
                     raise MalformedGraphError(
                         f"graph '{graph.name}': node '{label}' reads '{name}', which is not defined"
                     )
-                inputs.append(value)
+                inputs.append(source)
             node.set_inputs(inputs)
             if np_.attribute:
                 node.attributes = {a.name: self.attribute(a, scope, node) for a in np_.attribute}
@@ -184,6 +184,7 @@ class _Importer:
     # -- attributes -----------------------------------------------------------------------------
     def attribute(self, proto: onnx.AttributeProto, scope: _Scope, node: Node | None) -> Attribute:
         t = proto.type
+        value: Any
         if proto.ref_attr_name:
             value = None
         elif t == AttrType.GRAPH:
@@ -197,7 +198,7 @@ class _Importer:
             value = self._plain_attribute_value(proto)
         return Attribute(proto.name, t, value, ref_attr_name=proto.ref_attr_name, doc_string=proto.doc_string)
 
-    def _plain_attribute_value(self, proto: onnx.AttributeProto):
+    def _plain_attribute_value(self, proto: onnx.AttributeProto) -> Any:
         t = proto.type
         if t == AttrType.FLOAT:
             return proto.f
@@ -231,16 +232,15 @@ class _Importer:
         scope = _Scope(None)
         for name in proto.input:
             value = body.add_input(Value(name))
-            self._define(scope, body, value, "function input")
+            self._define(scope, body, name, value, "function input")
         self._nodes(proto.node, body, scope)
         for name in proto.output:
-            value = scope.lookup(name)
-            if value is None:
+            output = scope.lookup(name)
+            if output is None:
                 raise MalformedGraphError(f"function '{proto.name}': output '{name}' is not produced")
-            body.outputs.append(value)
+            body.outputs.append(output)
         for info in proto.value_info:
-            value = scope.lookup(info.name)
-            body.value_info.append(self._value_from_info(info, value))
+            body.value_info.append(self._value_from_info(info, scope.lookup(info.name)))
         function = Function(proto.domain, proto.name, body, overload=proto.overload)
         function.attributes = list(proto.attribute)
         function.attribute_defaults = {a.name: self.attribute(a, scope, None) for a in proto.attribute_proto}

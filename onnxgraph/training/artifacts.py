@@ -30,6 +30,7 @@ from onnxgraph.errors import TrainingError
 from onnxgraph.graph import Graph
 from onnxgraph.model import Model
 from onnxgraph.node import Node
+from onnxgraph.tensor import initializer_tensor
 from onnxgraph.training import modes
 from onnxgraph.training.optimizers import DOMAIN, AdamW, Optimizer
 from onnxgraph.value import Value
@@ -199,7 +200,11 @@ def build_training(
     Raises:
         TrainingError: bad options, or a model the gradient builder refuses.
     """
-    if (loss is None) == (loss_fn is None):
+    if loss is not None and loss_fn is None:
+        loss_name = loss
+    elif loss_fn is not None and loss is None:
+        loss_name = LOSS
+    else:
         raise TrainingError("choose exactly one of loss_fn or loss")
     if loss_fn is not None and loss_fn not in LOSS_FUNCTIONS:
         raise TrainingError(f"unknown loss function '{loss_fn}' (choose from {', '.join(LOSS_FUNCTIONS)})")
@@ -219,9 +224,9 @@ def build_training(
             raise TrainingError("the model has several outputs: name the one the loss applies to")
         output = inference.graph.outputs[0].name
     forward = _load(model)
-    statistics = {v.name for n in modes.running_statistics(forward) for v in n.inputs[3:5]}
+    statistics = {v for _, mean, var in modes.running_statistics(forward) for v in (mean, var)}
     dropouts = modes.training_dropouts(forward)
-    ratios = {n.inputs[1].name for n in dropouts if n.inputs[1] is not None}  # hyper-parameters, not weights
+    ratios = {ratio for n in dropouts if (ratio := n.inputs[1]) is not None}  # hyper-parameters, not weights
     parameters, frozen_names = _choose_parameters(forward, statistics | ratios, trainable, frozen)
     updated = modes.to_training_mode(forward, opset)
     for name, value in updated.items():
@@ -233,16 +238,17 @@ def build_training(
     has_target = False
     if loss_fn is not None:
         has_target = _append_loss(forward, loss_fn, output, target, ignore_index)
-        loss = LOSS
-    step_model = build_gradient(forward, loss=loss, wrt=parameters, cleanup=None)
+    step_model = build_gradient(forward, loss=loss_name, wrt=parameters, cleanup=None)
     layout = Layout(
-        data_inputs=[v.name for v in inference.graph.inputs if v.name not in inference.graph.initializers],
+        data_inputs=[
+            v.name for v in inference.graph.inputs if v.name is not None and v.name not in inference.graph.initializers
+        ],
         target=target if has_target else None,
         step=STEP,
         lr="lr",
         seed=SEED if dropouts else None,
-        loss=loss,
-        outputs=[v.name for v in inference.graph.outputs],
+        loss=loss_name,
+        outputs=[v.name for v in inference.graph.outputs if v.name is not None],
         parameters=parameters,
         buffers=list(updated),
         optimizer_state=[],
@@ -271,9 +277,9 @@ def build_training(
     if loss_fn is not None:
         _append_loss(eval_model, loss_fn, output, target, ignore_index)
     _as_inputs(eval_model.graph, [*layout.parameters, *layout.buffers])
-    grad_model, apply_model = accumulation or (None, None)
+    grad_step, apply_step = accumulation or (None, None)
     return TrainingArtifacts(
-        step_model, eval_model, inference, layout, _initial(inference, layout), grad_model, apply_model
+        step_model, eval_model, inference, layout, _initial(inference, layout), grad_step, apply_step
     )
 
 
@@ -287,7 +293,7 @@ def _recompute(model: Model, layout: Layout, choice: str | Sequence[str]) -> Non
     recompute(model, roots, "auto" if choice == "auto" else list(choice))
 
 
-def _load(model) -> Model:
+def _load(model: Model | onnx.ModelProto | str | os.PathLike) -> Model:
     if isinstance(model, Model):
         model = model.to_proto()
     return onnxgraph.load(model)
@@ -298,13 +304,13 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
 
 
 def _choose_parameters(
-    model: Model, excluded: set[str], trainable: Sequence[str] | None, frozen: Sequence[str]
+    model: Model, excluded: set[Value], trainable: Sequence[str] | None, frozen: Sequence[str]
 ) -> tuple[list[str], list[str]]:
     """(trainable parameter names, frozen ones), in initializer order; every pattern must match."""
     floats = [
         n
         for n, v in model.graph.initializers.items()
-        if v.const_value is not None and v.const_value.elem_type in types.FLOAT_TYPES and n not in excluded
+        if v.const_value is not None and v.const_value.elem_type in types.FLOAT_TYPES and v not in excluded
     ]
     for label, patterns in (("trainable", trainable or ()), ("frozen", frozen)):
         for pattern in patterns:
@@ -321,12 +327,20 @@ def _as_inputs(graph: Graph, names: Sequence[str]) -> list[Value]:
     values = []
     for name in names:
         value = graph.initializers.pop(name)
-        tensor = value.const_value
-        value.type = types.tensor_type(tensor.elem_type, tuple(tensor.dims))
+        tensor = initializer_tensor(value)
+        value.type = types.tensor_type(tensor.elem_type, tensor.dims)
         value.const_value = None
         graph.add_input(value)
         values.append(value)
     return values
+
+
+def _elem_type(value: Value) -> int:
+    """The element type of a value the train step builds on; unknown ones are refused."""
+    elem_type = value.elem_type
+    if elem_type is None:
+        raise TrainingError(f"the element type of '{value.name}' is unknown (shape inference could not tell it)")
+    return elem_type
 
 
 def _scalar_input(graph: Graph, name: str, elem_type: int) -> Value:
@@ -347,7 +361,9 @@ def _split_gradients(model: Model, layout: Layout) -> dict[str, Value]:
     return grads
 
 
-def _emit_updates(model: Model, optimizer: Optimizer, layout: Layout, grads: dict[str, Value], scale: float = 1.0):
+def _emit_updates(
+    model: Model, optimizer: Optimizer, layout: Layout, grads: dict[str, Value], scale: float = 1.0
+) -> None:
     """Append clipping and the optimizer update (as function calls) for the parameter inputs;
     fill in ``layout.optimizer_state``. ``scale`` multiplies the gradients first (1/k for a mean)."""
     graph = model.graph
@@ -363,15 +379,16 @@ def _emit_updates(model: Model, optimizer: Optimizer, layout: Layout, grads: dic
     layout.optimizer_state = []
     for name in layout.parameters:
         param = inputs[name]
-        state = [_state_input(graph, param, slot) for slot in slots]
-        layout.optimizer_state += [v.name for v in state]
-        dtype = types.np_dtype(param.elem_type)
+        state_names = [f"{name}.{slot}" for slot in slots]
+        state = [_state_input(graph, state_name, param) for state_name in state_names]
+        layout.optimizer_state += state_names
+        dtype = types.np_dtype(_elem_type(param))
         hyper = [b.const(np.array(h, dtype=dtype)) for h in optimizer.hyper_parameters()]
         node = b.add_node(
             Node(DOMAIN, function.name, [param, updates[name], *state, step, lr, *hyper], num_outputs=1 + len(slots))
         )
-        for out, old in zip(node.outputs, [param, *state]):
-            out.name = graph.fresh_name(Layout.new_name(old.name))
+        for out, old_name, old in zip(node.outputs, [name, *state_names], [param, *state]):
+            out.name = graph.fresh_name(Layout.new_name(old_name))
             out.type = old.type
             graph.outputs.append(out)
     model.opset_imports[DOMAIN] = 1
@@ -384,9 +401,10 @@ def _grad_step(model: Model, layout: Layout) -> None:
     b = GradBuilder(graph, model.opset_imports.get("", 13))
     inputs = {v.name: v for v in graph.inputs}
     for name, grad in grads.items():
-        total = graph.add_input(Value(Layout.grad_name(name), inputs[name].type))
+        total_name = Layout.grad_name(name)
+        total = graph.add_input(Value(total_name, inputs[name].type))
         summed = b.Add(total, grad)
-        summed.name = graph.fresh_name(Layout.new_name(total.name))
+        summed.name = graph.fresh_name(Layout.new_name(total_name))
         summed.type = total.type
         graph.outputs.append(summed)
     layout.gradients = [Layout.grad_name(n) for n in layout.parameters]
@@ -404,8 +422,8 @@ def _apply_step(like: Model, optimizer: Optimizer, layout: Layout, steps: int) -
     return model
 
 
-def _state_input(graph: Graph, param: Value, slot: str) -> Value:
-    name = f"{param.name}.{slot}"
+def _state_input(graph: Graph, name: str, param: Value) -> Value:
+    """A new graph input ``name`` of ``param``'s type for one optimizer state slot."""
     if name in graph.initializers or any(v.name == name for v in graph.inputs):
         raise TrainingError(f"optimizer state name '{name}' is already taken in the model")
     return graph.add_input(Value(name, param.type))
@@ -416,11 +434,9 @@ def _clip(b: GradBuilder, grads: dict[str, Value], max_norm: float) -> dict[str,
     squares = [b.ReduceSumSquare(g, keepdims=0) for g in grads.values()]
     norm = b.Sqrt(b.add_all(squares))
     like = next(iter(grads.values()))
-    one = b.const(np.array(1, dtype=types.np_dtype(like.elem_type)))
-    coef = b.Min(
-        b.Div(b.const(np.array(max_norm, dtype=one.const_value.numpy().dtype)), b.Add(norm, b.scalar(CLIP_EPS, like))),
-        one,
-    )
+    dtype = types.np_dtype(_elem_type(like))
+    one = b.const(np.array(1, dtype=dtype))
+    coef = b.Min(b.Div(b.const(np.array(max_norm, dtype=dtype)), b.Add(norm, b.scalar(CLIP_EPS, like))), one)
     return {name: b.Mul(g, coef) for name, g in grads.items()}
 
 
@@ -450,6 +466,7 @@ def _append_loss(model: Model, kind: str, output: str | None, target: str, ignor
         if name in graph.initializers or any(v.name == name for v in [*graph.inputs, *graph.outputs]):
             raise TrainingError(f"the model already has a value named '{name}'")
     _annotate(model)
+    elem_type = _elem_type(value)
     b = GradBuilder(graph, model.opset_imports.get("", 13))
     kind_type = target_type(kind, value)
     target_value = graph.add_input(Value(target, kind_type)) if kind_type is not None else None
@@ -457,9 +474,11 @@ def _append_loss(model: Model, kind: str, output: str | None, target: str, ignor
     if ignore_index is not None:
         if kind != "cross_entropy":
             raise TrainingError("ignore_index goes with the cross_entropy loss only")
-        loss_value.producer().attributes["ignore_index"] = Attribute.infer("ignore_index", ignore_index)
+        producer = loss_value.producer()
+        assert producer is not None  # build_loss returns SoftmaxCrossEntropyLoss's output
+        producer.attributes["ignore_index"] = Attribute.infer("ignore_index", ignore_index)
     loss_value.name = LOSS
-    loss_value.type = types.tensor_type(value.elem_type, ())
+    loss_value.type = types.tensor_type(elem_type, ())
     graph.outputs.insert(0, loss_value)
     return target_value is not None
 
@@ -474,7 +493,7 @@ def _annotate(model: Model) -> None:
 def _initial(inference: Model, layout: Layout) -> dict[str, np.ndarray]:
     """The carried tensors before the first step: the model's weights and zero optimizer state."""
     inits = inference.graph.initializers
-    values = {name: np.array(inits[name].const_value.numpy()) for name in [*layout.parameters, *layout.buffers]}
+    values = {name: np.array(initializer_tensor(inits[name]).numpy()) for name in [*layout.parameters, *layout.buffers]}
     for name in layout.optimizer_state:
         param = name.rsplit(".", 1)[0]
         values[name] = np.zeros_like(values[param])

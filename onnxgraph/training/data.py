@@ -12,6 +12,7 @@ import dataclasses
 import math
 import os
 import zipfile
+from typing import Literal
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def _open_npz(path: str) -> dict[str, np.ndarray]:
                 np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             )
             shape, fortran, dtype = read_header(raw)
-            order = "F" if fortran else "C"
+            order: Literal["C", "F"] = "F" if fortran else "C"
             arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=raw.tell(), shape=shape, order=order)
     return arrays
 

@@ -16,23 +16,30 @@ from onnxgraph import types
 from onnxgraph.attribute import Attribute
 from onnxgraph.autodiff.builder import GradBuilder
 from onnxgraph.errors import TrainingError
+from onnxgraph.graph import Graph
 from onnxgraph.model import Model
 from onnxgraph.node import Node
+from onnxgraph.tensor import Tensor, initializer_tensor
 from onnxgraph.value import Value
 
 BN_MIN_OPSET = 14
 """The first opset whose BatchNormalization has a training mode (``training_mode`` attribute)."""
 
 
-def running_statistics(model: Model) -> list[Node]:
-    """BatchNormalization nodes whose running mean and variance are initializers (so trainable state)."""
+def running_statistics(model: Model) -> list[tuple[Node, Value, Value]]:
+    """``(node, running mean, running variance)`` of the BatchNormalization nodes whose running statistics
+    are dense initializers (so trainable state)."""
     found = []
     for node in model.graph.nodes:
-        if node.op_type == "BatchNormalization" and node.domain in ("", "ai.onnx"):
-            mean, var = node.inputs[3:5]
-            if mean is not None and var is not None and mean.is_initializer() and var.is_initializer():
-                found.append(node)
+        if node.op_type == "BatchNormalization" and node.domain in ("", "ai.onnx") and len(node.inputs) == 5:
+            mean, var = node.inputs[3], node.inputs[4]
+            if mean is not None and var is not None and _is_dense_initializer(mean) and _is_dense_initializer(var):
+                found.append((node, mean, var))
     return found
+
+
+def _is_dense_initializer(value: Value) -> bool:
+    return value.is_initializer() and isinstance(value.const_value, Tensor)
 
 
 def to_training_mode(model: Model, opset: int) -> dict[str, Value]:
@@ -42,14 +49,17 @@ def to_training_mode(model: Model, opset: int) -> dict[str, Value]:
         running-statistic initializer name -> the value holding its updated statistic (PyTorch's
         momentum, unbiased variance), for the caller to expose as an output.
     """
-    nodes = running_statistics(model)
-    if nodes and opset < BN_MIN_OPSET:
+    found = running_statistics(model)
+    if found and opset < BN_MIN_OPSET:
         raise TrainingError(f"training BatchNormalization needs opset {BN_MIN_OPSET} or newer (the model has {opset})")
     updated: dict[str, Value] = {}
-    for node in nodes:
-        x, _, _, mean, var = node.inputs[:5]
+    for node, mean, var in found:
+        x = node.inputs[0]
+        if x is None:
+            raise TrainingError(f"BatchNormalization node '{node.name}' has no input X")
         for stat in (mean, var):
-            stat.type = types.tensor_type(stat.const_value.elem_type, tuple(stat.const_value.dims))
+            data = initializer_tensor(stat)
+            stat.type = types.tensor_type(data.elem_type, data.dims)
         node.attributes["training_mode"] = Attribute.infer("training_mode", 1)
         b = GradBuilder(model.graph, opset)
         new_mean = node.ensure_output(1)
@@ -62,6 +72,7 @@ def to_training_mode(model: Model, opset: int) -> dict[str, Value]:
         kept = b.Mul(var, b.scalar(keep, var))
         new_var = b.Add(kept, b.Mul(b.Sub(pop_var, kept), bessel))
         new_var.type = var.type
+        assert mean.name is not None and var.name is not None  # initializers are named
         updated[mean.name] = new_mean
         updated[var.name] = new_var
     return updated
@@ -75,20 +86,20 @@ def to_inference_mode(model: Model) -> None:
             continue
         if node.op_type == "BatchNormalization" and node.attr("training_mode", 0):
             attributes = {k: a for k, a in node.attributes.items() if k != "training_mode"}
-            _replace(node, Node("", node.op_type, node.inputs, attributes.values(), name=node.name))
+            _replace(graph, node, Node("", node.op_type, node.inputs, attributes.values(), name=node.name))
         elif node.op_type == "Dropout" and len(node.inputs) > 2:
-            _replace(node, Node("", "Identity", node.inputs[:1], name=node.name))
+            _replace(graph, node, Node("", "Identity", node.inputs[:1], name=node.name))
 
 
-def _replace(old: Node, new: Node) -> None:
-    """Put ``new`` (one output) in place of ``old``, whose other outputs nobody may read."""
+def _replace(graph: Graph, old: Node, new: Node) -> None:
+    """Put ``new`` (one output) in place of ``old`` (a node of ``graph``), whose other outputs nobody may read."""
     for value in old.outputs[1:]:
         if value.has_uses() or value.is_graph_output():
             raise TrainingError(f"node '{old.name}' ({old.op_type}): its training-only outputs are read")
-    old.graph.insert_before(old, new)
+    graph.insert_before(old, new)
     new.outputs[0].type = old.outputs[0].type
     old.outputs[0].replace_all_uses_with(new.outputs[0], replace_graph_outputs=True)
-    old.graph.remove(old)
+    graph.remove(old)
 
 
 PRIME = 2_147_483_647
@@ -117,6 +128,8 @@ def seeded_dropout(model: Model, nodes: list[Node], seed: Value, step: Value, op
     graph = model.graph
     for k, node in enumerate(nodes):
         x, ratio = node.inputs[0], node.inputs[1]
+        if x is None:
+            raise TrainingError(f"Dropout node '{node.name}' has no input data")
         b = GradBuilder(graph, opset)
         b.insert_before = node
         rate = b.const(np.float32(0.5)) if ratio is None else b.Cast(ratio, to=onnx.TensorProto.FLOAT)

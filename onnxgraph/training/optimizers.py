@@ -24,7 +24,8 @@ def sgd_update(param, grad, momentum_buffer, step, lr, momentum, weight_decay, n
     """torch.optim.SGD (dampening 0): a zero buffer makes the first step's ``buf = grad`` fall out."""
     g = grad + weight_decay * param
     buf = momentum * momentum_buffer + g
-    direction = op.Where(nesterov > op.CastLike(0.0, nesterov), g + momentum * buf, buf)
+    # onnxscript turns a Python number into a constant tensor; op's stubs expect tensors (also below)
+    direction = op.Where(nesterov > op.CastLike(0.0, nesterov), g + momentum * buf, buf)  # type: ignore[type-var]
     return param - op.CastLike(lr, param) * direction, buf
 
 
@@ -37,7 +38,7 @@ def sgd_plain_update(param, grad, step, lr, weight_decay):
 @onnxscript.script(default_opset=op)
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled):
     """torch.optim.Adam (``decoupled`` 0: L2 added to the gradient) and AdamW (``decoupled`` 1)."""
-    one = op.CastLike(1.0, param)
+    one = op.CastLike(1.0, param)  # type: ignore[type-var]
     rate = op.CastLike(lr, param)
     t = op.CastLike(step, param)
     coupled = one - decoupled

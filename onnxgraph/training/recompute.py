@@ -115,7 +115,7 @@ def _independent_gradient(anchor: Node, forward: set[Node]) -> Value | None:
     for node in order:
         for x in node.inputs:
             producer = None if x is None else x.producer()
-            if producer is not None and producer not in forward and producer not in downstream:
+            if x is not None and producer is not None and producer not in forward and producer not in downstream:
                 if x.elem_type in (None, *types.FLOAT_TYPES):
                     return x
     return None
@@ -123,38 +123,51 @@ def _independent_gradient(anchor: Node, forward: set[Node]) -> Value | None:
 
 def _ancestors(graph: Graph, roots: Sequence[str]) -> set[Node]:
     by_name = {v.name: v for v in graph.outputs}
-    stack = [by_name[r].producer() for r in roots if r in by_name and by_name[r].producer() is not None]
+    stack = [by_name[r] for r in roots if r in by_name]
     seen: set[Node] = set()
     while stack:
-        node = stack.pop()
-        if node in seen:
+        node = stack.pop().producer()
+        if node is None or node in seen:
             continue
         seen.add(node)
-        stack.extend(x.producer() for x in (*node.inputs, *node.implicit_inputs()) if x is not None and x.producer())
+        stack.extend(x for x in (*node.inputs, *node.implicit_inputs()) if x is not None)
     return seen
 
 
 def _recomputable(value: Value, forward: set[Node], wanted: Callable[[Value], bool]) -> bool:
+    return _recomputed_producer(value, forward, wanted) is not None
+
+
+def _recomputed_producer(value: Value, forward: set[Node], wanted: Callable[[Value], bool]) -> Node | None:
+    """The node to clone to recompute ``value``, None when ``value`` is kept instead."""
     producer = value.producer()
-    return (
+    if (
         producer is not None
         and producer in forward
         and producer.op_type != "Constant"
         and not producer.subgraphs()
         and wanted(value)
-    )
+    ):
+        return producer
+    return None
 
 
 def _clone(
-    graph: Graph, value: Value, anchor: Node, forward: set[Node], wanted, clones: dict[Value, Value], gate: _Gate
+    graph: Graph,
+    value: Value,
+    anchor: Node,
+    forward: set[Node],
+    wanted: Callable[[Value], bool],
+    clones: dict[Value, Value],
+    gate: _Gate,
 ) -> Value:
     """``value`` recomputed before ``anchor`` (its producers cloned back to kept values), memoized."""
     if value in clones:
         return clones[value]
-    if not _recomputable(value, forward, wanted):
+    node = _recomputed_producer(value, forward, wanted)
+    if node is None:
         clones[value] = gate(value, forward)
         return clones[value]
-    node = value.producer()
     inputs = [None if x is None else _clone(graph, x, anchor, forward, wanted, clones, gate) for x in node.inputs]
     copy = Node(
         node.domain,

@@ -15,6 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,10 +23,15 @@ import onnxgraph
 from onnxgraph import types
 from onnxgraph.errors import TrainingError
 from onnxgraph.fsutil import atomic_write
+from onnxgraph.model import Model
 from onnxgraph.tensor import Tensor
 from onnxgraph.training import checkpoint
 from onnxgraph.training.artifacts import Layout, TrainingArtifacts
 from onnxgraph.training.data import BatchOrder, open_arrays, take
+
+if TYPE_CHECKING:
+    import onnx
+    from onnxruntime import InferenceSession
 
 FORMAT = "onnxgraph.training/1"
 """Checkpoint format tag (metadata ``format``)."""
@@ -97,15 +103,18 @@ class Trainer:
                 f"an epoch has {self.order.steps_per_epoch} batches, fewer than grad_accumulation={self._accumulate}"
             )
         self._session = self._create(artifacts.train_step)
-        self._eval_session = None
+        self._eval_session: InferenceSession | None = None
         self._carried = {n: self._ortvalue(v) for n, v in artifacts.initial.items()}
         self._spare = {n: self._ortvalue(np.empty_like(v)) for n, v in artifacts.initial.items()}
-        self._split = artifacts.grad_step is not None
+        grad_step, apply_step = artifacts.grad_step, artifacts.apply_step
+        if (grad_step is None) != (apply_step is None):
+            raise TrainingError("split artifacts need both grad_step and apply_step")
+        self._split = grad_step is not None
         self.gradients: dict = {}
         """After :meth:`grad_step`: summed gradient OrtValues by ``PARAM.grad`` name (split artifacts)."""
-        if self._split:
-            self._grad_session = self._create(artifacts.grad_step)
-            self._apply_session = self._create(artifacts.apply_step)
+        if grad_step is not None and apply_step is not None:
+            self._grad_session = self._create(grad_step)
+            self._apply_session = self._create(apply_step)
             shapes = {Layout.grad_name(p): artifacts.initial[p] for p in self.layout.parameters}
             self._zeros = {g: self._ortvalue(np.zeros_like(v)) for g, v in shapes.items()}
             self._sums = [{g: self._ortvalue(np.empty_like(v)) for g, v in shapes.items()} for _ in range(2)]
@@ -217,9 +226,12 @@ class Trainer:
         Returns:
             The losses of the steps this call ran.
         """
-        if (steps is None) == (epochs is None):
+        if steps is not None and epochs is None:
+            total = steps
+        elif epochs is not None and steps is None:
+            total = self.updates_per_epochs(epochs)
+        else:
             raise TrainingError("give exactly one of steps or epochs")
-        total = steps if steps is not None else self.updates_per_epochs(epochs)
         losses = []
         start = time.perf_counter()
         while self.step < total:
@@ -260,20 +272,21 @@ class Trainer:
         arrays = self.eval_data if data is None else _checked_data(data, self._fed, self.artifacts)
         if arrays is None:
             raise TrainingError("no eval data")
-        if self._eval_session is None:
-            self._eval_session = self._create(self.artifacts.eval)
+        session = self._eval_session
+        if session is None:
+            session = self._eval_session = self._create(self.artifacts.eval)
         rows = len(next(iter(arrays.values())))
         batch = self.order.batch_size
         total, weight = 0.0, 0
         for begin in range(0, rows, batch):
             index = np.arange(begin, min(begin + batch, rows))
-            binding = self._eval_session.io_binding()
+            binding = session.io_binding()
             binding.bind_output(self.layout.loss, "cpu")
             for name, array in take(arrays, self._fed, index).items():
                 binding.bind_cpu_input(name, array)
             for name in [*self.layout.parameters, *self.layout.buffers]:
                 binding.bind_ortvalue_input(name, self._carried[name])
-            self._eval_session.run_with_iobinding(binding)
+            session.run_with_iobinding(binding)
             total += float(binding.get_outputs()[0].numpy()) * len(index)
             weight += len(index)
         return total / weight
@@ -371,10 +384,10 @@ class Trainer:
         return path
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _create(self, model):
+    def _create(self, model: Model | onnx.ModelProto | str) -> InferenceSession:
         from onnxgraph.runtime.sessions import create_session
 
-        source = model.to_proto() if hasattr(model, "to_proto") else model
+        source = model.to_proto() if isinstance(model, Model) else model
         return create_session(source, providers=self._providers, threads=self._threads, memory_pattern=False)
 
     def _ortvalue(self, array: np.ndarray):
@@ -429,7 +442,9 @@ def _writable_dir(path: str | os.PathLike) -> str:
     return path
 
 
-def _checked_data(data, names: list[str], artifacts: TrainingArtifacts) -> dict[str, np.ndarray]:
+def _checked_data(
+    data: str | os.PathLike | dict[str, np.ndarray], names: list[str], artifacts: TrainingArtifacts
+) -> dict[str, np.ndarray]:
     """The arrays the model reads, checked against the train step's input types and shapes."""
     source = "the data" if isinstance(data, dict) else os.fspath(data)
     arrays = data if isinstance(data, dict) else open_arrays(data)
@@ -445,6 +460,8 @@ def _checked_data(data, names: list[str], artifacts: TrainingArtifacts) -> dict[
         raise TrainingError(f"{source}: the arrays must have the same number of rows (first axis): {rows}")
     for name in names:
         value, array = inputs[name], arrays[name]
+        if value.elem_type is None:
+            raise TrainingError(f"{source}: the model's input '{name}' has no tensor type")
         want = types.np_dtype(value.elem_type)
         if array.dtype != want:
             raise TrainingError(f"{source}: '{name}' is {array.dtype}, the model wants {want}")
@@ -461,7 +478,7 @@ def _checked_data(data, names: list[str], artifacts: TrainingArtifacts) -> dict[
 def _check_classes(source: str, arrays: dict[str, np.ndarray], artifacts: TrainingArtifacts) -> None:
     """cross_entropy targets must be class indices in [0, classes) or the ignore index."""
     layout = artifacts.layout
-    if layout.loss_fn != "cross_entropy":
+    if layout.loss_fn != "cross_entropy" or layout.target is None:
         return
     target = np.asarray(arrays[layout.target])
     valid = target if layout.ignore_index is None else target[target != layout.ignore_index]

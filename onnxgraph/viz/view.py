@@ -95,7 +95,8 @@ def repeated_block(name: str) -> str | None:
     """The block a node belongs to by its name: ``/model/layers.3/attn/MatMul`` -> ``/model/layers.3``."""
     parts = name.split("/")
     for i, part in enumerate(parts[:-1]):
-        if _REPEATED_SEGMENT.match(part) and _REPEATED_SEGMENT.match(part).group(1):
+        match = _REPEATED_SEGMENT.match(part)
+        if match and match.group(1):
             return "/".join(parts[: i + 1])
     return None
 

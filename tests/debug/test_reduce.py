@@ -134,6 +134,19 @@ def test_a_command_past_its_timeout_counts_as_failing():
         CommandCheck("true")
 
 
+def test_command_check_writes_inputs_named_like_numpy_savez_arguments(tmp_path):
+    # numpy.savez(path, **feeds) raised TypeError for an input named "file"
+    feeds = {"file": np.arange(3, dtype=np.float32), "allow_pickle": np.ones((2, 2), np.int64)}
+    script = (
+        "import sys, numpy; d = numpy.load(sys.argv[1]); "
+        "sys.exit(7 if sorted(d.files) == ['allow_pickle', 'file'] and d['file'].tolist() == [0, 1, 2] "
+        "and d['allow_pickle'].sum() == 4 else 0)"
+    )
+    check = CommandCheck(f'{sys.executable} -c "{script}" {{inputs}} {{model}}')
+    outcome = check(_builders().fault_chain(2, 99), feeds)
+    assert (outcome.failing, outcome.detail) == (True, "exit 7")
+
+
 def test_worker_past_its_timeout_counts_as_failing_and_is_replaced():
     model = _builders().fault_chain(4, 2)
     feeds = {"x": np.zeros((2, 8), np.float32)}

@@ -65,6 +65,24 @@ def test_external_data_is_mapped_lazily_and_only_when_read(tmp_path):
     np.testing.assert_array_equal(array, numpy_helper.to_array(_matmul_model().graph.initializer[0]))
 
 
+def test_external_data_emptied_after_loading_is_a_clear_error(tmp_path):
+    path = str(tmp_path / "m.onnx")
+    onnx.save(_matmul_model(), path, save_as_external_data=True, location="m.data", size_threshold=1024)
+    model = onnxgraph.load(path)
+    open(tmp_path / "m.data", "wb").close()  # another program truncates the file (this was a TypeError)
+    with pytest.raises(OSError, match="m.data' is empty"):
+        model.graph.initializers["w0"].const_value.numpy()
+
+
+def test_a_tensor_without_data_or_external_data_says_so():
+    from onnxgraph.tensor import Tensor
+
+    with pytest.raises(ValueError, match="tensor 't' has no data"):
+        Tensor(name="t").numpy()
+    with pytest.raises(ValueError, match="tensor 'w0' has no external data"):
+        _ = onnxgraph.from_proto(_matmul_model()).graph.initializers["w0"].const_value.external_span
+
+
 def test_save_keeps_the_layout_and_outputs(tmp_path):
     source = str(tmp_path / "src.onnx")
     onnx.save(_matmul_model(), source, save_as_external_data=True, location="src.data", size_threshold=1024)

@@ -203,6 +203,23 @@ def test_dynamic_quantization_survives_weights_shared_by_gemms(tmp_path):
     assert _ops(out).count("MatMulInteger") == 3
 
 
+def test_untying_gemm_weights_leaves_a_shared_sparse_weight_alone():
+    # a sparse initializer has no dense data to copy (this raised AttributeError); the quantizer skips it anyway
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnxgraph.quantize.prepare import untie_gemm_weights
+
+    values = numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "w")
+    sparse = helper.make_sparse_tensor(values, numpy_helper.from_array(np.array([0, 3], np.int64), "i"), [2, 2])
+    gemms = [helper.make_node("Gemm", ["x", "w"], [y], transB=1) for y in ("y1", "y2")]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    ys = [helper.make_tensor_value_info(y, TensorProto.FLOAT, [1, 2]) for y in ("y1", "y2")]
+    graph = helper.make_graph(gemms, "g", [x], ys, sparse_initializer=[sparse])
+    model = onnxgraph.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert untie_gemm_weights(model) == 0
+    assert [n.inputs[1].name for n in model.graph] == ["w", "w"] and not model.graph.initializers
+
+
 def test_onnxruntime_temporary_files_stay_beside_the_output(tmp_path, monkeypatch):
     import tempfile
 

@@ -190,3 +190,16 @@ def test_save_writes_models_layout_and_initial_state(tmp_path):
 def test_bad_options_raise_one_clear_error(kwargs, message):
     with pytest.raises(TrainingError, match=message):
         build_training(scale_model(), **kwargs)
+
+
+def test_an_output_of_unknown_element_type_is_refused_clearly():
+    # a custom op's output: shape inference cannot type it, and typing the loss raised a bare TypeError
+    from onnx import helper
+
+    model = scale_model()
+    model.graph.node.append(helper.make_node("Blur", ["y"], ["z"], domain="example.custom"))
+    del model.graph.output[:]
+    model.graph.output.append(onnx.ValueInfoProto(name="z"))
+    model.opset_import.append(helper.make_opsetid("example.custom", 1))
+    with pytest.raises(TrainingError, match="element type of 'z' is unknown"):
+        build_training(model, loss_fn="sum")

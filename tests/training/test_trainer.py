@@ -181,3 +181,13 @@ def test_separate_update_splits_gradient_and_update(mlp_data):
     np.testing.assert_allclose(losses, expected, rtol=1e-6)
     for name, array in fused.state_dict().items():
         np.testing.assert_allclose(split.state_dict()[name], array, rtol=1e-5, atol=1e-7)
+
+
+def test_split_artifacts_missing_one_half_are_refused():
+    import dataclasses
+
+    artifacts = build_training(scale_model(), loss_fn="mse", optimizer=SGD(), separate_update=True)
+    data = {"x": np.ones((4, 4), np.float32), "target": np.zeros((4, 4), np.float32)}
+    assert Trainer(artifacts, data, batch_size=2).train_step() > 0
+    with pytest.raises(TrainingError, match="both grad_step and apply_step"):
+        Trainer(dataclasses.replace(artifacts, apply_step=None), data, batch_size=2)
