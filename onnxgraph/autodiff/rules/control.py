@@ -10,6 +10,7 @@ from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
 from onnxgraph.graph import Graph
 from onnxgraph.node import Node
+from onnxgraph.value import Value
 
 BRANCHES = ("then_branch", "else_branch")
 
@@ -46,9 +47,9 @@ def _differentiate_branch(b, branch: Graph, target: Graph, grads, wanted) -> Non
         target.outputs.append(exposed)
 
 
-def _copy_nodes(branch: Graph, target: Graph) -> dict:
+def _copy_nodes(branch: Graph, target: Graph) -> dict[Value, Value]:
     """Append copies of ``branch``'s nodes to ``target``; return old inner value -> its copy."""
-    copies = {}
+    copies: dict[Value, Value] = {}
     for node in branch:
         if node.subgraphs():
             raise GradientError("the gradient of If with nested subgraphs is not supported")

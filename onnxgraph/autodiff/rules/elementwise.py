@@ -369,7 +369,7 @@ def dropout(b, node, grads):
     mask = b.Cast(b.ensure_output(node, 1, onnx.TensorProto.BOOL), to=x.elem_type)
     dx = b.Where(training, b.Div(b.Mul(g, mask), keep), g)
     d_ratio = None
-    if b.wants(ratio):
+    if ratio is not None and b.wants(ratio):
         per_element = b.Where(training, b.Div(b.Mul(g, y), keep), b.scalar(0, x))
         d_ratio = b.Cast(b.ReduceSum(per_element, keepdims=0), to=ratio.elem_type)
     return [dx, d_ratio]

@@ -96,6 +96,8 @@ def _scalar_type(elem: int) -> onnx.TypeProto:
 def _step_type(sequence: Value) -> onnx.TypeProto | None:
     """The type of one step of a sequence (its axis 0 dropped)."""
     shape = sequence.shape
+    if sequence.elem_type is None:
+        return None
     return types.tensor_type(sequence.elem_type, None if shape is None else tuple(shape[1:]))
 
 
@@ -230,7 +232,7 @@ def _body_types(b, node, body: Graph, input_types) -> dict[str, onnx.TypeProto]:
     from onnxgraph.serde.exporter import export_node
 
     inputs = [
-        onnx.helper.make_value_info(v.name, t) if t is not None else onnx.ValueInfoProto(name=v.name)
+        onnx.helper.make_value_info(v.name, t) if t is not None and v.name else onnx.ValueInfoProto(name=v.name)
         for v, t in zip(body.inputs, input_types)
     ]
     inputs += [onnx.helper.make_value_info(v.name, v.type) for v in node.implicit_inputs() if v.type is not None]
@@ -242,7 +244,7 @@ def _body_types(b, node, body: Graph, input_types) -> dict[str, onnx.TypeProto]:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - types stay as they are; a rule needing one says so
         return {}
-    found = {v.name: t for v, t in zip(body.inputs, input_types) if t is not None}
+    found = {v.name: t for v, t in zip(body.inputs, input_types) if t is not None and v.name}
     found.update((info.name, info.type) for info in inferred.graph.value_info)
     return found
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from onnxgraph.autodiff.builder import rank_of
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
+from onnxgraph.value import Value
 
 
 def _swap_last(b, x, rank):
@@ -95,7 +96,7 @@ def _terms(equation: str) -> tuple[list[list[str]], list[str]]:
     lhs, arrow, rhs = equation.replace(" ", "").partition("->")
     operands = [_tokens(t) for t in lhs.split(",")]
     if not arrow:
-        counts = {}
+        counts: dict[str, int] = {}
         for t in operands:
             for ch in t:
                 counts[ch] = counts.get(ch, 0) + 1
@@ -116,7 +117,7 @@ def _tokens(term: str) -> list[str]:
 def einsum(b, node, grads):
     operands, out = _terms(node.attr("equation"))
     g = grads[0]
-    result = []
+    result: list[Value | None] = []
     for i, x in enumerate(node.inputs):
         if not b.wants(x):
             result.append(None)

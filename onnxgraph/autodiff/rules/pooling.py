@@ -63,7 +63,8 @@ def _max_pool_by_offsets(b, node, g):
     placement = np.zeros([channels * len(offsets), 1, *kernel], dtype=dtype_of(x))
     for c in range(channels):
         for j, offset in enumerate(offsets):
-            placement[(c * len(offsets) + j, 0, *offset)] = 1
+            index = (c * len(offsets) + j, 0, *offset)
+            placement[index] = 1
     pb, pe, extra = transposed_window(in_sizes, out_sizes, kernel, strides, dilations, begins, tails)
     return b.ConvTranspose(
         stacked,
@@ -120,11 +121,11 @@ def average_pool(b, node, grads):
     kernel = list(node.attr("kernel_shape"))
     strides, dilations, begins, ends = window(node, kernel, spatial_sizes(x))
     spread = b.Div(g, _divisor(b, node, x, y, kernel, strides, dilations, begins, ends))
-    channels = x.shape[1] if x.shape is not None else None
-    folded = not isinstance(channels, int)
+    dim1 = x.shape[1] if x.shape is not None else None
+    folded = not isinstance(dim1, int)
+    channels = dim1 if isinstance(dim1, int) else 1
     if folded:  # (N, C, S) -> (N*C, 1, S), one channel at a time
         spread = b.Reshape(spread, b.concat_shape([-1, 1], b.dims(spread, 2)))
-        channels = 1
     ones = b.const(np.ones([channels, 1, *kernel], dtype=dtype_of(x)))
     window_args = {"kernel": kernel, "strides": strides, "dilations": dilations, "begins": begins, "ends": ends}
     if folded:

@@ -4,6 +4,8 @@ same attributes (onnx.reference), and the gradient multiplies by its transpose."
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from onnx import TensorProto, helper
 
@@ -79,7 +81,8 @@ def _known_sizes(b, node, rank):
     elements = array.reshape(-1).tolist() if array is not None else symbolic_elements(value)
     if not elements:
         return None
-    x, full = node.inputs[0], [None] * rank
+    x = node.inputs[0]
+    full: list[int | str | None] = [None] * rank
     for a, v in zip(node.attr("axes") or range(rank), elements):
         a %= rank
         full[a] = int(v) if isinstance(v, int) else _SAME if v == _symbol(x, a) else None
@@ -129,7 +132,8 @@ def _axis_matrix(node, opset, n_in, n_out, scale):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     from onnx.reference import ReferenceEvaluator
 
-    (matrix,) = ReferenceEvaluator(model).run(None, {"x": np.eye(n_in)})
+    outputs = ReferenceEvaluator(model).run(None, {"x": np.eye(n_in)})
+    (matrix,) = cast("list[np.ndarray]", outputs)  # run() gives a list unless asked for intermediates
     if matrix.shape != (n_in, n_out):
         raise GradientError(f"Resize gradient: axis matrix came out {matrix.shape}, expected {(n_in, n_out)}")
     return matrix

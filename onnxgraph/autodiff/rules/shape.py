@@ -78,12 +78,12 @@ def trilu(b, node, grads):
 def concat(b, node, grads):
     axis, g = node.attr("axis"), grads[0]
     sizes = [static_shape(x) for x in node.inputs]
-    if all(s is not None for s in sizes):
-        split = b.ints([s[axis] for s in sizes])
+    known = [s for s in sizes if s is not None]
+    if len(known) == len(sizes):
+        split = b.ints([s[axis] for s in known])
     else:
         split = b.Concat(*[b.axis_size(x, axis) for x in node.inputs], axis=0)
     parts = b.Split(g, split, axis=axis, _outputs=len(node.inputs))
-    parts = parts if isinstance(parts, tuple) else (parts,)
     return [p if b.wants(x) else None for p, x in zip(parts, node.inputs)]
 
 
@@ -141,12 +141,11 @@ def gather_elements(b, node, grads):
     if b.opset >= 16:
         return [b.ScatterElements(b.zeros_like(data), indices, g, axis=axis, reduction="add")]
     data_dims, index_dims = static_shape(data), static_shape(indices)
-    others_match = (
-        data_dims is not None
-        and index_dims is not None
-        and all(d == k for i, (d, k) in enumerate(zip(data_dims, index_dims)) if i != axis)
-    )
-    if not others_match:
+    if (
+        data_dims is None
+        or index_dims is None
+        or any(d != k for i, (d, k) in enumerate(zip(data_dims, index_dims)) if i != axis)
+    ):
         raise GradientError("the gradient of GatherElements before opset 16 needs static shapes equal off the axis")
     depth = b.const(np.int64(data_dims[axis]))
     one_hot = b.one_hot(indices, depth, data, axis=axis + 1)
