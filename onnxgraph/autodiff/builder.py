@@ -263,11 +263,12 @@ class GradBuilder(OpBuilder):
             return self.scalar(int(np.prod(dims)), like)
         return self.Cast(self.Size(x), to=like.elem_type)
 
-    def ensure_output(self, node: Node, index: int, elem_type: int) -> Value:
+    def ensure_output(self, node: Node, index: int, elem_type: int | None) -> Value:
         """A forward node's optional output (MaxPool Indices, LayerNormalization InvStdDev...),
-        added to the node when the model omits it, so the backward pass reuses it."""
+        added to the node when the model omits it, so the backward pass reuses it; typed
+        ``elem_type`` unless that is unknown too."""
         value = node.ensure_output(index)
-        if value.elem_type is None:
+        if value.elem_type is None and elem_type is not None:
             value.type = types.tensor_type(elem_type, None)
         return value
 
@@ -288,6 +289,20 @@ def _result_elem_type(op_type: str, inputs: Sequence[Value | None], attrs: Mappi
         return attrs["value"].elem_type if "value" in attrs else onnx.TensorProto.FLOAT
     source = inputs[2:3] if op_type == "OneHot" else inputs[1:] if op_type == "Where" else inputs
     return next((v.elem_type for v in source if v is not None and v.elem_type), None)
+
+
+def upstream(grads: Sequence[Value | None], index: int = 0) -> Value:
+    """The upstream gradient of output ``index``, for a rule whose op's gradient can only arrive there
+    (a single-output op, or a rule registered with ``outputs=(index,)``: the driver calls a rule only
+    when a gradient arrives).
+
+    Raises:
+        GradientError: there is none (a rule registered for the wrong outputs).
+    """
+    g = grads[index] if index < len(grads) else None
+    if g is None:
+        raise GradientError(f"the rule expects an upstream gradient at output {index} and got none")
+    return g
 
 
 def inverse_permutation(perm: Sequence[int]) -> list[int]:
@@ -316,6 +331,11 @@ def int_dims(dims: Sequence[types.Dim]) -> tuple[int, ...] | None:
 
 def rank_of(x: Value) -> int:
     """``x``'s rank; raises GradientError when shape inference could not tell it."""
+    return len(known_shape(x))
+
+
+def known_shape(x: Value) -> tuple[types.Dim, ...]:
+    """``x``'s shape (dims may be symbolic or unknown); raises GradientError when even its rank is unknown."""
     if x.shape is None:
         raise GradientError(f"the rank of {x.name!r} is unknown (shape inference could not tell it)")
-    return len(x.shape)
+    return x.shape

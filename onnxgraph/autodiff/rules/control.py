@@ -4,6 +4,9 @@ forward branch (a copy of its nodes) before the backward nodes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from onnxgraph import types
 from onnxgraph.autodiff.builder import GradBuilder
 from onnxgraph.autodiff.errors import GradientError
@@ -16,14 +19,13 @@ BRANCHES = ("then_branch", "else_branch")
 
 
 @register("If", differentiable=(), implicit=True)
-def if_(b, node, grads):
+def if_(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     outer = node.implicit_inputs()
     wanted = [v for v in outer if b.wants(v)]
     if not wanted:
         return []
-    branches = {name: Graph(f"{node.attr(name).name or name}_grad") for name in BRANCHES}
-    results = b.If(node.inputs[0], _outputs=len(wanted), **branches)
-    results = results if isinstance(results, tuple) else (results,)
+    branches: dict[str, Any] = {name: Graph(f"{node.attr(name).name or name}_grad") for name in BRANCHES}
+    results = b.If(node.input(0), _outputs=len(wanted), **branches)
     for name, graph in branches.items():  # built once the If is in the graph, so names stay unique
         _differentiate_branch(b, node.attr(name), graph, grads, wanted)
     by_value = dict(zip(wanted, results))

@@ -16,7 +16,7 @@ directions and bodies holding subgraphs are refused with a GradientError naming 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -38,10 +38,10 @@ def _label(node) -> str:
 
 
 @register("Loop", implicit=True)
-def loop(b, node, grads):
+def loop(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     body = node.attr("body")
     _check_body(node, body)
-    carried = list(node.inputs[2:])
+    carried = [node.input(i) for i in range(2, len(node.inputs))]
     n_carried = len(carried)
     _declare_state_types(body.inputs[2:], carried)
     stash = _stash_states(b, node, body, body.inputs[2:])
@@ -60,7 +60,7 @@ def loop(b, node, grads):
 
 
 @register("Scan", implicit=True)
-def scan(b, node, grads):
+def scan(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     body = node.attr("body")
     n_scan_in = node.attr("num_scan_inputs")
     _check_body(node, body)
@@ -68,8 +68,9 @@ def scan(b, node, grads):
         if any(node.attr(name) or []):
             raise GradientError(f"the gradient of {_label(node)} with {name} other than 0 is not supported")
     n_states = len(node.inputs) - n_scan_in
-    sequences = list(node.inputs[n_states:])
-    _declare_state_types(body.inputs[:n_states], node.inputs[:n_states])
+    initial = [node.input(i) for i in range(n_states)]
+    sequences = [node.input(i) for i in range(n_states, len(node.inputs))]
+    _declare_state_types(body.inputs[:n_states], initial)
     stash = _stash_states(b, node, body, body.inputs[:n_states])
     count = b.axis_size(sequences[0], 0, scalar=True)
 
@@ -78,8 +79,8 @@ def scan(b, node, grads):
 
     step_grads = [_step_slice(g) for g in grads[n_states:]]
     wanted_steps = [k for k, x in enumerate(sequences) if b.wants(x)]
-    states = list(zip(node.inputs[:n_states], grads[:n_states]))
-    types_in = [v.type for v in node.inputs[:n_states]] + [_step_type(x) for x in sequences]
+    states = list(zip(initial, grads[:n_states]))
+    types_in = [v.type for v in initial] + [_step_type(x) for x in sequences]
     d_initial, d_outer, d_steps = _reverse_loop(
         b, node, body, count, bind, types_in, (0, 0), states, step_grads, [n_states + k for k in wanted_steps]
     )

@@ -16,6 +16,8 @@ Refused with a GradientError naming the node: ``sequence_lens``, peepholes, non-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from onnxgraph import types
@@ -23,6 +25,7 @@ from onnxgraph.autodiff.builder import GradBuilder
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
 from onnxgraph.graph import Graph
+from onnxgraph.node import Node
 from onnxgraph.value import Value
 
 _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
@@ -31,12 +34,12 @@ _INT64_MIN = np.iinfo(np.int64).min
 
 
 @register("LSTM", differentiable=(0, 1, 2, 3, 5, 6))
-def lstm(b, node, grads):
+def lstm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     return _recurrent(b, node, grads, _lstm_direction)
 
 
 @register("GRU", differentiable=(0, 1, 2, 3, 5))
-def gru(b, node, grads):
+def gru(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     return _recurrent(b, node, grads, _gru_direction)
 
 
