@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import onnx
 import pytest
@@ -9,7 +11,8 @@ from onnx import numpy_helper
 
 from onnxgraph import Value, types
 from onnxgraph.autodiff import GradientError
-from onnxgraph.autodiff.builder import GradBuilder
+from onnxgraph.autodiff.builder import GradBuilder, upstream
+from onnxgraph.autodiff.registry import RULES, lookup
 from onnxgraph.autodiff.rules.loops import _step_type
 from onnxgraph.autodiff.rules.recurrent import _known_elem_type
 from onnxgraph.graph import Graph
@@ -42,3 +45,23 @@ def test_a_scan_over_a_value_of_unknown_element_type_is_a_gradient_error():
     with pytest.raises(GradientError, match="the element type of 'h' is unknown"):
         _known_elem_type(Value("h"))
     assert _known_elem_type(Value("h", types.tensor_type(onnx.TensorProto.DOUBLE, None))) == onnx.TensorProto.DOUBLE
+
+
+def test_upstream_refuses_a_missing_gradient():
+    g = Value("g")
+    assert upstream([g]) is g and upstream([None, g], 1) is g
+    with pytest.raises(GradientError, match="expects an upstream gradient at output 0"):
+        upstream([None, g])
+
+
+def test_every_registered_rule_is_annotated():
+    """mypy checks a rule against RuleFn only as far as it is annotated: keep every rule typed."""
+    assert lookup("", "Mul") is not None  # fills RULES
+    typed = [rule.fn for rule in RULES.values() if rule.fn is not None]
+    assert len(typed) > 80
+    unannotated = [fn.__qualname__ for fn in typed if set(inspect.get_annotations(fn)) != {"return"} | _params(fn)]
+    assert not unannotated
+
+
+def _params(fn) -> set[str]:
+    return set(inspect.signature(fn).parameters)
