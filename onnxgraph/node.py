@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from onnxgraph.attribute import Attribute
+from onnxgraph.errors import MalformedGraphError
 from onnxgraph.value import Value
 
 if TYPE_CHECKING:
@@ -98,6 +99,18 @@ class Node:
     @property
     def outputs(self) -> tuple[Value, ...]:
         return self._outputs
+
+    def input(self, index: int) -> Value:
+        """The value at input ``index``, which the op requires (``inputs[index]`` may be None).
+
+        Raises:
+            MalformedGraphError: the node has no value at ``index`` (too few inputs, or omitted).
+        """
+        value = self._inputs[index] if -len(self._inputs) <= index < len(self._inputs) else None
+        if value is None:
+            label = f"{self.op_type} node {self.name!r}" if self.name else f"{self.op_type} node"
+            raise MalformedGraphError(f"{label} has no input {index}, which it requires")
+        return value
 
     def replace_input_with(self, index: int, value: Value | None) -> None:
         """Read ``value`` at input ``index`` instead of the current one (updating both use sets)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from onnxgraph.graph import Graph
 from onnxgraph.model import Model
 from onnxgraph.node import Node
 from onnxgraph.optimizers.base import Pass
@@ -29,11 +30,11 @@ class ConstantsToInitializers(Pass):
             if in_function:
                 continue
             for node in graph:
-                if node.op_type == "Constant" and is_standard(node) and self._try_constant_to_initializer(node):
+                if node.op_type == "Constant" and is_standard(node) and self._try_constant_to_initializer(graph, node):
                     stats["constant_to_initializer"] += 1
         return stats
 
-    def _try_constant_to_initializer(self, node: Node) -> bool:
+    def _try_constant_to_initializer(self, graph: Graph, node: Node) -> bool:
         if not self.allows("constant_to_initializer"):
             return False
         tensor = constant_node_tensor(node)
@@ -41,5 +42,5 @@ class ConstantsToInitializers(Pass):
             return False
         # A fresh Tensor object: the attribute's tensor may be shared with other nodes' copies.
         data = Tensor.from_proto(tensor.proto) if tensor.proto is not None else Tensor(tensor.numpy())
-        node.graph.replace_with_initializers(node, [data])
+        graph.replace_with_initializers(node, [data])
         return True

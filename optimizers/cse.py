@@ -43,31 +43,31 @@ class CommonSubexpressionElimination(Pass):
             stats["initializer"] += self._merge_initializers(graph)
             seen: dict[Hashable, Node] = {}
             for node in graph:
-                if self._try_node(node, seen):
+                if self._try_node(graph, node, seen):
                     stats["node"] += 1
         return stats
 
     def _merge_initializers(self, graph: Graph) -> int:
         if not self.allows("initializer"):
             return 0
-        buckets: dict[Hashable, list[Value]] = {}
-        for value in graph.initializers.values():
+        buckets: dict[Hashable, list[tuple[str, Value, Tensor]]] = {}
+        for name, value in graph.initializers.items():
             if isinstance(value.const_value, Tensor) and not value.is_graph_input():
-                buckets.setdefault(tensor_key(value.const_value), []).append(value)
+                buckets.setdefault(tensor_key(value.const_value), []).append((name, value, value.const_value))
         merged = 0
-        for values in buckets.values():
-            kept: list[Value] = []
-            for value in values:
-                twin = next((k for k in kept if _same_data(k.const_value, value.const_value)), None)
+        for entries in buckets.values():
+            kept: list[tuple[Value, Tensor]] = []
+            for name, value, data in entries:
+                twin = next((k for k, k_data in kept if _same_data(k_data, data)), None)
                 if twin is None or value.is_graph_output():
-                    kept.append(value)
+                    kept.append((value, data))
                     continue
                 value.replace_all_uses_with(twin)
-                graph.remove_initializer(value.name)
+                graph.remove_initializer(name)
                 merged += 1
         return merged
 
-    def _try_node(self, node: Node, seen: dict[Hashable, Node]) -> bool:
+    def _try_node(self, graph: Graph, node: Node, seen: dict[Hashable, Node]) -> bool:
         if not self.allows("node") or node.subgraphs() or not is_deterministic(node):
             return False
         key = node_key(node)
@@ -78,7 +78,7 @@ class CommonSubexpressionElimination(Pass):
             return False
         for old, new in zip(node.outputs, twin.outputs):
             old.replace_all_uses_with(new)
-        node.graph.remove(node)
+        graph.remove(node)
         return True
 
 

@@ -221,20 +221,20 @@ class NoOpElimination(Pass):
         return self._forward(node, node.inputs[0])
 
     def _try_cast(self, node: Node) -> bool:
-        x = node.inputs[0]
+        x = node.input(0)
         return x.elem_type is not None and x.elem_type == node.attr("to") and self._forward(node, x)
 
     def _try_cast_pair(self, node: Node) -> bool:
         inner = self._same_graph_producer(node, "Cast")
         if inner is None:
             return False
-        x = inner.inputs[0]
+        x = inner.input(0)
         if x.elem_type is None or inner.attr("to") not in _WIDENS.get(x.elem_type, ()):
             return False
         return self._rewire_past(node, inner, x)
 
     def _try_reshape(self, node: Node) -> bool:
-        x, target = node.inputs[0], input_ints(node, 1)
+        x, target = node.input(0), input_ints(node, 1)
         shape = x.shape
         if shape is None or target is None or len(target) != len(shape) or target.count(-1) > 1:
             return False
@@ -254,7 +254,7 @@ class NoOpElimination(Pass):
         return self._rewire_past(node, inner, inner.inputs[0])
 
     def _try_flatten(self, node: Node) -> bool:
-        shape = node.inputs[0].shape
+        shape = node.input(0).shape
         return (
             shape is not None
             and len(shape) == 2
@@ -263,7 +263,7 @@ class NoOpElimination(Pass):
         )
 
     def _try_squeeze(self, node: Node) -> bool:
-        shape = node.inputs[0].shape
+        shape = node.input(0).shape
         if "axes" in node.attributes or (len(node.inputs) > 1 and node.inputs[1] is not None):
             return False
         if shape is None or not all(isinstance(d, int) and d != 1 for d in shape):
@@ -282,7 +282,7 @@ class NoOpElimination(Pass):
         outer_axes, inner_axes = axes_arg(node), axes_arg(inner)
         if not outer_axes or not inner_axes:
             return False
-        x = inner.inputs[0]
+        x = inner.input(0)
         # Both axis lists index the larger (unsqueezed) tensor.
         big_rank = None
         if x.shape is not None:
@@ -295,7 +295,7 @@ class NoOpElimination(Pass):
         return self._forward(node, x, inner)
 
     def _try_expand(self, node: Node) -> bool:
-        shape, target = node.inputs[0].shape, input_ints(node, 1)
+        shape, target = node.input(0).shape, input_ints(node, 1)
         if shape is None or target is None or len(target) > len(shape):
             return False
         dims = shape[len(shape) - len(target) :]
@@ -327,7 +327,11 @@ class NoOpElimination(Pass):
         return pads is not None and not any(pads) and self._forward(node, node.inputs[0])
 
     def _try_slice(self, node: Node) -> bool:
-        x = node.inputs[0]
+        x = node.input(0)
+        starts: list[int] | None
+        ends: list[int] | None
+        axes: list[int] | None
+        steps: list[int] | None
         if "starts" in node.attributes:
             starts, ends = list(node.attr("starts")), list(node.attr("ends"))
             axes = node.attr("axes")
@@ -366,9 +370,9 @@ class NoOpElimination(Pass):
         if len(node.inputs) != 2:
             return False
         neutral = 0 if node.op_type in ("Add", "Sub") else 1
-        candidates = [(node.inputs[0], node.inputs[1])]
+        candidates = [(node.input(0), node.input(1))]
         if node.op_type in ("Add", "Mul"):
-            candidates.append((node.inputs[1], node.inputs[0]))
+            candidates.append((node.input(1), node.input(0)))
         for x, c in candidates:
             data = const_value(c)
             if (

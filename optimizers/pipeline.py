@@ -20,6 +20,7 @@ from onnxgraph.optimizers.utils import legacy_initializer_inputs_as_constants
 from onnxgraph.optimizers.verify import Verification, Verifier
 from onnxgraph.runtime.inputs import check_shapes, specs_of
 from onnxgraph.shape_inference import annotate_types
+from onnxgraph.tensor import Tensor
 
 Progress = Callable[[str], None]
 
@@ -36,8 +37,8 @@ class ModelStats:
 
     @classmethod
     def of(cls, model: Model) -> ModelStats:
-        tensors = [v.const_value for g in model.all_graphs() for v in g.initializers.values()]
-        external = sum(t.nbytes for t in tensors if getattr(t, "is_external", False))
+        tensors = [t for g in model.all_graphs() for v in g.initializers.values() if (t := v.const_value) is not None]
+        external = sum(t.nbytes for t in tensors if isinstance(t, Tensor) and t.is_external)
         return cls(sum(1 for _ in model.all_nodes()), len(tensors), sum(t.nbytes for t in tensors), external)
 
 
@@ -148,6 +149,7 @@ def optimize(
         verifier = Verifier(original if allow_external_data_outside else source, original, input_shapes=input_shapes)
     active = list(names)
     candidate = original  # the first run rewrites the loaded copy itself; reruns start from fresh copies
+    culprit: str | None
     while True:
         try:
             result = _run(candidate, active, disabled, size_limit, max_rounds, say)

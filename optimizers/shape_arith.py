@@ -60,10 +60,10 @@ def _squeeze(node: Node, a: Arrays):
     data = a[0]
     if axes is None:
         return [np.squeeze(data)]
-    axes = tuple(x % data.ndim for x in axes) if data.ndim else ()
-    if any(data.shape[x] != 1 for x in axes):
+    squeezed = tuple(x % data.ndim for x in axes) if data.ndim else ()
+    if any(data.shape[x] != 1 for x in squeezed):
         return None
-    return [np.squeeze(data, axis=axes)]
+    return [np.squeeze(data, axis=squeezed)]
 
 
 def _concat(node: Node, a: Arrays):

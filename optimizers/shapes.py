@@ -82,11 +82,15 @@ class ShapeSimplification(Pass):
         return stats
 
     # -- value tracking ---------------------------------------------------------------------------
+    def _inferred(self, value: Value) -> onnx.TypeProto | None:
+        """``value``'s type as inference on the whole model gave it (None: unnamed or not inferred)."""
+        return None if value.name is None else self._types.get(value.name)
+
     def _dims(self, value: Value) -> list[Hashable] | None:
         """The dimensions of ``value``: ints, dim names, or a symbol unique to (value, axis)."""
         # Outside functions only inferred types count: a file's value_info may record the sizes
         # seen at export, and trusting those would fix dynamic dimensions.
-        type_proto = value.type if self._in_function else self._types.get(value.name)
+        type_proto = value.type if self._in_function else self._inferred(value)
         if type_proto is None or not type_proto.HasField("tensor_type"):
             return None
         tensor = type_proto.tensor_type
@@ -129,7 +133,7 @@ class ShapeSimplification(Pass):
         if not self.allows(case):
             return False
         out = node.outputs[0]
-        elem_type = (self._types.get(out.name) or out.type or onnx.TypeProto()).tensor_type.elem_type
+        elem_type = (self._inferred(out) or out.type or onnx.TypeProto()).tensor_type.elem_type
         dtype = np.int32 if elem_type == onnx.TensorProto.INT32 else np.int64
         array = np.array(partial.elems, dtype=dtype)
         replace_with_constant(out, array.reshape(()) if partial.scalar else array, in_function=in_function)
@@ -139,7 +143,7 @@ class ShapeSimplification(Pass):
         if not self.allows("reshape_target") or node.attr("allowzero", 0) or len(node.inputs) < 2:
             return False
         target = self._partial(node.inputs[1], partials)
-        dims = self._dims(node.inputs[0])
+        dims = self._dims(node.input(0))
         if target is None or target.known or dims is None or 0 in target.elems:
             return False
         shape, unresolved = [], 0
@@ -162,7 +166,7 @@ class ShapeSimplification(Pass):
 
 # -- propagation rules --------------------------------------------------------------------------------
 def _shape(p: ShapeSimplification, node: Node, partials) -> Partial | None:
-    dims = p._dims(node.inputs[0])
+    dims = p._dims(node.input(0))
     if dims is None:
         return None
     start, end = node.attr("start", 0), node.attr("end", None)
@@ -170,10 +174,13 @@ def _shape(p: ShapeSimplification, node: Node, partials) -> Partial | None:
 
 
 def _size(p: ShapeSimplification, node: Node, partials) -> Partial | None:
-    dims = p._dims(node.inputs[0])
-    if dims is None or not all(isinstance(d, int) for d in dims):
+    dims = p._dims(node.input(0))
+    if dims is None:
         return None
-    return Partial((int(np.prod(dims, dtype=np.int64)),), scalar=True)
+    known = [d for d in dims if isinstance(d, int)]
+    if len(known) != len(dims):
+        return None
+    return Partial((int(np.prod(known, dtype=np.int64)),), scalar=True)
 
 
 def _passthrough(p: ShapeSimplification, node: Node, partials) -> Partial | None:
@@ -213,9 +220,10 @@ def _concat(p: ShapeSimplification, node: Node, partials) -> Partial | None:
     if node.attr("axis") not in (0, -1):
         return None
     parts = [p._partial(v, partials) for v in node.inputs]
-    if any(part is None or part.scalar for part in parts):
+    vectors = [part for part in parts if part is not None and not part.scalar]
+    if len(vectors) != len(parts):
         return None
-    return Partial(tuple(e for part in parts for e in part.elems))
+    return Partial(tuple(e for part in vectors for e in part.elems))
 
 
 def _slice(p: ShapeSimplification, node: Node, partials) -> Partial | None:

@@ -130,7 +130,10 @@ def replace_with_constant(value: Value, array: np.ndarray, *, in_function: bool)
     Returns:
         The new constant value.
     """
-    new = new_constant(value.graph, array, in_function=in_function, before=value.producer(),
+    graph = value.graph
+    if graph is None:
+        raise ValueError(f"{value!r} belongs to no graph")
+    new = new_constant(graph, array, in_function=in_function, before=value.producer(),
                        base_name=value.name or "const")
     declared = value.type
     was_output = value.is_graph_output()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeGuard, overload
 
 import numpy as np
 import onnx
@@ -12,6 +13,7 @@ from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.builder import OpBuilder
 from onnxgraph.graph import Graph
 from onnxgraph.node import Node
+from onnxgraph.tensor import Tensor
 from onnxgraph.value import Value
 
 
@@ -27,27 +29,55 @@ class GradBuilder(OpBuilder):
     def __init__(self, graph: Graph, opset: int, *, constants_as_nodes: bool = False):
         super().__init__(graph, constants_as_nodes=constants_as_nodes)
         self.opset = opset
-        self._constants: dict[tuple, Value] = {}
+        self._constants: dict[tuple[str, tuple[int, ...], bytes], Value] = {}
         self.reached: set[Value] = set()
         """Values that depend on a ``wrt`` value (set by the driver): the ones worth a gradient."""
 
-    def op(self, op_type: str, *inputs: Value | None, **kwargs) -> Value | tuple[Value, ...]:
+    @overload
+    def op(
+        self,
+        op_type: str,
+        *inputs: Value | None,
+        _outputs: None = None,
+        _domain: str = "",
+        _name: str = "",
+        **attrs: Any,
+    ) -> Value: ...
+
+    @overload
+    def op(
+        self, op_type: str, *inputs: Value | None, _outputs: int, _domain: str = "", _name: str = "", **attrs: Any
+    ) -> tuple[Value, ...]: ...
+
+    def op(
+        self,
+        op_type: str,
+        *inputs: Value | None,
+        _outputs: int | None = None,
+        _domain: str = "",
+        _name: str = "",
+        **attrs: Any,
+    ) -> Value | tuple[Value, ...]:
         """Create a node (see OpBuilder.op) and record its outputs' element type, so constants
         built later from them (``scalar(1, t)``) get the right type."""
-        result = super().op(op_type, *inputs, **kwargs)
-        elem = _result_elem_type(op_type, inputs, kwargs)
+        result: Value | tuple[Value, ...]
+        if _outputs is None:
+            result = super().op(op_type, *inputs, _domain=_domain, _name=_name, **attrs)
+        else:
+            result = super().op(op_type, *inputs, _outputs=_outputs, _domain=_domain, _name=_name, **attrs)
+        elem = _result_elem_type(op_type, inputs, attrs)
         if elem:
             for value in result if isinstance(result, tuple) else (result,):
                 if value.type is None:
                     value.type = types.tensor_type(elem, None)
         return result
 
-    def wants(self, x: Value | None) -> bool:
+    def wants(self, x: Value | None) -> TypeGuard[Value]:
         """True when input ``x`` leads back to a ``wrt`` value, so its gradient is worth building."""
         return x is not None and x in self.reached
 
     # -- constants ------------------------------------------------------------------------------
-    def const(self, data, dtype=None, *, name: str = "const") -> Value:
+    def const(self, data: Any, dtype: Any = None, *, name: str = "const") -> Value:
         """A constant (see OpBuilder.const); small ones are shared, not repeated per use."""
         array = np.asarray(data, dtype=dtype)
         if array.size > 16:
@@ -150,8 +180,6 @@ class GradBuilder(OpBuilder):
     def zeros_like(self, x: Value, shape: Value | None = None) -> Value:
         """Zeros of ``x``'s element type and shape (or ``shape``): a scatter's target or the
         gradient of a wrt value no path reaches, never a stand-in for an absent gradient."""
-        from onnxgraph.tensor import Tensor
-
         fill = onnx.helper.make_tensor("zero", x.elem_type or onnx.TensorProto.FLOAT, [1], [0])
         return self.ConstantOfShape(self.shape(x) if shape is None else shape, value=Tensor.from_proto(fill))
 
@@ -169,7 +197,7 @@ class GradBuilder(OpBuilder):
 
         if value is None:
             return None
-        if value.const_value is not None:
+        if isinstance(value.const_value, Tensor):  # a sparse initializer counts as run-time data
             return np.asarray(value.const_value.numpy())
         producer = value.producer()
         if producer is not None and producer.op_type == "Constant" and producer.domain in ("", "ai.onnx"):
@@ -186,8 +214,9 @@ class GradBuilder(OpBuilder):
         """``x.shape[start:end]`` as a 1-D int64 tensor: a constant where those dims are static,
         else read at run time (Shape with start/end, or Shape + Slice before opset 15)."""
         shape = x.shape
-        if shape is not None and all(isinstance(d, int) for d in shape[start:end]):
-            return self.ints(shape[start:end])
+        known = None if shape is None else int_dims(shape[start:end])
+        if known is not None:
+            return self.ints(known)
         if self.opset >= 15:
             return self.Shape(x, start=start) if end is None else self.Shape(x, start=start, end=end)
         stop = np.iinfo(np.int64).max if end is None else end
@@ -207,8 +236,9 @@ class GradBuilder(OpBuilder):
     def axis_size(self, x: Value, axis: int, *, scalar: bool = False) -> Value:
         """``x.shape[axis]`` as a 1-D int64 tensor of one element (a 0-D one with ``scalar``)."""
         dims = x.shape
-        if dims is not None and isinstance(dims[axis], int):
-            return self.const(np.int64(dims[axis])) if scalar else self.ints([dims[axis]])
+        size_now = None if dims is None else dims[axis]
+        if isinstance(size_now, int):
+            return self.const(np.int64(size_now)) if scalar else self.ints([size_now])
         if self.opset >= 15:
             size = self.Shape(x, start=axis, end=axis + 1 if axis != -1 else None)
         else:  # Shape has no start/end before opset 15
@@ -233,11 +263,12 @@ class GradBuilder(OpBuilder):
             return self.scalar(int(np.prod(dims)), like)
         return self.Cast(self.Size(x), to=like.elem_type)
 
-    def ensure_output(self, node: Node, index: int, elem_type: int) -> Value:
+    def ensure_output(self, node: Node, index: int, elem_type: int | None) -> Value:
         """A forward node's optional output (MaxPool Indices, LayerNormalization InvStdDev...),
-        added to the node when the model omits it, so the backward pass reuses it."""
+        added to the node when the model omits it, so the backward pass reuses it; typed
+        ``elem_type`` unless that is unknown too."""
         value = node.ensure_output(index)
-        if value.elem_type is None:
+        if value.elem_type is None and elem_type is not None:
             value.type = types.tensor_type(elem_type, None)
         return value
 
@@ -246,7 +277,7 @@ _BOOL_RESULT = frozenset({"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrE
 _INT64_RESULT = frozenset({"Shape", "Size", "NonZero", "ArgMax", "ArgMin"})
 
 
-def _result_elem_type(op_type: str, inputs, attrs) -> int | None:
+def _result_elem_type(op_type: str, inputs: Sequence[Value | None], attrs: Mapping[str, Any]) -> int | None:
     """The element type of an op's (first) result as far as gradient rules need it."""
     if op_type in _BOOL_RESULT:
         return onnx.TensorProto.BOOL
@@ -258,6 +289,20 @@ def _result_elem_type(op_type: str, inputs, attrs) -> int | None:
         return attrs["value"].elem_type if "value" in attrs else onnx.TensorProto.FLOAT
     source = inputs[2:3] if op_type == "OneHot" else inputs[1:] if op_type == "Where" else inputs
     return next((v.elem_type for v in source if v is not None and v.elem_type), None)
+
+
+def upstream(grads: Sequence[Value | None], index: int = 0) -> Value:
+    """The upstream gradient of output ``index``, for a rule whose op's gradient can only arrive there
+    (a single-output op, or a rule registered with ``outputs=(index,)``: the driver calls a rule only
+    when a gradient arrives).
+
+    Raises:
+        GradientError: there is none (a rule registered for the wrong outputs).
+    """
+    g = grads[index] if index < len(grads) else None
+    if g is None:
+        raise GradientError(f"the rule expects an upstream gradient at output {index} and got none")
+    return g
 
 
 def inverse_permutation(perm: Sequence[int]) -> list[int]:
@@ -275,14 +320,22 @@ def dtype_of(x: Value) -> np.dtype:
 
 def static_shape(x: Value) -> tuple[int, ...] | None:
     """``x``'s dims when all are known integers, else None."""
-    shape = x.shape
-    if shape is None or not all(isinstance(d, int) for d in shape):
-        return None
-    return tuple(shape)
+    return None if x.shape is None else int_dims(x.shape)
+
+
+def int_dims(dims: Sequence[types.Dim]) -> tuple[int, ...] | None:
+    """``dims`` as integers when every one is a known integer, else None."""
+    known = tuple(d for d in dims if isinstance(d, int))
+    return known if len(known) == len(dims) else None
 
 
 def rank_of(x: Value) -> int:
     """``x``'s rank; raises GradientError when shape inference could not tell it."""
+    return len(known_shape(x))
+
+
+def known_shape(x: Value) -> tuple[types.Dim, ...]:
+    """``x``'s shape (dims may be symbolic or unknown); raises GradientError when even its rank is unknown."""
     if x.shape is None:
         raise GradientError(f"the rank of {x.name!r} is unknown (shape inference could not tell it)")
-    return len(x.shape)
+    return x.shape

@@ -46,7 +46,7 @@ def _input_names(op_type: str, rule: GradRule) -> str:
         and schema.inputs[-1].option == onnx.defs.OpSchema.FormalParameterOption.Variadic
     ):
         names[-1] += "..."
-    if rule.differentiable == ALL:
+    if isinstance(rule.differentiable, str):  # ALL
         return ", ".join(names)
     return ", ".join(names[i] if i < len(names) else str(i) for i in rule.differentiable)
 

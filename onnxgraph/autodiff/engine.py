@@ -96,6 +96,7 @@ def _apply(
     grads: dict[Value, list[Value]],
 ) -> None:
     """Run ``node``'s rule and record each input's gradient (un-broadcast where the rule says)."""
+    assert rule.fn is not None, "stop rules (no fn) are filtered out before _apply"
     in_grads = rule.fn(builder, node, out_grads)
     targets = list(node.inputs) + (node.implicit_inputs() if rule.implicit else [])
     for i, (x, g) in enumerate(zip(targets, in_grads)):
@@ -169,10 +170,11 @@ def _path_through(node: Node, wrt: set[Value], reached: set[Value], needed: set[
     current = node
     while True:
         x = next(x for x in _differentiable_inputs(current) if x in reached)
-        if x in wrt or x.producer() is None:
-            back.append(x.name)
+        producer = x.producer()
+        if x in wrt or producer is None:
+            back.append(_name(x))
             break
-        current = x.producer()
+        current = producer
         back.append(label(current))
     forward: list[str] = []
     value = next(o for o in node.outputs if o in needed)
@@ -180,5 +182,9 @@ def _path_through(node: Node, wrt: set[Value], reached: set[Value], needed: set[
         consumer = next(n for n in value.consumers() if any(o in needed for o in n.outputs))
         forward.append(label(consumer))
         value = next(o for o in consumer.outputs if o in needed)
-    forward.append(value.name)
+    forward.append(_name(value))
     return [*reversed(back), label(node), *forward]
+
+
+def _name(value: Value) -> str:
+    return value.name if value.name is not None else "<unnamed>"

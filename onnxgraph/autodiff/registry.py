@@ -11,14 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from onnxgraph.autodiff.builder import GradBuilder
     from onnxgraph.node import Node
     from onnxgraph.value import Value
 
-RuleFn = Callable[["GradBuilder", "Node", Sequence[Optional["Value"]]], Sequence[Optional["Value"]]]
+
+class RuleFn(Protocol):
+    """The signature every gradient rule has (see the module docstring); positional, so a rule may name
+    its parameters as it likes."""
+
+    def __call__(self, b: GradBuilder, node: Node, out_grads: Sequence[Value | None], /) -> Sequence[Value | None]:
+        """Return one gradient per input of ``node`` (then per implicit input for ``implicit`` rules)."""
+        ...
+
+
+_Rule = TypeVar("_Rule", bound=RuleFn)
 
 ALL = "all"
 """``differentiable`` / ``broadcast`` value meaning every input."""
@@ -65,14 +75,14 @@ def register(
     outputs: Sequence[int] | str = ALL,
     implicit: bool = False,
     domain: str = "",
-) -> Callable[[RuleFn], RuleFn]:
+) -> Callable[[_Rule], _Rule]:
     """Decorator: register ``fn`` as the gradient rule of each of ``op_types``.
 
     Raises:
         ValueError: one of the ops already has a rule (delete ``RULES[key]`` first to replace it).
     """
 
-    def decorate(fn: RuleFn) -> RuleFn:
+    def decorate(fn: _Rule) -> _Rule:
         family = fn.__module__.rsplit(".", 1)[-1]
         for op_type in op_types:
             rule = GradRule(
@@ -111,7 +121,11 @@ def _add(domain: str, op_type: str, rule: GradRule) -> None:
 
 
 def _positions(spec: Sequence[int] | str) -> tuple[int, ...] | str:
-    return spec if spec == ALL else tuple(spec)
+    if isinstance(spec, str):
+        if spec != ALL:
+            raise ValueError(f"positions are a sequence of ints or {ALL!r}, not {spec!r}")
+        return spec
+    return tuple(spec)
 
 
 def lookup(domain: str, op_type: str) -> GradRule | None:

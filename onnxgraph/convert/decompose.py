@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,8 @@ Rewrite = Callable[[OpBuilder, Node, int], list[Value]]
 
 
 def _dtype(value: Value) -> np.dtype:
-    return types.np_dtype(value.elem_type) if value.elem_type in types.FLOAT_TYPES else np.dtype(np.float32)
+    elem = value.elem_type
+    return types.np_dtype(elem) if elem is not None and elem in types.FLOAT_TYPES else np.dtype(np.float32)
 
 
 def _reduce_mean(op: OpBuilder, x: Value, axes: list[int], opset: int) -> Value:
@@ -45,7 +47,7 @@ def _normalized_axes(node: Node, x: Value) -> list[int]:
 
 
 def _gelu(op: OpBuilder, node: Node, target: int) -> list[Value]:
-    x = node.inputs[0]
+    x = node.input(0)
     dt = _dtype(x)
     half_x = op.Mul(x, op.const(dt.type(0.5), name="half"))
     if node.attr("approximate", "none") == "tanh":
@@ -60,7 +62,8 @@ def _gelu(op: OpBuilder, node: Node, target: int) -> list[Value]:
 def _layer_norm(op: OpBuilder, node: Node, target: int) -> list[Value]:
     if any(o.name and o.has_uses() or o.is_graph_output() for o in node.outputs[1:]):
         raise ValueError("LayerNormalization's Mean and InvStdDev outputs are used")
-    x, scale, bias = (list(node.inputs) + [None, None])[:3]
+    x, scale = node.input(0), node.input(1)
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
     axes = _normalized_axes(node, x)
     dt = _dtype(x)
     centered = op.Sub(x, _reduce_mean(op, x, axes, target))
@@ -71,7 +74,7 @@ def _layer_norm(op: OpBuilder, node: Node, target: int) -> list[Value]:
 
 
 def _rms_norm(op: OpBuilder, node: Node, target: int) -> list[Value]:
-    x, scale = node.inputs[0], node.inputs[1]
+    x, scale = node.input(0), node.input(1)
     axes = _normalized_axes(node, x)
     dt = _dtype(x)
     mean_square = _reduce_mean(op, op.Mul(x, x), axes, target)
@@ -80,7 +83,7 @@ def _rms_norm(op: OpBuilder, node: Node, target: int) -> list[Value]:
 
 
 def _split(op: OpBuilder, node: Node, target: int) -> list[Value]:
-    attrs = {a.name: a for a in node.attributes.values() if a.name != "num_outputs"}
+    attrs: dict[str, Any] = {a.name: a for a in node.attributes.values() if a.name != "num_outputs"}
     return list(op.Split(*node.inputs, _outputs=len(node.outputs), **attrs))
 
 
@@ -106,6 +109,8 @@ def rewrite(node: Node, target: int) -> None:
         ValueError: the node cannot be rewritten (the reason is in the message).
     """
     graph = node.graph
+    if graph is None:
+        raise ValueError(f"{node!r} belongs to no graph")
     op = OpBuilder(graph, insert_before=node, constants_as_nodes=graph.parent_node is not None)
     new_outputs = DECOMPOSITIONS[node.op_type][1](op, node, target)
     for old, new in zip(node.outputs, new_outputs):

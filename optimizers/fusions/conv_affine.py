@@ -35,9 +35,12 @@ def _per_channel(c: Value, conv_rank: int, channels: int) -> np.ndarray | Failur
     return np.broadcast_to(data.astype(np.float64).reshape(-1), (channels,))
 
 
-def _conv_shape(w: Value) -> tuple[int, ...] | None:
+def _rank_and_channels(w: Value) -> tuple[int, int] | None:
+    """A Conv weight's rank and output-channel count, when the rank (3 or more) and the count are known."""
     shape = w.shape
-    return shape if shape is not None and len(shape) >= 3 and isinstance(shape[0], int) else None
+    if shape is None or len(shape) < 3 or not isinstance(shape[0], int):
+        return None
+    return len(shape), shape[0]
 
 
 def _bias(b: Value | None, channels: int) -> np.ndarray | Failure:
@@ -50,10 +53,11 @@ def _bias(b: Value | None, channels: int) -> np.ndarray | Failure:
 
 
 def _add_check(ctx: RewriteContext, x, w, c, conv: Node, b=None, **_: Any) -> dict | Failure:
-    shape = _conv_shape(w)
-    if shape is None or w.elem_type != c.elem_type:
+    known = _rank_and_channels(w)
+    if known is None or w.elem_type != c.elem_type:
         return fail("Conv weight shape or element type unknown or different")
-    added, bias = _per_channel(c, len(shape), shape[0]), _bias(b, shape[0])
+    rank, channels = known
+    added, bias = _per_channel(c, rank, channels), _bias(b, channels)
     for result in (added, bias):
         if isinstance(result, Failure):
             return result

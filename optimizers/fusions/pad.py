@@ -97,7 +97,7 @@ def _check_for(expected_value: float):
 
 def _consumer_rank(consumer: Node, x: Value) -> int | None:
     if consumer.op_type == "Conv":
-        w = consumer.inputs[1].shape
+        w = consumer.input(1).shape
         return len(w) if w is not None else None
     kernel = consumer.attr("kernel_shape")
     if kernel is not None:

@@ -64,14 +64,14 @@ class GraphEditor:
 
     def remove_unused(self, nodes: Iterable[Node]) -> None:
         """Remove those of ``nodes`` (and only those) whose outputs nothing needs, repeatedly."""
-        pending = [n for n in nodes if n.graph is not None]
+        pending = [(n, g) for n in nodes if (g := n.graph) is not None]
         progress = True
         while pending and progress:
             progress = False
-            for node in list(pending):
+            for node, graph in list(pending):
                 if not any(self.is_needed(v) for v in node.outputs):
-                    node.graph.remove(node)
-                    pending.remove(node)
+                    graph.remove(node)
+                    pending.remove((node, graph))
                     progress = True
 
     def drop_unused_constants(self, values: Iterable[Value]) -> None:
@@ -79,9 +79,9 @@ class GraphEditor:
         for value in values:
             if self.is_needed(value) or value.is_graph_input():
                 continue
-            owner, producer = value.graph, value.producer()
-            if owner is not None and owner.initializers.get(value.name) is value:
-                owner.remove_initializer(value.name)
+            owner, name, producer = value.graph, value.name, value.producer()
+            if owner is not None and name is not None and owner.initializers.get(name) is value:
+                owner.remove_initializer(name)
             elif producer is not None and producer.op_type == "Constant":
                 self.remove_unused([producer])
 
@@ -89,7 +89,7 @@ class GraphEditor:
 def drop_stale_value_info(graph: Graph) -> None:
     """Forget type annotations of values whose producer was removed."""
     graph.value_info[:] = [
-        v for v in graph.value_info if v.producer() is None or v.producer().graph is not None
+        v for v in graph.value_info if (producer := v.producer()) is None or producer.graph is not None
     ]
 
 

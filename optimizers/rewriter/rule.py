@@ -152,19 +152,20 @@ class _TrackingBuilder(OpBuilder):
 
     def __init__(self, graph: Graph, **kwargs: Any):
         super().__init__(graph, **kwargs)
-        self.initializers: list[Value] = []
+        self.initializers: list[str] = []
+        """Names of the initializers this builder made."""
 
     def const(self, data: Any, dtype: Any = None, *, name: str = "const") -> Value:
         value = super().const(data, dtype, name=name)
-        if value.is_initializer():
-            self.initializers.append(value)
+        if value.name is not None and value.is_initializer():
+            self.initializers.append(value.name)
         return value
 
     def undo(self) -> None:
         for node in reversed(self.created):
             self.graph.remove(node, safe=False)
-        for value in self.initializers:
-            self.graph.remove_initializer(value.name)
+        for initializer in self.initializers:
+            self.graph.remove_initializer(initializer)
 
 
 def _apply(
@@ -175,6 +176,8 @@ def _apply(
     bindings: dict[str, Any],
 ) -> bool:
     graph, root = match.graph, match.root
+    if ctx.scope is None:
+        raise ValueError("a rewrite needs ctx.scope, the scope of the graph being rewritten")
     op = _TrackingBuilder(graph, insert_before=root, constants_as_nodes=ctx.scope.in_function)
     result = replacement(op, **bindings)
     new_values = result if isinstance(result, tuple) else (result,)

@@ -47,5 +47,5 @@ def transpose_perm(node: Node) -> list[int] | None:
     perm = node.attr("perm")
     if perm is not None:
         return list(perm)
-    shape = node.inputs[0].shape
+    shape = node.input(0).shape
     return None if shape is None else list(reversed(range(len(shape))))

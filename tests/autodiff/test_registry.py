@@ -46,3 +46,14 @@ def test_a_stop_rule_is_refused_twice_too(scratch_keys):
     with pytest.raises(ValueError, match=r"test\.domain::Probe is already registered"):
         register_stop("Probe", family="test", domain="test.domain")
     assert lookup("test.domain", "Probe").fn is None
+
+
+def test_a_position_spec_other_than_all_is_refused():
+    """A misspelt ``differentiable="al"`` used to become the tuple ("a", "l") and match no input."""
+    with pytest.raises(ValueError, match="positions are a sequence of ints or 'all'"):
+
+        @register("TestOnlyMisspelt", differentiable="al")
+        def rule(b, node, grads):
+            return [grads[0]]
+
+    assert lookup("", "TestOnlyMisspelt") is None

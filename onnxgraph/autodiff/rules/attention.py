@@ -13,12 +13,16 @@ back, so the input's gradient is one RotaryEmbedding of the upstream gradient wi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import onnx
 
-from onnxgraph.autodiff.builder import rank_of
+from onnxgraph.autodiff.builder import GradBuilder, rank_of, upstream
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
+from onnxgraph.node import Node
+from onnxgraph.value import Value
 
 _SWAP_LAST = [0, 1, 3, 2]
 _HEADS_FIRST = [0, 2, 1, 3]
@@ -29,8 +33,8 @@ def _label(node) -> str:
 
 
 @register("Attention", differentiable=(0, 1, 2, 3, 4, 5))
-def attention(b, node, grads):
-    q, k, v = node.inputs[:3]
+def attention(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    q, k, v = node.input(0), node.input(1), node.input(2)
     mask, past_k, past_v, lengths = (list(node.inputs[3:7]) + [None] * 4)[:4]
     if (past_k is None) != (past_v is None):
         raise GradientError(f"{_label(node)} needs both past_key and past_value or neither")
@@ -216,10 +220,10 @@ def _split_past(b, d_all, past, three_d: bool):
 
 
 @register("RotaryEmbedding", differentiable=(0, 1, 2))
-def rotary_embedding(b, node, grads):
+def rotary_embedding(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     x, cos, sin = node.inputs[:3]
     positions = node.inputs[3] if len(node.inputs) > 3 else None
-    g = grads[0]
+    g = upstream(grads)
     attrs = {
         name: node.attr(name)
         for name in ("interleaved", "rotary_embedding_dim", "num_heads")

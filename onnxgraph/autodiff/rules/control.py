@@ -4,25 +4,28 @@ forward branch (a copy of its nodes) before the backward nodes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from onnxgraph import types
 from onnxgraph.autodiff.builder import GradBuilder
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
 from onnxgraph.graph import Graph
 from onnxgraph.node import Node
+from onnxgraph.value import Value
 
 BRANCHES = ("then_branch", "else_branch")
 
 
 @register("If", differentiable=(), implicit=True)
-def if_(b, node, grads):
+def if_(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     outer = node.implicit_inputs()
     wanted = [v for v in outer if b.wants(v)]
     if not wanted:
         return []
-    branches = {name: Graph(f"{node.attr(name).name or name}_grad") for name in BRANCHES}
-    results = b.If(node.inputs[0], _outputs=len(wanted), **branches)
-    results = results if isinstance(results, tuple) else (results,)
+    branches: dict[str, Any] = {name: Graph(f"{node.attr(name).name or name}_grad") for name in BRANCHES}
+    results = b.If(node.input(0), _outputs=len(wanted), **branches)
     for name, graph in branches.items():  # built once the If is in the graph, so names stay unique
         _differentiate_branch(b, node.attr(name), graph, grads, wanted)
     by_value = dict(zip(wanted, results))
@@ -46,9 +49,9 @@ def _differentiate_branch(b, branch: Graph, target: Graph, grads, wanted) -> Non
         target.outputs.append(exposed)
 
 
-def _copy_nodes(branch: Graph, target: Graph) -> dict:
+def _copy_nodes(branch: Graph, target: Graph) -> dict[Value, Value]:
     """Append copies of ``branch``'s nodes to ``target``; return old inner value -> its copy."""
-    copies = {}
+    copies: dict[Value, Value] = {}
     for node in branch:
         if node.subgraphs():
             raise GradientError("the gradient of If with nested subgraphs is not supported")

@@ -8,9 +8,13 @@ pads and is cropped or zero-padded to the input's run-time size, and reshapes re
 
 from __future__ import annotations
 
-from onnxgraph.autodiff.builder import static_shape
+from collections.abc import Sequence
+
+from onnxgraph.autodiff.builder import GradBuilder, static_shape, upstream
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
+from onnxgraph.node import Node
+from onnxgraph.value import Value
 
 
 def spatial_sizes(value) -> tuple[int, ...] | None:
@@ -109,10 +113,10 @@ def weight_grad(b, inp, out_grad, c_in, c_out, kernel, groups, strides, dilation
 
 
 @register("Conv")
-def conv(b, node, grads):
-    x, w = node.inputs[:2]
+def conv(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    x, w = node.input(0), node.input(1)
     bias = node.inputs[2] if len(node.inputs) > 2 else None
-    g, y = grads[0], node.outputs[0]
+    g, y = upstream(grads), node.outputs[0]
     w_shape = weight_shape(node, w)
     kernel, groups = list(w_shape[2:]), node.attr("group", 1)
     strides, dilations, begins, ends = window(node, kernel, spatial_sizes(x))
@@ -128,12 +132,12 @@ def conv(b, node, grads):
 
 
 @register("ConvTranspose")
-def conv_transpose(b, node, grads):
+def conv_transpose(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     """ConvTranspose(X, W) is the input-gradient of Conv(., W): its gradients are a Conv and the
     Conv weight gradient with the roles of input and output exchanged."""
-    x, w = node.inputs[:2]
+    x, w = node.input(0), node.input(1)
     bias = node.inputs[2] if len(node.inputs) > 2 else None
-    g, y = grads[0], node.outputs[0]
+    g, y = upstream(grads), node.outputs[0]
     w_shape = weight_shape(node, w)
     kernel, groups, n = list(w_shape[2:]), node.attr("group", 1), len(w_shape) - 2
     strides = list(node.attr("strides") or [1] * n)

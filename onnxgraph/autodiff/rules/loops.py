@@ -16,7 +16,7 @@ directions and bodies holding subgraphs are refused with a GradientError naming 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -38,10 +38,10 @@ def _label(node) -> str:
 
 
 @register("Loop", implicit=True)
-def loop(b, node, grads):
+def loop(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     body = node.attr("body")
     _check_body(node, body)
-    carried = list(node.inputs[2:])
+    carried = [node.input(i) for i in range(2, len(node.inputs))]
     n_carried = len(carried)
     _declare_state_types(body.inputs[2:], carried)
     stash = _stash_states(b, node, body, body.inputs[2:])
@@ -60,7 +60,7 @@ def loop(b, node, grads):
 
 
 @register("Scan", implicit=True)
-def scan(b, node, grads):
+def scan(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     body = node.attr("body")
     n_scan_in = node.attr("num_scan_inputs")
     _check_body(node, body)
@@ -68,8 +68,9 @@ def scan(b, node, grads):
         if any(node.attr(name) or []):
             raise GradientError(f"the gradient of {_label(node)} with {name} other than 0 is not supported")
     n_states = len(node.inputs) - n_scan_in
-    sequences = list(node.inputs[n_states:])
-    _declare_state_types(body.inputs[:n_states], node.inputs[:n_states])
+    initial = [node.input(i) for i in range(n_states)]
+    sequences = [node.input(i) for i in range(n_states, len(node.inputs))]
+    _declare_state_types(body.inputs[:n_states], initial)
     stash = _stash_states(b, node, body, body.inputs[:n_states])
     count = b.axis_size(sequences[0], 0, scalar=True)
 
@@ -78,8 +79,8 @@ def scan(b, node, grads):
 
     step_grads = [_step_slice(g) for g in grads[n_states:]]
     wanted_steps = [k for k, x in enumerate(sequences) if b.wants(x)]
-    states = list(zip(node.inputs[:n_states], grads[:n_states]))
-    types_in = [v.type for v in node.inputs[:n_states]] + [_step_type(x) for x in sequences]
+    states = list(zip(initial, grads[:n_states]))
+    types_in = [v.type for v in initial] + [_step_type(x) for x in sequences]
     d_initial, d_outer, d_steps = _reverse_loop(
         b, node, body, count, bind, types_in, (0, 0), states, step_grads, [n_states + k for k in wanted_steps]
     )
@@ -96,6 +97,8 @@ def _scalar_type(elem: int) -> onnx.TypeProto:
 def _step_type(sequence: Value) -> onnx.TypeProto | None:
     """The type of one step of a sequence (its axis 0 dropped)."""
     shape = sequence.shape
+    if sequence.elem_type is None:
+        return None
     return types.tensor_type(sequence.elem_type, None if shape is None else tuple(shape[1:]))
 
 
@@ -230,7 +233,7 @@ def _body_types(b, node, body: Graph, input_types) -> dict[str, onnx.TypeProto]:
     from onnxgraph.serde.exporter import export_node
 
     inputs = [
-        onnx.helper.make_value_info(v.name, t) if t is not None else onnx.ValueInfoProto(name=v.name)
+        onnx.helper.make_value_info(v.name, t) if t is not None and v.name else onnx.ValueInfoProto(name=v.name)
         for v, t in zip(body.inputs, input_types)
     ]
     inputs += [onnx.helper.make_value_info(v.name, v.type) for v in node.implicit_inputs() if v.type is not None]
@@ -242,7 +245,7 @@ def _body_types(b, node, body: Graph, input_types) -> dict[str, onnx.TypeProto]:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - types stay as they are; a rule needing one says so
         return {}
-    found = {v.name: t for v, t in zip(body.inputs, input_types) if t is not None}
+    found = {v.name: t for v, t in zip(body.inputs, input_types) if t is not None and v.name}
     found.update((info.name, info.type) for info in inferred.graph.value_info)
     return found
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from onnxgraph.autodiff.builder import rank_of
+from onnxgraph.autodiff.builder import GradBuilder, rank_of
 from onnxgraph.autodiff.registry import register
+from onnxgraph.node import Node
+from onnxgraph.value import Value
 
 
 @register("Softmax")
-def softmax(b, node, grads):
+def softmax(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     y, g = node.outputs[0], grads[0]
     axis = node.attr("axis", -1)
     gy = b.Mul(g, y)
@@ -17,7 +21,7 @@ def softmax(b, node, grads):
 
 
 @register("LogSoftmax")
-def log_softmax(b, node, grads):
+def log_softmax(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     y, g = node.outputs[0], grads[0]
     axis = node.attr("axis", -1)
     return [b.Sub(g, b.Mul(b.Exp(y), b.ReduceSum(g, b.ints([axis]), keepdims=1)))]
@@ -83,23 +87,23 @@ def class_weight_grad(b, node, g, log_probs):
     if valid is not None:
         picked = b.Mul(picked, valid)
     contribution = b.Unsqueeze(b.Mul(picked, g), b.ints([1]))
-    scores = node.inputs[0]  # shaped like the log-probabilities, with its shape known
+    scores = node.input(0)  # shaped like the log-probabilities, with its shape known
     per_class = b.Mul(_one_hot(b, safe, scores), contribution)
     axes = [0, *range(2, rank_of(scores))]
     return b.ReduceSum(per_class, b.ints(axes), keepdims=0)
 
 
 @register("NegativeLogLikelihoodLoss", differentiable=(0, 2), outputs=(0,))
-def nll_loss(b, node, grads):
-    log_probs, g = node.inputs[0], grads[0]
+def nll_loss(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    log_probs, g = node.input(0), grads[0]
     d_weights = class_weight_grad(b, node, g, log_probs) if b.wants(_weights(node)) else None
     d_input = nll_input_grad(b, node, g, log_probs) if b.wants(log_probs) else None
     return [d_input, None, d_weights]
 
 
 @register("SoftmaxCrossEntropyLoss", differentiable=(0, 2))
-def softmax_cross_entropy(b, node, grads):
-    scores = node.inputs[0]
+def softmax_cross_entropy(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    scores = node.input(0)
     log_probs = b.ensure_output(node, 1, scores.elem_type)
     d_weights = None
     if grads[0] is not None and b.wants(_weights(node)):

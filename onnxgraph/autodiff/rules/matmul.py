@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from onnxgraph.autodiff.builder import rank_of
+from collections.abc import Sequence
+
+from onnxgraph.autodiff.builder import GradBuilder, known_shape, rank_of, upstream
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
+from onnxgraph.node import Node
+from onnxgraph.value import Value
 
 
 def _swap_last(b, x, rank):
@@ -37,8 +41,8 @@ def _as_matrix(b, x, axis):
 
 
 @register("MatMul")
-def matmul(b, node, grads):
-    (a, w), g = node.inputs, grads[0]
+def matmul(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    a, w, g = node.input(0), node.input(1), upstream(grads)
     ra, rw = rank_of(a), rank_of(w)
     a2 = _as_matrix(b, a, 0) if ra == 1 else a
     w2 = _as_matrix(b, w, 1) if rw == 1 else w
@@ -52,7 +56,7 @@ def matmul(b, node, grads):
     da = dw = None
     if b.wants(a):
         da = b.MatMul(g, _swap_last(b, w2, max(rank_of(w2), 2)))
-        da = b.unbroadcast(da, a2, None if batch is None else (*batch, *a2.shape[-2:]))
+        da = b.unbroadcast(da, a2, None if batch is None else (*batch, *known_shape(a2)[-2:]))
         da = b.reshape_like(da, a) if ra == 1 else da
     if b.wants(w) and rw == 2 and ra > 2:  # a shared weight: one GEMM over the flattened batch
         rows = b.Reshape(a, b.Concat(b.ints([-1]), b.axis_size(w, 0), axis=0))
@@ -60,16 +64,16 @@ def matmul(b, node, grads):
         dw = b.Gemm(rows, cols, transA=1)
     elif b.wants(w):
         dw = b.MatMul(_swap_last(b, a2, rank_of(a2)), g)
-        dw = b.unbroadcast(dw, w2, None if batch is None else (*batch, *w2.shape[-2:]))
+        dw = b.unbroadcast(dw, w2, None if batch is None else (*batch, *known_shape(w2)[-2:]))
         dw = b.reshape_like(dw, w) if rw == 1 else dw
     return [da, dw]
 
 
 @register("Gemm", broadcast=(2,))
-def gemm(b, node, grads):
-    a, w = node.inputs[:2]
+def gemm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    a, w = node.input(0), node.input(1)
     c = node.inputs[2] if len(node.inputs) > 2 else None
-    g = grads[0]
+    g = upstream(grads)
     alpha, beta = node.attr("alpha", 1.0), node.attr("beta", 1.0)
     ta, tb = node.attr("transA", 0), node.attr("transB", 0)
     da = dw = dc = None
@@ -95,7 +99,7 @@ def _terms(equation: str) -> tuple[list[list[str]], list[str]]:
     lhs, arrow, rhs = equation.replace(" ", "").partition("->")
     operands = [_tokens(t) for t in lhs.split(",")]
     if not arrow:
-        counts = {}
+        counts: dict[str, int] = {}
         for t in operands:
             for ch in t:
                 counts[ch] = counts.get(ch, 0) + 1
@@ -113,10 +117,10 @@ def _tokens(term: str) -> list[str]:
 
 
 @register("Einsum")
-def einsum(b, node, grads):
+def einsum(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     operands, out = _terms(node.attr("equation"))
-    g = grads[0]
-    result = []
+    g = upstream(grads)
+    result: list[Value | None] = []
     for i, x in enumerate(node.inputs):
         if not b.wants(x):
             result.append(None)

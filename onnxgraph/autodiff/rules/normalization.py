@@ -6,9 +6,13 @@ They share one identity: with ``xhat = (x - mean) * inv`` over some axes and ``d
 
 from __future__ import annotations
 
-from onnxgraph.autodiff.builder import rank_of
+from collections.abc import Sequence
+
+from onnxgraph.autodiff.builder import GradBuilder, rank_of
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
+from onnxgraph.node import Node
+from onnxgraph.value import Value
 
 _FLOAT = 1
 
@@ -17,8 +21,8 @@ def _mean(b, v, axes):
     return b.reduce("ReduceMean", v, axes, keepdims=True)
 
 
-def _batch_norm_training(b, node, grads):
-    x, scale = node.inputs[:2]
+def _batch_norm_training(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    x, scale = node.input(0), node.input(1)
     g, g_mean, g_var = (list(grads) + [None, None])[:3]
     r, eps, momentum = rank_of(x), node.attr("epsilon", 1e-5), node.attr("momentum", 0.9)
     axes = [0, *range(2, r)]
@@ -72,11 +76,11 @@ def _per_channel_sum(b, v, rank):
 
 
 @register("BatchNormalization")
-def batch_norm(b, node, grads):
+def batch_norm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     """Inference mode: an affine map per channel. Training mode: normalization by the batch
     statistics, whose running averages (outputs 1 and 2) also carry gradient:
     running = input * momentum + batch * (1 - momentum)."""
-    x, scale, bias, mean, var = node.inputs[:5]
+    x, scale, bias, mean, var = (node.input(i) for i in range(5))
     g, r, eps = grads[0], rank_of(x), node.attr("epsilon", 1e-5)
     if node.attr("training_mode", 0):
         return _batch_norm_training(b, node, grads)
@@ -97,10 +101,10 @@ def batch_norm(b, node, grads):
 
 
 @register("LayerNormalization", broadcast=(1, 2))
-def layer_norm(b, node, grads):
+def layer_norm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     """Reuses the forward Mean and InvStdDev outputs; gradients arriving at those outputs are
     added: d mean/dx = 1/n, d inv/dx = -inv^3 (x - mean) / n over the normalized axes."""
-    x, scale = node.inputs[:2]
+    x, scale = node.input(0), node.input(1)
     g, g_mean, g_inv = (list(grads) + [None, None])[:3]
     r = rank_of(x)
     axes = list(range(node.attr("axis", -1) % r, r))
@@ -132,8 +136,8 @@ def _as_x_type(b, v, x):
 
 
 @register("InstanceNormalization")
-def instance_norm(b, node, grads):
-    x, scale, _ = node.inputs
+def instance_norm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    x, scale = node.input(0), node.input(1)
     g, r = grads[0], rank_of(x)
     axes = list(range(2, r))
     mean, inv = _statistics(b, x, axes, node.attr("epsilon", 1e-5))
@@ -143,9 +147,9 @@ def instance_norm(b, node, grads):
 
 
 @register("GroupNormalization")
-def group_norm(b, node, grads):
+def group_norm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     """Statistics over (C/G, spatial) per group; scale and bias per channel (opset 21 semantics)."""
-    x, scale, _ = node.inputs
+    x, scale = node.input(0), node.input(1)
     if b.opset < 21:
         raise GradientError(
             "the gradient of GroupNormalization needs opset 21 (the opset 18 form is deprecated)"
@@ -161,8 +165,8 @@ def group_norm(b, node, grads):
 
 
 @register("LpNormalization")
-def lp_norm(b, node, grads):
-    x, y, g = node.inputs[0], node.outputs[0], grads[0]
+def lp_norm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    x, y, g = node.input(0), node.outputs[0], grads[0]
     axis, p = node.attr("axis", -1), node.attr("p", 2)
     if p == 2:
         norm = b.reduce("ReduceL2", x, [axis])
@@ -175,8 +179,8 @@ def lp_norm(b, node, grads):
 
 
 @register("RMSNormalization", broadcast=(1,))
-def rms_norm(b, node, grads):
-    x, scale = node.inputs
+def rms_norm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    x, scale = node.input(0), node.input(1)
     g, r = grads[0], rank_of(x)
     axes = list(range(node.attr("axis", -1) % r, r))
     inv = b.Reciprocal(

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
 
-from onnxgraph.autodiff.builder import dtype_of
+from onnxgraph.autodiff.builder import GradBuilder, dtype_of, rank_of, upstream
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
 from onnxgraph.autodiff.rules.conv import spatial_sizes, spread_back, transposed_window, window
 from onnxgraph.autodiff.rules.reduction import count_ratio
+from onnxgraph.node import Node
 from onnxgraph.tensor import Tensor
+from onnxgraph.value import Value
 
 
 @register("MaxPool", outputs=(0,))
-def max_pool(b, node, grads):
+def max_pool(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     """Three forms, one result: windows tiling the input compare with the upsampled maxima (keeping
     the fast forward MaxPool); from opset 16 other windows scatter-add through the Indices output;
     before (or with storage_order=1) every window offset is compared with the maxima and a grouped
     ConvTranspose puts the shares back. The comparison forms share ties evenly."""
-    x, g = node.inputs[0], grads[0]
+    x, g = node.input(0), upstream(grads)
     if _tiles(node, x):
         return [_max_pool_tiled(b, node, g)]
     if b.opset < 16 or node.attr("storage_order", 0):
@@ -35,7 +38,7 @@ def max_pool(b, node, grads):
 
 
 def _max_pool_by_offsets(b, node, g):
-    x, y = node.inputs[0], node.outputs[0]
+    x, y = node.input(0), node.outputs[0]
     in_sizes, out_sizes = spatial_sizes(x), spatial_sizes(y)
     channels = x.shape[1] if x.shape is not None else None
     if in_sizes is None or out_sizes is None or not isinstance(channels, int):
@@ -63,7 +66,8 @@ def _max_pool_by_offsets(b, node, g):
     placement = np.zeros([channels * len(offsets), 1, *kernel], dtype=dtype_of(x))
     for c in range(channels):
         for j, offset in enumerate(offsets):
-            placement[(c * len(offsets) + j, 0, *offset)] = 1
+            index = (c * len(offsets) + j, 0, *offset)
+            placement[index] = 1
     pb, pe, extra = transposed_window(in_sizes, out_sizes, kernel, strides, dilations, begins, tails)
     return b.ConvTranspose(
         stacked,
@@ -92,7 +96,7 @@ def _tiles(node, x) -> bool:
 
 
 def _max_pool_tiled(b, node, g):
-    x, y = node.inputs[0], node.outputs[0]
+    x, y = node.input(0), node.outputs[0]
     kernel = list(node.attr("kernel_shape"))
     scales = b.const(np.array([1, 1, *kernel], dtype=np.float32))
 
@@ -112,19 +116,19 @@ def _max_pool_tiled(b, node, g):
 
 
 @register("AveragePool")
-def average_pool(b, node, grads):
+def average_pool(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     """Each output's gradient, divided by its window's divisor, spread over the window: a
     ConvTranspose with a ones kernel, grouped per channel (or over channels folded into the batch
     when shape inference could not tell their number)."""
-    x, y, g = node.inputs[0], node.outputs[0], grads[0]
+    x, y, g = node.input(0), node.outputs[0], upstream(grads)
     kernel = list(node.attr("kernel_shape"))
     strides, dilations, begins, ends = window(node, kernel, spatial_sizes(x))
     spread = b.Div(g, _divisor(b, node, x, y, kernel, strides, dilations, begins, ends))
-    channels = x.shape[1] if x.shape is not None else None
-    folded = not isinstance(channels, int)
+    dim1 = x.shape[1] if x.shape is not None else None
+    folded = not isinstance(dim1, int)
+    channels = dim1 if isinstance(dim1, int) else 1
     if folded:  # (N, C, S) -> (N*C, 1, S), one channel at a time
         spread = b.Reshape(spread, b.concat_shape([-1, 1], b.dims(spread, 2)))
-        channels = 1
     ones = b.const(np.ones([channels, 1, *kernel], dtype=dtype_of(x)))
     window_args = {"kernel": kernel, "strides": strides, "dilations": dilations, "begins": begins, "ends": ends}
     if folded:
@@ -170,14 +174,14 @@ def _divisors(in_sizes, out_sizes, kernel, strides, dilations, begins, ends, inc
 
 
 @register("GlobalAveragePool")
-def global_average_pool(b, node, grads):
-    x, y = node.inputs[0], node.outputs[0]
-    return [b.Div(b.expand_like(grads[0], x), count_ratio(b, x, y))]
+def global_average_pool(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    x, y = node.input(0), node.outputs[0]
+    return [b.Div(b.expand_like(upstream(grads), x), count_ratio(b, x, y))]
 
 
 @register("GlobalMaxPool")
-def global_max_pool(b, node, grads):
-    x, y = node.inputs[0], node.outputs[0]
+def global_max_pool(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    x, y = node.input(0), node.outputs[0]
     hit = b.Cast(b.Equal(x, y), to=x.elem_type)
-    axes = b.ints(list(range(2, len(x.shape))))
-    return [b.Div(b.Mul(hit, grads[0]), b.ReduceSum(hit, axes, keepdims=1))]
+    axes = b.ints(list(range(2, rank_of(x))))
+    return [b.Div(b.Mul(hit, upstream(grads)), b.ReduceSum(hit, axes, keepdims=1))]

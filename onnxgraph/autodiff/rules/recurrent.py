@@ -16,6 +16,8 @@ Refused with a GradientError naming the node: ``sequence_lens``, peepholes, non-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from onnxgraph import types
@@ -23,6 +25,7 @@ from onnxgraph.autodiff.builder import GradBuilder
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
 from onnxgraph.graph import Graph
+from onnxgraph.node import Node
 from onnxgraph.value import Value
 
 _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
@@ -31,12 +34,12 @@ _INT64_MIN = np.iinfo(np.int64).min
 
 
 @register("LSTM", differentiable=(0, 1, 2, 3, 5, 6))
-def lstm(b, node, grads):
+def lstm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     return _recurrent(b, node, grads, _lstm_direction)
 
 
 @register("GRU", differentiable=(0, 1, 2, 3, 5))
-def gru(b, node, grads):
+def gru(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     return _recurrent(b, node, grads, _gru_direction)
 
 
@@ -292,21 +295,27 @@ def _scan(b, initial, sequences, body_fn, reverse: bool, n_out: int = 1):
         num_scan_inputs=len(sequences),
         _outputs=len(initial) + n_out,
     )
-    results = results if isinstance(results, tuple) else (results,)
     # built once the Scan is in the graph, so names stay unique across scopes
     sb = GradBuilder(body, b.opset, constants_as_nodes=True)
     states = [_body_input(body, "state", v) for v in initial]
     steps = [_body_input(body, "step", v) for v in sequences]
     new_states, outputs = body_fn(sb, states, steps)
+    elem = _known_elem_type(sequences[0])
     for value in [*new_states, *outputs]:
         exposed = sb.Identity(value) if value.is_graph_input() or value.producer() is None else value
-        exposed.type = types.tensor_type(sequences[0].elem_type, None)
+        exposed.type = types.tensor_type(elem, None)
         body.outputs.append(exposed)
     for value in results:
-        value.type = types.tensor_type(sequences[0].elem_type, None)
+        value.type = types.tensor_type(elem, None)
     stacked = [reverse_steps(b, v) if reverse else v for v in results[len(initial) :]]
     return (*results[: len(initial)], *stacked)
 
 
 def _body_input(body: Graph, base: str, outer: Value) -> Value:
-    return body.add_input(Value(body.fresh_name(base), types.tensor_type(outer.elem_type, None)))
+    return body.add_input(Value(body.fresh_name(base), types.tensor_type(_known_elem_type(outer), None)))
+
+
+def _known_elem_type(value: Value) -> int:
+    if value.elem_type is None:
+        raise GradientError(f"the element type of {value.name!r} is unknown (shape inference could not tell it)")
+    return value.elem_type

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from onnxgraph.autodiff.builder import rank_of
+from collections.abc import Sequence
+
+from onnxgraph.autodiff.builder import GradBuilder, rank_of
 from onnxgraph.autodiff.registry import register
+from onnxgraph.node import Node
+from onnxgraph.value import Value
 
 
 def reduced_axes(b, node):
@@ -19,7 +23,7 @@ def reduced_axes(b, node):
 
 def expand_back(b, node, v, axes):
     """A reduced value (``g`` or ``y``) broadcast back to the input's shape."""
-    x = node.inputs[0]
+    x = node.input(0)
     if not node.attr("keepdims", 1) and axes is not None:
         v = b.Unsqueeze(v, axes) if not isinstance(axes, list) else b.unsqueeze(v, axes)
     return b.expand_like(v, x)
@@ -44,7 +48,7 @@ def count_ratio(b, x, y):
 
 def extremum_grad(b, node, g, axes):
     """Max/min reductions: ``g`` goes to the elements equal to the result, split among ties."""
-    x, y = node.inputs[0], node.outputs[0]
+    x, y = node.input(0), node.outputs[0]
     hit = b.Cast(b.Equal(x, expand_back(b, node, y, axes)), to=x.elem_type)
     sum_axes = list(range(rank_of(x))) if axes is None else axes
     ties = b.ReduceSum(
@@ -66,8 +70,8 @@ def extremum_grad(b, node, g, axes):
     "ReduceLogSum",
     differentiable=(0,),
 )
-def reduce(b, node, grads):
-    x, y, g = node.inputs[0], node.outputs[0], grads[0]
+def reduce(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    x, y, g = node.input(0), node.outputs[0], grads[0]
     axes = reduced_axes(b, node)
     if _is_noop(node, axes):
         return [_elementwise_noop(b, node.op_type, x, g)]
@@ -107,7 +111,7 @@ def _elementwise_noop(b, op, x, g):
 
 
 @register("CumSum", differentiable=(0,))
-def cumsum(b, node, grads):
+def cumsum(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     reverse = 1 - node.attr("reverse", 0)
     return [
         b.CumSum(grads[0], node.inputs[1], exclusive=node.attr("exclusive", 0), reverse=reverse)

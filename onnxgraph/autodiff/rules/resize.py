@@ -4,12 +4,17 @@ same attributes (onnx.reference), and the gradient multiplies by its transpose."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 import numpy as np
 from onnx import TensorProto, helper
 
-from onnxgraph.autodiff.builder import dtype_of, inverse_permutation, rank_of
+from onnxgraph.autodiff.builder import GradBuilder, dtype_of, inverse_permutation, known_shape
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
+from onnxgraph.node import Node
+from onnxgraph.value import Value
 
 _PER_AXIS_ATTRS = ("axes", "keep_aspect_ratio_policy")
 _SAME = "same"
@@ -17,20 +22,21 @@ _SAME = "same"
 
 
 @register("Resize", differentiable=(0,))
-def resize(b, node, grads):
-    x, y, g = node.inputs[0], node.outputs[0], grads[0]
+def resize(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    x, y, g = node.input(0), node.outputs[0], grads[0]
     if node.attr("coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize":
         raise GradientError("the gradient of Resize with tf_crop_and_resize is not supported")
-    rank = rank_of(x)
+    x_dims = known_shape(x)
+    rank = len(x_dims)
     scales = _per_axis(b, node, 2, rank, 1.0, "scales")
     sizes = _known_sizes(b, node, rank) if scales is None else None
     factors = _repeats(node, scales, rank)
-    if factors is not None and any(not isinstance(d, int) for d in x.shape[2:]):
+    if factors is not None and any(not isinstance(d, int) for d in x_dims[2:]):
         # each input cell is repeated: its gradient sums its block, whatever the run-time size
         pooled = b.AveragePool(g, kernel_shape=factors, strides=factors)
         return [b.Mul(pooled, b.scalar(int(np.prod(factors)), x))]
     out_dims = y.shape if y.shape is not None and len(y.shape) == rank else (None,) * rank
-    for axis, (n_in, n_out) in enumerate(zip(x.shape, out_dims)):
+    for axis, (n_in, n_out) in enumerate(zip(x_dims, out_dims)):
         scale = None if scales is None else scales[axis]
         if scale is not None:
             if scale == 1.0:
@@ -79,7 +85,8 @@ def _known_sizes(b, node, rank):
     elements = array.reshape(-1).tolist() if array is not None else symbolic_elements(value)
     if not elements:
         return None
-    x, full = node.inputs[0], [None] * rank
+    x = node.input(0)
+    full: list[int | str | None] = [None] * rank
     for a, v in zip(node.attr("axes") or range(rank), elements):
         a %= rank
         full[a] = int(v) if isinstance(v, int) else _SAME if v == _symbol(x, a) else None
@@ -129,7 +136,8 @@ def _axis_matrix(node, opset, n_in, n_out, scale):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     from onnx.reference import ReferenceEvaluator
 
-    (matrix,) = ReferenceEvaluator(model).run(None, {"x": np.eye(n_in)})
+    outputs = ReferenceEvaluator(model).run(None, {"x": np.eye(n_in)})
+    (matrix,) = cast("list[np.ndarray]", outputs)  # run() gives a list unless asked for intermediates
     if matrix.shape != (n_in, n_out):
         raise GradientError(f"Resize gradient: axis matrix came out {matrix.shape}, expected {(n_in, n_out)}")
     return matrix

@@ -7,12 +7,16 @@ back with a scatter: a permutation or selection needs no accumulation, repeated 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import onnx
 
-from onnxgraph.autodiff.builder import inverse_permutation, rank_of, static_shape
+from onnxgraph.autodiff.builder import GradBuilder, inverse_permutation, rank_of, static_shape, upstream
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register, register_stop
+from onnxgraph.node import Node
+from onnxgraph.value import Value
 
 register_stop(
     "Shape",
@@ -52,59 +56,59 @@ def _scatter_add_flat(b, x, flat_positions, g, *, needs_add: bool, why: str):
 
 
 @register("Reshape", "Flatten", "Squeeze", "Unsqueeze", differentiable=(0,))
-def reshape(b, node, grads):
-    return [b.reshape_like(grads[0], node.inputs[0])]
+def reshape(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    return [b.reshape_like(upstream(grads), node.input(0))]
 
 
 @register("Transpose")
-def transpose(b, node, grads):
-    perm = node.attr("perm") or list(reversed(range(rank_of(node.inputs[0]))))
+def transpose(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    perm = node.attr("perm") or list(reversed(range(rank_of(node.input(0)))))
     return [b.Transpose(grads[0], perm=inverse_permutation(perm))]
 
 
 @register("Expand", differentiable=(0,), broadcast=(0,))
-def expand(b, node, grads):
+def expand(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     return [grads[0]]
 
 
 @register("Trilu", differentiable=(0,))
-def trilu(b, node, grads):
+def trilu(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     """Trilu keeps a fixed set of elements: the gradient is the same mask applied to ``g``."""
     upper = node.attr("upper", 1)
     return [b.Trilu(grads[0], *node.inputs[1:], upper=upper)]
 
 
 @register("Concat")
-def concat(b, node, grads):
-    axis, g = node.attr("axis"), grads[0]
-    sizes = [static_shape(x) for x in node.inputs]
-    if all(s is not None for s in sizes):
-        split = b.ints([s[axis] for s in sizes])
+def concat(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    axis, g, xs = node.attr("axis"), grads[0], [node.input(i) for i in range(len(node.inputs))]
+    sizes = [static_shape(x) for x in xs]
+    known = [s for s in sizes if s is not None]
+    if len(known) == len(sizes):
+        split = b.ints([s[axis] for s in known])
     else:
-        split = b.Concat(*[b.axis_size(x, axis) for x in node.inputs], axis=0)
+        split = b.Concat(*[b.axis_size(x, axis) for x in xs], axis=0)
     parts = b.Split(g, split, axis=axis, _outputs=len(node.inputs))
-    parts = parts if isinstance(parts, tuple) else (parts,)
     return [p if b.wants(x) else None for p, x in zip(parts, node.inputs)]
 
 
 @register("Split", differentiable=(0,))
-def split(b, node, grads):
+def split(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     pieces = [g if g is not None else b.zeros_like(out) for g, out in zip(grads, node.outputs)]
     return [b.Concat(*pieces, axis=node.attr("axis", 0))]
 
 
 @register("Slice", differentiable=(0,))
-def slice_(b, node, grads):
-    x = node.inputs[0]
+def slice_(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    x = node.input(0)
     picked = b.Slice(_positions(b, x), *node.inputs[1:])
     return [_scatter_add_flat(b, x, picked, grads[0], needs_add=False, why="Slice")]
 
 
 @register("Gather", differentiable=(0,))
-def gather(b, node, grads):
+def gather(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     """Rows picked by ``indices`` along ``axis`` get the upstream rows added back (ScatterND at
     opset 16+, a one-hot product before)."""
-    (data, indices), g = node.inputs, grads[0]
+    data, indices, g = node.input(0), node.input(1), grads[0]
     r, q = rank_of(data), rank_of(indices)
     axis = node.attr("axis", 0) % r
     # g: data[:axis] + indices.shape + data[axis+1:]  ->  indices.shape + data[:axis] + data[axis+1:]
@@ -133,20 +137,19 @@ def _nonnegative(b, indices, size):
 
 
 @register("GatherElements", differentiable=(0,))
-def gather_elements(b, node, grads):
+def gather_elements(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     """Scatter-add of g at the indices (opset 16+); before, a one-hot of the indices along the
     gather axis, weighted by g and summed over the picks."""
-    (data, indices), g = node.inputs, grads[0]
+    data, indices, g = node.input(0), node.input(1), upstream(grads)
     axis = node.attr("axis", 0) % rank_of(data)
     if b.opset >= 16:
         return [b.ScatterElements(b.zeros_like(data), indices, g, axis=axis, reduction="add")]
     data_dims, index_dims = static_shape(data), static_shape(indices)
-    others_match = (
-        data_dims is not None
-        and index_dims is not None
-        and all(d == k for i, (d, k) in enumerate(zip(data_dims, index_dims)) if i != axis)
-    )
-    if not others_match:
+    if (
+        data_dims is None
+        or index_dims is None
+        or any(d != k for i, (d, k) in enumerate(zip(data_dims, index_dims)) if i != axis)
+    ):
         raise GradientError("the gradient of GatherElements before opset 16 needs static shapes equal off the axis")
     depth = b.const(np.int64(data_dims[axis]))
     one_hot = b.one_hot(indices, depth, data, axis=axis + 1)
@@ -154,8 +157,8 @@ def gather_elements(b, node, grads):
 
 
 @register("GatherND", differentiable=(0,))
-def gather_nd(b, node, grads):
-    (data, indices), g = node.inputs, grads[0]
+def gather_nd(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    data, indices, g = node.input(0), node.input(1), grads[0]
     if node.attr("batch_dims", 0):
         raise GradientError("the gradient of GatherND with batch_dims > 0 is not supported")
     if b.opset < 16:
@@ -164,8 +167,8 @@ def gather_nd(b, node, grads):
 
 
 @register("ScatterElements", differentiable=(0, 2))
-def scatter_elements(b, node, grads):
-    (data, indices, updates), g = node.inputs, grads[0]
+def scatter_elements(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    data, indices, updates, g = node.input(0), node.input(1), node.input(2), grads[0]
     axis, reduction = node.attr("axis", 0), node.attr("reduction", "none")
     if reduction not in ("none", "add"):
         raise GradientError(f"the gradient of ScatterElements reduction='{reduction}' is not supported")
@@ -177,8 +180,8 @@ def scatter_elements(b, node, grads):
 
 
 @register("ScatterND", differentiable=(0, 2))
-def scatter_nd(b, node, grads):
-    (data, indices, updates), g = node.inputs, grads[0]
+def scatter_nd(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    data, indices, updates, g = node.input(0), node.input(1), node.input(2), grads[0]
     reduction = node.attr("reduction", "none")
     if reduction not in ("none", "add"):
         raise GradientError(f"the gradient of ScatterND reduction='{reduction}' is not supported")
@@ -189,9 +192,9 @@ def scatter_nd(b, node, grads):
 
 
 @register("Tile", differentiable=(0,))
-def tile(b, node, grads):
+def tile(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     """Reshape ``g`` to (r0, d0, r1, d1, ...) and sum over the repeat axes."""
-    (x, repeats), g = node.inputs, grads[0]
+    x, repeats, g = node.input(0), node.input(1), grads[0]
     r = rank_of(x)
     pairs = b.Concat(b.Unsqueeze(repeats, b.ints([1])), b.Unsqueeze(b.shape(x), b.ints([1])), axis=1)
     interleaved = b.Reshape(g, b.Reshape(pairs, b.ints([-1])))
@@ -199,11 +202,11 @@ def tile(b, node, grads):
 
 
 @register("Pad", differentiable=(0, 2))
-def pad(b, node, grads):
+def pad(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     """Constant padding: slice the input's cells back out (or, for negative or dynamic pads, pad
     by the negated pads); the fill value gets the rest of g's sum. Reflect, edge and wrap:
     scatter-add through the same padding applied to element positions."""
-    x, g = node.inputs[0], grads[0]
+    x, g = node.input(0), grads[0]
     mode = node.attr("mode", "constant")
     if mode != "constant":
         folded = _fold_back(b, node, g, mode)
@@ -225,7 +228,7 @@ def _fold_back(b, node, g, mode):
     at a time: each padded strip of g is added back onto the input cells it copied (mirrored for
     reflect, summed onto the border for edge, onto the far side for wrap). None when not static
     or when a strip is wider than the axis."""
-    x = node.inputs[0]
+    x = node.input(0)
     pads, dims = b.constant_ints(node.inputs[1]), static_shape(x)
     axes_input = node.inputs[3] if len(node.inputs) > 3 else None
     axes = b.constant_ints(axes_input) if axes_input is not None else list(range(len(dims or ())))
@@ -281,7 +284,7 @@ def _fold_axis(b, g, axis, before, after, dims, mode):
 
 
 def _constant_pad_input_grad(b, node, g):
-    x = node.inputs[0]
+    x = node.input(0)
     pads = b.constant_ints(node.inputs[1])
     axes_input = node.inputs[3] if len(node.inputs) > 3 else None
     axes = b.constant_ints(axes_input) if axes_input is not None else list(range(len(pads or []) // 2))
@@ -295,8 +298,8 @@ def _constant_pad_input_grad(b, node, g):
 
 
 @register("TopK", differentiable=(0,), outputs=(0,))
-def top_k(b, node, grads):
-    x, g = node.inputs[0], grads[0]
+def top_k(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    x, g = node.input(0), grads[0]
     indices = b.ensure_output(node, 1, onnx.TensorProto.INT64)
     return [b.ScatterElements(b.zeros_like(x), indices, g, axis=node.attr("axis", -1))]
 
@@ -308,10 +311,10 @@ def _regroup(b, g, x, shape6, perm):
 
 
 @register("DepthToSpace")
-def depth_to_space(b, node, grads):
+def depth_to_space(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     """Channels and spatial sizes may be known only at run time: the view takes H and W from ``x``
     and leaves the channel count to Reshape (-1)."""
-    x, g, bs = node.inputs[0], grads[0], node.attr("blocksize")
+    x, g, bs = node.input(0), grads[0], node.attr("blocksize")
     h, w = b.dims(x, 2, 3), b.dims(x, 3, 4)
     # forward: x -> (N, bs, bs, C/bs^2, H, W) [DCR] or (N, C/bs^2, bs, bs, H, W) [CRD] -> transpose
     perm = [0, 3, 5, 1, 2, 4] if node.attr("mode", "DCR") == "DCR" else [0, 1, 3, 5, 2, 4]
@@ -319,8 +322,8 @@ def depth_to_space(b, node, grads):
 
 
 @register("SpaceToDepth")
-def space_to_depth(b, node, grads):
-    x, g, bs = node.inputs[0], grads[0], node.attr("blocksize")
+def space_to_depth(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    x, g, bs = node.input(0), upstream(grads), node.attr("blocksize")
     h, w = b.dims(g, 2, 3), b.dims(g, 3, 4)  # H/bs and W/bs
     # forward: x as (N, C, H/bs, bs, W/bs, bs) -> (N, bs, bs, C, ...) [DCR] or (N, C, bs, bs, ...) [CRD]
     if node.attr("mode", "DCR") == "DCR":
