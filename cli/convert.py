@@ -15,6 +15,7 @@ from onnxgraph.cli.options import (
     parse_input_shapes,
     refuse_overwriting_input,
 )
+from onnxgraph.cli.output import save_checked
 
 
 @click.command()
@@ -35,14 +36,18 @@ from onnxgraph.cli.options import (
               help="Smallest tensor written to external data (default 1024).")
 @click.option("--inline-data", is_flag=True, help="Write every tensor inside the model file (up to 2 GB).")
 @click.option("--verify/--no-verify", default=True, show_default=True,
-              help="Compare outputs with the original on onnxruntime after a precision or opset change.")
+              help="Compare outputs with the original on onnxruntime after a precision or opset change; "
+                   "--no-verify also skips running the result before writing it.")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=None, metavar="REL",
+              help="With --fp16/--bf16: largest relative L2 error accepted per output "
+                   "(default 0.01 for float16, 0.04 for bfloat16).")
 @input_shape_option
 @overwrite_option
 @json_flag
 def convert(model: str, output: str, opset: int | None, ir_version: int | None, target_ort: str | None,
             fp16: bool, bf16: bool, keep_io_types: bool, op_block_list: str | None, external_data: bool,
-            size_threshold: int | None, inline_data: bool, verify: bool, input_shapes: tuple[str, ...],
-            overwrite: bool, as_json: bool) -> None:
+            size_threshold: int | None, inline_data: bool, verify: bool, tolerance: float | None,
+            input_shapes: tuple[str, ...], overwrite: bool, as_json: bool) -> None:
     """Convert MODEL's opset, IR version, precision or data layout and write it to OUTPUT."""
     import onnxgraph
     from onnxgraph.convert.pipeline import ConvertOptions, convert_model
@@ -70,11 +75,15 @@ def convert(model: str, output: str, opset: int | None, ir_version: int | None, 
     verification = None
     if verify and (precision or report.opset != report.source_opset):
         with status("verifying against the original"):
-            verification = _verify(onnxgraph.load(model), converted, report, shapes)
+            verification = _verify(onnxgraph.load(model), converted, report, shapes, tolerance)
     layout = "auto" if external_data else False if inline_data else None
-    with status(f"writing {output}"):
-        onnxgraph.save(converted, output, external_data=layout,
-                       size_threshold=1024 if size_threshold is None else size_threshold)
+    with status(f"checking and writing {output}"):
+        note = save_checked(converted, output, source=model if verify else None,
+                            ran_on_onnxruntime=verification is not None and verification.ran_on_onnxruntime,
+                            input_shapes=shapes, external_data=layout,
+                            size_threshold=1024 if size_threshold is None else size_threshold)
+    for line in filter(None, {verification.note if verification else "", note}):
+        click.echo(f"note: {line}", err=True)
     if as_json:
         data = report.to_json() | {"output": output}
         if verification is not None:
@@ -94,23 +103,33 @@ def _check_flags(model, output, precision, keep_io_types, op_block_list, externa
         raise BadInput("--keep-io-types and --op-block-list need --fp16 or --bf16")
 
 
-def _verify(original, converted, report, shapes):
-    from onnxgraph.convert.verify import verify_conversion
+def _verify(original, converted, report, shapes, tolerance):
+    from onnxgraph.convert.verify import VerificationUnavailable, verify_conversion
 
     half = report.half_report.elem_type if report.half_report else None
-    result = verify_conversion(original, converted, half_type=half, input_shapes=shapes)
-    if result.skipped:
-        click.echo(f"warning: not verified: {result.skipped}", err=True)
-        return result
+    try:
+        result = verify_conversion(original, converted, half_type=half, input_shapes=shapes, tolerance=tolerance)
+    except VerificationUnavailable as exc:
+        raise BadInput(f"cannot verify: {exc} (nothing written; --no-verify writes it unverified)") from exc
+    if result.error:
+        raise CheckFailed(f"{result.error} (nothing written; --no-verify writes it anyway)")
     failed = [c for c in result.comparisons if not c.passed]
     if failed:
-        worst = max(failed, key=lambda c: c.max_abs)
-        raise CheckFailed(
+        worst = max(failed, key=lambda c: getattr(c, "relative_l2", c.max_abs))
+        reason = worst.describe() if hasattr(worst, "describe") else (
             f"output '{worst.name}' differs from the original: max abs {worst.max_abs:.3g}, "
-            f"{worst.mismatches}/{worst.size} beyond rtol={worst.rtol:g} atol={worst.atol:g} "
-            "(nothing written; --no-verify writes it anyway)"
-        )
+            f"{worst.mismatches}/{worst.size} beyond rtol={worst.rtol:g} atol={worst.atol:g}")
+        raise CheckFailed(f"{reason}; nothing written{_remedies(report) if half else ''}; "
+                          "--no-verify writes it anyway")
     return result
+
+
+def _remedies(report) -> str:
+    """What the precision options would change, for a failed half-precision verification."""
+    kept = ",".join(sorted(report.half_report.kept_float)) or "none"
+    return ("; --keep-io-types keeps float32 inputs and outputs (the first and last rounding), "
+            f"--op-block-list OPS keeps more op types in float32 (kept now: {kept}), "
+            "--tolerance REL accepts a larger error")
 
 
 def _precision_name(report) -> str:
@@ -120,16 +139,15 @@ def _precision_name(report) -> str:
 
 
 def _verification_json(result) -> dict:
-    return {
-        "passed": result.passed,
-        "engine": result.engine,
-        "skipped": result.skipped,
-        "outputs": [
-            {"name": c.name, "max_abs": c.max_abs, "max_rel": c.max_rel, "mismatches": c.mismatches,
-             "rtol": c.rtol, "atol": c.atol}
-            for c in result.comparisons
-        ],
-    }
+    outputs = []
+    for c in result.comparisons:
+        if hasattr(c, "relative_l2"):
+            outputs.append({"name": c.name, "relative_l2": c.relative_l2, "max_abs": c.max_abs,
+                            "max_abs_over_scale": c.max_abs_over_scale, "limit": c.limit, "passed": c.passed})
+        else:
+            outputs.append({"name": c.name, "max_abs": c.max_abs, "max_rel": c.max_rel, "mismatches": c.mismatches,
+                            "rtol": c.rtol, "atol": c.atol, "passed": c.passed})
+    return {"passed": result.passed, "engine": result.engine, "note": result.note, "outputs": outputs}
 
 
 def _render(output: str, report, verification) -> None:
@@ -151,7 +169,9 @@ def _render(output: str, report, verification) -> None:
         console.print(f"  {_precision_name(report)}: {half.initializers} tensors converted, "
                       f"{half.casts_added} Casts added, {half.casts_removed} removed, "
                       f"{half.casts_retyped} retyped; kept in float32: {escape(kept)}")
-    if verification is not None and not verification.skipped:
+    if verification is not None:
         worst = max((c.max_abs for c in verification.comparisons), default=0.0)
+        scaled = [c.relative_l2 for c in verification.comparisons if hasattr(c, "relative_l2")]
+        error = f", relative L2 error {max(scaled):.2e}" if scaled else ""
         console.print(f"  verified on {verification.engine}: {len(verification.comparisons)} outputs "
-                      f"match (max abs difference {worst:.3g})")
+                      f"match (max abs difference {worst:.3g}{error})")

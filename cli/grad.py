@@ -8,6 +8,7 @@ import click
 
 from onnxgraph.cli.errors import BadInput
 from onnxgraph.cli.options import json_flag, model_argument, overwrite_option, refuse_overwriting_input
+from onnxgraph.cli.output import save_checked
 
 LOSS_FUNCTIONS = ("mse", "l1", "cross_entropy", "bce_with_logits", "sum")
 """onnxgraph.autodiff.LOSS_FUNCTIONS, spelled out so --help needs no heavy import (a test keeps the
@@ -66,8 +67,6 @@ def grad(
     The mapping of gradients to outputs is printed and stored in the model's metadata under
     'onnxgraph.gradients'.
     """
-
-    import onnxgraph
     from onnxgraph.autodiff import METADATA_KEY, build_gradient
 
     if sum([loss is not None, loss_fn is not None, vjp]) != 1:
@@ -78,7 +77,9 @@ def grad(
     result = build_gradient(
         model, loss=loss, loss_fn=loss_fn, output=output, vjp=vjp, wrt=list(wrt) or None
     )
-    onnxgraph.save(result, out)
+    note = save_checked(result, out, source=model)
+    if note:
+        click.echo(f"note: {note}", err=True)
     mapping = json.loads(result.metadata_props[METADATA_KEY])
     if as_json:
         click.echo(json.dumps({"output_path": out, "gradients": mapping}, indent=2))

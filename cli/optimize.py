@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from onnxgraph.cli.errors import CheckFailed
+from onnxgraph.cli.errors import BadInput, CheckFailed
 from onnxgraph.cli.options import (
     input_shape_option,
     model_argument,
@@ -12,7 +12,7 @@ from onnxgraph.cli.options import (
     parse_input_shapes,
     refuse_overwriting_input,
 )
-from onnxgraph.cli.output import human_bytes, write_json
+from onnxgraph.cli.output import human_bytes, save_checked, write_json
 
 _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not imported so --help stays fast
 
@@ -48,7 +48,6 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
     from onnxgraph.optimizers import VerificationFailed
     from onnxgraph.optimizers import optimize as run_optimize
     from onnxgraph.optimizers.verify import VerificationUnavailable
-    from onnxgraph.serde.fileio import save
 
     refuse_overwriting_input(model, output, overwrite)
     names = [p.strip() for p in passes.split(",") if p.strip()] if passes is not None else None
@@ -63,9 +62,11 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
             write_json(exc.report.to_dict(), report_json)
         raise CheckFailed(str(exc)) from exc
     except VerificationUnavailable as exc:
-        raise CheckFailed(f"{model}: cannot verify: {exc} (use --no-verify to skip verification)") from exc
-    # Weights that came in external data leave in external data, new folded ones included.
-    save(optimized, output, external_data="auto" if report.before.external_bytes else None)
+        raise BadInput(f"{model}: cannot verify: {exc} (use --no-verify to skip verification)") from exc
+    # Weights that came in external data leave in external data, new folded ones included;
+    # verification has run the result on onnxruntime already (the check adds onnx.checker).
+    save_checked(optimized, output, source=None, input_shapes=shapes,
+                 external_data="auto" if report.before.external_bytes else None)
     summary = report.to_dict()
     _render(report, model, output)
     if run_bench:

@@ -215,9 +215,25 @@ class Graph:
             self.add_initializer(value)
 
     def _rename_initializer(self, old: str, new: str) -> None:
+        self._retable({old: new})
+
+    def rename_initializers(self, renames: Iterable[tuple[Value, str]]) -> None:
+        """Give several initializers of this graph new names at once, keeping their order.
+
+        One pass over the initializer table however many are renamed (renaming them one by one
+        through ``Value.name`` rebuilds the table each time).
+        """
+        table: dict[str, str] = {}
+        for value, name in renames:
+            table[value.name] = name
+            value._name = name
+            self._claim(name)
+        self._retable(table)
+
+    def _retable(self, renames: dict[str, str]) -> None:
         for table in (self.initializers, self.sparse_initializers):
-            if old in table:
-                items = [(new if k == old else k, v) for k, v in table.items()]
+            if any(old in table for old in renames):
+                items = [(renames.get(k, k), v) for k, v in table.items()]
                 table.clear()
                 table.update(items)
 

@@ -110,11 +110,16 @@ def _ir_version(model: Model, opset: int, explicit: int | None, cap: int | None)
 def convert_model(model: Model, options: ConvertOptions) -> tuple[Model, ConvertReport]:
     """Convert ``model`` as ``options`` ask (the input model may be changed; use the result).
 
+    Nodes are put in topological order first; when the IR version written is below 4, every
+    initializer of the main graph is also listed as a graph input (the exporter does it).
+
     Raises:
         ConversionError: a target cannot be met (the message says which and why).
         OnnxGraphError: a malformed version or an unknown option value.
     """
     source_opset, source_ir = default_opset(model), model.ir_version
+    for graph in list(model.all_graphs()):  # onnxruntime and the checker want producers before readers
+        graph.sort()
     opset, ir_cap = _targets(model, options)
     report = ConvertReport(source_opset, opset, source_ir, source_ir)
     if opset != source_opset:

@@ -123,11 +123,15 @@ class _HalfConverter:
     def _accepts_half(self, formal: defs.OpSchema.FormalParameter) -> bool:
         return f"tensor({onnx.TensorProto.DataType.Name(self.half).lower()})" in formal.types
 
-    def wants_half(self, node: Node, index: int) -> bool:
-        """Whether ``node`` should read its float input ``index`` in half precision."""
+    def wants_half(self, node: Node, index: int, computes_in_half: bool | None = None) -> bool:
+        """Whether ``node`` should read its float input ``index`` in half precision.
+
+        ``computes_in_half`` is :meth:`_computes_in_half` of ``node`` when the caller knows it (it
+        looks at every input, so asking it per input is quadratic in a wide node's inputs).
+        """
         if node.op_type == "Cast":
             return True
-        if not self._computes_in_half(node):
+        if not (self._computes_in_half(node) if computes_in_half is None else computes_in_half):
             return False
         schema = self._schema(node)
         return bool(schema.inputs) and self._accepts_half(self._formal_input(schema, index))
@@ -221,10 +225,11 @@ class _HalfConverter:
         half_params: set[str] = set()
         schema = self._schema(node)
         reads_float = any(v is not None and id(v) in self.was_float for v in node.inputs)
+        computes_in_half = self._computes_in_half(node)
         for i, value in enumerate(node.inputs):
             if value is None or id(value) not in self.was_float:
                 continue
-            want = self.half if self.wants_half(node, i) else FLOAT
+            want = self.half if self.wants_half(node, i, computes_in_half) else FLOAT
             if want == self.half and schema is not None:
                 half_params.add(self._formal_input(schema, i).type_str)
             if value.elem_type != want:
@@ -269,15 +274,24 @@ class _HalfConverter:
         self.report.casts_added += 1
 
     def _drop_replaced(self) -> None:
+        renames: dict[Graph, list[tuple[Value, str]]] = {}
+        input_slots = {id(v): (g, i) for g in self.model.graph.all_graphs() for i, v in enumerate(g.inputs)}
         for old, new in self.replaced:
             if old.has_uses() or old.is_graph_output():
                 continue
             if old.is_initializer():
-                name = old.name
-                old.graph.remove_initializer(name)
-                new.name = name
+                graph, slot = input_slots.get(id(old), (None, None))
+                if graph is not None:  # IR-3 layout: the initializer is also a graph input
+                    if self.keep_io_types:
+                        continue
+                    graph.inputs[slot] = new  # the input takes the converted initializer's type
+                graph = old.graph
+                graph.remove_initializer(old.name)
+                renames.setdefault(graph, []).append((new, old.name))
             elif old.producer() is not None:
                 old.producer().graph.remove(old.producer())
+        for graph, pairs in renames.items():
+            graph.rename_initializers(pairs)
 
 
 def _visible(value: Value, graph: Graph) -> bool:

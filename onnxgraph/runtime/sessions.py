@@ -29,6 +29,7 @@ def create_session(
     threads: int | None = None,
     optimization: str = "all",
     config_entries: Mapping[str, str] | None = None,
+    disabled_optimizers: tuple[str, ...] = (),
 ):
     """An onnxruntime InferenceSession, CPU unless other providers are named.
 
@@ -39,6 +40,7 @@ def create_session(
         optimization: onnxruntime graph optimization level: "disable", "basic", "extended" or "all".
         config_entries: onnxruntime session config entries, such as
             ``{"session.intra_op.allow_spinning": "0"}``.
+        disabled_optimizers: onnxruntime graph optimizers to leave out, such as ``("NchwcTransformer",)``.
     """
     import onnxruntime as ort
 
@@ -55,7 +57,18 @@ def create_session(
         model = model.SerializeToString()
     elif not isinstance(model, bytes):
         model = os.fspath(model)
-    return ort.InferenceSession(model, sess_options=options, providers=list(providers))
+    extra = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
+    return ort.InferenceSession(model, sess_options=options, providers=list(providers), **extra)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none).
+
+    onnxruntime's messages run over several lines (a stack of its own, the offending node); the
+    first line says what is wrong.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def run_model(model, feeds: dict, *, optimization: str = "disable") -> dict:

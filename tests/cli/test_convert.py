@@ -147,7 +147,9 @@ def test_verification_failure_exits_1_and_writes_nothing(tmp_path):
     assert result.exit_code == 1
     warning, failure = result.stderr.splitlines()
     assert warning == "warning: tensor 'big': 1 value(s) outside the float16 range clamped to ±65504"
-    assert failure.startswith("failed: output 'y' differs from the original")
+    assert failure.startswith("failed: output 'y' is ")
+    assert "off the original (relative L2 error; limit 1.00%)" in failure
+    assert "--keep-io-types" in failure and "--op-block-list" in failure and "--no-verify" in failure
     assert not out.exists()
     assert _invoke(str(path), "-o", str(out), "--fp16", "--no-verify").exit_code == 0
     assert out.exists()

@@ -183,7 +183,7 @@ def test_output_is_byte_identical_across_processes_and_hash_seeds(tmp_path):
     assert outputs[0] == outputs[1]
 
 
-def test_model_onnxruntime_cannot_run_needs_no_verify(tmp_path):
+def test_model_onnxruntime_cannot_run_is_bad_input_unless_no_verify(tmp_path):
     graph = helper.make_graph(
         [helper.make_node("Opaque", ["x"], ["h"], domain="custom"), helper.make_node("Identity", ["h"], ["y"])],
         "g", [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("y", 1, [2])])
@@ -192,7 +192,7 @@ def test_model_onnxruntime_cannot_run_needs_no_verify(tmp_path):
     source = tmp_path / "custom.onnx"
     onnx.save(proto, source)
     result = _invoke(str(source), "-o", str(tmp_path / "o.onnx"))
-    assert result.exit_code == 1 and "cannot verify" in result.stderr and "--no-verify" in result.stderr
+    assert result.exit_code == 2 and "cannot verify" in result.stderr and "--no-verify" in result.stderr
     assert not (tmp_path / "o.onnx").exists()
     assert _invoke(str(source), "-o", str(tmp_path / "o.onnx"), "--no-verify").exit_code == 0
 
