@@ -201,6 +201,78 @@ def cnn(channels: int = 4, image: int = 8, classes: int = 10, seed: int = 0) -> 
     return model
 
 
+def resnet_like(
+    blocks: int = 2,
+    channels: int = 8,
+    image: int = 16,
+    classes: int = 10,
+    seed: int = 0,
+    *,
+    opset: int = OPSET,
+    ir_version: int = 8,
+    initializers_as_inputs: bool = False,
+    head_scale: float = 0.05,
+) -> onnx.ModelProto:
+    """A ResNet-like CNN ``x[batch, 3, image, image] -> logits[batch, classes]``, as torchvision exports it.
+
+    A stem Conv, then residual blocks (Conv, BatchNormalization with trained-looking statistics, Relu,
+    Conv, BatchNormalization, Add of the shortcut, Relu), GlobalAveragePool, Flatten and a Gemm whose
+    small weights put most logits near zero: the outputs on which an element-wise float16 check trips.
+    ``ir_version=3, opset=8, initializers_as_inputs=True`` gives the ONNX model zoo's ResNet layout
+    (every initializer also a graph input); ``head_scale`` scales the classifier's weights.
+    """
+    rng = np.random.default_rng(seed)
+    c = channels
+    inits = [_init(rng, "stem.weight", (c, 3, 3, 3), (2.0 / 27) ** 0.5), _init(rng, "stem.bias", (c,), 0.01)]
+    nodes = [helper.make_node("Conv", ["x", "stem.weight", "stem.bias"], ["h0"], name="stem", pads=[1, 1, 1, 1])]
+    current = "h0"
+    for b in range(blocks):
+        shortcut = current
+        for k in (1, 2):
+            p = f"block{b}.conv{k}"
+            inits += [
+                _init(rng, f"{p}.weight", (c, c, 3, 3), (2.0 / (9 * c)) ** 0.5),
+                numpy_helper.from_array((1 + 0.1 * rng.standard_normal(c)).astype(np.float32), f"{p}.bn.scale"),
+                numpy_helper.from_array((0.1 * rng.standard_normal(c)).astype(np.float32), f"{p}.bn.bias"),
+                numpy_helper.from_array((0.1 * rng.standard_normal(c)).astype(np.float32), f"{p}.bn.mean"),
+                numpy_helper.from_array((0.5 + rng.random(c)).astype(np.float32), f"{p}.bn.var"),
+            ]
+            nodes += [
+                helper.make_node("Conv", [current, f"{p}.weight"], [f"{p}.out"], name=p, pads=[1, 1, 1, 1]),
+                helper.make_node(
+                    "BatchNormalization",
+                    [f"{p}.out", f"{p}.bn.scale", f"{p}.bn.bias", f"{p}.bn.mean", f"{p}.bn.var"],
+                    [f"{p}.bn.out"],
+                    name=f"{p}.bn",
+                ),
+            ]
+            current = f"{p}.bn.out"
+            if k == 1:
+                nodes.append(helper.make_node("Relu", [current], [f"{p}.relu"], name=f"{p}.relu"))
+                current = f"{p}.relu"
+        nodes += [
+            helper.make_node("Add", [current, shortcut], [f"block{b}.sum"], name=f"block{b}.add"),
+            helper.make_node("Relu", [f"block{b}.sum"], [f"block{b}.out"], name=f"block{b}.relu"),
+        ]
+        current = f"block{b}.out"
+    inits += [_init(rng, "fc.weight", (classes, c), head_scale / c**0.5), _init(rng, "fc.bias", (classes,), 0.001)]
+    nodes += [
+        helper.make_node("GlobalAveragePool", [current], ["pooled"], name="gap"),
+        helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, image, image])]
+    if initializers_as_inputs:
+        inputs += [helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in inits]
+    graph = helper.make_graph(
+        nodes, "resnet_like", inputs, [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="onnxgraph")
+    model.ir_version = ir_version
+    return model
+
+
 TRANSFORMER_OPSET = 20
 """Gelu joined the default domain in opset 20."""
 

@@ -281,10 +281,8 @@ class _HalfConverter:
                 continue
             if old.is_initializer():
                 graph, slot = input_slots.get(id(old), (None, None))
-                if graph is not None:  # IR-3 layout: the initializer is also a graph input
-                    if self.keep_io_types:
-                        continue
-                    graph.inputs[slot] = new  # the input takes the converted initializer's type
+                if graph is not None:  # IR-3 layout: a weight listed as a graph input takes its new type
+                    graph.inputs[slot] = new
                 graph = old.graph
                 graph.remove_initializer(old.name)
                 renames.setdefault(graph, []).append((new, old.name))
