@@ -50,6 +50,7 @@ def convert(model: str, output: str, opset: int | None, ir_version: int | None, 
             input_shapes: tuple[str, ...], overwrite: bool, as_json: bool) -> None:
     """Convert MODEL's opset, IR version, precision or data layout and write it to OUTPUT."""
     import onnxgraph
+    from onnxgraph.convert.opset import ConversionError
     from onnxgraph.convert.pipeline import ConvertOptions, convert_model
     from onnxgraph.convert.precision import DEFAULT_BLOCK_LIST
     from onnxgraph.serde.text import is_text_path
@@ -69,13 +70,16 @@ def convert(model: str, output: str, opset: int | None, ir_version: int | None, 
 
     status = Console(stderr=True).status
     with status("converting"):
-        converted, report = convert_model(onnxgraph.load(model), options)
+        try:
+            converted, report = convert_model(onnxgraph.load(model), options)
+        except ConversionError as exc:
+            raise BadInput(f"{model}: {exc}") from exc
     for line in report.warnings:
         click.echo(f"warning: {line}", err=True)
     verification = None
     if verify and (precision or report.opset != report.source_opset):
         with status("verifying against the original"):
-            verification = _verify(onnxgraph.load(model), converted, report, shapes, tolerance)
+            verification = _verify(model, onnxgraph.load(model), converted, report, shapes, tolerance)
     layout = "auto" if external_data else False if inline_data else None
     with status(f"checking and writing {output}"):
         note = save_checked(converted, output, source=model if verify else None,
@@ -103,14 +107,14 @@ def _check_flags(model, output, precision, keep_io_types, op_block_list, externa
         raise BadInput("--keep-io-types and --op-block-list need --fp16 or --bf16")
 
 
-def _verify(original, converted, report, shapes, tolerance):
+def _verify(model, original, converted, report, shapes, tolerance):
     from onnxgraph.convert.verify import VerificationUnavailable, verify_conversion
 
     half = report.half_report.elem_type if report.half_report else None
     try:
         result = verify_conversion(original, converted, half_type=half, input_shapes=shapes, tolerance=tolerance)
     except VerificationUnavailable as exc:
-        raise BadInput(f"cannot verify: {exc} (nothing written; --no-verify writes it unverified)") from exc
+        raise BadInput(f"{model}: cannot verify: {exc} (nothing written; --no-verify writes it unverified)") from exc
     if result.error:
         raise CheckFailed(f"{result.error} (nothing written; --no-verify writes it anyway)")
     failed = [c for c in result.comparisons if not c.passed]

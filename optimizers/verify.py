@@ -16,6 +16,7 @@ from onnxgraph.model import Model
 from onnxgraph.optimizers.utils import RANDOM_OPS
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs
 from onnxgraph.runtime.inputs import random_inputs, specs_of
+from onnxgraph.runtime.sessions import first_line
 from onnxgraph.serde.fileio import _inline_bytes
 
 _INLINE_LIMIT = 1 << 30
@@ -87,7 +88,7 @@ class Verifier:
                     if size == DYNAMIC_DIMS[-1]:
                         raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = first_line(exc)
             raise VerificationUnavailable(f"the original model does not run on onnxruntime: {message}") from exc
         del run
         self.skipped = _random_outputs(model)
@@ -99,7 +100,7 @@ class Verifier:
         try:
             actual = run_model(candidate)(self.feeds)
         except Exception as exc:  # noqa: BLE001 - any runtime failure is a failed verification
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = first_line(exc)
             return Verification(False, error=f"the optimized model does not run: {message}", skipped=self.skipped)
         finally:
             _release_freed_memory()

@@ -114,10 +114,15 @@ def convert_model(model: Model, options: ConvertOptions) -> tuple[Model, Convert
     initializer of the main graph is also listed as a graph input (the exporter does it).
 
     Raises:
-        ConversionError: a target cannot be met (the message says which and why).
+        ConversionError: a target cannot be met (the message says which and why), or the model is
+            stamped with an unreleased opset.
         OnnxGraphError: a malformed version or an unknown option value.
     """
     source_opset, source_ir = default_opset(model), model.ir_version
+    newest = onnx.defs.onnx_opset_version()
+    if source_opset > newest:
+        raise ConversionError(f"stamped with ai.onnx opset {source_opset}, which is not released (onnx "
+                              f"{onnx.__version__} knows opsets up to {newest}): nothing can convert or verify it")
     for graph in list(model.all_graphs()):  # onnxruntime and the checker want producers before readers
         graph.sort()
     opset, ir_cap = _targets(model, options)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import gc
 import os
 import platform
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from onnxgraph.runtime.providers import (
     resolve_providers,
 )
 from onnxgraph.runtime.runner import TimedSession
-from onnxgraph.runtime.sessions import create_session
+from onnxgraph.runtime.sessions import create_session, first_line
 from onnxgraph.runtime.stats import ratio_of_medians_ci, summarize_latencies
 
 DEFAULT_WARMUP = 10
@@ -353,7 +352,7 @@ def _set_up(
         )
     except Exception as exc:
         raise BenchError(
-            f"{label}: onnxruntime cannot create a session: {_first_line(exc)}"
+            f"{label}: onnxruntime cannot create a session: {first_line(exc)}"
         ) from exc
     create_s = time.perf_counter() - start
     device = "cuda" if active_provider(session, providers) == CUDA else "cpu"
@@ -362,7 +361,7 @@ def _set_up(
         first_ms = runner.run()
         outputs = runner.outputs()
     except Exception as exc:
-        raise BenchError(f"{label}: onnxruntime cannot run the model: {_first_line(exc)}") from exc
+        raise BenchError(f"{label}: onnxruntime cannot run the model: {first_line(exc)}") from exc
     result = ModelResult(
         path=label,
         provider=session.get_providers()[0],
@@ -384,7 +383,7 @@ def _warm_up(runners: list[TimedSession], labels: list[str], rounds: int) -> Non
                 runner.run()
             except Exception as exc:  # a model whose first run passed can still fail later
                 raise BenchError(
-                    f"{label}: onnxruntime cannot run the model: {_first_line(exc)}"
+                    f"{label}: onnxruntime cannot run the model: {first_line(exc)}"
                 ) from exc
 
 
@@ -464,9 +463,3 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _first_line(exc: Exception) -> str:
-    """The first line of an error, without onnxruntime's ``[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :``."""
-    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", str(exc).strip())
-    return text.splitlines()[0] if text else type(exc).__name__

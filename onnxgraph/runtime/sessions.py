@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 import onnx
@@ -61,14 +62,27 @@ def create_session(
     return ort.InferenceSession(model, sess_options=options, providers=list(providers), **extra)
 
 
+_ORT_NOISE = (
+    re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : "),  # status code prefix
+    re.compile(r"Load model from .*? failed:"),
+    # the C++ source position and function signature before the message itself
+    re.compile(r"\S*onnxruntime_src/\S+:\d+ .*?\)(?: const)? (?=[A-Z\[])"),
+)
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message (its type name when it has none).
 
-    onnxruntime's messages run over several lines (a stack of its own, the offending node); the
-    first line says what is wrong.
+    onnxruntime's messages run over several lines and carry its status code, the model path and
+    the C++ function that failed; those are dropped, leaving what is wrong.
     """
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    line = lines[0]
+    for pattern in _ORT_NOISE:
+        line = pattern.sub("", line, count=1)
+    return line.strip() or lines[0]
 
 
 def run_model(model, feeds: dict, *, optimization: str = "disable") -> dict:
