@@ -67,6 +67,7 @@ class Graph:
         "_last",
         "_len",
         "_names",
+        "_membership",
     )
 
     def __init__(self, name: str = "", *, inputs: Iterable[Value] = (), outputs: Iterable[Value] = ()):
@@ -86,6 +87,7 @@ class Graph:
         self._last: Node | None = None
         self._len = 0
         self._names: NameAuthority | None = None
+        self._membership: dict[str, tuple[list[Value], set[int]]] = {}
         for value in inputs:
             self.add_input(value)
 
@@ -129,6 +131,27 @@ class Graph:
         yield self
         for node in self.all_nodes():
             yield from node.subgraphs()
+
+    def _ids_of(self, which: str) -> set[int]:
+        """Ids of the values in ``self.inputs`` or ``self.outputs`` (``which``), for O(1) membership.
+
+        Cached while the list holds the same values: checking that compares two lists of identical
+        objects, which Python does by identity in C, so even a graph with thousands of outputs
+        answers ``is_graph_output`` for every value in linear time.
+        """
+        values = getattr(self, which)
+        cached = self._membership.get(which)
+        if cached is not None and cached[0] != values:
+            seen, ids = cached
+            if len(values) > len(seen) and values[: len(seen)] == seen:  # appended to: extend the set
+                ids.update(id(v) for v in values[len(seen) :])
+                seen.extend(values[len(seen) :])
+            else:
+                cached = None
+        if cached is None:
+            cached = (list(values), {id(v) for v in values})
+            self._membership[which] = cached
+        return cached[1]
 
     # -- names ----------------------------------------------------------------------------------
     def fresh_name(self, base: str) -> str:
@@ -191,7 +214,7 @@ class Graph:
         if value.has_uses():
             raise GraphError(f"initializer {name!r} is still used")
         del self.initializers[name]
-        if value not in self.inputs:
+        if id(value) not in self._ids_of("inputs"):
             value._graph = None
         return value
 
@@ -210,7 +233,7 @@ class Graph:
             value._producer, value._index = None, None
             value.const_value = tensor
             tensor.name = value.name
-            if value.type is None or not any(o is value for o in self.outputs):
+            if value.type is None or id(value) not in self._ids_of("outputs"):
                 value.type = types.tensor_type(tensor.elem_type, tensor.dims)
             self.add_initializer(value)
 

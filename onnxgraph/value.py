@@ -112,7 +112,7 @@ class Value:
         return self._producer.graph if self._producer is not None else self._graph
 
     def is_graph_input(self) -> bool:
-        return self._graph is not None and self in self._graph.inputs
+        return self._graph is not None and id(self) in self._graph._ids_of("inputs")
 
     def is_initializer(self) -> bool:
         g = self._graph
@@ -122,7 +122,7 @@ class Value:
 
     def is_graph_output(self) -> bool:
         g = self.graph
-        return g is not None and any(o is self for o in g.outputs)
+        return g is not None and id(self) in g._ids_of("outputs")
 
     def replace_all_uses_with(self, new: Value, *, replace_graph_outputs: bool = False) -> None:
         """Make every reader of this value read ``new`` instead.

@@ -118,7 +118,8 @@ def _held_as_inputs(graph, values: Sequence[Value]):
     try:
         yield
     finally:
-        graph.inputs[:] = [v for v in graph.inputs if all(v is not a for a in added)]
+        held = {id(v) for v in added}
+        graph.inputs[:] = [v for v in graph.inputs if id(v) not in held]
 
 
 def _load_copy(model) -> Model:

@@ -101,15 +101,19 @@ class _HalfConverter:
         self.converted: dict[tuple[int, int], Value] = {}
         self.replaced: list[tuple[Value, Value]] = []
         self.was_float: set[int] = set()
+        self.schemas: dict[str, defs.OpSchema | None] = {}
+        self.half_type_str = f"tensor({onnx.TensorProto.DataType.Name(elem_type).lower()})"
 
     # -- decisions ------------------------------------------------------------------------------
     def _schema(self, node: Node) -> defs.OpSchema | None:
         if node.domain not in ("", "ai.onnx"):
             return None
-        try:
-            return defs.get_schema(node.op_type, self.opset, "")
-        except defs.SchemaError:
-            return None
+        if node.op_type not in self.schemas:
+            try:
+                self.schemas[node.op_type] = defs.get_schema(node.op_type, self.opset, "")
+            except defs.SchemaError:
+                self.schemas[node.op_type] = None
+        return self.schemas[node.op_type]
 
     def _computes_in_half(self, node: Node) -> bool:
         if node.op_type in self.block_list or node.subgraphs() or self._schema(node) is None:
@@ -121,7 +125,7 @@ class _HalfConverter:
         return schema.inputs[min(index, len(schema.inputs) - 1)]
 
     def _accepts_half(self, formal: defs.OpSchema.FormalParameter) -> bool:
-        return f"tensor({onnx.TensorProto.DataType.Name(self.half).lower()})" in formal.types
+        return self.half_type_str in formal.types
 
     def wants_half(self, node: Node, index: int, computes_in_half: bool | None = None) -> bool:
         """Whether ``node`` should read its float input ``index`` in half precision.
