@@ -7,6 +7,8 @@ Shapes (N = nodes or initializers):
 * ``wide``: one Sum over N inputs, each the Relu of the graph input;
 * ``inits``: N independent MatMuls reading N small initializers (the fp16 conversion's stress case).
 
+grad differentiates the sum of ``y`` with respect to every initializer (``--wrt x`` where there are none).
+
 Every command runs in a fresh process (``python -m onnxgraph.cli`` through the console script's
 function) with a time limit, and the table prints seconds per command and size plus the ratio of
 the largest size's time to the smallest's, divided by the size ratio (about 1 or below when linear).
@@ -69,11 +71,18 @@ def many_initializers(n: int) -> onnx.ModelProto:
 
 
 SHAPES = {"relu": relu_chain, "add": add_chain, "wide": wide_sum, "inits": many_initializers}
+NO_WEIGHTS = {"relu", "wide"}
+"""Shapes without initializers: grad differentiates with respect to the input x."""
 
 
 def _model(nodes, inits) -> onnx.ModelProto:
-    graph = helper.make_graph(nodes, "scaling", [helper.make_tensor_value_info("x", F, [4])],
-                              [helper.make_tensor_value_info("y", F, [4])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "scaling",
+        [helper.make_tensor_value_info("x", F, [4])],
+        [helper.make_tensor_value_info("y", F, [4])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
@@ -82,8 +91,13 @@ def _model(nodes, inits) -> onnx.ModelProto:
 def _time(command: list[str], timeout: float) -> tuple[float, int]:
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-c", "from onnxgraph.cli import main; main()", *command],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", "from onnxgraph.cli import main; main()", *command],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return timeout, -1
     if done.returncode not in (0, 1):
@@ -116,9 +130,13 @@ def main() -> None:
             for n in sizes:
                 out = os.path.join(workdir, f"out_{shape}_{n}_{command}.onnx")
                 argv = [a.format(model=paths[n], out=out) for a in COMMANDS[command]]
+                if command == "grad" and shape in NO_WEIGHTS:
+                    argv += ["--wrt", "x"]
                 seconds, code = _time(argv, args.timeout)
                 times.append(seconds)
-                cells.append(f"> {seconds:.0f}" if code == -1 else f"{seconds:.2f}" + ("" if code == 0 else f" (exit {code})"))
+                cells.append(
+                    f"> {seconds:.0f}" if code == -1 else f"{seconds:.2f}" + ("" if code == 0 else f" (exit {code})")
+                )
             growth = (times[-1] / times[0]) / (sizes[-1] / sizes[0]) if len(sizes) > 1 else float("nan")
             print(f"| {shape} | {command} | {' | '.join(cells)} | {growth:.2f} |", flush=True)
 

@@ -16,7 +16,7 @@ from onnxgraph.model import Model
 from onnxgraph.optimizers.utils import RANDOM_OPS
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs
 from onnxgraph.runtime.inputs import random_inputs, specs_of
-from onnxgraph.runtime.sessions import first_line
+from onnxgraph.runtime.sessions import RunBudgetExceeded, first_line, run_within_budget
 from onnxgraph.serde.fileio import _inline_bytes
 
 _INLINE_LIMIT = 1 << 30
@@ -84,8 +84,8 @@ class Verifier:
                 try:
                     self.expected = run(self.feeds)
                     break
-                except Exception:  # noqa: BLE001 - onnxruntime's own exception types
-                    if size == DYNAMIC_DIMS[-1]:
+                except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+                    if size == DYNAMIC_DIMS[-1] or isinstance(exc, RunBudgetExceeded):
                         raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
             message = first_line(exc)
@@ -122,7 +122,7 @@ def run_model(model: str | Model):
     def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in session.get_outputs()]
         wanted = {i.name for i in session.get_inputs()}
-        return dict(zip(names, session.run(names, {k: v for k, v in feeds.items() if k in wanted})))
+        return dict(zip(names, run_within_budget(session, names, {k: v for k, v in feeds.items() if k in wanted})))
 
     return run
 

@@ -36,7 +36,7 @@ from onnxgraph.runtime.providers import (
     resolve_providers,
 )
 from onnxgraph.runtime.runner import TimedSession
-from onnxgraph.runtime.sessions import create_session, first_line
+from onnxgraph.runtime.sessions import create_session, first_line, run_budget
 from onnxgraph.runtime.stats import ratio_of_medians_ci, summarize_latencies
 
 DEFAULT_WARMUP = 10
@@ -358,7 +358,7 @@ def _set_up(
     device = "cuda" if active_provider(session, providers) == CUDA else "cpu"
     try:
         runner = TimedSession(session, feeds, io_binding=config.io_binding, device=device)
-        first_ms = runner.run()
+        first_ms = runner.run(budget=run_budget())
         outputs = runner.outputs()
     except Exception as exc:
         raise BenchError(f"{label}: onnxruntime cannot run the model: {first_line(exc)}") from exc

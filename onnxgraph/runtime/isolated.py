@@ -155,7 +155,7 @@ def _child() -> None:
         request = pickle.load(f)
     result: tuple[str, object]
     try:
-        from onnxgraph.runtime.sessions import create_session
+        from onnxgraph.runtime.sessions import create_session, run_within_budget
 
         phase("session")
         _test_crash(request["disabled"])
@@ -165,7 +165,7 @@ def _child() -> None:
         phase("run")
         names = [o.name for o in session.get_outputs()]
         wanted = {i.name for i in session.get_inputs()}
-        outputs = session.run(names, {k: v for k, v in request["feeds"].items() if k in wanted})
+        outputs = run_within_budget(session, names, {k: v for k, v in request["feeds"].items() if k in wanted})
         result = ("ok", dict(zip(names, outputs)))
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         from onnxgraph.runtime.sessions import first_line

@@ -9,6 +9,51 @@ from collections.abc import Mapping
 import onnx
 
 _CPU = "CPUExecutionProvider"
+
+RUN_BUDGET_ENV = "ONNXGRAPH_RUN_BUDGET"
+DEFAULT_RUN_BUDGET = 120.0
+"""Seconds one checking run of a model (verification, the check before writing, bench's first run)
+may take before it is stopped: a Loop with a trip count of 1e12 must not hang a command. The
+environment variable ``ONNXGRAPH_RUN_BUDGET`` sets another limit."""
+
+
+class RunBudgetExceeded(RuntimeError):
+    """A run was stopped because it took longer than the run budget."""
+
+
+def run_budget() -> float:
+    """The run budget in seconds: ``ONNXGRAPH_RUN_BUDGET`` or :data:`DEFAULT_RUN_BUDGET`."""
+    try:
+        return float(os.environ.get(RUN_BUDGET_ENV, DEFAULT_RUN_BUDGET))
+    except ValueError:
+        return DEFAULT_RUN_BUDGET
+
+
+def run_within_budget(session, names: list[str] | None, feeds: Mapping, *, budget: float | None = None) -> list:
+    """``session.run(names, feeds)``, stopped after ``budget`` seconds (default :func:`run_budget`).
+
+    Raises:
+        RunBudgetExceeded: the run took too long (onnxruntime stopped it between kernels).
+    """
+    import threading
+
+    import onnxruntime as ort
+
+    seconds = run_budget() if budget is None else budget
+    options = ort.RunOptions()
+    options.log_severity_level = 4  # a stopped Loop logs one error per nesting level otherwise
+    timer = threading.Timer(seconds, setattr, (options, "terminate", True))
+    timer.daemon = True
+    timer.start()
+    try:
+        return session.run(names, dict(feeds), options)
+    except Exception as exc:
+        if options.terminate:
+            raise RunBudgetExceeded(f"did not finish within the {seconds:g} s run budget "
+                                    f"({RUN_BUDGET_ENV}=SECONDS sets another)") from exc
+        raise
+    finally:
+        timer.cancel()
 _QUIET = 3  # onnxruntime's ERROR level: no warnings about missing CUDA libraries or unused initializers
 
 
@@ -88,7 +133,8 @@ def first_line(exc: BaseException) -> str:
 def run_model(model, feeds: dict, *, optimization: str = "disable") -> dict:
     """Run ``model`` (an IR Model, ModelProto, bytes or path) once on CPU; outputs by name.
 
-    onnxruntime's own graph optimizations are off by default, so the model runs as written.
+    onnxruntime's own graph optimizations are off by default, so the model runs as written. The run
+    is stopped after :func:`run_budget` seconds (RunBudgetExceeded).
     """
     from onnxgraph.model import Model
 
@@ -96,4 +142,4 @@ def run_model(model, feeds: dict, *, optimization: str = "disable") -> dict:
         model = model.to_proto()
     session = create_session(model, optimization=optimization)
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds), strict=True))
+    return dict(zip(names, run_within_budget(session, names, feeds), strict=True))

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import onnx.parser
 import pytest
 from click.testing import CliRunner
 
 from onnxgraph.cli import cli
-from onnxgraph.runtime.sessions import first_line
+from onnxgraph.runtime.sessions import RUN_BUDGET_ENV, first_line
 
 MODELS = {
     "unreleased_opset": '<ir_version: 8, opset_import: ["" : 999]>\ng (float[2] x) => (float[2] y) { y = Relu(x) }',
@@ -56,3 +57,49 @@ def test_first_line_drops_onnxruntime_noise():
     )
     assert first_line(RuntimeError(message)) == "ONNX Runtime only *guarantees* support for released opsets."
     assert first_line(RuntimeError("\n  \n")) == "RuntimeError"
+
+
+def _endless_loop() -> onnx.ModelProto:
+    """y = x + 1, repeated 10**12 times by a Loop (a constant trip count nothing can finish)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    f, scalar = TensorProto.FLOAT, []
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["acc_in", "one"], ["acc"])],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, scalar),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, scalar),
+            helper.make_tensor_value_info("acc_in", f, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, scalar),
+            helper.make_tensor_value_info("acc", f, [1]),
+        ],
+    )
+    inits = [
+        numpy_helper.from_array(np.array(10**12, np.int64), "trip"),
+        numpy_helper.from_array(np.ones(1, np.float32), "one"),
+    ]
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trip", "", "x"], ["y"], body=body)],
+        "g",
+        [helper.make_tensor_value_info("x", f, [1])],
+        [helper.make_tensor_value_info("y", f, [1])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_run_past_the_budget_is_stopped_and_named(tmp_path, monkeypatch, command):
+    monkeypatch.setenv(RUN_BUDGET_ENV, "0.5")
+    source = tmp_path / "loop.onnx"
+    onnx.save(_endless_loop(), source)
+    out = tmp_path / "out.onnx"
+    args = [a.replace("{out}", str(out)) for a in COMMANDS[command]]
+    result = CliRunner().invoke(cli, [*args, str(source)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {source}: ") and "did not finish within the 0.5 s run budget" in line
+    assert not out.exists()
