@@ -15,11 +15,14 @@ train, DequantizeLinear (it would turn quantized weights into float ones) and no
 are never folded. A folded output must hold at most ``size_limit`` elements, and one above 4096
 elements must not be larger than the constants it is computed from, so Tile, Expand or
 ConstantOfShape never bloat the model; the exception is a tensor read only as a layer's parameter
-(Conv or Gemm weight, normalization scale...), which has to exist in full anyway.
+(Conv or Gemm weight, normalization scale...), which has to exist in full anyway. The size of
+ConstantOfShape, Expand, Tile and Range is estimated from their constant inputs before they are
+evaluated, so a node that would allocate more than ``size_limit`` elements is never run.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping
 
@@ -103,7 +106,7 @@ class ConstantFolding(Pass):
             if not self._foldable(node):
                 continue
             arrays, waits = _input_arrays(node, values, pending)
-            if arrays is None:
+            if arrays is None or _planned_size(node, arrays) > self.size_limit:
                 continue
             if not waits and self._try_numpy(node, arrays, values):
                 how[node] = "numpy"
@@ -201,6 +204,35 @@ def _is_weight(value: Value) -> bool:
     return bool(uses) and all(
         i in PARAMETER_SLOTS.get(node.op_type, ()) and node.domain in ("", "ai.onnx") for node, i in uses
     )
+
+
+SIZE_OPS = frozenset({"ConstantOfShape", "Expand", "Tile", "Range"})
+"""Ops whose output size comes from their input values, not their input sizes."""
+
+
+def _planned_size(node: Node, arrays: list) -> int:
+    """Elements ``node`` would create, estimated from its constant inputs before anything is run.
+
+    Infinite for an op of :data:`SIZE_OPS` whose size-giving input is not known yet (a batch result),
+    so ``ConstantOfShape`` of 1e10 elements is never handed to onnxruntime to allocate; 0 for other
+    ops (their outputs are checked against the static shape and after evaluation).
+    """
+    if node.op_type not in SIZE_OPS or node.domain not in ("", "ai.onnx"):
+        return 0
+    needed = {"ConstantOfShape": 1, "Expand": 2, "Tile": 2, "Range": 3}[node.op_type]
+    if len(arrays) < needed or any(a is None for a in arrays[:needed]):
+        return math.inf
+    try:
+        if node.op_type == "ConstantOfShape":
+            return math.prod(int(d) for d in arrays[0].reshape(-1))
+        if node.op_type == "Expand":
+            return math.prod(np.broadcast_shapes(arrays[0].shape, tuple(int(d) for d in arrays[1].reshape(-1))))
+        if node.op_type == "Tile":
+            return arrays[0].size * math.prod(int(r) for r in arrays[1].reshape(-1))
+        start, limit, delta = (float(np.asarray(a).reshape(-1)[0]) for a in arrays[:3])
+        return max(0, math.ceil((limit - start) / delta)) if delta else math.inf
+    except (ValueError, TypeError, OverflowError, IndexError):
+        return math.inf
 
 
 def _static_size(value: Value) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,9 @@ from onnxgraph.errors import OnnxGraphError
 
 DEFAULT_DYNAMIC_DIM = 1
 """Size given to a symbolic or unknown dimension that ``--input-shape`` does not fix."""
+INPUT_ELEMENT_BUDGET = 1 << 28
+"""Most elements :func:`random_inputs` generates for one model (1 GiB of float32): a declared input
+of 100000 x 100000 is refused with a message instead of exhausting memory."""
 DEFAULT_INT_RANGE = (0, 10)
 """Integer inputs (often indices such as input_ids) are drawn from ``[low, high)``."""
 
@@ -81,12 +85,15 @@ def random_inputs(
     rng = np.random.default_rng(seed)
     fixed = shapes or {}
     ranges = int_ranges or {}
-    return {
-        s.name: random_array(
-            s.elem_type, concrete_shape(s, fixed, dynamic_dim), rng, ranges.get(s.name, int_range)
-        )
-        for s in specs
-    }
+    planned = [(s, concrete_shape(s, fixed, dynamic_dim)) for s in specs]
+    total = 0
+    for spec, shape in planned:  # refuse before allocating anything
+        total += math.prod(shape)
+        if total > INPUT_ELEMENT_BUDGET:
+            raise InputError(f"input '{spec.name}' of shape {list(shape)} brings the generated inputs to "
+                             f"{total:,} elements, over the budget of {INPUT_ELEMENT_BUDGET:,}: fix smaller "
+                             "sizes with --input-shape")
+    return {s.name: random_array(s.elem_type, shape, rng, ranges.get(s.name, int_range)) for s, shape in planned}
 
 
 def check_shapes(specs: Iterable[InputSpec], shapes: Mapping[str, Sequence[int]]) -> None:

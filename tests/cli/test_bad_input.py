@@ -103,3 +103,20 @@ def test_a_run_past_the_budget_is_stopped_and_named(tmp_path, monkeypatch, comma
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"error: {source}: ") and "did not finish within the 0.5 s run budget" in line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_inputs_too_large_to_generate_are_refused_before_allocating(tmp_path, command):
+    source = tmp_path / "wide.onnx"
+    text = (
+        '<ir_version: 8, opset_import: ["" : 17]>\n'
+        "g (float[100000,100000] x) => (float[100000,100000] y) { y = Relu(x) }"
+    )
+    onnx.save(onnx.parser.parse_model(text), source)
+    out = tmp_path / "out.onnx"
+    args = [a.replace("{out}", str(out)) for a in COMMANDS[command]]
+    result = CliRunner().invoke(cli, [*args, str(source)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert "10,000,000,000 elements, over the budget of 268,435,456" in line and "--input-shape" in line
+    assert not out.exists()
