@@ -120,11 +120,19 @@ class Graph:
         return out
 
     def all_nodes(self) -> Iterator[Node]:
-        """Every node of this graph and, depth first after each node, of its subgraphs."""
-        for node in self.nodes:
+        """Every node of this graph and, depth first after each node, of its subgraphs.
+
+        One explicit stack rather than nested generators, so a node d subgraphs deep costs O(1) to
+        yield, not O(d) (a 12-deep If tree has 4,096 leaves).
+        """
+        stack: list[Iterator[Node]] = [_nodes_of(self)]
+        while stack:
+            node = next(stack[-1], None)
+            if node is None:
+                stack.pop()
+                continue
             yield node
-            for sub in node.subgraphs():
-                yield from sub.all_nodes()
+            stack.extend(_nodes_of(sub) for sub in reversed(node.subgraphs()))
 
     def all_graphs(self) -> Iterator[Graph]:
         """This graph and every subgraph below it."""
@@ -408,3 +416,8 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {self._len} nodes)"
+
+
+def _nodes_of(graph: Graph) -> Iterator[Node]:
+    """The nodes of ``graph``, read when iteration reaches them (not when the iterator is made)."""
+    yield from graph.nodes
