@@ -220,15 +220,19 @@ def _planned_size(node: Node, arrays: list) -> int:
     if node.op_type not in SIZE_OPS or node.domain not in ("", "ai.onnx"):
         return 0
     needed = {"ConstantOfShape": 1, "Expand": 2, "Tile": 2, "Range": 3}[node.op_type]
-    if len(arrays) < needed or any(a is None for a in arrays[:needed]):
+    if len(arrays) < needed or any(a is None for a in arrays[1 if node.op_type in ("Expand", "Tile") else 0 : needed]):
         return math.inf
+    if node.op_type in ("Expand", "Tile"):  # the data input may be a pending batch result: its shape will do
+        first = arrays[0].shape if arrays[0] is not None else node.inputs[0].shape
+        if first is None or not all(isinstance(d, int) for d in first):
+            return math.inf
     try:
         if node.op_type == "ConstantOfShape":
             return math.prod(int(d) for d in arrays[0].reshape(-1))
         if node.op_type == "Expand":
-            return math.prod(np.broadcast_shapes(arrays[0].shape, tuple(int(d) for d in arrays[1].reshape(-1))))
+            return math.prod(np.broadcast_shapes(tuple(first), tuple(int(d) for d in arrays[1].reshape(-1))))
         if node.op_type == "Tile":
-            return arrays[0].size * math.prod(int(r) for r in arrays[1].reshape(-1))
+            return math.prod(first) * math.prod(int(r) for r in arrays[1].reshape(-1))
         start, limit, delta = (float(np.asarray(a).reshape(-1)[0]) for a in arrays[:3])
         return max(0, math.ceil((limit - start) / delta)) if delta else math.inf
     except (ValueError, TypeError, OverflowError, IndexError):
