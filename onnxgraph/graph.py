@@ -330,7 +330,7 @@ class Graph:
             raise GraphError(f"{node!r} is not in graph {self.name!r}")
         if safe:
             for value in node.outputs:
-                if value.has_uses() or any(o is value for o in self.outputs):
+                if value.has_uses() or id(value) in self._ids_of("outputs"):
                     raise GraphError(f"cannot remove {node!r}: output {value.name!r} is still used")
         node.detach_inputs()
         self._unlink(node)

@@ -167,8 +167,9 @@ def test_result_failing_the_checker_is_refused():
         check_before_write(broken, source=None)
 
 
-def test_result_onnxruntime_cannot_run_is_refused_when_the_input_runs():
-    source = _tiny("y = Add(x, b)", "<float[2] b = {1, 2}>")
+def test_result_onnxruntime_cannot_run_is_refused_when_the_input_runs(tmp_path):
+    source = str(tmp_path / "source.onnx")
+    onnxgraph.save(_tiny("y = Add(x, b)", "<float[2] b = {1, 2}>"), source)
     result = _tiny("y = Add(x, b)", "<float16[2] b = {1, 2}>")  # valid for the checker, a type error for onnxruntime
     assert check_before_write(result, source=None) == ""
     with pytest.raises(ResultCheckFailed, match="onnxruntime runs the input but not the result"):
