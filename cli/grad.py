@@ -32,9 +32,7 @@ two equal)."""
     type=click.Choice(LOSS_FUNCTIONS),
     help="Append this loss on --output, with a new input 'target'.",
 )
-@click.option(
-    "--vjp", is_flag=True, help="Vector-Jacobian product: each output O gets an input O_grad."
-)
+@click.option("--vjp", is_flag=True, help="Vector-Jacobian product: each output O gets an input O_grad.")
 @click.option(
     "--output",
     "output",
@@ -74,9 +72,7 @@ def grad(
     if output is not None and loss is not None:
         raise BadInput("--output goes with --loss-fn or --vjp, not --loss")
     refuse_overwriting_input(model, out, overwrite)
-    result = build_gradient(
-        model, loss=loss, loss_fn=loss_fn, output=output, vjp=vjp, wrt=list(wrt) or None
-    )
+    result = build_gradient(model, loss=loss, loss_fn=loss_fn, output=output, vjp=vjp, wrt=list(wrt) or None)
     note = save_checked(result, out, source=model)
     if note:
         click.echo(f"note: {note}", err=True)

@@ -19,24 +19,61 @@ _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not impor
 
 @click.command()
 @model_argument
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
-              help="Where to write the optimized model (weights in external data stay external).")
-@click.option("--passes", default=None, metavar="LIST",
-              help="Comma-separated passes to run instead of the default pipeline (see docs/optimize.md).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Where to write the optimized model (weights in external data stay external).",
+)
+@click.option(
+    "--passes",
+    default=None,
+    metavar="LIST",
+    help="Comma-separated passes to run instead of the default pipeline (see docs/optimize.md).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip running the original and the result on onnxruntime.")
-@click.option("--report-json", type=click.Path(dir_okay=False, path_type=str), default=None, metavar="FILE",
-              help="Also write the report as JSON.")
-@click.option("--size-limit", type=click.IntRange(min=0), default=_DEFAULT_SIZE_LIMIT, show_default=True,
-              help="Largest constant (in elements) that folding may create.")
+@click.option(
+    "--report-json",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    metavar="FILE",
+    help="Also write the report as JSON.",
+)
+@click.option(
+    "--size-limit",
+    type=click.IntRange(min=0),
+    default=_DEFAULT_SIZE_LIMIT,
+    show_default=True,
+    help="Largest constant (in elements) that folding may create.",
+)
 @input_shape_option
 @overwrite_option
-@click.option("--bench", "run_bench", is_flag=True,
-              help="Then benchmark the original against the result on onnxruntime (as `onnxgraph bench A B`).")
-@click.option("--provider", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Execution provider for --bench.")
-def optimize(model: str, output: str, passes: str | None, no_verify: bool, report_json: str | None,
-             size_limit: int, input_shapes: tuple[str, ...], overwrite: bool, run_bench: bool,
-             provider: str) -> None:
+@click.option(
+    "--bench",
+    "run_bench",
+    is_flag=True,
+    help="Then benchmark the original against the result on onnxruntime (as `onnxgraph bench A B`).",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Execution provider for --bench.",
+)
+def optimize(
+    model: str,
+    output: str,
+    passes: str | None,
+    no_verify: bool,
+    report_json: str | None,
+    size_limit: int,
+    input_shapes: tuple[str, ...],
+    overwrite: bool,
+    run_bench: bool,
+    provider: str,
+) -> None:
     """Optimize MODEL and write it to OUT, verified against the original on onnxruntime.
 
     Exits 0 with a warning when a pass had to be rolled back to keep the outputs correct, and 1
@@ -55,8 +92,14 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
     console = Console(stderr=True)
     try:
         with console.status("loading", spinner="dots") as status:
-            optimized, report = run_optimize(model, passes=names, verify=not no_verify, size_limit=size_limit,
-                                             input_shapes=shapes, on_progress=status.update)
+            optimized, report = run_optimize(
+                model,
+                passes=names,
+                verify=not no_verify,
+                size_limit=size_limit,
+                input_shapes=shapes,
+                on_progress=status.update,
+            )
     except VerificationFailed as exc:
         if report_json:
             write_json(exc.report.to_dict(), report_json)
@@ -65,8 +108,13 @@ def optimize(model: str, output: str, passes: str | None, no_verify: bool, repor
         raise BadInput(f"{model}: cannot verify: {exc} (use --no-verify to skip verification)") from exc
     # Weights that came in external data leave in external data, new folded ones included;
     # verification has run the result on onnxruntime already (the check adds onnx.checker).
-    save_checked(optimized, output, source=None, input_shapes=shapes,
-                 external_data="auto" if report.before.external_bytes else None)
+    save_checked(
+        optimized,
+        output,
+        source=None,
+        input_shapes=shapes,
+        external_data="auto" if report.before.external_bytes else None,
+    )
     summary = report.to_dict()
     _render(report, model, output)
     if run_bench:
@@ -85,8 +133,7 @@ def _bench(original: str, optimized: str, provider: str, shapes: dict) -> dict:
     from onnxgraph.runtime.benchmark import compare_models
 
     with progress_bar() as on_progress:
-        result = compare_models(original, optimized, provider=provider, input_shapes=shapes,
-                                on_progress=on_progress)
+        result = compare_models(original, optimized, provider=provider, input_shapes=shapes, on_progress=on_progress)
     print_report(result)
     return result
 
@@ -102,8 +149,11 @@ def _render(report, model: str, output: str) -> None:
     for column in ("", "before", "after", "change"):
         size.add_column(column, justify="right" if column else "left")
     b, a = report.before, report.after
-    for label, x, y, fmt in (("nodes", b.nodes, a.nodes, str), ("initializers", b.initializers, a.initializers, str),
-                             ("weights", b.bytes, a.bytes, human_bytes)):
+    for label, x, y, fmt in (
+        ("nodes", b.nodes, a.nodes, str),
+        ("initializers", b.initializers, a.initializers, str),
+        ("weights", b.bytes, a.bytes, human_bytes),
+    ):
         change = f"{(y - x) / x:+.1%}" if x else "-"
         size.add_row(label, fmt(x), fmt(y), change)
     console.print(size)

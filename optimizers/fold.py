@@ -54,9 +54,17 @@ BLOAT_FREE = 4096
 """Outputs up to this many elements may be larger than the constants they come from."""
 NEVER_FOLD = frozenset({"Constant", "DequantizeLinear"})
 PARAMETER_SLOTS = {
-    "Conv": {1, 2}, "ConvTranspose": {1, 2}, "Gemm": {1, 2}, "MatMul": {1}, "PRelu": {1},
-    "BatchNormalization": {1, 2, 3, 4}, "InstanceNormalization": {1, 2}, "LayerNormalization": {1, 2},
-    "LSTM": {1, 2, 3}, "GRU": {1, 2, 3}, "RNN": {1, 2, 3},
+    "Conv": {1, 2},
+    "ConvTranspose": {1, 2},
+    "Gemm": {1, 2},
+    "MatMul": {1},
+    "PRelu": {1},
+    "BatchNormalization": {1, 2, 3, 4},
+    "InstanceNormalization": {1, 2},
+    "LayerNormalization": {1, 2},
+    "LSTM": {1, 2, 3},
+    "GRU": {1, 2, 3},
+    "RNN": {1, 2, 3},
 }
 """Inputs that hold a layer's parameters: a tensor read there is a weight, never bloat."""
 
@@ -96,12 +104,13 @@ class ConstantFolding(Pass):
             return False
         return not any(_static_size(v) > self.size_limit for v in node.outputs)
 
-    def _fold_graph(self, graph: Graph, in_function: bool, opsets: Mapping[str, int], ir_version: int,
-                    stats: Counter[str]) -> None:
-        values: dict[Value, np.ndarray] = {}   # results of folded nodes
-        how: dict[Node, str] = {}               # folded node -> rewrite case
+    def _fold_graph(
+        self, graph: Graph, in_function: bool, opsets: Mapping[str, int], ir_version: int, stats: Counter[str]
+    ) -> None:
+        values: dict[Value, np.ndarray] = {}  # results of folded nodes
+        how: dict[Node, str] = {}  # folded node -> rewrite case
         batch: list[Node] = []
-        pending: set[Value] = set()             # outputs of batch nodes, known after the run
+        pending: set[Value] = set()  # outputs of batch nodes, known after the run
         for node in graph:
             if not self._foldable(node):
                 continue
@@ -128,8 +137,9 @@ class ConstantFolding(Pass):
         return True
 
     # -- evaluation -----------------------------------------------------------------------------
-    def _evaluate(self, batch: list[Node], values: dict[Value, np.ndarray], opsets: Mapping[str, int],
-                  ir_version: int) -> dict[Node, str]:
+    def _evaluate(
+        self, batch: list[Node], values: dict[Value, np.ndarray], opsets: Mapping[str, int], ir_version: int
+    ) -> dict[Node, str]:
         """Compute ``batch`` in one session; on failure node by node. Returns the folded nodes."""
         if self.allows("onnxruntime"):
             feeds = _feeds(batch, values)
@@ -165,8 +175,14 @@ class ConstantFolding(Pass):
         return folded
 
     # -- rewriting ------------------------------------------------------------------------------
-    def _materialize(self, graph: Graph, how: dict[Node, str], values: dict[Value, np.ndarray],
-                     in_function: bool, stats: Counter[str]) -> None:
+    def _materialize(
+        self,
+        graph: Graph,
+        how: dict[Node, str],
+        values: dict[Value, np.ndarray],
+        in_function: bool,
+        stats: Counter[str],
+    ) -> None:
         """Turn the frontier of the folded region into constants, shrinking the region where a
         frontier value breaks the size guards, then drop the folded nodes left unread."""
         leaves = _leaf_sizes(how, values)

@@ -75,8 +75,14 @@ class Verifier:
         VerificationUnavailable: the original model does not run on onnxruntime.
     """
 
-    def __init__(self, original: str | Model, model: Model, *, input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 seed: int = 0):
+    def __init__(
+        self,
+        original: str | Model,
+        model: Model,
+        *,
+        input_shapes: Mapping[str, Sequence[int]] | None = None,
+        seed: int = 0,
+    ):
         try:
             run = run_model(original)
             for size in DYNAMIC_DIMS:
@@ -185,8 +191,12 @@ def _session_through_copy(model: Model):
 
 
 def _has_external(model: Model) -> bool:
-    return any(v.const_value.is_external for g in model.all_graphs() for v in g.initializers.values()
-               if hasattr(v.const_value, "is_external"))
+    return any(
+        v.const_value.is_external
+        for g in model.all_graphs()
+        for v in g.initializers.values()
+        if hasattr(v.const_value, "is_external")
+    )
 
 
 def _release_freed_memory() -> None:

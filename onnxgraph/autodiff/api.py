@@ -140,20 +140,14 @@ def _infer_types(model: Model) -> None:
     graph = model.graph
     for value in graph.initializers.values():  # rules read the weights' shapes
         if value.type is None and value.const_value is not None:
-            value.type = types.tensor_type(
-                value.const_value.elem_type, tuple(value.const_value.dims)
-            )
+            value.type = types.tensor_type(value.const_value.elem_type, tuple(value.const_value.dims))
     skeleton = export_model(model, _shape_only_sink)
     inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
     by_name = {v.name: v for node in graph.all_nodes() for v in node.outputs if v.name}
     by_name.update({v.name: v for g in graph.all_graphs() for v in g.inputs})
     for info in _value_infos(inferred.graph):
         value = by_name.get(info.name)
-        if (
-            value is not None
-            and info.type.WhichOneof("value")
-            and (value.type is None or value.shape is None)
-        ):
+        if value is not None and info.type.WhichOneof("value") and (value.type is None or value.shape is None):
             value.type = info.type
 
 
@@ -195,9 +189,7 @@ def _supported_opset(proto: onnx.ModelProto) -> onnx.ModelProto:
         return version_converter.convert_version(proto, MIN_OPSET)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GradientError(
-            f"opset {version} is older than {MIN_OPSET} and upgrading it failed: {first}"
-        ) from exc
+        raise GradientError(f"opset {version} is older than {MIN_OPSET} and upgrading it failed: {first}") from exc
 
 
 def _output(graph, name: str) -> Value:
@@ -221,25 +213,15 @@ def _seeds(b, loss, loss_fn, output, vjp, mapping) -> dict[Value, Value]:
             raise GradientError(f"loss '{loss}' is not a floating-point tensor")
         if value.shape is not None and any(d != 1 for d in value.shape):
             dims = ",".join(str(d) for d in value.shape)
-            raise GradientError(
-                f"loss '{loss}' is not a scalar (shape [{dims}]): use loss_fn or vjp"
-            )
-        ones = (
-            b.Expand(b.scalar(1, value), b.shape(value))
-            if value.shape != ()
-            else b.scalar(1, value)
-        )
+            raise GradientError(f"loss '{loss}' is not a scalar (shape [{dims}]): use loss_fn or vjp")
+        ones = b.Expand(b.scalar(1, value), b.shape(value)) if value.shape != () else b.scalar(1, value)
         return {value: b.typed(ones, value)}
     if loss_fn is not None:
         if loss_fn not in LOSS_FUNCTIONS:
-            raise GradientError(
-                f"unknown loss function '{loss_fn}' (choose from {', '.join(LOSS_FUNCTIONS)})"
-            )
+            raise GradientError(f"unknown loss function '{loss_fn}' (choose from {', '.join(LOSS_FUNCTIONS)})")
         if output is None:
             if len(graph.outputs) != 1:
-                raise GradientError(
-                    "the model has several outputs: name the one the loss applies to"
-                )
+                raise GradientError("the model has several outputs: name the one the loss applies to")
             output = graph.outputs[0].name
         value = _output(graph, output)
         if not is_float(value):
@@ -254,11 +236,7 @@ def _seeds(b, loss, loss_fn, output, vjp, mapping) -> dict[Value, Value]:
         if target is not None:
             mapping["@target"] = target.name
         return {loss_value: b.scalar(1, value)}
-    chosen = (
-        [_output(graph, output)]
-        if output is not None
-        else [v for v in graph.outputs if is_float(v)]
-    )
+    chosen = [_output(graph, output)] if output is not None else [v for v in graph.outputs if is_float(v)]
     if not chosen or not all(is_float(v) for v in chosen):
         raise GradientError("vjp needs floating-point outputs to differentiate")
     seeds = {}
@@ -291,11 +269,7 @@ def _wrt_values(graph, names: Sequence[str] | None) -> list[Value]:
 def _expose(b: GradBuilder, gradient: Value, wrt: Value) -> str:
     """Add ``gradient`` as a graph output named ``<wrt>_grad`` (suffixed when taken)."""
     graph = b.graph
-    if (
-        gradient.producer() is None
-        or gradient.is_graph_output()
-        or gradient.producer() not in b.created
-    ):
+    if gradient.producer() is None or gradient.is_graph_output() or gradient.producer() not in b.created:
         gradient = b.Identity(gradient)
     gradient.name = graph.fresh_name(f"{wrt.name}_grad")
     gradient.type = types.tensor_type(wrt.elem_type, wrt.shape)

@@ -35,21 +35,47 @@ from onnxgraph.value import Value
 FLOAT = onnx.TensorProto.FLOAT
 HALF_TYPES = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
 
-DEFAULT_BLOCK_LIST = frozenset({
-    # index and size arithmetic: half precision cannot count past 2048 exactly
-    "Range", "CumSum", "TopK", "NonMaxSuppression", "RoiAlign", "Resize", "Upsample",
-    "GridSample", "NonZero", "ArgMax", "ArgMin",
-    # long reductions overflow or lose their small terms in half precision
-    "ReduceSum", "ReduceSumSquare", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
-    "ReduceLogSumExp", "ReduceMean", "Einsum",
-    # losses and random generators
-    "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss", "RandomNormal", "RandomUniform",
-    "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
-})
+DEFAULT_BLOCK_LIST = frozenset(
+    {
+        # index and size arithmetic: half precision cannot count past 2048 exactly
+        "Range",
+        "CumSum",
+        "TopK",
+        "NonMaxSuppression",
+        "RoiAlign",
+        "Resize",
+        "Upsample",
+        "GridSample",
+        "NonZero",
+        "ArgMax",
+        "ArgMin",
+        # long reductions overflow or lose their small terms in half precision
+        "ReduceSum",
+        "ReduceSumSquare",
+        "ReduceProd",
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceLogSum",
+        "ReduceLogSumExp",
+        "ReduceMean",
+        "Einsum",
+        # losses and random generators
+        "SoftmaxCrossEntropyLoss",
+        "NegativeLogLikelihoodLoss",
+        "RandomNormal",
+        "RandomUniform",
+        "RandomNormalLike",
+        "RandomUniformLike",
+        "Multinomial",
+        "Bernoulli",
+    }
+)
 """Ops kept in float32 (behind Casts) unless ``block_list`` says otherwise."""
 
-_HALF_MAX = {onnx.TensorProto.FLOAT16: float(np.finfo(np.float16).max),
-             onnx.TensorProto.BFLOAT16: 3.3895313892515355e38}
+_HALF_MAX = {
+    onnx.TensorProto.FLOAT16: float(np.finfo(np.float16).max),
+    onnx.TensorProto.BFLOAT16: 3.3895313892515355e38,
+}
 
 
 @dataclass
@@ -71,8 +97,10 @@ class HalfReport:
     def warnings(self) -> list[str]:
         """One line per clamped tensor."""
         limit = _HALF_MAX[self.elem_type]
-        return [f"tensor '{name}': {n} value(s) outside the {types.dtype_name(self.elem_type)} range "
-                f"clamped to ±{limit:g}" for name, n in self.clamped.items()]
+        return [
+            f"tensor '{name}': {n} value(s) outside the {types.dtype_name(self.elem_type)} range clamped to ±{limit:g}"
+            for name, n in self.clamped.items()
+        ]
 
 
 def convert_tensor(tensor: Tensor, elem_type: int, name: str, report: HalfReport) -> Tensor:

@@ -107,9 +107,7 @@ class BenchConfig:
         for name, (low, high) in [("", self.int_range), *self.input_ranges.items()]:
             if low >= high:
                 where = f" of '{name}'" if name else ""
-                raise BenchError(
-                    f"input range{where} {low},{high} is empty: LOW must be below HIGH"
-                )
+                raise BenchError(f"input range{where} {low},{high} is empty: LOW must be below HIGH")
 
 
 @dataclass
@@ -293,11 +291,7 @@ def environment(threads: int | None, provider: str = "cpu", spinning: bool = Tru
 
 
 def _label(model: ModelSource, index: int) -> str:
-    return (
-        f"<in-memory model {'AB'[index]}>"
-        if isinstance(model, onnx.ModelProto)
-        else os.fspath(model)
-    )
+    return f"<in-memory model {'AB'[index]}>" if isinstance(model, onnx.ModelProto) else os.fspath(model)
 
 
 def _feeds_for(models: Sequence[ModelSource], labels: list[str], config: BenchConfig) -> list[dict]:
@@ -308,9 +302,7 @@ def _feeds_for(models: Sequence[ModelSource], labels: list[str], config: BenchCo
     model_inputs.check_shapes(specs[0], config.input_shapes)
     unknown = [n for n in config.input_ranges if n not in {s.name for s in specs[0]}]
     if unknown:
-        raise model_inputs.InputError(
-            f"--input-range names '{unknown[0]}', which is not a model input"
-        )
+        raise model_inputs.InputError(f"--input-range names '{unknown[0]}', which is not a model input")
     if config.inputs_npz is not None:
         feeds = model_inputs.load_npz(config.inputs_npz, specs[0])
     else:
@@ -351,9 +343,7 @@ def _set_up(
             config_entries=None if spinning else _NO_SPINNING,
         )
     except Exception as exc:
-        raise BenchError(
-            f"{label}: onnxruntime cannot create a session: {first_line(exc)}"
-        ) from exc
+        raise BenchError(f"{label}: onnxruntime cannot create a session: {first_line(exc)}") from exc
     create_s = time.perf_counter() - start
     device = "cuda" if active_provider(session, providers) == CUDA else "cpu"
     try:
@@ -382,14 +372,10 @@ def _warm_up(runners: list[TimedSession], labels: list[str], rounds: int) -> Non
             try:
                 runner.run()
             except Exception as exc:  # a model whose first run passed can still fail later
-                raise BenchError(
-                    f"{label}: onnxruntime cannot run the model: {first_line(exc)}"
-                ) from exc
+                raise BenchError(f"{label}: onnxruntime cannot run the model: {first_line(exc)}") from exc
 
 
-def _interleaved_runs(
-    runners: list[TimedSession], config: BenchConfig, report: Progress
-) -> list[list[float]]:
+def _interleaved_runs(runners: list[TimedSession], config: BenchConfig, report: Progress) -> list[list[float]]:
     """Counted runs, one of each model in turn, for ``config.runs`` rounds or ``config.duration_s``."""
     latencies: list[list[float]] = [[] for _ in runners]
     start = last_report = time.perf_counter()
@@ -422,9 +408,7 @@ def _half_precision(models: Sequence[ModelSource]):
 def _parity(expected: dict, actual: dict, config: BenchConfig, half=None) -> list[OutputComparison]:
     unknown = [n for n in config.output_tolerances if n not in expected]
     if unknown:
-        raise BenchError(
-            f"--tolerance names '{unknown[0]}', which is not an output ({', '.join(expected)})"
-        )
+        raise BenchError(f"--tolerance names '{unknown[0]}', which is not an output ({', '.join(expected)})")
     tolerances = {}
     for name, value in expected.items():
         tolerance = config.output_tolerances.get(name, config.tolerance)

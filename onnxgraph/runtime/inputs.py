@@ -54,8 +54,9 @@ def concrete_shape(spec: InputSpec, fixed: Mapping[str, Sequence[int]], dynamic_
     return tuple(d if isinstance(d, int) and d >= 0 else dynamic_dim for d in spec.shape)
 
 
-def random_array(elem_type: int, shape: tuple[int, ...], rng: np.random.Generator,
-                 int_range: tuple[int, int] = DEFAULT_INT_RANGE) -> np.ndarray:
+def random_array(
+    elem_type: int, shape: tuple[int, ...], rng: np.random.Generator, int_range: tuple[int, int] = DEFAULT_INT_RANGE
+) -> np.ndarray:
     """Random data of one ONNX element type: normal floats, integers in ``int_range``, random bools."""
     if elem_type == onnx.TensorProto.BOOL:
         return rng.integers(0, 2, size=shape).astype(bool)
@@ -90,9 +91,11 @@ def random_inputs(
     for spec, shape in planned:  # refuse before allocating anything
         total += math.prod(shape)
         if total > INPUT_ELEMENT_BUDGET:
-            raise InputError(f"input '{spec.name}' of shape {list(shape)} brings the generated inputs to "
-                             f"{total:,} elements, over the budget of {INPUT_ELEMENT_BUDGET:,}: fix smaller "
-                             "sizes with --input-shape")
+            raise InputError(
+                f"input '{spec.name}' of shape {list(shape)} brings the generated inputs to "
+                f"{total:,} elements, over the budget of {INPUT_ELEMENT_BUDGET:,}: fix smaller "
+                "sizes with --input-shape"
+            )
     return {s.name: random_array(s.elem_type, shape, rng, ranges.get(s.name, int_range)) for s, shape in planned}
 
 

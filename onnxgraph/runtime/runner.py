@@ -66,8 +66,9 @@ class TimedSession:
             return self._timed_run()
         except Exception as exc:
             if self._options.terminate:
-                raise RunBudgetExceeded(f"did not finish within the {budget:g} s run budget "
-                                        f"({RUN_BUDGET_ENV}=SECONDS sets another)") from exc
+                raise RunBudgetExceeded(
+                    f"did not finish within the {budget:g} s run budget ({RUN_BUDGET_ENV}=SECONDS sets another)"
+                ) from exc
             raise
         finally:
             timer.cancel()
@@ -93,9 +94,7 @@ class TimedSession:
         return dict(zip(self._names, self._last))
 
 
-def _bind(
-    session, feeds: Mapping[str, np.ndarray], output_names: list[str], device: str, device_id: int
-):
+def _bind(session, feeds: Mapping[str, np.ndarray], output_names: list[str], device: str, device_id: int):
     import onnxruntime as ort
 
     binding = session.io_binding()

@@ -49,11 +49,14 @@ def run_within_budget(session, names: list[str] | None, feeds: Mapping, *, budge
         return session.run(names, dict(feeds), options)
     except Exception as exc:
         if options.terminate:
-            raise RunBudgetExceeded(f"did not finish within the {seconds:g} s run budget "
-                                    f"({RUN_BUDGET_ENV}=SECONDS sets another)") from exc
+            raise RunBudgetExceeded(
+                f"did not finish within the {seconds:g} s run budget ({RUN_BUDGET_ENV}=SECONDS sets another)"
+            ) from exc
         raise
     finally:
         timer.cancel()
+
+
 _QUIET = 3  # onnxruntime's ERROR level: no warnings about missing CUDA libraries or unused initializers
 
 

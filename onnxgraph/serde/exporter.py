@@ -158,8 +158,7 @@ class _Exporter:
             if name not in listed:
                 info = proto.input.add()
                 info.name = name
-                info.type.CopyFrom(value.type or types.tensor_type(value.const_value.elem_type,
-                                                                   value.const_value.dims))
+                info.type.CopyFrom(value.type or types.tensor_type(value.const_value.elem_type, value.const_value.dims))
 
     def model(self, model: Model, ir_version: int | None) -> onnx.ModelProto:
         proto = onnx.ModelProto()

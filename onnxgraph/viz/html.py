@@ -49,8 +49,9 @@ def _asset(name: str) -> str:
     return resources.files("onnxgraph.viz").joinpath(name).read_text(encoding="utf-8")
 
 
-_SCRIPT_UNSAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
-                                "\u2029": "\\u2029"})
+_SCRIPT_UNSAFE = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
 
 
 def script_json(data: object) -> str:
@@ -70,5 +71,10 @@ def to_html(view: GraphView) -> str:
     payload["collapse_blocks"] = len(view.nodes) > COLLAPSE_ABOVE
     data = script_json(payload)
     summary = f"{ops} nodes" + (f", {view.omitted} left out" if view.omitted else "")
-    return _TEMPLATE.format(title=html.escape(view.title), summary=html.escape(summary), css=_asset("page.css"),
-                            js=_asset("page.js"), data=data)
+    return _TEMPLATE.format(
+        title=html.escape(view.title),
+        summary=html.escape(summary),
+        css=_asset("page.css"),
+        js=_asset("page.js"),
+        data=data,
+    )
