@@ -25,7 +25,8 @@ CRASH_PRONE_OPTIMIZERS = ("NchwcTransformer",)
 
 TEST_CRASH_ENV = "ONNXGRAPH_TEST_CRASH"
 """Test hook: "session" makes the child abort while creating a session unless the crash-prone
-optimizers are disabled (as onnxruntime does on an fp16 ViT); "always" makes it abort every time."""
+optimizers are disabled (as onnxruntime does on an fp16 ViT); "always" makes it abort every time;
+"hang" makes it sleep instead."""
 
 _MISSING_KERNEL = "Could not find an implementation for"
 _PHASES = {"start": "starting", "session": "creating the session", "run": "running the model"}
@@ -69,11 +70,16 @@ def run_isolated(
         model_path: the model file (its external data beside it).
         feeds: input name -> array (inputs the model does not declare are left out).
         optimization: onnxruntime's graph optimization level (see ``create_session``).
-        timeout: seconds before the child is stopped (None: no limit).
+        timeout: seconds before the child is stopped, session creation included (default: four
+            times the run budget, ``sessions.run_budget()``; the run itself stops at the budget).
 
     Returns:
         The outputs, or why there are none; never raises for a failure of onnxruntime.
     """
+    if timeout is None:
+        from onnxgraph.runtime.sessions import run_budget
+
+        timeout = 4 * run_budget()
     first = _attempt(model_path, feeds, optimization, (), timeout)
     if not (first.crashed and first.error.endswith(_PHASES["session"])):
         return first
@@ -112,7 +118,7 @@ def _attempt(model_path, feeds, optimization: str, disabled: Sequence[str], time
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            return IsolatedRun(None, f"onnxruntime did not finish within {timeout:g} s")
+            return IsolatedRun(None, f"onnxruntime did not create and run a session within {timeout:g} s")
         phase = _read(os.path.join(folder, "phase"), b"start").decode()
         if done.returncode < 0:
             name = _signal_name(-done.returncode)
@@ -177,5 +183,9 @@ def _child() -> None:
 
 def _test_crash(disabled: Sequence[str]) -> None:
     mode = os.environ.get(TEST_CRASH_ENV, "")
+    if mode == "hang":
+        import time
+
+        time.sleep(3600)
     if mode == "always" or (mode == "session" and not set(CRASH_PRONE_OPTIMIZERS) <= set(disabled)):
         os.abort()

@@ -195,3 +195,16 @@ def test_grad_writes_nothing_when_its_result_does_not_run(tmp_path, monkeypatch)
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"failed: {out}: not written: ")
     assert not out.exists()
+
+
+def test_a_child_that_hangs_is_stopped_at_its_timeout(tmp_path, monkeypatch):
+    from onnxgraph.runtime.isolated import run_isolated
+
+    source = _save(_build().resnet_like(blocks=1), tmp_path / "resnet.onnx")
+    monkeypatch.setenv(TEST_CRASH_ENV, "hang")
+    x = np.zeros((1, 3, 16, 16), np.float32)
+    run = run_isolated(source, {"x": x}, timeout=2)
+    assert run.outputs is None and not run.crashed
+    assert run.error == "onnxruntime did not create and run a session within 2 s"
+    monkeypatch.delenv(TEST_CRASH_ENV)
+    assert run_isolated(source, {"x": x}).outputs["logits"].shape == (1, 10)
