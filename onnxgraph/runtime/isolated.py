@@ -26,7 +26,7 @@ CRASH_PRONE_OPTIMIZERS = ("NchwcTransformer",)
 TEST_CRASH_ENV = "ONNXGRAPH_TEST_CRASH"
 """Test hook: "session" makes the child abort while creating a session unless the crash-prone
 optimizers are disabled (as onnxruntime does on an fp16 ViT); "always" makes it abort every time;
-"hang" makes it sleep instead."""
+"hang" makes it sleep instead, "slow-optimized" only when onnxruntime's optimizations are on."""
 
 _MISSING_KERNEL = "Could not find an implementation for"
 _PHASES = {"start": "starting", "session": "creating the session", "run": "running the model"}
@@ -41,12 +41,14 @@ class IsolatedRun:
         error: one line saying why it did not run ("" when it ran).
         crashed: onnxruntime died in native code (on the last attempt, when ``outputs`` is None).
         note: what was done about a crash (a retry with optimizers disabled), "" when nothing was.
+        timed_out: the child was stopped at its timeout.
     """
 
     outputs: dict[str, np.ndarray] | None
     error: str = ""
     crashed: bool = False
     note: str = ""
+    timed_out: bool = False
 
     @property
     def missing_kernel(self) -> bool:
@@ -118,7 +120,9 @@ def _attempt(model_path, feeds, optimization: str, disabled: Sequence[str], time
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            return IsolatedRun(None, f"onnxruntime did not create and run a session within {timeout:g} s")
+            return IsolatedRun(
+                None, f"onnxruntime did not create and run a session within {timeout:g} s", timed_out=True
+            )
         phase = _read(os.path.join(folder, "phase"), b"start").decode()
         if done.returncode < 0:
             name = _signal_name(-done.returncode)
@@ -164,7 +168,7 @@ def _child() -> None:
         from onnxgraph.runtime.sessions import create_session, run_within_budget
 
         phase("session")
-        _test_crash(request["disabled"])
+        _test_crash(request["disabled"], request["optimization"])
         session = create_session(
             request["model"], optimization=request["optimization"], disabled_optimizers=tuple(request["disabled"])
         )
@@ -181,9 +185,9 @@ def _child() -> None:
         pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _test_crash(disabled: Sequence[str]) -> None:
+def _test_crash(disabled: Sequence[str], optimization: str) -> None:
     mode = os.environ.get(TEST_CRASH_ENV, "")
-    if mode == "hang":
+    if mode == "hang" or (mode == "slow-optimized" and optimization != "disable"):
         import time
 
         time.sleep(3600)

@@ -208,3 +208,19 @@ def test_a_child_that_hangs_is_stopped_at_its_timeout(tmp_path, monkeypatch):
     assert run.error == "onnxruntime did not create and run a session within 2 s"
     monkeypatch.delenv(TEST_CRASH_ENV)
     assert run_isolated(source, {"x": x}).outputs["logits"].shape == (1, 10)
+
+
+def test_a_slow_optimized_session_falls_back_to_one_without_optimizations(tmp_path, monkeypatch):
+    import onnxgraph.convert.verify
+
+    source = _save(_build().resnet_like(blocks=1), tmp_path / "resnet.onnx")
+    out = tmp_path / "half.onnx"
+    monkeypatch.setenv(TEST_CRASH_ENV, "slow-optimized")
+    monkeypatch.setattr(onnxgraph.convert.verify, "OPTIMIZED_SESSION_SECONDS", 2.0)
+    result = _invoke("convert", source, "-o", str(out), "--fp16")
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: onnxruntime's optimized session took over 2 s: verified with its graph optimizations off"
+        in result.stderr
+    )
+    assert out.exists()
