@@ -224,3 +224,19 @@ def test_a_slow_optimized_session_falls_back_to_one_without_optimizations(tmp_pa
         in result.stderr
     )
     assert out.exists()
+
+
+def test_a_converted_model_no_session_can_be_made_for_in_time_fails_verification(tmp_path, monkeypatch):
+    import onnxgraph.convert.verify
+
+    source = _save(_build().resnet_like(blocks=1), tmp_path / "resnet.onnx")
+    out = tmp_path / "half.onnx"
+    monkeypatch.setenv(TEST_CRASH_ENV, "hang")
+    monkeypatch.setattr(onnxgraph.convert.verify, "OPTIMIZED_SESSION_SECONDS", 1.0)
+    result = _invoke("convert", source, "-o", str(out), "--fp16")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "failed: the converted model does not run on onnxruntime: onnxruntime did not create and run a session "
+        "within 1 s, with or without its graph optimizations (nothing written; --no-verify writes it anyway)"
+    ]
+    assert not out.exists()
