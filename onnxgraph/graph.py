@@ -43,6 +43,36 @@ class NameAuthority:
                 return candidate
 
 
+class _TrackedList(list):
+    """A list that counts the mutations that can change or drop its existing items.
+
+    ``version`` changes on every such mutation; appending (``append``, ``extend``, ``+=``) leaves it,
+    so a cache of the items seen so far stays valid for them. Graph inputs and outputs are kept in
+    these so that ``Value.is_graph_input/is_graph_output`` answer in O(1).
+    """
+
+    __slots__ = ("version",)
+
+    def __init__(self, items: Iterable = ()):
+        super().__init__(items)
+        self.version = 0
+
+
+def _counted(name: str):
+    method = getattr(list, name)
+
+    def mutate(self, *args, **kwargs):
+        self.version += 1
+        return method(self, *args, **kwargs)
+
+    mutate.__name__ = name
+    return mutate
+
+
+for _name in ("__setitem__", "__delitem__", "__imul__", "insert", "pop", "remove", "clear", "sort", "reverse"):
+    setattr(_TrackedList, _name, _counted(_name))
+
+
 class Graph:
     """A computation graph: nodes in order, graph inputs and outputs, initializers.
 
@@ -74,8 +104,8 @@ class Graph:
         self.name = name
         self.doc_string = ""
         self.metadata_props: dict[str, str] = {}
-        self.inputs: list[Value] = []
-        self.outputs: list[Value] = list(outputs)
+        self.inputs: list[Value] = _TrackedList()
+        self.outputs: list[Value] = _TrackedList(outputs)
         self.initializers: dict[str, Value] = {}
         self.sparse_initializers: dict[str, Value] = {}
         self.value_info: list[Value] = []
@@ -87,7 +117,7 @@ class Graph:
         self._last: Node | None = None
         self._len = 0
         self._names: NameAuthority | None = None
-        self._membership: dict[str, tuple[list[Value], set[int]]] = {}
+        self._membership: dict[str, tuple[list[Value], set[int], tuple[int, int] | None]] = {}
         for value in inputs:
             self.add_input(value)
 
@@ -143,22 +173,24 @@ class Graph:
     def _ids_of(self, which: str) -> set[int]:
         """Ids of the values in ``self.inputs`` or ``self.outputs`` (``which``), for O(1) membership.
 
-        Cached while the list holds the same values: checking that compares two lists of identical
-        objects, which Python does by identity in C, so even a graph with thousands of outputs
-        answers ``is_graph_output`` for every value in linear time.
+        The lists count their mutations (:class:`_TrackedList`), so the cached set is known to be
+        current in O(1), and values appended since are added to it without a rebuild. A plain list
+        assigned by hand is compared element by element instead.
         """
         values = getattr(self, which)
         cached = self._membership.get(which)
-        if cached is not None and cached[0] != values:
-            seen, ids = cached
-            if len(values) > len(seen) and values[: len(seen)] == seen:  # appended to: extend the set
-                ids.update(id(v) for v in values[len(seen) :])
-                seen.extend(values[len(seen) :])
-            else:
-                cached = None
-        if cached is None:
-            cached = (list(values), {id(v) for v in values})
-            self._membership[which] = cached
+        if cached is not None:
+            seen, ids, key = cached
+            if isinstance(values, _TrackedList) and key == (id(values), values.version):
+                if len(values) > len(seen):  # only appended to since: extend the set
+                    ids.update(id(v) for v in values[len(seen) :])
+                    seen.extend(values[len(seen) :])
+                return ids
+            if not isinstance(values, _TrackedList) and seen == values:
+                return ids
+        key = (id(values), values.version) if isinstance(values, _TrackedList) else None
+        cached = (list(values), {id(v) for v in values}, key)
+        self._membership[which] = cached
         return cached[1]
 
     # -- names ----------------------------------------------------------------------------------
