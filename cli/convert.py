@@ -14,7 +14,7 @@ from onnxgraph.cli.options import (
     overwrite_option,
     parse_input_shapes,
 )
-from onnxgraph.cli.output import emit, printable, progress, stdout_console
+from onnxgraph.cli.output import emit, printable, progress, save_checked, stdout_console
 
 
 @click.command(
@@ -25,33 +25,77 @@ from onnxgraph.cli.output import emit, printable, progress, stdout_console
     ),
 )
 @model_argument
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
-              help="Destination .onnx (or .onnxtxt for ONNX text).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Destination .onnx (or .onnxtxt for ONNX text).",
+)
 @click.option("--opset", type=click.IntRange(1), help="Default-domain opset to convert to (up or down).")
 @click.option("--ir-version", type=click.IntRange(1), help="IR version to write.")
-@click.option("--target-ort", metavar="VERSION",
-              help="Make the model loadable by this onnxruntime (e.g. 1.31): caps IR version and opset.")
+@click.option(
+    "--target-ort",
+    metavar="VERSION",
+    help="Make the model loadable by this onnxruntime (e.g. 1.31): caps IR version and opset.",
+)
 @click.option("--fp16", is_flag=True, help="Weights and computation in float16.")
 @click.option("--bf16", is_flag=True, help="Weights and computation in bfloat16.")
 @click.option("--keep-io-types", is_flag=True, help="With --fp16/--bf16: keep float32 inputs and outputs.")
-@click.option("--op-block-list", metavar="A,B",
-              help="With --fp16/--bf16: op types kept in float32, replacing the default list.")
+@click.option(
+    "--op-block-list", metavar="A,B", help="With --fp16/--bf16: op types kept in float32, replacing the default list."
+)
 @click.option("--external-data", is_flag=True, help="Write tensors of --size-threshold bytes or more to OUT.data.")
-@click.option("--size-threshold", type=click.IntRange(0), default=None, metavar="BYTES",
-              help="Smallest tensor written to external data (default 1024).")
+@click.option(
+    "--size-threshold",
+    type=click.IntRange(0),
+    default=None,
+    metavar="BYTES",
+    help="Smallest tensor written to external data (default 1024).",
+)
 @click.option("--inline-data", is_flag=True, help="Write every tensor inside the model file (up to 2 GB).")
-@click.option("--verify/--no-verify", default=True, show_default=True,
-              help="Compare outputs with the original on onnxruntime after a precision or opset change.")
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Compare outputs with the original on onnxruntime after a precision or opset change; "
+    "--no-verify also skips running the result before writing it.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="REL",
+    help="With --fp16/--bf16: largest relative L2 error accepted per output "
+    "(default 0.01 for float16, 0.04 for bfloat16).",
+)
 @input_shape_option
 @overwrite_option
 @allow_outside_option
 @json_flag
-def convert(model: str, output: str, opset: int | None, ir_version: int | None, target_ort: str | None,
-            fp16: bool, bf16: bool, keep_io_types: bool, op_block_list: str | None, external_data: bool,
-            size_threshold: int | None, inline_data: bool, verify: bool, input_shapes: tuple[str, ...],
-            overwrite: bool, allow_outside: bool, as_json: str | None) -> None:
+def convert(
+    model: str,
+    output: str,
+    opset: int | None,
+    ir_version: int | None,
+    target_ort: str | None,
+    fp16: bool,
+    bf16: bool,
+    keep_io_types: bool,
+    op_block_list: str | None,
+    external_data: bool,
+    size_threshold: int | None,
+    inline_data: bool,
+    verify: bool,
+    tolerance: float | None,
+    input_shapes: tuple[str, ...],
+    overwrite: bool,
+    allow_outside: bool,
+    as_json: str | None,
+) -> None:
     """Convert MODEL's opset, IR version, precision or data layout and write it to OUTPUT."""
     import onnxgraph
+    from onnxgraph.convert.opset import ConversionError
     from onnxgraph.convert.pipeline import ConvertOptions, convert_model
     from onnxgraph.convert.precision import DEFAULT_BLOCK_LIST
     from onnxgraph.pathguard import Output, check_outputs
@@ -62,40 +106,72 @@ def convert(model: str, output: str, opset: int | None, ir_version: int | None, 
         raise BadInput("--fp16 and --bf16 exclude each other")
     precision = "fp16" if fp16 else "bf16" if bf16 else None
     check_outputs([Output(output, "-o", model=True), Output(as_json, "--json")], models=[model], overwrite=overwrite)
-    _check_flags(model, output, precision, keep_io_types, op_block_list, external_data, inline_data,
-                 size_threshold, is_text_path(output))
+    _check_flags(
+        model,
+        output,
+        precision,
+        keep_io_types,
+        op_block_list,
+        external_data,
+        inline_data,
+        size_threshold,
+        is_text_path(output),
+    )
     shapes = parse_input_shapes(input_shapes)
-    block_list = DEFAULT_BLOCK_LIST if op_block_list is None else frozenset(
-        op.strip() for op in op_block_list.split(",") if op.strip())
+    block_list = (
+        DEFAULT_BLOCK_LIST
+        if op_block_list is None
+        else frozenset(op.strip() for op in op_block_list.split(",") if op.strip())
+    )
+
     def load():
         return onnxgraph.load(model, allow_external_data_outside=allow_outside)
 
-    options = ConvertOptions(opset=opset, ir_version=ir_version, target_ort=target_ort, precision=precision,
-                             keep_io_types=keep_io_types, block_list=block_list)
+    options = ConvertOptions(
+        opset=opset,
+        ir_version=ir_version,
+        target_ort=target_ort,
+        precision=precision,
+        keep_io_types=keep_io_types,
+        block_list=block_list,
+    )
     with progress(f"loading {model}") as update:
         loaded = load()
         if shapes:
             check_shapes(specs_of(loaded), shapes)
         update("converting")
-        converted, report = convert_model(loaded, options)
+        try:
+            converted, report = convert_model(loaded, options)
+        except ConversionError as exc:
+            raise BadInput(f"{model}: {exc}") from exc
     for line in report.warnings:
         click.echo(f"warning: {printable(line)}", err=True)
     verification = None
     if verify and (precision or report.opset != report.source_opset):
         with progress("verifying against the original"):
-            verification = _verify(load(), converted, report, shapes)
+            verification = _verify(model, load(), converted, report, shapes, tolerance)
     layout = "auto" if external_data else False if inline_data else None
-    with progress(f"writing {output}"):
-        onnxgraph.save(converted, output, external_data=layout,
-                       size_threshold=1024 if size_threshold is None else size_threshold)
+    with progress(f"checking and writing {output}"):
+        note = save_checked(
+            converted,
+            output,
+            source=model if verify else None,
+            ran_on_onnxruntime=verification is not None and verification.ran_on_onnxruntime,
+            input_shapes=shapes,
+            external_data=layout,
+            size_threshold=1024 if size_threshold is None else size_threshold,
+        )
+    for line in filter(None, {verification.note if verification else "", note}):
+        click.echo(f"note: {printable(line)}", err=True)
     data = report.to_json() | {"output": output}
     if verification is not None:
         data["verification"] = _verification_json(verification)
     emit(data, as_json, lambda: _render(output, report, verification))
 
 
-def _check_flags(model, output, precision, keep_io_types, op_block_list, external_data, inline_data,
-                 size_threshold, text_output) -> None:
+def _check_flags(
+    model, output, precision, keep_io_types, op_block_list, external_data, inline_data, size_threshold, text_output
+) -> None:
     if external_data and inline_data:
         raise BadInput("--external-data and --inline-data exclude each other")
     if size_threshold is not None and not (external_data or text_output):
@@ -104,23 +180,39 @@ def _check_flags(model, output, precision, keep_io_types, op_block_list, externa
         raise BadInput("--keep-io-types and --op-block-list need --fp16 or --bf16")
 
 
-def _verify(original, converted, report, shapes):
-    from onnxgraph.convert.verify import verify_conversion
+def _verify(model, original, converted, report, shapes, tolerance):
+    from onnxgraph.convert.verify import VerificationUnavailable, verify_conversion
 
     half = report.half_report.elem_type if report.half_report else None
-    result = verify_conversion(original, converted, half_type=half, input_shapes=shapes)
-    if result.skipped:
-        click.echo(f"warning: not verified: {printable(result.skipped)}", err=True)
-        return result
+    try:
+        result = verify_conversion(original, converted, half_type=half, input_shapes=shapes, tolerance=tolerance)
+    except VerificationUnavailable as exc:
+        raise BadInput(f"{model}: cannot verify: {exc} (nothing written; --no-verify writes it unverified)") from exc
+    if result.error:
+        raise CheckFailed(f"{result.error} (nothing written; --no-verify writes it anyway)")
     failed = [c for c in result.comparisons if not c.passed]
     if failed:
-        worst = max(failed, key=lambda c: c.max_abs)
-        raise CheckFailed(
-            f"output '{worst.name}' differs from the original: max abs {worst.max_abs:.3g}, "
-            f"{worst.mismatches}/{worst.size} beyond rtol={worst.rtol:g} atol={worst.atol:g} "
-            "(nothing written; --no-verify writes it anyway)"
+        worst = max(failed, key=lambda c: getattr(c, "relative_l2", c.max_abs))
+        reason = (
+            worst.describe()
+            if hasattr(worst, "describe")
+            else (
+                f"output '{worst.name}' differs from the original: max abs {worst.max_abs:.3g}, "
+                f"{worst.mismatches}/{worst.size} beyond rtol={worst.rtol:g} atol={worst.atol:g}"
+            )
         )
+        raise CheckFailed(f"{reason}; nothing written{_remedies(report) if half else ''}; --no-verify writes it anyway")
     return result
+
+
+def _remedies(report) -> str:
+    """What the precision options would change, for a failed half-precision verification."""
+    kept = ",".join(sorted(report.half_report.kept_float)) or "none"
+    return (
+        "; --keep-io-types keeps float32 inputs and outputs (the first and last rounding), "
+        f"--op-block-list OPS keeps more op types in float32 (kept now: {kept}), "
+        "--tolerance REL accepts a larger error"
+    )
 
 
 def _precision_name(report) -> str:
@@ -130,16 +222,32 @@ def _precision_name(report) -> str:
 
 
 def _verification_json(result) -> dict:
-    return {
-        "passed": result.passed,
-        "engine": result.engine,
-        "skipped": result.skipped,
-        "outputs": [
-            {"name": c.name, "max_abs": c.max_abs, "max_rel": c.max_rel, "mismatches": c.mismatches,
-             "rtol": c.rtol, "atol": c.atol}
-            for c in result.comparisons
-        ],
-    }
+    outputs = []
+    for c in result.comparisons:
+        if hasattr(c, "relative_l2"):
+            outputs.append(
+                {
+                    "name": c.name,
+                    "relative_l2": c.relative_l2,
+                    "max_abs": c.max_abs,
+                    "max_abs_over_scale": c.max_abs_over_scale,
+                    "limit": c.limit,
+                    "passed": c.passed,
+                }
+            )
+        else:
+            outputs.append(
+                {
+                    "name": c.name,
+                    "max_abs": c.max_abs,
+                    "max_rel": c.max_rel,
+                    "mismatches": c.mismatches,
+                    "rtol": c.rtol,
+                    "atol": c.atol,
+                    "passed": c.passed,
+                }
+            )
+    return {"passed": result.passed, "engine": result.engine, "note": result.note, "outputs": outputs}
 
 
 def _render(output: str, report, verification) -> None:
@@ -147,20 +255,29 @@ def _render(output: str, report, verification) -> None:
 
     console = stdout_console()
     console.print(f"[bold]wrote[/] {escape(output)}")
+
     def change(a: int, b: int) -> str:
         return f"{a} -> {b}" if a != b else f"{a} (unchanged)"
 
-    console.print(f"  opset {change(report.source_opset, report.opset)}, "
-                  f"IR version {change(report.source_ir_version, report.ir_version)}")
+    console.print(
+        f"  opset {change(report.source_opset, report.opset)}, "
+        f"IR version {change(report.source_ir_version, report.ir_version)}"
+    )
     if report.opset_report and report.opset_report.rewritten:
         console.print("  rewritten: " + ", ".join(f"{op} x{n}" for op, n in report.opset_report.rewritten.items()))
     half = report.half_report
     if half is not None:
         kept = ", ".join(f"{op} x{n}" for op, n in half.kept_float.items()) or "none"
-        console.print(f"  {_precision_name(report)}: {half.initializers} tensors converted, "
-                      f"{half.casts_added} Casts added, {half.casts_removed} removed, "
-                      f"{half.casts_retyped} retyped; kept in float32: {escape(kept)}")
-    if verification is not None and not verification.skipped:
+        console.print(
+            f"  {_precision_name(report)}: {half.initializers} tensors converted, "
+            f"{half.casts_added} Casts added, {half.casts_removed} removed, "
+            f"{half.casts_retyped} retyped; kept in float32: {escape(kept)}"
+        )
+    if verification is not None:
         worst = max((c.max_abs for c in verification.comparisons), default=0.0)
-        console.print(f"  verified on {verification.engine}: {len(verification.comparisons)} outputs "
-                      f"match (max abs difference {worst:.3g})")
+        scaled = [c.relative_l2 for c in verification.comparisons if hasattr(c, "relative_l2")]
+        error = f", relative L2 error {max(scaled):.2e}" if scaled else ""
+        console.print(
+            f"  verified on {verification.engine}: {len(verification.comparisons)} outputs "
+            f"match (max abs difference {worst:.3g}{error})"
+        )

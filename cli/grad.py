@@ -6,7 +6,7 @@ import click
 
 from onnxgraph.cli.errors import BadInput
 from onnxgraph.cli.options import allow_outside_option, examples, json_flag, model_argument, overwrite_option
-from onnxgraph.cli.output import emit, progress, stdout_console
+from onnxgraph.cli.output import emit, progress, save_checked, stdout_console
 
 LOSS_FUNCTIONS = ("mse", "l1", "cross_entropy", "bce_with_logits", "sum")
 """onnxgraph.autodiff.LOSS_FUNCTIONS, spelled out so --help needs no heavy import (a test keeps the
@@ -112,7 +112,6 @@ def grad(
     """
     import json
 
-    import onnxgraph
     from onnxgraph.autodiff import METADATA_KEY, build_gradient
     from onnxgraph.pathguard import Output, check_outputs
 
@@ -131,8 +130,10 @@ def grad(
             wrt=list(wrt) or None,
             allow_external_data_outside=allow_outside,
         )
-        update(f"writing {out}")
-        onnxgraph.save(result, out)
+        update(f"checking and writing {out}")
+        note = save_checked(result, out, source=model)
+    if note:
+        click.echo(f"note: {note}", err=True)
     mapping = json.loads(result.metadata_props[METADATA_KEY])
     emit({"output_path": out, "gradients": mapping}, as_json, lambda: _render(out, mapping))
 

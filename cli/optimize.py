@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from onnxgraph.cli.errors import CheckFailed
+from onnxgraph.cli.errors import BadInput, CheckFailed
 from onnxgraph.cli.options import (
     allow_outside_option,
     examples,
@@ -14,7 +14,7 @@ from onnxgraph.cli.options import (
     overwrite_option,
     parse_input_shapes,
 )
-from onnxgraph.cli.output import emit, human_bytes, stdout_console, write_json
+from onnxgraph.cli.output import emit, human_bytes, save_checked, stdout_console, write_json
 
 _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not imported so --help stays fast
 
@@ -59,7 +59,6 @@ def optimize(model: str, output: str, passes: str | None, disable: tuple[str, ..
     from onnxgraph.optimizers import optimize as run_optimize
     from onnxgraph.optimizers.verify import VerificationUnavailable
     from onnxgraph.pathguard import Output, check_outputs
-    from onnxgraph.serde.fileio import save
 
     check_outputs([Output(output, "-o", model=True), Output(as_json, "--json")], models=[model],
                   overwrite=overwrite)
@@ -77,9 +76,16 @@ def optimize(model: str, output: str, passes: str | None, disable: tuple[str, ..
             write_json(exc.report.to_dict(), as_json)
         raise CheckFailed(str(exc)) from exc
     except VerificationUnavailable as exc:
-        raise CheckFailed(f"{model}: cannot verify: {exc} (use --no-verify to skip verification)") from exc
-    # Weights that came in external data leave in external data, new folded ones included.
-    save(optimized, output, external_data="auto" if report.before.external_bytes else None)
+        raise BadInput(f"{model}: cannot verify: {exc} (use --no-verify to skip verification)") from exc
+    # Weights that came in external data leave in external data, new folded ones included;
+    # verification has run the result on onnxruntime already (the check adds onnx.checker).
+    save_checked(
+        optimized,
+        output,
+        source=None,
+        input_shapes=shapes,
+        external_data="auto" if report.before.external_bytes else None,
+    )
     summary = report.to_dict()
     _warn_rollbacks(report)
     if run_bench:
@@ -126,8 +132,11 @@ def _render(report, model: str, output: str, bench: dict | None) -> None:
     for column in ("", "before", "after", "change"):
         size.add_column(column, justify="right" if column else "left")
     b, a = report.before, report.after
-    for label, x, y, fmt in (("nodes", b.nodes, a.nodes, str), ("initializers", b.initializers, a.initializers, str),
-                             ("weights", b.bytes, a.bytes, human_bytes)):
+    for label, x, y, fmt in (
+        ("nodes", b.nodes, a.nodes, str),
+        ("initializers", b.initializers, a.initializers, str),
+        ("weights", b.bytes, a.bytes, human_bytes),
+    ):
         change = f"{(y - x) / x:+.1%}" if x else "-"
         size.add_row(label, fmt(x), fmt(y), change)
     console.print(size)

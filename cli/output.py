@@ -99,3 +99,36 @@ def progress(first: str) -> Iterator[Callable[[str], None]]:
 
     with Console(stderr=True).status(escape(first), spinner="dots") as status:
         yield lambda text: status.update(escape(text))
+def save_checked(
+    model,
+    output: str,
+    *,
+    source: str | None,
+    ran_on_onnxruntime: bool = False,
+    input_shapes: dict | None = None,
+    **save_options,
+) -> str:
+    """Check the model a command is about to write, then write it (nothing is written on failure).
+
+    Every command that writes a model goes through here: see
+    :func:`onnxgraph.runtime.written.check_before_write` for what is checked (``source=None`` skips
+    running the result on onnxruntime, for ``--no-verify``).
+
+    Returns:
+        A note on what running the result took ("" usually).
+
+    Raises:
+        CheckFailed: the result fails onnx.checker or does not run where the input runs (exit 1).
+    """
+    from onnxgraph.cli.errors import CheckFailed
+    from onnxgraph.runtime.written import ResultCheckFailed, check_before_write
+    from onnxgraph.serde.fileio import save
+
+    try:
+        note = check_before_write(
+            model, source=source, ran_on_onnxruntime=ran_on_onnxruntime, input_shapes=input_shapes
+        )
+    except ResultCheckFailed as exc:
+        raise CheckFailed(f"{output}: not written: {exc}") from exc
+    save(model, output, **save_options)
+    return note

@@ -92,13 +92,22 @@ class _Exporter:
 
     def heads(self, x: str, n_heads: int, head_dim: int) -> str:
         """``[b, s, h] -> [b, heads, s, d]`` through a Reshape whose shape is computed at runtime."""
-        shape = self.op("Concat", [self.dim(x, 0), self.dim(x, 1), self.const(np.array([n_heads], np.int64)),
-                                   self.const(np.array([head_dim], np.int64))], axis=0)
+        shape = self.op(
+            "Concat",
+            [
+                self.dim(x, 0),
+                self.dim(x, 1),
+                self.const(np.array([n_heads], np.int64)),
+                self.const(np.array([head_dim], np.int64)),
+            ],
+            axis=0,
+        )
         return self.op("Transpose", [self.op("Reshape", [x, shape])], perm=[0, 2, 1, 3])
 
 
-def transformer(layers: int = 2, hidden: int = 32, heads: int = 4, vocab: int = 100, max_positions: int = 64,
-                seed: int = 0) -> onnx.ModelProto:
+def transformer(
+    layers: int = 2, hidden: int = 32, heads: int = 4, vocab: int = 100, max_positions: int = 64, seed: int = 0
+) -> onnx.ModelProto:
     """An encoder (BERT-shaped) as torch.onnx exports it, with symbolic ``batch`` and ``sequence``.
 
     ``input_ids[batch, sequence]`` and ``attention_mask[batch, sequence]`` (int64) give
@@ -112,15 +121,21 @@ def transformer(layers: int = 2, hidden: int = 32, heads: int = 4, vocab: int = 
     words = g.weight("embeddings.word_embeddings.weight", (vocab, hidden), 0.02)
     positions = g.weight("embeddings.position_embeddings.weight", (max_positions, hidden), 0.02)
     seq = g.op("Squeeze", [g.dim("input_ids", 1), g.const(np.array([0], np.int64))])
-    position_ids = g.op("Unsqueeze", [g.op("Range", [g.const(np.array(0, np.int64)), seq,
-                                                      g.const(np.array(1, np.int64))]),
-                                      g.const(np.array([0], np.int64))])
+    position_ids = g.op(
+        "Unsqueeze",
+        [
+            g.op("Range", [g.const(np.array(0, np.int64)), seq, g.const(np.array(1, np.int64))]),
+            g.const(np.array([0], np.int64)),
+        ],
+    )
     x = g.op("Add", [g.op("Gather", [words, "input_ids"]), g.op("Gather", [positions, position_ids])])
     x = g.layer_norm(x, "embeddings.LayerNorm", hidden)
-    mask = g.op("Cast", [g.op("Unsqueeze", ["attention_mask", g.const(np.array([1, 2], np.int64))])],
-                to=TensorProto.FLOAT)
-    mask = g.op("Mul", [g.op("Sub", [g.const(np.array(1.0, np.float32)), mask]),
-                        g.const(np.array(-10000.0, np.float32))])
+    mask = g.op(
+        "Cast", [g.op("Unsqueeze", ["attention_mask", g.const(np.array([1, 2], np.int64))])], to=TensorProto.FLOAT
+    )
+    mask = g.op(
+        "Mul", [g.op("Sub", [g.const(np.array(1.0, np.float32)), mask]), g.const(np.array(-10000.0, np.float32))]
+    )
     for i in range(layers):
         p = f"encoder.layer.{i}"
         q = g.heads(g.linear(x, f"{p}.attention.self.query", hidden, hidden), heads, head_dim)
@@ -129,23 +144,29 @@ def transformer(layers: int = 2, hidden: int = 32, heads: int = 4, vocab: int = 
         scores = g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 1, 3, 2])])
         scores = g.op("Add", [g.op("Div", [scores, g.const(np.array(head_dim**0.5, np.float32))]), mask])
         context = g.op("Transpose", [g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])], perm=[0, 2, 1, 3])
-        merged = g.op("Concat", [g.dim(context, 0), g.dim(context, 1), g.const(np.array([hidden], np.int64))],
-                      axis=0)
+        merged = g.op("Concat", [g.dim(context, 0), g.dim(context, 1), g.const(np.array([hidden], np.int64))], axis=0)
         attention = g.linear(g.op("Reshape", [context, merged]), f"{p}.attention.output.dense", hidden, hidden)
         attention = g.op("Dropout", [attention, g.const(np.array(0.1, np.float32))])
         x = g.layer_norm(g.op("Add", [attention, x]), f"{p}.attention.output.LayerNorm", hidden)
         h = g.linear(x, f"{p}.intermediate.dense", hidden, 4 * hidden)
         erf = g.op("Erf", [g.op("Div", [h, g.const(np.array(2.0**0.5, np.float32))])])
-        h = g.op("Mul", [g.op("Mul", [h, g.op("Add", [erf, g.const(np.array(1.0, np.float32))])]),
-                         g.const(np.array(0.5, np.float32))])
+        h = g.op(
+            "Mul",
+            [
+                g.op("Mul", [h, g.op("Add", [erf, g.const(np.array(1.0, np.float32))])]),
+                g.const(np.array(0.5, np.float32)),
+            ],
+        )
         h = g.linear(h, f"{p}.output.dense", 4 * hidden, hidden)
         x = g.layer_norm(g.op("Add", [h, x]), f"{p}.output.LayerNorm", hidden)
     g.nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="/output/Identity"))
     graph = helper.make_graph(
         g.nodes,
         "transformer",
-        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
-         for n in ("input_ids", "attention_mask")],
+        [
+            helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
+            for n in ("input_ids", "attention_mask")
+        ],
         [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", hidden])],
         g.inits,
     )
@@ -367,6 +388,78 @@ def resnet18(classes: int = 1000, image: int = 224, width: int = 64, seed: int =
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
     model.ir_version = 8
+def resnet_like(
+    blocks: int = 2,
+    channels: int = 8,
+    image: int = 16,
+    classes: int = 10,
+    seed: int = 0,
+    *,
+    opset: int = OPSET,
+    ir_version: int = 8,
+    initializers_as_inputs: bool = False,
+    head_scale: float = 0.05,
+) -> onnx.ModelProto:
+    """A ResNet-like CNN ``x[batch, 3, image, image] -> logits[batch, classes]``, as torchvision exports it.
+
+    A stem Conv, then residual blocks (Conv, BatchNormalization with trained-looking statistics, Relu,
+    Conv, BatchNormalization, Add of the shortcut, Relu), GlobalAveragePool, Flatten and a Gemm whose
+    small weights put most logits near zero: the outputs on which an element-wise float16 check trips.
+    ``ir_version=3, opset=8, initializers_as_inputs=True`` gives the ONNX model zoo's ResNet layout
+    (every initializer also a graph input); ``head_scale`` scales the classifier's weights.
+    """
+    rng = np.random.default_rng(seed)
+    c = channels
+    inits = [_init(rng, "stem.weight", (c, 3, 3, 3), (2.0 / 27) ** 0.5), _init(rng, "stem.bias", (c,), 0.01)]
+    nodes = [helper.make_node("Conv", ["x", "stem.weight", "stem.bias"], ["h0"], name="stem", pads=[1, 1, 1, 1])]
+    current = "h0"
+    for b in range(blocks):
+        shortcut = current
+        for k in (1, 2):
+            p = f"block{b}.conv{k}"
+            inits += [
+                _init(rng, f"{p}.weight", (c, c, 3, 3), (2.0 / (9 * c)) ** 0.5),
+                numpy_helper.from_array((1 + 0.1 * rng.standard_normal(c)).astype(np.float32), f"{p}.bn.scale"),
+                numpy_helper.from_array((0.1 * rng.standard_normal(c)).astype(np.float32), f"{p}.bn.bias"),
+                numpy_helper.from_array((0.1 * rng.standard_normal(c)).astype(np.float32), f"{p}.bn.mean"),
+                numpy_helper.from_array((0.5 + rng.random(c)).astype(np.float32), f"{p}.bn.var"),
+            ]
+            nodes += [
+                helper.make_node("Conv", [current, f"{p}.weight"], [f"{p}.out"], name=p, pads=[1, 1, 1, 1]),
+                helper.make_node(
+                    "BatchNormalization",
+                    [f"{p}.out", f"{p}.bn.scale", f"{p}.bn.bias", f"{p}.bn.mean", f"{p}.bn.var"],
+                    [f"{p}.bn.out"],
+                    name=f"{p}.bn",
+                ),
+            ]
+            current = f"{p}.bn.out"
+            if k == 1:
+                nodes.append(helper.make_node("Relu", [current], [f"{p}.relu"], name=f"{p}.relu"))
+                current = f"{p}.relu"
+        nodes += [
+            helper.make_node("Add", [current, shortcut], [f"block{b}.sum"], name=f"block{b}.add"),
+            helper.make_node("Relu", [f"block{b}.sum"], [f"block{b}.out"], name=f"block{b}.relu"),
+        ]
+        current = f"block{b}.out"
+    inits += [_init(rng, "fc.weight", (classes, c), head_scale / c**0.5), _init(rng, "fc.bias", (classes,), 0.001)]
+    nodes += [
+        helper.make_node("GlobalAveragePool", [current], ["pooled"], name="gap"),
+        helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, image, image])]
+    if initializers_as_inputs:
+        inputs += [helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in inits]
+    graph = helper.make_graph(
+        nodes,
+        "resnet_like",
+        inputs,
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="onnxgraph")
+    model.ir_version = ir_version
     return model
 
 
@@ -399,10 +492,18 @@ def transformer_block(
     for i in range(layers):
         p = f"l{i}."
         for name, shape, scale in (
-            ("ln1.scale", (dim,), None), ("ln1.bias", (dim,), 0.0), ("wq", (dim, dim), dim**-0.5),
-            ("wk", (dim, dim), dim**-0.5), ("wv", (dim, dim), dim**-0.5), ("wo", (dim, dim), dim**-0.5),
-            ("ln2.scale", (dim,), None), ("ln2.bias", (dim,), 0.0), ("w1", (dim, ff), dim**-0.5),
-            ("b1", (ff,), 0.01), ("w2", (ff, dim), ff**-0.5), ("b2", (dim,), 0.01),
+            ("ln1.scale", (dim,), None),
+            ("ln1.bias", (dim,), 0.0),
+            ("wq", (dim, dim), dim**-0.5),
+            ("wk", (dim, dim), dim**-0.5),
+            ("wv", (dim, dim), dim**-0.5),
+            ("wo", (dim, dim), dim**-0.5),
+            ("ln2.scale", (dim,), None),
+            ("ln2.bias", (dim,), 0.0),
+            ("w1", (dim, ff), dim**-0.5),
+            ("b1", (ff,), 0.01),
+            ("w2", (ff, dim), ff**-0.5),
+            ("b2", (dim,), 0.01),
         ):
             if scale is None:
                 inits.append(numpy_helper.from_array(np.ones(shape, np.float32), p + name))

@@ -22,7 +22,12 @@ if TYPE_CHECKING:
     from onnxgraph.optimizers.pipeline import OptimizeReport
     from onnxgraph.quantize.quantizer import QuantizeReport
 
-_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+_ORT_NOISE = (
+    re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : "),  # status code prefix
+    re.compile(r"Load model from .*? failed:"),
+    # the C++ source position and function signature before the message itself
+    re.compile(r"\S*onnxruntime_src/\S+:\d+ .*?\)(?: const)? (?=[A-Z\[])"),
+)
 
 
 def one_line(error: BaseException | str, *, last: bool = False) -> str:
@@ -34,16 +39,18 @@ def one_line(error: BaseException | str, *, last: bool = False) -> str:
             converter put the reason last, after a context line).
 
     Returns:
-        The first (or last) non-blank line, stripped and without onnxruntime's
-        ``[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :`` prefix; an exception's type name when it has no
-        message, "" for an empty text.
+        The first (or last) non-blank line, stripped and without onnxruntime's noise (the
+        ``[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :`` prefix, the model path, the C++ source position
+        and signature); an exception's type name when it has no message, "" for an empty text.
     """
     text = error if isinstance(error, str) else str(error)
-    text = _ORT_PREFIX.sub("", text.strip())
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if lines:
-        return lines[-1] if last else lines[0]
-    return "" if isinstance(error, str) else type(error).__name__
+    if not lines:
+        return "" if isinstance(error, str) else type(error).__name__
+    line = lines[-1] if last else lines[0]
+    for pattern in _ORT_NOISE:
+        line = pattern.sub("", line, count=1)
+    return line.strip() or (lines[-1] if last else lines[0])
 
 
 # -- user errors ----------------------------------------------------------------------------------------
@@ -152,6 +159,18 @@ class AccuracyFailed(OnnxGraphError):
 
 class TrainingError(OnnxGraphError):
     """A user error in building or running training: bad options, data, or a diverged loss."""
+
+
+class RunBudgetExceeded(OnnxGraphError):
+    """A checking run of the user's model was stopped because it took longer than the run budget."""
+
+
+class ResultCheckFailed(OnnxGraphError):
+    """The model a command is about to write fails onnx.checker or does not run on onnxruntime.
+
+    A failed check of our own result, not bad input: the command line reports it as a failed
+    verification (exit 1) and writes nothing.
+    """
 
 
 # -- our bugs -------------------------------------------------------------------------------------------

@@ -141,11 +141,19 @@ class Graph:
         return out
 
     def all_nodes(self) -> Iterator[Node]:
-        """Every node of this graph and, depth first after each node, of its subgraphs."""
-        for node in self.nodes:
+        """Every node of this graph and, depth first after each node, of its subgraphs.
+
+        One explicit stack rather than nested generators, so a node d subgraphs deep costs O(1) to
+        yield, not O(d) (a 12-deep If tree has 4,096 leaves).
+        """
+        stack: list[Iterator[Node]] = [_nodes_of(self)]
+        while stack:
+            node = next(stack[-1], None)
+            if node is None:
+                stack.pop()
+                continue
             yield node
-            for sub in node.subgraphs():
-                yield from sub.all_nodes()
+            stack.extend(_nodes_of(sub) for sub in reversed(node.subgraphs()))
 
     def all_graphs(self) -> Iterator[Graph]:
         """This graph and every subgraph below it."""
@@ -239,9 +247,25 @@ class Graph:
             self.add_initializer(value)
 
     def _rename_initializer(self, old: str, new: str) -> None:
+        self._retable({old: new})
+
+    def rename_initializers(self, renames: Iterable[tuple[Value, str]]) -> None:
+        """Give several initializers of this graph new names at once, keeping their order.
+
+        One pass over the initializer table however many are renamed (renaming them one by one
+        through ``Value.name`` rebuilds the table each time).
+        """
+        table: dict[str, str] = {}
+        for value, name in renames:
+            table[value.name] = name
+            value._name = name
+            self._claim(name)
+        self._retable(table)
+
+    def _retable(self, renames: dict[str, str]) -> None:
         for table in (self.initializers, self.sparse_initializers):
-            if old in table:
-                items = [(new if k == old else k, v) for k, v in table.items()]
+            if any(old in table for old in renames):
+                items = [(renames.get(k, k), v) for k, v in table.items()]
                 table.clear()
                 table.update(items)
 
@@ -398,3 +422,8 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {self._len} nodes)"
+
+
+def _nodes_of(graph: Graph) -> Iterator[Node]:
+    """The nodes of ``graph``, read when iteration reaches them (not when the iterator is made)."""
+    yield from graph.nodes

@@ -58,8 +58,7 @@ class DeadCodeElimination(Pass):
         if not self.allows("node") or not node.outputs:
             return False
         graph = node.graph
-        outputs = {id(v) for v in graph.outputs}
-        if any(v.has_uses() or id(v) in outputs for v in node.outputs):
+        if any(v.has_uses() or v.is_graph_output() for v in node.outputs):
             return False
         for sub in node.subgraphs():
             for inner in sub.all_nodes():
@@ -70,7 +69,7 @@ class DeadCodeElimination(Pass):
     def _try_initializer(self, graph: Graph, value: Value) -> bool:
         if not self.allows("initializer") or value.has_uses():
             return False
-        if any(v is value for v in graph.outputs) or value.is_graph_input():
+        if value.is_graph_output() or value.is_graph_input():
             return False
         graph.remove_initializer(value.name)
         return True

@@ -15,11 +15,14 @@ train, DequantizeLinear (it would turn quantized weights into float ones) and no
 are never folded. A folded output must hold at most ``size_limit`` elements, and one above 4096
 elements must not be larger than the constants it is computed from, so Tile, Expand or
 ConstantOfShape never bloat the model; the exception is a tensor read only as a layer's parameter
-(Conv or Gemm weight, normalization scale...), which has to exist in full anyway.
+(Conv or Gemm weight, normalization scale...), which has to exist in full anyway. The size of
+ConstantOfShape, Expand, Tile and Range is estimated from their constant inputs before they are
+evaluated, so a node that would allocate more than ``size_limit`` elements is never run.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping
 
@@ -51,9 +54,17 @@ BLOAT_FREE = 4096
 """Outputs up to this many elements may be larger than the constants they come from."""
 NEVER_FOLD = frozenset({"Constant", "DequantizeLinear"})
 PARAMETER_SLOTS = {
-    "Conv": {1, 2}, "ConvTranspose": {1, 2}, "Gemm": {1, 2}, "MatMul": {1}, "PRelu": {1},
-    "BatchNormalization": {1, 2, 3, 4}, "InstanceNormalization": {1, 2}, "LayerNormalization": {1, 2},
-    "LSTM": {1, 2, 3}, "GRU": {1, 2, 3}, "RNN": {1, 2, 3},
+    "Conv": {1, 2},
+    "ConvTranspose": {1, 2},
+    "Gemm": {1, 2},
+    "MatMul": {1},
+    "PRelu": {1},
+    "BatchNormalization": {1, 2, 3, 4},
+    "InstanceNormalization": {1, 2},
+    "LayerNormalization": {1, 2},
+    "LSTM": {1, 2, 3},
+    "GRU": {1, 2, 3},
+    "RNN": {1, 2, 3},
 }
 """Inputs that hold a layer's parameters: a tensor read there is a weight, never bloat."""
 
@@ -93,17 +104,18 @@ class ConstantFolding(Pass):
             return False
         return not any(_static_size(v) > self.size_limit for v in node.outputs)
 
-    def _fold_graph(self, graph: Graph, in_function: bool, opsets: Mapping[str, int], ir_version: int,
-                    stats: Counter[str]) -> None:
-        values: dict[Value, np.ndarray] = {}   # results of folded nodes
-        how: dict[Node, str] = {}               # folded node -> rewrite case
+    def _fold_graph(
+        self, graph: Graph, in_function: bool, opsets: Mapping[str, int], ir_version: int, stats: Counter[str]
+    ) -> None:
+        values: dict[Value, np.ndarray] = {}  # results of folded nodes
+        how: dict[Node, str] = {}  # folded node -> rewrite case
         batch: list[Node] = []
-        pending: set[Value] = set()             # outputs of batch nodes, known after the run
+        pending: set[Value] = set()  # outputs of batch nodes, known after the run
         for node in graph:
             if not self._foldable(node):
                 continue
             arrays, waits = _input_arrays(node, values, pending)
-            if arrays is None:
+            if arrays is None or _planned_size(node, arrays) > self.size_limit:
                 continue
             if not waits and self._try_numpy(node, arrays, values):
                 how[node] = "numpy"
@@ -125,8 +137,9 @@ class ConstantFolding(Pass):
         return True
 
     # -- evaluation -----------------------------------------------------------------------------
-    def _evaluate(self, batch: list[Node], values: dict[Value, np.ndarray], opsets: Mapping[str, int],
-                  ir_version: int) -> dict[Node, str]:
+    def _evaluate(
+        self, batch: list[Node], values: dict[Value, np.ndarray], opsets: Mapping[str, int], ir_version: int
+    ) -> dict[Node, str]:
         """Compute ``batch`` in one session; on failure node by node. Returns the folded nodes."""
         if self.allows("onnxruntime"):
             feeds = _feeds(batch, values)
@@ -162,8 +175,14 @@ class ConstantFolding(Pass):
         return folded
 
     # -- rewriting ------------------------------------------------------------------------------
-    def _materialize(self, graph: Graph, how: dict[Node, str], values: dict[Value, np.ndarray],
-                     in_function: bool, stats: Counter[str]) -> None:
+    def _materialize(
+        self,
+        graph: Graph,
+        how: dict[Node, str],
+        values: dict[Value, np.ndarray],
+        in_function: bool,
+        stats: Counter[str],
+    ) -> None:
         """Turn the frontier of the folded region into constants, shrinking the region where a
         frontier value breaks the size guards, then drop the folded nodes left unread."""
         leaves = _leaf_sizes(how, values)
@@ -201,6 +220,39 @@ def _is_weight(value: Value) -> bool:
     return bool(uses) and all(
         i in PARAMETER_SLOTS.get(node.op_type, ()) and node.domain in ("", "ai.onnx") for node, i in uses
     )
+
+
+SIZE_OPS = frozenset({"ConstantOfShape", "Expand", "Tile", "Range"})
+"""Ops whose output size comes from their input values, not their input sizes."""
+
+
+def _planned_size(node: Node, arrays: list) -> int:
+    """Elements ``node`` would create, estimated from its constant inputs before anything is run.
+
+    Infinite for an op of :data:`SIZE_OPS` whose size-giving input is not known yet (a batch result),
+    so ``ConstantOfShape`` of 1e10 elements is never handed to onnxruntime to allocate; 0 for other
+    ops (their outputs are checked against the static shape and after evaluation).
+    """
+    if node.op_type not in SIZE_OPS or node.domain not in ("", "ai.onnx"):
+        return 0
+    needed = {"ConstantOfShape": 1, "Expand": 2, "Tile": 2, "Range": 3}[node.op_type]
+    if len(arrays) < needed or any(a is None for a in arrays[1 if node.op_type in ("Expand", "Tile") else 0 : needed]):
+        return math.inf
+    if node.op_type in ("Expand", "Tile"):  # the data input may be a pending batch result: its shape will do
+        first = arrays[0].shape if arrays[0] is not None else node.inputs[0].shape
+        if first is None or not all(isinstance(d, int) for d in first):
+            return math.inf
+    try:
+        if node.op_type == "ConstantOfShape":
+            return math.prod(int(d) for d in arrays[0].reshape(-1))
+        if node.op_type == "Expand":
+            return math.prod(np.broadcast_shapes(tuple(first), tuple(int(d) for d in arrays[1].reshape(-1))))
+        if node.op_type == "Tile":
+            return math.prod(first) * math.prod(int(r) for r in arrays[1].reshape(-1))
+        start, limit, delta = (float(np.asarray(a).reshape(-1)[0]) for a in arrays[:3])
+        return max(0, math.ceil((limit - start) / delta)) if delta else math.inf
+    except (ValueError, TypeError, OverflowError, IndexError):
+        return math.inf
 
 
 def _static_size(value: Value) -> int:

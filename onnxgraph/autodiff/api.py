@@ -126,9 +126,8 @@ def _held_as_inputs(graph, values: Sequence[Value]):
     try:
         yield
     finally:
-        for value in added:
-            if value in graph.inputs:  # a cleanup pass may have dropped it already
-                graph.inputs.remove(value)
+        held = {id(v) for v in added}
+        graph.inputs[:] = [v for v in graph.inputs if id(v) not in held]
 
 
 def _load_copy(model, allow_outside: bool = False) -> Model:

@@ -49,7 +49,9 @@ class ConvertReport:
             "ir_version": {"from": self.source_ir_version, "to": self.ir_version},
             "rewritten_ops": self.opset_report.rewritten if self.opset_report else {},
             "carried_ops": self.opset_report.carried if self.opset_report else {},
-            "precision": None if half is None else {
+            "precision": None
+            if half is None
+            else {
                 "dtype": types.dtype_name(half.elem_type),
                 "initializers_converted": half.initializers,
                 "casts_added": half.casts_added,
@@ -78,11 +80,13 @@ def _targets(model: Model, options: ConvertOptions) -> tuple[int, int | None]:
     if options.target_ort:
         max_ir, max_opset = versions.ort_limits(options.target_ort)
         if options.opset is not None and options.opset > max_opset:
-            raise ConversionError(f"--opset {options.opset} is newer than onnxruntime {options.target_ort} "
-                                  f"loads (opset {max_opset})")
+            raise ConversionError(
+                f"--opset {options.opset} is newer than onnxruntime {options.target_ort} loads (opset {max_opset})"
+            )
         if options.ir_version is not None and options.ir_version > max_ir:
-            raise ConversionError(f"--ir-version {options.ir_version} is newer than onnxruntime "
-                                  f"{options.target_ort} loads (IR {max_ir})")
+            raise ConversionError(
+                f"--ir-version {options.ir_version} is newer than onnxruntime {options.target_ort} loads (IR {max_ir})"
+            )
         opset = min(opset, max_opset)
         ir_cap = max_ir
     return opset, ir_cap
@@ -90,28 +94,36 @@ def _targets(model: Model, options: ConvertOptions) -> tuple[int, int | None]:
 
 def _ir_version(model: Model, opset: int, explicit: int | None, cap: int | None) -> int:
     """The IR version to write: ``explicit`` if given, else the model's (capped), at least what it needs."""
-    needed = max(versions.min_ir_for_opset(opset), versions.min_ir_for_types(_elem_types(model)),
-                 8 if model.functions else 3)
+    needed = max(
+        versions.min_ir_for_opset(opset), versions.min_ir_for_types(_elem_types(model)), 8 if model.functions else 3
+    )
     if explicit is not None:
         if explicit > onnx.IR_VERSION:
-            raise ConversionError(f"IR version {explicit} is newer than onnx {onnx.__version__} knows "
-                                  f"({onnx.IR_VERSION})")
+            raise ConversionError(
+                f"IR version {explicit} is newer than onnx {onnx.__version__} knows ({onnx.IR_VERSION})"
+            )
         chosen = explicit
     else:
         chosen = max(model.ir_version, needed)
         if cap is not None:
             chosen = min(chosen, cap)
     if chosen < needed:
-        raise ConversionError(f"IR version {chosen} is too old for this model (opset {opset} and its "
-                              f"element types need IR {needed} or newer)")
+        raise ConversionError(
+            f"IR version {chosen} is too old for this model (opset {opset} and its "
+            f"element types need IR {needed} or newer)"
+        )
     return chosen
 
 
 def convert_model(model: Model, options: ConvertOptions) -> tuple[Model, ConvertReport]:
     """Convert ``model`` as ``options`` ask (the input model may be changed; use the result).
 
+    Nodes are put in topological order first; when the IR version written is below 4, every
+    initializer of the main graph is also listed as a graph input (the exporter does it).
+
     Raises:
-        ConversionError: a target cannot be met (the message says which and why).
+        ConversionError: a target cannot be met (the message says which and why), or the model is
+            stamped with an unreleased opset.
         OnnxGraphError: a malformed version or an unknown option value.
     """
     with renames.recording(model) as recorded:
@@ -121,6 +133,14 @@ def convert_model(model: Model, options: ConvertOptions) -> tuple[Model, Convert
 
 def _convert(model: Model, options: ConvertOptions) -> tuple[Model, ConvertReport]:
     source_opset, source_ir = default_opset(model), model.ir_version
+    newest = onnx.defs.onnx_opset_version()
+    if source_opset > newest:
+        raise ConversionError(
+            f"stamped with ai.onnx opset {source_opset}, which is not released (onnx "
+            f"{onnx.__version__} knows opsets up to {newest}): nothing can convert or verify it"
+        )
+    for graph in list(model.all_graphs()):  # onnxruntime and the checker want producers before readers
+        graph.sort()
     opset, ir_cap = _targets(model, options)
     report = ConvertReport(source_opset, opset, source_ir, source_ir)
     if opset != source_opset:
@@ -129,8 +149,9 @@ def _convert(model: Model, options: ConvertOptions) -> tuple[Model, ConvertRepor
         if options.precision not in PRECISIONS:
             raise ConversionError(f"unknown precision '{options.precision}' (fp16 or bf16)")
         infer_shapes(model)
-        report.half_report = to_half(model, PRECISIONS[options.precision], keep_io_types=options.keep_io_types,
-                                     block_list=options.block_list)
+        report.half_report = to_half(
+            model, PRECISIONS[options.precision], keep_io_types=options.keep_io_types, block_list=options.block_list
+        )
         report.warnings.extend(report.half_report.warnings)
     model.ir_version = report.ir_version = _ir_version(model, opset, options.ir_version, ir_cap)
     return model, report

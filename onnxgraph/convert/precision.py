@@ -35,21 +35,47 @@ from onnxgraph.value import Value
 FLOAT = onnx.TensorProto.FLOAT
 HALF_TYPES = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
 
-DEFAULT_BLOCK_LIST = frozenset({
-    # index and size arithmetic: half precision cannot count past 2048 exactly
-    "Range", "CumSum", "TopK", "NonMaxSuppression", "RoiAlign", "Resize", "Upsample",
-    "GridSample", "NonZero", "ArgMax", "ArgMin",
-    # long reductions overflow or lose their small terms in half precision
-    "ReduceSum", "ReduceSumSquare", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
-    "ReduceLogSumExp", "ReduceMean", "Einsum",
-    # losses and random generators
-    "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss", "RandomNormal", "RandomUniform",
-    "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
-})
+DEFAULT_BLOCK_LIST = frozenset(
+    {
+        # index and size arithmetic: half precision cannot count past 2048 exactly
+        "Range",
+        "CumSum",
+        "TopK",
+        "NonMaxSuppression",
+        "RoiAlign",
+        "Resize",
+        "Upsample",
+        "GridSample",
+        "NonZero",
+        "ArgMax",
+        "ArgMin",
+        # long reductions overflow or lose their small terms in half precision
+        "ReduceSum",
+        "ReduceSumSquare",
+        "ReduceProd",
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceLogSum",
+        "ReduceLogSumExp",
+        "ReduceMean",
+        "Einsum",
+        # losses and random generators
+        "SoftmaxCrossEntropyLoss",
+        "NegativeLogLikelihoodLoss",
+        "RandomNormal",
+        "RandomUniform",
+        "RandomNormalLike",
+        "RandomUniformLike",
+        "Multinomial",
+        "Bernoulli",
+    }
+)
 """Ops kept in float32 (behind Casts) unless ``block_list`` says otherwise."""
 
-_HALF_MAX = {onnx.TensorProto.FLOAT16: float(np.finfo(np.float16).max),
-             onnx.TensorProto.BFLOAT16: 3.3895313892515355e38}
+_HALF_MAX = {
+    onnx.TensorProto.FLOAT16: float(np.finfo(np.float16).max),
+    onnx.TensorProto.BFLOAT16: 3.3895313892515355e38,
+}
 
 
 @dataclass
@@ -71,8 +97,10 @@ class HalfReport:
     def warnings(self) -> list[str]:
         """One line per clamped tensor."""
         limit = _HALF_MAX[self.elem_type]
-        return [f"tensor '{name}': {n} value(s) outside the {types.dtype_name(self.elem_type)} range "
-                f"clamped to ±{limit:g}" for name, n in self.clamped.items()]
+        return [
+            f"tensor '{name}': {n} value(s) outside the {types.dtype_name(self.elem_type)} range clamped to ±{limit:g}"
+            for name, n in self.clamped.items()
+        ]
 
 
 def convert_tensor(tensor: Tensor, elem_type: int, name: str, report: HalfReport) -> Tensor:
@@ -101,15 +129,19 @@ class _HalfConverter:
         self.converted: dict[tuple[int, int], Value] = {}
         self.replaced: list[tuple[Value, Value]] = []
         self.was_float: set[int] = set()
+        self.schemas: dict[str, defs.OpSchema | None] = {}
+        self.half_type_str = f"tensor({onnx.TensorProto.DataType.Name(elem_type).lower()})"
 
     # -- decisions ------------------------------------------------------------------------------
     def _schema(self, node: Node) -> defs.OpSchema | None:
         if node.domain not in ("", "ai.onnx"):
             return None
-        try:
-            return defs.get_schema(node.op_type, self.opset, "")
-        except defs.SchemaError:
-            return None
+        if node.op_type not in self.schemas:
+            try:
+                self.schemas[node.op_type] = defs.get_schema(node.op_type, self.opset, "")
+            except defs.SchemaError:
+                self.schemas[node.op_type] = None
+        return self.schemas[node.op_type]
 
     def _computes_in_half(self, node: Node) -> bool:
         if node.op_type in self.block_list or node.subgraphs() or self._schema(node) is None:
@@ -121,13 +153,17 @@ class _HalfConverter:
         return schema.inputs[min(index, len(schema.inputs) - 1)]
 
     def _accepts_half(self, formal: defs.OpSchema.FormalParameter) -> bool:
-        return f"tensor({onnx.TensorProto.DataType.Name(self.half).lower()})" in formal.types
+        return self.half_type_str in formal.types
 
-    def wants_half(self, node: Node, index: int) -> bool:
-        """Whether ``node`` should read its float input ``index`` in half precision."""
+    def wants_half(self, node: Node, index: int, computes_in_half: bool | None = None) -> bool:
+        """Whether ``node`` should read its float input ``index`` in half precision.
+
+        ``computes_in_half`` is :meth:`_computes_in_half` of ``node`` when the caller knows it (it
+        looks at every input, so asking it per input is quadratic in a wide node's inputs).
+        """
         if node.op_type == "Cast":
             return True
-        if not self._computes_in_half(node):
+        if not (self._computes_in_half(node) if computes_in_half is None else computes_in_half):
             return False
         schema = self._schema(node)
         return bool(schema.inputs) and self._accepts_half(self._formal_input(schema, index))
@@ -221,10 +257,11 @@ class _HalfConverter:
         half_params: set[str] = set()
         schema = self._schema(node)
         reads_float = any(v is not None and id(v) in self.was_float for v in node.inputs)
+        computes_in_half = self._computes_in_half(node)
         for i, value in enumerate(node.inputs):
             if value is None or id(value) not in self.was_float:
                 continue
-            want = self.half if self.wants_half(node, i) else FLOAT
+            want = self.half if self.wants_half(node, i, computes_in_half) else FLOAT
             if want == self.half and schema is not None:
                 half_params.add(self._formal_input(schema, i).type_str)
             if value.elem_type != want:
@@ -269,15 +306,22 @@ class _HalfConverter:
         self.report.casts_added += 1
 
     def _drop_replaced(self) -> None:
+        renames: dict[Graph, list[tuple[Value, str]]] = {}
+        input_slots = {id(v): (g, i) for g in self.model.graph.all_graphs() for i, v in enumerate(g.inputs)}
         for old, new in self.replaced:
             if old.has_uses() or old.is_graph_output():
                 continue
             if old.is_initializer():
-                name = old.name
-                old.graph.remove_initializer(name)
-                new.name = name
+                graph, slot = input_slots.get(id(old), (None, None))
+                if graph is not None:  # IR-3 layout: a weight listed as a graph input takes its new type
+                    graph.inputs[slot] = new
+                graph = old.graph
+                graph.remove_initializer(old.name)
+                renames.setdefault(graph, []).append((new, old.name))
             elif old.producer() is not None:
                 old.producer().graph.remove(old.producer())
+        for graph, pairs in renames.items():
+            graph.rename_initializers(pairs)
 
 
 def _visible(value: Value, graph: Graph) -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 
 from onnxgraph.debug.npz import NpzWriter
-from onnxgraph.errors import OnnxGraphError
+from onnxgraph.errors import OnnxGraphError, one_line
 
 _STATUS = re.compile(r"\[ONNXRuntimeError\] : \d+ : (\w+)")
 
@@ -184,12 +184,12 @@ def _evaluate(mode: str, payload: bytes, feeds: dict, providers: tuple[str, ...]
     try:
         session = create_session(payload, providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        return "create", _first_line(exc)
+        return "create", one_line(exc)
     names = [o.name for o in session.get_outputs()]
     try:
         got = dict(zip(names, session.run(names, feeds)))
     except Exception as exc:  # noqa: BLE001
-        return "run", _first_line(exc)
+        return "run", one_line(exc)
     return _against_reference(payload, feeds, got) if mode == "reference" else ("ok", "")
 
 
@@ -205,7 +205,7 @@ def _against_reference(payload: bytes, feeds: dict, got: dict) -> tuple[str, str
     try:
         expected = dict(zip(names, ReferenceEvaluator(onnx.load_from_string(payload)).run(names, feeds)))
     except Exception as exc:  # noqa: BLE001 - the reference evaluator raises many types
-        return "reference", _first_line(exc)
+        return "reference", one_line(exc)
     half = half_precision_of(onnxgraph.load(payload))
     for name, want in expected.items():
         if not isinstance(want, np.ndarray):
@@ -219,10 +219,3 @@ def _against_reference(payload: bytes, feeds: dict, got: dict) -> tuple[str, str
     return "ok", ""
 
 
-_SOURCE_LOCATION = re.compile(r"\S*onnxruntime_src\S*:\d+ \S+?\(.*?\) ")
-
-
-def _first_line(exc: BaseException) -> str:
-    """The message's first line without onnxruntime's source location and C++ signature."""
-    text = str(exc).strip()
-    return _SOURCE_LOCATION.sub("", text.splitlines()[0]) if text else type(exc).__name__

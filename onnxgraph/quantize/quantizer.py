@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 import onnxgraph
-from onnxgraph.errors import AccuracyFailed, ModelSaveError, OnnxGraphError, QuantizeError
+from onnxgraph.errors import AccuracyFailed, ModelSaveError, OnnxGraphError, QuantizeError, one_line
 from onnxgraph.model import Model
 from onnxgraph.quantize.accuracy import AccuracyReport, measure_accuracy
 from onnxgraph.quantize.prepare import untie_gemm_weights
@@ -288,7 +288,7 @@ def _run_samples(path: str, samples: Sequence[Sample]) -> list[dict[str, np.ndar
         try:
             results.append(dict(zip(names, session.run(names, sample, quiet))))
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
-            raise _RunFailed(_first_line(exc)) from exc
+            raise _RunFailed(one_line(exc)) from exc
     return results
 
 
@@ -311,7 +311,7 @@ def _infer_shapes(source: str, target: str) -> str:
         try:
             quant_pre_process(source, target, skip_symbolic_shape=True, **options)
         except Exception as exc:  # noqa: BLE001
-            raise QuantizeError(f"shape inference failed before quantization: {_first_line(exc)}") from exc
+            raise QuantizeError(f"shape inference failed before quantization: {one_line(exc)}") from exc
     return target
 
 
@@ -350,7 +350,7 @@ def _quantize(source: str, target: str, config: QuantizeConfig, samples: Sequenc
     except OnnxGraphError:
         raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime's quantizer raises anything from asserts on
-        raise QuantizeError(f"onnxruntime's quantizer failed: {_first_line(exc)}") from exc
+        raise QuantizeError(f"onnxruntime's quantizer failed: {one_line(exc)}") from exc
     if not os.path.exists(target):
         raise QuantizeError("onnxruntime's quantizer wrote no model")
 
@@ -434,8 +434,3 @@ def _finite(data):
     if isinstance(data, float) and not math.isfinite(data):
         return None
     return data
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -36,7 +36,7 @@ from onnxgraph.runtime.providers import (
     resolve_providers,
 )
 from onnxgraph.runtime.runner import TimedSession
-from onnxgraph.runtime.sessions import create_session
+from onnxgraph.runtime.sessions import create_session, run_budget
 from onnxgraph.runtime.stats import ratio_of_medians_ci, summarize_latencies
 
 DEFAULT_WARMUP = 10
@@ -103,9 +103,7 @@ class BenchConfig:
         for name, (low, high) in [("", self.int_range), *self.input_ranges.items()]:
             if low >= high:
                 where = f" of '{name}'" if name else ""
-                raise BenchError(
-                    f"input range{where} {low},{high} is empty: LOW must be below HIGH"
-                )
+                raise BenchError(f"input range{where} {low},{high} is empty: LOW must be below HIGH")
 
 
 @dataclass
@@ -289,11 +287,7 @@ def environment(threads: int | None, provider: str = "cpu", spinning: bool = Tru
 
 
 def _label(model: ModelSource, index: int) -> str:
-    return (
-        f"<in-memory model {'AB'[index]}>"
-        if isinstance(model, onnx.ModelProto)
-        else os.fspath(model)
-    )
+    return f"<in-memory model {'AB'[index]}>" if isinstance(model, onnx.ModelProto) else os.fspath(model)
 
 
 def _feeds_for(models: Sequence[ModelSource], labels: list[str], config: BenchConfig) -> list[dict]:
@@ -304,9 +298,7 @@ def _feeds_for(models: Sequence[ModelSource], labels: list[str], config: BenchCo
     model_inputs.check_shapes(specs[0], config.input_shapes)
     unknown = [n for n in config.input_ranges if n not in {s.name for s in specs[0]}]
     if unknown:
-        raise model_inputs.InputError(
-            f"--input-range names '{unknown[0]}', which is not a model input"
-        )
+        raise model_inputs.InputError(f"--input-range names '{unknown[0]}', which is not a model input")
     if config.inputs_npz is not None:
         feeds = model_inputs.load_npz(config.inputs_npz, specs[0])
     else:
@@ -354,7 +346,7 @@ def _set_up(
     device = "cuda" if active_provider(session, providers) == CUDA else "cpu"
     try:
         runner = TimedSession(session, feeds, io_binding=config.io_binding, device=device)
-        first_ms = runner.run()
+        first_ms = runner.run(budget=run_budget())
         outputs = runner.outputs()
     except Exception as exc:
         raise BenchError(f"{label}: onnxruntime cannot run the model: {one_line(exc)}") from exc
@@ -383,9 +375,7 @@ def _warm_up(runners: list[TimedSession], labels: list[str], rounds: int) -> Non
                 ) from exc
 
 
-def _interleaved_runs(
-    runners: list[TimedSession], config: BenchConfig, report: Progress
-) -> list[list[float]]:
+def _interleaved_runs(runners: list[TimedSession], config: BenchConfig, report: Progress) -> list[list[float]]:
     """Counted runs, one of each model in turn, for ``config.runs`` rounds or ``config.duration_s``."""
     latencies: list[list[float]] = [[] for _ in runners]
     start = last_report = time.perf_counter()
@@ -418,9 +408,7 @@ def _half_precision(models: Sequence[ModelSource]):
 def _parity(expected: dict, actual: dict, config: BenchConfig, half=None) -> list[OutputComparison]:
     unknown = [n for n in config.output_tolerances if n not in expected]
     if unknown:
-        raise BenchError(
-            f"--tolerance names '{unknown[0]}', which is not an output ({', '.join(expected)})"
-        )
+        raise BenchError(f"--tolerance names '{unknown[0]}', which is not an output ({', '.join(expected)})")
     tolerances = {}
     for name, value in expected.items():
         tolerance = config.output_tolerances.get(name, config.tolerance)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,9 @@ from onnxgraph.errors import InputError
 
 DEFAULT_DYNAMIC_DIM = 1
 """Size given to a symbolic or unknown dimension that ``--input-shape`` does not fix."""
+INPUT_ELEMENT_BUDGET = 1 << 28
+"""Most elements :func:`random_inputs` generates for one model (1 GiB of float32): a declared input
+of 100000 x 100000 is refused with a message instead of exhausting memory."""
 DEFAULT_INT_RANGE = (0, 10)
 """Integer inputs (often indices such as input_ids) are drawn from ``[low, high)``."""
 
@@ -46,8 +50,9 @@ def concrete_shape(spec: InputSpec, fixed: Mapping[str, Sequence[int]], dynamic_
     return tuple(d if isinstance(d, int) and d >= 0 else dynamic_dim for d in spec.shape)
 
 
-def random_array(elem_type: int, shape: tuple[int, ...], rng: np.random.Generator,
-                 int_range: tuple[int, int] = DEFAULT_INT_RANGE) -> np.ndarray:
+def random_array(
+    elem_type: int, shape: tuple[int, ...], rng: np.random.Generator, int_range: tuple[int, int] = DEFAULT_INT_RANGE
+) -> np.ndarray:
     """Random data of one ONNX element type: normal floats, integers in ``int_range``, random bools."""
     if elem_type == onnx.TensorProto.BOOL:
         return rng.integers(0, 2, size=shape).astype(bool)
@@ -77,12 +82,17 @@ def random_inputs(
     rng = np.random.default_rng(seed)
     fixed = shapes or {}
     ranges = int_ranges or {}
-    return {
-        s.name: random_array(
-            s.elem_type, concrete_shape(s, fixed, dynamic_dim), rng, ranges.get(s.name, int_range)
-        )
-        for s in specs
-    }
+    planned = [(s, concrete_shape(s, fixed, dynamic_dim)) for s in specs]
+    total = 0
+    for spec, shape in planned:  # refuse before allocating anything
+        total += math.prod(shape)
+        if total > INPUT_ELEMENT_BUDGET:
+            raise InputError(
+                f"input '{spec.name}' of shape {list(shape)} brings the generated inputs to "
+                f"{total:,} elements, over the budget of {INPUT_ELEMENT_BUDGET:,}: fix smaller "
+                "sizes with --input-shape"
+            )
+    return {s.name: random_array(s.elem_type, shape, rng, ranges.get(s.name, int_range)) for s, shape in planned}
 
 
 def check_shapes(specs: Iterable[InputSpec], shapes: Mapping[str, Sequence[int]]) -> None:

@@ -47,8 +47,34 @@ class TimedSession:
         if io_binding:
             self._binding, self._bound = _bind(session, self._feeds, self._names, device, device_id)
 
-    def run(self) -> float:
-        """Run once and return the elapsed wall-clock time in milliseconds."""
+    def run(self, budget: float | None = None) -> float:
+        """Run once and return the elapsed wall-clock time in milliseconds.
+
+        Args:
+            budget: seconds after which onnxruntime stops the run (RunBudgetExceeded); None: no limit.
+        """
+        if budget is None:
+            return self._timed_run()
+        import threading
+
+        from onnxgraph.runtime.sessions import RUN_BUDGET_ENV, RunBudgetExceeded
+
+        timer = threading.Timer(budget, setattr, (self._options, "terminate", True))
+        timer.daemon = True
+        timer.start()
+        try:
+            return self._timed_run()
+        except Exception as exc:
+            if self._options.terminate:
+                raise RunBudgetExceeded(
+                    f"did not finish within the {budget:g} s run budget ({RUN_BUDGET_ENV}=SECONDS sets another)"
+                ) from exc
+            raise
+        finally:
+            timer.cancel()
+            self._options.terminate = False
+
+    def _timed_run(self) -> float:
         if self._binding is not None:
             start = time.perf_counter_ns()
             self._session.run_with_iobinding(self._binding, self._options)
@@ -68,9 +94,7 @@ class TimedSession:
         return dict(zip(self._names, self._last))
 
 
-def _bind(
-    session, feeds: Mapping[str, np.ndarray], output_names: list[str], device: str, device_id: int
-):
+def _bind(session, feeds: Mapping[str, np.ndarray], output_names: list[str], device: str, device_id: int):
     import onnxruntime as ort
 
     binding = session.io_binding()

@@ -7,10 +7,55 @@ from collections.abc import Mapping
 
 import onnx
 
+from onnxgraph.errors import RunBudgetExceeded
+
 _CPU = "CPUExecutionProvider"
 _QUIET = 4
 """onnxruntime's FATAL level: no warnings about missing CUDA libraries or unused initializers, and no
 coloured copy of an error that reaches the caller anyway as the exception onnxruntime raises."""
+
+RUN_BUDGET_ENV = "ONNXGRAPH_RUN_BUDGET"
+DEFAULT_RUN_BUDGET = 120.0
+"""Seconds one checking run of a model (verification, the check before writing, bench's first run)
+may take before it is stopped: a Loop with a trip count of 1e12 must not hang a command. The
+environment variable ``ONNXGRAPH_RUN_BUDGET`` sets another limit."""
+
+
+def run_budget() -> float:
+    """The run budget in seconds: ``ONNXGRAPH_RUN_BUDGET`` or :data:`DEFAULT_RUN_BUDGET`."""
+    try:
+        return float(os.environ.get(RUN_BUDGET_ENV, DEFAULT_RUN_BUDGET))
+    except ValueError:
+        return DEFAULT_RUN_BUDGET
+
+
+def run_within_budget(session, names: list[str] | None, feeds: Mapping, *, budget: float | None = None) -> list:
+    """``session.run(names, feeds)``, stopped after ``budget`` seconds (default :func:`run_budget`).
+
+    Raises:
+        RunBudgetExceeded: the run took too long (onnxruntime stopped it between kernels).
+    """
+    import threading
+
+    import onnxruntime as ort
+
+    seconds = run_budget() if budget is None else budget
+    options = ort.RunOptions()
+    options.log_severity_level = 4  # a stopped Loop logs one error per nesting level otherwise
+    timer = threading.Timer(seconds, setattr, (options, "terminate", True))
+    timer.daemon = True
+    timer.start()
+    try:
+        return session.run(names, dict(feeds), options)
+    except Exception as exc:
+        if options.terminate:
+            raise RunBudgetExceeded(
+                f"did not finish within the {seconds:g} s run budget ({RUN_BUDGET_ENV}=SECONDS sets another)"
+            ) from exc
+        raise
+    finally:
+        timer.cancel()
+
 
 
 def session_options(threads: int | None = None):
@@ -33,6 +78,7 @@ def create_session(
     optimization: str = "all",
     config_entries: Mapping[str, str] | None = None,
     memory_pattern: bool = True,
+    disabled_optimizers: tuple[str, ...] = (),
 ):
     """An onnxruntime InferenceSession, CPU unless other providers are named.
 
@@ -46,6 +92,7 @@ def create_session(
         memory_pattern: onnxruntime's memory pattern (``enable_mem_pattern``). Gradient and training
             sessions turn it off: it pre-plans one arena block for the whole run, which for a
             backward pass keeps far more memory than freeing each tensor after its last use.
+        disabled_optimizers: onnxruntime graph optimizers to leave out, such as ``("NchwcTransformer",)``.
     """
     import onnxruntime as ort
 
@@ -63,13 +110,15 @@ def create_session(
         model = model.SerializeToString()
     elif not isinstance(model, bytes):
         model = os.fspath(model)
-    return ort.InferenceSession(model, sess_options=options, providers=list(providers))
+    extra = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
+    return ort.InferenceSession(model, sess_options=options, providers=list(providers), **extra)
 
 
 def run_model(model, feeds: dict, *, optimization: str = "disable") -> dict:
     """Run ``model`` (an IR Model, ModelProto, bytes or path) once on CPU; outputs by name.
 
-    onnxruntime's own graph optimizations are off by default, so the model runs as written.
+    onnxruntime's own graph optimizations are off by default, so the model runs as written. The run
+    is stopped after :func:`run_budget` seconds (RunBudgetExceeded).
     """
     from onnxgraph.model import Model
 
@@ -77,4 +126,4 @@ def run_model(model, feeds: dict, *, optimization: str = "disable") -> dict:
         model = model.to_proto()
     session = create_session(model, optimization=optimization)
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds), strict=True))
+    return dict(zip(names, run_within_budget(session, names, feeds), strict=True))

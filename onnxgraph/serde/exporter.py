@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import onnx
 
+from onnxgraph import types
 from onnxgraph.attribute import Attribute, AttrType
 from onnxgraph.function import Function
 from onnxgraph.graph import Graph
@@ -150,6 +151,15 @@ class _Exporter:
             self.value_info(value, proto.value_info.add())
         _props(proto.metadata_props, function.metadata_props)
 
+    def initializers_as_inputs(self, graph: Graph, proto: onnx.GraphProto) -> None:
+        """List every initializer as a graph input too, as IR versions below 4 require."""
+        listed = {v.name for v in graph.inputs}
+        for name, value in graph.initializers.items():
+            if name not in listed:
+                info = proto.input.add()
+                info.name = name
+                info.type.CopyFrom(value.type or types.tensor_type(value.const_value.elem_type, value.const_value.dims))
+
     def model(self, model: Model, ir_version: int | None) -> onnx.ModelProto:
         proto = onnx.ModelProto()
         if model.extra is not None:
@@ -162,6 +172,8 @@ class _Exporter:
                 setattr(proto, name, value)
         _opsets(proto.opset_import, model.opset_imports)
         self.graph(model.graph, proto.graph)
+        if version < 4:
+            self.initializers_as_inputs(model.graph, proto.graph)
         _props(proto.metadata_props, model.metadata_props)
         proto.training_info.extend(model.training_info)
         for function in model.functions.values():

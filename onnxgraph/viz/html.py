@@ -49,12 +49,32 @@ def _asset(name: str) -> str:
     return resources.files("onnxgraph.viz").joinpath(name).read_text(encoding="utf-8")
 
 
+_SCRIPT_UNSAFE = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def script_json(data: object) -> str:
+    """``data`` as JSON that is safe inside a ``<script>`` element, whatever strings it holds.
+
+    ``<``, ``>`` and ``&`` become JSON's ``\\u003c``-style escapes, so a model string such as
+    ``</script>`` or ``<!--<script>`` cannot end the element or switch the HTML parser into the
+    script's escaped states; ``JSON.parse`` reads the same strings back.
+    """
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).translate(_SCRIPT_UNSAFE)
+
+
 def to_html(view: GraphView) -> str:
     """The page: pan with the mouse, zoom with the wheel, hover for details, click blocks to fold."""
     payload = view.to_json()
     ops = sum(1 for n in view.nodes if n.kind == "op")
     payload["collapse_blocks"] = len(view.nodes) > COLLAPSE_ABOVE
-    data = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
+    data = script_json(payload)
     summary = f"{ops} nodes" + (f", {view.omitted} left out" if view.omitted else "")
-    return _TEMPLATE.format(title=html.escape(view.title), summary=html.escape(summary), css=_asset("page.css"),
-                            js=_asset("page.js"), data=data)
+    return _TEMPLATE.format(
+        title=html.escape(view.title),
+        summary=html.escape(summary),
+        css=_asset("page.css"),
+        js=_asset("page.js"),
+        data=data,
+    )

@@ -26,11 +26,13 @@ def _weights(rng, n: int) -> str:
 def newest_model(tmp_path) -> str:
     """A model as onnx 1.23 writes it: IR 14 and opset 28, which onnxruntime 1.31 refuses to load."""
     rng = np.random.default_rng(0)
-    text = (f'<ir_version: 14, opset_import: ["" : 28]>\n'
-            f"g (float[N,32] x) => (float[N,32] y)\n"
-            f"<float[32,32] w = {{{_weights(rng, 1024)}}}, float[32] s = {{{_weights(rng, 32)}}},"
-            f" float[32] b = {{{_weights(rng, 32)}}}>\n"
-            "{\n  h = MatMul(x, w)\n  g = Gelu(h)\n  y = LayerNormalization<axis=-1>(g, s, b)\n}")
+    text = (
+        f'<ir_version: 14, opset_import: ["" : 28]>\n'
+        f"g (float[N,32] x) => (float[N,32] y)\n"
+        f"<float[32,32] w = {{{_weights(rng, 1024)}}}, float[32] s = {{{_weights(rng, 32)}}},"
+        f" float[32] b = {{{_weights(rng, 32)}}}>\n"
+        "{\n  h = MatMul(x, w)\n  g = Gelu(h)\n  y = LayerNormalization<axis=-1>(g, s, b)\n}"
+    )
     path = tmp_path / "newest.onnx"
     onnx.save(onnx.parser.parse_model(text), path)
     return str(path)
@@ -69,8 +71,9 @@ def test_target_ort_for_an_older_release_rewrites_new_ops(newest_model, tmp_path
     assert (proto.ir_version, proto.opset_import[0].version) == (8, 18)
     assert not {"Gelu"} & {n.op_type for n in proto.graph.node}  # Gelu came with opset 20
     x = np.ones((2, 32), np.float32)
-    np.testing.assert_allclose(create_session(out).run(None, {"x": x})[0], _reference(newest_model, {"x": x})[0],
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        create_session(out).run(None, {"x": x})[0], _reference(newest_model, {"x": x})[0], rtol=1e-4, atol=1e-5
+    )
 
 
 def test_fp16_with_keep_io_types_is_verified_and_loads(newest_model, tmp_path):
@@ -84,8 +87,11 @@ def test_fp16_with_keep_io_types_is_verified_and_loads(newest_model, tmp_path):
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert {t.data_type for t in proto.graph.initializer} == {onnx.TensorProto.FLOAT16}
     x = np.random.default_rng(2).standard_normal((4, 32)).astype(np.float32)
-    np.testing.assert_allclose(create_session(out).run(None, {"x": x})[0], _reference(newest_model, {"x": x})[0],
-                               *default_tolerance(np.float16))
+    np.testing.assert_allclose(
+        create_session(out).run(None, {"x": x})[0],
+        _reference(newest_model, {"x": x})[0],
+        *default_tolerance(np.float16),
+    )
 
 
 def test_human_output_names_the_changes(newest_model, tmp_path):
@@ -118,8 +124,10 @@ def test_external_data_split_by_threshold_and_inlined_back(newest_model, tmp_pat
     assert not os.path.exists(inline + ".data")
     reloaded = onnx.load(inline)
     assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in reloaded.graph.initializer)
-    np.testing.assert_array_equal(onnx.numpy_helper.to_array(reloaded.graph.initializer[0]),
-                                  onnx.numpy_helper.to_array(onnx.load(newest_model).graph.initializer[0]))
+    np.testing.assert_array_equal(
+        onnx.numpy_helper.to_array(reloaded.graph.initializer[0]),
+        onnx.numpy_helper.to_array(onnx.load(newest_model).graph.initializer[0]),
+    )
 
 
 def test_models_over_the_protobuf_limit_go_to_external_data(newest_model, tmp_path, monkeypatch):
@@ -139,15 +147,21 @@ def test_models_over_the_protobuf_limit_go_to_external_data(newest_model, tmp_pa
 
 def test_verification_failure_exits_1_and_writes_nothing(tmp_path):
     path = tmp_path / "scale.onnx"
-    onnx.save(onnx.parser.parse_model('<ir_version: 10, opset_import: ["" : 21]>\n'
-                                      "g (float[4] x) => (float[4] y) <float[1] big = {100000}> { y = Mul(x, big) }"),
-              path)
+    onnx.save(
+        onnx.parser.parse_model(
+            '<ir_version: 10, opset_import: ["" : 21]>\n'
+            "g (float[4] x) => (float[4] y) <float[1] big = {100000}> { y = Mul(x, big) }"
+        ),
+        path,
+    )
     out = tmp_path / "half.onnx"
     result = _invoke(str(path), "-o", str(out), "--fp16")
     assert result.exit_code == 1
     warning, failure = result.stderr.splitlines()
     assert warning == "warning: tensor 'big': 1 value(s) outside the float16 range clamped to ±65504"
-    assert failure.startswith("failed: output 'y' differs from the original")
+    assert failure.startswith("failed: output 'y' is ")
+    assert "off the original (relative L2 error; limit 1.00%)" in failure
+    assert "--keep-io-types" in failure and "--op-block-list" in failure and "--no-verify" in failure
     assert not out.exists()
     assert _invoke(str(path), "-o", str(out), "--fp16", "--no-verify").exit_code == 0
     assert out.exists()
@@ -177,8 +191,13 @@ def test_bad_options_are_one_line_errors_with_exit_2(newest_model, tmp_path, arg
 
 def test_unconvertible_ops_are_listed(tmp_path):
     path = tmp_path / "attn.onnx"
-    onnx.save(onnx.parser.parse_model('<ir_version: 10, opset_import: ["" : 23]>\n'
-                                      "g (float[1,2,4,8] q) => (float[1,2,4,8] y) { y = Attention(q, q, q) }"), path)
+    onnx.save(
+        onnx.parser.parse_model(
+            '<ir_version: 10, opset_import: ["" : 23]>\n'
+            "g (float[1,2,4,8] q) => (float[1,2,4,8] y) { y = Attention(q, q, q) }"
+        ),
+        path,
+    )
     result = _invoke(str(path), "-o", str(tmp_path / "o.onnx"), "--opset", "21")
     assert result.exit_code == 2
     assert "cannot convert opset 23 to 21: Attention" in result.stderr

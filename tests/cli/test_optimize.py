@@ -34,8 +34,17 @@ def _outputs(path, feeds):
 
 def test_optimizes_verifies_and_reports(tmp_path):
     out, report = tmp_path / "t.onnx", tmp_path / "report.json"
-    result = _invoke(TRANSFORMER, "-o", str(out), "--report-json", str(report),
-                     "--input-shape", "input_ids=2,5", "--input-shape", "attention_mask=2,5")
+    result = _invoke(
+        TRANSFORMER,
+        "-o",
+        str(out),
+        "--report-json",
+        str(report),
+        "--input-shape",
+        "input_ids=2,5",
+        "--input-shape",
+        "attention_mask=2,5",
+    )
     assert result.exit_code == 0, result.output
     assert "verification: passed" in result.stdout and "nodes" in result.stdout
     data = json.loads(report.read_text())
@@ -82,8 +91,9 @@ class _BreaksAdd(Pass):
 def test_wrong_pass_is_rolled_back_with_a_warning_and_exit_0(tmp_path, monkeypatch):
     monkeypatch.setitem(registry.passes(), _BreaksAdd.name, _BreaksAdd)
     out, report = tmp_path / "o.onnx", tmp_path / "r.json"
-    result = _invoke(TRANSFORMER, "-o", str(out), "--passes", "constants,breaks-add,fold,dce",
-                     "--report-json", str(report))
+    result = _invoke(
+        TRANSFORMER, "-o", str(out), "--passes", "constants,breaks-add,fold,dce", "--report-json", str(report)
+    )
     assert result.exit_code == 0, result.output
     assert "rolled back breaks-add (break_add)" in result.stderr
     data = json.loads(report.read_text())
@@ -100,6 +110,7 @@ def test_no_correct_model_exits_1_and_writes_nothing(tmp_path, monkeypatch):
                 if node.op_type == "Add":
                     node.op_type = "Sub"
             return model
+
         return fresh
 
     monkeypatch.setattr(pipeline, "_copier", corrupted)
@@ -119,11 +130,18 @@ def test_no_verify_skips_onnxruntime(tmp_path, monkeypatch):
 def test_external_data_stays_external(tmp_path):
     rng = np.random.default_rng(0)
     w = rng.standard_normal((64, 64)).astype(np.float32)
-    nodes = [helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
-             helper.make_node("Identity", ["wt"], ["wi"]),
-             helper.make_node("MatMul", ["x", "wi"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, ["n", 64])],
-                              [helper.make_tensor_value_info("y", 1, ["n", 64])], [numpy_helper.from_array(w, "w")])
+    nodes = [
+        helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
+        helper.make_node("Identity", ["wt"], ["wi"]),
+        helper.make_node("MatMul", ["x", "wi"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", 1, ["n", 64])],
+        [helper.make_tensor_value_info("y", 1, ["n", 64])],
+        [numpy_helper.from_array(w, "w")],
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     source = tmp_path / "src" / "m.onnx"
     source.parent.mkdir()
@@ -148,9 +166,13 @@ def test_a_model_beyond_the_protobuf_limit_is_saved_with_external_data(tmp_path,
     monkeypatch.setattr(fileio, "_HEADROOM", 0)
     rng = np.random.default_rng(1)
     w = rng.standard_normal((64, 64)).astype(np.float32)
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", 1, ["n", 64])],
-                              [helper.make_tensor_value_info("y", 1, ["n", 64])], [numpy_helper.from_array(w, "w")])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", 1, ["n", 64])],
+        [helper.make_tensor_value_info("y", 1, ["n", 64])],
+        [numpy_helper.from_array(w, "w")],
+    )
     source = tmp_path / "inline.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), source)
     out = tmp_path / "out.onnx"
@@ -176,23 +198,31 @@ def test_output_is_byte_identical_across_processes_and_hash_seeds(tmp_path):
     for seed in ("1", "2"):
         out = tmp_path / f"seed{seed}.onnx"
         # cwd away from the checkout, so `python -c` imports the installed package, not the source folder
-        subprocess.run([sys.executable, "-c", "from onnxgraph.cli import main; main()", "optimize", TRANSFORMER,
-                        "-o", str(out)], check=True, capture_output=True, cwd=tmp_path,
-                       env={**os.environ, "PYTHONHASHSEED": seed})
+        subprocess.run(
+            [sys.executable, "-c", "from onnxgraph.cli import main; main()", "optimize", TRANSFORMER, "-o", str(out)],
+            check=True,
+            capture_output=True,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
 
 
-def test_model_onnxruntime_cannot_run_needs_no_verify(tmp_path):
+def test_model_onnxruntime_cannot_run_is_bad_input_unless_no_verify(tmp_path):
     graph = helper.make_graph(
         [helper.make_node("Opaque", ["x"], ["h"], domain="custom"), helper.make_node("Identity", ["h"], ["y"])],
-        "g", [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("y", 1, [2])])
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)],
-                              ir_version=8)
+        "g",
+        [helper.make_tensor_value_info("x", 1, [2])],
+        [helper.make_tensor_value_info("y", 1, [2])],
+    )
+    proto = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)], ir_version=8
+    )
     source = tmp_path / "custom.onnx"
     onnx.save(proto, source)
     result = _invoke(str(source), "-o", str(tmp_path / "o.onnx"))
-    assert result.exit_code == 1 and "cannot verify" in result.stderr and "--no-verify" in result.stderr
+    assert result.exit_code == 2 and "cannot verify" in result.stderr and "--no-verify" in result.stderr
     assert not (tmp_path / "o.onnx").exists()
     assert _invoke(str(source), "-o", str(tmp_path / "o.onnx"), "--no-verify").exit_code == 0
 
@@ -211,7 +241,8 @@ def test_bench_parity_failure_exits_1(tmp_path, monkeypatch):
     """Verification off and a pass that changes results: the benchmark's parity check catches it."""
     monkeypatch.setitem(registry.passes(), _BreaksAdd.name, _BreaksAdd)
     out = tmp_path / "t.onnx"
-    result = _invoke(TRANSFORMER, "-o", str(out), "--passes", "breaks-add", "--no-verify", "--bench",
-                     "--provider", "cpu")
+    result = _invoke(
+        TRANSFORMER, "-o", str(out), "--passes", "breaks-add", "--no-verify", "--bench", "--provider", "cpu"
+    )
     assert result.exit_code == 1
     assert "outputs differ" in result.stderr

@@ -23,8 +23,10 @@ real_export = fileio.export_model
 marker, model, out = sys.argv[1:4]
 
 def slow_export(*args, **kwargs):
-    open(marker, "w").close()  # tell the parent that saving has begun
-    time.sleep(60)
+    # the check before writing exports the model too; stop only once save's temporary file exists
+    if any(name.endswith(".tmp") for name in os.listdir(os.path.dirname(out))):
+        open(marker, "w").close()  # tell the parent that saving has begun
+        time.sleep(60)
     return real_export(*args, **kwargs)
 
 fileio.export_model = slow_export

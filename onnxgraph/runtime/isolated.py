@@ -1,0 +1,195 @@
+"""Running a model on onnxruntime in a child process, so a native crash becomes a one-line error.
+
+onnxruntime can die in native code on models it accepts (1.31 and 1.32 crash with SIGSEGV in
+``NchwcTransformer`` while creating a session for some float16 models). In the calling process that
+kills the command with no message; in a child process it is an exit status we can name. After a
+crash while creating the session, :func:`run_isolated` retries once with the graph optimizers in
+:data:`CRASH_PRONE_OPTIMIZERS` disabled and says so in :attr:`IsolatedRun.note`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+CRASH_PRONE_OPTIMIZERS = ("NchwcTransformer",)
+"""onnxruntime graph optimizers disabled on the retry after a crash while creating a session."""
+
+TEST_CRASH_ENV = "ONNXGRAPH_TEST_CRASH"
+"""Test hook: "session" makes the child abort while creating a session unless the crash-prone
+optimizers are disabled (as onnxruntime does on an fp16 ViT); "always" makes it abort every time;
+"hang" makes it sleep instead, "slow-optimized" only when onnxruntime's optimizations are on."""
+
+_MISSING_KERNEL = "Could not find an implementation for"
+_PHASES = {"start": "starting", "session": "creating the session", "run": "running the model"}
+
+
+@dataclass
+class IsolatedRun:
+    """The outcome of :func:`run_isolated`.
+
+    Attributes:
+        outputs: output name -> array, or None when the model did not run.
+        error: one line saying why it did not run ("" when it ran).
+        crashed: onnxruntime died in native code (on the last attempt, when ``outputs`` is None).
+        note: what was done about a crash (a retry with optimizers disabled), "" when nothing was.
+        timed_out: the child was stopped at its timeout.
+    """
+
+    outputs: dict[str, np.ndarray] | None
+    error: str = ""
+    crashed: bool = False
+    note: str = ""
+    timed_out: bool = False
+
+    @property
+    def missing_kernel(self) -> bool:
+        """onnxruntime accepted the model but has no CPU kernel for one of its ops (say, bfloat16 Relu).
+
+        A limit of the CPU provider, not a fault of the model: it may well run on CUDA.
+        """
+        return _MISSING_KERNEL in self.error
+
+
+def run_isolated(
+    model_path: str | os.PathLike,
+    feeds: Mapping[str, np.ndarray],
+    *,
+    optimization: str = "all",
+    timeout: float | None = None,
+) -> IsolatedRun:
+    """Create an onnxruntime CPU session for ``model_path`` and run it once, in a child process.
+
+    Args:
+        model_path: the model file (its external data beside it).
+        feeds: input name -> array (inputs the model does not declare are left out).
+        optimization: onnxruntime's graph optimization level (see ``create_session``).
+        timeout: seconds before the child is stopped, session creation included (default: four
+            times the run budget, ``sessions.run_budget()``; the run itself stops at the budget).
+
+    Returns:
+        The outputs, or why there are none; never raises for a failure of onnxruntime.
+    """
+    if timeout is None:
+        from onnxgraph.runtime.sessions import run_budget
+
+        timeout = 4 * run_budget()
+    first = _attempt(model_path, feeds, optimization, (), timeout)
+    if not (first.crashed and first.error.endswith(_PHASES["session"])):
+        return first
+    retry = _attempt(model_path, feeds, optimization, CRASH_PRONE_OPTIMIZERS, timeout)
+    disabled = ", ".join(CRASH_PRONE_OPTIMIZERS)
+    if retry.outputs is not None:
+        retry.note = f"{first.error}; ran again with onnxruntime's {disabled} disabled"
+        return retry
+    if retry.crashed:
+        retry.error += f" (also with {disabled} disabled)"
+    return retry
+
+
+def _attempt(model_path, feeds, optimization: str, disabled: Sequence[str], timeout: float | None) -> IsolatedRun:
+    with tempfile.TemporaryDirectory(prefix="onnxgraph-run-") as folder:
+        request = os.path.join(folder, "request.pkl")
+        with open(request, "wb") as f:
+            pickle.dump(
+                {
+                    "model": os.fspath(model_path),
+                    "feeds": dict(feeds),
+                    "optimization": optimization,
+                    "disabled": list(disabled),
+                },
+                f,
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
+        command = [sys.executable, "-c", "from onnxgraph.runtime.isolated import _child; _child()", folder]
+        try:
+            done = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return IsolatedRun(
+                None, f"onnxruntime did not create and run a session within {timeout:g} s", timed_out=True
+            )
+        phase = _read(os.path.join(folder, "phase"), b"start").decode()
+        if done.returncode < 0:
+            name = _signal_name(-done.returncode)
+            return IsolatedRun(None, f"onnxruntime crashed ({name}) while {_PHASES.get(phase, phase)}", crashed=True)
+        result = os.path.join(folder, "result.pkl")
+        if done.returncode != 0 or not os.path.exists(result):
+            text = done.stderr.decode("utf-8", "replace").strip()
+            return IsolatedRun(None, (text.splitlines() or [f"exit status {done.returncode}"])[-1])
+        with open(result, "rb") as f:
+            status, payload = pickle.load(f)
+    if status == "error":
+        return IsolatedRun(None, payload)
+    return IsolatedRun(payload)
+
+
+def _read(path: str, default: bytes) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read() or default
+    except FileNotFoundError:
+        return default
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _child() -> None:
+    """Entry point of the child process: argv[1] is the folder holding request.pkl."""
+    folder = sys.argv[1]
+
+    def phase(name: str) -> None:
+        with open(os.path.join(folder, "phase"), "w") as f:
+            f.write(name)
+
+    with open(os.path.join(folder, "request.pkl"), "rb") as f:
+        request = pickle.load(f)
+    result: tuple[str, object]
+    try:
+        from onnxgraph.runtime.sessions import create_session, run_within_budget
+
+        phase("session")
+        _test_crash(request["disabled"], request["optimization"])
+        session = create_session(
+            request["model"], optimization=request["optimization"], disabled_optimizers=tuple(request["disabled"])
+        )
+        phase("run")
+        names = [o.name for o in session.get_outputs()]
+        wanted = {i.name for i in session.get_inputs()}
+        outputs = run_within_budget(session, names, {k: v for k, v in request["feeds"].items() if k in wanted})
+        result = ("ok", dict(zip(names, outputs)))
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        from onnxgraph.errors import one_line
+
+        result = ("error", one_line(exc))
+    with open(os.path.join(folder, "result.pkl"), "wb") as f:
+        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _test_crash(disabled: Sequence[str], optimization: str) -> None:
+    mode = os.environ.get(TEST_CRASH_ENV, "")
+    if mode == "hang" or (mode == "slow-optimized" and optimization != "disable"):
+        import time
+
+        time.sleep(3600)
+    if mode == "always" or (mode == "session" and not set(CRASH_PRONE_OPTIMIZERS) <= set(disabled)):
+        os.abort()
