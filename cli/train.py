@@ -18,6 +18,8 @@ from onnxgraph.cli.options import examples, json_flag, model_argument, overwrite
         "--momentum 0.9 --lr 0.05 --batch-size 32 --steps 1000 --checkpoint-dir ckpt/ --resume -o cnn.trained.onnx",
         "onnxgraph train bert.onnx --data train.npz --loss-fn mse --model-output pooled --freeze 'embeddings.*' "
         "--batch-size 8 --steps 200 --recompute auto --json",
+        "onnxgraph train mlp.onnx --data train.npz --loss-fn cross_entropy --batch-size 32 --steps 500 --nproc 2 "
+        "-o mlp.t.onnx",
     )
 )
 @model_argument
@@ -40,7 +42,18 @@ from onnxgraph.cli.options import examples, json_flag, model_argument, overwrite
     show_default=True,
     help="auto: CUDA when usable, else CPU.",
 )
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="onnxruntime intra-op threads (default: each rank its share).",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train data-parallel on N ranks on this machine (launches mpiexec; --batch-size is per rank).",
+)
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, help="Checkpoints and metrics.jsonl.")
 @click.option(
     "--checkpoint-every",
@@ -73,6 +86,7 @@ def train(
     seed: int,
     provider: str,
     threads,
+    nproc,
     checkpoint_dir,
     checkpoint_every: int,
     plot_path: str | None,
@@ -89,8 +103,14 @@ def train(
     """
     from onnxgraph.cli.output import emit
     from onnxgraph.pathguard import Output, check_outputs
+    from onnxgraph.training import distributed
     from onnxgraph.training.trainer import Trainer
 
+    if nproc is not None and distributed.launched_size() == 1:
+        raise SystemExit(_launch(nproc))
+    parallel = distributed.DataParallel() if distributed.launched_size() > 1 else None
+    if parallel is not None and not parallel.root:
+        as_json = plot_path = out = None  # rank 0 alone writes
     if (epochs is None) == (steps is None):
         raise BadInput("give one of --epochs or --steps")
     if resume and checkpoint_dir is None:
@@ -107,7 +127,7 @@ def train(
         if checkpoint_dir is None:
             raise BadInput("--plot draws the metrics log: give --checkpoint-dir")
         require_matplotlib()
-    artifacts = build_from_options(model, options)
+    artifacts = build_from_options(model, options, separate_update=parallel is not None)
     trainer = Trainer(
         artifacts,
         data,
@@ -120,11 +140,12 @@ def train(
         threads=threads,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
+        parallel=parallel,
     )
     if resume and _has_checkpoint(checkpoint_dir):
         trainer.load_checkpoint()
     total = steps if steps is not None else trainer.updates_per_epochs(epochs)
-    with _progress(trainer.step, total) as on_step:
+    with _progress(trainer.step, total, quiet=parallel is not None and not parallel.root) as on_step:
         losses = trainer.fit(steps=total, on_step=on_step)
     written = trainer.export(out) if out is not None else None
     if plot_path is not None:
@@ -142,7 +163,27 @@ def train(
         summary["eval_loss"] = trainer.evaluate()
     loss = f"{summary['final_loss']:.6g}" if summary["final_loss"] is not None else "n/a (nothing left to do)"
     line = f"step {trainer.step}: loss {loss}" + (f", wrote {written}" if written else "")
-    emit(summary, as_json, lambda: click.echo(line))
+    if parallel is None or parallel.root:
+        emit(summary, as_json, lambda: click.echo(line))
+
+
+def _launch(nproc: int) -> int:
+    """Run this command again under mpiexec on ``nproc`` local ranks (without --nproc); its exit code."""
+    import subprocess
+    import sys
+
+    from onnxgraph.training.distributed import find_mpiexec
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    command = [find_mpiexec(), "-n", str(nproc), "-hosts", "localhost", sys.executable, "-m", "onnxgraph", *args]
+    return subprocess.run(command).returncode
 
 
 def _has_checkpoint(folder: str) -> bool:
@@ -151,7 +192,7 @@ def _has_checkpoint(folder: str) -> bool:
     return os.path.exists(os.path.join(folder, LATEST))
 
 
-def _progress(done: int, total: int):
+def _progress(done: int, total: int, *, quiet: bool = False):
     """A rich progress bar on stderr with the loss, steps/s and the time left (silent when not a tty)."""
     import contextlib
     import time
@@ -169,7 +210,7 @@ def _progress(done: int, total: int):
         TimeRemainingColumn(),
         console=console,
         transient=True,
-        disable=not console.is_terminal,
+        disable=quiet or not console.is_terminal,
     )
     task = bar.add_task("train", total=total, completed=done, loss="-", rate="-")
     start, first = time.perf_counter(), done

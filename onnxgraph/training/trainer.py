@@ -26,6 +26,7 @@ from onnxgraph.tensor import Tensor
 from onnxgraph.training import checkpoint
 from onnxgraph.training.artifacts import Layout, TrainingArtifacts
 from onnxgraph.training.data import BatchOrder, open_arrays, take
+from onnxgraph.training.distributed import DataParallel
 
 FORMAT = "onnxgraph.training/1"
 """Checkpoint format tag (metadata ``format``)."""
@@ -52,6 +53,11 @@ class Trainer:
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
         checkpoint_dir: where :meth:`save_checkpoint` and the metrics log write (None: nowhere).
         checkpoint_every: :meth:`fit` checkpoints every this many steps (0: only at the end).
+        parallel: data-parallel training on MPI (needs split artifacts: ``separate_update=True``):
+            ``batch_size`` is then per rank, each global step takes ``batch_size x ranks`` rows of
+            the data order and this rank trains on its shard; gradients and running statistics
+            are reduced across the ranks, and only rank 0 writes checkpoints and metrics.
+            ``threads`` defaults to this rank's share of the cores.
 
     Raises:
         TrainingError: the data does not fit the model, or the checkpoint folder is not writable.
@@ -72,6 +78,7 @@ class Trainer:
         threads: int | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 0,
+        parallel: DataParallel | None = None,
     ):
         from onnxgraph.runtime.providers import CUDA, resolve_providers
 
@@ -83,13 +90,25 @@ class Trainer:
         self.step = 0
         """Updates made so far (the global step)."""
         self._providers = resolve_providers(provider)
-        self._threads = threads
+        self.parallel = parallel
+        self._writes = parallel is None or parallel.root
+        ranks = 1 if parallel is None else parallel.size
+        if parallel is not None and artifacts.grad_step is None:
+            raise TrainingError(
+                "data-parallel training needs split artifacts: build_training(..., separate_update=True)"
+            )
+        self._threads = threads if threads is not None or parallel is None else parallel.threads()
         self._device = "cuda" if self._providers[0] == CUDA else "cpu"
         fed = [*self.layout.data_inputs, *([self.layout.target] if self.layout.target else [])]
         self._fed = fed
         self.data = _checked_data(data, fed, artifacts)
         rows = len(next(iter(self.data.values())))
-        self.order = BatchOrder(rows, batch_size, seed, drop_last, shuffle)
+        self.order = BatchOrder(rows, batch_size * ranks, seed, drop_last, shuffle)
+        last = rows % self.order.batch_size
+        if not drop_last and 0 < last < ranks:
+            raise TrainingError(
+                f"each epoch's last batch has {last} rows, fewer than the {ranks} ranks: use drop_last (--drop-last)"
+            )
         self.eval_data = _checked_data(eval_data, fed, artifacts) if eval_data is not None else None
         self._accumulate = self.layout.grad_accumulation
         if self._accumulate > 1 and self.order.steps_per_epoch < self._accumulate:
@@ -135,8 +154,11 @@ class Trainer:
         step, leaving the summed gradients in :attr:`gradients` (for a caller to combine, e.g. across
         workers, before :meth:`apply_step`); running statistics are updated. Returns the mean loss.
 
+        With ``parallel``, the gradients, running statistics and the loss are those of the whole
+        global batch, reduced across the ranks (a collective call: every rank makes it).
+
         Raises:
-            TrainingError: the loss is not finite.
+            TrainingError: the loss is not finite (on any rank).
         """
         layout, k = self.layout, self._accumulate
         sums = self._zeros
@@ -153,8 +175,29 @@ class Trainer:
                 self._carried[name], self._spare[name] = self._spare[name], self._carried[name]
             sums = out
         loss = total / k
-        self._check(loss)
         self.gradients = sums
+        if self.parallel is not None:
+            loss = self._reduce(loss)
+        self._check(loss)
+        return loss
+
+    def _reduce(self, loss: float) -> float:
+        """Replace this rank's gradients and running statistics by the global batch's; return its loss."""
+        rows = sum(len(self._rows(self.step * self._accumulate + j)) for j in range(self._accumulate))
+        buffers = {n: self._carried[n] for n in self.layout.buffers}
+        try:
+            loss, gradients, averaged = self.parallel.reduce(
+                loss,
+                rows,
+                {n: v.numpy() for n, v in self.gradients.items()},
+                {n: v.numpy() for n, v in buffers.items()},
+            )
+        except TrainingError as exc:
+            self._check(math.nan, str(exc))
+        for name, array in gradients.items():
+            self.gradients[name].update_inplace(array)
+        for name, array in averaged.items():
+            buffers[name].update_inplace(array)
         return loss
 
     def apply_step(self) -> None:
@@ -175,7 +218,7 @@ class Trainer:
         binding = session.io_binding()
         if data:
             binding.bind_output(layout.loss, "cpu")
-            for name, array in take(self.data, self._fed, self.order.rows_of(index)[1]).items():
+            for name, array in take(self.data, self._fed, self._rows(index)).items():
                 binding.bind_cpu_input(name, array)
         scalars = {layout.step: np.array(index + 1, np.int64), layout.lr: np.array(self.lr, np.float32)}
         if layout.seed is not None:
@@ -190,12 +233,18 @@ class Trainer:
         session.run_with_iobinding(binding)
         return float(binding.get_outputs()[0].numpy()) if data else 0.0
 
-    def _check(self, loss: float) -> None:
-        if not math.isfinite(loss):
-            raise TrainingError(
-                f"step {self.step + 1} (epoch {self.epoch + 1}): the loss is {loss}; stopped with the parameters of "
-                f"step {self.step}{self._kept_checkpoint()}"
-            )
+    def _rows(self, index: int) -> np.ndarray:
+        """The data rows of 0-based batch ``index`` that this process trains on (its shard, in parallel)."""
+        rows = self.order.rows_of(index)[1]
+        return rows if self.parallel is None else self.parallel.shard(rows)
+
+    def _check(self, loss: float, problem: str | None = None) -> None:
+        if problem is None and math.isfinite(loss):
+            return
+        raise TrainingError(
+            f"step {self.step + 1} (epoch {self.epoch + 1}): {problem or f'the loss is {loss}'}; stopped with the "
+            f"parameters of step {self.step}{self._kept_checkpoint()}"
+        )
 
     def fit(
         self,
@@ -290,6 +339,8 @@ class Trainer:
             The path written (default: ``latest.safetensors`` in the checkpoint folder).
         """
         path = os.fspath(path) if path is not None else self._checkpoint_path()
+        if not self._writes:
+            return path
         epoch, within = divmod(self.step * self._accumulate, self.order.steps_per_epoch)
         info = {
             "format": FORMAT,
@@ -396,14 +447,14 @@ class Trainer:
 
     def _log(self, record: dict) -> None:
         path = self._metrics_path()
-        if path is not None:
+        if path is not None and self._writes:
             with open(path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
     def _truncate_metrics(self) -> None:
         """Drop metrics lines past the resumed step (written after the checkpoint, before a crash)."""
         path = self._metrics_path()
-        if path is None or not os.path.exists(path):
+        if path is None or not self._writes or not os.path.exists(path):
             return
         with open(path) as f:
             lines = [line for line in f if line.strip()]
