@@ -111,60 +111,81 @@ def train(
     parallel = distributed.DataParallel() if distributed.launched_size() > 1 else None
     if parallel is not None and not parallel.root:
         as_json = plot_path = out = None  # rank 0 alone writes
-    if (epochs is None) == (steps is None):
-        raise BadInput("give one of --epochs or --steps")
-    if resume and checkpoint_dir is None:
-        raise BadInput("--resume needs --checkpoint-dir")
-    check_outputs(
-        [Output(out, "-o", model=True), Output(as_json, "--json"), Output(plot_path, "--plot")],
-        models=[model],
-        reads=[p for p in (data, eval_data) if p is not None],
-        overwrite=overwrite,
-    )
-    if plot_path is not None:
-        from onnxgraph.runtime.plot import require_matplotlib
+    with _quiet_unless_root(parallel):
+        if (epochs is None) == (steps is None):
+            raise BadInput("give one of --epochs or --steps")
+        if resume and checkpoint_dir is None:
+            raise BadInput("--resume needs --checkpoint-dir")
+        check_outputs(
+            [Output(out, "-o", model=True), Output(as_json, "--json"), Output(plot_path, "--plot")],
+            models=[model],
+            reads=[p for p in (data, eval_data) if p is not None],
+            overwrite=overwrite,
+        )
+        if plot_path is not None:
+            from onnxgraph.runtime.plot import require_matplotlib
 
-        if checkpoint_dir is None:
-            raise BadInput("--plot draws the metrics log: give --checkpoint-dir")
-        require_matplotlib()
-    artifacts = build_from_options(model, options, separate_update=parallel is not None)
-    trainer = Trainer(
-        artifacts,
-        data,
-        batch_size=batch_size,
-        lr=lr,
-        eval_data=eval_data,
-        seed=seed,
-        drop_last=drop_last,
-        provider=provider,
-        threads=threads,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every,
-        parallel=parallel,
-    )
-    if resume and _has_checkpoint(checkpoint_dir):
-        trainer.load_checkpoint()
-    total = steps if steps is not None else trainer.updates_per_epochs(epochs)
-    with _progress(trainer.step, total, quiet=parallel is not None and not parallel.root) as on_step:
-        losses = trainer.fit(steps=total, on_step=on_step)
-    written = trainer.export(out) if out is not None else None
-    if plot_path is not None:
-        from onnxgraph.training.plot import plot_losses
-        from onnxgraph.training.trainer import METRICS
+            if checkpoint_dir is None:
+                raise BadInput("--plot draws the metrics log: give --checkpoint-dir")
+            require_matplotlib()
+        artifacts = build_from_options(model, options, separate_update=parallel is not None)
+        trainer = Trainer(
+            artifacts,
+            data,
+            batch_size=batch_size,
+            lr=lr,
+            eval_data=eval_data,
+            seed=seed,
+            drop_last=drop_last,
+            provider=provider,
+            threads=threads,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            parallel=parallel,
+        )
+        if resume and _has_checkpoint(checkpoint_dir):
+            trainer.load_checkpoint()
+        total = steps if steps is not None else trainer.updates_per_epochs(epochs)
+        with _progress(trainer.step, total, quiet=parallel is not None and not parallel.root) as on_step:
+            losses = trainer.fit(steps=total, on_step=on_step)
+        written = trainer.export(out) if out is not None else None
+        if plot_path is not None:
+            from onnxgraph.training.plot import plot_losses
+            from onnxgraph.training.trainer import METRICS
 
-        plot_losses(os.path.join(checkpoint_dir, METRICS), plot_path)
-    summary = {
-        "steps": trainer.step,
-        "final_loss": losses[-1] if losses else None,
-        "output_path": written,
-        "checkpoint_dir": checkpoint_dir,
-    }
-    if eval_data is not None:
-        summary["eval_loss"] = trainer.evaluate()
-    loss = f"{summary['final_loss']:.6g}" if summary["final_loss"] is not None else "n/a (nothing left to do)"
-    line = f"step {trainer.step}: loss {loss}" + (f", wrote {written}" if written else "")
-    if parallel is None or parallel.root:
-        emit(summary, as_json, lambda: click.echo(line))
+            plot_losses(os.path.join(checkpoint_dir, METRICS), plot_path)
+        summary = {
+            "steps": trainer.step,
+            "final_loss": losses[-1] if losses else None,
+            "output_path": written,
+            "checkpoint_dir": checkpoint_dir,
+        }
+        if eval_data is not None:
+            summary["eval_loss"] = trainer.evaluate()
+        loss = f"{summary['final_loss']:.6g}" if summary["final_loss"] is not None else "n/a (nothing left to do)"
+        line = f"step {trainer.step}: loss {loss}" + (f", wrote {written}" if written else "")
+        if parallel is None or parallel.root:
+            emit(summary, as_json, lambda: click.echo(line))
+
+
+def _quiet_unless_root(parallel):
+    """On ranks other than 0, end user errors with their exit code and no message: every rank meets the
+    same ones (same arguments, collective loss checks), and rank 0 reports them once."""
+    import contextlib
+
+    from onnxgraph.cli.errors import EXIT_BAD_INPUT
+    from onnxgraph.errors import OnnxGraphError
+
+    @contextlib.contextmanager
+    def quiet():
+        try:
+            yield
+        except (OnnxGraphError, click.ClickException) as exc:
+            if parallel is None or parallel.root:
+                raise
+            raise SystemExit(getattr(exc, "exit_code", EXIT_BAD_INPUT)) from None
+
+    return quiet()
 
 
 def _launch(nproc: int) -> int:

@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from dp_cases import artifacts_for, data_for
+
 from onnxgraph.training import Trainer
 
 pytest.importorskip("mpi4py", reason="the distributed extra (mpi4py, mpich) is not installed")
@@ -46,3 +46,109 @@ def test_two_ranks_match_one_process_with_twice_the_batch(tmp_path, model, optim
     for name, array in single.state_dict().items():
         np.testing.assert_array_equal(ranks[0][name], ranks[1][name])  # identical on every rank
         np.testing.assert_allclose(ranks[0][name], array, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture
+def mlp_files(tmp_path):
+    import onnx
+    from dp_cases import build
+
+    model = tmp_path / "mlp.onnx"
+    onnx.save(build.mlp((32, 16, 10)), model)
+    data = tmp_path / "train.npz"
+    np.savez(data, **data_for("mlp"))
+    return model, data
+
+
+def _train(model, data, ckpt, batch, steps, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "onnxgraph", "train", str(model), "--data", str(data), "--loss-fn", "cross_entropy",
+        "--optimizer", "adamw", "--lr", "0.01", "--batch-size", str(batch), "--steps", str(steps), "--threads", "1",
+        "--checkpoint-dir", str(ckpt), "--checkpoint-every", "4", *extra,
+    ]  # fmt: skip
+
+
+def _metrics(ckpt) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (ckpt / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_nproc_trains_like_one_process_and_only_rank_0_writes(tmp_path, mlp_files):
+    model, data = mlp_files
+    one = subprocess.run(_train(model, data, tmp_path / "one", 8, 10), capture_output=True, text=True, timeout=TIMEOUT)
+    assert one.returncode == 0, one.stderr
+    out = tmp_path / "two.onnx"
+    two = subprocess.run(
+        [*_train(model, data, tmp_path / "two", 4, 10, "--nproc", "2"), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("step 10: loss") == 1  # one summary line: rank 0's
+    steps = [m["step"] for m in _metrics(tmp_path / "two")]
+    assert steps == list(range(1, 11))  # one metrics line per step, not one per rank
+    np.testing.assert_allclose(
+        [m["loss"] for m in _metrics(tmp_path / "two")], [m["loss"] for m in _metrics(tmp_path / "one")], rtol=1e-5
+    )
+    assert out.exists()
+    assert sorted(os.listdir(tmp_path / "two")) == ["latest.safetensors", "metrics.jsonl"]
+
+
+def test_resume_with_another_number_of_ranks(tmp_path, mlp_files):
+    model, data = mlp_files
+    whole = subprocess.run(_train(model, data, tmp_path / "whole", 8, 12), capture_output=True, timeout=TIMEOUT)
+    assert whole.returncode == 0, whole.stderr
+    ckpt = tmp_path / "ckpt"
+    first = subprocess.run(_train(model, data, ckpt, 4, 8, "--nproc", "2"), capture_output=True, timeout=TIMEOUT)
+    assert first.returncode == 0, first.stderr
+    rest = subprocess.run(_train(model, data, ckpt, 8, 12, "--resume"), capture_output=True, timeout=TIMEOUT)
+    assert rest.returncode == 0, rest.stderr
+    np.testing.assert_allclose(
+        [m["loss"] for m in _metrics(ckpt)], [m["loss"] for m in _metrics(tmp_path / "whole")], rtol=1e-5
+    )
+
+
+def test_a_nan_on_one_rank_stops_every_rank_naming_it(tmp_path, mlp_files):
+    model, _ = mlp_files
+    arrays = data_for("mlp")
+    first = np.random.default_rng([3, 0]).permutation(len(arrays["x"]))[:8]  # step 1's global batch (seed 3)
+    arrays["x"][first[6]] = np.nan  # in rank 1's half
+    data = tmp_path / "nan.npz"
+    np.savez(data, **arrays)
+    done = subprocess.run(
+        [*_train(model, data, tmp_path / "ckpt", 4, 5, "--nproc", "2"), "--seed", "3"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert "step 1 (epoch 1): the loss is not finite on rank 1 (nan)" in lines[0]
+
+
+def test_missing_mpi4py_or_mpiexec_is_one_line(tmp_path, monkeypatch, mlp_files):
+    from click.testing import CliRunner
+
+    from onnxgraph.cli import cli
+
+    model, data = mlp_files
+    args = [str(a) for a in _train(model, data, tmp_path / "c", 4, 2, "--nproc", "2")[3:]]
+    monkeypatch.delenv("PMI_SIZE", raising=False)
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: data-parallel training needs mpi4py; install it with: pip install 'onnxgraph[distributed]'"
+    ]
+    monkeypatch.delitem(sys.modules, "mpi4py")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"error: no mpiexec found next to {tmp_path / 'python'} or on PATH; "
+        "install it with: pip install 'onnxgraph[distributed]'"
+    ]
