@@ -118,7 +118,8 @@ class DataParallel:
             buffers: running statistics to average (non-floating ones are returned as they are).
 
         Returns:
-            The mean loss over the global batch, the gradients of that mean, and the averaged buffers.
+            The mean loss over the global batch, the gradients of that mean, and the averaged
+            floating-point buffers (new arrays).
 
         Raises:
             TrainingError: the loss is not finite on some rank (raised on every rank, naming them).
@@ -136,7 +137,7 @@ class DataParallel:
             {n: b * b.dtype.type(1 / self.size) for n, b in averaged.items()},
         )
         mean_loss = sum(value * n for value, n in losses) / total
-        return mean_loss, {n: summed[n] for n in gradients}, {**buffers, **{n: summed[n] for n in averaged}}
+        return mean_loss, {n: summed[n] for n in gradients}, {n: summed[n] for n in averaged}
 
     def allreduce_sum(self, *groups: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Sum named arrays across the ranks, packed into contiguous buckets per dtype.

@@ -330,7 +330,8 @@ class Trainer:
     # -- state --------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the carried tensors (parameters, buffers, optimizer state) as numpy arrays."""
-        return {name: value.numpy() for name, value in self._carried.items()}
+        # OrtValue.numpy() of a CPU tensor is a view of its memory, which the next step overwrites
+        return {name: np.array(value.numpy()) for name, value in self._carried.items()}
 
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> str:
         """Write the carried tensors, the step and the data order atomically (safetensors).

@@ -27,15 +27,17 @@ def _mpiexec(ranks: int, *args: str, env: dict | None = None) -> subprocess.Comp
 
 @pytest.mark.parametrize(
     ("model", "optimizer", "accumulate"),
-    [("mlp", "sgd", 1), ("mlp", "adamw", 1), ("mlp", "adamw", 2)],
+    [
+        ("mlp", "sgd", 1),
+        ("mlp", "adamw", 1),
+        ("mlp", "adamw", 2),
+        ("transformer", "adamw", 1),
+        ("transformer", "sgd", 2),
+    ],
 )
 def test_two_ranks_match_one_process_with_twice_the_batch(tmp_path, model, optimizer, accumulate):
     steps, batch = 20, 4
-    done = _mpiexec(
-        2, sys.executable, os.path.join(HERE, "dp_worker.py"), str(tmp_path), model, optimizer, str(accumulate),
-        str(batch), str(steps),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    _workers(tmp_path, model, optimizer, accumulate, batch, steps)
     single = Trainer(
         artifacts_for(model, optimizer, accumulate), data_for(model), batch_size=2 * batch, lr=0.05, seed=3, threads=1
     )
@@ -45,7 +47,35 @@ def test_two_ranks_match_one_process_with_twice_the_batch(tmp_path, model, optim
         np.testing.assert_allclose(state.pop("__losses__"), expected, rtol=1e-5)
     for name, array in single.state_dict().items():
         np.testing.assert_array_equal(ranks[0][name], ranks[1][name])  # identical on every rank
-        np.testing.assert_allclose(ranks[0][name], array, rtol=1e-5, atol=1e-6)
+        # relative difference of each tensor as a whole: Adam amplifies last-bit differences of the
+        # summation order in near-zero gradients (embedding rows seen once) element by element
+        assert np.linalg.norm(ranks[0][name] - array) <= 1e-5 * np.linalg.norm(array), name
+
+
+def _workers(out, model: str, optimizer: str, accumulate: int, batch: int, steps: int) -> None:
+    worker = os.path.join(HERE, "dp_worker.py")
+    args = [str(a) for a in (out, model, optimizer, accumulate, batch, steps)]
+    done = _mpiexec(2, sys.executable, worker, *args)
+    assert done.returncode == 0, done.stderr
+
+
+def test_batchnorm_running_statistics_are_the_mean_of_the_ranks(tmp_path):
+    # each rank normalises with its own shard's batch statistics; the running statistics are averaged
+    _workers(tmp_path, "cnn", "sgd", 1, 4, 1)
+    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2)]
+    data = data_for("cnn")
+    batch = np.random.default_rng([3, 0]).permutation(len(data["x"]))[:8]  # step 1's global batch (seed 3)
+    shards = []
+    for half in (batch[:4], batch[4:]):
+        alone = Trainer(artifacts_for("cnn", "sgd", 1), {k: v[half] for k, v in data.items()}, batch_size=4)
+        alone.fit(steps=1)
+        shards.append(alone.state_dict())
+    buffers = artifacts_for("cnn", "sgd", 1).layout.buffers
+    assert buffers
+    for name in buffers:
+        np.testing.assert_array_equal(ranks[0][name], ranks[1][name])
+        np.testing.assert_allclose(ranks[0][name], (shards[0][name] + shards[1][name]) / 2, rtol=1e-5, atol=1e-7)
+    assert np.isfinite(ranks[0]["__losses__"]).all()
 
 
 @pytest.fixture
