@@ -7,7 +7,7 @@ import os
 import click
 
 from onnxgraph.cli.artifacts import build_from_options, training_options
-from onnxgraph.cli.errors import BadInput
+from onnxgraph.cli.errors import EXIT_BAD_INPUT, BadInput
 from onnxgraph.cli.options import examples, json_flag, model_argument, overwrite_option
 
 
@@ -173,7 +173,6 @@ def _quiet_unless_root(parallel):
     same ones (same arguments, collective loss checks), and rank 0 reports them once."""
     import contextlib
 
-    from onnxgraph.cli.errors import EXIT_BAD_INPUT
     from onnxgraph.errors import OnnxGraphError
 
     @contextlib.contextmanager
@@ -189,7 +188,11 @@ def _quiet_unless_root(parallel):
 
 
 def _launch(nproc: int) -> int:
-    """Run this command again under mpiexec on ``nproc`` local ranks (without --nproc); its exit code."""
+    """Run this command again under mpiexec on ``nproc`` local ranks (without --nproc); its exit code.
+
+    The ranks' own output passes through; mpiexec's banner about a rank that ended abnormally (killed,
+    crashed) becomes one line naming the rank.
+    """
     import subprocess
     import sys
 
@@ -203,8 +206,44 @@ def _launch(nproc: int) -> int:
             skip = True
         elif not arg.startswith("--nproc="):
             args.append(arg)
-    command = [find_mpiexec(), "-n", str(nproc), "-hosts", "localhost", sys.executable, "-m", "onnxgraph", *args]
-    return subprocess.run(command).returncode
+    mpiexec = find_mpiexec()
+    command = [mpiexec, "-print-all-exitcodes", "-n", str(nproc), "-hosts", "localhost"]
+    process = subprocess.Popen([*command, sys.executable, "-m", "onnxgraph", *args], stdout=subprocess.PIPE, text=True)
+    banner = []  # Hydra writes it on stdout, with the ranks' stdout
+    for line in process.stdout:
+        if line.startswith(_HYDRA_BANNER) or (banner and not line.strip()):
+            banner.append(line)
+        else:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    code = process.wait()
+    failed = _failed_ranks(banner)
+    if failed:
+        click.echo(f"error: {failed}; mpiexec stopped every rank", err=True)
+    return code
+
+
+_HYDRA_BANNER = ("=", "[mpiexec@", "YOUR APPLICATION TERMINATED", "This typically refers", "Please see the FAQ")
+
+
+def _failed_ranks(banner: list[str]) -> str | None:
+    """The ranks that Hydra's ``Exit codes: [host] s0,s1,...`` line (wait statuses) shows killed by a
+    signal or ended with an exit code other than 0 and 2 (those report their own error), as words."""
+    import re
+    import signal
+
+    for line in banner:
+        found = re.search(r"Exit codes: \[[^\]]*\] ([-\d,]+)", line)
+        if not found:
+            continue
+        failed = []
+        for rank, status in enumerate(int(c) for c in found.group(1).split(",") if c):
+            if status & 0x7F:
+                failed.append(f"rank {rank} was killed by {signal.Signals(status & 0x7F).name}")
+            elif status >> 8 not in (0, EXIT_BAD_INPUT):
+                failed.append(f"rank {rank} exited with code {status >> 8}")
+        return ", ".join(failed) or None
+    return None
 
 
 def _has_checkpoint(folder: str) -> bool:

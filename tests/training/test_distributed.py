@@ -182,3 +182,72 @@ def test_missing_mpi4py_or_mpiexec_is_one_line(tmp_path, monkeypatch, mlp_files)
         f"error: no mpiexec found next to {tmp_path / 'python'} or on PATH; "
         "install it with: pip install 'onnxgraph[distributed]'"
     ]
+
+
+def _rank_process(ranks_of: int, rank: int) -> int | None:
+    """The pid of the process with ``PMI_RANK=rank`` among the descendants of ``ranks_of``."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    for pid in parents:
+        ancestor = parents.get(pid)
+        while ancestor and ancestor != ranks_of:
+            ancestor = parents.get(ancestor)
+        if ancestor == ranks_of:
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if f"PMI_RANK={rank}".encode() in f.read().split(b"\0"):
+                        return pid
+            except OSError:
+                continue
+    return None
+
+
+def test_a_killed_rank_stops_every_rank_and_the_run_resumes_on_one(tmp_path, mlp_files):
+    import signal
+    import time
+
+    model, data = mlp_files
+    steps = 3000
+    ckpt = tmp_path / "ckpt"
+    process = subprocess.Popen(
+        _train(model, data, ckpt, 4, steps, "--nproc", "2"),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        victim = None
+        while process.poll() is None and time.monotonic() < deadline:
+            metrics = ckpt / "metrics.jsonl"
+            if metrics.exists() and metrics.read_text().count("\n") >= 20:
+                victim = _rank_process(process.pid, 1)
+                if victim is not None:
+                    os.kill(victim, signal.SIGKILL)
+                    break
+            time.sleep(0.01)
+        if victim is None:
+            pytest.skip("the run ended before a rank could be killed")
+        _, stderr = process.communicate(timeout=30)  # every rank stops
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode != 0
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines == ["error: rank 1 was killed by SIGKILL; mpiexec stopped every rank"], stderr
+    kept = [m["step"] for m in _metrics(ckpt)]
+    resumed = subprocess.run(
+        _train(model, data, ckpt, 8, kept[-1] + 8, "--resume"), capture_output=True, timeout=TIMEOUT
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    whole = subprocess.run(_train(model, data, tmp_path / "w", 8, kept[-1] + 8), capture_output=True, timeout=TIMEOUT)
+    assert whole.returncode == 0, whole.stderr
+    np.testing.assert_allclose(
+        [m["loss"] for m in _metrics(ckpt)], [m["loss"] for m in _metrics(tmp_path / "w")], rtol=1e-5
+    )
