@@ -65,6 +65,22 @@ def require_mpi4py() -> None:
         raise TrainingError(f"data-parallel training needs mpi4py; install it with: {INSTALL}")
 
 
+def cuda_device_count() -> int:
+    """The CUDA devices visible to this process (after ``CUDA_VISIBLE_DEVICES``), from the driver
+    library; 0 without one."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        cuda = ctypes.CDLL(ctypes.util.find_library("cuda") or "libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
+
+
 class DataParallel:
     """This process's place among the ranks, and the collective operations of a training step.
 
@@ -97,6 +113,11 @@ class DataParallel:
         """This rank's share of the machine's cores (onnxruntime intra-op threads)."""
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         return max(1, cores // self.local_size)
+
+    def device_index(self, devices: int) -> int:
+        """This rank's GPU among the ``devices`` visible on its machine: its local rank (modulo the
+        count: ranks share GPUs when there are fewer)."""
+        return self.local_rank % max(devices, 1)
 
     def shard(self, rows: np.ndarray) -> np.ndarray:
         """This rank's contiguous share of a global batch's row indices (sizes differ by at most one)."""

@@ -99,6 +99,12 @@ class Trainer:
             )
         self._threads = threads if threads is not None or parallel is None else parallel.threads()
         self._device = "cuda" if self._providers[0] == CUDA else "cpu"
+        self._device_id = 0
+        if self._device == "cuda" and parallel is not None:  # each rank on its machine's GPU of its local rank
+            from onnxgraph.training.distributed import cuda_device_count
+
+            self._device_id = parallel.device_index(cuda_device_count())
+            self._providers = ((CUDA, {"device_id": str(self._device_id)}), *self._providers[1:])
         fed = [*self.layout.data_inputs, *([self.layout.target] if self.layout.target else [])]
         self._fed = fed
         self.data = _checked_data(data, fed, artifacts)
@@ -432,7 +438,7 @@ class Trainer:
     def _ortvalue(self, array: np.ndarray):
         import onnxruntime as ort
 
-        return ort.OrtValue.ortvalue_from_numpy(np.array(array), self._device, 0)
+        return ort.OrtValue.ortvalue_from_numpy(np.array(array), self._device, self._device_id)
 
     def _checkpoint_path(self) -> str:
         if self.checkpoint_dir is None:

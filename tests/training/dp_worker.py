@@ -24,7 +24,9 @@ def main() -> None:
     artifacts = artifacts_for(model, optimizer, int(accumulate), separate_update=True)
     trainer = Trainer(artifacts, data_for(model), batch_size=int(batch), lr=0.05, seed=3, threads=1, parallel=parallel)
     losses = trainer.fit(steps=int(steps))
-    np.savez(os.path.join(out, f"rank{parallel.rank}.npz"), __losses__=np.array(losses), **trainer.state_dict())
+    state = trainer.state_dict()
+    place = np.array([parallel.local_rank, parallel.device_index(1), parallel.device_index(2)])
+    np.savez(os.path.join(out, f"rank{parallel.rank}.npz"), __losses__=np.array(losses), __place__=place, **state)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,10 @@ def test_two_ranks_match_one_process_with_twice_the_batch(tmp_path, model, optim
     )
     expected = single.fit(steps=steps)
     ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2)]
-    for state in ranks:
+    for rank, state in enumerate(ranks):
         np.testing.assert_allclose(state.pop("__losses__"), expected, rtol=1e-5)
+        # local rank; GPU with one visible (shared), GPU with two (its own)
+        assert state.pop("__place__").tolist() == [rank, 0, rank]
     for name, array in single.state_dict().items():
         np.testing.assert_array_equal(ranks[0][name], ranks[1][name])  # identical on every rank
         # relative difference of each tensor as a whole: Adam amplifies last-bit differences of the
