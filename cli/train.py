@@ -15,11 +15,10 @@ from onnxgraph.cli.options import examples, json_flag, model_argument, overwrite
     epilog=examples(
         "onnxgraph train mlp.onnx --data train.npz --loss-fn cross_entropy --batch-size 64 --epochs 3 -o mlp.t.onnx",
         "onnxgraph train cnn.onnx --data train.npz --eval-data val.npz --loss-fn cross_entropy --optimizer sgd "
-        "--momentum 0.9 --lr 0.05 --batch-size 32 --steps 1000 --checkpoint-dir ckpt/ --resume -o cnn.trained.onnx",
+        "--momentum 0.9 --lr 0.05 --batch-size 32 --steps 1000 --checkpoint-dir ckpt/ --resume --nproc 2 "
+        "-o cnn.trained.onnx",
         "onnxgraph train bert.onnx --data train.npz --loss-fn mse --model-output pooled --freeze 'embeddings.*' "
         "--batch-size 8 --steps 200 --recompute auto --json",
-        "onnxgraph train mlp.onnx --data train.npz --loss-fn cross_entropy --batch-size 32 --steps 500 --nproc 2 "
-        "-o mlp.t.onnx",
     )
 )
 @model_argument
