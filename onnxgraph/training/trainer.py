@@ -311,16 +311,20 @@ class Trainer:
         return epochs * self.order.steps_per_epoch // self._accumulate
 
     def evaluate(self, data: str | os.PathLike | dict[str, np.ndarray] | None = None) -> float:
-        """The mean loss of the eval model (inference mode) over ``data`` (default: the eval data)."""
+        """The mean loss of the eval model (inference mode) over ``data`` (default: the eval data).
+
+        With ``parallel``, each rank evaluates every N-th batch of ``batch_size`` rows and the sums are
+        reduced (a collective call: every rank makes it)."""
         arrays = self.eval_data if data is None else _checked_data(data, self._fed, self.artifacts)
         if arrays is None:
             raise TrainingError("no eval data")
         if self._eval_session is None:
             self._eval_session = self._create(self.artifacts.eval)
         rows = len(next(iter(arrays.values())))
-        batch = self.order.batch_size
+        ranks, rank = (1, 0) if self.parallel is None else (self.parallel.size, self.parallel.rank)
+        batch = self.order.batch_size // ranks
         total, weight = 0.0, 0
-        for begin in range(0, rows, batch):
+        for begin in range(rank * batch, rows, batch * ranks):
             index = np.arange(begin, min(begin + batch, rows))
             binding = self._eval_session.io_binding()
             binding.bind_output(self.layout.loss, "cpu")
@@ -331,6 +335,8 @@ class Trainer:
             self._eval_session.run_with_iobinding(binding)
             total += float(binding.get_outputs()[0].numpy()) * len(index)
             weight += len(index)
+        if self.parallel is not None:
+            total, weight = self.parallel.allreduce_sum({"eval": np.array([total, weight], np.float64)})["eval"]
         return total / weight
 
     # -- state --------------------------------------------------------------------------------------

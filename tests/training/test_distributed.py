@@ -128,6 +128,51 @@ def test_nproc_trains_like_one_process_and_only_rank_0_writes(tmp_path, mlp_file
     assert sorted(os.listdir(tmp_path / "two")) == ["latest.safetensors", "metrics.jsonl"]
 
 
+def test_eval_loss_is_shared_between_ranks_and_equals_one_process(tmp_path, mlp_files):
+    model, data = mlp_files
+    evals = tmp_path / "eval.npz"
+    np.savez(evals, **{k: v[:27] for k, v in data_for("mlp").items()})  # 27 rows: uneven shares
+    one = subprocess.run(
+        [*_train(model, data, tmp_path / "one", 8, 4), "--eval-data", str(evals), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(
+        [*_train(model, data, tmp_path / "two", 4, 4, "--nproc", "2"), "--eval-data", str(evals), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert two.returncode == 0, two.stderr
+    import json
+
+    expected, got = json.loads(one.stdout)["eval_loss"], json.loads(two.stdout)["eval_loss"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_allreduce_packs_dtypes_into_buckets(tmp_path):
+    script = (
+        "import numpy as np\n"
+        "from onnxgraph.training import distributed\n"
+        "distributed.BUCKET_BYTES = 24\n"  # 6 float32 or 3 float64 per Allreduce call
+        "p = distributed.DataParallel()\n"
+        "a = np.arange(10, dtype=np.float32).reshape(2, 5) * (p.rank + 1)\n"
+        "b = np.full((3,), p.rank + 0.5)\n"
+        "c = np.ones((7,), np.float32)\n"
+        "out = p.allreduce_sum({'a': a}, {'b': b, 'c': c})\n"
+        "assert out['a'].shape == (2, 5) and out['a'].dtype == np.float32\n"
+        "np.testing.assert_array_equal(out['a'], np.arange(10).reshape(2, 5) * 3)\n"
+        "np.testing.assert_array_equal(out['b'], np.full(3, 2.0))\n"
+        "np.testing.assert_array_equal(out['c'], np.full(7, 2.0))\n"
+        "print('ok', p.rank)\n"
+    )
+    done = _mpiexec(2, sys.executable, "-c", script)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split()) == ["0", "1", "ok", "ok"]
+
+
 def test_resume_with_another_number_of_ranks(tmp_path, mlp_files):
     model, data = mlp_files
     whole = subprocess.run(_train(model, data, tmp_path / "whole", 8, 12), capture_output=True, timeout=TIMEOUT)
