@@ -110,7 +110,7 @@ def train(
     parallel = distributed.DataParallel() if distributed.launched_size() > 1 else None
     if parallel is not None and not parallel.root:
         as_json = plot_path = out = None  # rank 0 alone writes
-    with _quiet_unless_root(parallel):
+    with _rank_errors(parallel):
         if (epochs is None) == (steps is None):
             raise BadInput("give one of --epochs or --steps")
         if resume and checkpoint_dir is None:
@@ -167,23 +167,37 @@ def train(
             emit(summary, as_json, lambda: click.echo(line))
 
 
-def _quiet_unless_root(parallel):
-    """On ranks other than 0, end user errors with their exit code and no message: every rank meets the
-    same ones (same arguments, collective loss checks), and rank 0 reports them once."""
+def _rank_errors(parallel):
+    """Errors of a data-parallel run: reported once, and never leaving a rank waiting.
+
+    When every rank fails together (same arguments, the collective loss check), rank 0 reports the
+    error as usual and the others end quietly with the same exit code. When only this rank fails,
+    the others are waiting for it in a step's collective: it reports the error with its rank and
+    leaves at once, and mpiexec stops the rest.
+    """
     import contextlib
 
-    from onnxgraph.errors import OnnxGraphError
+    from onnxgraph.cli.errors import EXIT_INTERNAL
+    from onnxgraph.errors import OnnxGraphError, one_line
 
     @contextlib.contextmanager
-    def quiet():
+    def handled():
         try:
             yield
-        except (OnnxGraphError, click.ClickException) as exc:
-            if parallel is None or parallel.root:
+        except Exception as exc:
+            if parallel is None:
                 raise
-            raise SystemExit(getattr(exc, "exit_code", EXIT_BAD_INPUT)) from None
+            user = isinstance(exc, (OnnxGraphError, click.ClickException))
+            code = getattr(exc, "exit_code", EXIT_BAD_INPUT if user else EXIT_INTERNAL)
+            if parallel.failed_together():
+                if parallel.root:
+                    raise
+                raise SystemExit(code) from None
+            text = exc.format_message() if isinstance(exc, click.ClickException) else one_line(exc)
+            click.echo(f"error: rank {parallel.rank}: {text if user else f'{type(exc).__name__}: {text}'}", err=True)
+            parallel.exit(code)
 
-    return quiet()
+    return handled()
 
 
 def _launch(nproc: int) -> int:

@@ -18,6 +18,8 @@ import math
 import os
 import shutil
 import sys
+import time
+from typing import NoReturn
 
 import numpy as np
 
@@ -103,6 +105,7 @@ class DataParallel:
         local = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
         self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
         local.Free()
+        self._errors = self.comm.Dup()  # for failed_together: apart from the steps' collectives
 
     @property
     def root(self) -> bool:
@@ -181,6 +184,21 @@ class DataParallel:
                 offset += size
         return result
 
-    def abort(self, code: int = 1) -> None:
-        """Stop every rank (after an error only this rank saw)."""
-        self.comm.Abort(code)
+    def failed_together(self, timeout: float = 5.0) -> bool:
+        """After an error on this rank: whether every rank reached an error too within ``timeout``
+        seconds (a non-blocking barrier on a communicator of its own, so that ranks waiting in a
+        step's collective do not match it)."""
+        request = self._errors.Ibarrier()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if request.Test():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def exit(self, code: int) -> NoReturn:
+        """End this process at once, without ``MPI_Finalize``: mpiexec then stops every other rank,
+        also those waiting for this one in a collective."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

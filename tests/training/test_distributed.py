@@ -206,6 +206,24 @@ def test_a_nan_on_one_rank_stops_every_rank_naming_it(tmp_path, mlp_files):
     assert "step 1 (epoch 1): the loss is not finite on rank 1 (nan)" in lines[0]
 
 
+def test_an_error_on_one_rank_stops_the_others_waiting_for_it():
+    script = (
+        "from onnxgraph.cli.train import _rank_errors\n"
+        "from onnxgraph.errors import TrainingError\n"
+        "from onnxgraph.training.distributed import DataParallel\n"
+        "p = DataParallel()\n"
+        "with _rank_errors(p):\n"
+        "    if p.rank == 1:\n"
+        "        raise TrainingError('ckpt: disk full')\n"
+        "    p.comm.allgather(0)\n"  # rank 0 waits for rank 1 in a step's collective
+        "print('rank 0 went on')\n"
+    )
+    done = _mpiexec(2, sys.executable, "-c", script)  # a hang would end in TimeoutExpired
+    assert done.returncode == 2
+    assert "went on" not in done.stdout
+    assert [line for line in done.stderr.splitlines() if line.strip()] == ["error: rank 1: ckpt: disk full"]
+
+
 def test_missing_mpi4py_or_mpiexec_is_one_line(tmp_path, monkeypatch, mlp_files):
     from click.testing import CliRunner
 
