@@ -206,6 +206,7 @@ def _launch(nproc: int) -> int:
     The ranks' own output passes through; mpiexec's banner about a rank that ended abnormally (killed,
     crashed) becomes one line naming the rank.
     """
+    import shutil
     import subprocess
     import sys
 
@@ -221,7 +222,13 @@ def _launch(nproc: int) -> int:
             args.append(arg)
     mpiexec = find_mpiexec()
     command = [mpiexec, "-print-all-exitcodes", "-n", str(nproc), "-hosts", "localhost"]
-    process = subprocess.Popen([*command, sys.executable, "-m", "onnxgraph", *args], stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if sys.stderr.isatty():  # rank 0's progress bar: its stderr reaches the terminal through mpiexec
+        env.setdefault("TTY_COMPATIBLE", "1")
+        env.setdefault("COLUMNS", str(shutil.get_terminal_size().columns))
+    process = subprocess.Popen(
+        [*command, sys.executable, "-m", "onnxgraph", *args], stdout=subprocess.PIPE, text=True, env=env
+    )
     banner = []  # Hydra writes it on stdout, with the ranks' stdout
     for line in process.stdout:
         if line.startswith(_HYDRA_BANNER) or (banner and not line.strip()):
