@@ -70,8 +70,9 @@ def training_options(command):
     return functools.reduce(lambda f, option: option(f), reversed(_OPTIONS), command)
 
 
-def build_from_options(model: str, options: dict):
-    """``build_training`` with the parsed ``training_options``."""
+def build_from_options(model: str, options: dict, *, separate_update: bool = False):
+    """``build_training`` with the parsed ``training_options`` (``separate_update``: split artifacts
+    for data-parallel training)."""
     from onnxgraph.cli.errors import BadInput
     from onnxgraph.training import OPTIMIZERS, build_training
 
@@ -104,6 +105,7 @@ def build_from_options(model: str, options: dict):
         clip_grad_norm=options["clip_grad_norm"],
         grad_accumulation=options["grad_accumulation"],
         recompute=options["recompute"],
+        separate_update=separate_update,
     )
 
 

@@ -28,6 +28,7 @@ from onnxgraph.tensor import Tensor
 from onnxgraph.training import checkpoint
 from onnxgraph.training.artifacts import Layout, TrainingArtifacts
 from onnxgraph.training.data import BatchOrder, open_arrays, take
+from onnxgraph.training.distributed import DataParallel
 
 if TYPE_CHECKING:
     import onnx
@@ -58,6 +59,11 @@ class Trainer:
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
         checkpoint_dir: where :meth:`save_checkpoint` and the metrics log write (None: nowhere).
         checkpoint_every: :meth:`fit` checkpoints every this many steps (0: only at the end).
+        parallel: data-parallel training on MPI (needs split artifacts: ``separate_update=True``):
+            ``batch_size`` is then per rank, each global step takes ``batch_size x ranks`` rows of
+            the data order and this rank trains on its shard; gradients and running statistics
+            are reduced across the ranks, and only rank 0 writes checkpoints and metrics.
+            ``threads`` defaults to this rank's share of the cores.
 
     Raises:
         TrainingError: the data does not fit the model, or the checkpoint folder is not writable.
@@ -78,6 +84,7 @@ class Trainer:
         threads: int | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 0,
+        parallel: DataParallel | None = None,
     ):
         from onnxgraph.runtime.providers import CUDA, resolve_providers
 
@@ -89,13 +96,31 @@ class Trainer:
         self.step = 0
         """Updates made so far (the global step)."""
         self._providers = resolve_providers(provider)
-        self._threads = threads
+        self.parallel = parallel
+        self._writes = parallel is None or parallel.root
+        ranks = 1 if parallel is None else parallel.size
+        if parallel is not None and artifacts.grad_step is None:
+            raise TrainingError(
+                "data-parallel training needs split artifacts: build_training(..., separate_update=True)"
+            )
+        self._threads = threads if threads is not None or parallel is None else parallel.threads()
         self._device = "cuda" if self._providers[0] == CUDA else "cpu"
+        self._device_id = 0
+        if self._device == "cuda" and parallel is not None:  # each rank on its machine's GPU of its local rank
+            from onnxgraph.training.distributed import cuda_device_count
+
+            self._device_id = parallel.device_index(cuda_device_count())
+            self._providers = ((CUDA, {"device_id": str(self._device_id)}), *self._providers[1:])
         fed = [*self.layout.data_inputs, *([self.layout.target] if self.layout.target else [])]
         self._fed = fed
         self.data = _checked_data(data, fed, artifacts)
         rows = len(next(iter(self.data.values())))
-        self.order = BatchOrder(rows, batch_size, seed, drop_last, shuffle)
+        self.order = BatchOrder(rows, batch_size * ranks, seed, drop_last, shuffle)
+        last = rows % self.order.batch_size
+        if not drop_last and 0 < last < ranks:
+            raise TrainingError(
+                f"each epoch's last batch has {last} rows, fewer than the {ranks} ranks: use drop_last (--drop-last)"
+            )
         self.eval_data = _checked_data(eval_data, fed, artifacts) if eval_data is not None else None
         self._accumulate = self.layout.grad_accumulation
         if self._accumulate > 1 and self.order.steps_per_epoch < self._accumulate:
@@ -144,8 +169,11 @@ class Trainer:
         step, leaving the summed gradients in :attr:`gradients` (for a caller to combine, e.g. across
         workers, before :meth:`apply_step`); running statistics are updated. Returns the mean loss.
 
+        With ``parallel``, the gradients, running statistics and the loss are those of the whole
+        global batch, reduced across the ranks (a collective call: every rank makes it).
+
         Raises:
-            TrainingError: the loss is not finite.
+            TrainingError: the loss is not finite (on any rank).
         """
         layout, k = self.layout, self._accumulate
         sums = self._zeros
@@ -162,8 +190,29 @@ class Trainer:
                 self._carried[name], self._spare[name] = self._spare[name], self._carried[name]
             sums = out
         loss = total / k
-        self._check(loss)
         self.gradients = sums
+        if self.parallel is not None:
+            loss = self._reduce(loss)
+        self._check(loss)
+        return loss
+
+    def _reduce(self, loss: float) -> float:
+        """Replace this rank's gradients and running statistics by the global batch's; return its loss."""
+        rows = sum(len(self._rows(self.step * self._accumulate + j)) for j in range(self._accumulate))
+        buffers = {n: self._carried[n] for n in self.layout.buffers}
+        try:
+            loss, gradients, averaged = self.parallel.reduce(
+                loss,
+                rows,
+                {n: v.numpy() for n, v in self.gradients.items()},
+                {n: v.numpy() for n, v in buffers.items()},
+            )
+        except TrainingError as exc:
+            self._check(math.nan, str(exc))
+        for name, array in gradients.items():
+            self.gradients[name].update_inplace(array)
+        for name, array in averaged.items():
+            buffers[name].update_inplace(array)
         return loss
 
     def apply_step(self) -> None:
@@ -184,7 +233,7 @@ class Trainer:
         binding = session.io_binding()
         if data:
             binding.bind_output(layout.loss, "cpu")
-            for name, array in take(self.data, self._fed, self.order.rows_of(index)[1]).items():
+            for name, array in take(self.data, self._fed, self._rows(index)).items():
                 binding.bind_cpu_input(name, array)
         scalars = {layout.step: np.array(index + 1, np.int64), layout.lr: np.array(self.lr, np.float32)}
         if layout.seed is not None:
@@ -199,12 +248,18 @@ class Trainer:
         session.run_with_iobinding(binding)
         return float(binding.get_outputs()[0].numpy()) if data else 0.0
 
-    def _check(self, loss: float) -> None:
-        if not math.isfinite(loss):
-            raise TrainingError(
-                f"step {self.step + 1} (epoch {self.epoch + 1}): the loss is {loss}; stopped with the parameters of "
-                f"step {self.step}{self._kept_checkpoint()}"
-            )
+    def _rows(self, index: int) -> np.ndarray:
+        """The data rows of 0-based batch ``index`` that this process trains on (its shard, in parallel)."""
+        rows = self.order.rows_of(index)[1]
+        return rows if self.parallel is None else self.parallel.shard(rows)
+
+    def _check(self, loss: float, problem: str | None = None) -> None:
+        if problem is None and math.isfinite(loss):
+            return
+        raise TrainingError(
+            f"step {self.step + 1} (epoch {self.epoch + 1}): {problem or f'the loss is {loss}'}; stopped with the "
+            f"parameters of step {self.step}{self._kept_checkpoint()}"
+        )
 
     def fit(
         self,
@@ -268,7 +323,10 @@ class Trainer:
         return epochs * self.order.steps_per_epoch // self._accumulate
 
     def evaluate(self, data: str | os.PathLike | dict[str, np.ndarray] | None = None) -> float:
-        """The mean loss of the eval model (inference mode) over ``data`` (default: the eval data)."""
+        """The mean loss of the eval model (inference mode) over ``data`` (default: the eval data).
+
+        With ``parallel``, each rank evaluates every N-th batch of ``batch_size`` rows and the sums are
+        reduced (a collective call: every rank makes it)."""
         arrays = self.eval_data if data is None else _checked_data(data, self._fed, self.artifacts)
         if arrays is None:
             raise TrainingError("no eval data")
@@ -276,9 +334,10 @@ class Trainer:
         if session is None:
             session = self._eval_session = self._create(self.artifacts.eval)
         rows = len(next(iter(arrays.values())))
-        batch = self.order.batch_size
+        ranks, rank = (1, 0) if self.parallel is None else (self.parallel.size, self.parallel.rank)
+        batch = self.order.batch_size // ranks
         total, weight = 0.0, 0
-        for begin in range(0, rows, batch):
+        for begin in range(rank * batch, rows, batch * ranks):
             index = np.arange(begin, min(begin + batch, rows))
             binding = session.io_binding()
             binding.bind_output(self.layout.loss, "cpu")
@@ -289,12 +348,15 @@ class Trainer:
             session.run_with_iobinding(binding)
             total += float(binding.get_outputs()[0].numpy()) * len(index)
             weight += len(index)
+        if self.parallel is not None:
+            total, weight = self.parallel.allreduce_sum({"eval": np.array([total, weight], np.float64)})["eval"]
         return total / weight
 
     # -- state --------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the carried tensors (parameters, buffers, optimizer state) as numpy arrays."""
-        return {name: value.numpy() for name, value in self._carried.items()}
+        # OrtValue.numpy() of a CPU tensor is a view of its memory, which the next step overwrites
+        return {name: np.array(value.numpy()) for name, value in self._carried.items()}
 
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> str:
         """Write the carried tensors, the step and the data order atomically (safetensors).
@@ -303,6 +365,8 @@ class Trainer:
             The path written (default: ``latest.safetensors`` in the checkpoint folder).
         """
         path = os.fspath(path) if path is not None else self._checkpoint_path()
+        if not self._writes:
+            return path
         epoch, within = divmod(self.step * self._accumulate, self.order.steps_per_epoch)
         info = {
             "format": FORMAT,
@@ -393,7 +457,7 @@ class Trainer:
     def _ortvalue(self, array: np.ndarray):
         import onnxruntime as ort
 
-        return ort.OrtValue.ortvalue_from_numpy(np.array(array), self._device, 0)
+        return ort.OrtValue.ortvalue_from_numpy(np.array(array), self._device, self._device_id)
 
     def _checkpoint_path(self) -> str:
         if self.checkpoint_dir is None:
@@ -409,14 +473,14 @@ class Trainer:
 
     def _log(self, record: dict) -> None:
         path = self._metrics_path()
-        if path is not None:
+        if path is not None and self._writes:
             with open(path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
     def _truncate_metrics(self) -> None:
         """Drop metrics lines past the resumed step (written after the checkpoint, before a crash)."""
         path = self._metrics_path()
-        if path is None or not os.path.exists(path):
+        if path is None or not self._writes or not os.path.exists(path):
             return
         with open(path) as f:
             lines = [line for line in f if line.strip()]
