@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeGuard, overload
+from collections.abc import Sequence
+from typing import Any, TypeGuard
 
 import numpy as np
 import onnx
@@ -33,44 +33,16 @@ class GradBuilder(OpBuilder):
         self.reached: set[Value] = set()
         """Values that depend on a ``wrt`` value (set by the driver): the ones worth a gradient."""
 
-    @overload
-    def op(
-        self,
-        op_type: str,
-        *inputs: Value | None,
-        _outputs: None = None,
-        _domain: str = "",
-        _name: str = "",
-        **attrs: Any,
-    ) -> Value: ...
-
-    @overload
-    def op(
-        self, op_type: str, *inputs: Value | None, _outputs: int, _domain: str = "", _name: str = "", **attrs: Any
-    ) -> tuple[Value, ...]: ...
-
-    def op(
-        self,
-        op_type: str,
-        *inputs: Value | None,
-        _outputs: int | None = None,
-        _domain: str = "",
-        _name: str = "",
-        **attrs: Any,
-    ) -> Value | tuple[Value, ...]:
-        """Create a node (see OpBuilder.op) and record its outputs' element type, so constants
+    def add_node(self, node: Node) -> Node:
+        """Insert a node (see OpBuilder.add_node) and record its outputs' element type, so constants
         built later from them (``scalar(1, t)``) get the right type."""
-        result: Value | tuple[Value, ...]
-        if _outputs is None:
-            result = super().op(op_type, *inputs, _domain=_domain, _name=_name, **attrs)
-        else:
-            result = super().op(op_type, *inputs, _outputs=_outputs, _domain=_domain, _name=_name, **attrs)
-        elem = _result_elem_type(op_type, inputs, attrs)
+        super().add_node(node)
+        elem = _result_elem_type(node.op_type, node.inputs, node)
         if elem:
-            for value in result if isinstance(result, tuple) else (result,):
+            for value in node.outputs:
                 if value.type is None:
                     value.type = types.tensor_type(elem, None)
-        return result
+        return node
 
     def wants(self, x: Value | None) -> TypeGuard[Value]:
         """True when input ``x`` leads back to a ``wrt`` value, so its gradient is worth building."""
@@ -277,16 +249,17 @@ _BOOL_RESULT = frozenset({"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrE
 _INT64_RESULT = frozenset({"Shape", "Size", "NonZero", "ArgMax", "ArgMin"})
 
 
-def _result_elem_type(op_type: str, inputs: Sequence[Value | None], attrs: Mapping[str, Any]) -> int | None:
+def _result_elem_type(op_type: str, inputs: Sequence[Value | None], node: Node) -> int | None:
     """The element type of an op's (first) result as far as gradient rules need it."""
     if op_type in _BOOL_RESULT:
         return onnx.TensorProto.BOOL
     if op_type in _INT64_RESULT:
         return onnx.TensorProto.INT64
     if op_type == "Cast":
-        return attrs.get("to")
+        return node.attr("to")
     if op_type == "ConstantOfShape":
-        return attrs["value"].elem_type if "value" in attrs else onnx.TensorProto.FLOAT
+        value = node.attr("value")
+        return value.elem_type if value is not None else onnx.TensorProto.FLOAT
     source = inputs[2:3] if op_type == "OneHot" else inputs[1:] if op_type == "Where" else inputs
     return next((v.elem_type for v in source if v is not None and v.elem_type), None)
 
