@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from onnxgraph.cli.errors import BadInput
-from onnxgraph.cli.options import allow_outside_option, examples, input_shape_option, json_flag, parse_input_shapes
+from onnxgraph.cli.options import (
+    allow_outside_option,
+    examples,
+    input_shape_option,
+    json_flag,
+    model_argument,
+    parse_input_shapes,
+)
 
 
 @click.command(
@@ -15,7 +22,7 @@ from onnxgraph.cli.options import allow_outside_option, examples, input_shape_op
         "onnxgraph values model.onnx -o values.npz --input-shape x=8,3,224,224 --json",
     )
 )
-@click.argument("model", type=click.Path(path_type=str))
+@model_argument
 @click.option(
     "-o",
     "--output",

@@ -184,12 +184,12 @@ def _evaluate(mode: str, payload: bytes, feeds: dict, providers: tuple[str, ...]
     try:
         session = create_session(payload, providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        return "create", one_line(exc)
+        return "create", _detail(exc)
     names = [o.name for o in session.get_outputs()]
     try:
         got = dict(zip(names, session.run(names, feeds)))
     except Exception as exc:  # noqa: BLE001
-        return "run", one_line(exc)
+        return "run", _detail(exc)
     return _against_reference(payload, feeds, got) if mode == "reference" else ("ok", "")
 
 
@@ -219,3 +219,11 @@ def _against_reference(payload: bytes, feeds: dict, got: dict) -> tuple[str, str
     return "ok", ""
 
 
+_ORT_STATUS = re.compile(r"^\[ONNXRuntimeError\] : \d+ : (\w+) :")
+
+
+def _detail(exc: BaseException) -> str:
+    """onnxruntime's failure in one line, led by its status name (``NOT_IMPLEMENTED: ...``): a reduced
+    model must fail with the same status as the original."""
+    status = _ORT_STATUS.match(str(exc).strip())
+    return f"{status[1]}: {one_line(exc)}" if status else one_line(exc)
