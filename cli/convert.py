@@ -137,6 +137,7 @@ def convert(
     )
     with progress(f"loading {model}") as update:
         loaded = load()
+        default_layout = _default_layout(loaded, output)  # before conversion replaces the tensors
         if shapes:
             check_shapes(specs_of(loaded), shapes)
         update("converting")
@@ -150,7 +151,7 @@ def convert(
     if verify and (precision or report.opset != report.source_opset):
         with progress("verifying against the original"):
             verification = _verify(model, load(), converted, report, shapes, tolerance)
-    layout = "auto" if external_data else False if inline_data else None
+    layout = "auto" if external_data else False if inline_data else default_layout
     with progress(f"checking and writing {output}"):
         note = save_checked(
             converted,
@@ -167,6 +168,15 @@ def convert(
     if verification is not None:
         data["verification"] = _verification_json(verification)
     emit(data, as_json, lambda: _render(output, report, verification))
+
+
+def _default_layout(model, output: str) -> str | None:
+    """Weights that came in external data leave in external data, the converted ones included (without
+    this they would be written inline, the whole model in one protobuf); otherwise keep the layout."""
+    from onnxgraph.optimizers.pipeline import ModelStats
+    from onnxgraph.serde.text import is_text_path
+
+    return "auto" if not is_text_path(output) and ModelStats.of(model).external_bytes else None
 
 
 def _check_flags(

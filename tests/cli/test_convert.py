@@ -227,3 +227,29 @@ def test_library_reads_every_tensor_once_detached(newest_model):
     before = model.graph.initializers["w"].const_value
     converted, _ = convert_opset(model, 21)
     assert converted.graph.initializers["w"].const_value is before
+
+
+def test_fp16_of_an_external_data_model_keeps_its_weights_external(tmp_path):
+    """Converted weights of a model that kept them in external data go to OUT.data, not inline."""
+    rng = np.random.default_rng(0)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 64])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 64])],
+        [onnx.numpy_helper.from_array(rng.standard_normal((64, 64)).astype(np.float32) * 0.1, "w")],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
+    src = tmp_path / "m.onnx"
+    onnx.save(model, src, save_as_external_data=True, location="m.onnx.data", size_threshold=0)
+    out = tmp_path / "o.onnx"
+    result = CliRunner().invoke(cli, ["convert", str(src), "-o", str(out), "--fp16"])
+    assert result.exit_code == 0, result.output
+    written = onnx.load(str(out), load_external_data=False)
+    (w,) = written.graph.initializer
+    assert w.data_type == onnx.TensorProto.FLOAT16 and w.data_location == onnx.TensorProto.EXTERNAL
+    assert os.path.getsize(tmp_path / "o.onnx.data") == 64 * 64 * 2
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    want = create_session(str(src)).run(None, {"x": x})[0]
+    got = create_session(str(out)).run(None, {"x": x.astype(np.float16)})[0]
+    np.testing.assert_allclose(got.astype(np.float32), want, rtol=2e-2, atol=2e-2)
