@@ -72,7 +72,7 @@ DEFAULT_BLOCK_LIST = frozenset(
 )
 """Ops kept in float32 (behind Casts) unless ``block_list`` says otherwise."""
 
-_HALF_MAX = {
+_HALF_MAX: dict[int, float] = {
     onnx.TensorProto.FLOAT16: float(np.finfo(np.float16).max),
     onnx.TensorProto.BFLOAT16: 3.3895313892515355e38,
 }
