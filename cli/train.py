@@ -229,7 +229,8 @@ def _launch(nproc: int) -> int:
     process = subprocess.Popen(
         [*command, sys.executable, "-m", "onnxgraph", *args], stdout=subprocess.PIPE, text=True, env=env
     )
-    banner = []  # Hydra writes it on stdout, with the ranks' stdout
+    banner: list[str] = []  # Hydra writes it on stdout, with the ranks' stdout
+    assert process.stdout is not None  # stdout=PIPE
     for line in process.stdout:
         if line.startswith(_HYDRA_BANNER) or (banner and not line.strip()):
             banner.append(line)

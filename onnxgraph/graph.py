@@ -257,6 +257,7 @@ class Graph:
         """
         table: dict[str, str] = {}
         for value, name in renames:
+            assert value.name is not None  # initializers are always named
             table[value.name] = name
             value._name = name
             self._claim(name)

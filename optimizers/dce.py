@@ -43,7 +43,7 @@ class DeadCodeElimination(Pass):
         """Walk nodes last to first so a removed reader frees its producers in the same sweep;
         a kept node's subgraphs are swept when reached, before the outer values they read."""
         for node in reversed(graph.nodes):
-            if self._try_node(node):
+            if self._try_node(graph, node):
                 stats["node"] += 1
                 continue
             for sub in node.subgraphs():
@@ -54,10 +54,9 @@ class DeadCodeElimination(Pass):
         if self._try_value_info(graph):
             stats["value_info"] += 1
 
-    def _try_node(self, node: Node) -> bool:
+    def _try_node(self, graph: Graph, node: Node) -> bool:
         if not self.allows("node") or not node.outputs:
             return False
-        graph = node.graph
         if any(v.has_uses() or v.is_graph_output() for v in node.outputs):
             return False
         for sub in node.subgraphs():
@@ -71,6 +70,7 @@ class DeadCodeElimination(Pass):
             return False
         if value.is_graph_output() or value.is_graph_input():
             return False
+        assert value.name is not None  # initializers are always named
         graph.remove_initializer(value.name)
         return True
 

@@ -192,7 +192,9 @@ class ConstantFolding(Pass):
             if not too_big:
                 break
             for v in too_big:
-                how.pop(v.producer(), None)
+                producer = v.producer()
+                if producer is not None:  # a frontier value is an output of a folded node
+                    how.pop(producer, None)
         read = {id(v) for v in frontier}
         for node in [n for n in graph if n in how]:
             if not in_function and all(id(v) in read or not v.has_uses() for v in node.outputs):
@@ -226,7 +228,7 @@ SIZE_OPS = frozenset({"ConstantOfShape", "Expand", "Tile", "Range"})
 """Ops whose output size comes from their input values, not their input sizes."""
 
 
-def _planned_size(node: Node, arrays: list) -> int:
+def _planned_size(node: Node, arrays: list[np.ndarray | None]) -> float:
     """Elements ``node`` would create, estimated from its constant inputs before anything is run.
 
     Infinite for an op of :data:`SIZE_OPS` whose size-giving input is not known yet (a batch result),
@@ -236,20 +238,25 @@ def _planned_size(node: Node, arrays: list) -> int:
     if node.op_type not in SIZE_OPS or node.domain not in ("", "ai.onnx"):
         return 0
     needed = {"ConstantOfShape": 1, "Expand": 2, "Tile": 2, "Range": 3}[node.op_type]
-    if len(arrays) < needed or any(a is None for a in arrays[1 if node.op_type in ("Expand", "Tile") else 0 : needed]):
+    lo = 1 if node.op_type in ("Expand", "Tile") else 0
+    known = [a for a in arrays[lo:needed] if a is not None]  # the size-giving inputs, from input ``lo`` on
+    if len(arrays) < needed or len(known) < needed - lo:
         return math.inf
+    first: tuple[int, ...] = ()
     if node.op_type in ("Expand", "Tile"):  # the data input may be a pending batch result: its shape will do
-        first = arrays[0].shape if arrays[0] is not None else node.inputs[0].shape
-        if first is None or not all(isinstance(d, int) for d in first):
+        data = node.inputs[0]
+        shape = arrays[0].shape if arrays[0] is not None else data.shape if data is not None else None
+        if shape is None or not all(isinstance(d, int) for d in shape):
             return math.inf
+        first = tuple(d for d in shape if isinstance(d, int))
     try:
         if node.op_type == "ConstantOfShape":
-            return math.prod(int(d) for d in arrays[0].reshape(-1))
+            return math.prod(int(d) for d in known[0].reshape(-1))
         if node.op_type == "Expand":
-            return math.prod(np.broadcast_shapes(tuple(first), tuple(int(d) for d in arrays[1].reshape(-1))))
+            return math.prod(np.broadcast_shapes(first, tuple(int(d) for d in known[0].reshape(-1))))
         if node.op_type == "Tile":
-            return math.prod(first) * math.prod(int(r) for r in arrays[1].reshape(-1))
-        start, limit, delta = (float(np.asarray(a).reshape(-1)[0]) for a in arrays[:3])
+            return math.prod(first) * math.prod(int(r) for r in known[0].reshape(-1))
+        start, limit, delta = (float(np.asarray(a).reshape(-1)[0]) for a in known[:3])
         return max(0, math.ceil((limit - start) / delta)) if delta else math.inf
     except (ValueError, TypeError, OverflowError, IndexError):
         return math.inf
@@ -257,15 +264,19 @@ def _planned_size(node: Node, arrays: list) -> int:
 
 def _static_size(value: Value) -> int:
     shape = value.shape
-    if shape is None or not all(isinstance(d, int) for d in shape):
+    dims = [d for d in shape if isinstance(d, int)] if shape is not None else []
+    if shape is None or len(dims) != len(shape):
         return 0
-    return int(np.prod(shape, dtype=np.int64))
+    return int(np.prod(dims, dtype=np.int64))
 
 
-def _input_arrays(node: Node, values: dict[Value, np.ndarray], pending: set[Value]):
+def _input_arrays(
+    node: Node, values: dict[Value, np.ndarray], pending: set[Value]
+) -> tuple[list[np.ndarray | None] | None, bool]:
     """The node's input arrays (None where a batch result is still pending) and whether any is
     pending; ``(None, False)`` when some input is not constant."""
-    arrays, waits = [], False
+    arrays: list[np.ndarray | None] = []
+    waits = False
     for v in node.inputs:
         if v is None:
             arrays.append(None)
@@ -288,7 +299,10 @@ def _feeds(nodes: list[Node], values: dict[Value, np.ndarray]) -> dict[str, np.n
     for node in nodes:
         for v in node.inputs:
             if v is not None and v not in produced and v.name not in feeds:
-                feeds[v.name] = values[v] if v in values else constant_array(v)
+                assert v.name is not None  # values of a graph are named when their producer is inserted
+                array = values[v] if v in values else constant_array(v)
+                assert array is not None  # callers pass only nodes whose inputs are all constant
+                feeds[v.name] = array
     return feeds
 
 

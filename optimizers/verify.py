@@ -18,6 +18,7 @@ from onnxgraph.runtime.compare import OutputComparison, compare_outputs
 from onnxgraph.runtime.inputs import random_inputs, specs_of
 from onnxgraph.runtime.sessions import RunBudgetExceeded, run_within_budget
 from onnxgraph.serde.fileio import _inline_bytes
+from onnxgraph.tensor import Tensor
 
 _INLINE_LIMIT = 1 << 30
 """Models with more inline tensor data than this go to onnxruntime through a temporary file."""
@@ -195,7 +196,7 @@ def _has_external(model: Model) -> bool:
         v.const_value.is_external
         for g in model.all_graphs()
         for v in g.initializers.values()
-        if hasattr(v.const_value, "is_external")
+        if isinstance(v.const_value, Tensor)
     )
 
 
@@ -225,4 +226,5 @@ def _random_outputs(model: Model) -> list[str]:
             random = random or any(n.op_type in RANDOM_OPS for g in node.subgraphs() for n in g.all_nodes())
         if random or any(id(v) in tainted for v in reads):
             tainted.update(id(v) for v in node.outputs)
-    return [v.name for v in model.graph.outputs if id(v) in tainted]
+    # outputs are compared by name, so an unnamed one (not valid ONNX) has nothing to leave out
+    return [v.name for v in model.graph.outputs if id(v) in tainted and v.name is not None]

@@ -109,7 +109,10 @@ def build_gradient(
     seeds = _seeds(builder, loss, loss_fn, output, vjp, mapping)
     gradients = backpropagate(graph, builder, seeds, wrt_values)
     for value in wrt_values:
-        gradient = gradients[value] if gradients[value] is not None else builder.zeros_like(value)
+        gradient = gradients[value]
+        if gradient is None:
+            gradient = builder.zeros_like(value)
+        assert value.name is not None  # found by name, or an initializer or node output of the graph
         mapping[value.name] = _expose(builder, gradient, value)
     result.metadata_props[METADATA_KEY] = json.dumps(mapping)
     if cleanup is not None:
@@ -149,12 +152,12 @@ def _infer_types(model: Model) -> None:
     from onnxgraph.shape_inference import inferred_types
 
     graph = model.graph
-    for value in graph.initializers.values():  # rules read the weights' shapes
-        if value.type is None and value.const_value is not None:
-            value.type = types.tensor_type(value.const_value.elem_type, tuple(value.const_value.dims))
+    for weight in graph.initializers.values():  # rules read the weights' shapes
+        if weight.type is None and weight.const_value is not None:
+            weight.type = types.tensor_type(weight.const_value.elem_type, tuple(weight.const_value.dims))
     inferred = inferred_types(model, symbolic_fallback=True)
     by_name = {v.name: v for node in graph.all_nodes() for v in node.outputs if v.name}
-    by_name.update({v.name: v for g in graph.all_graphs() for v in g.inputs})
+    by_name.update({v.name: v for g in graph.all_graphs() for v in g.inputs if v.name})
     for name, type_proto in inferred.items():
         value = by_name.get(name)
         if value is None or not type_proto.WhichOneof("value"):
@@ -226,7 +229,7 @@ def _seeds(b, loss, loss_fn, output, vjp, mapping) -> dict[Value, Value]:
         target = _new_input(graph, "target", kind) if kind is not None else None
         loss_value = build_loss(b, loss_fn, value, target)
         loss_value.name = graph.fresh_name("loss")
-        loss_value.type = types.tensor_type(value.elem_type, ())
+        loss_value.type = types.tensor_type(_elem_type(value, "output"), ())
         graph.outputs.append(loss_value)
         mapping["@loss"] = loss_value.name
         if target is not None:
@@ -270,9 +273,12 @@ def _wrt_values(graph, names: Sequence[str] | None) -> list[Value]:
 def _copied_initializer(value: Value) -> Value | None:
     """The floating-point initializer ``value`` copies through a chain of Identity nodes, else None."""
     source = value
-    while source.producer() is not None and source.producer().op_type == "Identity":
-        source = source.producer().inputs[0]
-    if source is value or source.const_value is None or source.elem_type not in types.FLOAT_TYPES:
+    producer = source.producer()
+    while producer is not None and producer.op_type == "Identity" and producer.inputs[0] is not None:
+        source = producer.inputs[0]
+        producer = source.producer()
+    # a sparse initializer has no dense data to copy: it stays shared
+    if source is value or not isinstance(source.const_value, Tensor) or source.elem_type not in types.FLOAT_TYPES:
         return None
     return source
 
@@ -291,7 +297,9 @@ def _untie(graph, value: Value) -> Value:
     source = _copied_initializer(value)
     if source is None:
         return value
-    graph.replace_with_initializers(value.producer(), [Tensor(np.array(source.const_value.numpy()))])
+    producer, data = value.producer(), source.const_value
+    assert producer is not None and isinstance(data, Tensor)  # what _copied_initializer found: an Identity chain
+    graph.replace_with_initializers(producer, [Tensor(np.array(data.numpy()))])
     return value
 
 
@@ -300,7 +308,16 @@ def _expose(b: GradBuilder, gradient: Value, wrt: Value) -> str:
     graph = b.graph
     if gradient.producer() is None or gradient.is_graph_output() or gradient.producer() not in b.created:
         gradient = b.Identity(gradient)
-    gradient.name = graph.fresh_name(f"{wrt.name}_grad")
-    gradient.type = types.tensor_type(wrt.elem_type, wrt.shape)
+    name = graph.fresh_name(f"{wrt.name}_grad")
+    gradient.name = name
+    gradient.type = types.tensor_type(_elem_type(wrt, "wrt"), wrt.shape)
     graph.outputs.append(gradient)
-    return gradient.name
+    return name
+
+
+def _elem_type(value: Value, role: str) -> int:
+    """The element type of ``value``, which becomes the type of a new graph output; a GradientError
+    when neither the model nor shape inference knows it (is_float lets such values through)."""
+    if value.elem_type is None:
+        raise GradientError(f"{role} '{value.name}' has an unknown element type: give it a type in the model")
+    return value.elem_type

@@ -65,9 +65,10 @@ class ConvertReport:
 
 
 def _elem_types(model: Model) -> set[int]:
-    found = set()
+    found: set[int] = set()
     for graph in model.all_graphs():
-        found.update(v.const_value.elem_type for v in graph.initializers.values())
+        # every initializer holds data (Graph.add_initializer refuses one without)
+        found.update(v.const_value.elem_type for v in graph.initializers.values() if v.const_value is not None)
         for node in graph:
             found.update(v.elem_type for v in node.outputs if v.elem_type)
     return found

@@ -72,7 +72,7 @@ DEFAULT_BLOCK_LIST = frozenset(
 )
 """Ops kept in float32 (behind Casts) unless ``block_list`` says otherwise."""
 
-_HALF_MAX = {
+_HALF_MAX: dict[int, float] = {
     onnx.TensorProto.FLOAT16: float(np.finfo(np.float16).max),
     onnx.TensorProto.BFLOAT16: 3.3895313892515355e38,
 }
@@ -126,7 +126,7 @@ class _HalfConverter:
         self.block_list = block_list
         self.opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
         self.report = HalfReport(elem_type)
-        self.converted: dict[tuple[int, int], Value] = {}
+        self.converted: dict[tuple[int, int | None], Value] = {}
         self.replaced: list[tuple[Value, Value]] = []
         self.was_float: set[int] = set()
         self.schemas: dict[str, defs.OpSchema | None] = {}
@@ -166,7 +166,7 @@ class _HalfConverter:
         if not (self._computes_in_half(node) if computes_in_half is None else computes_in_half):
             return False
         schema = self._schema(node)
-        return bool(schema.inputs) and self._accepts_half(self._formal_input(schema, index))
+        return schema is not None and bool(schema.inputs) and self._accepts_half(self._formal_input(schema, index))
 
     # -- conversions ----------------------------------------------------------------------------
     def as_type(self, value: Value, elem_type: int, graph: Graph, anchor: Node | None) -> Value:
@@ -182,7 +182,7 @@ class _HalfConverter:
             if source.elem_type == elem_type and source.elem_type in (FLOAT, self.half):
                 return source
         if value.is_initializer() and isinstance(value.const_value, Tensor):
-            new = self._converted_initializer(value, elem_type)
+            new = self._converted_initializer(value, value.const_value, elem_type)
         elif producer is not None and producer.op_type == "Constant" and "value" in producer.attributes:
             new = self._converted_constant(producer, elem_type)
         else:
@@ -191,20 +191,22 @@ class _HalfConverter:
         self.converted[(id(new), value.elem_type)] = value
         return new
 
-    def _converted_initializer(self, value: Value, elem_type: int) -> Value:
+    def _converted_initializer(self, value: Value, data: Tensor, elem_type: int) -> Value:
         owner = value.graph
-        tensor = convert_tensor(value.const_value, elem_type, value.name, self.report)
+        assert owner is not None and value.name is not None  # an initializer is named and in its graph
+        tensor = convert_tensor(data, elem_type, value.name, self.report)
         new = owner.make_initializer(tensor, f"{value.name}_{types.dtype_name(elem_type)}")
         self.report.initializers += 1
         self.replaced.append((value, new))
         return new
 
     def _converted_constant(self, node: Node, elem_type: int) -> Value:
-        source = node.outputs[0]
+        source, graph = node.outputs[0], node.graph
+        assert graph is not None and source.name is not None  # a node being converted is in a graph, outputs named
         tensor = convert_tensor(node.attr("value"), elem_type, source.name, self.report)
-        name = node.graph.fresh_name(f"{node.name or 'Constant'}_half")
+        name = graph.fresh_name(f"{node.name or 'Constant'}_half")
         copy = Node("", "Constant", (), {"value": tensor}, name=name)
-        node.graph.insert_after(node, copy)
+        graph.insert_after(node, copy)
         new = copy.outputs[0]
         new.type = types.tensor_type(elem_type, tensor.dims)
         self.report.initializers += 1
@@ -254,6 +256,7 @@ class _HalfConverter:
 
     def _node(self, node: Node) -> None:
         graph = node.graph
+        assert graph is not None  # nodes are converted from their graph's topological order
         half_params: set[str] = set()
         schema = self._schema(node)
         reads_float = any(v is not None and id(v) in self.was_float for v in node.inputs)
@@ -268,7 +271,7 @@ class _HalfConverter:
                 node.replace_input_with(i, self.as_type(value, want, graph, node))
         for sub in node.subgraphs():
             self.graph(sub, main=False)
-        if not self._computes_in_half(node):
+        if schema is None or not self._computes_in_half(node):  # no schema: never computes in half
             if reads_float:
                 self.report.kept_float[node.op_type] += 1
             return
@@ -285,6 +288,7 @@ class _HalfConverter:
             _retype(out, self.half)
             self.report.casts_retyped += 1
         if source is not None and source.elem_type == node.attr("to") and not out.is_graph_output():
+            assert node.graph is not None  # nodes are converted from their graph's topological order
             out.replace_all_uses_with(source)
             node.graph.remove(node)
             self.report.casts_removed += 1
@@ -298,6 +302,8 @@ class _HalfConverter:
     def _restore_output(self, graph: Graph, index: int, elem_type: int) -> None:
         value = graph.outputs[index]
         name = value.name
+        # its type was known before conversion (the caller's ``elem_type``) and conversion only retypes
+        assert value.elem_type is not None
         value.name = graph.fresh_name(f"{name}_{types.dtype_name(value.elem_type)}")
         cast = Node("", "Cast", (value,), {"to": elem_type}, outputs=[Value(name)])
         graph.append(cast)
@@ -312,14 +318,19 @@ class _HalfConverter:
             if old.has_uses() or old.is_graph_output():
                 continue
             if old.is_initializer():
-                graph, slot = input_slots.get(id(old), (None, None))
-                if graph is not None:  # IR-3 layout: a weight listed as a graph input takes its new type
-                    graph.inputs[slot] = new
-                graph = old.graph
-                graph.remove_initializer(old.name)
-                renames.setdefault(graph, []).append((new, old.name))
-            elif old.producer() is not None:
-                old.producer().graph.remove(old.producer())
+                listed = input_slots.get(id(old))
+                if listed is not None:  # IR-3 layout: a weight listed as a graph input takes its new type
+                    listing, slot = listed
+                    listing.inputs[slot] = new
+                graph, name = old.graph, old.name
+                assert graph is not None and name is not None  # an initializer is named and in its graph
+                graph.remove_initializer(name)
+                renames.setdefault(graph, []).append((new, name))
+            else:
+                producer = old.producer()
+                if producer is not None:
+                    assert producer.graph is not None  # a replaced Constant node is still in its graph
+                    producer.graph.remove(producer)
         for graph, pairs in renames.items():
             graph.rename_initializers(pairs)
 

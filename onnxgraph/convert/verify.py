@@ -33,7 +33,7 @@ _ORT_MAX_IR = 10
 """IR version used to run the *original* model (IR changes no semantics; onnxruntime may refuse a
 newer stamp)."""
 
-HALF_TOLERANCE = {onnx.TensorProto.FLOAT16: 1e-2, onnx.TensorProto.BFLOAT16: 4e-2}
+HALF_TOLERANCE: dict[int, float] = {onnx.TensorProto.FLOAT16: 1e-2, onnx.TensorProto.BFLOAT16: 4e-2}
 """Default limit on an output's relative L2 error after conversion to that element type: about
 ten units in the last place of float16 (2**-10) and five of bfloat16 (2**-7)."""
 

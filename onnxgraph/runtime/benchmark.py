@@ -400,8 +400,7 @@ def _interleaved_runs(runners: list[TimedSession], config: BenchConfig, report: 
 
 def _half_precision(models: Sequence[ModelSource]):
     """The looser half-precision type either model computes in, or None (see half_precision_of)."""
-    found = [half_precision_of(onnxgraph.load(m)) for m in models]
-    found = [d for d in found if d is not None]
+    found = [d for d in (half_precision_of(onnxgraph.load(m)) for m in models) if d is not None]
     return max(found, key=lambda d: default_tolerance(d)) if found else None
 
 
@@ -413,7 +412,8 @@ def _parity(expected: dict, actual: dict, config: BenchConfig, half=None) -> lis
     for name, value in expected.items():
         tolerance = config.output_tolerances.get(name, config.tolerance)
         if tolerance is None and half is not None and np.asarray(value).dtype.kind == "f":
-            tolerance = tuple(map(max, default_tolerance(np.asarray(value).dtype), default_tolerance(half)))
+            (rtol, atol), (half_rtol, half_atol) = default_tolerance(np.asarray(value).dtype), default_tolerance(half)
+            tolerance = (max(rtol, half_rtol), max(atol, half_atol))
         if tolerance is not None:
             tolerances[name] = tolerance
     return compare_outputs(expected, actual, tolerances, mixed_floats=True)

@@ -161,8 +161,8 @@ def _child() -> None:
         with open(os.path.join(folder, "phase"), "w") as f:
             f.write(name)
 
-    with open(os.path.join(folder, "request.pkl"), "rb") as f:
-        request = pickle.load(f)
+    with open(os.path.join(folder, "request.pkl"), "rb") as source:
+        request = pickle.load(source)
     result: tuple[str, object]
     try:
         from onnxgraph.runtime.sessions import create_session, run_within_budget

@@ -10,6 +10,8 @@ import onnx
 from onnxgraph.errors import RunBudgetExceeded
 
 _CPU = "CPUExecutionProvider"
+Provider = str | tuple[str, dict[str, str]]
+"""An onnxruntime provider: its name, or its name and options (``("CUDAExecutionProvider", {"device_id": "1"})``)."""
 _QUIET = 4
 """onnxruntime's FATAL level: no warnings about missing CUDA libraries or unused initializers, and no
 coloured copy of an error that reaches the caller anyway as the exception onnxruntime raises."""
@@ -73,7 +75,7 @@ def session_options(threads: int | None = None):
 def create_session(
     model: str | os.PathLike | bytes | onnx.ModelProto,
     *,
-    providers: tuple[str, ...] = (_CPU,),
+    providers: tuple[Provider, ...] = (_CPU,),
     threads: int | None = None,
     optimization: str = "all",
     config_entries: Mapping[str, str] | None = None,
@@ -84,7 +86,7 @@ def create_session(
 
     Args:
         model: a path, serialized bytes, or a ModelProto (external data must then be inlined).
-        providers: onnxruntime provider names, in priority order.
+        providers: onnxruntime provider names (or ``(name, options)`` pairs), in priority order.
         threads: intra-op threads (default: onnxruntime's choice).
         optimization: onnxruntime graph optimization level: "disable", "basic", "extended" or "all".
         config_entries: onnxruntime session config entries, such as

@@ -17,7 +17,7 @@ from onnxgraph.function import Function
 from onnxgraph.graph import Graph
 from onnxgraph.model import Model
 from onnxgraph.node import Node
-from onnxgraph.tensor import Tensor
+from onnxgraph.tensor import SparseTensor, Tensor
 from onnxgraph.value import Value
 
 TensorSink = Callable[[Tensor, str], onnx.TensorProto]
@@ -27,6 +27,12 @@ TensorSink = Callable[[Tensor, str], onnx.TensorProto]
 def inline_sink(tensor: Tensor, name: str) -> onnx.TensorProto:
     """Every tensor inline, external data read in."""
     return tensor.to_proto(name)
+
+
+def _dense(value: Value) -> Tensor:
+    """The data of a dense initializer (sparse ones live in ``Graph.sparse_initializers``)."""
+    assert isinstance(value.const_value, Tensor), f"initializer {value.name!r} holds no dense tensor"
+    return value.const_value
 
 
 def _props(target, props: dict[str, str]) -> None:
@@ -57,8 +63,9 @@ class _Exporter:
         for node in graph:
             self.node(node, proto.node.add())
         for name, value in graph.initializers.items():
-            proto.initializer.append(self.sink(value.const_value, name))
+            proto.initializer.append(self.sink(_dense(value), name))
         for value in graph.sparse_initializers.values():
+            assert isinstance(value.const_value, SparseTensor)  # add_sparse_initializer sets it
             proto.sparse_initializer.append(value.const_value.to_proto())
         for value in graph.inputs:
             self.value_info(value, proto.input.add())
@@ -89,7 +96,7 @@ class _Exporter:
 
     def attribute(self, attr: Attribute, proto: onnx.AttributeProto) -> None:
         proto.name = attr.name
-        proto.type = attr.type
+        proto.type = attr.type  # type: ignore[assignment]  # the stub's AttributeType is a plain int at runtime
         if attr.doc_string:
             proto.doc_string = attr.doc_string
         if attr.ref_attr_name:
@@ -158,7 +165,8 @@ class _Exporter:
             if name not in listed:
                 info = proto.input.add()
                 info.name = name
-                info.type.CopyFrom(value.type or types.tensor_type(value.const_value.elem_type, value.const_value.dims))
+                tensor = _dense(value)
+                info.type.CopyFrom(value.type or types.tensor_type(tensor.elem_type, tensor.dims))
 
     def model(self, model: Model, ir_version: int | None) -> onnx.ModelProto:
         proto = onnx.ModelProto()

@@ -87,6 +87,7 @@ class Trainer:
         parallel: DataParallel | None = None,
     ):
         from onnxgraph.runtime.providers import CUDA, resolve_providers
+        from onnxgraph.runtime.sessions import Provider
 
         self.artifacts = artifacts
         self.layout: Layout = artifacts.layout
@@ -95,7 +96,7 @@ class Trainer:
         self.checkpoint_dir = _writable_dir(checkpoint_dir) if checkpoint_dir is not None else None
         self.step = 0
         """Updates made so far (the global step)."""
-        self._providers = resolve_providers(provider)
+        self._providers: tuple[Provider, ...] = resolve_providers(provider)
         self.parallel = parallel
         self._writes = parallel is None or parallel.root
         ranks = 1 if parallel is None else parallel.size
@@ -200,6 +201,7 @@ class Trainer:
         """Replace this rank's gradients and running statistics by the global batch's; return its loss."""
         rows = sum(len(self._rows(self.step * self._accumulate + j)) for j in range(self._accumulate))
         buffers = {n: self._carried[n] for n in self.layout.buffers}
+        assert self.parallel is not None  # called only when training data-parallel
         try:
             loss, gradients, averaged = self.parallel.reduce(
                 loss,

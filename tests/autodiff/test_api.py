@@ -125,6 +125,21 @@ def test_integer_outputs_cannot_be_differentiated():
         build_gradient(_model(text), loss_fn="sum", output="i", wrt=["x"])
 
 
+def test_values_of_unknown_element_type_are_errors_not_tracebacks():
+    # A custom op's output that neither the model nor inference types: is_float lets it through,
+    # but a new output (the loss, or a gradient) cannot be typed from it.
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3])
+    y = onnx.helper.make_value_info("y", onnx.TypeProto())
+    node = onnx.helper.make_node("Mystery", ["x"], ["y"], domain="custom")
+    graph = onnx.helper.make_graph([node], "g", [x], [y])
+    opsets = [onnx.helper.make_opsetid("", 18), onnx.helper.make_opsetid("custom", 1)]
+    model = onnx.helper.make_model(graph, opset_imports=opsets)
+    with pytest.raises(GradientError, match="output 'y' has an unknown element type"):
+        build_gradient(model, loss_fn="sum", output="y", wrt=["x"])
+    with pytest.raises(GradientError, match="wrt 'y' has an unknown element type"):
+        build_gradient(model, vjp=True, wrt=["y"])
+
+
 def test_default_wrt_is_every_float_initializer_and_outputs_are_kept():
     text = LINEAR.replace(
         "float[2] b = {0.05, -0.05}>", "float[2] b = {0.05, -0.05}, int64[2] shape = {4, 2}>"
