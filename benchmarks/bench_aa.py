@@ -21,14 +21,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=12)
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument(
-        "--spinning", choices=("auto", "on", "off"), default="auto", help="intra-op thread spinning"
-    )
+    parser.add_argument("--spinning", choices=("auto", "on", "off"), default="auto", help="intra-op thread spinning")
     args = parser.parse_args()
     spinning = {"auto": None, "on": True, "off": False}[args.spinning]
-    config = BenchConfig(
-        provider="cpu", runs=args.runs, threads=args.threads, intra_op_spinning=spinning
-    )
+    config = BenchConfig(provider="cpu", runs=args.runs, threads=args.threads, intra_op_spinning=spinning)
     ratios, excluding_one = [], 0
     for i in range(args.repeats):
         report = run_benchmark([args.model, args.model], config)
@@ -37,10 +33,7 @@ def main() -> None:
         excluding_one += not low <= 1 <= high
         p50 = report.models[0].latency["p50"]
         print(f"{i + 1:2d}  ratio {ratio:.3f}  95% CI {low:.3f}-{high:.3f}  p50 A {p50:.4f} ms")
-    print(
-        f"ratios {min(ratios):.3f}-{max(ratios):.3f}; "
-        f"{excluding_one} of {args.repeats} intervals exclude 1"
-    )
+    print(f"ratios {min(ratios):.3f}-{max(ratios):.3f}; {excluding_one} of {args.repeats} intervals exclude 1")
 
 
 if __name__ == "__main__":

@@ -51,9 +51,7 @@ def onnxruntime_step(model: onnx.ModelProto, params: dict, batch: dict, threads:
     del proto.graph.initializer[:]
     proto.graph.initializer.extend(kept)
     for name, value in params.items():
-        proto.graph.input.append(
-            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, value.shape)
-        )
+        proto.graph.input.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, value.shape))
     session = create_session(proto.SerializeToString(), threads=threads, memory_pattern=False)
     outputs = ["loss", *[mapping[p] for p in params]]
     feeds = {**batch, **params}
@@ -97,8 +95,7 @@ def torch_step(kind: str, params: dict, batch: dict, meta: dict, threads: int):
             q_ = f"l{i}."
             n = F.layer_norm(h, (dim,), p[q_ + "ln1.scale"], p[q_ + "ln1.bias"])
             q, k, v = (
-                (n @ p[q_ + w]).reshape(-1, seq, heads, dim // heads).transpose(1, 2)
-                for w in ("wq", "wk", "wv")
+                (n @ p[q_ + w]).reshape(-1, seq, heads, dim // heads).transpose(1, 2) for w in ("wq", "wk", "wv")
             )
             attn = torch.softmax(q @ k.transpose(-1, -2) * (dim // heads) ** -0.5 + mask, dim=-1)
             ctx = (attn @ v).transpose(1, 2).reshape(-1, seq, dim)
@@ -190,12 +187,8 @@ def main() -> None:
     except ImportError:
         torch = None
     rng = np.random.default_rng(0)
-    print(
-        f"threads={args.threads} runs={args.runs} torch={'absent' if torch is None else torch.__version__}"
-    )
-    print(
-        "| network | onnxruntime step (ms) | PyTorch step (ms) | PyTorch / onnxruntime | loss agrees |"
-    )
+    print(f"threads={args.threads} runs={args.runs} torch={'absent' if torch is None else torch.__version__}")
+    print("| network | onnxruntime step (ms) | PyTorch step (ms) | PyTorch / onnxruntime | loss agrees |")
     print("| --- | --- | --- | --- | --- |")
     for label, kind, model, batch, meta in cases(rng):
         params = params_of(model)
@@ -208,9 +201,7 @@ def main() -> None:
         theirs = torch_step(kind, params, batch, meta, args.threads)
         agree = bool(np.allclose(ours()[0], theirs()[0], rtol=1e-3, atol=1e-4))
         t_ours, t_theirs = timed([ours, theirs], args.warmup, args.runs)
-        print(
-            f"| {label} | {t_ours * 1e3:.2f} | {t_theirs * 1e3:.2f} | {t_theirs / t_ours:.2f} | {agree} |"
-        )
+        print(f"| {label} | {t_ours * 1e3:.2f} | {t_theirs * 1e3:.2f} | {t_theirs / t_ours:.2f} | {agree} |")
     if not args.skip_bert:
         seconds, nodes = bert_build_time()
         print(

@@ -41,15 +41,21 @@ print(json.dumps({"load_s": t1 - t0, "save_s": t2 - t1, "peak_rss": hwm(), "base
 """
 _BASE = "base = hwm()\n"
 TOOLS = {
-    "onnx": "import onnx\n" + _BASE + (
+    "onnx": "import onnx\n"
+    + _BASE
+    + (
         "t0 = time.perf_counter(); m = onnx.load(MODEL); t1 = time.perf_counter()\n"
         "onnx.save(m, OUT, save_as_external_data=True, location='out.data'); t2 = time.perf_counter()\n"
     ),
-    "onnx-ir": "import onnx_ir as ir\n" + _BASE + (
+    "onnx-ir": "import onnx_ir as ir\n"
+    + _BASE
+    + (
         "t0 = time.perf_counter(); m = ir.load(MODEL); t1 = time.perf_counter()\n"
         "ir.save(m, OUT, external_data='out.data'); t2 = time.perf_counter()\n"
     ),
-    "onnxgraph": "import onnxgraph\n" + _BASE + (
+    "onnxgraph": "import onnxgraph\n"
+    + _BASE
+    + (
         "t0 = time.perf_counter(); m = onnxgraph.load(MODEL); t1 = time.perf_counter()\n"
         "onnxgraph.save(m, OUT, external_data='out.data'); t2 = time.perf_counter()\n"
     ),
@@ -90,7 +96,8 @@ def build_transformer(layers: int, hidden: int, vocab: int = 8192, seed: int = 0
         current = p + "out"
     nodes.append(helper.make_node("Identity", [current], ["hidden"]))
     graph = helper.make_graph(
-        nodes, "transformer",
+        nodes,
+        "transformer",
         [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
         [helper.make_tensor_value_info("hidden", F, ["batch", "seq", hidden])],
         inits,
@@ -150,8 +157,10 @@ def main() -> None:
         print("| tool | load s | save s | peak RSS MiB | after imports MiB | peak RSS / weights |")
         print("|---|---|---|---|---|---|")
         for tool, m in med.items():
-            print(f"| {tool} | {m['load_s']:.4f} | {m['save_s']:.3f} | {m['peak_rss'] / 2**20:.0f} | "
-                  f"{m['base_rss'] / 2**20:.0f} | {m['peak_rss'] / weight_bytes:.2f} |")
+            print(
+                f"| {tool} | {m['load_s']:.4f} | {m['save_s']:.3f} | {m['peak_rss'] / 2**20:.0f} | "
+                f"{m['base_rss'] / 2**20:.0f} | {m['peak_rss'] / weight_bytes:.2f} |"
+            )
         ours = med["onnxgraph"]
         print(f"\nonnxgraph load / onnx.load: {ours['load_s'] / med['onnx']['load_s']:.3f} (target <= 1.2)")
         print(f"onnxgraph load / onnx-ir load: {ours['load_s'] / med['onnx-ir']['load_s']:.3f} (target < 1)")

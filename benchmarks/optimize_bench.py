@@ -120,8 +120,10 @@ def main() -> None:
     base = results["onnxscript"]["seconds"]
     print(f"{'tool':24} {'time':>8} {'vs onnxscript':>14} {'peak RSS':>10} {'RSS/weights':>12} {'nodes':>6}")
     for tool, r in results.items():
-        print(f"{tool:24} {r['seconds']:7.2f}s {r['seconds'] / base:13.2f}x {r['peak_rss'] / 2**20:8.0f}Mi "
-              f"{r['peak_rss'] / weights:11.2f}x {r['nodes']:6d}")
+        print(
+            f"{tool:24} {r['seconds']:7.2f}s {r['seconds'] / base:13.2f}x {r['peak_rss'] / 2**20:8.0f}Mi "
+            f"{r['peak_rss'] / weights:11.2f}x {r['nodes']:6d}"
+        )
 
     sizes = [int(n) for n in args.scaling.split(",") if n]
     if sizes:
@@ -130,8 +132,9 @@ def main() -> None:
         points = []
         for n in sizes:
             path = _scaling_model(workdir, n)
-            seconds = sorted(_measure("onnxgraph --no-verify", path, workdir, {})["seconds"]
-                             for _ in range(args.repeat))
+            seconds = sorted(
+                _measure("onnxgraph --no-verify", path, workdir, {})["seconds"] for _ in range(args.repeat)
+            )
             actual = len(onnx.load(path).graph.node)
             points.append((actual, seconds[len(seconds) // 2]))
             print(f"scaling: {actual:7d} nodes  {points[-1][1]:7.2f}s  ({points[-1][1] / actual * 1e6:.0f} us/node)")

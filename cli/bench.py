@@ -48,9 +48,7 @@ from onnxgraph.cli.output import emit, stdout_console
     metavar="S",
     help="Time the counted runs for S seconds instead of --runs.",
 )
-@click.option(
-    "--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads."
-)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
 @input_shape_option
 @click.option(
     "--inputs",
@@ -171,9 +169,7 @@ def print_report(result: dict, console=None, *, show_parity: bool = True) -> Non
     table = Table(title="latency", title_justify="left")
     table.add_column("")
     for tag, m in zip("AB", models):
-        table.add_column(
-            f"{tag}: {escape(m['path'])}" if len(models) > 1 else escape(m["path"]), justify="right"
-        )
+        table.add_column(f"{tag}: {escape(m['path'])}" if len(models) > 1 else escape(m["path"]), justify="right")
     table.add_row("provider", *(m["provider"].removesuffix("ExecutionProvider") for m in models))
     table.add_row("session creation", *(f"{m['session_create_s']:.3f} s" for m in models))
     table.add_row("first run", *(_ms(m["first_run_ms"]) for m in models))

@@ -104,38 +104,70 @@ def _render(s: dict) -> None:
         f"{params['elements']:,} in {params['initializers']} initializers ({human_bytes(params['bytes'])})",
     )
     unknown = f", {compute['nodes_unknown']} nodes with unknown shapes" if compute["nodes_unknown"] else ""
-    head.add_row("[bold]compute[/]", f"{_human_count(compute['flops'])}FLOPs, "
-                                     f"{_human_count(compute['macs'])}MACs{unknown}")
-    head.add_row("[bold]activations[/]", f"{human_bytes(memory['total_bytes'])} in all, "
-                                         f"{human_bytes(memory['peak_bytes'])} at peak")
+    head.add_row(
+        "[bold]compute[/]", f"{_human_count(compute['flops'])}FLOPs, {_human_count(compute['macs'])}MACs{unknown}"
+    )
+    head.add_row(
+        "[bold]activations[/]",
+        f"{human_bytes(memory['total_bytes'])} in all, {human_bytes(memory['peak_bytes'])} at peak",
+    )
     assumed = s["shapes"]["assumed"]
     if assumed:
         text = ", ".join(f"{k}=" + ",".join(map(str, v)) for k, v in assumed.items())
         head.add_row("[bold]assumed[/]", escape(text) + " (symbolic dims as 1; fix with --input-shape)")
     console.print(head)
 
-    console.print(_table("inputs and outputs", ("", "name", "type"), [
-        (kind[:-1], escape(v["name"]), escape(v["type"])) for kind in ("inputs", "outputs") for v in s[kind]
-    ]))
-    console.print(_table("operators", ("op type", ">count", ">FLOPs"), [
-        (escape(op), str(n), _human_count(compute["by_op_type"].get(op.split("::")[-1], 0)))
-        for op, n in s["nodes"]["by_op_type"].items()
-    ]))
+    console.print(
+        _table(
+            "inputs and outputs",
+            ("", "name", "type"),
+            [(kind[:-1], escape(v["name"]), escape(v["type"])) for kind in ("inputs", "outputs") for v in s[kind]],
+        )
+    )
+    console.print(
+        _table(
+            "operators",
+            ("op type", ">count", ">FLOPs"),
+            [
+                (escape(op), str(n), _human_count(compute["by_op_type"].get(op.split("::")[-1], 0)))
+                for op, n in s["nodes"]["by_op_type"].items()
+            ],
+        )
+    )
     if s["top_nodes"]:
         total = compute["flops"]
-        console.print(_table("heaviest nodes", ("node", "op type", ">FLOPs", ">share", "output"), [
-            (escape(n["name"] or "-"), escape(n["op_type"]), _human_count(n["flops"]),
-             f"{100 * n['flops'] / total:.1f}%" if total else "-", escape(", ".join(n["outputs"])))
-            for n in s["top_nodes"]
-        ]))
+        console.print(
+            _table(
+                "heaviest nodes",
+                ("node", "op type", ">FLOPs", ">share", "output"),
+                [
+                    (
+                        escape(n["name"] or "-"),
+                        escape(n["op_type"]),
+                        _human_count(n["flops"]),
+                        f"{100 * n['flops'] / total:.1f}%" if total else "-",
+                        escape(", ".join(n["outputs"])),
+                    )
+                    for n in s["top_nodes"]
+                ],
+            )
+        )
     if s["external_data"]:
-        console.print(_table("external data", ("file", "size", "tensors"), [
-            (escape(f["file"]), human_bytes(f["bytes"]), str(f["tensors"])) for f in s["external_data"]
-        ]))
+        console.print(
+            _table(
+                "external data",
+                ("file", "size", "tensors"),
+                [(escape(f["file"]), human_bytes(f["bytes"]), str(f["tensors"])) for f in s["external_data"]],
+            )
+        )
     if s["functions"]:
-        console.print(_table("functions", ("domain", "name", "nodes"), [
-            (escape(f["domain"]), escape(f["name"]), str(f["nodes"])) for f in s["functions"]
-        ]))
+        console.print(
+            _table(
+                "functions",
+                ("domain", "name", "nodes"),
+                [(escape(f["domain"]), escape(f["name"]), str(f["nodes"])) for f in s["functions"]],
+            )
+        )
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]):
@@ -163,17 +195,26 @@ def _render_diff(d: dict) -> None:
     table.add_column("", justify="left")
     for column in ("a", "b", "b - a"):
         table.add_column(column, justify="right")
-    rows = [("IR version", *d["ir_version"], False), ("nodes", *d["nodes"], False),
-            ("parameters", *d["parameters"]["elements"], True), ("parameter bytes", *d["parameters"]["bytes"], True),
-            ("FLOPs", *d["flops"], True), ("MACs", *d["macs"], True)]
+    rows = [
+        ("IR version", *d["ir_version"], False),
+        ("nodes", *d["nodes"], False),
+        ("parameters", *d["parameters"]["elements"], True),
+        ("parameter bytes", *d["parameters"]["bytes"], True),
+        ("FLOPs", *d["flops"], True),
+        ("MACs", *d["macs"], True),
+    ]
     for label, a, b, human in rows:
         fmt = _human_count if human else str
         table.add_row(label, fmt(a), fmt(b), fmt(b - a) if a != b else "")
     console.print(table)
     if d["ops"]:
-        console.print(_table("op counts that differ", ("op type", ">a", ">b"), [
-            (escape(op), str(a), str(b)) for op, (a, b) in d["ops"].items()
-        ]))
+        console.print(
+            _table(
+                "op counts that differ",
+                ("op type", ">a", ">b"),
+                [(escape(op), str(a), str(b)) for op, (a, b) in d["ops"].items()],
+            )
+        )
     for kind in ("opset_imports", "inputs", "outputs"):
         change = d[kind]
         for name in change["added"]:
@@ -182,6 +223,8 @@ def _render_diff(d: dict) -> None:
             console.print(f"{kind}: [red]- {escape(str(name))}[/] (only in a)")
         for c in change["changed"]:
             console.print(f"{kind}: {escape(str(c['name']))}: {escape(str(c['a']))} -> {escape(str(c['b']))}")
-    if not (d["ops"] or any(d[k]["added"] or d[k]["removed"] or d[k]["changed"]
-                            for k in ("opset_imports", "inputs", "outputs"))):
+    if not (
+        d["ops"]
+        or any(d[k]["added"] or d[k]["removed"] or d[k]["changed"] for k in ("opset_imports", "inputs", "outputs"))
+    ):
         console.print("same ops, opsets and interface")

@@ -27,26 +27,65 @@ _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not impor
     ),
 )
 @model_argument
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
-              help="Where to write the optimized model (weights in external data stay external).")
-@click.option("--passes", default=None, metavar="LIST",
-              help="Comma-separated passes to run instead of the default pipeline (see docs/optimize.md).")
-@click.option("--disable", "disable", multiple=True, metavar="PASS:REWRITE",
-              help="Switch off one rewrite of a pass, e.g. noop:identity or fuse:matmul_add_to_gemm (repeatable).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Where to write the optimized model (weights in external data stay external).",
+)
+@click.option(
+    "--passes",
+    default=None,
+    metavar="LIST",
+    help="Comma-separated passes to run instead of the default pipeline (see docs/optimize.md).",
+)
+@click.option(
+    "--disable",
+    "disable",
+    multiple=True,
+    metavar="PASS:REWRITE",
+    help="Switch off one rewrite of a pass, e.g. noop:identity or fuse:matmul_add_to_gemm (repeatable).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip running the original and the result on onnxruntime.")
 @json_output("--report-json")
-@click.option("--size-limit", type=click.IntRange(min=0), default=_DEFAULT_SIZE_LIMIT, show_default=True,
-              help="Largest constant (in elements) that folding may create.")
+@click.option(
+    "--size-limit",
+    type=click.IntRange(min=0),
+    default=_DEFAULT_SIZE_LIMIT,
+    show_default=True,
+    help="Largest constant (in elements) that folding may create.",
+)
 @input_shape_option
 @overwrite_option
 @allow_outside_option
-@click.option("--bench", "run_bench", is_flag=True,
-              help="Then benchmark the original against the result on onnxruntime (as `onnxgraph bench A B`).")
-@click.option("--provider", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Execution provider for --bench.")
-def optimize(model: str, output: str, passes: str | None, disable: tuple[str, ...], no_verify: bool,
-             as_json: str | None, size_limit: int, input_shapes: tuple[str, ...], overwrite: bool,
-             allow_outside: bool, run_bench: bool, provider: str) -> None:
+@click.option(
+    "--bench",
+    "run_bench",
+    is_flag=True,
+    help="Then benchmark the original against the result on onnxruntime (as `onnxgraph bench A B`).",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Execution provider for --bench.",
+)
+def optimize(
+    model: str,
+    output: str,
+    passes: str | None,
+    disable: tuple[str, ...],
+    no_verify: bool,
+    as_json: str | None,
+    size_limit: int,
+    input_shapes: tuple[str, ...],
+    overwrite: bool,
+    allow_outside: bool,
+    run_bench: bool,
+    provider: str,
+) -> None:
     """Optimize MODEL and write it to OUT, verified against the original on onnxruntime.
 
     Exits 0 with a warning when a pass had to be rolled back to keep the outputs correct, and 1
@@ -60,17 +99,23 @@ def optimize(model: str, output: str, passes: str | None, disable: tuple[str, ..
     from onnxgraph.optimizers.verify import VerificationUnavailable
     from onnxgraph.pathguard import Output, check_outputs
 
-    check_outputs([Output(output, "-o", model=True), Output(as_json, "--json")], models=[model],
-                  overwrite=overwrite)
+    check_outputs([Output(output, "-o", model=True), Output(as_json, "--json")], models=[model], overwrite=overwrite)
     names = [p.strip() for p in passes.split(",") if p.strip()] if passes is not None else None
     shapes = parse_input_shapes(input_shapes)
     disabled = _parse_disabled(disable)
     console = Console(stderr=True)
     try:
         with console.status("loading", spinner="dots") as status:
-            optimized, report = run_optimize(model, passes=names, verify=not no_verify, size_limit=size_limit,
-                                             input_shapes=shapes, on_progress=status.update, disabled=disabled,
-                                             allow_external_data_outside=allow_outside)
+            optimized, report = run_optimize(
+                model,
+                passes=names,
+                verify=not no_verify,
+                size_limit=size_limit,
+                input_shapes=shapes,
+                on_progress=status.update,
+                disabled=disabled,
+                allow_external_data_outside=allow_outside,
+            )
     except VerificationFailed as exc:
         if as_json:
             write_json(exc.report.to_dict(), as_json)

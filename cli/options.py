@@ -47,9 +47,7 @@ def examples(*lines: str) -> str:
 json_flag = json_output()
 """``--json [FILE]`` for commands without an alias; see :func:`json_output`."""
 
-model_argument = click.argument(
-    "model", type=click.Path(dir_okay=True, file_okay=True, path_type=str), metavar="MODEL"
-)
+model_argument = click.argument("model", type=click.Path(dir_okay=True, file_okay=True, path_type=str), metavar="MODEL")
 """A model path; existence and format are checked by the loader so errors name the problem."""
 
 

@@ -99,6 +99,8 @@ def progress(first: str) -> Iterator[Callable[[str], None]]:
 
     with Console(stderr=True).status(escape(first), spinner="dots") as status:
         yield lambda text: status.update(escape(text))
+
+
 def save_checked(
     model,
     output: str,

@@ -21,11 +21,20 @@ _FORMATS = (".dot", ".svg", ".html")
     ),
 )
 @model_argument
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
-              help="OUT.dot, OUT.svg (needs Graphviz) or OUT.html (opens offline).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="OUT.dot, OUT.svg (needs Graphviz) or OUT.html (opens offline).",
+)
 @click.option("--max-nodes", type=click.IntRange(1), help="Draw at most N nodes (in topological order).")
-@click.option("--node-data", type=click.Path(dir_okay=False, path_type=str), metavar="FILE.json",
-              help='Colour nodes by a figure per node: {"node name": number} or {"label": ..., "values": {...}}.')
+@click.option(
+    "--node-data",
+    type=click.Path(dir_okay=False, path_type=str),
+    metavar="FILE.json",
+    help='Colour nodes by a figure per node: {"node name": number} or {"label": ..., "values": {...}}.',
+)
 @allow_outside_option
 @json_flag
 def viz(

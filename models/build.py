@@ -175,8 +175,15 @@ def transformer(
     return model
 
 
-def decoder(layers: int = 2, hidden: int = 32, heads: int = 4, intermediate: int = 64, vocab: int = 100,
-            max_positions: int = 64, seed: int = 0) -> onnx.ModelProto:
+def decoder(
+    layers: int = 2,
+    hidden: int = 32,
+    heads: int = 4,
+    intermediate: int = 64,
+    vocab: int = 100,
+    max_positions: int = 64,
+    seed: int = 0,
+) -> onnx.ModelProto:
     """A llama-style decoder as torch.onnx exports it, with symbolic ``batch`` and ``sequence``.
 
     ``input_ids[batch, sequence]`` (int64) gives ``logits[batch, sequence, vocab]``: RMSNorm written
@@ -191,8 +198,11 @@ def decoder(layers: int = 2, hidden: int = 32, heads: int = 4, intermediate: int
     inv_freq = 1.0 / (10000.0 ** (np.arange(0, half, dtype=np.float64) / half))
     angles = np.outer(np.arange(max_positions), inv_freq)
     angles = np.concatenate([angles, angles], axis=-1)
-    for name, table in (("rotary.cos", np.cos(angles)), ("rotary.sin", np.sin(angles)),
-                        ("causal_mask", np.triu(np.full((max_positions, max_positions), -1e9), k=1))):
+    for name, table in (
+        ("rotary.cos", np.cos(angles)),
+        ("rotary.sin", np.sin(angles)),
+        ("causal_mask", np.triu(np.full((max_positions, max_positions), -1e9), k=1)),
+    ):
         g.inits.append(numpy_helper.from_array(table.astype(np.float32), name))
     seq = g.dim("input_ids", 1)
     zero, one = g.const(np.array([0], np.int64)), g.const(np.array([1], np.int64))
@@ -226,8 +236,7 @@ def decoder(layers: int = 2, hidden: int = 32, heads: int = 4, intermediate: int
         scores = g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 1, 3, 2])])
         scores = g.op("Add", [g.op("Div", [scores, g.const(np.array(head_dim**0.5, np.float32))]), mask])
         context = g.op("Transpose", [g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])], perm=[0, 2, 1, 3])
-        merged = g.op("Concat", [g.dim(context, 0), g.dim(context, 1), g.const(np.array([hidden], np.int64))],
-                      axis=0)
+        merged = g.op("Concat", [g.dim(context, 0), g.dim(context, 1), g.const(np.array([hidden], np.int64))], axis=0)
         x = g.op("Add", [x, proj(g.op("Reshape", [context, merged]), f"{p}.self_attn.o_proj", hidden, hidden)])
         h = rms_norm(x, f"{p}.post_attention_layernorm")
         gate = proj(h, f"{p}.mlp.gate_proj", hidden, intermediate)
@@ -268,8 +277,9 @@ def repeated_layers(hidden: int = 64, layers: int = 2, classes: int = 10, seed: 
         ]
         current = f"/layers.{i}/Relu_output_0"
     inits += [_init(rng, "head.weight", (classes, hidden), hidden**-0.5), _init(rng, "head.bias", (classes,), 0.1)]
-    nodes.append(helper.make_node("Gemm", [current, "head.weight", "head.bias"], ["logits"], name="/head/Gemm",
-                                  transB=1))
+    nodes.append(
+        helper.make_node("Gemm", [current, "head.weight", "head.bias"], ["logits"], name="/head/Gemm", transB=1)
+    )
     graph = helper.make_graph(
         nodes,
         "repeated_layers",
@@ -344,15 +354,26 @@ def resnet18(classes: int = 1000, image: int = 224, width: int = 64, seed: int =
 
     def conv_bn(x: str, name: str, c_in: int, c_out: int, kernel: int, stride: int, relu: bool) -> str:
         inits.append(_init(rng, f"{name}.weight", (c_out, c_in, kernel, kernel), (2.0 / (c_in * kernel**2)) ** 0.5))
-        inits.extend([
-            numpy_helper.from_array((1 + 0.1 * rng.standard_normal(c_out)).astype(np.float32), f"{name}.bn.scale"),
-            numpy_helper.from_array((0.1 * rng.standard_normal(c_out)).astype(np.float32), f"{name}.bn.bias"),
-            numpy_helper.from_array((0.1 * rng.standard_normal(c_out)).astype(np.float32), f"{name}.bn.mean"),
-            numpy_helper.from_array(rng.uniform(0.5, 1.5, c_out).astype(np.float32), f"{name}.bn.var"),
-        ])
+        inits.extend(
+            [
+                numpy_helper.from_array((1 + 0.1 * rng.standard_normal(c_out)).astype(np.float32), f"{name}.bn.scale"),
+                numpy_helper.from_array((0.1 * rng.standard_normal(c_out)).astype(np.float32), f"{name}.bn.bias"),
+                numpy_helper.from_array((0.1 * rng.standard_normal(c_out)).astype(np.float32), f"{name}.bn.mean"),
+                numpy_helper.from_array(rng.uniform(0.5, 1.5, c_out).astype(np.float32), f"{name}.bn.var"),
+            ]
+        )
         pad = kernel // 2
-        nodes.append(helper.make_node("Conv", [x, f"{name}.weight"], [f"{name}.conv"], name=f"{name}.conv",
-                                      kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[pad] * 4))
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [x, f"{name}.weight"],
+                [f"{name}.conv"],
+                name=f"{name}.conv",
+                kernel_shape=[kernel, kernel],
+                strides=[stride, stride],
+                pads=[pad] * 4,
+            )
+        )
         bn_inputs = [f"{name}.conv"] + [f"{name}.bn.{p}" for p in ("scale", "bias", "mean", "var")]
         nodes.append(helper.make_node("BatchNormalization", bn_inputs, [f"{name}.bn"], name=f"{name}.bn"))
         if not relu:
@@ -361,8 +382,11 @@ def resnet18(classes: int = 1000, image: int = 224, width: int = 64, seed: int =
         return f"{name}.relu"
 
     x = conv_bn("x", "conv1", 3, width, 7, 2, relu=True)
-    nodes.append(helper.make_node("MaxPool", [x], ["maxpool"], name="maxpool", kernel_shape=[3, 3], strides=[2, 2],
-                                  pads=[1, 1, 1, 1]))
+    nodes.append(
+        helper.make_node(
+            "MaxPool", [x], ["maxpool"], name="maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
+        )
+    )
     x, c_in = "maxpool", width
     for stage, c_out in enumerate((width, 2 * width, 4 * width, 8 * width), start=1):
         for block in range(2):
@@ -388,6 +412,8 @@ def resnet18(classes: int = 1000, image: int = 224, width: int = 64, seed: int =
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
     model.ir_version = 8
+
+
 def resnet_like(
     blocks: int = 2,
     channels: int = 8,
@@ -637,6 +663,8 @@ def decomposed_layernorm(dim: int = 16, gain: float = 300.0, seed: int = 0) -> o
         inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
 LLAMA_OPSET = 23
 """RMSNormalization, RotaryEmbedding and Attention joined the default domain in opset 23."""
 
@@ -659,10 +687,17 @@ def llama_block(
         numpy_helper.from_array(np.arange(seq, dtype=np.int64)[None, :], "positions"),
     ]
     for name, shape, scale in (
-        ("norm1", (dim,), None), ("wq", (dim, dim), dim**-0.5), ("wk", (dim, kv_heads * head_dim), dim**-0.5),
-        ("wv", (dim, kv_heads * head_dim), dim**-0.5), ("wo", (dim, dim), dim**-0.5), ("norm2", (dim,), None),
-        ("w_gate", (dim, ff), dim**-0.5), ("w_up", (dim, ff), dim**-0.5), ("w_down", (ff, dim), ff**-0.5),
-        ("norm_f", (dim,), None), ("head", (dim, vocab), dim**-0.5),
+        ("norm1", (dim,), None),
+        ("wq", (dim, dim), dim**-0.5),
+        ("wk", (dim, kv_heads * head_dim), dim**-0.5),
+        ("wv", (dim, kv_heads * head_dim), dim**-0.5),
+        ("wo", (dim, dim), dim**-0.5),
+        ("norm2", (dim,), None),
+        ("w_gate", (dim, ff), dim**-0.5),
+        ("w_up", (dim, ff), dim**-0.5),
+        ("w_down", (ff, dim), ff**-0.5),
+        ("norm_f", (dim,), None),
+        ("head", (dim, vocab), dim**-0.5),
     ):
         value = np.ones(shape, np.float32) if scale is None else (rng.standard_normal(shape) * scale).astype(np.float32)
         inits.append(numpy_helper.from_array(value, name))
@@ -676,7 +711,12 @@ def llama_block(
         helper.make_node("RotaryEmbedding", ["wq_out", *rope_inputs], ["q"], name="rope_q", num_heads=heads),
         helper.make_node("RotaryEmbedding", ["wk_out", *rope_inputs], ["k"], name="rope_k", num_heads=kv_heads),
         helper.make_node(
-            "Attention", ["q", "k", "wv_out"], ["ctx"], name="attention", is_causal=1, q_num_heads=heads,
+            "Attention",
+            ["q", "k", "wv_out"],
+            ["ctx"],
+            name="attention",
+            is_causal=1,
+            q_num_heads=heads,
             kv_num_heads=kv_heads,
         ),
         helper.make_node("MatMul", ["ctx", "wo"], ["proj"], name="wo"),
@@ -728,13 +768,21 @@ def rnn_classifier(features: int = 3, hidden: int = 4, classes: int = 3, seed: i
     nodes = [
         helper.make_node("Transpose", ["x"], ["x_tbf"], name="time_major", perm=[1, 0, 2]),
         helper.make_node(
-            "LSTM", ["x_tbf", "lstm.W", "lstm.R", "lstm.B"], ["lstm_y"], name="lstm", hidden_size=h,
+            "LSTM",
+            ["x_tbf", "lstm.W", "lstm.R", "lstm.B"],
+            ["lstm_y"],
+            name="lstm",
+            hidden_size=h,
             direction="bidirectional",
         ),
         helper.make_node("Transpose", ["lstm_y"], ["lstm_tbdh"], name="lstm_t", perm=[0, 2, 1, 3]),
         helper.make_node("Reshape", ["lstm_tbdh", "merged_shape"], ["lstm_out"], name="merge_directions"),
         helper.make_node(
-            "GRU", ["lstm_out", "gru.W", "gru.R", "gru.B"], ["", "gru_h"], name="gru", hidden_size=h,
+            "GRU",
+            ["lstm_out", "gru.W", "gru.R", "gru.B"],
+            ["", "gru_h"],
+            name="gru",
+            hidden_size=h,
             linear_before_reset=1,
         ),
         helper.make_node("Squeeze", ["gru_h", "first_axis"], ["last"], name="last_state"),
@@ -750,6 +798,8 @@ def rnn_classifier(features: int = 3, hidden: int = 4, classes: int = 3, seed: i
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
     model.ir_version = 8
     return model
+
+
 # -- patterns of real torch.onnx exports that gradient building must handle (tests/autodiff) ----------
 EXPORT_PATTERN_OPSET = 17
 

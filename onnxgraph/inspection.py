@@ -166,18 +166,24 @@ def analyze(model: Model, input_shapes: dict[str, list[int]] | None = None, top:
             flops += cost.flops
             macs += cost.macs
             by_op[node.op_type] += cost.flops
-        per_node.append({
-            "name": node.name,
-            "op_type": node.op_type,
-            "flops": None if cost is None else cost.flops,
-            "macs": None if cost is None else cost.macs,
-            "outputs": [types.describe_type(v.type) for v in node.outputs],
-        })
+        per_node.append(
+            {
+                "name": node.name,
+                "op_type": node.op_type,
+                "flops": None if cost is None else cost.flops,
+                "macs": None if cost is None else cost.macs,
+                "outputs": [types.describe_type(v.type) for v in node.outputs],
+            }
+        )
     heaviest = sorted((n for n in per_node if n["flops"]), key=lambda n: -n["flops"])[:top]
     return {
         "shapes": {"fixed": fixed, "assumed": assumed},
-        "compute": {"flops": flops, "macs": macs, "nodes_unknown": unknown,
-                    "by_op_type": {op: n for op, n in by_op.most_common() if n}},
+        "compute": {
+            "flops": flops,
+            "macs": macs,
+            "nodes_unknown": unknown,
+            "by_op_type": {op: n for op, n in by_op.most_common() if n},
+        },
         "activations": activation_memory(model),
         "top_nodes": heaviest,
         "per_node": per_node,
@@ -200,8 +206,11 @@ def diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "b": b["path"],
         "ir_version": [a["ir_version"], b["ir_version"]],
         "opset_imports": _changes(a["opset_imports"], b["opset_imports"]),
-        "ops": {op: [ops_a.get(op, 0), ops_b.get(op, 0)] for op in sorted(set(ops_a) | set(ops_b))
-                if ops_a.get(op, 0) != ops_b.get(op, 0)},
+        "ops": {
+            op: [ops_a.get(op, 0), ops_b.get(op, 0)]
+            for op in sorted(set(ops_a) | set(ops_b))
+            if ops_a.get(op, 0) != ops_b.get(op, 0)
+        },
         "nodes": [a["nodes"]["total"], b["nodes"]["total"]],
         "parameters": {k: [a["parameters"][k], b["parameters"][k]] for k in a["parameters"]},
         "flops": [a["compute"]["flops"], b["compute"]["flops"]],

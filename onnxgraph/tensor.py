@@ -164,8 +164,7 @@ def parse_external_location(
     for key in ("offset", "length"):
         text = info.get(key)
         if text is not None and not _DIGITS.fullmatch(text):
-            raise ModelLoadError(source, f"tensor '{name}': external data {key} '{text}' is not a "
-                                         "whole number")
+            raise ModelLoadError(source, f"tensor '{name}': external data {key} '{text}' is not a whole number")
         numbers[key] = int(text) if text is not None else None
     expected = types.storage_bytes(proto.data_type, math.prod(proto.dims))
     if expected is None:
@@ -173,8 +172,9 @@ def parse_external_location(
     length = expected if numbers["length"] is None else numbers["length"]
     if length != expected:
         what = f"{types.dtype_name(proto.data_type)}{list(proto.dims)}"
-        raise ModelLoadError(source, f"tensor '{name}': external data length {length} does not match "
-                                     f"{what} ({expected} bytes)")
+        raise ModelLoadError(
+            source, f"tensor '{name}': external data length {length} does not match {what} ({expected} bytes)"
+        )
     if path not in files:
         if not os.path.isfile(path):
             raise ModelLoadError(source, f"external data file '{location}' (tensor '{name}') is missing")
@@ -182,8 +182,9 @@ def parse_external_location(
     offset = numbers["offset"] or 0
     if offset + length > files[path].size:
         raise ModelLoadError(
-            source, f"external data file '{location}' is too short for tensor '{name}' ({files[path].size} bytes, "
-                    f"the tensor needs offset {offset} + length {length})"
+            source,
+            f"external data file '{location}' is too short for tensor '{name}' ({files[path].size} bytes, "
+            f"the tensor needs offset {offset} + length {length})",
         )
     return ExternalLocation(files[path], offset, length)
 

@@ -17,10 +17,7 @@ _FOUR_BIT = {
 _TWO_BIT = {getattr(onnx.TensorProto, n) for n in ("INT2", "UINT2") if hasattr(onnx.TensorProto, n)}
 _SIX_BIT = {getattr(onnx.TensorProto, n) for n in ("FLOAT6E2M3", "FLOAT6E3M2") if hasattr(onnx.TensorProto, n)}
 
-FLOAT_TYPES = frozenset(
-    getattr(onnx.TensorProto, n)
-    for n in ("FLOAT", "DOUBLE", "FLOAT16", "BFLOAT16")
-)
+FLOAT_TYPES = frozenset(getattr(onnx.TensorProto, n) for n in ("FLOAT", "DOUBLE", "FLOAT16", "BFLOAT16"))
 
 
 def dtype_name(elem_type: int) -> str:

@@ -59,8 +59,9 @@ class InlineConstantIf(Pass):
         own = {id(v) for n in moved for v in n.outputs}
         for out, result in zip(node.outputs, results):
             # A graph output needs a value of its own: an Identity unless the branch computed it.
-            if id(out) in graph_outputs and (id(result) not in own or results.count(result) > 1
-                                             or id(result) in graph_outputs):
+            if id(out) in graph_outputs and (
+                id(result) not in own or results.count(result) > 1 or id(result) in graph_outputs
+            ):
                 identity = Node("", "Identity", [result])
                 graph.insert_before(node, identity)
                 identity.outputs[0].type = out.type

@@ -305,11 +305,7 @@ class NoOpElimination(Pass):
 
     def _try_transpose(self, node: Node) -> bool:
         perm = transpose_perm(node)
-        return (
-            perm is not None
-            and perm == list(range(len(perm)))
-            and self._forward(node, node.inputs[0])
-        )
+        return perm is not None and perm == list(range(len(perm))) and self._forward(node, node.inputs[0])
 
     def _try_transpose_pair(self, node: Node) -> bool:
         inner = self._same_graph_producer(node, "Transpose")
@@ -338,9 +334,7 @@ class NoOpElimination(Pass):
             steps = None
         else:
             inputs = list(node.inputs) + [None] * (5 - len(node.inputs))
-            starts, ends, axes, steps = (
-                const_ints(v) if v is not None else None for v in inputs[1:5]
-            )
+            starts, ends, axes, steps = (const_ints(v) if v is not None else None for v in inputs[1:5])
             if starts is None or ends is None or (inputs[3] is not None and axes is None):
                 return False
             if inputs[4] is not None and steps is None:
@@ -375,12 +369,7 @@ class NoOpElimination(Pass):
             candidates.append((node.input(1), node.input(0)))
         for x, c in candidates:
             data = const_value(c)
-            if (
-                data is None
-                or data.dtype.kind not in "iuf"
-                or not data.size
-                or not np.all(data == neutral)
-            ):
+            if data is None or data.dtype.kind not in "iuf" or not data.size or not np.all(data == neutral):
                 continue
             if _broadcast_keeps_shape(x.shape, data.shape) and self._forward(node, x):
                 return True

@@ -140,8 +140,9 @@ def optimize(
     if input_shapes:
         check_shapes(specs_of(original), input_shapes)
     disabled = _checked_disabled(disabled or {})
-    report = OptimizeReport(before=ModelStats.of(original), after=ModelStats.of(original), pipeline=names,
-                            verified=verify)
+    report = OptimizeReport(
+        before=ModelStats.of(original), after=ModelStats.of(original), pipeline=names, verified=verify
+    )
     verifier = None
     if verify:
         say("running the original model")
@@ -174,8 +175,9 @@ def optimize(
         else:
             disabled.setdefault(rollback.pass_name, set()).add(rollback.rewrite)
         candidate = fresh()
-    report.passes = [PassReport(name, {k: v for k, v in r.stats.items() if v}, r.seconds)
-                     for name, r in result.per_pass.items()]
+    report.passes = [
+        PassReport(name, {k: v for k, v in r.stats.items() if v}, r.seconds) for name, r in result.per_pass.items()
+    ]
     report.rounds = result.rounds
     report.after = ModelStats.of(candidate)
     report.seconds = time.perf_counter() - start
@@ -208,17 +210,30 @@ def _copier(source: Model | str, allow_outside: bool = False) -> Callable[[], Mo
 def _run(model: Model, names, disabled, size_limit, max_rounds, say) -> PipelineResult:
     """Run the pipeline ``names`` on ``model`` in place."""
     pipeline = build_pipeline(names, options={"size_limit": size_limit}, disabled=disabled)
-    manager = PassManager(pipeline, max_rounds=max_rounds,
-                          on_pass=lambda name, result: say(f"pass {name}: {sum(result.stats.values())} changes"))
+    manager = PassManager(
+        pipeline,
+        max_rounds=max_rounds,
+        on_pass=lambda name, result: say(f"pass {name}: {sum(result.stats.values())} changes"),
+    )
     with legacy_initializer_inputs_as_constants(model):
         annotate_types(model)  # shape-dependent rewrites read Value.type
         return manager(model)
 
 
-def _bisect(fresh, verifier: Verifier | None, names: list[str], disabled, size_limit, max_rounds, say, *,
-            culprit: str | None = None) -> Rollback:
+def _bisect(
+    fresh,
+    verifier: Verifier | None,
+    names: list[str],
+    disabled,
+    size_limit,
+    max_rounds,
+    say,
+    *,
+    culprit: str | None = None,
+) -> Rollback:
     """Find the first pass whose addition breaks the model (or ``culprit``, a pass known to raise),
     then the rewrite of it to blame. Without a verifier only exceptions count as breaking."""
+
     def fails(prefix: list[str], extra_disabled: Mapping[str, set[str]] | None = None) -> str | None:
         """Why the pipeline ``prefix`` gives no correct model, or None when it does."""
         merged = {k: set(v) for k, v in disabled.items()}

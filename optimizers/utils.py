@@ -104,8 +104,9 @@ def is_deterministic(node: Node) -> bool:
     return True
 
 
-def new_constant(graph: Graph, array: np.ndarray, *, in_function: bool, before: Node | None = None,
-                 base_name: str = "const") -> Value:
+def new_constant(
+    graph: Graph, array: np.ndarray, *, in_function: bool, before: Node | None = None, base_name: str = "const"
+) -> Value:
     """A new constant holding ``array``: an initializer of ``graph``, or, in function bodies (which
     cannot hold initializers), a Constant node placed before ``before`` (default: first)."""
     tensor = Tensor(np.asarray(array))
@@ -133,8 +134,7 @@ def replace_with_constant(value: Value, array: np.ndarray, *, in_function: bool)
     graph = value.graph
     if graph is None:
         raise ValueError(f"{value!r} belongs to no graph")
-    new = new_constant(graph, array, in_function=in_function, before=value.producer(),
-                       base_name=value.name or "const")
+    new = new_constant(graph, array, in_function=in_function, before=value.producer(), base_name=value.name or "const")
     declared = value.type
     was_output = value.is_graph_output()
     value.replace_all_uses_with(new, replace_graph_outputs=True)

@@ -41,10 +41,7 @@ def _input_names(op_type: str, rule: GradRule) -> str:
     except onnx.defs.SchemaError:
         return "all" if rule.differentiable == ALL else ", ".join(map(str, rule.differentiable))
     names = [f.name for f in schema.inputs]
-    if (
-        schema.inputs
-        and schema.inputs[-1].option == onnx.defs.OpSchema.FormalParameterOption.Variadic
-    ):
+    if schema.inputs and schema.inputs[-1].option == onnx.defs.OpSchema.FormalParameterOption.Variadic:
         names[-1] += "..."
     if isinstance(rule.differentiable, str):  # ALL
         return ", ".join(names)
@@ -67,9 +64,7 @@ def table() -> str:
             rows.append(f"| {name} | {rule.family} | {flows} | rule |")
     counted = sum(1 for r in RULES.values() if r.fn is not None)
     rows.append("")
-    rows.append(
-        f"{counted} ops with a gradient rule, {len(RULES) - counted} that stop the gradient."
-    )
+    rows.append(f"{counted} ops with a gradient rule, {len(RULES) - counted} that stop the gradient.")
     return "\n".join(rows)
 
 
@@ -82,9 +77,7 @@ def render(document: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--check", action="store_true", help="exit 1 when the committed table is stale"
-    )
+    parser.add_argument("--check", action="store_true", help="exit 1 when the committed table is stale")
     parser.add_argument("--doc", default=DOC, help="the markdown file holding the markers")
     args = parser.parse_args(argv)
     with open(args.doc, encoding="utf-8") as f:
@@ -92,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = render(current)
     if args.check:
         if wanted != current:
-            print(
-                f"{args.doc}: the coverage table is stale; run python -m onnxgraph.autodiff.coverage"
-            )
+            print(f"{args.doc}: the coverage table is stale; run python -m onnxgraph.autodiff.coverage")
             return 1
         return 0
     with open(args.doc, "w", encoding="utf-8") as f:

@@ -70,7 +70,8 @@ def _probe(node: Node, source: int, target: int) -> str | None:
     except (TypeError, ValueError):
         return None  # an attribute the probe cannot rebuild: the whole-model conversion will judge the node
     graph = helper.make_graph(
-        [proto_node], "probe",
+        [proto_node],
+        "probe",
         [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names_in if n],
         [helper.make_tensor_value_info(f"out{i}", onnx.TensorProto.FLOAT, None) for i in range(len(node.outputs))],
     )
@@ -169,15 +170,15 @@ def convert_opset(model: Model, target: int) -> tuple[Model, OpsetReport]:
         return model, report
     rewrites, _, problems = plan(model, target)
     if problems:
-        raise ConversionError(
-            f"cannot convert opset {source} to {target}: " + "; ".join(problems)
-        )
+        raise ConversionError(f"cannot convert opset {source} to {target}: " + "; ".join(problems))
     for node in rewrites:
         try:
             decompose.rewrite(node, target)
         except ValueError as exc:
-            raise ConversionError(f"cannot convert {node.op_type} '{node.name}' below opset "
-                                  f"{decompose.DECOMPOSITIONS[node.op_type][0]}: {exc}") from exc
+            raise ConversionError(
+                f"cannot convert {node.op_type} '{node.name}' below opset "
+                f"{decompose.DECOMPOSITIONS[node.op_type][0]}: {exc}"
+            ) from exc
         report.rewritten[node.op_type] = report.rewritten.get(node.op_type, 0) + 1
     _, carried, _ = plan(model, target)  # the rewrites' own nodes may need carrying over too
     for node in carried:

@@ -339,9 +339,7 @@ def _set_up(
             config_entries=None if spinning else _NO_SPINNING,
         )
     except Exception as exc:
-        raise BenchError(
-            f"{label}: onnxruntime cannot create a session: {one_line(exc)}"
-        ) from exc
+        raise BenchError(f"{label}: onnxruntime cannot create a session: {one_line(exc)}") from exc
     create_s = time.perf_counter() - start
     device = "cuda" if active_provider(session, providers) == CUDA else "cpu"
     try:
@@ -370,9 +368,7 @@ def _warm_up(runners: list[TimedSession], labels: list[str], rounds: int) -> Non
             try:
                 runner.run()
             except Exception as exc:  # a model whose first run passed can still fail later
-                raise BenchError(
-                    f"{label}: onnxruntime cannot run the model: {one_line(exc)}"
-                ) from exc
+                raise BenchError(f"{label}: onnxruntime cannot run the model: {one_line(exc)}") from exc
 
 
 def _interleaved_runs(runners: list[TimedSession], config: BenchConfig, report: Progress) -> list[list[float]]:

@@ -39,11 +39,7 @@ def plot_latencies(report: BenchReport, path: str | os.PathLike) -> None:
     FigureCanvasAgg(figure)
     histogram, trace = figure.subplots(1, 2, width_ratios=(3, 2))
     every = np.concatenate([m.latencies_ms for m in report.models])
-    bins = (
-        np.linspace(every.min(), np.percentile(every, 99.5), 50)
-        if every.min() < every.max()
-        else 10
-    )
+    bins = np.linspace(every.min(), np.percentile(every, 99.5), 50) if every.min() < every.max() else 10
     for model, color, tag in zip(report.models, _COLORS, "AB"):
         name = f"{tag}: {os.path.basename(model.path)}"
         p50 = model.latency["p50"]
@@ -56,9 +52,7 @@ def plot_latencies(report: BenchReport, path: str | os.PathLike) -> None:
         )
         histogram.axvline(p50, color=color, linestyle="--", linewidth=1)
         trace.plot(model.latencies_ms, color=color, linewidth=0.8, label=name)
-    histogram.set(
-        xlabel="latency (ms), up to the 99.5th percentile", ylabel="runs", title=_title(report)
-    )
+    histogram.set(xlabel="latency (ms), up to the 99.5th percentile", ylabel="runs", title=_title(report))
     histogram.legend(fontsize="small")
     trace.set(xlabel="counted run", ylabel="latency (ms)", title="run by run (drift shows here)")
     with atomic_write(path) as f:

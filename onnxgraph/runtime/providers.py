@@ -50,9 +50,7 @@ def cuda_status() -> CudaStatus:
     import onnxruntime as ort
 
     if CUDA not in ort.get_available_providers():
-        return CudaStatus(
-            False, f"onnxruntime {ort.__version__} has no CUDA provider (install onnxruntime-gpu)"
-        )
+        return CudaStatus(False, f"onnxruntime {ort.__version__} has no CUDA provider (install onnxruntime-gpu)")
     with _stderr_captured() as log, contextlib.redirect_stdout(io.StringIO()):
         try:
             if hasattr(ort, "preload_dlls"):  # finds CUDA/cuDNN installed as pip packages

@@ -59,7 +59,6 @@ def run_within_budget(session, names: list[str] | None, feeds: Mapping, *, budge
         timer.cancel()
 
 
-
 def session_options(threads: int | None = None):
     """SessionOptions with quiet logging and an optional intra-op thread count."""
     import onnxruntime as ort

@@ -55,9 +55,7 @@ def ratio_of_medians_ci(
     if a.size == 0 or a.shape != b.shape:
         raise ValueError("need the same, non-zero number of runs for both models")
     if resamples is None:
-        resamples = min(
-            BOOTSTRAP_RESAMPLES, max(MIN_BOOTSTRAP_RESAMPLES, _BOOTSTRAP_BUDGET // a.size)
-        )
+        resamples = min(BOOTSTRAP_RESAMPLES, max(MIN_BOOTSTRAP_RESAMPLES, _BOOTSTRAP_BUDGET // a.size))
     rng = np.random.default_rng(seed)
     chunk = max(1, _MAX_RESAMPLE_ELEMENTS // a.size)
     ratios = []

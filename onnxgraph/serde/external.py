@@ -11,8 +11,17 @@ from onnxgraph.serde.fields import copy_field
 from onnxgraph.tensor import Tensor
 
 _DATA_FIELDS = frozenset(
-    {"raw_data", "float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data",
-     "external_data", "data_location"}
+    {
+        "raw_data",
+        "float_data",
+        "int32_data",
+        "string_data",
+        "int64_data",
+        "double_data",
+        "uint64_data",
+        "external_data",
+        "data_location",
+    }
 )
 _PAGE = 4096
 _SMALL_ALIGN = 64

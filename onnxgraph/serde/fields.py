@@ -52,16 +52,21 @@ def remainder(proto: Message, rebuilt: frozenset[str], scalars: frozenset[str]) 
 NODE_REBUILT = frozenset({"input", "output", "attribute", "metadata_props"})
 NODE_SCALARS = frozenset({"name", "op_type", "domain", "overload", "doc_string"})
 GRAPH_REBUILT = frozenset(
-    {"node", "initializer", "sparse_initializer", "input", "output", "value_info", "metadata_props",
-     "quantization_annotation"}
+    {
+        "node",
+        "initializer",
+        "sparse_initializer",
+        "input",
+        "output",
+        "value_info",
+        "metadata_props",
+        "quantization_annotation",
+    }
 )
 GRAPH_SCALARS = frozenset({"name", "doc_string"})
 MODEL_REBUILT = frozenset({"graph", "opset_import", "metadata_props", "training_info", "functions"})
-MODEL_SCALARS = frozenset(
-    {"ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"}
-)
+MODEL_SCALARS = frozenset({"ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"})
 FUNCTION_REBUILT = frozenset(
-    {"input", "output", "attribute", "attribute_proto", "node", "opset_import", "value_info",
-     "metadata_props"}
+    {"input", "output", "attribute", "attribute_proto", "node", "opset_import", "value_info", "metadata_props"}
 )
 FUNCTION_SCALARS = frozenset({"name", "domain", "overload", "doc_string"})

@@ -90,8 +90,9 @@ def load(
     if isinstance(source, onnx.ModelProto):
         return from_proto(source, base_dir=base_dir, allow_external_data_outside=outside)
     if isinstance(source, bytes | bytearray | memoryview):
-        return import_model(_parse(bytes(source), "<bytes>"), source="<bytes>", base_dir=base_dir,
-                            allow_external_data_outside=outside)
+        return import_model(
+            _parse(bytes(source), "<bytes>"), source="<bytes>", base_dir=base_dir, allow_external_data_outside=outside
+        )
     path = os.fspath(source)
     proto = read_proto(path)
     folder = base_dir if base_dir is not None else os.path.dirname(os.path.abspath(path))
@@ -104,8 +105,9 @@ def from_proto(
     """Build the IR of an in-memory ModelProto (``base_dir`` resolves external data, if any)."""
     if not proto.HasField("graph"):
         raise ModelLoadError("<ModelProto>", "is not an ONNX model (it has no graph)")
-    return import_model(proto, source="<ModelProto>", base_dir=base_dir,
-                        allow_external_data_outside=allow_external_data_outside)
+    return import_model(
+        proto, source="<ModelProto>", base_dir=base_dir, allow_external_data_outside=allow_external_data_outside
+    )
 
 
 def _initializer_tensors(model: Model) -> Iterator[Tensor]:
@@ -204,8 +206,9 @@ def save(
         if use_external:
             # the weights get the model's permissions: whoever can read the model can read them
             with files.open(os.path.join(folder, location), mode=new_file_mode(target)) as data_file:
-                sink = ExternalDataWriter(data_file, location, threshold=size_threshold,
-                                          keep_inline_tensors=keep_layout)
+                sink = ExternalDataWriter(
+                    data_file, location, threshold=size_threshold, keep_inline_tensors=keep_layout
+                )
                 proto = export_model(model, sink, ir_version=ir_version)
         else:
             proto = export_model(model, ir_version=ir_version)

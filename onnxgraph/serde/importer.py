@@ -72,8 +72,9 @@ class _Importer:
             raise ModelLoadError(
                 self.source, f"tensor '{proto.name}' uses external data but the model's folder is unknown"
             )
-        external = parse_external_location(proto, self.base_dir, self.files, self.source,
-                                           allow_outside=self.allow_outside)
+        external = parse_external_location(
+            proto, self.base_dir, self.files, self.source, allow_outside=self.allow_outside
+        )
         return Tensor.from_proto(proto, external)
 
     # -- values ---------------------------------------------------------------------------------
@@ -157,8 +158,16 @@ class _Importer:
                         )
                     scope.values[name] = value
                 outputs.append(value)
-            node = Node(np_.domain, np_.op_type, (), (), outputs=outputs, name=np_.name,
-                        overload=np_.overload, doc_string=np_.doc_string)
+            node = Node(
+                np_.domain,
+                np_.op_type,
+                (),
+                (),
+                outputs=outputs,
+                name=np_.name,
+                overload=np_.overload,
+                doc_string=np_.doc_string,
+            )
             if np_.metadata_props:
                 node.metadata_props = {p.key: p.value for p in np_.metadata_props}
             node.extra = fields.remainder(np_, fields.NODE_REBUILT, fields.NODE_SCALARS)

@@ -20,12 +20,17 @@ def _quote(text: str) -> str:
 def _node_line(node: ViewNode, low: float, high: float) -> str:
     label = node.op if node.kind != "op" or not node.name else f"{node.op}\n{node.name}"
     fill = scale_color(node.value, low, high) if node.value is not None else _FILL[node.kind]
-    tooltip = "\n".join([f"{k} = {v}" for k, v in node.attrs.items()]
-                        + [f"in  {n}: {t}" for n, t in node.inputs] + [f"out {n}: {t}" for n, t in node.outputs])
+    tooltip = "\n".join(
+        [f"{k} = {v}" for k, v in node.attrs.items()]
+        + [f"in  {n}: {t}" for n, t in node.inputs]
+        + [f"out {n}: {t}" for n, t in node.outputs]
+    )
     if node.value is not None:
         label += f"\n{node.value:g}"
-    return (f"{_quote(node.id)} [label={_quote(label)}, shape={_SHAPE[node.kind]}, style=\"rounded,filled\", "
-            f"fillcolor={_quote(fill)}, tooltip={_quote(tooltip or node.op)}];")
+    return (
+        f'{_quote(node.id)} [label={_quote(label)}, shape={_SHAPE[node.kind]}, style="rounded,filled", '
+        f"fillcolor={_quote(fill)}, tooltip={_quote(tooltip or node.op)}];"
+    )
 
 
 def to_dot(view: GraphView) -> str:
@@ -38,8 +43,11 @@ def to_dot(view: GraphView) -> str:
     children: dict[str | None, list[dict]] = {}
     for cluster in view.clusters:
         children.setdefault(cluster["parent"], []).append(cluster)
-    lines = [f"digraph {_quote(view.title)} {{", "  rankdir=TB;",
-             '  node [fontname="Helvetica", fontsize=11]; edge [fontname="Helvetica", fontsize=9, color="#666666"];']
+    lines = [
+        f"digraph {_quote(view.title)} {{",
+        "  rankdir=TB;",
+        '  node [fontname="Helvetica", fontsize=11]; edge [fontname="Helvetica", fontsize=9, color="#666666"];',
+    ]
 
     def emit(cluster_id: str | None, indent: str) -> None:
         by_block: dict[str | None, list[ViewNode]] = {}
@@ -62,8 +70,10 @@ def to_dot(view: GraphView) -> str:
 
     emit(None, "  ")
     for source, target, label in view.edges:
-        lines.append(f"  {_quote(source)} -> {_quote(target)} [label={_quote(label.split(': ', 1)[-1])}, "
-                     f"tooltip={_quote(label)}];")
+        lines.append(
+            f"  {_quote(source)} -> {_quote(target)} [label={_quote(label.split(': ', 1)[-1])}, "
+            f"tooltip={_quote(label)}];"
+        )
     if values:
         legend = f"{view.data_label}: {low:g} (blue) .. {high:g} (red)"
         lines.append(f"  legend [shape=plaintext, label={_quote(legend)}];")
@@ -79,11 +89,13 @@ def render_svg(dot_text: str, *, timeout: float = 600) -> bytes:
     """
     program = shutil.which("dot")
     if program is None:
-        raise OnnxGraphError("SVG output needs Graphviz's 'dot' program (apt-get install graphviz); "
-                             "write .dot or .html instead")
+        raise OnnxGraphError(
+            "SVG output needs Graphviz's 'dot' program (apt-get install graphviz); write .dot or .html instead"
+        )
     try:
-        done = subprocess.run([program, "-Tsvg"], input=dot_text.encode("utf-8"), capture_output=True,
-                              timeout=timeout, check=False)
+        done = subprocess.run(
+            [program, "-Tsvg"], input=dot_text.encode("utf-8"), capture_output=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired as exc:
         raise OnnxGraphError(f"Graphviz 'dot' took longer than {timeout:.0f} s; try --max-nodes") from exc
     if done.returncode != 0:

@@ -125,9 +125,7 @@ def load_node_data(path: str) -> tuple[dict[str, float], str]:
     if not isinstance(data, dict) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in data.values()
     ):
-        raise OnnxGraphError(
-            f'{path}: expected {{"node name": number, ...}} (or {{"label": ..., "values": {{...}}}})'
-        )
+        raise OnnxGraphError(f'{path}: expected {{"node name": number, ...}} (or {{"label": ..., "values": {{...}}}})')
     return {str(k): float(v) for k, v in data.items()}, label
 
 
@@ -192,11 +190,19 @@ class _ViewBuilder:
                 value = self.node_data[key]
                 self.matched.add(key)
                 break
-        self.view.nodes.append(ViewNode(
-            node_id, op, node.name, cluster=cluster, block=repeated_block(node.name) if node.name else None,
-            attrs={k: _attr_text(a) for k, a in node.attributes.items()},
-            inputs=[_describe(v) for v in node.inputs], outputs=[_describe(v) for v in node.outputs], value=value,
-        ))
+        self.view.nodes.append(
+            ViewNode(
+                node_id,
+                op,
+                node.name,
+                cluster=cluster,
+                block=repeated_block(node.name) if node.name else None,
+                attrs={k: _attr_text(a) for k, a in node.attributes.items()},
+                inputs=[_describe(v) for v in node.inputs],
+                outputs=[_describe(v) for v in node.outputs],
+                value=value,
+            )
+        )
         for out in node.outputs:
             self.value_source[id(out)] = node_id
 

@@ -24,9 +24,7 @@ from onnxgraph.optimizers.base import Pass
 from onnxgraph.optimizers.fusions import batchnorm, conv_affine, gemm, pad, transpose
 from onnxgraph.optimizers.rewriter.rule import RewriteRuleSet
 
-DEFAULT_RULES: RewriteRuleSet = (
-    batchnorm.RULES + conv_affine.RULES + pad.RULES + gemm.RULES + transpose.RULES
-)
+DEFAULT_RULES: RewriteRuleSet = batchnorm.RULES + conv_affine.RULES + pad.RULES + gemm.RULES + transpose.RULES
 """Every fusion rule, in the order they are tried on a node."""
 
 

@@ -26,9 +26,7 @@ from onnxgraph.optimizers.rewriter.rule import (
 from onnxgraph.value import Value
 
 
-def _bn_affine(
-    ctx: RewriteContext, bn: Node, channels: int, scale, bias, mean, var
-) -> tuple | Failure:
+def _bn_affine(ctx: RewriteContext, bn: Node, channels: int, scale, bias, mean, var) -> tuple | Failure:
     """``(s, shift)`` of an inference BatchNormalization over ``channels`` channels, or why not."""
     training = bn.attr("training_mode", 0) or (ctx.scope.opset < 7 and not bn.attr("is_test", 0))
     if training or bn.attr("spatial", 1) != 1:
@@ -41,9 +39,7 @@ def _bn_affine(
     return s, beta - mu * s
 
 
-def _conv_check(
-    ctx: RewriteContext, x, w, b, scale, bias, mean, var, conv: Node, bn: Node
-) -> dict | Failure:
+def _conv_check(ctx: RewriteContext, x, w, b, scale, bias, mean, var, conv: Node, bn: Node) -> dict | Failure:
     weight = private_weight(ctx, w)
     if weight is None or weight.ndim < 3:
         return fail("Conv weight is not a private floating-point constant")
@@ -58,9 +54,7 @@ def _conv_check(
     return _fused(weight.dtype, new_w, conv_bias * s + shift)
 
 
-def _conv_transpose_check(
-    ctx: RewriteContext, x, w, b, scale, bias, mean, var, conv: Node, bn: Node
-) -> dict | Failure:
+def _conv_transpose_check(ctx: RewriteContext, x, w, b, scale, bias, mean, var, conv: Node, bn: Node) -> dict | Failure:
     weight = private_weight(ctx, w)
     group = conv.attr("group", 1)
     if weight is None or weight.ndim < 3 or weight.shape[0] % group:
@@ -73,17 +67,13 @@ def _conv_transpose_check(
     if isinstance(affine, Failure):
         return affine
     s, shift = affine
-    grouped = weight.astype(np.float64).reshape(
-        (group, weight.shape[0] // group) + weight.shape[1:]
-    )
+    grouped = weight.astype(np.float64).reshape((group, weight.shape[0] // group) + weight.shape[1:])
     per_group = s.reshape((group, 1, weight.shape[1]) + (1,) * (weight.ndim - 2))
     new_w = (grouped * per_group).reshape(weight.shape)
     return _fused(weight.dtype, new_w, conv_bias * s + shift)
 
 
-def _gemm_check(
-    ctx: RewriteContext, x, w, b, scale, bias, mean, var, conv: Node, bn: Node
-) -> dict | Failure:
+def _gemm_check(ctx: RewriteContext, x, w, b, scale, bias, mean, var, conv: Node, bn: Node) -> dict | Failure:
     weight = private_weight(ctx, w)
     if weight is None or weight.ndim != 2:
         return fail("Gemm B is not a private 2-D floating-point constant")

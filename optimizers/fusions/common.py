@@ -32,9 +32,7 @@ def float_constant(value: Value | None) -> np.ndarray | None:
 
 def attributes_of(node: Node, **overrides: Any) -> dict[str, Any]:
     """``node``'s attributes as builder keywords, with ``overrides`` (None drops one)."""
-    attrs: dict[str, Any] = {
-        name: attr for name, attr in node.attributes.items() if name not in overrides
-    }
+    attrs: dict[str, Any] = {name: attr for name, attr in node.attributes.items() if name not in overrides}
     attrs.update({name: value for name, value in overrides.items() if value is not None})
     return attrs
 

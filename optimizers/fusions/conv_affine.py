@@ -47,9 +47,7 @@ def _bias(b: Value | None, channels: int) -> np.ndarray | Failure:
     if b is None:
         return np.zeros(channels)
     data = float_constant(b)
-    return (
-        fail("Conv bias is not a constant") if data is None else data.astype(np.float64).reshape(-1)
-    )
+    return fail("Conv bias is not a constant") if data is None else data.astype(np.float64).reshape(-1)
 
 
 def _add_check(ctx: RewriteContext, x, w, c, conv: Node, b=None, **_: Any) -> dict | Failure:
@@ -79,9 +77,7 @@ def _mul_check(ctx: RewriteContext, x, w, c, conv: Node, b=None, **_: Any) -> di
 
 def _replace(op, x, conv: Node, new_w, new_b: np.ndarray, **_: Any) -> Value:
     weight = new_w if isinstance(new_w, Value) else op.const(new_w, name="fused_weight")
-    return op.Conv(
-        x, weight, op.const(new_b, name="fused_bias"), _name=conv.name, **attributes_of(conv)
-    )
+    return op.Conv(x, weight, op.const(new_b, name="fused_bias"), _name=conv.name, **attributes_of(conv))
 
 
 def _rule(name: str, op_type: str, check) -> RewriteRule:
@@ -91,6 +87,4 @@ def _rule(name: str, op_type: str, check) -> RewriteRule:
     return RewriteRule(name, pattern, _replace, check)
 
 
-RULES = RewriteRuleSet(
-    [_rule("add_into_conv", "Add", _add_check), _rule("mul_into_conv", "Mul", _mul_check)]
-)
+RULES = RewriteRuleSet([_rule("add_into_conv", "Add", _add_check), _rule("mul_into_conv", "Mul", _mul_check)])

@@ -26,9 +26,7 @@ from onnxgraph.value import Value
 _GEMM_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE})
 
 
-def _matmul_add_check(
-    ctx: RewriteContext, a: Value, b: Value, c: Value, **_: Any
-) -> dict | Failure:
+def _matmul_add_check(ctx: RewriteContext, a: Value, b: Value, c: Value, **_: Any) -> dict | Failure:
     a_shape, b_shape, c_shape = a.shape, b.shape, c.shape
     if a_shape is None or b_shape is None or len(a_shape) != 2 or len(b_shape) != 2:
         return fail("MatMul inputs are not known to be 2-D")

@@ -62,26 +62,18 @@ def _check_for(expected_value: float):
         rank = _consumer_rank(consumer, x)
         if rank is None:
             return fail("the input rank is unknown")
-        if (
-            string_attr(pad, "mode", "constant") != "constant"
-            or _pad_value(pad, value) != expected_value
-        ):
+        if string_attr(pad, "mode", "constant") != "constant" or _pad_value(pad, value) != expected_value:
             return fail(f"Pad is not constant mode with value {expected_value}")
         if string_attr(consumer, "auto_pad", "NOTSET") != "NOTSET":
             return fail("the consumer uses auto_pad")
         amounts = _pad_amounts(pad, axes, rank)
-        if (
-            amounts is None
-            or any(a < 0 for a in amounts)
-            or any(amounts[i] for i in (0, 1, rank, rank + 1))
-        ):
+        if amounts is None or any(a < 0 for a in amounts) or any(amounts[i] for i in (0, 1, rank, rank + 1)):
             return fail("pads are unknown, negative or touch the batch or channel axis")
         spatial = rank - 2
         own = list(consumer.attr("pads", [0] * (2 * spatial)))
         extra = amounts[2:rank] + amounts[rank + 2 :]
         if consumer.op_type == "AveragePool" and (
-            consumer.attr("ceil_mode", 0)
-            or (any(own) and not consumer.attr("count_include_pad", 0))
+            consumer.attr("ceil_mode", 0) or (any(own) and not consumer.attr("count_include_pad", 0))
         ):
             return fail("AveragePool would count pads differently")
         new_pads = [o + e for o, e in zip(own, extra, strict=True)]
@@ -128,9 +120,7 @@ def _pool_pattern(op_type: str):
 RULES = RewriteRuleSet(
     [
         RewriteRule("pad_into_conv", _conv_pattern, _replace, _check_for(0.0)),
-        RewriteRule(
-            "pad_into_averagepool", _pool_pattern("AveragePool"), _replace, _check_for(0.0)
-        ),
+        RewriteRule("pad_into_averagepool", _pool_pattern("AveragePool"), _replace, _check_for(0.0)),
         RewriteRule("pad_into_maxpool", _pool_pattern("MaxPool"), _replace, _check_for(-math.inf)),
     ]
 )

@@ -25,12 +25,7 @@ class GraphEditor:
     """
 
     def __init__(self, model: Model):
-        self._escaping = {
-            id(v)
-            for g in model.all_graphs()
-            for v in g.outputs
-            if v is not None and v.graph is not g
-        }
+        self._escaping = {id(v) for g in model.all_graphs() for v in g.outputs if v is not None and v.graph is not g}
 
     def escapes(self, value: Value) -> bool:
         """Whether a subgraph returns ``value`` (from an enclosing scope) as one of its outputs."""
@@ -46,12 +41,7 @@ class GraphEditor:
             return False
         if not old.is_graph_output():
             return True
-        return not (
-            new.is_graph_input()
-            or new.is_initializer()
-            or new.is_graph_output()
-            or new.graph is not old.graph
-        )
+        return not (new.is_graph_input() or new.is_initializer() or new.is_graph_output() or new.graph is not old.graph)
 
     def replace(self, old: Value, new: Value) -> None:
         """Make every reader and graph output of ``old`` use ``new`` (check :meth:`can_replace`).
@@ -116,9 +106,7 @@ def scopes(model: Model) -> Iterator[Scope]:
         function = bodies.get(id(root))
         if root is not model.graph and function is None:
             continue  # detached: the node holding it (or one above) was rewritten away
-        opsets = (
-            (function.opset_imports or model.opset_imports) if function else model.opset_imports
-        )
+        opsets = (function.opset_imports or model.opset_imports) if function else model.opset_imports
         yield Scope(graph, opsets.get("", opsets.get("ai.onnx", 0)), function is not None)
 
 

@@ -48,9 +48,7 @@ class Match:
     constants: list[Value] = field(default_factory=list)
 
     def copy(self) -> Match:
-        return Match(
-            self.graph, self.root, dict(self.nodes), dict(self.bindings), list(self.constants)
-        )
+        return Match(self.graph, self.root, dict(self.nodes), dict(self.bindings), list(self.constants))
 
 
 def find_matches(pattern: Pattern, node: Node) -> Iterator[Match]:
@@ -94,9 +92,7 @@ def _match_node(pn: NodePattern, node: Node, match: Match) -> Iterator[Match]:
         yield from _match_inputs(pn.inputs, order, match)
 
 
-def _match_inputs(
-    patterns: list[ValuePattern | None], values: list[Value | None], match: Match
-) -> Iterator[Match]:
+def _match_inputs(patterns: list[ValuePattern | None], values: list[Value | None], match: Match) -> Iterator[Match]:
     if not patterns:
         yield match
         return

@@ -211,9 +211,7 @@ class RewriteRuleSet:
             self._by_op.setdefault(rule.root_op, []).append(rule)
 
     def __add__(self, other: RewriteRuleSet) -> RewriteRuleSet:
-        return RewriteRuleSet(
-            self.rules + other.rules, max_sweeps=max(self.max_sweeps, other.max_sweeps)
-        )
+        return RewriteRuleSet(self.rules + other.rules, max_sweeps=max(self.max_sweeps, other.max_sweeps))
 
     def apply(self, model: Model) -> Counter[str]:
         """Rewrite ``model`` in place (all graphs and function bodies); count rewrites by rule."""

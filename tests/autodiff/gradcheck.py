@@ -34,12 +34,7 @@ def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
     normalization stash types)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
-    keep = {
-        n.input[i]
-        for n in graph.node
-        for op, i in FLOAT32_ONLY
-        if n.op_type == op and len(n.input) > i
-    }
+    keep = {n.input[i] for n in graph.node for op, i in FLOAT32_ONLY if n.op_type == op and len(n.input) > i}
     for g in _graphs(graph):  # subgraphs (Loop, Scan, If bodies) included
         for info in [*g.input, *g.output, *g.value_info]:
             if info.type.tensor_type.elem_type == TensorProto.FLOAT:
@@ -55,14 +50,8 @@ def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
         for attr in node.attribute:
             if attr.name in ("to", "stash_type") and attr.i == TensorProto.FLOAT:
                 attr.i = TensorProto.DOUBLE
-            if (
-                node.op_type == "Constant"
-                and attr.name == "value"
-                and attr.t.data_type == TensorProto.FLOAT
-            ):
-                attr.t.CopyFrom(
-                    numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float64))
-                )
+            if node.op_type == "Constant" and attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
+                attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float64)))
     return model
 
 
@@ -132,15 +121,11 @@ def check_gradients(
         )
     )
     for name, y in outputs.items():
-        np.testing.assert_allclose(
-            results[name], y, rtol=1e-12, atol=1e-12, err_msg=f"forward output {name} changed"
-        )
+        np.testing.assert_allclose(results[name], y, rtol=1e-12, atol=1e-12, err_msg=f"forward output {name} changed")
 
     for name in wrt:
         analytic = results[grad_names[name]]
-        assert analytic.shape == np.shape(feeds[name]), (
-            f"gradient of {name}: shape {analytic.shape}"
-        )
+        assert analytic.shape == np.shape(feeds[name]), f"gradient of {name}: shape {analytic.shape}"
         numeric, picked = finite_differences(objective, feeds, name, eps, rng, coords_per_input)
         scale = max(1.0, float(np.max(np.abs(numeric))))
         np.testing.assert_allclose(
@@ -203,11 +188,7 @@ def _as_input(info, values):
 def finite_differences(objective, feeds, name, eps, rng, count):
     base = feeds[name]
     size = int(np.size(base))
-    picked = (
-        np.arange(size)
-        if count is None or count >= size
-        else np.sort(rng.choice(size, count, replace=False))
-    )
+    picked = np.arange(size) if count is None or count >= size else np.sort(rng.choice(size, count, replace=False))
     numeric = np.empty(len(picked))
     for k, flat in enumerate(picked):
         values = {}

@@ -23,9 +23,7 @@ class ConvTranspose(_ReferenceConvTranspose):
         kwargs["group"] = 1
         xs, ws = np.split(X, group, axis=1), np.split(W, group, axis=0)
         bs = np.split(B, group) if B is not None else [None] * group
-        parts = [
-            super(ConvTranspose, self)._run(x, w, b, **kwargs)[0] for x, w, b in zip(xs, ws, bs)
-        ]
+        parts = [super(ConvTranspose, self)._run(x, w, b, **kwargs)[0] for x, w, b in zip(xs, ws, bs)]
         return (np.concatenate(parts, axis=1),)
 
 
@@ -54,14 +52,8 @@ class MaxPool(_ReferenceMaxPool):
         for pos in np.ndindex(*values.shape):
             best, best_index = -np.inf, -1
             for offset in np.ndindex(*kernel):
-                cell = [
-                    o * s + k * d - p
-                    for o, s, k, d, p in zip(pos[2:], strides, offset, dilations, pads)
-                ]
-                if (
-                    all(0 <= c < size for c, size in zip(cell, x.shape[2:]))
-                    and x[(*pos[:2], *cell)] > best
-                ):
+                cell = [o * s + k * d - p for o, s, k, d, p in zip(pos[2:], strides, offset, dilations, pads)]
+                if all(0 <= c < size for c, size in zip(cell, x.shape[2:])) and x[(*pos[:2], *cell)] > best:
                     best, best_index = (
                         x[(*pos[:2], *cell)],
                         np.ravel_multi_index((*pos[:2], *cell), x.shape),

@@ -154,9 +154,7 @@ def test_default_wrt_is_every_float_initializer_and_outputs_are_kept():
 
 
 def test_taken_names_get_a_unique_suffix():
-    text = LINEAR.replace(
-        "(float[4, 3] x)", "(float[4, 3] x, float[3, 2] w_grad, float[4, 2] y_grad)"
-    )
+    text = LINEAR.replace("(float[4, 3] x)", "(float[4, 3] x, float[3, 2] w_grad, float[4, 2] y_grad)")
     grad = build_gradient(_model(text), vjp=True, wrt=["w", "b"])
     mapping = _mapping(grad)
     assert mapping["w"] == "w_grad_1" and mapping["b"] == "b_grad"
@@ -197,17 +195,11 @@ def test_fan_in_and_reuse_of_forward_values():
     """
     model = _model(text)
     rng = np.random.default_rng(4)
-    check_gradients(
-        model, {"x": rng.standard_normal((2, 4)), "s": rng.standard_normal(4)}, ["x", "s"]
-    )
+    check_gradients(model, {"x": rng.standard_normal((2, 4)), "s": rng.standard_normal(4)}, ["x", "s"])
     grad = build_gradient(model, vjp=True, wrt=["x", "s"])
     ops = [n.op_type for n in grad.graph]
-    assert (
-        ops.count("Exp") == 1 and ops.count("Softmax") == 1 and ops.count("LayerNormalization") == 1
-    )
-    assert (
-        "ReduceMean" in ops
-    )  # the backward formula's means, but the forward statistics come from the node:
+    assert ops.count("Exp") == 1 and ops.count("Softmax") == 1 and ops.count("LayerNormalization") == 1
+    assert "ReduceMean" in ops  # the backward formula's means, but the forward statistics come from the node:
     ln = next(n for n in grad.graph if n.op_type == "LayerNormalization")
     assert all(o.name and o.has_uses() for o in ln.outputs[1:3])
 
@@ -320,18 +312,14 @@ def test_only_standard_ops_are_emitted():
         grad = build_gradient(model, vjp=True, wrt=wrt).to_proto()
         for node in grad.graph.node:
             assert node.domain in ("", "ai.onnx"), (spec.name, node.op_type)
-            assert not node.op_type.endswith("Grad") and node.op_type != "BroadcastGradientArgs", (
-                spec.name
-            )
+            assert not node.op_type.endswith("Grad") and node.op_type != "BroadcastGradientArgs", spec.name
             onnx.defs.get_schema(node.op_type, spec.opset, "")  # raises when the opset lacks it
         onnx.checker.check_model(grad, full_check=True)
 
 
 def test_old_opset_is_upgraded_and_too_new_is_refused():
     old = _model(
-        LINEAR.replace('"" : 18', '"" : 11').replace(
-            "float[2] b = {0.05, -0.05}", "float[2] b = {0.05, -0.05}"
-        )
+        LINEAR.replace('"" : 18', '"" : 11').replace("float[2] b = {0.05, -0.05}", "float[2] b = {0.05, -0.05}")
     )
     grad = build_gradient(old, loss_fn="mse", output="y")
     assert grad.opset_imports[""] == 13
@@ -363,9 +351,7 @@ def test_dropout_training_gradient_on_onnxruntime_uses_the_mask():
     grad = build_gradient(_model(text), vjp=True, output="y", wrt=["x"]).to_proto()
     session = create_session(grad.SerializeToString())
     upstream = np.random.default_rng(7).standard_normal((4, 5)).astype(np.float32)
-    mask, dx = session.run(
-        ["mask", "x_grad"], {"x": np.ones((4, 5), np.float32), "y_grad": upstream}
-    )
+    mask, dx = session.run(["mask", "x_grad"], {"x": np.ones((4, 5), np.float32), "y_grad": upstream})
     assert 0 < mask.sum() < mask.size
     np.testing.assert_allclose(dx, upstream * mask / 0.7, rtol=1e-6)
 
@@ -377,9 +363,7 @@ NEWEST = onnx.defs.onnx_opset_version()
 def test_every_supported_opset(opset):
     """The op forms that changed across opsets (Reduce axes, Split sizes) at each end of the range;
     onnxruntime is compared where it knows the opset."""
-    reduce = (
-        "ReduceMean<axes=[1], keepdims=1>(h)" if opset < 18 else "ReduceMean<keepdims=1>(h, axis1)"
-    )
+    reduce = "ReduceMean<axes=[1], keepdims=1>(h)" if opset < 18 else "ReduceMean<keepdims=1>(h, axis1)"
     ir_version = onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", opset)])
     text = f"""
     <ir_version: {ir_version}, opset_import: ["" : {opset}]>
@@ -428,10 +412,7 @@ def test_max_pool_ties_share_the_gradient():
     [
         ('y = Einsum<equation="ii->i">(sq)', "repeated index"),
         (
-            (
-                'y = Resize<mode="linear", coordinate_transformation_mode="tf_crop_and_resize">'
-                "(x, roi, scales)"
-            ),
+            ('y = Resize<mode="linear", coordinate_transformation_mode="tf_crop_and_resize">(x, roi, scales)'),
             "tf_crop_and_resize",
         ),
     ],
@@ -482,9 +463,7 @@ def test_an_input_the_rule_treats_as_constant_cannot_be_a_wrt_path():
         y = Resize<mode="nearest">(x, , s)
     }
     """
-    with pytest.raises(
-        GradientError, match="input 2 \\('s'\\) of Resize .* treats it as a constant"
-    ):
+    with pytest.raises(GradientError, match="input 2 \\('s'\\) of Resize .* treats it as a constant"):
         build_gradient(_model(text), vjp=True, wrt=["x", "s"])
 
 

@@ -88,10 +88,7 @@ CASES = _cases()
 def test_backend_case_gradient(case):
     model = case.model
     arrays = [np.asarray(a) for a in case.data_sets[0][0]]
-    feeds = {
-        i.name: a.astype(np.float64) if a.dtype == np.float32 else a
-        for i, a in zip(model.graph.input, arrays)
-    }
+    feeds = {i.name: a.astype(np.float64) if a.dtype == np.float32 else a for i, a in zip(model.graph.input, arrays)}
     wrt = [name for name, a in feeds.items() if a.dtype == np.float64 and a.size]
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     expected = next((v for k, v in EXPECTED.items() if re.fullmatch(k, case.name)), None)

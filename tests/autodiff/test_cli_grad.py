@@ -22,9 +22,7 @@ def _invoke(*args):
 
 def test_loss_fn_writes_a_runnable_model_and_prints_the_mapping(tmp_path):
     out = tmp_path / "grad.onnx"
-    result = _invoke(
-        "grad", MLP, "-o", str(out), "--loss-fn", "cross_entropy", "--model-output", "logits", "--json"
-    )
+    result = _invoke("grad", MLP, "-o", str(out), "--loss-fn", "cross_entropy", "--model-output", "logits", "--json")
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)["gradients"]
     model = onnx.load(str(out))

@@ -37,7 +37,5 @@ TESTED_ELSEWHERE["Scan"] = "test_loops.py (needs subgraphs)"
 
 def test_every_rule_has_a_spec():
     tested = {s.op for s in SPECS} | set(TESTED_ELSEWHERE)
-    untested = sorted(
-        op for (domain, op), rule in RULES.items() if rule.fn is not None and op not in tested
-    )
+    untested = sorted(op for (domain, op), rule in RULES.items() if rule.fn is not None and op not in tested)
     assert not untested, f"ops with a rule but no spec in op_specs.py: {untested}"

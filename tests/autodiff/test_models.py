@@ -31,9 +31,7 @@ def _load_builders():
 models = _load_builders()
 
 
-def initializers_as_inputs(
-    model: onnx.ModelProto, names: list[str]
-) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+def initializers_as_inputs(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """The model with these initializers turned into graph inputs, and their values."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     values = {}
@@ -42,9 +40,7 @@ def initializers_as_inputs(
         if init.name in names:
             array = numpy_helper.to_array(init)
             values[init.name] = array
-            model.graph.input.append(
-                onnx.helper.make_tensor_value_info(init.name, init.data_type, array.shape)
-            )
+            model.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, array.shape))
         else:
             keep.append(init)
     del model.graph.initializer[:]

@@ -15,9 +15,7 @@ from onnxgraph.runtime.sessions import create_session
 
 @pytest.mark.parametrize("output_shape", [5, 6, 7])
 def test_conv_transpose_with_output_shape(output_shape):
-    node = helper.make_node(
-        "ConvTranspose", ["x", "w"], ["y"], strides=[2], output_shape=[output_shape]
-    )
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2], output_shape=[output_shape])
     graph = helper.make_graph(
         [node],
         "g",
@@ -42,9 +40,7 @@ def test_conv_transpose_with_output_shape(output_shape):
     analytic = dict(
         zip(
             ["x", "w"],
-            create_session(grad.SerializeToString()).run(
-                ["x_grad", "w_grad"], {**feeds, "y_grad": upstream}
-            ),
+            create_session(grad.SerializeToString()).run(["x_grad", "w_grad"], {**feeds, "y_grad": upstream}),
         )
     )
     for name, value in feeds.items():
@@ -56,9 +52,7 @@ def test_conv_transpose_with_output_shape(output_shape):
         np.testing.assert_allclose(analytic[name].reshape(-1), numeric, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    ("pads", "dynamic"), [([0, 0, 1, -1, 0, 0, -1, 2], False), ([0, 0, 2, 1, 0, 0, 0, 1], True)]
-)
+@pytest.mark.parametrize(("pads", "dynamic"), [([0, 0, 1, -1, 0, 0, -1, 2], False), ([0, 0, 2, 1, 0, 0, 0, 1], True)])
 def test_pad_with_negative_or_dynamic_pads(pads, dynamic):
     """onnx.reference cannot pad by negative amounts; onnxruntime can (the gradient pads by -pads)."""
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])]
@@ -86,9 +80,7 @@ def test_pad_with_negative_or_dynamic_pads(pads, dynamic):
     (y,) = forward.run(None, feeds)
     upstream = rng.standard_normal(y.shape).astype(np.float32)
     grad = build_gradient(model, vjp=True, wrt=["x"]).to_proto()
-    (analytic,) = create_session(grad.SerializeToString()).run(
-        ["x_grad"], {**feeds, "y_grad": upstream}
-    )
+    (analytic,) = create_session(grad.SerializeToString()).run(["x_grad"], {**feeds, "y_grad": upstream})
     numeric = np.zeros(16)
     for k in range(16):
         bumped = feeds["x"].copy()

@@ -19,9 +19,7 @@ HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
 CUDA_USABLE = providers.cuda_status().usable
 
 
-def write(
-    tmp_path, name: str, body: str, signature: str = "(float[N,8] x) => (float[N,8] y)"
-) -> str:
+def write(tmp_path, name: str, body: str, signature: str = "(float[N,8] x) => (float[N,8] y)") -> str:
     path = str(tmp_path / name)
     onnx.save(onnx.parser.parse_model(f"{HEADER} g {signature} {{ {body} }}"), path)
     return path
@@ -96,10 +94,7 @@ def test_perturbed_model_fails_parity_with_exit_1(relu, shifted, tmp_path):
     out = tmp_path / "r.json"
     result = bench(relu, shifted, *TINY, "--input-shape", "x=2,8", "--json", str(out))
     assert result.exit_code == 1
-    assert (
-        one_line_error(result)
-        == "failed: outputs differ: 'y': 16 of 16 elements beyond rtol=0.0001, atol=1e-05"
-    )
+    assert one_line_error(result) == "failed: outputs differ: 'y': 16 of 16 elements beyond rtol=0.0001, atol=1e-05"
     assert "FAILED" in result.stdout
     parity = json.loads(out.read_text())["comparison"]["parity"]  # the report is still written
     assert parity["passed"] is False and parity["outputs"][0]["max_abs"] == pytest.approx(0.5)
@@ -157,9 +152,7 @@ def test_cuda_with_io_binding_runs_on_cuda(relu, shifted):
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert [m["provider"] for m in doc["models"]] == ["CUDAExecutionProvider"] * 2 and doc[
-        "io_binding"
-    ]
+    assert [m["provider"] for m in doc["models"]] == ["CUDAExecutionProvider"] * 2 and doc["io_binding"]
     assert bench(relu, shifted, "--provider", "cuda", "--io-binding", "--runs", "5").exit_code == 1
 
 
@@ -182,10 +175,7 @@ def test_npz_with_wrong_names_is_a_one_line_error(relu, tmp_path):
     np.savez(npz, input=np.zeros((1, 8), np.float32))
     result = bench(relu, *TINY, "--inputs", str(npz))
     assert result.exit_code == 2
-    assert (
-        one_line_error(result)
-        == f"error: {npz}: lacks input 'x' (model inputs: x; file has: input)"
-    )
+    assert one_line_error(result) == f"error: {npz}: lacks input 'x' (model inputs: x; file has: input)"
 
 
 def test_missing_model_is_a_one_line_error(tmp_path):
@@ -199,9 +189,7 @@ def test_runs_and_duration_exclude_each_other(relu):
 
 
 def test_duration_runs_until_the_time_is_up(relu):
-    result = bench(
-        relu, relu, "--provider", "cpu", "--warmup", "0", "--duration", "0.05", "--json", "-"
-    )
+    result = bench(relu, relu, "--provider", "cpu", "--warmup", "0", "--duration", "0.05", "--json", "-")
     assert result.exit_code == 0, result.output
     a, b = (m["runs"] for m in json.loads(result.stdout)["models"])
     assert a == b >= 1
@@ -227,9 +215,7 @@ def test_input_range_keeps_indices_in_bounds(tmp_path):
     assert out_of_bounds.exit_code == 2 and "cannot run the model" in one_line_error(out_of_bounds)
     assert bench(gather, *TINY, "--input-range", "0").exit_code == 2
     # A named range wins over the range for all inputs.
-    named = bench(
-        gather, *TINY, "--input-shape", "ids=64", "--input-range", "4,8", "--input-range", "ids=0,4"
-    )
+    named = bench(gather, *TINY, "--input-shape", "ids=64", "--input-range", "4,8", "--input-range", "ids=0,4")
     assert named.exit_code == 0, named.output
     unknown = bench(gather, *TINY, "--input-range", "mask=0,2")
     assert unknown.exit_code == 2

@@ -59,9 +59,13 @@ def test_subgraph_nodes_are_counted_and_shared_initializers_once(tmp_path):
 
 def test_external_data_files_are_listed(tmp_path):
     weight = numpy_helper.from_array(np.zeros((32, 32), np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])], [weight])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])],
+        [weight],
+    )
     path = str(tmp_path / "m.onnx")
     onnx.save(helper.make_model(graph), path, save_as_external_data=True, location="w.bin", size_threshold=0)
     info = _info_json(path)

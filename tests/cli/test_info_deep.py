@@ -34,34 +34,46 @@ def _node_flops(info: dict, op_type: str) -> tuple[int, int]:
 def test_conv_with_groups_stride_padding_and_bias(tmp_path):
     n, c_in, h, w, c_out, groups, kh, kw = 2, 4, 9, 9, 6, 2, 3, 3
     h_out = w_out = (9 + 2 * 1 - 3) // 2 + 1  # pads 1, stride 2
-    path = _save(tmp_path, f"g (float[{n},{c_in},{h},{w}] x, float[{c_out},{c_in // groups},{kh},{kw}] k,"
-                           f" float[{c_out}] b) => (float[?,?,?,?] y)"
-                           " { y = Conv<group=2, strides=[2,2], pads=[1,1,1,1]>(x, k, b) }")
+    path = _save(
+        tmp_path,
+        f"g (float[{n},{c_in},{h},{w}] x, float[{c_out},{c_in // groups},{kh},{kw}] k,"
+        f" float[{c_out}] b) => (float[?,?,?,?] y)"
+        " { y = Conv<group=2, strides=[2,2], pads=[1,1,1,1]>(x, k, b) }",
+    )
     macs = n * c_out * h_out * w_out * (c_in // groups) * kh * kw
     assert _node_flops(_info(path), "Conv") == (2 * macs + n * c_out * h_out * w_out, macs)
 
 
 def test_conv_transpose(tmp_path):
     n, c_in, h, w, c_out, kh, kw = 1, 3, 5, 5, 2, 3, 3
-    path = _save(tmp_path, f"g (float[{n},{c_in},{h},{w}] x, float[{c_in},{c_out},{kh},{kw}] k) => (float[?,?,?,?] y)"
-                           " { y = ConvTranspose(x, k) }")
+    path = _save(
+        tmp_path,
+        f"g (float[{n},{c_in},{h},{w}] x, float[{c_in},{c_out},{kh},{kw}] k) => (float[?,?,?,?] y)"
+        " { y = ConvTranspose(x, k) }",
+    )
     macs = n * c_in * h * w * c_out * kh * kw  # every input pixel scatters a Cout x kh x kw window
     assert _node_flops(_info(path), "ConvTranspose") == (2 * macs, macs)
 
 
 def test_batched_matmul_and_gemm(tmp_path):
     b, m, k, n = 3, 4, 5, 6
-    path = _save(tmp_path, f"g (float[{b},{m},{k}] x, float[{k},{n}] w, float[{k},{m}] a, float[{k},{n}] c,"
-                           f" float[{n}] bias) => (float[?,?,?] y, float[?,?] z)"
-                           " {\n y = MatMul(x, w)\n z = Gemm<transA=1>(a, c, bias)\n}")
+    path = _save(
+        tmp_path,
+        f"g (float[{b},{m},{k}] x, float[{k},{n}] w, float[{k},{m}] a, float[{k},{n}] c,"
+        f" float[{n}] bias) => (float[?,?,?] y, float[?,?] z)"
+        " {\n y = MatMul(x, w)\n z = Gemm<transA=1>(a, c, bias)\n}",
+    )
     info = _info(path)
     assert _node_flops(info, "MatMul") == (2 * b * m * k * n, b * m * k * n)
     assert _node_flops(info, "Gemm") == (2 * m * k * n + m * n, m * k * n)
 
 
 def test_einsum_decidable_and_not(tmp_path):
-    path = _save(tmp_path, "g (float[2,3,4] x, float[4,5] w, float[2,3] e) => (float[?,?,?] y, float[?] z)"
-                           ' {\n y = Einsum<equation="bij,jk->bik">(x, w)\n z = Einsum<equation="...j->...">(e)\n}')
+    path = _save(
+        tmp_path,
+        "g (float[2,3,4] x, float[4,5] w, float[2,3] e) => (float[?,?,?] y, float[?] z)"
+        ' {\n y = Einsum<equation="bij,jk->bik">(x, w)\n z = Einsum<equation="...j->...">(e)\n}',
+    )
     info = _info(path)
     einsums = [n for n in info["per_node"] if n["op_type"] == "Einsum"]
     assert (einsums[0]["flops"], einsums[0]["macs"]) == (2 * 2 * 3 * 4 * 5, 2 * 3 * 4 * 5)
@@ -71,16 +83,20 @@ def test_einsum_decidable_and_not(tmp_path):
 
 def test_normalization_pooling_elementwise_and_reductions(tmp_path):
     elements = 2 * 3 * 8 * 8
-    fixed = _save(tmp_path, "g (float[2,3,8,8] x, float[3] s, float[3] b, float[3] m, float[3] v, float[8] ls,"
-                            " float[3,1,1] s4)"
-                            " => (float[?,?,?,?] bn, float[?,?,?,?] ln, float[?,?,?,?] mp, float[?,?,?,?] gp,"
-                            " float[?,?,?,?] add, float[] r) {\n"
-                            "  bn = BatchNormalization(x, s, b, m, v)\n"
-                            "  ln = LayerNormalization(x, ls)\n"
-                            "  mp = MaxPool<kernel_shape=[2,2], strides=[2,2]>(x)\n"
-                            "  gp = GlobalAveragePool(x)\n"
-                            "  add = Add(x, s4)\n"
-                            "  r = ReduceSum<keepdims=0>(x)\n}", "fixed.onnx")
+    fixed = _save(
+        tmp_path,
+        "g (float[2,3,8,8] x, float[3] s, float[3] b, float[3] m, float[3] v, float[8] ls,"
+        " float[3,1,1] s4)"
+        " => (float[?,?,?,?] bn, float[?,?,?,?] ln, float[?,?,?,?] mp, float[?,?,?,?] gp,"
+        " float[?,?,?,?] add, float[] r) {\n"
+        "  bn = BatchNormalization(x, s, b, m, v)\n"
+        "  ln = LayerNormalization(x, ls)\n"
+        "  mp = MaxPool<kernel_shape=[2,2], strides=[2,2]>(x)\n"
+        "  gp = GlobalAveragePool(x)\n"
+        "  add = Add(x, s4)\n"
+        "  r = ReduceSum<keepdims=0>(x)\n}",
+        "fixed.onnx",
+    )
     info = _info(fixed)
     assert _node_flops(info, "BatchNormalization") == (2 * elements, 0)
     assert _node_flops(info, "LayerNormalization") == (7 * elements, 0)
@@ -111,8 +127,10 @@ def test_activation_memory_total_and_peak(tmp_path):
 
 
 def test_top_lists_the_heaviest_nodes_in_order(tmp_path):
-    path = _save(tmp_path, "g (float[8,8] x) => (float[8,8] y) {\n a = Relu(x)\n b = MatMul(a, a)\n"
-                           " c = MatMul(b, b)\n y = Add(c, a)\n}")
+    path = _save(
+        tmp_path,
+        "g (float[8,8] x) => (float[8,8] y) {\n a = Relu(x)\n b = MatMul(a, a)\n c = MatMul(b, b)\n y = Add(c, a)\n}",
+    )
     top = _info(path, "--top", "2")["top_nodes"]
     assert [n["op_type"] for n in top] == ["MatMul", "MatMul"]
     assert all(n["flops"] == 2 * 8 * 8 * 8 for n in top)
@@ -129,8 +147,12 @@ def test_human_output_shows_compute_and_heaviest_nodes(tmp_path):
 
 def test_diff_reports_ops_parameters_flops_and_interface(tmp_path):
     a = _save(tmp_path, "g (float[2,8] x, float[8,8] w) => (float[2,8] y) { y = MatMul(x, w) }", "a.onnx")
-    b = _save(tmp_path, "g (float[2,8] x, float[8,8] w, float[8] bias) => (float[2,8] y, float[2,8] r)"
-                        " {\n m = MatMul(x, w)\n y = Add(m, bias)\n r = Relu(y)\n}", "b.onnx")
+    b = _save(
+        tmp_path,
+        "g (float[2,8] x, float[8,8] w, float[8] bias) => (float[2,8] y, float[2,8] r)"
+        " {\n m = MatMul(x, w)\n y = Add(m, bias)\n r = Relu(y)\n}",
+        "b.onnx",
+    )
     d = _info(a, b, "--diff")
     assert d["ops"] == {"Add": [0, 1], "Relu": [0, 1]}
     assert d["flops"] == [2 * 2 * 8 * 8, 2 * 2 * 8 * 8 + 2 * 8 + 2 * 8]

@@ -32,22 +32,43 @@ def _layered_model(path, layers: int) -> str:
     rng = np.random.default_rng(0)
     for i in range(layers):
         p = f"/layers.{i}"
-        inits += [numpy_helper.from_array(rng.random((16, 16), np.float32), f"w{i}"),
-                  numpy_helper.from_array(np.ones(16, np.float32), f"s{i}")]
-        nodes += [helper.make_node("LayerNormalization", [x, f"s{i}"], [f"ln{i}"], name=f"{p}/norm/LayerNormalization"),
-                  helper.make_node("MatMul", [f"ln{i}", f"w{i}"], [f"mm{i}"], name=f"{p}/fc/MatMul"),
-                  helper.make_node("Relu", [f"mm{i}"], [f"r{i}"], name=f"{p}/act/Relu"),
-                  helper.make_node("Add", [f"r{i}", x], [f"h{i}"], name=f"{p}/Add")]
+        inits += [
+            numpy_helper.from_array(rng.random((16, 16), np.float32), f"w{i}"),
+            numpy_helper.from_array(np.ones(16, np.float32), f"s{i}"),
+        ]
+        nodes += [
+            helper.make_node("LayerNormalization", [x, f"s{i}"], [f"ln{i}"], name=f"{p}/norm/LayerNormalization"),
+            helper.make_node("MatMul", [f"ln{i}", f"w{i}"], [f"mm{i}"], name=f"{p}/fc/MatMul"),
+            helper.make_node("Relu", [f"mm{i}"], [f"r{i}"], name=f"{p}/act/Relu"),
+            helper.make_node("Add", [f"r{i}", x], [f"h{i}"], name=f"{p}/Add"),
+        ]
         x = f"h{i}"
-    then_branch = helper.make_graph([helper.make_node("Sigmoid", [x], ["t"], name="then_sigmoid")], "then", [],
-                                    [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
-    else_branch = helper.make_graph([helper.make_node("Neg", [x], ["e0"], name="else_neg"),
-                                     helper.make_node("Tanh", ["e0"], ["e"], name="else_tanh")], "else", [],
-                                    [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+    then_branch = helper.make_graph(
+        [helper.make_node("Sigmoid", [x], ["t"], name="then_sigmoid")],
+        "then",
+        [],
+        [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)],
+    )
+    else_branch = helper.make_graph(
+        [
+            helper.make_node("Neg", [x], ["e0"], name="else_neg"),
+            helper.make_node("Tanh", ["e0"], ["e"], name="else_tanh"),
+        ],
+        "else",
+        [],
+        [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)],
+    )
     nodes.append(helper.make_node("If", ["c"], ["y"], name="choose", then_branch=then_branch, else_branch=else_branch))
-    graph = helper.make_graph(nodes, "toy", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16]),
-                                             helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "toy",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16]),
+            helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16])],
+        inits,
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), path)
     return str(path)
 
@@ -87,8 +108,8 @@ def test_dot_output(toy, tmp_path):
     assert result.exit_code == 0, result.output
     dot = out.read_text()
     assert dot.startswith('digraph "toy"')
-    assert dot.count("subgraph \"cluster_cluster") == 2  # the If branches
-    assert dot.count("subgraph \"cluster_block") == 3  # the repeated layers
+    assert dot.count('subgraph "cluster_cluster') == 2  # the If branches
+    assert dot.count('subgraph "cluster_block') == 3  # the repeated layers
     assert re.search(r'label="MatMul\\n/layers.0/fc/MatMul\\n3".*fillcolor="#de2d26"', dot)  # hottest is red
     assert re.search(r'label="If\\nchoose\\n1".*fillcolor="#3182bd"', dot)  # coolest is blue
     assert "float32[batch,16]" in dot  # edge labels carry inferred shapes
@@ -113,8 +134,9 @@ def test_svg_through_graphviz_or_a_clear_message(toy, tmp_path, monkeypatch):
     monkeypatch.setattr("onnxgraph.viz.dot.shutil.which", lambda name: None)
     result = _viz(toy, "-o", str(out))
     assert result.exit_code == 2
-    assert result.stderr == ("error: SVG output needs Graphviz's 'dot' program (apt-get install graphviz); "
-                             "write .dot or .html instead\n")
+    assert result.stderr == (
+        "error: SVG output needs Graphviz's 'dot' program (apt-get install graphviz); write .dot or .html instead\n"
+    )
     assert not out.exists()
 
 
@@ -132,7 +154,7 @@ def test_html_is_self_contained(toy, tmp_path):
     [
         (None, "no such file"),
         ("{not json", "not a JSON file"),
-        ('{"choose": "slow"}', "expected {\"node name\": number"),
+        ('{"choose": "slow"}', 'expected {"node name": number'),
         ('{"nobody": 1.0}', "names no node of the model"),
     ],
 )
@@ -160,8 +182,8 @@ def _png_pixels(path) -> np.ndarray:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos: pos + 8])
-        body = data[pos + 8: pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -199,8 +221,12 @@ def _png_pixels(path) -> np.ndarray:
 
 
 def _chromium(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
-                          capture_output=True, timeout=120, check=False)
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _count(pixels: np.ndarray, rgb: tuple[int, int, int]) -> int:

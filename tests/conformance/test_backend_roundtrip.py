@@ -33,8 +33,9 @@ LIGHT_MODELS = sorted(glob.glob(os.path.join(LIGHT_DIR, "light_*.onnx")))
 def _feeds(model: onnx.ModelProto, inputs: list) -> dict:
     initializers = {t.name for t in model.graph.initializer}
     names = [i.name for i in model.graph.input if i.name not in initializers]
-    return {name: onnx.numpy_helper.to_array(x) if isinstance(x, onnx.TensorProto) else x
-            for name, x in zip(names, inputs)}
+    return {
+        name: onnx.numpy_helper.to_array(x) if isinstance(x, onnx.TensorProto) else x for name, x in zip(names, inputs)
+    }
 
 
 def _run(model: onnx.ModelProto, feeds: dict) -> list | None:

@@ -44,8 +44,6 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-
-
 @pytest.fixture(name="model_from_text")
 def _model_from_text_fixture():
     return model_from_text

@@ -16,9 +16,11 @@ HEADER = '<ir_version: 10, opset_import: ["" : 21]>\n'
 
 def _model(model_from_text, rng):
     weights = ", ".join(f"{v:.3f}" for v in rng.standard_normal(32 * 32))
-    return model_from_text(HEADER + f"g (float[N,32] x, int64[2] shape) => (float[?] y)\n"
-                           f"<float[32,32] w = {{{weights}}}, float[2] small = {{1, 2}}>\n"
-                           "{\n  h = MatMul(x, w)\n  y = Reshape(h, shape)\n}")
+    return model_from_text(
+        HEADER + f"g (float[N,32] x, int64[2] shape) => (float[?] y)\n"
+        f"<float[32,32] w = {{{weights}}}, float[2] small = {{1, 2}}>\n"
+        "{\n  h = MatMul(x, w)\n  y = Reshape(h, shape)\n}"
+    )
 
 
 def test_detach_leaves_large_float_tensors_out_and_reattach_returns_the_same_objects(model_from_text, rng):

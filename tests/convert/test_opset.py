@@ -16,8 +16,17 @@ def convert_and_compare(model_from_text, run_reference, run_ort):
     return lambda *args, **kwargs: _convert_and_compare(model_from_text, run_reference, run_ort, *args, **kwargs)
 
 
-def _convert_and_compare(model_from_text, run_reference, run_ort, text: str, source: int, target: int,
-                         feeds: dict, *, gone: set[str] = frozenset()):
+def _convert_and_compare(
+    model_from_text,
+    run_reference,
+    run_ort,
+    text: str,
+    source: int,
+    target: int,
+    feeds: dict,
+    *,
+    gone: set[str] = frozenset(),
+):
     original = model_from_text(HEADER.format(opset=source) + text)
     expected = run_reference(original, feeds)
     converted, report = convert_opset(model_from_text(HEADER.format(opset=source) + text), target)
@@ -36,8 +45,7 @@ def _convert_and_compare(model_from_text, run_reference, run_ort, text: str, sou
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu_below_20_is_rewritten(convert_and_compare, rng, approximate):
     text = f'g (float[3,5] x) => (float[3,5] y) {{ y = Gelu<approximate="{approximate}">(x) }}'
-    _, report = convert_and_compare(text, 20, 13, {"x": rng.standard_normal((3, 5)).astype(np.float32)},
-                                     gone={"Gelu"})
+    _, report = convert_and_compare(text, 20, 13, {"x": rng.standard_normal((3, 5)).astype(np.float32)}, gone={"Gelu"})
     assert report.rewritten == {"Gelu": 1}
 
 
@@ -45,13 +53,17 @@ def test_gelu_below_20_is_rewritten(convert_and_compare, rng, approximate):
 def test_layer_normalization_below_17_is_rewritten(convert_and_compare, rng, axis, bias):
     inputs = "X, scale, B" if bias else "X, scale"
     b_decl = ", float[4,5] B" if bias else ""
-    text = (f"g (float[2,4,5] X, float[4,5] scale{b_decl}) => (float[2,4,5] y) "
-            f"{{ y = LayerNormalization<axis={axis}, epsilon=0.01>({inputs}) }}")
+    text = (
+        f"g (float[2,4,5] X, float[4,5] scale{b_decl}) => (float[2,4,5] y) "
+        f"{{ y = LayerNormalization<axis={axis}, epsilon=0.01>({inputs}) }}"
+    )
     if axis == -1:
         text = text.replace("float[4,5] scale", "float[5] scale").replace("float[4,5] B", "float[5] B")
     shape = (5,) if axis == -1 else (4, 5)
-    feeds = {"X": rng.standard_normal((2, 4, 5)).astype(np.float32),
-             "scale": rng.standard_normal(shape).astype(np.float32)}
+    feeds = {
+        "X": rng.standard_normal((2, 4, 5)).astype(np.float32),
+        "scale": rng.standard_normal(shape).astype(np.float32),
+    }
     if bias:
         feeds["B"] = rng.standard_normal(shape).astype(np.float32)
     convert_and_compare(text, 17, 13, feeds, gone={"LayerNormalization"})
@@ -89,17 +101,21 @@ def test_carry_over_refuses_types_the_older_version_lacks(model_from_text):
 
 
 def test_up_conversion_uses_the_converter(convert_and_compare, rng):
-    text = ("g (float[2,6] x) => (float[2,1] m, float[2,2] a, float[2,4] b) {\n"
-            "  m = ReduceMean<axes=[1]>(x)\n  a, b = Split<axis=1, split=[2, 4]>(x)\n}")
+    text = (
+        "g (float[2,6] x) => (float[2,1] m, float[2,2] a, float[2,4] b) {\n"
+        "  m = ReduceMean<axes=[1]>(x)\n  a, b = Split<axis=1, split=[2, 4]>(x)\n}"
+    )
     converted, _ = convert_and_compare(text, 11, 18, {"x": rng.standard_normal((2, 6)).astype(np.float32)})
     split = next(n for n in converted.graph if n.op_type == "Split")
     assert "split" not in split.attributes and len(split.inputs) == 2
 
 
 def test_subgraph_bodies_are_converted(convert_and_compare, rng):
-    text = ("g (bool c, float[3] x) => (float[3] y) {\n"
-            "  y = If(c) <then_branch = t () => (float[3] z) { z = Gelu(x) },"
-            " else_branch = e () => (float[3] z) { z = Relu(x) }>\n}")
+    text = (
+        "g (bool c, float[3] x) => (float[3] y) {\n"
+        "  y = If(c) <then_branch = t () => (float[3] z) { z = Gelu(x) },"
+        " else_branch = e () => (float[3] z) { z = Relu(x) }>\n}"
+    )
     for flag in (True, False):
         feeds = {"c": np.array(flag), "x": rng.standard_normal(3).astype(np.float32)}
         converted, _ = convert_and_compare(text, 20, 16, feeds, gone={"Gelu"})
@@ -108,7 +124,8 @@ def test_subgraph_bodies_are_converted(convert_and_compare, rng):
 def test_unconvertible_ops_are_all_named_and_nothing_changes(model_from_text):
     text = HEADER.format(opset=23) + (
         "g (float[1,2,4,8] q, float[4] x) => (float[1,2,4,8] y, float[4] z) {\n"
-        "  y = Attention(q, q, q)\n  z = Relu(x)\n}")
+        "  y = Attention(q, q, q)\n  z = Relu(x)\n}"
+    )
     model = model_from_text(text)
     with pytest.raises(ConversionError) as info:
         convert_opset(model, 21)

@@ -36,8 +36,9 @@ def test_text_round_trip_puts_large_weights_in_external_data(tmp_path, rng):
     assert "{0.5,-0.5,1,2}" in text.replace(" ", "")  # ...the 16-byte bias stayed in the text
     assert os.path.getsize(tmp_path / "mlp.onnxtxt.data") >= 64 * 4 * 4
     loaded = onnxgraph.load(path)
-    np.testing.assert_array_equal(loaded.graph.initializers["w"].const_value.numpy(),
-                                  model.graph.initializers["w"].const_value.numpy())
+    np.testing.assert_array_equal(
+        loaded.graph.initializers["w"].const_value.numpy(), model.graph.initializers["w"].const_value.numpy()
+    )
     np.testing.assert_array_equal(loaded.graph.initializers["b"].const_value.numpy(), [0.5, -0.5, 1, 2])
     assert [n.op_type for n in loaded.graph] == ["Identity", "MatMul", "Add"]
 
@@ -47,13 +48,15 @@ def test_text_written_inline_when_asked(tmp_path, rng):
     onnxgraph.save(model, tmp_path / "inline.onnxtxt", external_data=False)
     assert not (tmp_path / "inline.onnxtxt.data").exists()
     loaded = onnxgraph.load(tmp_path / "inline.onnxtxt")
-    np.testing.assert_allclose(loaded.graph.initializers["w"].const_value.numpy(),
-                               model.graph.initializers["w"].const_value.numpy())
+    np.testing.assert_allclose(
+        loaded.graph.initializers["w"].const_value.numpy(), model.graph.initializers["w"].const_value.numpy()
+    )
 
 
 def test_text_without_large_tensors_writes_no_data_file(tmp_path):
-    text = ('<ir_version: 10, opset_import: ["" : 21]>\n'
-            "g (float[2] x) => (float[2] y) <float[1] b = {1}> { y = Add(x, b) }")
+    text = (
+        '<ir_version: 10, opset_import: ["" : 21]>\ng (float[2] x) => (float[2] y) <float[1] b = {1}> { y = Add(x, b) }'
+    )
     model = onnxgraph.load(onnx.parser.parse_model(text))
     onnxgraph.save(model, tmp_path / "small.onnxtxt")
     assert sorted(os.listdir(tmp_path)) == ["small.onnxtxt"]

@@ -95,8 +95,18 @@ def _bad_files(tmp_path) -> dict[str, tuple[str, str]]:
     }
 
 
-CASES = ["missing", "directory", "empty", "truncated", "random", "text", "missing external data",
-         "dangling input", "cycle", "two writers"]
+CASES = [
+    "missing",
+    "directory",
+    "empty",
+    "truncated",
+    "random",
+    "text",
+    "missing external data",
+    "dangling input",
+    "cycle",
+    "two writers",
+]
 
 
 @pytest.mark.parametrize("case", CASES)

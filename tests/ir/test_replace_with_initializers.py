@@ -11,20 +11,23 @@ from onnxgraph.serde.exporter import export_node
 
 
 def _model():
-    return onnxgraph.from_proto(onnx.parser.parse_model("""
+    return onnxgraph.from_proto(
+        onnx.parser.parse_model("""
     <ir_version: 8, opset_import: ["" : 17]>
     agraph (float[2] x) => (float[2] y, float[2] s1) <float[4] a = {1.0, 2.0, 3.0, 4.0}> {
         s0, s1 = Split <num_outputs = 2> (a)
         y = Add(x, s0)
-    }"""))
+    }""")
+    )
 
 
 def test_outputs_become_initializers_keeping_names_readers_and_output_slots():
     model = _model()
     split, add = model.graph.nodes
     s0, s1 = split.outputs
-    model.graph.replace_with_initializers(split, [onnxgraph.Tensor(np.array([1, 2], np.float32)),
-                                                  onnxgraph.Tensor(np.array([3, 4], np.float32))])
+    model.graph.replace_with_initializers(
+        split, [onnxgraph.Tensor(np.array([1, 2], np.float32)), onnxgraph.Tensor(np.array([3, 4], np.float32))]
+    )
     assert model.graph.nodes == [add]
     assert add.inputs[1] is s0 and s0.is_initializer() and s0.producer() is None
     assert model.graph.outputs[1] is s1 and s1.is_initializer()

@@ -63,8 +63,11 @@ def test_scan_body_reads_outer_values():
     )
     exported = _round_trip(model)
     rng = np.random.default_rng(0)
-    feeds = {"init": rng.standard_normal(2).astype(np.float32), "xs": rng.standard_normal((4, 2)).astype(np.float32),
-             "bias": rng.standard_normal(2).astype(np.float32)}
+    feeds = {
+        "init": rng.standard_normal(2).astype(np.float32),
+        "xs": rng.standard_normal((4, 2)).astype(np.float32),
+        "bias": rng.standard_normal(2).astype(np.float32),
+    }
     _assert_same_outputs(model, exported, feeds)
 
 
@@ -129,14 +132,29 @@ def _kitchen_sink() -> onnx.ModelProto:
     x_type = helper.make_tensor_type_proto(F, ["batch", 3])
     x_type.denotation = "TENSOR"
     x_type.tensor_type.shape.dim[0].denotation = "DATA_BATCH"
-    sub = helper.make_graph([helper.make_node("Identity", ["x"], ["s_out"])], "sub", [],
-                            [helper.make_tensor_value_info("s_out", F, None)])
+    sub = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["s_out"])], "sub", [], [helper.make_tensor_value_info("s_out", F, None)]
+    )
     custom = helper.make_node(
-        "Fancy", ["x", "", "w"], ["c_out", ""], domain="com.vendor", name="fancy",
-        f=0.5, i=7, s="text", t=numpy_helper.from_array(np.arange(3, dtype=np.int32), "t_attr"),
-        g=sub, sparse_tensor=sparse, tp=seq_type, floats=[1.0, 2.5], ints=[1, -2], strings=["a", "b"],
-        tensors=[numpy_helper.from_array(np.ones(2, np.float16), "ta")], graphs=[sub, sub],
-        sparse_tensors=[sparse], type_protos=[map_type, optional_type],
+        "Fancy",
+        ["x", "", "w"],
+        ["c_out", ""],
+        domain="com.vendor",
+        name="fancy",
+        f=0.5,
+        i=7,
+        s="text",
+        t=numpy_helper.from_array(np.arange(3, dtype=np.int32), "t_attr"),
+        g=sub,
+        sparse_tensor=sparse,
+        tp=seq_type,
+        floats=[1.0, 2.5],
+        ints=[1, -2],
+        strings=["a", "b"],
+        tensors=[numpy_helper.from_array(np.ones(2, np.float16), "ta")],
+        graphs=[sub, sub],
+        sparse_tensors=[sparse],
+        type_protos=[map_type, optional_type],
     )
     custom.metadata_props.add(key="origin", value="test")
     relu = helper.make_node("Relu", ["x"], ["y"], doc_string="activation")
@@ -145,22 +163,33 @@ def _kitchen_sink() -> onnx.ModelProto:
     graph = helper.make_graph(
         [custom, relu],
         "sink",
-        [helper.make_value_info("x", x_type), helper.make_value_info("seq_in", seq_type),
-         helper.make_value_info("map_in", map_type), helper.make_value_info("opt_in", optional_type)],
+        [
+            helper.make_value_info("x", x_type),
+            helper.make_value_info("seq_in", seq_type),
+            helper.make_value_info("map_in", map_type),
+            helper.make_value_info("opt_in", optional_type),
+        ],
         [helper.make_tensor_value_info("y", F, ["batch", 3]), helper.make_tensor_value_info("c_out", F, None)],
         [w, big_endian_free],
         doc_string="graph doc",
         value_info=[helper.make_tensor_value_info("unused_annotation", F, [1])],
-        sparse_initializer=[helper.make_sparse_tensor(
-            numpy_helper.from_array(np.array([3.0], np.float32), "sparse_init"),
-            numpy_helper.from_array(np.array([0], np.int64)), [4])],
+        sparse_initializer=[
+            helper.make_sparse_tensor(
+                numpy_helper.from_array(np.array([3.0], np.float32), "sparse_init"),
+                numpy_helper.from_array(np.array([0], np.int64)),
+                [4],
+            )
+        ],
     )
     annotation = graph.quantization_annotation.add(tensor_name="y")
     annotation.quant_parameter_tensor_names.add(key="SCALE_TENSOR", value="w")
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.vendor", 3)],
-        producer_name="tests", producer_version="1.2", domain="org.example", model_version=42,
+        producer_name="tests",
+        producer_version="1.2",
+        domain="org.example",
+        model_version=42,
         doc_string="model doc",
     )
     model.ir_version = 9
@@ -178,10 +207,20 @@ def test_every_field_and_attribute_type_round_trips():
     fancy = next(n for n in loaded.graph if n.op_type == "Fancy")
     kinds = {name: a.type for name, a in fancy.attributes.items()}
     assert kinds == {
-        "f": AttrType.FLOAT, "i": AttrType.INT, "s": AttrType.STRING, "t": AttrType.TENSOR, "g": AttrType.GRAPH,
-        "sparse_tensor": AttrType.SPARSE_TENSOR, "tp": AttrType.TYPE_PROTO, "floats": AttrType.FLOATS,
-        "ints": AttrType.INTS, "strings": AttrType.STRINGS, "tensors": AttrType.TENSORS,
-        "graphs": AttrType.GRAPHS, "sparse_tensors": AttrType.SPARSE_TENSORS, "type_protos": AttrType.TYPE_PROTOS,
+        "f": AttrType.FLOAT,
+        "i": AttrType.INT,
+        "s": AttrType.STRING,
+        "t": AttrType.TENSOR,
+        "g": AttrType.GRAPH,
+        "sparse_tensor": AttrType.SPARSE_TENSOR,
+        "tp": AttrType.TYPE_PROTO,
+        "floats": AttrType.FLOATS,
+        "ints": AttrType.INTS,
+        "strings": AttrType.STRINGS,
+        "tensors": AttrType.TENSORS,
+        "graphs": AttrType.GRAPHS,
+        "sparse_tensors": AttrType.SPARSE_TENSORS,
+        "type_protos": AttrType.TYPE_PROTOS,
     }
     assert fancy.attr("s") == "text" and fancy.attr("ints") == [1, -2]
     assert isinstance(fancy.attr("t"), Tensor) and fancy.attr("t").numpy().tolist() == [0, 1, 2]

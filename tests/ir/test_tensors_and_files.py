@@ -27,8 +27,13 @@ def _matmul_model(n: int = 64, layers: int = 3, seed: int = 0) -> onnx.ModelProt
         current = out
     inits.append(numpy_helper.from_array(np.array([1.0], np.float32), "tiny"))
     nodes.append(helper.make_node("Add", ["y", "tiny"], ["z"]))
-    graph = helper.make_graph(nodes, "mm", [helper.make_tensor_value_info("x", F, ["b", n])],
-                              [helper.make_tensor_value_info("z", F, ["b", n])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "mm",
+        [helper.make_tensor_value_info("x", F, ["b", n])],
+        [helper.make_tensor_value_info("z", F, ["b", n])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
@@ -102,8 +107,12 @@ def test_save_auto_moves_large_tensors_to_external_data(tmp_path):
     locations = {e.value for t in saved.graph.initializer for e in t.external_data if e.key == "location"}
     assert locations == {"auto.onnx.data"}
     assert os.path.getsize(out + ".data") >= 3 * 64 * 64 * 4
-    np.testing.assert_array_equal(_outputs(out), create_session(_matmul_model()).run(
-        None, {"x": np.random.default_rng(1).standard_normal((2, 64)).astype(np.float32)})[0])
+    np.testing.assert_array_equal(
+        _outputs(out),
+        create_session(_matmul_model()).run(
+            None, {"x": np.random.default_rng(1).standard_normal((2, 64)).astype(np.float32)}
+        )[0],
+    )
 
 
 def test_save_switches_to_external_data_rather_than_exceed_the_protobuf_limit(tmp_path, monkeypatch):

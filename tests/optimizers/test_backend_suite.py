@@ -28,8 +28,13 @@ with warnings.catch_warnings():
 
 LIGHT_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 LIGHT_MODELS = sorted(glob.glob(os.path.join(LIGHT_DIR, "light_*.onnx")))
-ONNXSIM_NODES = {"light_resnet50": 123, "light_densenet121": 550, "light_inception_v2": 226,
-                 "light_shufflenet": 154, "light_squeezenet": 66}
+ONNXSIM_NODES = {
+    "light_resnet50": 123,
+    "light_densenet121": 550,
+    "light_inception_v2": 226,
+    "light_shufflenet": 154,
+    "light_squeezenet": 66,
+}
 """Node counts onnxsim 0.8 reaches (the issue's targets)."""
 ONNXSIM_SIZE_LIMIT = 10**8
 """onnxsim folds weights of any size; the light models' largest weights (ConstantOfShape) exceed our

@@ -81,8 +81,10 @@ def test_large_external_initializers_merge_by_full_comparison(kit, tmp_path):
     nodes = [helper.make_node("Add", ["x", n], [f"{n}_sum"]) for n in ("w1", "w2", "w3")]
     nodes += [helper.make_node("Add", ["w1_sum", "w2_sum"], ["d"]), helper.make_node("Add", ["d", "w3_sum"], ["y"])]
     graph = helper.make_graph(
-        nodes, "g",
-        [helper.make_tensor_value_info("x", 1, [40_000])], [helper.make_tensor_value_info("y", 1, [40_000])],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", 1, [40_000])],
+        [helper.make_tensor_value_info("y", 1, [40_000])],
         [numpy_helper.from_array(a, n) for n, a in (("w1", w), ("w2", w.copy()), ("w3", w_tail))],
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)

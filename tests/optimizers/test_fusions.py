@@ -32,9 +32,7 @@ def _random(*shape: int) -> np.ndarray:
 
 
 def _build(inputs: dict[str, tuple], body, opset: int = 18) -> Model:
-    graph = Graph(
-        "g", inputs=[Value(name, tensor_type(FLOAT, shape)) for name, shape in inputs.items()]
-    )
+    graph = Graph("g", inputs=[Value(name, tensor_type(FLOAT, shape)) for name, shape in inputs.items()])
     outputs = body(OpBuilder(graph), *graph.inputs)
     graph.outputs.extend(outputs if isinstance(outputs, tuple) else (outputs,))
     model = Model(graph, ir_version=10, opset_imports={"": opset})
@@ -61,9 +59,7 @@ def _fuse(model: Model) -> tuple[Counter, Counter]:
 def _bn(op, y, channels: int, epsilon: float = 1e-3):
     scale, bias = _random(channels), _random(channels)
     mean, var = _random(channels), RNG.uniform(0.2, 3.0, channels).astype(np.float32)
-    return op.BatchNormalization(
-        y, op.const(scale), op.const(bias), op.const(mean), op.const(var), epsilon=epsilon
-    )
+    return op.BatchNormalization(y, op.const(scale), op.const(bias), op.const(mean), op.const(var), epsilon=epsilon)
 
 
 # -- BatchNormalization ----------------------------------------------------------------------------
@@ -91,9 +87,7 @@ def test_bn_into_conv(case, with_bias):
 
     def body(op, x):
         bias = op.const(_random(out_channels)) if with_bias else None
-        return _bn(
-            op, op.Conv(x, op.const(_random(*case["weight"])), bias, **case["attrs"]), out_channels
-        )
+        return _bn(op, op.Conv(x, op.const(_random(*case["weight"])), bias, **case["attrs"]), out_channels)
 
     ops, stats = _fuse(_build({"x": case["shape"]}, body))
     assert stats == {"bn_into_conv": 1}
@@ -151,9 +145,7 @@ def _conv_bn(op, x, w, extra_reader: bool = False):
 
 
 def test_bn_not_fused_when_weight_is_not_constant():
-    ops, stats = _fuse(
-        _build({"x": (1, 3, 6, 6), "w": (4, 3, 3, 3)}, lambda op, x, w: _conv_bn(op, x, w))
-    )
+    ops, stats = _fuse(_build({"x": (1, 3, 6, 6), "w": (4, 3, 3, 3)}, lambda op, x, w: _conv_bn(op, x, w)))
     assert not stats and ops["BatchNormalization"] == 1
 
 
@@ -204,9 +196,7 @@ def test_bias_and_scale_into_conv(const_shape, kind, conv_first, group):
 @pytest.mark.parametrize("kind", ["Add", "Mul"])
 def test_bias_and_scale_not_fused_unless_per_channel(const_shape, kind):
     def body(op, x):
-        return op.op(
-            kind, op.Conv(x, op.const(_random(4, 3, 1, 1))), op.const(_random(*const_shape))
-        )
+        return op.op(kind, op.Conv(x, op.const(_random(4, 3, 1, 1))), op.const(_random(*const_shape)))
 
     ops, stats = _fuse(_build({"x": (2, 3, 5, 5)}, body))
     assert not stats and ops[kind] == 1
@@ -244,9 +234,7 @@ def test_matmul_add_to_gemm(c_shape, bias_first):
     ],
 )
 def test_matmul_add_not_fused_outside_2d(a_shape, b_shape, c_shape):
-    body = lambda op, a: op.Add(
-        op.MatMul(a, op.const(_random(*b_shape))), op.const(_random(*c_shape))
-    )
+    body = lambda op, a: op.Add(op.MatMul(a, op.const(_random(*b_shape))), op.const(_random(*c_shape)))
     ops, stats = _fuse(_build({"a": a_shape}, body))
     assert not stats and ops == {"MatMul": 1, "Add": 1}
 
@@ -367,9 +355,7 @@ def test_pad_not_fused_into_conv(pads, mode, value):
 )
 def test_pad_into_average_pool(attrs, fused):
     def body(op, x):
-        return op.AveragePool(
-            _pad(op, x, [0, 0, 1, 2, 0, 0, 2, 0]), kernel_shape=[3, 3], strides=[2, 2], **attrs
-        )
+        return op.AveragePool(_pad(op, x, [0, 0, 1, 2, 0, 0, 2, 0]), kernel_shape=[3, 3], strides=[2, 2], **attrs)
 
     ops, stats = _fuse(_build({"x": (1, 3, 8, 9)}, body))
     assert (stats == {"pad_into_averagepool": 1}) is fused
@@ -461,9 +447,7 @@ def _fold_weights(model: Model, seed: int = 0) -> None:
         if node.op_type == "ConstantOfShape":
             shape = tuple(int(d) for d in const_value(node.inputs[0]))
             readers = node.outputs[0].uses()
-            is_variance = any(
-                user.op_type == "BatchNormalization" and i == 4 for user, i in readers
-            )
+            is_variance = any(user.op_type == "BatchNormalization" and i == 4 for user, i in readers)
             data = rng.uniform(0.5, 1.5, shape) if is_variance else rng.normal(0.0, 0.1, shape)
         elif node.op_type == "Unsqueeze" and const_value(node.inputs[0]) is not None:
             data = np.expand_dims(const_value(node.inputs[0]), tuple(node.attr("axes")))
@@ -508,9 +492,7 @@ def test_bn_before_opset_7_only_fused_in_test_mode(is_test, fused):
     # onnxruntime has no BatchNormalization-6 kernel, so onnx.reference checks the numbers.
     def body(op, x):
         y = op.Conv(x, op.const(_random(4, 3, 3, 3)))
-        params = [op.const(_random(4)) for _ in range(3)] + [
-            op.const(RNG.uniform(0.5, 2, 4).astype(np.float32))
-        ]
+        params = [op.const(_random(4)) for _ in range(3)] + [op.const(RNG.uniform(0.5, 2, 4).astype(np.float32))]
         return op.BatchNormalization(y, *params, is_test=is_test, epsilon=1e-3)
 
     model = _build({"x": (1, 3, 6, 6)}, body, opset=6)
@@ -555,9 +537,7 @@ def test_output_is_deterministic():
     def body(op, x):
         rng = np.random.default_rng(0)  # same weights in both builds
         y = op.Conv(x, op.const(rng.standard_normal((4, 3, 3, 3)).astype(np.float32)))
-        y = op.BatchNormalization(
-            y, *[op.const(rng.uniform(0.5, 1.5, 4).astype(np.float32)) for _ in range(4)]
-        )
+        y = op.BatchNormalization(y, *[op.const(rng.uniform(0.5, 1.5, 4).astype(np.float32)) for _ in range(4)])
         return op.Gemm(
             op.Transpose(op.Flatten(y), perm=[1, 0]),
             op.const(np.ones((5, 3), np.float32)),

@@ -33,12 +33,8 @@ def _eliminate(model: onnxgraph.Model) -> tuple[Counter, Counter]:
     stats = NoOpElimination()(model).stats
     optimized = model.to_proto()
     onnx.checker.check_model(optimized, full_check=True)
-    assert [(i.name, i.type) for i in optimized.graph.input] == [
-        (i.name, i.type) for i in original.graph.input
-    ]
-    assert [(o.name, o.type) for o in optimized.graph.output] == [
-        (o.name, o.type) for o in original.graph.output
-    ]
+    assert [(i.name, i.type) for i in optimized.graph.input] == [(i.name, i.type) for i in original.graph.input]
+    assert [(o.name, o.type) for o in optimized.graph.output] == [(o.name, o.type) for o in original.graph.output]
     for result in compare_outputs(expected, run_model(optimized, feeds)):
         assert result.passed, result
     return Counter(n.op_type for n in model.all_nodes()), stats
@@ -76,19 +72,13 @@ REMOVED = [
     (
         "slice",
         X,
-        _const("b", [0])
-        + _const("\n e", [2**63 - 1])
-        + _const("\n ax", [1])
-        + "\n r = Slice(a, b, e, ax)",
+        _const("b", [0]) + _const("\n e", [2**63 - 1]) + _const("\n ax", [1]) + "\n r = Slice(a, b, e, ax)",
         "Slice",
     ),
     (
         "slice",
         X,
-        _const("b", [0, 0])
-        + _const("\n e", [9, 4])
-        + _const("\n ax", [-1, 1])
-        + "\n r = Slice(a, b, e, ax)",
+        _const("b", [0, 0]) + _const("\n e", [9, 4]) + _const("\n ax", [-1, 1]) + "\n r = Slice(a, b, e, ax)",
         "Slice",
     ),
     ("split", X, "r = Split<axis = 1, num_outputs = 1>(a)", "Split"),
@@ -228,9 +218,7 @@ def test_graph_output_keeps_its_name_type_and_symbolic_shape():
     ops, stats = _eliminate(model)
     assert stats == {"identity": 1} and ops == {"Relu": 1}
     (output,) = model.graph.outputs
-    assert (
-        output.name == "y" and output.producer().op_type == "Relu" and output.shape == ("N", 3, 4)
-    )
+    assert output.name == "y" and output.producer().op_type == "Relu" and output.shape == ("N", 3, 4)
 
 
 def test_graph_input_forwarded_to_output_is_kept():
@@ -245,9 +233,7 @@ def test_inside_if_branch_reading_an_outer_value():
         "else_branch = e () => (float[N,3,4] ey) {{ {} }}"
     )
     body = "a = Relu(x)\n y = If(c) <" + then_else.format("i = Identity(a)\n ey = Neg(i)") + ">"
-    model = _model(
-        "(float[N,3,4] x, bool c) => (float[N,3,4] y)", body.replace("{{", "{").replace("}}", "}")
-    )
+    model = _model("(float[N,3,4] x, bool c) => (float[N,3,4] y)", body.replace("{{", "{").replace("}}", "}"))
     ops, stats = _eliminate(model)
     # The then-branch returns the outer value itself, so its Identity must stay; the else one goes.
     assert stats == {"identity": 1} and ops["Identity"] == 1

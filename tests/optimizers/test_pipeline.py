@@ -112,6 +112,7 @@ def test_no_correct_model_raises(monkeypatch):
                 if node.op_type == "Add":
                     node.op_type = "Sub"  # as if loading itself were broken
             return model
+
         return fresh
 
     monkeypatch.setattr(pipeline, "_copier", corrupted)
@@ -145,8 +146,13 @@ def test_verification_reads_unchanged_external_weights_in_place(tmp_path, monkey
 
     w = np.random.default_rng(0).standard_normal((32, 32)).astype(np.float32)
     nodes = [helper.make_node("Identity", ["x"], ["xi"]), helper.make_node("MatMul", ["xi", "w"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, ["n", 32])],
-                              [helper.make_tensor_value_info("y", 1, ["n", 32])], [numpy_helper.from_array(w, "w")])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", 1, ["n", 32])],
+        [helper.make_tensor_value_info("y", 1, ["n", 32])],
+        [numpy_helper.from_array(w, "w")],
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.save(proto, tmp_path / "m.onnx", save_as_external_data=True, location="m.data", size_threshold=0)
     monkeypatch.setattr(verify, "_session_through_copy", None)  # the copying fallback must not be needed

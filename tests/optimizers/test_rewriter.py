@@ -42,9 +42,7 @@ def _apply(rules: list[RewriteRule], model: onnxgraph.Model) -> Counter:
     stats = RewriteRuleSet(rules).apply(model)
     optimized = model.to_proto()
     onnx.checker.check_model(optimized, full_check=True)
-    assert [(o.name, o.type) for o in optimized.graph.output] == [
-        (o.name, o.type) for o in original.graph.output
-    ]
+    assert [(o.name, o.type) for o in optimized.graph.output] == [(o.name, o.type) for o in original.graph.output]
     for result in compare_outputs(expected, run_model(optimized, feeds)):
         assert result.passed, result
     _assert_use_def_consistent(model)
@@ -58,9 +56,7 @@ def _assert_use_def_consistent(model: onnxgraph.Model) -> None:
                 if value is not None:
                     assert (node, i) in value.uses()
                     producer = value.producer()
-                    assert producer is None or producer.graph is not None, (
-                        f"{node} reads a removed node"
-                    )
+                    assert producer is None or producer.graph is not None, f"{node} reads a removed node"
             for value in node.outputs:
                 for user, i in value.uses():
                     assert user.inputs[i] is value and user.graph is not None
@@ -197,9 +193,7 @@ def test_constant_pattern_matches_constants_of_that_value_only():
 
 def test_replacement_that_cannot_take_a_graph_outputs_name_is_undone():
     model = _model(
-        "(float[N,3] x) => (float[N,3] y) { y = Mul(x, k) }".replace(
-            "{ y", "{ k = Constant<value = float {1}>()\n y"
-        )
+        "(float[N,3] x) => (float[N,3] y) { y = Mul(x, k) }".replace("{ y", "{ k = Constant<value = float {1}>()\n y")
     )
     initializers = dict(model.graph.initializers)
 
@@ -221,9 +215,7 @@ def test_outer_scope_producers_are_not_matched_from_a_subgraph():
     model = _model(text)
     assert _apply([RewriteRule("gemm", _matmul_add, _to_gemm)], model) == {"gemm": 1}
     ops = _ops(model)
-    assert (
-        ops["Gemm"] == 1 and ops["MatMul"] == 1
-    )  # only the else branch, wholly inside, was rewritten
+    assert ops["Gemm"] == 1 and ops["MatMul"] == 1  # only the else branch, wholly inside, was rewritten
 
 
 def test_rules_apply_in_function_bodies_with_constant_nodes():
@@ -303,7 +295,5 @@ def test_dag_pattern_with_a_shared_intermediate_fuses_layer_normalization():
         " s = Add(var, e)\n r = Sqrt(s)\n n = Div(d, r)\n y = Neg(n) }"
     ).replace("{ ax", "{ two = Constant<value = float {2}>()\n ax")
     model = _model(text)
-    assert _apply([RewriteRule("layer_norm", pattern, replacement, check)], model) == {
-        "layer_norm": 1
-    }
+    assert _apply([RewriteRule("layer_norm", pattern, replacement, check)], model) == {"layer_norm": 1}
     assert _ops(model) == {"LayerNormalization": 1, "Neg": 1}  # constants it read are gone too

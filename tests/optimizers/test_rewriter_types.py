@@ -28,9 +28,7 @@ def test_intermediate_values_get_shapes_with_symbolic_dims():
     assert _values(model)["t"].shape is None
     assert annotate_types(model) >= 2
     values = _values(model)
-    assert (
-        values["t"].shape == ("batch", 8, "seq") and values["r"].elem_type == onnx.TensorProto.FLOAT
-    )
+    assert values["t"].shape == ("batch", 8, "seq") and values["r"].elem_type == onnx.TensorProto.FLOAT
 
 
 def test_recorded_export_sizes_are_replaced_and_outputs_keep_their_types():
@@ -44,9 +42,7 @@ def test_recorded_export_sizes_are_replaced_and_outputs_keep_their_types():
 
 
 def test_large_initializers_are_read_for_their_type_only():
-    graph = onnxgraph.Graph(
-        "g", inputs=[onnxgraph.Value("x", tensor_type(onnx.TensorProto.FLOAT, ("N", 512)))]
-    )
+    graph = onnxgraph.Graph("g", inputs=[onnxgraph.Value("x", tensor_type(onnx.TensorProto.FLOAT, ("N", 512)))])
     op = OpBuilder(graph)
     product = op.MatMul(op.Relu(graph.inputs[0]), op.const(np.zeros((512, 512), np.float32)))
     graph.outputs.append(op.Neg(product))
@@ -56,10 +52,7 @@ def test_large_initializers_are_read_for_their_type_only():
 
 
 def test_a_model_inference_rejects_is_left_unannotated():
-    text = (
-        HEADER
-        + "g (float[N,4] x, float[3,5] w) => (float[N,5] y) { m = MatMul(x, w)\n y = Relu(m) }"
-    )
+    text = HEADER + "g (float[N,4] x, float[3,5] w) => (float[N,5] y) { m = MatMul(x, w)\n y = Relu(m) }"
     model = onnxgraph.from_proto(onnx.parser.parse_model(text))
     assert annotate_types(model) == 0
     assert _values(model)["m"].shape is None

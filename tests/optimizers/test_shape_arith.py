@@ -22,8 +22,17 @@ CASES = [
     ("Concat", [np.array([1], i64), np.array([2, 3], i64)], {"axis": 0}),
     ("Gather", [np.array([7, 8, 9], i64), np.array(-1, i64)], {"axis": 0}),
     ("Gather", [np.array([7, 8, 9], i64), np.array([0, 2], i64)], {"axis": 0}),
-    ("Slice", [np.arange(6, dtype=i64), np.array([-1], i64), np.array([-10**18], i64), np.array([0], i64),
-               np.array([-2], i64)], {}),
+    (
+        "Slice",
+        [
+            np.arange(6, dtype=i64),
+            np.array([-1], i64),
+            np.array([-(10**18)], i64),
+            np.array([0], i64),
+            np.array([-2], i64),
+        ],
+        {},
+    ),
     ("Slice", [np.arange(6, dtype=i64), np.array([1], i64), np.array([10**18], i64)], {}),
     ("Add", [np.array([1, 2], i64), np.array(3, i64)], {}),
     ("Sub", [np.array([1, 2], i64), np.array([5, 5], i64)], {}),
@@ -43,9 +52,12 @@ CASES = [
 def _onnxruntime(op: str, arrays: list[np.ndarray], attrs: dict) -> np.ndarray:
     names = [f"in{i}" for i in range(len(arrays))]
     graph = helper.make_graph(
-        [helper.make_node(op, names, ["out"], **attrs)], "g",
-        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
-         for n, a in zip(names, arrays)],
+        [helper.make_node(op, names, ["out"], **attrs)],
+        "g",
+        [
+            helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+            for n, a in zip(names, arrays)
+        ],
         [helper.make_empty_tensor_value_info("out")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)

@@ -65,8 +65,9 @@ def test_exporter_reshape_chain_becomes_a_constant_with_zero_for_symbolic_dims(k
 
 def test_one_unmatched_symbol_becomes_minus_one(kit):
     flatten = "f = Mul(bu, tu)\n    flat = Concat <axis = 0> (f, heads, dim)\n    y = Reshape(x, flat)"
-    text = _ATTENTION_RESHAPE.replace("y = Reshape(x, shape)", flatten).replace("float[batch, seq, 2, 4] y",
-                                                                                 "float[M, 2, 4] y")
+    text = _ATTENTION_RESHAPE.replace("y = Reshape(x, shape)", flatten).replace(
+        "float[batch, seq, 2, 4] y", "float[M, 2, 4] y"
+    )
     model = kit.parse(text)
     kit.apply(ShapeSimplification(), model)
     DeadCodeElimination()(model)
@@ -75,9 +76,9 @@ def test_one_unmatched_symbol_becomes_minus_one(kit):
 
 
 def test_reshape_that_needs_two_unknown_dims_stays_dynamic(kit):
-    text = _ATTENTION_RESHAPE.replace("shape = Concat <axis = 0> (bu, tu, heads, dim)",
-                                      "shape = Concat <axis = 0> (tu, bu, heads, dim)") \
-        .replace("float[batch, seq, 2, 4] y", "float[seq, batch, 2, 4] y")
+    text = _ATTENTION_RESHAPE.replace(
+        "shape = Concat <axis = 0> (bu, tu, heads, dim)", "shape = Concat <axis = 0> (tu, bu, heads, dim)"
+    ).replace("float[batch, seq, 2, 4] y", "float[seq, batch, 2, 4] y")
     model = kit.parse(text)
     assert not ShapeSimplification()(model).changed
 

@@ -47,9 +47,7 @@ def test_identical_models_pass_parity_with_exact_outputs(tmp_path):
     path = save(tmp_path, RELU, "a.onnx")
     report = run_benchmark([path, path], BenchConfig(**TINY))
     (y,) = report.parity
-    assert (
-        y.passed and y.max_abs == 0 and y.mismatches == 0 and y.size == 8
-    )  # default dynamic dim 1
+    assert y.passed and y.max_abs == 0 and y.mismatches == 0 and y.size == 8  # default dynamic dim 1
     assert len(report.models[0].latencies_ms) == len(report.models[1].latencies_ms) == 20
     ratio, low, high = report.ratio_p50
     assert low <= ratio <= high
@@ -67,9 +65,7 @@ def test_perturbed_model_fails_parity_by_the_perturbation(tmp_path):
 
 def test_per_output_tolerance_overrides_the_default(tmp_path):
     config = BenchConfig(**TINY, output_tolerances={"y": (0.0, 0.6)})
-    report = run_benchmark(
-        [save(tmp_path, RELU, "a.onnx"), save(tmp_path, SHIFTED, "b.onnx")], config
-    )
+    report = run_benchmark([save(tmp_path, RELU, "a.onnx"), save(tmp_path, SHIFTED, "b.onnx")], config)
     assert report.parity_passed and report.parity[0].atol == 0.6
     with pytest.raises(BenchError, match="--tolerance names 'out'"):
         run_benchmark([RELU, SHIFTED], BenchConfig(**TINY, output_tolerances={"out": (0, 1)}))
@@ -94,9 +90,7 @@ def test_npz_inputs_are_used(tmp_path):
         tmp_path / "in.npz",
         x=np.abs(np.random.default_rng(0).standard_normal((5, 8))).astype(np.float32),
     )
-    assert not run_benchmark(
-        [RELU, identity], BenchConfig(**TINY, input_shapes={"x": [5, 8]})
-    ).parity_passed
+    assert not run_benchmark([RELU, identity], BenchConfig(**TINY, input_shapes={"x": [5, 8]})).parity_passed
     report = run_benchmark([RELU, identity], BenchConfig(**TINY, inputs_npz=tmp_path / "in.npz"))
     assert report.parity_passed and report.parity[0].size == 40
 
@@ -109,9 +103,7 @@ def test_int_range_bounds_index_inputs():
     config = BenchConfig(**TINY, input_shapes={"ids": [64]}, int_range=(0, 4))
     assert run_benchmark([gather], config).models[0].latencies_ms
     with pytest.raises(BenchError, match="cannot run the model"):
-        run_benchmark(
-            [gather], BenchConfig(**TINY, input_shapes={"ids": [64]}, int_range=(100, 200))
-        )
+        run_benchmark([gather], BenchConfig(**TINY, input_shapes={"ids": [64]}, int_range=(100, 200)))
 
 
 @pytest.mark.parametrize(
@@ -164,14 +156,10 @@ def test_compare_models_returns_the_json_shape(tmp_path):
         compare_models(a, b, config=BenchConfig(), runs=3)
 
 
-@pytest.mark.skipif(
-    not providers.cuda_status().usable, reason="no CUDA session can be created here"
-)
+@pytest.mark.skipif(not providers.cuda_status().usable, reason="no CUDA session can be created here")
 @pytest.mark.parametrize("io_binding", [False, True])
 def test_cuda_runs_on_cuda_and_matches_cpu(io_binding):
-    cuda = run_benchmark(
-        [RELU, SHIFTED], BenchConfig(warmup=2, runs=20, provider="cuda", io_binding=io_binding)
-    )
+    cuda = run_benchmark([RELU, SHIFTED], BenchConfig(warmup=2, runs=20, provider="cuda", io_binding=io_binding))
     assert all(m.provider == "CUDAExecutionProvider" for m in cuda.models)
     assert cuda.parity[0].max_abs == pytest.approx(0.5)
     auto = run_benchmark([RELU], BenchConfig(warmup=2, runs=20, provider="auto"))

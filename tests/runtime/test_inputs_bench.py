@@ -84,9 +84,7 @@ def test_adapt_feeds_refuses_other_inputs():
     feeds = {"x": np.zeros((1, 4), np.float32)}
     with pytest.raises(InputError, match="the models' inputs differ"):
         adapt_feeds(feeds, [InputSpec("input", F32, None)])
-    with pytest.raises(
-        InputError, match="input 'x' is float32 in one model and int64 in the other"
-    ):
+    with pytest.raises(InputError, match="input 'x' is float32 in one model and int64 in the other"):
         adapt_feeds(feeds, [InputSpec("x", I64, None)])
 
 

@@ -30,9 +30,7 @@ def test_auto_follows_a_real_probe_and_prints_no_cuda_noise(capfd):
 
 
 def test_cuda_without_cuda_raises_with_the_reason(monkeypatch):
-    monkeypatch.setattr(
-        providers, "cuda_status", lambda: CudaStatus(False, "libcublasLt.so.13: not found")
-    )
+    monkeypatch.setattr(providers, "cuda_status", lambda: CudaStatus(False, "libcublasLt.so.13: not found"))
     with pytest.raises(ProviderError, match="CUDA is not active: libcublasLt.so.13: not found"):
         resolve_providers("cuda")
     assert resolve_providers("auto") == (CPU,)

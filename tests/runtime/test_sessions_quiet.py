@@ -21,7 +21,8 @@ assert out.shape == (2, 10)
 
 def test_a_cpu_session_prints_nothing_on_stderr(tmp_path):
     # cwd away from the checkout, so `python -c` imports the installed package, not the source folder
-    result = subprocess.run([sys.executable, "-c", SCRIPT, os.path.abspath(MLP)], capture_output=True, text=True,
-                            cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, os.path.abspath(MLP)], capture_output=True, text=True, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""

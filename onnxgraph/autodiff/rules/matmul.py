@@ -50,9 +50,7 @@ def matmul(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequenc
         g = b.unsqueeze(g, [-1])
     if ra == 1:
         g = b.unsqueeze(g, [-2])
-    batch = _broadcast_dims(
-        None if a2.shape is None else a2.shape[:-2], None if w2.shape is None else w2.shape[:-2]
-    )
+    batch = _broadcast_dims(None if a2.shape is None else a2.shape[:-2], None if w2.shape is None else w2.shape[:-2])
     da = dw = None
     if b.wants(a):
         da = b.MatMul(g, _swap_last(b, w2, max(rank_of(w2), 2)))
@@ -78,17 +76,9 @@ def gemm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[
     ta, tb = node.attr("transA", 0), node.attr("transB", 0)
     da = dw = dc = None
     if b.wants(a):
-        da = (
-            b.Gemm(w, g, alpha=alpha, transA=tb, transB=1)
-            if ta
-            else b.Gemm(g, w, alpha=alpha, transB=1 - tb)
-        )
+        da = b.Gemm(w, g, alpha=alpha, transA=tb, transB=1) if ta else b.Gemm(g, w, alpha=alpha, transB=1 - tb)
     if b.wants(w):
-        dw = (
-            b.Gemm(g, a, alpha=alpha, transA=1, transB=ta)
-            if tb
-            else b.Gemm(a, g, alpha=alpha, transA=1 - ta)
-        )
+        dw = b.Gemm(g, a, alpha=alpha, transA=1, transB=ta) if tb else b.Gemm(a, g, alpha=alpha, transA=1 - ta)
     if b.wants(c):
         dc = g if beta == 1.0 else b.Mul(g, b.scalar(beta, g))
     return [da, dw, dc]
@@ -103,9 +93,7 @@ def _terms(equation: str) -> tuple[list[list[str]], list[str]]:
         for t in operands:
             for ch in t:
                 counts[ch] = counts.get(ch, 0) + 1
-        out = (["..."] if "..." in counts else []) + sorted(
-            c for c, n in counts.items() if n == 1 and c != "..."
-        )
+        out = (["..."] if "..." in counts else []) + sorted(c for c, n in counts.items() if n == 1 and c != "...")
     else:
         out = _tokens(rhs)
     return operands, out
@@ -127,9 +115,7 @@ def einsum(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequenc
             continue
         term = operands[i]
         if len(set(term)) != len(term):
-            raise GradientError(
-                f"Einsum gradient: repeated index in operand '{''.join(term)}' is not supported"
-            )
+            raise GradientError(f"Einsum gradient: repeated index in operand '{''.join(term)}' is not supported")
         others = [t for j, t in enumerate(operands) if j != i]
         available = set(out).union(*others) if others else set(out)
         kept = [t for t in term if t in available]

@@ -94,9 +94,7 @@ def batch_norm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Seq
         b.Mul(sum_gc, inv) if b.wants(scale) else None,
         sum_g if b.wants(bias) else None,
         b.Neg(b.Mul(sum_g, scaled_inv)) if b.wants(mean) else None,
-        b.Mul(sum_gc, b.Mul(b.Mul(scaled_inv, b.Mul(inv, inv)), b.scalar(-0.5, x)))
-        if b.wants(var)
-        else None,
+        b.Mul(sum_gc, b.Mul(b.Mul(scaled_inv, b.Mul(inv, inv)), b.scalar(-0.5, x))) if b.wants(var) else None,
     ]
 
 
@@ -151,9 +149,7 @@ def group_norm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Seq
     """Statistics over (C/G, spatial) per group; scale and bias per channel (opset 21 semantics)."""
     x, scale = node.input(0), node.input(1)
     if b.opset < 21:
-        raise GradientError(
-            "the gradient of GroupNormalization needs opset 21 (the opset 18 form is deprecated)"
-        )
+        raise GradientError("the gradient of GroupNormalization needs opset 21 (the opset 18 form is deprecated)")
     g, r, groups = grads[0], rank_of(x), node.attr("num_groups")
     grouped = b.ints([0, groups, -1])
     mean, inv = _statistics(b, b.Reshape(x, grouped), [2], node.attr("epsilon", 1e-5))
@@ -170,9 +166,7 @@ def lp_norm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequen
     axis, p = node.attr("axis", -1), node.attr("p", 2)
     if p == 2:
         norm = b.reduce("ReduceL2", x, [axis])
-        return [
-            b.Div(b.Sub(g, b.Mul(y, b.ReduceSum(b.Mul(g, y), b.ints([axis]), keepdims=1))), norm)
-        ]
+        return [b.Div(b.Sub(g, b.Mul(y, b.ReduceSum(b.Mul(g, y), b.ints([axis]), keepdims=1))), norm)]
     norm = b.reduce("ReduceL1", x, [axis])  # y = x / sum|x|
     dot = b.ReduceSum(b.Mul(g, y), b.ints([axis]), keepdims=1)
     return [b.Div(b.Sub(g, b.Mul(b.Sign(x), dot)), norm)]
@@ -183,9 +177,7 @@ def rms_norm(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Seque
     x, scale = node.input(0), node.input(1)
     g, r = grads[0], rank_of(x)
     axes = list(range(node.attr("axis", -1) % r, r))
-    inv = b.Reciprocal(
-        b.Sqrt(b.Add(_mean(b, b.Mul(x, x), axes), b.scalar(node.attr("epsilon", 1e-5), x)))
-    )
+    inv = b.Reciprocal(b.Sqrt(b.Add(_mean(b, b.Mul(x, x), axes), b.scalar(node.attr("epsilon", 1e-5), x))))
     xhat = b.Mul(x, inv)
     dx = _normalized_input_grad(b, b.Mul(g, scale), xhat, inv, axes, centered=False)
     return [dx, b.Mul(g, xhat)]

@@ -51,9 +51,7 @@ def extremum_grad(b, node, g, axes):
     x, y = node.input(0), node.outputs[0]
     hit = b.Cast(b.Equal(x, expand_back(b, node, y, axes)), to=x.elem_type)
     sum_axes = list(range(rank_of(x))) if axes is None else axes
-    ties = b.ReduceSum(
-        hit, b.ints(sum_axes) if isinstance(sum_axes, list) else sum_axes, keepdims=1
-    )
+    ties = b.ReduceSum(hit, b.ints(sum_axes) if isinstance(sum_axes, list) else sum_axes, keepdims=1)
     return b.Div(b.Mul(hit, expand_back(b, node, g, axes)), ties)
 
 
@@ -113,6 +111,4 @@ def _elementwise_noop(b, op, x, g):
 @register("CumSum", differentiable=(0,))
 def cumsum(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
     reverse = 1 - node.attr("reverse", 0)
-    return [
-        b.CumSum(grads[0], node.inputs[1], exclusive=node.attr("exclusive", 0), reverse=reverse)
-    ]
+    return [b.CumSum(grads[0], node.inputs[1], exclusive=node.attr("exclusive", 0), reverse=reverse)]
