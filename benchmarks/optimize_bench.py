@@ -75,6 +75,7 @@ def _measure(tool: str, model: str, workdir: str, input_shapes: dict) -> dict:
 
 def _bert(workdir: str, layers: int, hidden: int) -> tuple[str, int]:
     import onnx
+
     from build import transformer
 
     path = os.path.join(workdir, f"bert-{layers}x{hidden}.onnx")
@@ -86,6 +87,7 @@ def _bert(workdir: str, layers: int, hidden: int) -> tuple[str, int]:
 
 def _scaling_model(workdir: str, nodes: int) -> str:
     import onnx
+
     from build import transformer
 
     layers = max(1, round(nodes / 100))  # ~100 nodes per tiny layer

@@ -5,6 +5,9 @@
   mixed with this one would test code nobody meant to test).
 - Counts of what the ONNX-suite tests compared, printed at the end of the run. Cases that compare
   nothing (onnxruntime itself cannot run them) are skipped with the reason instead.
+- Tests run from an empty folder, not the checkout: a subprocess started with ``python -m onnxgraph``
+  or ``python -c`` puts its working folder first on sys.path, and the checkout's onnxgraph/ folder
+  lacks the ``cli`` and ``optimizers`` sub-packages that setuptools maps in (``pip install .``).
 """
 
 from __future__ import annotations
@@ -63,3 +66,12 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("ONNX test-suite counts")
         for key in sorted(_COUNTS):
             terminalreporter.write_line(f"{key}: {_COUNTS[key]}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _outside_the_checkout(tmp_path_factory):
+    """Run the session with an empty working folder, so subprocesses import the installed package."""
+    previous = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(previous)
