@@ -11,6 +11,7 @@ from onnxgraph.cli.options import (
     input_shape_option,
     json_flag,
     model_argument,
+    output_option,
     overwrite_option,
     parse_input_shapes,
 )
@@ -25,13 +26,7 @@ from onnxgraph.cli.output import emit, printable, progress, save_checked, stdout
     ),
 )
 @model_argument
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=str),
-    help="Destination .onnx (or .onnxtxt for ONNX text).",
-)
+@output_option("Destination .onnx (or .onnxtxt for ONNX text).")
 @click.option("--opset", type=click.IntRange(1), help="Default-domain opset to convert to (up or down).")
 @click.option("--ir-version", type=click.IntRange(1), help="IR version to write.")
 @click.option(

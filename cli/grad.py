@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from onnxgraph.cli.errors import BadInput
-from onnxgraph.cli.options import allow_outside_option, examples, json_flag, model_argument, overwrite_option
+from onnxgraph.cli.options import (
+    allow_outside_option,
+    examples,
+    json_flag,
+    model_argument,
+    output_option,
+    overwrite_option,
+)
 from onnxgraph.cli.output import emit, progress, save_checked, stdout_console
 
 LOSS_FUNCTIONS = ("mse", "l1", "cross_entropy", "bce_with_logits", "sum")
@@ -59,14 +66,7 @@ def _deprecated(old: str, new: str) -> None:
     ),
 )
 @model_argument
-@click.option(
-    "-o",
-    "--output",
-    "out",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Where to write the gradient model.",
-)
+@output_option("Where to write the gradient model.", dest="out")
 @click.option("--loss", "loss", metavar="OUTPUT", help="Differentiate this scalar output (seed 1).")
 @click.option(
     "--loss-fn",

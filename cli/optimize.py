@@ -11,6 +11,7 @@ from onnxgraph.cli.options import (
     input_shape_option,
     json_output,
     model_argument,
+    output_option,
     overwrite_option,
     parse_input_shapes,
 )
@@ -27,13 +28,7 @@ _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not impor
     ),
 )
 @model_argument
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=str),
-    help="Where to write the optimized model (weights in external data stay external).",
-)
+@output_option("Where to write the optimized model (weights in external data stay external).")
 @click.option(
     "--passes",
     default=None,

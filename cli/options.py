@@ -47,6 +47,20 @@ def examples(*lines: str) -> str:
 json_flag = json_output()
 """``--json [FILE]`` for commands without an alias; see :func:`json_output`."""
 
+
+def output_option(help: str, *, dest: str = "output", required: bool = True, metavar: str | None = None):
+    """``-o/--output FILE``, the file a command writes (the output guard checks it before any work)."""
+    return click.option(
+        "-o",
+        "--output",
+        dest,
+        required=required,
+        type=click.Path(dir_okay=False, path_type=str),
+        metavar=metavar,
+        help=help,
+    )
+
+
 model_argument = click.argument("model", type=click.Path(dir_okay=True, file_okay=True, path_type=str), metavar="MODEL")
 """A model path; existence and format are checked by the loader so errors name the problem."""
 

@@ -10,6 +10,7 @@ from onnxgraph.cli.options import (
     input_shape_option,
     json_flag,
     model_argument,
+    output_option,
     overwrite_option,
     parse_input_shapes,
 )
@@ -23,13 +24,7 @@ from onnxgraph.cli.options import (
     )
 )
 @model_argument
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=str),
-    help="Where to write the quantized model (weights in external data stay external).",
-)
+@output_option("Where to write the quantized model (weights in external data stay external).")
 @click.option(
     "--mode",
     type=click.Choice(["dynamic", "static"]),

@@ -11,6 +11,7 @@ from onnxgraph.cli.options import (
     input_shape_option,
     json_flag,
     model_argument,
+    output_option,
     parse_input_shapes,
 )
 
@@ -23,13 +24,7 @@ from onnxgraph.cli.options import (
     )
 )
 @model_argument
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=str),
-    help="Where to write the reduced model.",
-)
+@output_option("Where to write the reduced model.")
 @click.option(
     "--check",
     "command",

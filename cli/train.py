@@ -8,7 +8,7 @@ import click
 
 from onnxgraph.cli.artifacts import build_from_options, training_options
 from onnxgraph.cli.errors import EXIT_BAD_INPUT, BadInput
-from onnxgraph.cli.options import examples, json_flag, model_argument, overwrite_option
+from onnxgraph.cli.options import examples, json_flag, model_argument, output_option, overwrite_option
 
 
 @click.command(
@@ -22,7 +22,7 @@ from onnxgraph.cli.options import examples, json_flag, model_argument, overwrite
     )
 )
 @model_argument
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the trained inference model here.")
+@output_option("Write the trained inference model here.", dest="out", required=False)
 @click.option(
     "--data", required=True, type=click.Path(), metavar="TRAIN.npz", help="Training arrays (.npz or folder of .npy)."
 )

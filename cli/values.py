@@ -11,6 +11,7 @@ from onnxgraph.cli.options import (
     input_shape_option,
     json_flag,
     model_argument,
+    output_option,
     parse_input_shapes,
 )
 
@@ -23,14 +24,7 @@ from onnxgraph.cli.options import (
     )
 )
 @model_argument
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=str),
-    metavar="VALUES.npz",
-    help="Where to write the values (array names are value names).",
-)
+@output_option("Where to write the values (array names are value names).", metavar="VALUES.npz")
 @click.option(
     "--inputs",
     type=click.Path(dir_okay=False, path_type=str),

@@ -7,7 +7,7 @@ import os
 import click
 
 from onnxgraph.cli.errors import BadInput
-from onnxgraph.cli.options import allow_outside_option, examples, json_flag, model_argument
+from onnxgraph.cli.options import allow_outside_option, examples, json_flag, model_argument, output_option
 from onnxgraph.cli.output import emit, printable, progress
 
 _FORMATS = (".dot", ".svg", ".html")
@@ -21,13 +21,7 @@ _FORMATS = (".dot", ".svg", ".html")
     ),
 )
 @model_argument
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=str),
-    help="OUT.dot, OUT.svg (needs Graphviz) or OUT.html (opens offline).",
-)
+@output_option("OUT.dot, OUT.svg (needs Graphviz) or OUT.html (opens offline).")
 @click.option("--max-nodes", type=click.IntRange(1), help="Draw at most N nodes (in topological order).")
 @click.option(
     "--node-data",
