@@ -412,6 +412,7 @@ def resnet18(classes: int = 1000, image: int = 224, width: int = 64, seed: int =
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
     model.ir_version = 8
+    return model
 
 
 def resnet_like(

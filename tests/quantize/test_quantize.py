@@ -83,6 +83,22 @@ def test_static_qdq_cnn_with_calibration_keeps_top1(tmp_path):
     assert report.accuracy.outputs[0].top1 == pytest.approx(np.mean(expected.argmax(-1) == actual.argmax(-1)))
 
 
+def test_static_qdq_resnet18_builder_of_the_benchmark(tmp_path):
+    """The ResNet-18 that benchmarks/quantize_bench.py measures, narrow and small: it builds, runs, and its
+    20 Convs (17 in the blocks and stem, 3 shortcuts) are quantized with their weights in int8."""
+    float_path, out, data = tmp_path / "r18.onnx", tmp_path / "r18.qdq.onnx", tmp_path / "calib.npz"
+    onnx.save(models.resnet18(classes=10, image=32, width=8), float_path)
+    assert _ops(float_path).count("Conv") == 20
+    images = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    np.savez(data, x=images)
+    report = quantize(float_path, out, QuantizeConfig(mode="static", calibration=os.fspath(data), per_channel=True))
+    assert _ops(out).count("Conv") == 20 and "QuantizeLinear" in _ops(out)
+    int8_weights = [i for i in onnx.load(os.fspath(out)).graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= 21  # every Conv weight and the Gemm weight
+    assert _cosine(_run(float_path, {"x": images}), _run(out, {"x": images})) > 0.98
+    assert report.accuracy.samples == 8
+
+
 def test_static_qoperator_uses_qlinear_ops(tmp_path):
     float_path, out, data = tmp_path / "cnn.onnx", tmp_path / "cnn.q.onnx", tmp_path / "calib.npz"
     onnx.save(models.cnn(channels=8, image=16, seed=1), float_path)
