@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from onnxgraph import types
 from onnxgraph.node import Node
 from onnxgraph.value import Value
 
@@ -128,11 +129,7 @@ REDUCTIONS = frozenset(
 
 def _dims(value: Value | None) -> tuple[int, ...] | None:
     """Static dims of a value, None when the rank or any dimension is unknown."""
-    shape = None if value is None else value.shape
-    if shape is None:
-        return None
-    known = tuple(d for d in shape if isinstance(d, int))
-    return known if len(known) == len(shape) else None
+    return None if value is None else types.static_dims(value.shape)
 
 
 def _size(value: Value | None) -> int | None:

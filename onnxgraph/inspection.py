@@ -87,11 +87,8 @@ def summarize(model: Model, path: str | None = None) -> dict[str, Any]:
 
 
 def _value_bytes(value: Value) -> int | None:
-    dims, elem = value.shape, value.elem_type
-    if elem is None or dims is None:
-        return None
-    known = [d for d in dims if isinstance(d, int)]
-    return types.storage_bytes(elem, math.prod(known)) if len(known) == len(dims) else None
+    dims, elem = types.static_dims(value.shape), value.elem_type
+    return None if elem is None or dims is None else types.storage_bytes(elem, math.prod(dims))
 
 
 def _assumed_shapes(model: Model, input_shapes: dict[str, list[int]]) -> dict[str, list[int]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import onnx
 from onnx import helper
@@ -49,6 +51,14 @@ def is_known(elem_type: int) -> bool:
     except (KeyError, ValueError, TypeError):
         return False
     return True
+
+
+def static_dims(shape: Sequence[Dim] | None) -> tuple[int, ...] | None:
+    """``shape`` as integers when its rank and every dimension are known, else None."""
+    if shape is None:
+        return None
+    known = tuple(d for d in shape if isinstance(d, int))
+    return known if len(known) == len(shape) else None
 
 
 def storage_bytes(elem_type: int, num_elements: int) -> int | None:

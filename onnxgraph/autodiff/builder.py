@@ -186,7 +186,7 @@ class GradBuilder(OpBuilder):
         """``x.shape[start:end]`` as a 1-D int64 tensor: a constant where those dims are static,
         else read at run time (Shape with start/end, or Shape + Slice before opset 15)."""
         shape = x.shape
-        known = None if shape is None else int_dims(shape[start:end])
+        known = None if shape is None else types.static_dims(shape[start:end])
         if known is not None:
             return self.ints(known)
         if self.opset >= 15:
@@ -293,13 +293,7 @@ def dtype_of(x: Value) -> np.dtype:
 
 def static_shape(x: Value) -> tuple[int, ...] | None:
     """``x``'s dims when all are known integers, else None."""
-    return None if x.shape is None else int_dims(x.shape)
-
-
-def int_dims(dims: Sequence[types.Dim]) -> tuple[int, ...] | None:
-    """``dims`` as integers when every one is a known integer, else None."""
-    known = tuple(d for d in dims if isinstance(d, int))
-    return known if len(known) == len(dims) else None
+    return None if x.shape is None else types.static_dims(x.shape)
 
 
 def rank_of(x: Value) -> int:

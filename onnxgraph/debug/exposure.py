@@ -105,13 +105,10 @@ def estimated_sizes(model: Model, feeds: Mapping[str, np.ndarray]) -> dict[str, 
 
 
 def _nbytes(type_proto: onnx.TypeProto | None) -> int:
-    shape, elem = types.shape_of(type_proto), types.elem_type_from(type_proto)
-    if shape is None or elem is None:
+    dims, elem = types.static_dims(types.shape_of(type_proto)), types.elem_type_from(type_proto)
+    if dims is None or elem is None:
         return _UNKNOWN_SIZE
-    known = [d for d in shape if isinstance(d, int)]
-    if len(known) != len(shape):
-        return _UNKNOWN_SIZE
-    return types.storage_bytes(elem, int(np.prod(known, dtype=np.int64))) or _UNKNOWN_SIZE
+    return types.storage_bytes(elem, int(np.prod(dims, dtype=np.int64))) or _UNKNOWN_SIZE
 
 
 def chunks(names: Sequence[str], found: Mapping[str, onnx.TypeProto], budget: int) -> list[list[str]]:
