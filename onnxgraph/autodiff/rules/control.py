@@ -35,7 +35,9 @@ def if_(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[V
 def _differentiate_branch(b, branch: Graph, target: Graph, grads, wanted) -> None:
     from onnxgraph.autodiff.engine import backpropagate
 
-    copies = _copy_nodes(branch, target)
+    if any(node.subgraphs() for node in branch):
+        raise GradientError("the gradient of If with nested subgraphs is not supported")
+    copies = copy_nodes(branch, target)
     seeds = {}
     for out, g in zip(branch.outputs, grads):
         if g is not None:
@@ -49,12 +51,11 @@ def _differentiate_branch(b, branch: Graph, target: Graph, grads, wanted) -> Non
         target.outputs.append(exposed)
 
 
-def _copy_nodes(branch: Graph, target: Graph) -> dict[Value, Value]:
-    """Append copies of ``branch``'s nodes to ``target``; return old inner value -> its copy."""
-    copies: dict[Value, Value] = {}
-    for node in branch:
-        if node.subgraphs():
-            raise GradientError("the gradient of If with nested subgraphs is not supported")
+def copy_nodes(body: Graph, target: Graph, mapping: dict[Value, Value] | None = None) -> dict[Value, Value]:
+    """Append copies of ``body``'s nodes to ``target``, reading ``mapping``'s values in place of its keys
+    (a Loop body's inputs); return every body value -> its copy (outer-scope values are read as they are)."""
+    copies: dict[Value, Value] = dict(mapping or {})
+    for node in body:
         inputs = [None if v is None else copies.get(v, v) for v in node.inputs]
         clone = Node(
             node.domain,

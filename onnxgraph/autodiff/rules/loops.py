@@ -25,6 +25,7 @@ from onnxgraph import types
 from onnxgraph.autodiff.builder import GradBuilder
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
+from onnxgraph.autodiff.rules.control import copy_nodes
 from onnxgraph.autodiff.rules.recurrent import reverse_steps
 from onnxgraph.graph import Graph
 from onnxgraph.node import Node
@@ -182,7 +183,7 @@ def _reverse_loop(b, node, body, count, bind, input_types, first_state, state_gr
     known = _body_types(b, node, body, input_types)
     for value, bound in mapping.items():
         bound.type = known.get(value.name, bound.type)
-    copies = _copy_body(body, grad_body, mapping)
+    copies = copy_nodes(body, grad_body, mapping)
     for old, new in copies.items():
         if old.name in known and new.shape is None:
             new.type = known[old.name]
@@ -248,19 +249,3 @@ def _body_types(b, node, body: Graph, input_types) -> dict[str, onnx.TypeProto]:
     found = {v.name: t for v, t in zip(body.inputs, input_types) if t is not None and v.name}
     found.update((info.name, info.type) for info in inferred.graph.value_info)
     return found
-
-
-def _copy_body(body: Graph, target: Graph, mapping: dict[Value, Value]) -> dict[Value, Value]:
-    """Append copies of ``body``'s nodes to ``target``, reading ``mapping``'s values for the body's
-    inputs; return every body value -> its copy (outer-scope values are read as they are)."""
-    copies = dict(mapping)
-    for node in body:
-        inputs = [None if v is None else copies.get(v, v) for v in node.inputs]
-        clone = Node(node.domain, node.op_type, inputs, list(node.attributes.values()), num_outputs=len(node.outputs))
-        for old, new in zip(node.outputs, clone.outputs):
-            new.type = old.type
-            if not old.name:
-                new.name = ""
-            copies[old] = new
-        target.append(clone)
-    return copies
