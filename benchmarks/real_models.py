@@ -1,0 +1,257 @@
+"""Real architectures exported by ``torch.onnx.export``: the catalogue every real-model benchmark uses.
+
+Sixteen networks users actually ship (torchvision CNNs and ViT, Hugging Face transformers encoders and
+decoders, speech front ends), built with random weights from their library's default or a named
+small configuration (nothing is downloaded), exported the way a user exports them: weights inline in
+the .onnx file, dynamic batch (and sequence or audio length) axes, with the TorchScript exporter
+(``dynamo=False``, opset 17) and the dynamo exporter (``dynamo=True``, opset 18).
+
+    python benchmarks/real_models.py --out /tmp/real [--models bert,gpt2] [--exporters torchscript]
+
+writes ``OUT/NAME.EXPORTER.onnx``, ``OUT/NAME.inputs.npz`` (one sample input, named after the
+model's inputs) and ``OUT/manifest.json`` (per model and exporter: the file or the export's error).
+A model already in OUT is not exported again. Other scripts import :func:`export_all`.
+
+PyTorch, torchvision and transformers are needed here only, never by the package or its tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+EXPORTERS = ("torchscript", "dynamo")
+
+
+@dataclass(frozen=True)
+class RealModel:
+    """One network: how to build it, a sample input per ONNX input name, and the dynamic axes."""
+
+    name: str
+    build: Callable[[], object]
+    inputs: Callable[[], dict[str, np.ndarray]]
+    dynamic_axes: dict[str, dict[int, str]]
+    outputs: tuple[str, ...] = ("output",)
+
+
+def _torchvision(factory: str, image: int = 224) -> RealModel:
+    def build() -> object:
+        import torchvision
+
+        return getattr(torchvision.models, factory)(weights=None)
+
+    return RealModel(
+        name=factory,
+        build=build,
+        inputs=lambda: {"input": np.random.default_rng(0).standard_normal((1, 3, image, image), dtype=np.float32)},
+        dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+    )
+
+
+def _hidden_states(model: object) -> object:
+    """Wrap a transformers model so it returns its last hidden state as one tensor."""
+    import torch
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: torch.Tensor) -> torch.Tensor:
+            return self.inner(*args).last_hidden_state
+
+    return LastHiddenState(model)
+
+
+def _text(name: str, config: Callable[[], object], model_class: str, mask: bool = True, vocab: int = 1000) -> RealModel:
+    def build() -> object:
+        import transformers
+
+        cfg = config()
+        cfg.use_cache = False
+        return _hidden_states(getattr(transformers, model_class)(cfg))
+
+    def inputs() -> dict[str, np.ndarray]:
+        ids = np.random.default_rng(0).integers(0, vocab, (1, 128), dtype=np.int64)
+        return {"input_ids": ids, "attention_mask": np.ones_like(ids)} if mask else {"input_ids": ids}
+
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "output": {0: "batch", 1: "sequence"}}
+    if mask:
+        axes["attention_mask"] = {0: "batch", 1: "sequence"}
+    return RealModel(name=name, build=build, inputs=inputs, dynamic_axes=axes)
+
+
+def _config(class_name: str, **overrides: object) -> Callable[[], object]:
+    def make() -> object:
+        import transformers
+
+        return getattr(transformers, class_name)(**overrides)
+
+    return make
+
+
+_SMALL_DECODER = dict(
+    hidden_size=512,
+    intermediate_size=1376,
+    num_hidden_layers=4,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    vocab_size=32000,
+    max_position_embeddings=1024,
+)
+
+
+def _vit_small() -> RealModel:
+    def build() -> object:
+        import transformers
+
+        cfg = transformers.ViTConfig(hidden_size=384, num_attention_heads=6, intermediate_size=1536)
+        return _hidden_states(transformers.ViTModel(cfg, add_pooling_layer=False))
+
+    return RealModel(
+        name="vit_small",
+        build=build,
+        inputs=lambda: {"pixel_values": np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)},
+        dynamic_axes={"pixel_values": {0: "batch"}, "output": {0: "batch"}},
+    )
+
+
+def _whisper_encoder() -> RealModel:
+    def build() -> object:
+        import transformers
+
+        cfg = transformers.WhisperConfig(d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536)
+        return _hidden_states(transformers.WhisperModel(cfg).get_encoder())
+
+    return RealModel(
+        name="whisper_encoder",
+        build=build,
+        inputs=lambda: {"input_features": np.random.default_rng(0).standard_normal((1, 80, 3000), dtype=np.float32)},
+        dynamic_axes={"input_features": {0: "batch"}, "output": {0: "batch"}},
+    )
+
+
+def _wav2vec2() -> RealModel:
+    def build() -> object:
+        import transformers
+
+        return _hidden_states(transformers.Wav2Vec2Model(transformers.Wav2Vec2Config()))
+
+    return RealModel(
+        name="wav2vec2",
+        build=build,
+        inputs=lambda: {"input_values": np.random.default_rng(0).standard_normal((1, 16000), dtype=np.float32)},
+        dynamic_axes={"input_values": {0: "batch", 1: "samples"}, "output": {0: "batch", 1: "frames"}},
+    )
+
+
+CATALOGUE: dict[str, RealModel] = {
+    m.name: m
+    for m in (
+        _torchvision("resnet18"),
+        _torchvision("regnet_y_400mf"),
+        _torchvision("shufflenet_v2_x1_0"),
+        _torchvision("mobilenet_v3_small"),
+        _torchvision("efficientnet_b0"),
+        _torchvision("convnext_tiny"),
+        _torchvision("vit_b_16"),
+        _vit_small(),
+        _text("bert", _config("BertConfig"), "BertModel"),
+        _text("distilbert", _config("DistilBertConfig"), "DistilBertModel"),
+        _text("gpt2", _config("GPT2Config"), "GPT2Model"),
+        _text("clip_text", _config("CLIPTextConfig"), "CLIPTextModel"),
+        _text("qwen2", _config("Qwen2Config", **_SMALL_DECODER), "Qwen2Model"),
+        _text("llama", _config("LlamaConfig", **_SMALL_DECODER), "LlamaModel"),
+        _whisper_encoder(),
+        _wav2vec2(),
+    )
+}
+
+
+def export(model: RealModel, exporter: str, path: str) -> None:
+    """Export ``model`` with ``exporter`` to ``path`` (weights inline), as a user would."""
+    import torch
+
+    torch.manual_seed(0)
+    module = model.build()
+    module.eval()  # type: ignore[attr-defined]
+    sample = model.inputs()
+    args = tuple(torch.from_numpy(sample[n]) for n in sample)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if exporter == "torchscript":
+            torch.onnx.export(
+                module,
+                args,
+                path,
+                input_names=list(sample),
+                output_names=list(model.outputs),
+                dynamic_axes=model.dynamic_axes,
+                opset_version=17,
+                dynamo=False,
+            )
+        else:
+            torch.onnx.export(
+                module,
+                args,
+                path,
+                input_names=list(sample),
+                output_names=list(model.outputs),
+                dynamic_axes=model.dynamic_axes,
+                opset_version=18,
+                dynamo=True,
+                external_data=False,
+            )
+
+
+def export_all(out: str, names: list[str], exporters: list[str]) -> dict[str, dict[str, str]]:
+    """Export each model with each exporter into ``out``; return and store the manifest."""
+    os.makedirs(out, exist_ok=True)
+    manifest_path = os.path.join(out, "manifest.json")
+    manifest: dict[str, dict[str, str]] = {}
+    if os.path.exists(manifest_path):
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+    for name in names:
+        model = CATALOGUE[name]
+        np.savez(os.path.join(out, f"{name}.inputs.npz"), **model.inputs())
+        for exporter in exporters:
+            path = os.path.join(out, f"{name}.{exporter}.onnx")
+            entry = manifest.setdefault(name, {})
+            if os.path.exists(path) and entry.get(exporter) == path:
+                continue
+            try:
+                export(model, exporter, path)
+                entry[exporter] = path
+            except Exception as exc:  # noqa: BLE001 - an export failure is a result to record
+                entry[exporter] = f"export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                traceback.print_exc(limit=2)
+            print(f"{name:20s} {exporter:12s} {entry[exporter]}", flush=True)
+            with open(manifest_path, "w") as f:
+                json.dump(manifest, f, indent=1)
+    return manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="folder for the exported models")
+    parser.add_argument("--models", default=",".join(CATALOGUE), help="comma-separated names (default: all)")
+    parser.add_argument("--exporters", default=",".join(EXPORTERS))
+    args = parser.parse_args()
+    names = args.models.split(",")
+    unknown = [n for n in names if n not in CATALOGUE]
+    if unknown:
+        sys.exit(f"unknown model(s) {unknown}; known: {', '.join(CATALOGUE)}")
+    export_all(args.out, names, args.exporters.split(","))
+
+
+if __name__ == "__main__":
+    main()
