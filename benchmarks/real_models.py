@@ -56,8 +56,12 @@ def _torchvision(factory: str, image: int = 224) -> RealModel:
     )
 
 
-def _hidden_states(model: object) -> object:
-    """Wrap a transformers model so it returns its last hidden state as one tensor."""
+def _hidden_states(model: object, with_mask: bool = False) -> object:
+    """Wrap a transformers model so it takes its inputs by keyword and returns its last hidden state.
+
+    The wrapper's ``forward`` names its parameters (no ``*args``): the dynamo exporter maps dynamic
+    axes onto them, and transformers 5's positional order puts ``past_key_values`` second.
+    """
     import torch
 
     class LastHiddenState(torch.nn.Module):
@@ -65,10 +69,14 @@ def _hidden_states(model: object) -> object:
             super().__init__()
             self.inner = inner
 
-        def forward(self, *args: torch.Tensor) -> torch.Tensor:
-            return self.inner(*args).last_hidden_state
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x).last_hidden_state
 
-    return LastHiddenState(model)
+    class LastHiddenStateMasked(LastHiddenState):
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    return (LastHiddenStateMasked if with_mask else LastHiddenState)(model)
 
 
 def _text(name: str, config: Callable[[], object], model_class: str, mask: bool = True, vocab: int = 1000) -> RealModel:
@@ -77,7 +85,7 @@ def _text(name: str, config: Callable[[], object], model_class: str, mask: bool 
 
         cfg = config()
         cfg.use_cache = False
-        return _hidden_states(getattr(transformers, model_class)(cfg))
+        return _hidden_states(getattr(transformers, model_class)(cfg), with_mask=mask)
 
     def inputs() -> dict[str, np.ndarray]:
         ids = np.random.default_rng(0).integers(0, vocab, (1, 128), dtype=np.int64)
