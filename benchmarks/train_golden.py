@@ -148,13 +148,14 @@ class Llama(nn.Module):
 def _data(name: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
     if name == "mlp":
         return {"x": rng.standard_normal((ROWS, 32)).astype(np.float32), "target": rng.integers(0, 10, ROWS)}
-    if name == "cnn":
+    if name.startswith("cnn"):
         return {"x": rng.standard_normal((ROWS, 1, 8, 8)).astype(np.float32), "target": rng.integers(0, 10, ROWS)}
     ids = rng.integers(0, 50, (ROWS, 9))
     return {"x": ids[:, :-1].copy(), "target": ids[:, 1:].copy()}
 
 
-CASES = {"mlp": MLP, "cnn": CNN, "transformer": Transformer, "llama": Llama}
+CASES = {"mlp": MLP, "cnn": CNN, "transformer": Transformer, "llama": Llama, "cnn_dynamo": CNN}
+DYNAMO_CASES = {"cnn_dynamo"}  # exported with dynamo=True; the others with the TorchScript exporter
 
 
 def _perturbed(module: nn.Module, seed: int) -> nn.Module:
@@ -165,9 +166,24 @@ def _perturbed(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
-def _export(module: nn.Module, example: torch.Tensor, path: str) -> None:
+def _export(module: nn.Module, example: torch.Tensor, path: str, dynamo: bool) -> None:
     dims = {"x": {0: "batch"}, "logits": {0: "batch"}}
     module.eval()  # BatchNorm exports in inference mode: onnxgraph switches it to training mode
+    if dynamo:
+        # optimize=False: the dynamo exporter's graph optimizer folds BatchNorm into the Conv.
+        torch.onnx.export(
+            module,
+            (example,),
+            path,
+            dynamo=True,
+            optimize=False,
+            external_data=False,
+            opset_version=18,
+            input_names=["x"],
+            output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+        )
+        return
     torch.onnx.export(
         module,
         (example,),
@@ -222,7 +238,8 @@ def main() -> None:
         initial = _perturbed(cls(), index)
         data = _data(name, np.random.default_rng(index))
         state = {k: v.clone() for k, v in initial.state_dict().items()}
-        _export(initial, torch.from_numpy(data["x"][:BATCH]), os.path.join(args.out, f"{name}.onnx"))
+        example = torch.from_numpy(data["x"][:BATCH])
+        _export(initial, example, os.path.join(args.out, f"{name}.onnx"), dynamo=name in DYNAMO_CASES)
         curves = {}
         for kind in OPTIMIZERS:
             initial.load_state_dict(state)

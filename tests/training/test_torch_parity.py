@@ -17,8 +17,12 @@ from onnxgraph.training import SGD, AdamW, build_training
 from onnxgraph.training.trainer import Trainer
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
-CASES = ["mlp", "cnn", "transformer", "llama"]
+CASES = ["mlp", "cnn", "transformer", "llama", "cnn_dynamo"]  # cnn_dynamo: dynamo exporter, optimize=False
 STEPS = 200
+# Running statistics after 200 steps. cnn_dynamo's losses agree to 2e-6 under SGD and to 1e-7 over
+# AdamW's first 160 steps, but AdamW then amplifies those rounding differences to 1e-4 in the loss
+# by step 200 (within the 1e-2 bound), and the running means follow to 2.6e-3.
+BUFFER_RTOL = {"cnn_dynamo": 1e-2}
 
 
 def _optimizer(golden, kind: str):
@@ -59,5 +63,6 @@ def test_loss_curve_matches_pytorch(name: str, kind: str):
     assert relative[0] <= 1e-4, (losses[0], expected[0])
     assert relative[-1] <= 1e-2, (losses[-1], expected[-1])
     state = trainer.state_dict()
+    rtol = BUFFER_RTOL.get(name, 1e-3)
     for buffer in golden["buffers"]:  # BatchNorm running statistics, PyTorch's momentum and unbiased var
-        np.testing.assert_allclose(state[str(buffer)], golden[f"{kind}/{buffer}"], rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(state[str(buffer)], golden[f"{kind}/{buffer}"], rtol=rtol, atol=1e-5)
