@@ -75,6 +75,12 @@ from onnxgraph.cli.output import emit, stdout_console
     help="Parity tolerance for one output, or for all without NAME (repeatable).",
 )
 @click.option("--io-binding", is_flag=True, help="Keep inputs and outputs on the device (CUDA).")
+@click.option(
+    "--memory-pattern/--no-memory-pattern",
+    default=None,
+    help="onnxruntime's memory pattern [default: on, except off for gradient and training-step models "
+    "built by onnxgraph, as they train].",
+)
 @json_flag
 @click.option(
     "--plot",
@@ -98,6 +104,7 @@ def bench(
     seed: int,
     tolerances: tuple[str, ...],
     io_binding: bool,
+    memory_pattern: bool | None,
     as_json: str | None,
     plot_path: str | None,
 ) -> None:
@@ -129,6 +136,7 @@ def bench(
         seed=seed,
         tolerance=overall,
         output_tolerances=per_output,
+        memory_pattern=memory_pattern,
     )
     models = [model] if model_b is None else [model, model_b]
     reads = [inputs_npz] if inputs_npz else []
@@ -178,6 +186,7 @@ def print_report(result: dict, console=None, *, show_parity: bool = True) -> Non
         table.add_row(stat, *(_ms(m["latency_ms"][stat]) for m in models))
     table.add_row("throughput", *(f"{m['throughput_per_s']:,.1f} runs/s" for m in models))
     table.add_row("peak RSS increase", *(f"{m['peak_rss_mb']:.1f} MB" for m in models))
+    table.add_row("memory pattern", *("on" if m["memory_pattern"] else "off" for m in models))
     if any("gpu_memory_mb" in m for m in models):
         table.add_row("GPU memory increase", *(_mb(m.get("gpu_memory_mb")) for m in models))
     console.print(table)

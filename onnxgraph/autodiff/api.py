@@ -16,14 +16,12 @@ from onnxgraph.autodiff.engine import backpropagate, is_float
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.losses import LOSS_FUNCTIONS, build_loss, target_type
 from onnxgraph.errors import one_line
+from onnxgraph.metadata import GRADIENTS_KEY
 from onnxgraph.model import Model
 from onnxgraph.tensor import Tensor
 from onnxgraph.value import Value
 
-METADATA_KEY = "onnxgraph.gradients"
-"""metadata_props key of the JSON mapping: wrt name -> gradient output, ``OUTPUT@upstream`` -> the
-input carrying that output's upstream gradient (vjp), ``@loss`` / ``@target`` -> the names of the
-appended loss output and target input (loss_fn)."""
+METADATA_KEY = GRADIENTS_KEY
 
 MIN_OPSET = 13
 

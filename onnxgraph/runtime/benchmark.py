@@ -25,6 +25,7 @@ import onnx
 
 import onnxgraph
 from onnxgraph.errors import BenchError, one_line
+from onnxgraph.metadata import runs_backward
 from onnxgraph.runtime import inputs as model_inputs
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs, default_tolerance, half_precision_of
 from onnxgraph.runtime.memory import GpuMemory, PeakRss
@@ -73,6 +74,9 @@ class BenchConfig:
         output_tolerances: output name -> ``(rtol, atol)``, taking precedence over ``tolerance``.
         intra_op_spinning: let idle intra-op threads spin; None: onnxruntime's default (on) for one
             model, off for two (see :data:`_NO_SPINNING`).
+        memory_pattern: onnxruntime's memory pattern; None: on, except for gradient and training-step
+            models built by onnxgraph (see :func:`onnxgraph.metadata.runs_backward`), which run
+            with it off as their training sessions do.
     """
 
     provider: str = "auto"
@@ -89,6 +93,7 @@ class BenchConfig:
     tolerance: tuple[float, float] | None = None
     output_tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     intra_op_spinning: bool | None = None
+    memory_pattern: bool | None = None
 
     def check(self) -> None:
         """Raise BenchError on settings that cannot work."""
@@ -118,6 +123,7 @@ class ModelResult:
     warmup_runs: int
     latencies_ms: list[float]
     peak_rss_mb: float
+    memory_pattern: bool = True
     gpu_memory_mb: float | None = None
 
     @property
@@ -142,6 +148,7 @@ class ModelResult:
             "latency_ms": self.latency,
             "throughput_per_s": self.throughput_per_s,
             "peak_rss_mb": self.peak_rss_mb,
+            "memory_pattern": self.memory_pattern,
         }
         if self.gpu_memory_mb is not None:
             result["gpu_memory_mb"] = self.gpu_memory_mb
@@ -233,16 +240,20 @@ def run_benchmark(
     config.check()
     report = on_progress or (lambda _what, _fraction: None)
     labels = [_label(m, i) for i, m in enumerate(models)]
-    all_feeds = _feeds_for(models, labels, config)
+    specs, backward, halves = _read_models(models)
+    all_feeds = _feeds_for(specs, labels, config)
+    memory_patterns = [not b if config.memory_pattern is None else config.memory_pattern for b in backward]
+    found = [d for d in halves if d is not None]
+    half = max(found, key=lambda d: default_tolerance(d)) if found else None
     providers = resolve_providers(config.provider)
     prime_runtime(providers)
     spinning = config.intra_op_spinning
     if spinning is None:
         spinning = len(models) == 1  # see _NO_SPINNING
     results, runners, outputs = [], [], []
-    for label, model, feeds in zip(labels, models, all_feeds):
+    for label, model, feeds, memory_pattern in zip(labels, models, all_feeds, memory_patterns):
         report(f"setting up {label}", 0.0)
-        result, runner, first_outputs = _set_up(label, model, feeds, providers, config, spinning)
+        result, runner, first_outputs = _set_up(label, model, feeds, providers, config, spinning, memory_pattern)
         results.append(result)
         runners.append(runner)
         outputs.append(first_outputs)
@@ -252,7 +263,7 @@ def run_benchmark(
         io_binding=config.io_binding,
     )
     if len(models) == 2:  # before the counted runs, so a bad --tolerance fails fast
-        bench.parity = _parity(outputs[0], outputs[1], config, _half_precision(models))
+        bench.parity = _parity(outputs[0], outputs[1], config, half)
     report("warming up", 0.0)
     _warm_up(runners, labels, config.warmup)
     for result, latencies in zip(results, _interleaved_runs(runners, config, report)):
@@ -290,11 +301,20 @@ def _label(model: ModelSource, index: int) -> str:
     return f"<in-memory model {'AB'[index]}>" if isinstance(model, onnx.ModelProto) else os.fspath(model)
 
 
-def _feeds_for(models: Sequence[ModelSource], labels: list[str], config: BenchConfig) -> list[dict]:
-    """The same inputs for every model: from the npz file or seeded random data shaped for the first."""
-    import onnxgraph
+def _read_models(models: Sequence[ModelSource]) -> tuple[list[list[model_inputs.InputSpec]], list[bool], list]:
+    """Per model, loaded one at a time: its input specs, whether it runs a backward pass
+    (:func:`~onnxgraph.metadata.runs_backward`) and the half-precision type it computes in, if any."""
+    specs, backward, halves = [], [], []
+    for source in models:
+        model = onnxgraph.load(source)
+        specs.append(model_inputs.specs_of(model))
+        backward.append(runs_backward(model.metadata_props))
+        halves.append(half_precision_of(model))
+    return specs, backward, halves
 
-    specs = [model_inputs.specs_of(onnxgraph.load(m)) for m in models]
+
+def _feeds_for(specs: list[list[model_inputs.InputSpec]], labels: list[str], config: BenchConfig) -> list[dict]:
+    """The same inputs for every model: from the npz file or seeded random data shaped for the first."""
     model_inputs.check_shapes(specs[0], config.input_shapes)
     unknown = [n for n in config.input_ranges if n not in {s.name for s in specs[0]}]
     if unknown:
@@ -322,6 +342,7 @@ def _set_up(
     providers: tuple[str, ...],
     config: BenchConfig,
     spinning: bool,
+    memory_pattern: bool,
 ) -> tuple[ModelResult, TimedSession, dict[str, np.ndarray]]:
     """Create the session and run it once; returns its result so far (no counted latencies yet),
     the runner for the later runs, and the first run's outputs."""
@@ -337,6 +358,7 @@ def _set_up(
             providers=providers,
             threads=config.threads,
             config_entries=None if spinning else _NO_SPINNING,
+            memory_pattern=memory_pattern,
         )
     except Exception as exc:
         raise BenchError(f"{label}: onnxruntime cannot create a session: {one_line(exc)}") from exc
@@ -357,6 +379,7 @@ def _set_up(
         warmup_runs=config.warmup,
         latencies_ms=[],
         peak_rss_mb=rss.increase_mb(),
+        memory_pattern=memory_pattern,
         gpu_memory_mb=gpu.increase_mb() if gpu is not None else None,
     )
     return result, runner, outputs
@@ -392,12 +415,6 @@ def _interleaved_runs(runners: list[TimedSession], config: BenchConfig, report: 
             last_report = now
     report("timing", 1.0)
     return latencies
-
-
-def _half_precision(models: Sequence[ModelSource]):
-    """The looser half-precision type either model computes in, or None (see half_precision_of)."""
-    found = [d for d in (half_precision_of(onnxgraph.load(m)) for m in models) if d is not None]
-    return max(found, key=lambda d: default_tolerance(d)) if found else None
 
 
 def _parity(expected: dict, actual: dict, config: BenchConfig, half=None) -> list[OutputComparison]:

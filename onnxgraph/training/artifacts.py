@@ -28,6 +28,7 @@ from onnxgraph.autodiff.builder import GradBuilder
 from onnxgraph.autodiff.losses import LOSS_FUNCTIONS, build_loss, target_type
 from onnxgraph.errors import TrainingError
 from onnxgraph.graph import Graph
+from onnxgraph.metadata import TRAINING_STEP_KEY
 from onnxgraph.model import Model
 from onnxgraph.node import Node
 from onnxgraph.tensor import initializer_tensor
@@ -278,6 +279,9 @@ def build_training(
         _append_loss(eval_model, loss_fn, output, target, ignore_index)
     _as_inputs(eval_model.graph, [*layout.parameters, *layout.buffers])
     grad_step, apply_step = accumulation or (None, None)
+    for kind, step in (("train_step", step_model), ("grad_step", grad_step), ("apply_step", apply_step)):
+        if step is not None:
+            step.metadata_props[TRAINING_STEP_KEY] = kind
     return TrainingArtifacts(
         step_model, eval_model, inference, layout, _initial(inference, layout), grad_step, apply_step
     )

@@ -194,3 +194,32 @@ def test_two_models_run_without_intra_op_spinning(monkeypatch):
     created.clear()
     forced = run_benchmark([RELU, RELU], BenchConfig(**TINY, intra_op_spinning=True))
     assert spinning()[-2:] == ["default"] * 2 and forced.environment["intra_op_spinning"] is True
+
+
+def test_gradient_and_training_step_models_run_without_the_memory_pattern(monkeypatch):
+    from onnxgraph.autodiff import build_gradient
+    from onnxgraph.runtime import sessions
+    from onnxgraph.training import build_training
+
+    created = []
+
+    def spy(threads=None):
+        created.append(session_options(threads))
+        return created[-1]
+
+    def patterns(report) -> list[tuple[bool, bool]]:
+        """(what the session was created with, what the report says) per model."""
+        return [(o.enable_mem_pattern, m.memory_pattern) for o, m in zip(created[-len(report.models) :], report.models)]
+
+    session_options = sessions.session_options
+    monkeypatch.setattr(sessions, "session_options", spy)
+    mlp = onnx.parser.parse_model(
+        f"{HEADER} g (float[N,4] x) => (float[N,2] y) "
+        "<float[4,2] w = {1,2,3,4,5,6,7,8}> { h = MatMul(x, w) y = Relu(h) }"
+    )
+    gradient = build_gradient(mlp, wrt=["w"], loss_fn="sum").to_proto()
+    train_step = build_training(mlp, loss_fn="mse").train_step.to_proto()
+    assert patterns(run_benchmark([mlp, gradient], BenchConfig(**TINY))) == [(True, True), (False, False)]
+    assert patterns(run_benchmark([train_step], BenchConfig(**TINY))) == [(False, False)]
+    forced = run_benchmark([gradient], BenchConfig(**TINY, memory_pattern=True))
+    assert patterns(forced) == [(True, True)] and forced.models[0].to_dict()["memory_pattern"] is True
