@@ -279,9 +279,9 @@ def build_training(
         _append_loss(eval_model, loss_fn, output, target, ignore_index)
     _as_inputs(eval_model.graph, [*layout.parameters, *layout.buffers])
     grad_step, apply_step = accumulation or (None, None)
-    for kind, step in (("train_step", step_model), ("grad_step", grad_step), ("apply_step", apply_step)):
-        if step is not None:
-            step.metadata_props[TRAINING_STEP_KEY] = kind
+    for kind, built in (("train_step", step_model), ("grad_step", grad_step), ("apply_step", apply_step)):
+        if built is not None:
+            built.metadata_props[TRAINING_STEP_KEY] = kind
     return TrainingArtifacts(
         step_model, eval_model, inference, layout, _initial(inference, layout), grad_step, apply_step
     )
