@@ -110,9 +110,7 @@ def load(
         skeleton, tensors = cut
         proto = _parse(skeleton, path)
         del skeleton
-        return import_model(
-            proto, source=path, base_dir=folder, detached=tensors, allow_external_data_outside=outside
-        )
+        return import_model(proto, source=path, base_dir=folder, detached=tensors, allow_external_data_outside=outside)
     proto = read_proto(path)
     return import_model(proto, source=path, base_dir=folder, allow_external_data_outside=outside)
 

@@ -89,9 +89,9 @@ def write_model(file: BinaryIO, proto: onnx.ModelProto, tensors: dict[int, Tenso
         raw_header = wire.length_header(wire.TENSOR_RAW_DATA, length)
         tensor_length = field.end - field.value_start + len(raw_header) + length
         header = wire.length_header(wire.GRAPH_INITIALIZER, tensor_length)
-        for piece in (skeleton[copied_to : field.start], header, skeleton[field.value_start : split], raw_header):
-            pieces.append(piece)
-            graph_length += len(piece)
+        framing = (skeleton[copied_to : field.start], header, skeleton[field.value_start : split], raw_header)
+        pieces += framing
+        graph_length += sum(len(piece) for piece in framing)
         pieces.append(tensor)
         graph_length += length
         copied_to = split
