@@ -234,6 +234,13 @@ class Tensor:
         tensor.dims = tuple(proto.dims)
         return tensor
 
+    def copy(self) -> Tensor:
+        """A new Tensor object over the same data, wherever it lives (nothing is read or copied)."""
+        tensor = Tensor(name=self.name)
+        tensor.elem_type, tensor.dims = self.elem_type, self.dims
+        tensor._proto, tensor._external, tensor._array = self._proto, self._external, self._array
+        return tensor
+
     @property
     def size(self) -> int:
         """Number of elements."""

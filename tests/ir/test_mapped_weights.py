@@ -274,3 +274,10 @@ def test_copy_file_span_undoes_a_partial_copy(tmp_path, monkeypatch):
         assert not fsutil.copy_file_span(str(source), 10, 1000, f)
         f.write(b"tail")
     assert (tmp_path / "dst").read_bytes() == b"headtail"
+
+
+def test_a_copy_of_a_mapped_tensor_views_the_same_bytes(tmp_path):
+    tensor = onnxgraph.load(_saved(tmp_path)).graph.initializers["w0"].const_value
+    copy = tensor.copy()
+    assert copy is not tensor and copy.file_span == tensor.file_span
+    assert np.shares_memory(copy.numpy(), tensor.numpy())
