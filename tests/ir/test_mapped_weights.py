@@ -281,3 +281,23 @@ def test_a_copy_of_a_mapped_tensor_views_the_same_bytes(tmp_path):
     copy = tensor.copy()
     assert copy is not tensor and copy.file_span == tensor.file_span
     assert np.shares_memory(copy.numpy(), tensor.numpy())
+
+
+@pytest.mark.parametrize("elements", [256, 5000, 600_000])  # lengths of 2, 3 and 4 varint bytes
+def test_lengths_of_every_varint_size_are_spliced_right(tmp_path, elements):
+    weight = np.arange(elements, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", F, [elements])],
+        [helper.make_tensor_value_info("y", F, [elements])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = _saved(tmp_path, proto)
+    model = onnxgraph.load(path)
+    assert model.graph.initializers["w"].const_value.file_span is not None
+    np.testing.assert_array_equal(model.graph.initializers["w"].const_value.numpy(), weight)
+    out = tmp_path / "out.onnx"
+    onnxgraph.save(model, out)
+    assert out.read_bytes() == proto.SerializeToString()
