@@ -16,6 +16,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from onnxgraph import types
+from onnxgraph.errors import WireFormatError
 from onnxgraph.serde import wire
 from onnxgraph.serde.detached import PLACEHOLDER_PREFIX
 from onnxgraph.tensor import ExternalLocation, MappedFile, Tensor, check_tensor_proto
@@ -47,7 +48,7 @@ def read_skeleton(path: str, *, placeholders: bool = True) -> tuple[bytes, dict[
     buffer = mapped.buffer()
     try:
         return _cut(buffer, mapped, path, placeholders)
-    except (wire.WireError, DecodeError):
+    except (WireFormatError, DecodeError):
         return None
     finally:
         buffer.release()

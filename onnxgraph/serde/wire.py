@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from onnxgraph.errors import WireFormatError
+
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
 
 MODEL_GRAPH = 7
@@ -23,10 +25,6 @@ TENSOR_EXTERNAL_DATA = 13
 """``TensorProto.external_data``."""
 TENSOR_DATA_LOCATION = 14
 """``TensorProto.data_location``."""
-
-
-class WireError(ValueError):
-    """The bytes are not a well-formed protobuf message."""
 
 
 class Field(NamedTuple):
@@ -47,12 +45,12 @@ def read_varint(buffer: memoryview, pos: int, end: int) -> tuple[int, int]:
     """The varint at ``pos`` and the position after it.
 
     Raises:
-        WireError: the varint runs past ``end`` or over ten bytes.
+        WireFormatError: the varint runs past ``end`` or over ten bytes.
     """
     result = shift = 0
     while True:
         if pos >= end or shift > 63:
-            raise WireError(f"malformed varint at byte {pos}")
+            raise WireFormatError(f"malformed varint at byte {pos}")
         byte = buffer[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -65,7 +63,7 @@ def fields(buffer: memoryview, start: int, end: int) -> Iterator[Field]:
     """The fields of the message in ``buffer[start:end]``, in file order (contents not parsed).
 
     Raises:
-        WireError: a field is truncated or uses the deprecated group wire types.
+        WireFormatError: a field is truncated or uses the deprecated group wire types.
     """
     pos = start
     while pos < end:
@@ -81,9 +79,9 @@ def fields(buffer: memoryview, start: int, end: int) -> Iterator[Field]:
             length, value_start = read_varint(buffer, value_start, end)
             stop = value_start + length
         else:
-            raise WireError(f"unsupported wire type {wire_type} at byte {pos}")
+            raise WireFormatError(f"unsupported wire type {wire_type} at byte {pos}")
         if number == 0 or stop > end:
-            raise WireError(f"field {number} at byte {pos} is truncated or invalid")
+            raise WireFormatError(f"field {number} at byte {pos} is truncated or invalid")
         yield Field(number, wire_type, pos, value_start, stop)
         pos = stop
 
