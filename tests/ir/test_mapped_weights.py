@@ -301,3 +301,17 @@ def test_lengths_of_every_varint_size_are_spliced_right(tmp_path, elements):
     out = tmp_path / "out.onnx"
     onnxgraph.save(model, out)
     assert out.read_bytes() == proto.SerializeToString()
+
+
+def test_loading_and_the_output_guard_never_read_the_whole_file(tmp_path, monkeypatch):
+    from onnxgraph.pathguard import Output, check_outputs
+    from onnxgraph.serde import fileio
+
+    path = _saved(tmp_path)
+
+    def whole_file(name: str) -> bytes:
+        raise AssertionError(f"{name} was read into memory whole")
+
+    monkeypatch.setattr(fileio, "_read_bytes", whole_file)
+    check_outputs([Output(str(tmp_path / "o.onnx"), "-o", model=True)], models=[path])
+    assert onnxgraph.load(path).graph.initializers["w0"].const_value.file_span is not None
