@@ -308,6 +308,7 @@ def test_loading_and_the_output_guard_never_read_the_whole_file(tmp_path, monkey
     from onnxgraph.serde import fileio
 
     path = _saved(tmp_path)
+    (tmp_path / "o.onnx").write_bytes(b"an existing output: the guard checks it is no file the model reads")
 
     def whole_file(name: str) -> bytes:
         raise AssertionError(f"{name} was read into memory whole")
