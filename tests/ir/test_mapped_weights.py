@@ -316,3 +316,20 @@ def test_loading_and_the_output_guard_never_read_the_whole_file(tmp_path, monkey
     monkeypatch.setattr(fileio, "_read_bytes", whole_file)
     check_outputs([Output(str(tmp_path / "o.onnx"), "-o", model=True)], models=[path])
     assert onnxgraph.load(path).graph.initializers["w0"].const_value.file_span is not None
+
+
+def test_save_puts_no_large_tensor_into_a_proto(tmp_path, monkeypatch):
+    path = _saved(tmp_path)
+    model = onnxgraph.load(path)
+    model.graph.initializers["w0"].const_value = Tensor(np.ones((64, 32), np.float32), "w0")  # one in memory too
+    original = Tensor.to_proto
+
+    def small_only(self: Tensor, name: str | None = None) -> onnx.TensorProto:
+        assert self.nbytes < 1024 or self.name == "bw", f"{self.name} ({self.nbytes} bytes) copied into a proto"
+        return original(self, name)
+
+    monkeypatch.setattr(Tensor, "to_proto", small_only)
+    onnxgraph.save(model, tmp_path / "out.onnx")  # "bw" lives in an If branch: subgraphs are exported whole
+    saved = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "out.onnx")).graph.initializer}
+    np.testing.assert_array_equal(saved["w0"], np.ones((64, 32), np.float32))
+    np.testing.assert_array_equal(saved["w1"], numpy_helper.to_array(_model().graph.initializer[2]))
