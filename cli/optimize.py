@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from onnxgraph.cli.errors import BadInput, CheckFailed
@@ -119,6 +121,7 @@ def optimize(
         raise BadInput(f"{model}: cannot verify: {exc} (use --no-verify to skip verification)") from exc
     # Weights that came in external data leave in external data, new folded ones included;
     # verification has run the result on onnxruntime already (the check adds onnx.checker).
+    saving = time.perf_counter()
     save_checked(
         optimized,
         output,
@@ -126,6 +129,7 @@ def optimize(
         input_shapes=shapes,
         external_data="auto" if report.before.external_bytes else None,
     )
+    report.timings["save"] = time.perf_counter() - saving
     summary = report.to_dict()
     _warn_rollbacks(report)
     if run_bench:
@@ -189,6 +193,8 @@ def _render(report, model: str, output: str, bench: dict | None) -> None:
         passes.add_row(p.name, escape(changes), f"{p.seconds * 1000:.0f} ms")
     console.print(passes)
 
+    phases = ", ".join(f"{name.replace('_', ' ')} {seconds:.2f} s" for name, seconds in report.timings.items())
+    console.print(f"time: {phases}")
     v = report.verification
     if v is None:
         console.print("verification: [yellow]skipped[/] (--no-verify)")

@@ -128,6 +128,11 @@ class VerificationFailed(OnnxGraphError):
         super().__init__(f"no correct optimized model could be produced: {reason}")
 
 
+class WireFormatError(ValueError):
+    """Bytes are not a well-formed protobuf message (found by the wire-level scan of a model file, which then
+    leaves the file to protobuf's own parser and its message)."""
+
+
 class EvaluationError(Exception):
     """The runtime could not build or run a constant subgraph (constant folding then leaves it alone)."""
 

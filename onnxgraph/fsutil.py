@@ -142,3 +142,35 @@ class AtomicFileGroup:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         self._pending.clear()
+
+
+def copy_file_span(source: str, offset: int, length: int, dest: BinaryIO) -> bool:
+    """Append ``length`` bytes of the file ``source`` from ``offset`` to ``dest``, in the kernel.
+
+    The bytes never pass through this process's memory (``os.copy_file_range``), so copying weights
+    costs no resident memory.
+
+    Returns:
+        False, with ``dest`` as it was, where the platform or the file systems cannot; the caller then
+        copies through memory.
+    """
+    copy = getattr(os, "copy_file_range", None)
+    if copy is None:
+        return False
+    dest.flush()
+    done = 0
+    try:
+        start = dest.tell()
+        with open(source, "rb") as f:
+            while done < length:
+                n = copy(f.fileno(), dest.fileno(), length - done, offset + done)
+                if n == 0:
+                    raise OSError("short copy")
+                done += n
+    except OSError:
+        if done:  # nothing to undo otherwise (and pipes or devices cannot seek)
+            dest.seek(start)
+            dest.truncate()
+        return False
+    dest.seek(0, os.SEEK_END)
+    return True

@@ -134,7 +134,7 @@ def _read_files(models: Sequence[str], reads: Sequence[str]) -> Iterator[tuple[s
     for model in models:
         yield model, f"the input model {model}", True
         folder = os.path.dirname(os.path.abspath(model))
-        for location in sorted(_external_locations(read_proto(model))):
+        for location in sorted(_external_locations(read_proto(model, tensor_data=False))):
             path = os.path.realpath(os.path.join(folder, location))
             yield path, f"the external data file '{location}' of the input model {model}", False
     for path in reads:

@@ -42,39 +42,50 @@ class MappedFile:
         self._map: mmap.mmap | None = None
         self._lock = threading.Lock()
 
-    def view(self, offset: int, length: int) -> memoryview:
-        """A zero-copy view of ``length`` bytes at ``offset``."""
+    def buffer(self) -> memoryview:
+        """The whole file, mapped (zero-copy).
+
+        Raises:
+            OSError: the file cannot be opened, or it is empty (it changed after the model was loaded).
+        """
         with self._lock:
             if self._map is None:
                 with open(self.path, "rb") as f:
                     size = os.fstat(f.fileno()).st_size
                     self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
-        if length == 0:
-            return memoryview(b"")
         mapped = self._map
         if mapped is None:  # empty when first mapped, though the model's tensors were checked against its size
-            raise OSError(f"external data file '{self.path}' is empty (it changed after the model was loaded)")
-        return memoryview(mapped)[offset : offset + length]
+            raise OSError(f"file '{self.path}' is empty (it changed after the model was loaded)")
+        return memoryview(mapped)
+
+    def view(self, offset: int, length: int) -> memoryview:
+        """A zero-copy view of ``length`` bytes at ``offset``."""
+        if length == 0:
+            return memoryview(b"")
+        return self.buffer()[offset : offset + length]
 
 
 class ExternalLocation:
-    """Where a tensor's bytes live outside the model file."""
+    """Where a tensor's bytes live in a file: external data, or (``inline``) the ``raw_data`` of an
+    initializer inside the model file itself, left there by :func:`onnxgraph.load`."""
 
-    __slots__ = ("file", "offset", "length")
+    __slots__ = ("file", "offset", "length", "inline")
 
-    def __init__(self, file: MappedFile, offset: int, length: int):
+    def __init__(self, file: MappedFile, offset: int, length: int, *, inline: bool = False):
         self.file = file
         self.offset = offset
         self.length = length
+        self.inline = inline
 
 
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def check_tensor_proto(proto: onnx.TensorProto, source: str) -> None:
+def check_tensor_proto(proto: onnx.TensorProto, source: str, *, raw_length: int | None = None) -> None:
     """Check that a tensor's element type, shape and data agree, from sizes alone (no data is copied).
 
-    External data is checked by :func:`parse_external_location`.
+    External data is checked by :func:`parse_external_location`. ``raw_length`` is the size of
+    ``raw_data`` kept outside ``proto`` (in the file it was loaded from), if any.
 
     Raises:
         ModelLoadError: an unknown element type, a negative dimension, data of the wrong size, or a
@@ -96,8 +107,9 @@ def check_tensor_proto(proto: onnx.TensorProto, source: str) -> None:
             except UnicodeDecodeError:
                 raise ModelLoadError(source, f"tensor '{name}': string {i} is not UTF-8") from None
         found, expected, unit = len(proto.string_data), size, "strings"
-    elif proto.HasField("raw_data"):
-        found, expected, unit = len(proto.raw_data), types.storage_bytes(proto.data_type, size), "bytes"
+    elif raw_length is not None or proto.HasField("raw_data"):
+        found = len(proto.raw_data) if raw_length is None else raw_length
+        expected, unit = types.storage_bytes(proto.data_type, size), "bytes"
     elif types.is_packed(proto.data_type):
         return  # typed fields of packed types hold a varying number of elements per entry
     else:
@@ -222,6 +234,13 @@ class Tensor:
         tensor.dims = tuple(proto.dims)
         return tensor
 
+    def copy(self) -> Tensor:
+        """A new Tensor object over the same data, wherever it lives (nothing is read or copied)."""
+        tensor = Tensor(name=self.name)
+        tensor.elem_type, tensor.dims = self.elem_type, self.dims
+        tensor._proto, tensor._external, tensor._array = self._proto, self._external, self._array
+        return tensor
+
     @property
     def size(self) -> int:
         """Number of elements."""
@@ -238,20 +257,27 @@ class Tensor:
     @property
     def is_external(self) -> bool:
         """True when the data lives in an external file."""
-        return self._external is not None
+        return self._external is not None and not self._external.inline
 
     @property
     def external_path(self) -> str | None:
         """Absolute path of the external-data file, if any."""
-        return self._external.file.path if self._external else None
+        return self._external.file.path if self.is_external and self._external else None
 
     @property
     def external_span(self) -> tuple[str, int, int]:
         """``(path, offset, length)`` of external data."""
-        ext = self._external
-        if ext is None:
+        span = self.file_span
+        if span is None or not self.is_external:
             raise ValueError(f"tensor '{self.name}' has no external data")
-        return ext.file.path, ext.offset, ext.length
+        return span
+
+    @property
+    def file_span(self) -> tuple[str, int, int] | None:
+        """``(path, offset, length)`` of the bytes in a file that back this tensor, unchanged: its external
+        data, or its ``raw_data`` in the model file it was loaded from; None for data held in memory."""
+        ext = self._external
+        return None if ext is None else (ext.file.path, ext.offset, ext.length)
 
     @property
     def proto(self) -> onnx.TensorProto | None:

@@ -15,7 +15,6 @@ from onnxgraph.model import Model
 from onnxgraph.node import Node
 from onnxgraph.optimizers.base import Pass
 from onnxgraph.optimizers.utils import constant_node_tensor, is_standard, scopes
-from onnxgraph.tensor import Tensor
 
 
 class ConstantsToInitializers(Pass):
@@ -41,6 +40,6 @@ class ConstantsToInitializers(Pass):
         if tensor is None:
             return False
         # A fresh Tensor object: the attribute's tensor may be shared with other nodes' copies.
-        data = Tensor.from_proto(tensor.proto) if tensor.proto is not None else Tensor(tensor.numpy())
+        data = tensor.copy()
         graph.replace_with_initializers(node, [data])
         return True

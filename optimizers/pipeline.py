@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import onnx
@@ -23,6 +24,9 @@ from onnxgraph.shape_inference import annotate_types
 from onnxgraph.tensor import Tensor
 
 Progress = Callable[[str], None]
+
+PHASES = ("load", "type_annotation", "passes", "verification")
+"""The phases :attr:`OptimizeReport.timings` times, in order (the CLI adds ``save``)."""
 
 
 @dataclass
@@ -74,6 +78,9 @@ class OptimizeReport:
     verified: bool = False
     verification: Verification | None = None
     rollbacks: list[Rollback] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    """Seconds spent per phase (:data:`PHASES`), summed over every run of the pipeline, bisection
+    included; ``passes`` holds the time of the pass manager (per pass, of the last run: :attr:`passes`)."""
 
     @property
     def ok(self) -> bool:
@@ -130,10 +137,17 @@ def optimize(
     """
     start = time.perf_counter()
     say = on_progress or (lambda message: None)
-    if isinstance(model, bytes | onnx.ModelProto):
-        model = onnxgraph.load(model)
-    source = os.fspath(model) if isinstance(model, str | os.PathLike) else model
-    fresh = _copier(source, allow_external_data_outside)
+    timings = dict.fromkeys(PHASES, 0.0)
+    with _timed(timings, "load"):
+        if isinstance(model, bytes | onnx.ModelProto):
+            model = onnxgraph.load(model)
+        source = os.fspath(model) if isinstance(model, str | os.PathLike) else model
+        copy = _copier(source, allow_external_data_outside)
+
+    def fresh() -> Model:
+        with _timed(timings, "load"):
+            return copy()
+
     original = fresh()
     names = list(passes) if passes is not None else default_pipeline()
     build_pipeline(names)  # unknown names fail before any work
@@ -141,33 +155,43 @@ def optimize(
         check_shapes(specs_of(original), input_shapes)
     disabled = _checked_disabled(disabled or {})
     report = OptimizeReport(
-        before=ModelStats.of(original), after=ModelStats.of(original), pipeline=names, verified=verify
+        before=ModelStats.of(original),
+        after=ModelStats.of(original),
+        pipeline=names,
+        verified=verify,
+        timings=timings,
     )
     verifier = None
     if verify:
         say("running the original model")
         # onnxruntime refuses external data outside the model's folder: run the loaded copy instead
-        verifier = Verifier(original if allow_external_data_outside else source, original, input_shapes=input_shapes)
+        with _timed(timings, "verification"):
+            verifier = Verifier(
+                original if allow_external_data_outside else source, original, input_shapes=input_shapes
+            )
     active = list(names)
     candidate = original  # the first run rewrites the loaded copy itself; reruns start from fresh copies
     culprit: str | None
     while True:
         try:
-            result = _run(candidate, active, disabled, size_limit, max_rounds, say)
+            result = _run(candidate, active, disabled, size_limit, max_rounds, say, timings)
         except PassRaised as exc:  # the half-rewritten candidate is dropped below
             failure, culprit = str(exc), exc.pass_name
         else:
             if verifier is None:
                 break
             say("verifying")
-            verification = verifier.check(candidate)
+            with _timed(timings, "verification"):
+                verification = verifier.check(candidate)
             report.verification = verification
             if verification.passed:
                 break
             if not active:
                 raise VerificationFailed(report)
             failure, culprit = verification.describe(), None
-        rollback = _bisect(fresh, verifier, active, disabled, size_limit, max_rounds, say, culprit=culprit)
+        rollback = _bisect(
+            fresh, verifier, active, disabled, size_limit, max_rounds, say, timings=timings, culprit=culprit
+        )
         rollback.reason = rollback.reason or failure
         report.rollbacks.append(rollback)
         if rollback.rewrite is None:
@@ -207,8 +231,18 @@ def _copier(source: Model | str, allow_outside: bool = False) -> Callable[[], Mo
     return lambda: onnxgraph.from_proto(proto)
 
 
-def _run(model: Model, names, disabled, size_limit, max_rounds, say) -> PipelineResult:
-    """Run the pipeline ``names`` on ``model`` in place."""
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    """Add the seconds the block takes to ``timings[phase]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] += time.perf_counter() - start
+
+
+def _run(model: Model, names, disabled, size_limit, max_rounds, say, timings: dict[str, float]) -> PipelineResult:
+    """Run the pipeline ``names`` on ``model`` in place (adding to ``timings``)."""
     pipeline = build_pipeline(names, options={"size_limit": size_limit}, disabled=disabled)
     manager = PassManager(
         pipeline,
@@ -216,8 +250,10 @@ def _run(model: Model, names, disabled, size_limit, max_rounds, say) -> Pipeline
         on_pass=lambda name, result: say(f"pass {name}: {sum(result.stats.values())} changes"),
     )
     with legacy_initializer_inputs_as_constants(model):
-        annotate_types(model)  # shape-dependent rewrites read Value.type
-        return manager(model)
+        with _timed(timings, "type_annotation"):
+            annotate_types(model)  # shape-dependent rewrites read Value.type
+        with _timed(timings, "passes"):
+            return manager(model)
 
 
 def _bisect(
@@ -229,6 +265,7 @@ def _bisect(
     max_rounds,
     say,
     *,
+    timings: dict[str, float],
     culprit: str | None = None,
 ) -> Rollback:
     """Find the first pass whose addition breaks the model (or ``culprit``, a pass known to raise),
@@ -241,12 +278,13 @@ def _bisect(
             merged.setdefault(k, set()).update(v)
         model = fresh()
         try:
-            _run(model, prefix, merged, size_limit, max_rounds, say)
+            _run(model, prefix, merged, size_limit, max_rounds, say, timings)
         except PassRaised as exc:
             return str(exc)
         if verifier is None:
             return None
-        verification = verifier.check(model)
+        with _timed(timings, "verification"):
+            verification = verifier.check(model)
         return None if verification.passed else verification.describe()
 
     if culprit is None:

@@ -42,8 +42,9 @@ def _props(target, props: dict[str, str]) -> None:
 
 
 class _Exporter:
-    def __init__(self, sink: TensorSink):
+    def __init__(self, sink: TensorSink, initializer_sink: TensorSink | None = None):
         self.sink = sink
+        self.initializer_sink = initializer_sink
 
     def value_info(self, value: Value, proto: onnx.ValueInfoProto) -> None:
         proto.name = value.name or ""
@@ -53,7 +54,7 @@ class _Exporter:
             proto.doc_string = value.doc_string
         _props(proto.metadata_props, value.metadata_props)
 
-    def graph(self, graph: Graph, proto: onnx.GraphProto) -> None:
+    def graph(self, graph: Graph, proto: onnx.GraphProto, initializer_sink: TensorSink | None = None) -> None:
         if graph.extra is not None:
             proto.CopyFrom(graph.extra)
         if graph.name:
@@ -62,8 +63,9 @@ class _Exporter:
             proto.doc_string = graph.doc_string
         for node in graph:
             self.node(node, proto.node.add())
+        sink = initializer_sink or self.sink
         for name, value in graph.initializers.items():
-            proto.initializer.append(self.sink(_dense(value), name))
+            proto.initializer.append(sink(_dense(value), name))
         for value in graph.sparse_initializers.values():
             assert isinstance(value.const_value, SparseTensor)  # add_sparse_initializer sets it
             proto.sparse_initializer.append(value.const_value.to_proto())
@@ -179,7 +181,7 @@ class _Exporter:
             if value:
                 setattr(proto, name, value)
         _opsets(proto.opset_import, model.opset_imports)
-        self.graph(model.graph, proto.graph)
+        self.graph(model.graph, proto.graph, self.initializer_sink)
         if version < 4:
             self.initializers_as_inputs(model.graph, proto.graph)
         _props(proto.metadata_props, model.metadata_props)
@@ -215,6 +217,16 @@ def export_node(node: Node, sink: TensorSink = inline_sink) -> onnx.NodeProto:
     return proto
 
 
-def export_model(model: Model, sink: TensorSink = inline_sink, *, ir_version: int | None = None) -> onnx.ModelProto:
-    """Export ``model`` to a ModelProto, placing tensor data through ``sink``."""
-    return _Exporter(sink).model(model, ir_version)
+def export_model(
+    model: Model,
+    sink: TensorSink = inline_sink,
+    *,
+    ir_version: int | None = None,
+    initializer_sink: TensorSink | None = None,
+) -> onnx.ModelProto:
+    """Export ``model`` to a ModelProto, placing tensor data through ``sink``.
+
+    ``initializer_sink``, when given, places the main graph's initializers instead (it is called for
+    them in order, so the n-th call makes ``graph.initializer[n]``).
+    """
+    return _Exporter(sink, initializer_sink).model(model, ir_version)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import BinaryIO
 
 import onnx
 
+from onnxgraph.fsutil import copy_file_span
 from onnxgraph.serde.fields import copy_field
 from onnxgraph.tensor import Tensor
 
@@ -44,6 +44,17 @@ def metadata_only(tensor: Tensor, name: str) -> onnx.TensorProto:
     return proto
 
 
+def write_tensor_bytes(tensor: Tensor, file: BinaryIO) -> None:
+    """Append the tensor's bytes in ``raw_data`` layout to ``file``: bytes backed by a file are copied
+    file to file in the kernel where possible (no pages mapped into this process), others in chunks."""
+    span = tensor.file_span
+    if span is not None and copy_file_span(*span, file):
+        return
+    data = memoryview(tensor.raw_bytes()).cast("B")
+    for begin in range(0, len(data), _CHUNK):
+        file.write(data[begin : begin + _CHUNK])
+
+
 class ExternalDataWriter:
     """A tensor sink that appends tensors to one data file and returns external references.
 
@@ -62,35 +73,14 @@ class ExternalDataWriter:
         self.keep_inline_tensors = keep_inline_tensors
         self.offset = 0
 
-    def _copy_file_range(self, tensor: Tensor) -> bool:
-        """Copy external bytes file-to-file in the kernel (no pages mapped into this process).
-
-        Returns False where the platform or file system cannot, and the caller copies through memory.
-        """
-        copy = getattr(os, "copy_file_range", None)
-        if copy is None:
-            return False
-        source_path, offset, length = tensor.external_span
-        self.file.flush()
-        try:
-            with open(source_path, "rb") as source:
-                done = 0
-                while done < length:
-                    n = copy(source.fileno(), self.file.fileno(), length - done, offset + done)
-                    if n == 0:
-                        raise OSError("short copy")
-                    done += n
-        except OSError:
-            self.file.seek(self.offset)
-            self.file.truncate()
-            return False
-        self.file.seek(0, os.SEEK_END)
-        return True
+    def keeps_inline(self, tensor: Tensor) -> bool:
+        """Whether this sink leaves ``tensor`` inline in the model rather than in the data file."""
+        if tensor.elem_type == onnx.TensorProto.STRING or tensor.nbytes < self.threshold:
+            return True
+        return self.keep_inline_tensors and not tensor.is_external and tensor.proto is not None
 
     def __call__(self, tensor: Tensor, name: str) -> onnx.TensorProto:
-        if tensor.elem_type == onnx.TensorProto.STRING or tensor.nbytes < self.threshold:
-            return tensor.to_proto(name)
-        if self.keep_inline_tensors and not tensor.is_external and tensor.proto is not None:
+        if self.keeps_inline(tensor):
             return tensor.to_proto(name)
         length = tensor.external_span[2] if tensor.is_external else tensor.nbytes
         padding = -self.offset % (_PAGE if length >= (1 << 20) else _SMALL_ALIGN)
@@ -98,10 +88,7 @@ class ExternalDataWriter:
             self.file.write(b"\0" * padding)
             self.offset += padding
         start = self.offset
-        if not (tensor.is_external and self._copy_file_range(tensor)):
-            data = memoryview(tensor.raw_bytes()).cast("B")
-            for begin in range(0, len(data), _CHUNK):
-                self.file.write(data[begin : begin + _CHUNK])
+        write_tensor_bytes(tensor, self.file)
         self.offset += length
         proto = metadata_only(tensor, name)
         proto.data_location = onnx.TensorProto.EXTERNAL

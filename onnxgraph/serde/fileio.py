@@ -11,9 +11,11 @@ from google.protobuf.message import DecodeError
 from onnxgraph.errors import ModelLoadError, ModelSaveError
 from onnxgraph.fsutil import AtomicFileGroup, new_file_mode, write_target
 from onnxgraph.model import Model
-from onnxgraph.serde.exporter import export_model
+from onnxgraph.serde.exporter import export_model, inline_sink
 from onnxgraph.serde.external import ExternalDataWriter
 from onnxgraph.serde.importer import import_model
+from onnxgraph.serde.mapped import read_skeleton
+from onnxgraph.serde.streamed import StreamedInitializers, write_model
 from onnxgraph.serde.text import is_text_path, parse_text, print_text
 from onnxgraph.tensor import Tensor, initializer_tensor
 
@@ -48,13 +50,21 @@ def _parse(data: bytes, source: str) -> onnx.ModelProto:
     return proto
 
 
-def read_proto(path: str | os.PathLike) -> onnx.ModelProto:
+def read_proto(path: str | os.PathLike, *, tensor_data: bool = True) -> onnx.ModelProto:
     """The ModelProto in the file ``path`` (ONNX text for ``.onnxtxt``), external data not read.
+
+    Args:
+        path: the model file.
+        tensor_data: read the data of the main graph's inline initializers; without, large ones come
+            with their type, shape and name only (for readers of the structure: far less memory).
 
     Raises:
         ModelLoadError: the file is missing, empty or not an ONNX model.
     """
     path = os.fspath(path)
+    cut = None if tensor_data else _read_mapped(path, placeholders=False)
+    if cut is not None:
+        return _parse(cut[0], path)
     data = _read_bytes(path)
     return parse_text(data, path) if is_text_path(path) else _parse(data, path)
 
@@ -94,9 +104,26 @@ def load(
             _parse(bytes(source), "<bytes>"), source="<bytes>", base_dir=base_dir, allow_external_data_outside=outside
         )
     path = os.fspath(source)
-    proto = read_proto(path)
     folder = base_dir if base_dir is not None else os.path.dirname(os.path.abspath(path))
+    cut = _read_mapped(path)
+    if cut is not None:  # the large initializers stay in a memory map of the file
+        skeleton, tensors = cut
+        proto = _parse(skeleton, path)
+        del skeleton
+        return import_model(proto, source=path, base_dir=folder, detached=tensors, allow_external_data_outside=outside)
+    proto = read_proto(path)
     return import_model(proto, source=path, base_dir=folder, allow_external_data_outside=outside)
+
+
+def _read_mapped(path: str, *, placeholders: bool = True) -> tuple[bytes, dict[str, Tensor]] | None:
+    """:func:`onnxgraph.serde.mapped.read_skeleton` of a binary model file, or None where it does not
+    apply (ONNX text, a file that cannot be mapped); :func:`read_proto` then reports any problem."""
+    if is_text_path(path) or not os.path.isfile(path):
+        return None
+    try:
+        return read_skeleton(path, placeholders=placeholders)
+    except OSError:  # not mappable (empty, a FIFO...): read as bytes
+        return None
 
 
 def from_proto(
@@ -206,15 +233,19 @@ def save(
         if use_external:
             # the weights get the model's permissions: whoever can read the model can read them
             with files.open(os.path.join(folder, location), mode=new_file_mode(target)) as data_file:
-                sink = ExternalDataWriter(
+                writer = ExternalDataWriter(
                     data_file, location, threshold=size_threshold, keep_inline_tensors=keep_layout
                 )
-                proto = export_model(model, sink, ir_version=ir_version)
+                streamed = StreamedInitializers(writer, writer.keeps_inline)
+                proto = export_model(model, writer, ir_version=ir_version, initializer_sink=None if text else streamed)
         else:
-            proto = export_model(model, ir_version=ir_version)
-        payload = print_text(proto).encode("utf-8") if text else proto.SerializeToString()
+            streamed = StreamedInitializers(inline_sink)
+            proto = export_model(model, ir_version=ir_version, initializer_sink=None if text else streamed)
         with files.open(path) as f:
-            f.write(payload)
+            if text:
+                f.write(print_text(proto).encode("utf-8"))
+            else:  # inline weights go from where they are to the file, one at a time
+                write_model(f, proto, streamed.tensors)
         files.commit()
     except OSError as exc:
         files.discard()

@@ -52,6 +52,11 @@ def test_optimizes_verifies_and_reports(tmp_path):
     assert data["after"]["nodes"] < data["before"]["nodes"]
     assert {p["name"] for p in data["passes"]} >= {"fold", "shapes", "dce", "cse"}
     assert len(onnxgraph.load(out).graph) == data["after"]["nodes"]
+    timings = data["timings"]
+    assert list(timings) == ["load", "type_annotation", "passes", "verification", "save"]
+    assert all(seconds > 0 for seconds in timings.values())
+    assert timings["passes"] >= sum(p["seconds"] for p in data["passes"]) * 0.99
+    assert "time: load" in result.stdout and "verification" in result.stdout.split("time: load")[1]
 
 
 def test_refuses_to_overwrite_the_input(tmp_path):
@@ -125,6 +130,15 @@ def test_no_verify_skips_onnxruntime(tmp_path, monkeypatch):
     monkeypatch.setattr("onnxgraph.optimizers.pipeline.Verifier", None)  # would fail if used
     result = _invoke(TRANSFORMER, "-o", str(tmp_path / "o.onnx"), "--no-verify")
     assert result.exit_code == 0 and "skipped" in result.stdout
+
+
+def test_json_times_each_phase_and_verification_takes_none_without_it(tmp_path):
+    result = _invoke(TRANSFORMER, "-o", str(tmp_path / "o.onnx"), "--no-verify", "--json")
+    assert result.exit_code == 0, result.output
+    timings = json.loads(result.stdout)["timings"]
+    assert list(timings) == ["load", "type_annotation", "passes", "verification", "save"]
+    assert timings["verification"] == 0.0
+    assert all(timings[phase] > 0 for phase in ("load", "type_annotation", "passes", "save"))
 
 
 def test_external_data_stays_external(tmp_path):

@@ -95,6 +95,9 @@ def test_a_wrong_rewrite_is_bisected_and_rolled_back(wrong_passes, kit):
     assert "last_hidden_state" in report.rollbacks[0].reason
     assert kit.ops(model)["Sub"] == 1  # only the model's own Sub (the attention mask)
     kit.assert_same(onnx.load(TRANSFORMER), model)
+    # phase timings add up every run: the bisection's reruns of the passes count, not only the last
+    assert report.timings["passes"] > sum(p.seconds for p in report.passes) > 0
+    assert report.timings["verification"] > 0 and report.timings["load"] > 0
 
 
 def test_a_wrong_pass_without_cases_is_dropped_entirely(wrong_passes):
