@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
 
 from onnxgraph.errors import VerificationUnavailable, one_line
 from onnxgraph.model import Model
@@ -17,12 +16,6 @@ from onnxgraph.optimizers.utils import RANDOM_OPS
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs
 from onnxgraph.runtime.inputs import random_inputs, specs_of
 from onnxgraph.runtime.sessions import RunBudgetExceeded, run_within_budget
-from onnxgraph.serde.fileio import _inline_bytes
-from onnxgraph.tensor import Tensor
-
-_INLINE_LIMIT = 1 << 30
-"""Models with more inline tensor data than this go to onnxruntime through a temporary file."""
-
 
 _OPTIMIZATION = "disable"
 """onnxruntime's own graph optimizations are off while verifying: the comparison is of our rewrites,
@@ -98,6 +91,7 @@ class Verifier:
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
             raise VerificationUnavailable(f"the original model does not run on onnxruntime: {one_line(exc)}") from exc
         del run
+        _release_freed_memory()
         self.skipped = _random_outputs(model)
         for name in self.skipped:
             self.expected.pop(name, None)
@@ -116,68 +110,29 @@ class Verifier:
 
 
 def run_model(model: str | Model):
-    """A function ``feeds -> {output name: array}`` running ``model`` on onnxruntime CPU."""
+    """A function ``feeds -> {output name: array}`` running ``model`` on onnxruntime CPU.
+
+    A path runs from its file; an IR model runs over its own arrays (:mod:`onnxgraph.runtime.ir_session`).
+    Neither session pre-packs weights: a check runs each model once.
+    """
+    from onnxgraph.runtime.ir_session import NO_PREPACKING, IRSession, NotShareable, ir_session
     from onnxgraph.runtime.sessions import create_session
 
     if isinstance(model, str):
-        session = create_session(model, optimization=_OPTIMIZATION)
-    elif not _has_external(model) and _inline_bytes(model) < _INLINE_LIMIT:
-        session = create_session(model.to_proto(), optimization=_OPTIMIZATION)
+        handle = IRSession(create_session(model, optimization=_OPTIMIZATION, config_entries=NO_PREPACKING))
     else:
-        session = _session_over_source_data(model) or _session_through_copy(model)
+        try:
+            handle = ir_session(model, optimization=_OPTIMIZATION)
+        except NotShareable:
+            handle = IRSession(_session_through_copy(model))
 
     def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = handle.session  # the handle keeps the shared weights alive with the session
         names = [o.name for o in session.get_outputs()]
         wanted = {i.name for i in session.get_inputs()}
         return dict(zip(names, run_within_budget(session, names, {k: v for k, v in feeds.items() if k in wanted})))
 
     return run
-
-
-def _session_over_source_data(model: Model):
-    """A session whose unchanged external tensors are read from the source's own data file.
-
-    The model file is written, for a moment, beside that data file (onnxruntime only reads
-    external data from the model's folder); no weight is copied or even touched here. None when
-    that is not possible (several folders, nested locations, a read-only folder, >2 GB inline).
-    """
-    from onnxgraph.runtime.sessions import create_session
-    from onnxgraph.serde.exporter import export_model
-
-    folders: set[str] = set()
-
-    def sink(tensor, name: str) -> onnx.TensorProto:
-        if not tensor.is_external or tensor.proto is None:
-            return tensor.to_proto(name)
-        location = next((e.value for e in tensor.proto.external_data if e.key == "location"), "")
-        if os.path.basename(location) != location:
-            raise _NotShareable
-        folders.add(os.path.dirname(tensor.external_path))
-        proto = onnx.TensorProto()
-        proto.CopyFrom(tensor.proto)
-        proto.name = name
-        return proto
-
-    try:
-        payload = export_model(model, sink).SerializeToString()
-    except (_NotShareable, ValueError):  # ValueError: protobuf's 2 GB limit
-        return None
-    if len(folders) != 1:
-        return None
-    try:
-        fd, path = tempfile.mkstemp(prefix=".onnxgraph-verify-", suffix=".onnx", dir=folders.pop())
-    except OSError:
-        return None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        return create_session(path, optimization=_OPTIMIZATION)
-    finally:
-        os.unlink(path)
-
-
-class _NotShareable(Exception):
-    """A tensor's external data cannot be referenced from a model written beside it."""
 
 
 def _session_through_copy(model: Model):
@@ -189,15 +144,6 @@ def _session_through_copy(model: Model):
         path = os.path.join(folder, "model.onnx")
         save(model, path, external_data="auto")
         return create_session(path, optimization=_OPTIMIZATION)
-
-
-def _has_external(model: Model) -> bool:
-    return any(
-        v.const_value.is_external
-        for g in model.all_graphs()
-        for v in g.initializers.values()
-        if isinstance(v.const_value, Tensor)
-    )
 
 
 def _release_freed_memory() -> None:

@@ -1,0 +1,127 @@
+"""onnxruntime sessions over an IR model's own tensor memory: no serialized copy of the weights.
+
+A session made from ``model.to_proto().SerializeToString()`` holds the weights three more times
+while it is created (the ModelProto, its bytes, onnxruntime's own tensors) and a fourth time after
+(MLAS's pre-packed copies of MatMul weights). :func:`ir_session` hands onnxruntime only the graph: the
+main graph's initializers travel as OrtValues over the IR's numpy arrays
+(``SessionOptions.add_initializer``, which onnxruntime uses in place), and pre-packing is off. The
+protobuf onnxruntime reads keeps each such initializer as a stub whose external data points into
+an empty sparse file (onnxruntime validates the reference but reads the shared value instead).
+
+Tensors onnxruntime cannot take as OrtValues (bfloat16, float8, strings, sub-byte types), small
+ones, and those of subgraphs and attributes stay inline in the protobuf.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from onnxgraph.model import Model
+from onnxgraph.tensor import Tensor
+
+SHARED_MIN_BYTES = 1024
+"""Initializers at least this large are shared with onnxruntime; smaller ones are copied inline."""
+NO_PREPACKING = {"session.disable_prepacking": "1"}
+"""Session config entry that keeps onnxruntime from making packed copies of constant weights (a
+second copy of every MatMul weight; a verification run gains nothing from it)."""
+_STUB_FILE = "shared-initializers.stub"
+_PROTOBUF_LIMIT = (1 << 31) - 1
+
+
+@dataclass
+class IRSession:
+    """An onnxruntime session and the OrtValues it reads its shared weights from.
+
+    Attributes:
+        session: the ``onnxruntime.InferenceSession``.
+        shared: initializer name -> OrtValue over the IR's array; kept alive as long as the session.
+    """
+
+    session: Any
+    shared: dict[str, Any] = field(default_factory=dict)
+
+
+class NotShareable(Exception):
+    """The model cannot be handed to onnxruntime this way (say, its graph alone exceeds protobuf's 2 GB)."""
+
+
+def ir_session(model: Model, *, optimization: str = "disable", threads: int | None = None) -> IRSession:
+    """A CPU session for ``model`` whose large initializers are the IR's own arrays.
+
+    Args:
+        model: the IR model (its tensors are read, not copied; they must not change while the
+            session lives).
+        optimization: onnxruntime graph optimization level (see ``sessions.create_session``).
+        threads: intra-op threads (default: onnxruntime's choice).
+
+    Raises:
+        NotShareable: the model without its shared weights is still over protobuf's 2 GB limit.
+        Exception: whatever onnxruntime raises for a model it refuses.
+    """
+    import onnxruntime as ort
+
+    from onnxgraph.runtime.sessions import create_session
+    from onnxgraph.serde.exporter import export_model, inline_sink
+    from onnxgraph.serde.external import metadata_only
+
+    wanted = {
+        id(tensor): name
+        for name, value in model.graph.initializers.items()
+        if isinstance(tensor := value.const_value, Tensor) and _shareable(tensor)
+    }
+    shared: dict[str, Any] = {}
+    stub_length = 0
+
+    def sink(tensor: Tensor, name: str) -> onnx.TensorProto:
+        nonlocal stub_length
+        if wanted.get(id(tensor)) != name or name in shared:
+            return inline_sink(tensor, name)
+        shared[name] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(tensor.numpy()))
+        stub_length = max(stub_length, tensor.nbytes)
+        proto = metadata_only(tensor, name)
+        proto.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", _STUB_FILE), ("offset", "0"), ("length", str(tensor.nbytes))):
+            entry = proto.external_data.add()
+            entry.key, entry.value = key, value
+        return proto
+
+    proto = export_model(model, sink)
+    if sum(_points_at_stub(t) for t in proto.graph.initializer) != len(shared):
+        # a subgraph or attribute reached the sink first with the same tensor and name
+        raise NotShareable("a shared weight is not a main-graph initializer of its own")
+    if proto.ByteSize() > _PROTOBUF_LIMIT:
+        raise NotShareable(f"the graph without its {len(shared)} shared weights is over protobuf's 2 GB limit")
+    with tempfile.TemporaryDirectory(prefix="onnxgraph-session-") as folder:
+        with open(os.path.join(folder, _STUB_FILE), "wb") as f:
+            f.truncate(stub_length)  # sparse: no disk, never read
+        path = os.path.join(folder, "model.onnx")
+        with open(path, "wb") as f:
+            f.write(proto.SerializeToString())
+        del proto
+        session = create_session(
+            path, optimization=optimization, threads=threads, config_entries=NO_PREPACKING, initializers=shared
+        )
+    return IRSession(session, shared)
+
+
+def _shareable(tensor: Tensor) -> bool:
+    """Whether onnxruntime can take the tensor as an OrtValue over its numpy array."""
+    if tensor.nbytes < SHARED_MIN_BYTES or tensor.elem_type == onnx.TensorProto.STRING:
+        return False
+    from onnxgraph import types
+
+    try:
+        dtype = np.dtype(types.np_dtype(tensor.elem_type))
+    except (KeyError, ValueError, TypeError):
+        return False
+    return dtype.isbuiltin == 1 and dtype.kind in "fiub"
+
+
+def _points_at_stub(tensor: onnx.TensorProto) -> bool:
+    return any(e.key == "location" and e.value == _STUB_FILE for e in tensor.external_data)
