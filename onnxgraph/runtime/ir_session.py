@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,12 +47,23 @@ class IRSession:
     session: Any
     shared: dict[str, Any] = field(default_factory=dict)
 
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output by name, for ``feeds`` (inputs the model lacks are left out), within the run budget."""
+        from onnxgraph.runtime.sessions import run_within_budget
+
+        names = [o.name for o in self.session.get_outputs()]
+        wanted = {i.name for i in self.session.get_inputs()}
+        outputs = run_within_budget(self.session, names, {k: v for k, v in feeds.items() if k in wanted})
+        return dict(zip(names, outputs, strict=True))
+
 
 class NotShareable(Exception):
     """The model cannot be handed to onnxruntime this way (say, its graph alone exceeds protobuf's 2 GB)."""
 
 
-def ir_session(model: Model, *, optimization: str = "disable", threads: int | None = None) -> IRSession:
+def ir_session(
+    model: Model, *, optimization: str = "disable", threads: int | None = None, ir_version: int | None = None
+) -> IRSession:
     """A CPU session for ``model`` whose large initializers are the IR's own arrays.
 
     Args:
@@ -59,6 +71,8 @@ def ir_session(model: Model, *, optimization: str = "disable", threads: int | No
             session lives).
         optimization: onnxruntime graph optimization level (see ``sessions.create_session``).
         threads: intra-op threads (default: onnxruntime's choice).
+        ir_version: the IR version to stamp instead of the model's (onnxruntime refuses newer ones
+            than it knows; IR versions change no semantics).
 
     Raises:
         NotShareable: the model without its shared weights is still over protobuf's 2 GB limit.
@@ -91,7 +105,7 @@ def ir_session(model: Model, *, optimization: str = "disable", threads: int | No
             entry.key, entry.value = key, value
         return proto
 
-    proto = export_model(model, sink)
+    proto = export_model(model, sink, ir_version=ir_version)
     if sum(_points_at_stub(t) for t in proto.graph.initializer) != len(shared):
         # a subgraph or attribute reached the sink first with the same tensor and name
         raise NotShareable("a shared weight is not a main-graph initializer of its own")
@@ -108,6 +122,35 @@ def ir_session(model: Model, *, optimization: str = "disable", threads: int | No
             path, optimization=optimization, threads=threads, config_entries=NO_PREPACKING, initializers=shared
         )
     return IRSession(session, shared)
+
+
+def open_session(
+    model: str | os.PathLike | Model, *, optimization: str = "disable", ir_version: int | None = None
+) -> IRSession:
+    """A session for checking ``model``, with no pre-packed copies of its weights.
+
+    A path runs from its file (onnxruntime reads it as users' sessions do); an IR model runs over its
+    own arrays (:func:`ir_session`), or, when that cannot be, from a temporary copy with its weights
+    in external data.
+
+    Args:
+        model: a model file or an IR model.
+        optimization: onnxruntime graph optimization level.
+        ir_version: for an IR model, the IR version to stamp (see :func:`ir_session`).
+    """
+    from onnxgraph.runtime.sessions import create_session
+    from onnxgraph.serde.fileio import save
+
+    if not isinstance(model, Model):
+        return IRSession(create_session(model, optimization=optimization, config_entries=NO_PREPACKING))
+    try:
+        return ir_session(model, optimization=optimization, ir_version=ir_version)
+    except NotShareable:
+        pass
+    with tempfile.TemporaryDirectory(prefix="onnxgraph-session-") as folder:
+        path = os.path.join(folder, "model.onnx")
+        save(model, path, external_data="auto")
+        return IRSession(create_session(path, optimization=optimization, config_entries=NO_PREPACKING))
 
 
 def _shareable(tensor: Tensor) -> bool:
