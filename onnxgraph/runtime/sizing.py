@@ -26,7 +26,7 @@ a rewrite that wrongly fixes a dimension to 1 (a common export size) cannot pass
 MAX_DERIVED_LENGTH = 1 << 20
 """Largest length :func:`min_spatial_length` proposes (a deeper chain is left to ``--input-shape``)."""
 
-_WINDOWED = {"Conv", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool"}
+_WINDOWED = {"Conv", "ConvInteger", "QLinearConv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool"}
 
 Outputs = TypeVar("Outputs")
 
@@ -38,9 +38,8 @@ class SizingFailed(Exception):
 def min_spatial_length(model: Model) -> int:
     """The shortest spatial length that every windowed op of the main graph, chained, can consume.
 
-    The windowed ops (Conv, pooling) are composed in reverse topological order as if they formed one
-    chain, which over-estimates for parallel branches (a longer input still runs). ConvTranspose
-    only grows its axis and passes the requirement through unchanged.
+    The windowed ops (Conv, ConvTranspose, pooling) are composed in reverse topological order as if
+    they formed one chain, which over-estimates for parallel branches (a longer input still runs).
 
     Returns:
         At least 1; capped at :data:`MAX_DERIVED_LENGTH`.
@@ -72,7 +71,14 @@ def _input_length(node: Node, out_length: int) -> int:
     needed = 1
     for axis in range(rank):
         span = dilations[axis] * (kernel[axis] - 1) + 1
-        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        if node.op_type == "ConvTranspose":
+            if node.attr("output_shape") or auto_pad != "NOTSET":
+                length = out_length  # the output size is set otherwise; no smaller than the input's
+            else:
+                extra = (node.attr("output_padding") or [0] * rank)[axis]
+                grown = out_length - extra - span + pads[axis] + pads[axis + rank]
+                length = -(-grown // strides[axis]) + 1
+        elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
             length = (out_length - 1) * strides[axis] + 1
         else:
             padding = 0 if auto_pad == "VALID" else pads[axis] + pads[axis + rank]
