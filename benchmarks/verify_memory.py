@@ -9,7 +9,8 @@ external data, converted with ``onnxgraph convert m.onnx -o o.onnx --fp16`` with
 next to onnxscript's optimizer (load, optimize, save; run by ``--onnxscript-python``, an
 interpreter that has onnxscript, when given), interleaved ``--repeat`` times.
 
-Each line printed: the run, its wall time, peak RSS (``Maximum resident set size``, the largest of
+Each line printed: the run, its wall time, CPU time (user + system; steadier than wall time on a
+shared machine), peak RSS (``Maximum resident set size``, the largest of
 the process and of each child it waited for) and that peak over the weights' size.
 """
 
@@ -33,15 +34,18 @@ ir.save(model, sys.argv[2])
 """
 
 
-def measure(command: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of ``command`` run under ``/usr/bin/time -v``."""
+def measure(command: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system, children included) and peak RSS (bytes) of
+    ``command`` run under ``/usr/bin/time -v``."""
     done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
     peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1)) * 1024
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", done.stderr).group(1)
     seconds = sum(float(part) * 60**i for i, part in enumerate(reversed(wall.split(":"))))
-    return seconds, peak
+    times = re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", done.stderr)
+    cpu = sum(float(t) for t in times)
+    return seconds, cpu, peak
 
 
 def chain_model(path: str, tensors: int, side: int) -> int:
@@ -69,8 +73,11 @@ def chain_model(path: str, tensors: int, side: int) -> int:
     return tensors * side * side * 4
 
 
-def _report(label: str, seconds: float, peak: int, weights: int) -> None:
-    print(f"{label:<40} {seconds:7.2f} s {peak / 2**20:8.0f} MiB {peak / weights:6.2f}x weights", flush=True)
+def _report(label: str, seconds: float, cpu: float, peak: int, weights: int) -> None:
+    print(
+        f"{label:<34} {seconds:7.2f} s wall {cpu:7.2f} s CPU {peak / 2**20:7.0f} MiB {peak / weights:6.2f}x weights",
+        flush=True,
+    )
 
 
 def run_convert(args: argparse.Namespace, onnxgraph: str) -> None:
@@ -78,8 +85,8 @@ def run_convert(args: argparse.Namespace, onnxgraph: str) -> None:
     weights = chain_model(model, args.tensors, args.side)
     out = os.path.join(args.workdir, "chain.fp16.onnx")
     for flags in (["--no-verify"], []):
-        seconds, peak = measure([onnxgraph, "convert", model, "-o", out, "--fp16", "--overwrite", *flags])
-        _report(f"convert --fp16 {' '.join(flags) or '(verified)'}", seconds, peak, weights)
+        measured = measure([onnxgraph, "convert", model, "-o", out, "--fp16", "--overwrite", *flags])
+        _report(f"convert --fp16 {' '.join(flags) or '(verified)'}", *measured, weights)
 
 
 def run_optimize(args: argparse.Namespace, onnxgraph: str) -> None:
@@ -96,8 +103,8 @@ def run_optimize(args: argparse.Namespace, onnxgraph: str) -> None:
         if args.onnxscript_python:
             _report("onnxscript.optimizer", *measure([args.onnxscript_python, script, args.model, out]), weights)
         for flags in (["--no-verify"], []):
-            seconds, peak = measure([onnxgraph, "optimize", args.model, "-o", out, "--overwrite", *flags])
-            _report(f"optimize {' '.join(flags) or '(verified)'}", seconds, peak, weights)
+            measured = measure([onnxgraph, "optimize", args.model, "-o", out, "--overwrite", *flags])
+            _report(f"optimize {' '.join(flags) or '(verified)'}", *measured, weights)
 
 
 def main() -> None:
