@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from onnxgraph.errors import NotShareable
 from onnxgraph.model import Model
 from onnxgraph.tensor import Tensor
 
@@ -55,10 +56,6 @@ class IRSession:
         wanted = {i.name for i in self.session.get_inputs()}
         outputs = run_within_budget(self.session, names, {k: v for k, v in feeds.items() if k in wanted})
         return dict(zip(names, outputs, strict=True))
-
-
-class NotShareable(Exception):
-    """The model cannot be handed to onnxruntime this way (say, its graph alone exceeds protobuf's 2 GB)."""
 
 
 def ir_session(

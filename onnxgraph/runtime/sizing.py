@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from onnxgraph.errors import InputError, RunBudgetExceeded, one_line
+from onnxgraph.errors import InputError, RunBudgetExceeded, SizingFailed, one_line
 from onnxgraph.model import Model
 from onnxgraph.node import Node
 from onnxgraph.runtime.inputs import InputSpec, random_inputs, specs_of
@@ -29,10 +29,6 @@ MAX_DERIVED_LENGTH = 1 << 20
 _WINDOWED = {"Conv", "ConvInteger", "QLinearConv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool"}
 
 Outputs = TypeVar("Outputs")
-
-
-class SizingFailed(Exception):
-    """The model ran with none of the planned sizes; the message names ``--input-shape``."""
 
 
 def min_spatial_length(model: Model) -> int:
