@@ -5,8 +5,10 @@ while it is created (the ModelProto, its bytes, onnxruntime's own tensors) and a
 (MLAS's pre-packed copies of MatMul weights). :func:`ir_session` hands onnxruntime only the graph: the
 main graph's initializers travel as OrtValues over the IR's numpy arrays
 (``SessionOptions.add_initializer``, which onnxruntime uses in place), and pre-packing is off. The
-protobuf onnxruntime reads keeps each such initializer as a stub whose external data points into
-an empty sparse file (onnxruntime validates the reference but reads the shared value instead).
+protobuf onnxruntime reads keeps each such initializer as a stub whose external data location is
+``"."``: a model loaded from bytes resolves it to the working folder, which exists, so onnxruntime
+accepts the reference; it reads the shared value instead, and were it ever to read the stub, reading a
+folder fails loudly rather than returning zeros. No file is written.
 
 Tensors onnxruntime cannot take as OrtValues (bfloat16, float8, strings, sub-byte types), small
 ones, and those of subgraphs and attributes stay inline in the protobuf.
@@ -32,7 +34,7 @@ SHARED_MIN_BYTES = 1024
 NO_PREPACKING = {"session.disable_prepacking": "1"}
 """Session config entry that keeps onnxruntime from making packed copies of constant weights (a
 second copy of every MatMul weight; a verification run gains nothing from it)."""
-_STUB_FILE = "shared-initializers.stub"
+_STUB_LOCATION = "."
 _PROTOBUF_LIMIT = (1 << 31) - 1
 
 
@@ -87,17 +89,14 @@ def ir_session(
         if isinstance(tensor := value.const_value, Tensor) and _shareable(tensor)
     }
     shared: dict[str, Any] = {}
-    stub_length = 0
 
     def sink(tensor: Tensor, name: str) -> onnx.TensorProto:
-        nonlocal stub_length
         if wanted.get(id(tensor)) != name or name in shared:
             return inline_sink(tensor, name)
         shared[name] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(tensor.numpy()))
-        stub_length = max(stub_length, tensor.nbytes)
         proto = metadata_only(tensor, name)
         proto.data_location = onnx.TensorProto.EXTERNAL
-        for key, value in (("location", _STUB_FILE), ("offset", "0"), ("length", str(tensor.nbytes))):
+        for key, value in (("location", _STUB_LOCATION), ("offset", "0"), ("length", str(tensor.nbytes))):
             entry = proto.external_data.add()
             entry.key, entry.value = key, value
         return proto
@@ -108,16 +107,11 @@ def ir_session(
         raise NotShareable("a shared weight is not a main-graph initializer of its own")
     if proto.ByteSize() > _PROTOBUF_LIMIT:
         raise NotShareable(f"the graph without its {len(shared)} shared weights is over protobuf's 2 GB limit")
-    with tempfile.TemporaryDirectory(prefix="onnxgraph-session-") as folder:
-        with open(os.path.join(folder, _STUB_FILE), "wb") as f:
-            f.truncate(stub_length)  # sparse: no disk, never read
-        path = os.path.join(folder, "model.onnx")
-        with open(path, "wb") as f:
-            f.write(proto.SerializeToString())
-        del proto
-        session = create_session(
-            path, optimization=optimization, threads=threads, config_entries=NO_PREPACKING, initializers=shared
-        )
+    payload = proto.SerializeToString()
+    del proto
+    session = create_session(
+        payload, optimization=optimization, threads=threads, config_entries=NO_PREPACKING, initializers=shared
+    )
     return IRSession(session, shared)
 
 
@@ -164,4 +158,4 @@ def _shareable(tensor: Tensor) -> bool:
 
 
 def _points_at_stub(tensor: onnx.TensorProto) -> bool:
-    return any(e.key == "location" and e.value == _STUB_FILE for e in tensor.external_data)
+    return any(e.key == "location" and e.value == _STUB_LOCATION for e in tensor.external_data)
