@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from onnxgraph import types
 from onnxgraph.errors import NotShareable
 from onnxgraph.model import Model
 from onnxgraph.tensor import Tensor
@@ -127,7 +128,7 @@ def open_session(
     Args:
         model: a model file or an IR model.
         optimization: onnxruntime graph optimization level.
-        ir_version: for an IR model, the IR version to stamp (see :func:`ir_session`).
+        ir_version: for an IR model shared with :func:`ir_session`, the IR version to stamp.
     """
     from onnxgraph.runtime.sessions import create_session
     from onnxgraph.serde.fileio import save
@@ -146,10 +147,8 @@ def open_session(
 
 def _shareable(tensor: Tensor) -> bool:
     """Whether onnxruntime can take the tensor as an OrtValue over its numpy array."""
-    if tensor.nbytes < SHARED_MIN_BYTES or tensor.elem_type == onnx.TensorProto.STRING:
+    if tensor.elem_type == onnx.TensorProto.STRING or tensor.nbytes < SHARED_MIN_BYTES:
         return False
-    from onnxgraph import types
-
     try:
         dtype = np.dtype(types.np_dtype(tensor.elem_type))
     except (KeyError, ValueError, TypeError):
