@@ -11,6 +11,7 @@ last axes first, where audio and sequence lengths sit), then on all of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -83,22 +84,36 @@ def _input_length(node: Node, out_length: int) -> int:
     return needed
 
 
-def size_plans(model: Model, specs: Sequence[InputSpec]) -> Iterator[tuple[str, dict[str, int], int]]:
-    """The dynamic-dimension sizes to try, in order: ``(description, {dim name: size}, default size)``.
+@dataclass(frozen=True)
+class SizePlan:
+    """Sizes for dynamic dimensions: ``named`` ones (``{"samples": 400}``), ``default`` for the rest."""
+
+    description: str
+    named: dict[str, int] = field(default_factory=dict)
+    default: int = DYNAMIC_DIMS[0]
+
+    def inputs(
+        self, specs: Sequence[InputSpec], input_shapes: Mapping[str, Sequence[int]] | None = None, seed: int = 0
+    ) -> dict[str, np.ndarray]:
+        """Seeded random inputs for ``specs`` with these sizes (``input_shapes`` first)."""
+        return random_inputs(specs, shapes=input_shapes, seed=seed, dynamic_dim=self.default, dim_sizes=self.named)
+
+
+def size_plans(model: Model, specs: Sequence[InputSpec]) -> Iterator[SizePlan]:
+    """The dynamic-dimension sizes to try, in order.
 
     First every dynamic dimension at each size of :data:`DYNAMIC_DIMS`; then, when the model's
     windowed ops need a longer axis (:func:`min_spatial_length`), that length on one named dynamic
     dimension at a time (later axes first), then on every dynamic dimension.
     """
     for size in DYNAMIC_DIMS:
-        yield f"{size}", {}, size
+        yield SizePlan(f"{size}", {}, size)
     length = min_spatial_length(model)
     if length <= DYNAMIC_DIMS[0]:
         return
-    names = _dim_names_by_axis(specs)
-    for name in names:
-        yield f"{length} for '{name}'", {name: length}, DYNAMIC_DIMS[0]
-    yield f"{length}", {}, length
+    for name in _dim_names_by_axis(specs):
+        yield SizePlan(f"{length} for '{name}'", {name: length}, DYNAMIC_DIMS[0])
+    yield SizePlan(f"{length}", {}, length)
 
 
 def _dim_names_by_axis(specs: Sequence[InputSpec]) -> list[str]:
@@ -125,21 +140,34 @@ def run_sized(
         SizingFailed: every plan failed; says which sizes were tried, the first error and how to
             give sizes with ``--input-shape``.
     """
+    _, feeds, outputs = runnable_plan(model, run, input_shapes=input_shapes, seed=seed)
+    return feeds, outputs
+
+
+def runnable_plan(
+    model: Model,
+    run: Callable[[dict[str, np.ndarray]], Outputs],
+    *,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    seed: int = 0,
+) -> tuple[SizePlan, dict[str, np.ndarray], Outputs]:
+    """:func:`run_sized` with the plan that ran, to size another model's inputs alike (a result with
+    the same dimension names)."""
     specs = specs_of(model)
     tried: list[str] = []
     first_error = ""
-    for description, named, default in size_plans(model, specs):
+    for plan in size_plans(model, specs):
         try:
-            feeds = random_inputs(specs, shapes=input_shapes, seed=seed, dynamic_dim=default, dim_sizes=named)
+            feeds = plan.inputs(specs, input_shapes, seed)
         except InputError as exc:
             first_error = first_error or str(exc)
             continue
         try:
-            return feeds, run(feeds)
+            return plan, feeds, run(feeds)
         except RunBudgetExceeded:
             raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            tried.append(description)
+            tried.append(plan.description)
             first_error = first_error or one_line(exc)
         if not any(_is_dynamic(s, input_shapes or {}) for s in specs):
             break  # every dimension is fixed: other plans give the same inputs

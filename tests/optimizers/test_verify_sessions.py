@@ -144,3 +144,21 @@ def test_a_model_no_size_fits_fails_with_a_pointer_to_input_shape(tmp_path):
     assert not os.path.exists(tmp_path / "o.onnx")
     ok = CliRunner().invoke(cli, ["optimize", path, "-o", str(tmp_path / "o.onnx"), "--input-shape", "x=16"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_the_check_before_writing_sizes_the_result_as_the_source_runs(audio_file, tmp_path, monkeypatch):
+    """``convert --external-data`` changes no computation, so no verification: the last check runs the
+    result on onnxruntime, with the samples axis the source needed (it used to give up at size 1)."""
+    from onnxgraph.runtime import isolated
+
+    runs = []
+    real = isolated.run_isolated
+
+    def spy(path, feeds, **kwargs):
+        runs.append({k: v.shape for k, v in feeds.items()})
+        return real(path, feeds, **kwargs)
+
+    monkeypatch.setattr(isolated, "run_isolated", spy)
+    result = CliRunner().invoke(cli, ["convert", audio_file, "-o", str(tmp_path / "o.onnx"), "--external-data"])
+    assert result.exit_code == 0, result.output
+    assert runs == [{"wav": (2, 11)}]

@@ -51,14 +51,14 @@ def test_models_without_windowed_ops_need_no_length():
         )
     )
     assert min_spatial_length(model) == 1
-    assert [named for _, named, _ in size_plans(model, [])] == [{}, {}]
+    assert [plan.named for plan in size_plans(model, [])] == [{}, {}]
 
 
 def test_plans_try_the_derived_length_on_the_last_axis_first():
     model = onnxgraph.load(AUDIO)
     from onnxgraph.runtime.inputs import specs_of
 
-    plans = [(named, default) for _, named, default in size_plans(model, specs_of(model))]
+    plans = [(plan.named, plan.default) for plan in size_plans(model, specs_of(model))]
     assert plans == [({}, 2), ({}, 1), ({"time": 11}, 2), ({"batch": 11}, 2), ({}, 11)]
 
 
