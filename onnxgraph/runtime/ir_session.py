@@ -75,7 +75,8 @@ def ir_session(
             than it knows; IR versions change no semantics).
 
     Raises:
-        NotShareable: the model without its shared weights is still over protobuf's 2 GB limit.
+        NotShareable: the model without its shared weights is still over protobuf's 2 GB limit (or
+            the working folder, where the stubs point, is gone).
         Exception: whatever onnxruntime raises for a model it refuses.
     """
     import onnxruntime as ort
@@ -102,6 +103,8 @@ def ir_session(
             entry.key, entry.value = key, value
         return proto
 
+    if not os.path.isdir(_STUB_LOCATION):  # a working folder deleted under us: onnxruntime would refuse the stubs
+        raise NotShareable("the working folder is gone")
     proto = export_model(model, sink, ir_version=ir_version)
     if sum(_points_at_stub(t) for t in proto.graph.initializer) != len(shared):
         # a subgraph or attribute reached the sink first with the same tensor and name
