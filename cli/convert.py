@@ -91,7 +91,7 @@ def convert(
     """Convert MODEL's opset, IR version, precision or data layout and write it to OUTPUT."""
     import onnxgraph
     from onnxgraph.convert.opset import ConversionError
-    from onnxgraph.convert.pipeline import ConvertOptions, convert_model
+    from onnxgraph.convert.pipeline import ConvertOptions, changes_computation, convert_model
     from onnxgraph.convert.precision import DEFAULT_BLOCK_LIST
     from onnxgraph.pathguard import Output, check_outputs
     from onnxgraph.runtime.inputs import check_shapes, specs_of
@@ -119,9 +119,6 @@ def convert(
         else frozenset(op.strip() for op in op_block_list.split(",") if op.strip())
     )
 
-    def load():
-        return onnxgraph.load(model, allow_external_data_outside=allow_outside)
-
     options = ConvertOptions(
         opset=opset,
         ir_version=ir_version,
@@ -131,21 +128,25 @@ def convert(
         block_list=block_list,
     )
     with progress(f"loading {model}") as update:
-        loaded = load()
+        loaded = onnxgraph.load(model, allow_external_data_outside=allow_outside)
         default_layout = _default_layout(loaded, output)  # before conversion replaces the tensors
         if shapes:
             check_shapes(specs_of(loaded), shapes)
-        update("converting")
         try:
+            reference = None
+            if verify and changes_computation(loaded, options):
+                update("running the original model")  # before conversion: one model's weights at a time
+                reference = _reference(model, loaded, shapes)
+            update("converting")
             converted, report = convert_model(loaded, options)
         except ConversionError as exc:
             raise BadInput(f"{model}: {exc}") from exc
     for line in report.warnings:
         click.echo(f"warning: {printable(line)}", err=True)
     verification = None
-    if verify and (precision or report.opset != report.source_opset):
+    if reference is not None:
         with progress("verifying against the original"):
-            verification = _verify(model, load(), converted, report, shapes, tolerance)
+            verification = _verify(reference, converted, report, tolerance)
     layout = "auto" if external_data else False if inline_data else default_layout
     with progress(f"checking and writing {output}"):
         note = save_checked(
@@ -185,14 +186,21 @@ def _check_flags(
         raise BadInput("--keep-io-types and --op-block-list need --fp16 or --bf16")
 
 
-def _verify(model, original, converted, report, shapes, tolerance):
-    from onnxgraph.convert.verify import VerificationUnavailable, verify_conversion
+def _reference(model: str, original, shapes):
+    """The original's outputs on seeded inputs, run from its file (BadInput when nothing runs it)."""
+    from onnxgraph.convert.verify import VerificationUnavailable, reference_outputs
 
-    half = report.half_report.elem_type if report.half_report else None
     try:
-        result = verify_conversion(original, converted, half_type=half, input_shapes=shapes, tolerance=tolerance)
+        return reference_outputs(original, source=model, input_shapes=shapes)
     except VerificationUnavailable as exc:
         raise BadInput(f"{model}: cannot verify: {exc} (nothing written; --no-verify writes it unverified)") from exc
+
+
+def _verify(reference, converted, report, tolerance):
+    from onnxgraph.convert.verify import verify_conversion
+
+    half = report.half_report.elem_type if report.half_report else None
+    result = verify_conversion(reference, converted, half_type=half, tolerance=tolerance)
     if result.error:
         raise CheckFailed(f"{result.error} (nothing written; --no-verify writes it anyway)")
     failed = [c for c in result.comparisons if not c.passed]

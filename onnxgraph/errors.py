@@ -137,6 +137,15 @@ class EvaluationError(Exception):
     """The runtime could not build or run a constant subgraph (constant folding then leaves it alone)."""
 
 
+class SizingFailed(OnnxGraphError):
+    """A model ran with none of the sizes tried for its dynamic dimensions; the message names ``--input-shape``."""
+
+
+class NotShareable(Exception):
+    """A model cannot go to onnxruntime with its weights shared as OrtValues (``runtime.ir_session``);
+    the caller goes another way (say, its graph alone exceeds protobuf's 2 GB)."""
+
+
 class RunError(OnnxGraphError):
     """onnxruntime cannot create a session for the model or run it (the message names the model)."""
 

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import ctypes
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
-import onnx
 
 from onnxgraph.errors import VerificationUnavailable, one_line
 from onnxgraph.model import Model
 from onnxgraph.optimizers.utils import RANDOM_OPS
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs
-from onnxgraph.runtime.inputs import random_inputs, specs_of
-from onnxgraph.runtime.sessions import RunBudgetExceeded, run_within_budget
-from onnxgraph.serde.fileio import _inline_bytes
-from onnxgraph.tensor import Tensor
-
-_INLINE_LIMIT = 1 << 30
-"""Models with more inline tensor data than this go to onnxruntime through a temporary file."""
-
+from onnxgraph.runtime.memory import release_freed_memory
+from onnxgraph.runtime.sizing import run_sized
 
 _OPTIMIZATION = "disable"
 """onnxruntime's own graph optimizations are off while verifying: the comparison is of our rewrites,
 not of onnxruntime's, and its optimizers take superlinear time on large graphs (about 45 of the 60
 CPU seconds of optimizing a 50,000-node Add chain with them on)."""
-
-DYNAMIC_DIMS = (2, 1)
-"""Sizes tried, in order, for dynamic dimensions that ``input_shapes`` does not fix: 2 first, so a
-rewrite that wrongly fixes a dimension to 1 (a common export size) cannot pass unnoticed."""
 
 
 @dataclass
@@ -69,8 +53,8 @@ class Verifier:
     Args:
         original: the unoptimized model (an IR model, or the path it was loaded from).
         model: the original's IR (for its inputs and ops).
-        input_shapes: sizes for dynamic inputs (name -> dims); other dynamic dims get
-            :data:`DYNAMIC_DIMS` (the first size the original runs with).
+        input_shapes: sizes for dynamic inputs (name -> dims); other dynamic dims get the first
+            sizes the original runs with (:func:`onnxgraph.runtime.sizing.run_sized`).
         seed: seed of the random inputs.
 
     Raises:
@@ -87,17 +71,11 @@ class Verifier:
     ):
         try:
             run = run_model(original)
-            for size in DYNAMIC_DIMS:
-                self.feeds = random_inputs(specs_of(model), shapes=input_shapes, seed=seed, dynamic_dim=size)
-                try:
-                    self.expected = run(self.feeds)
-                    break
-                except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
-                    if size == DYNAMIC_DIMS[-1] or isinstance(exc, RunBudgetExceeded):
-                        raise
+            self.feeds, self.expected = run_sized(model, run, input_shapes=input_shapes, seed=seed)
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
             raise VerificationUnavailable(f"the original model does not run on onnxruntime: {one_line(exc)}") from exc
         del run
+        release_freed_memory()
         self.skipped = _random_outputs(model)
         for name in self.skipped:
             self.expected.pop(name, None)
@@ -110,107 +88,17 @@ class Verifier:
             error = f"the optimized model does not run: {one_line(exc)}"
             return Verification(False, error=error, skipped=self.skipped)
         finally:
-            _release_freed_memory()
+            release_freed_memory()
         comparisons = compare_outputs(self.expected, actual)
         return Verification(all(c.passed for c in comparisons), comparisons, skipped=self.skipped)
 
 
 def run_model(model: str | Model):
-    """A function ``feeds -> {output name: array}`` running ``model`` on onnxruntime CPU."""
-    from onnxgraph.runtime.sessions import create_session
+    """A function ``feeds -> {output name: array}`` running ``model`` (a path or an IR model) on
+    onnxruntime CPU, through :func:`onnxgraph.runtime.ir_session.open_session`."""
+    from onnxgraph.runtime.ir_session import open_session
 
-    if isinstance(model, str):
-        session = create_session(model, optimization=_OPTIMIZATION)
-    elif not _has_external(model) and _inline_bytes(model) < _INLINE_LIMIT:
-        session = create_session(model.to_proto(), optimization=_OPTIMIZATION)
-    else:
-        session = _session_over_source_data(model) or _session_through_copy(model)
-
-    def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [o.name for o in session.get_outputs()]
-        wanted = {i.name for i in session.get_inputs()}
-        return dict(zip(names, run_within_budget(session, names, {k: v for k, v in feeds.items() if k in wanted})))
-
-    return run
-
-
-def _session_over_source_data(model: Model):
-    """A session whose unchanged external tensors are read from the source's own data file.
-
-    The model file is written, for a moment, beside that data file (onnxruntime only reads
-    external data from the model's folder); no weight is copied or even touched here. None when
-    that is not possible (several folders, nested locations, a read-only folder, >2 GB inline).
-    """
-    from onnxgraph.runtime.sessions import create_session
-    from onnxgraph.serde.exporter import export_model
-
-    folders: set[str] = set()
-
-    def sink(tensor, name: str) -> onnx.TensorProto:
-        if not tensor.is_external or tensor.proto is None:
-            return tensor.to_proto(name)
-        location = next((e.value for e in tensor.proto.external_data if e.key == "location"), "")
-        if os.path.basename(location) != location:
-            raise _NotShareable
-        folders.add(os.path.dirname(tensor.external_path))
-        proto = onnx.TensorProto()
-        proto.CopyFrom(tensor.proto)
-        proto.name = name
-        return proto
-
-    try:
-        payload = export_model(model, sink).SerializeToString()
-    except (_NotShareable, ValueError):  # ValueError: protobuf's 2 GB limit
-        return None
-    if len(folders) != 1:
-        return None
-    try:
-        fd, path = tempfile.mkstemp(prefix=".onnxgraph-verify-", suffix=".onnx", dir=folders.pop())
-    except OSError:
-        return None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        return create_session(path, optimization=_OPTIMIZATION)
-    finally:
-        os.unlink(path)
-
-
-class _NotShareable(Exception):
-    """A tensor's external data cannot be referenced from a model written beside it."""
-
-
-def _session_through_copy(model: Model):
-    """A session over a temporary copy of the whole model (weights in external data)."""
-    from onnxgraph.runtime.sessions import create_session
-    from onnxgraph.serde.fileio import save
-
-    with tempfile.TemporaryDirectory(prefix="onnxgraph-verify-") as folder:
-        path = os.path.join(folder, "model.onnx")
-        save(model, path, external_data="auto")
-        return create_session(path, optimization=_OPTIMIZATION)
-
-
-def _has_external(model: Model) -> bool:
-    return any(
-        v.const_value.is_external
-        for g in model.all_graphs()
-        for v in g.initializers.values()
-        if isinstance(v.const_value, Tensor)
-    )
-
-
-def _release_freed_memory() -> None:
-    """Hand memory freed by a finished onnxruntime session back to the OS.
-
-    glibc keeps freed session buffers (a whole copy of the weights) in its arenas, so saving the
-    model afterwards would stack on top of them; elsewhere this does nothing.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.malloc_trim(0)
+    return open_session(model, optimization=_OPTIMIZATION).run
 
 
 def _random_outputs(model: Model) -> list[str]:

@@ -93,6 +93,16 @@ def _targets(model: Model, options: ConvertOptions) -> tuple[int, int | None]:
     return opset, ir_cap
 
 
+def changes_computation(model: Model, options: ConvertOptions) -> bool:
+    """Whether converting ``model`` as ``options`` ask changes how its outputs are computed (a
+    precision or opset change): such a result is verified against the original.
+
+    Raises:
+        ConversionError: the targets contradict each other (as :func:`convert_model` would say).
+    """
+    return options.precision is not None or _targets(model, options)[0] != default_opset(model)
+
+
 def _ir_version(model: Model, opset: int, explicit: int | None, cap: int | None) -> int:
     """The IR version to write: ``explicit`` if given, else the model's (capped), at least what it needs."""
     needed = max(

@@ -27,7 +27,8 @@ from onnxgraph import types
 from onnxgraph.errors import VerificationUnavailable, one_line
 from onnxgraph.model import Model
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs
-from onnxgraph.runtime.inputs import random_inputs, specs_of
+from onnxgraph.runtime.inputs import specs_of
+from onnxgraph.runtime.sizing import run_sized
 
 _ORT_MAX_IR = 10
 """IR version used to run the *original* model (IR changes no semantics; onnxruntime may refuse a
@@ -141,22 +142,69 @@ def _reference(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[
     return dict(zip(names, ReferenceEvaluator(proto).run(None, dict(feeds))))
 
 
-def _expected(original: Model, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
-    """The original's outputs and what computed them; VerificationUnavailable when nothing can."""
-    from onnxgraph.runtime.sessions import RunBudgetExceeded, run_model
+@dataclass
+class Reference:
+    """The original model's outputs on seeded inputs: what the converted model is checked against.
 
-    proto = _runnable(original, _ORT_MAX_IR)
+    Attributes:
+        feeds: the inputs (dynamic dimensions sized by :func:`onnxgraph.runtime.sizing.run_sized`).
+        expected: output name -> array.
+        engine: what computed them: "onnxruntime" or "onnx.reference".
+    """
+
+    feeds: dict[str, np.ndarray]
+    expected: dict[str, np.ndarray]
+    engine: str
+
+
+def _run_on_onnxruntime(original: Model, source, input_shapes, seed: int) -> tuple[dict, dict]:
+    """Feeds and outputs of the original on onnxruntime (from ``source`` when it loads)."""
+    from onnxgraph.runtime.ir_session import open_session
+
     try:
-        return run_model(proto, dict(feeds)), "onnxruntime"  # optimizations off: reference values only
-    except Exception as ort_error:  # noqa: BLE001 - onnxruntime raises its own exception types
-        if isinstance(ort_error, RunBudgetExceeded):  # onnx.reference would take longer still
-            raise VerificationUnavailable(f"the original model {ort_error}") from ort_error
-        try:
-            return _reference(proto, feeds), "onnx.reference"
-        except Exception:  # noqa: BLE001 - the reference evaluator raises anything
-            raise VerificationUnavailable(
-                f"the original model does not run on onnxruntime: {one_line(ort_error)}"
-            ) from ort_error
+        handle = open_session(source if source is not None else original)
+    except Exception:  # noqa: BLE001 - a newer IR stamp, external data outside the folder: run the IR
+        handle = open_session(original, ir_version=min(original.ir_version, _ORT_MAX_IR) or None)
+    return run_sized(original, handle.run, input_shapes=input_shapes, seed=seed)
+
+
+def reference_outputs(
+    original: Model,
+    *,
+    source: str | os.PathLike | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    seed: int = 0,
+) -> Reference:
+    """Run the original model on seeded inputs, before conversion replaces its weights.
+
+    onnxruntime runs it from its file ``source`` when given and loadable, else over the IR's own
+    arrays, with onnxruntime's optimizations and pre-packing off (reference values only); its
+    session is gone when this returns, so it never sits beside the converted weights. onnx.reference
+    stands in when onnxruntime cannot run the original.
+
+    Raises:
+        VerificationUnavailable: the original runs on neither engine (or exceeds the run budget).
+    """
+    from onnxgraph.runtime.memory import release_freed_memory
+    from onnxgraph.runtime.sessions import RunBudgetExceeded
+
+    try:
+        feeds, expected = _run_on_onnxruntime(original, source, input_shapes, seed)
+        return Reference(feeds, expected, "onnxruntime")
+    except RunBudgetExceeded as exc:  # onnx.reference would take longer still
+        raise VerificationUnavailable(f"the original model {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        ort_error = exc
+    finally:
+        release_freed_memory()  # the session's buffers, before the converted weights take their place
+    proto = _runnable(original, None)
+    try:
+        feeds, expected = run_sized(original, lambda f: _reference(proto, f), input_shapes=input_shapes, seed=seed)
+    except Exception:  # noqa: BLE001 - the reference evaluator raises anything
+        raise VerificationUnavailable(
+            f"the original model does not run on onnxruntime: {one_line(ort_error)}"
+        ) from ort_error
+    return Reference(feeds, expected, "onnx.reference")
 
 
 OPTIMIZED_SESSION_SECONDS = 60.0
@@ -176,7 +224,7 @@ def _run_converted_isolated(converted: Model, feeds: Mapping[str, np.ndarray]):
 
     with tempfile.TemporaryDirectory(prefix="onnxgraph-verify-") as folder:
         path = os.path.join(folder, "converted.onnx")
-        save(converted, path)
+        save(converted, path, external_data="auto")  # streamed, never one protobuf of all the weights
         limit = min(OPTIMIZED_SESSION_SECONDS, run_budget())
         run = run_isolated(path, feeds, timeout=limit)
         if not run.timed_out:
@@ -201,7 +249,7 @@ def _run_converted_isolated(converted: Model, feeds: Mapping[str, np.ndarray]):
 
 
 def verify_conversion(
-    original: Model,
+    original: Model | Reference,
     converted: Model,
     *,
     half_type: int | None = None,
@@ -216,23 +264,28 @@ def verify_conversion(
     onnx.reference stands in only for models onnxruntime cannot run, original and converted alike.
 
     Args:
-        original: the model before conversion.
+        original: the model before conversion, or its outputs computed by :func:`reference_outputs`
+            before converting (which keeps the original's session apart from the converted weights).
         converted: the model to check.
         half_type: the half-precision element type the converted model computes in, if any: its
             float outputs are then judged by relative L2 error (see :func:`compare_scaled`).
-        input_shapes: sizes for dynamic inputs.
-        seed: seed of the random inputs.
+        input_shapes: sizes for dynamic inputs (when ``original`` is a model).
+        seed: seed of the random inputs (when ``original`` is a model).
         tolerance: the relative L2 limit for half precision (default :data:`HALF_TOLERANCE`).
 
     Raises:
         VerificationUnavailable: the original runs on neither engine.
     """
-    feeds = random_inputs(specs_of(original), shapes=input_shapes, seed=seed)
+    reference = (
+        original
+        if isinstance(original, Reference)
+        else reference_outputs(original, input_shapes=input_shapes, seed=seed)
+    )
+    expected, engine = reference.expected, reference.engine
     converted_feeds = {}
     for spec in specs_of(converted):
-        array = feeds[spec.name]
+        array = reference.feeds[spec.name]
         converted_feeds[spec.name] = array.astype(types.np_dtype(spec.elem_type)) if array.dtype.kind == "f" else array
-    expected, engine = _expected(original, feeds)
     run = _run_converted_isolated(converted, converted_feeds)
     if run.outputs is not None:
         return Verification(_compare(expected, run.outputs, half_type, tolerance), "onnxruntime", note=run.note)

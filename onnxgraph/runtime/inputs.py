@@ -41,13 +41,23 @@ def specs_of(model) -> list[InputSpec]:
     ]
 
 
-def concrete_shape(spec: InputSpec, fixed: Mapping[str, Sequence[int]], dynamic_dim: int) -> tuple[int, ...]:
-    """The shape to generate for ``spec``: from ``fixed`` if given, else static dims and defaults."""
+def concrete_shape(
+    spec: InputSpec,
+    fixed: Mapping[str, Sequence[int]],
+    dynamic_dim: int,
+    dim_sizes: Mapping[str, int] | None = None,
+) -> tuple[int, ...]:
+    """The shape to generate for ``spec``: from ``fixed`` if given, else static dims, then the size
+    ``dim_sizes`` gives a named dynamic dimension, then ``dynamic_dim``."""
     if spec.name in fixed:
         return tuple(int(d) for d in fixed[spec.name])
     if spec.shape is None:
         return (dynamic_dim,)
-    return tuple(d if isinstance(d, int) and d >= 0 else dynamic_dim for d in spec.shape)
+    named = dim_sizes or {}
+    return tuple(
+        d if isinstance(d, int) and d >= 0 else named.get(d, dynamic_dim) if isinstance(d, str) else dynamic_dim
+        for d in spec.shape
+    )
 
 
 def random_array(
@@ -74,15 +84,17 @@ def random_inputs(
     dynamic_dim: int = DEFAULT_DYNAMIC_DIM,
     int_range: tuple[int, int] = DEFAULT_INT_RANGE,
     int_ranges: Mapping[str, tuple[int, int]] | None = None,
+    dim_sizes: Mapping[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Seeded random feeds for every input spec (the same seed gives the same data).
 
-    ``int_ranges`` maps input names to their own ``[low, high)``, overriding ``int_range``.
+    ``int_ranges`` maps input names to their own ``[low, high)``, overriding ``int_range``;
+    ``dim_sizes`` maps named dynamic dimensions (``"time"``) to sizes, overriding ``dynamic_dim``.
     """
     rng = np.random.default_rng(seed)
     fixed = shapes or {}
     ranges = int_ranges or {}
-    planned = [(s, concrete_shape(s, fixed, dynamic_dim)) for s in specs]
+    planned = [(s, concrete_shape(s, fixed, dynamic_dim, dim_sizes)) for s in specs]
     total = 0
     for spec, shape in planned:  # refuse before allocating anything
         total += math.prod(shape)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import resource
@@ -111,3 +112,16 @@ def _nvml_handle(device_id: int):
         return pynvml.nvmlDeviceGetHandleByIndex(device_id)
     except Exception:  # no pynvml, no driver, or an index NVML does not know: the figure is omitted
         return None
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by a finished onnxruntime session back to the OS.
+
+    glibc keeps freed session buffers (a whole copy of the weights) in its arenas, so saving the
+    model afterwards would stack on top of them; elsewhere this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)

@@ -80,6 +80,7 @@ def create_session(
     config_entries: Mapping[str, str] | None = None,
     memory_pattern: bool = True,
     disabled_optimizers: tuple[str, ...] = (),
+    initializers: Mapping[str, object] | None = None,
 ):
     """An onnxruntime InferenceSession, CPU unless other providers are named.
 
@@ -94,6 +95,8 @@ def create_session(
             sessions turn it off: it pre-plans one arena block for the whole run, which for a
             backward pass keeps far more memory than freeing each tensor after its last use.
         disabled_optimizers: onnxruntime graph optimizers to leave out, such as ``("NchwcTransformer",)``.
+        initializers: initializer name -> OrtValue that onnxruntime uses in place of the model's own
+            (``SessionOptions.add_initializer``; the caller keeps the values alive with the session).
     """
     import onnxruntime as ort
 
@@ -101,6 +104,8 @@ def create_session(
     options.enable_mem_pattern = memory_pattern
     for key, value in (config_entries or {}).items():
         options.add_session_config_entry(key, value)
+    for name, shared in (initializers or {}).items():
+        options.add_initializer(name, shared)
     options.graph_optimization_level = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

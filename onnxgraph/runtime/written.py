@@ -22,7 +22,8 @@ import onnx
 
 from onnxgraph.errors import ResultCheckFailed
 from onnxgraph.model import Model
-from onnxgraph.runtime.inputs import random_inputs, specs_of
+from onnxgraph.runtime.inputs import specs_of
+from onnxgraph.runtime.sizing import SizePlan, runnable_plan
 from onnxgraph.serde.fileio import load
 
 _INLINE_CHECK_BYTES = 1 << 20
@@ -62,9 +63,10 @@ def check_before_write(
     from onnxgraph.runtime.isolated import run_isolated
     from onnxgraph.serde.fileio import save
 
-    if not _runs_on_onnxruntime(source, input_shapes):
+    plan = _plan_the_source_runs_with(source, input_shapes)
+    if plan is None:
         return ""
-    feeds = random_inputs(specs_of(model), shapes=input_shapes)
+    feeds = plan.inputs(specs_of(model), input_shapes)
     with tempfile.TemporaryDirectory(prefix="onnxgraph-check-") as folder:
         path = os.path.join(folder, "result.onnx")
         save(model, path)
@@ -113,15 +115,13 @@ def checker_problem(model: Model) -> str:
     return ""
 
 
-def _runs_on_onnxruntime(path: str, input_shapes: Mapping[str, Sequence[int]] | None) -> bool:
-    """Whether onnxruntime loads and runs the model file at ``path`` (optimizations off, as for the result)."""
-    from onnxgraph.runtime.sessions import create_session, run_within_budget
+def _plan_the_source_runs_with(path: str, input_shapes: Mapping[str, Sequence[int]] | None) -> SizePlan | None:
+    """The sizes with which onnxruntime runs the model file at ``path`` (optimizations off, as for the
+    result), or None when it does not run it at all."""
+    from onnxgraph.runtime.ir_session import open_session
 
     try:
-        session = create_session(path, optimization="disable")
-        feeds = random_inputs(specs_of(load(path)), shapes=input_shapes)
-        names = [o.name for o in session.get_outputs()]
-        run_within_budget(session, names, {i.name: feeds[i.name] for i in session.get_inputs() if i.name in feeds})
+        plan, _, _ = runnable_plan(load(path), open_session(path).run, input_shapes=input_shapes)
     except Exception:  # noqa: BLE001 - onnxruntime raises its own exception types
-        return False
-    return True
+        return None
+    return plan
