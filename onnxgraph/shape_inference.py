@@ -142,12 +142,14 @@ def _weights_as_inputs(proto: onnx.ModelProto) -> None:
 def _symbolic_types(proto: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
     """Types from onnxruntime's symbolic shape inference (it ships with onnxruntime); empty when
     it is unavailable or gives up on the model (it knows fewer ops than onnx, and no newer opsets).
+    It does not guess output ranks of ops it does not know (custom domains): a guessed type would
+    pose as a fact to precision conversion and cost counting, so such a model keeps onnx's types.
     ``proto`` (a weightless copy) is changed: its data-less weights become graph inputs."""
     try:
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
         _weights_as_inputs(proto)
-        inferred = SymbolicShapeInference.infer_shapes(proto, auto_merge=True, guess_output_rank=True)
+        inferred = SymbolicShapeInference.infer_shapes(proto, auto_merge=True)
     except Exception:  # noqa: BLE001 - a fallback: onnx's own result stands
         return {}
     if inferred is None:
