@@ -36,7 +36,9 @@ import subprocess
 import sys
 
 
-def encoder_macs(layers: int, hidden: int, ffn: int, seq: int, kv_hidden: int | None = None, gated: bool = False) -> int:
+def encoder_macs(
+    layers: int, hidden: int, ffn: int, seq: int, kv_hidden: int | None = None, gated: bool = False
+) -> int:
     """Matrix-product MACs of a transformer stack: projections, MLP and attention's two products."""
     kv = hidden if kv_hidden is None else kv_hidden
     projections = 2 * hidden * hidden + 2 * hidden * kv  # Q, output; K, V

@@ -215,7 +215,7 @@ def infer_shapes(model: Model, input_shapes: Mapping[str, Sequence[int]] | None 
     if input_shapes:
         _override_inputs(model, input_shapes)
     _type_initializers(model)
-    inferred = inferred_types(model, strict=strict, symbolic_fallback=True)
+    inferred = inferred_types(model, forget_value_info=bool(input_shapes), strict=strict, symbolic_fallback=True)
     changed = 0
     for name, value in _values_by_name(model).items():
         new = inferred.get(name)
