@@ -32,8 +32,9 @@ def info(
 ) -> None:
     """Show a model's opsets, interface, op counts, parameters, FLOPs, activation memory and functions.
 
-    Symbolic input dimensions count as 1 unless --input-shape fixes them. With --diff and two models,
-    show what differs between them.
+    Symbolic input dimensions that --input-shape does not fix are sized by name (batch 1, sequence 128,
+    samples 16000, height/width 224, others 1); totals say "at least" when some nodes cannot be
+    counted. With --diff and two models, show what differs between them.
     """
     from onnxgraph.inspection import diff
 
