@@ -178,3 +178,29 @@ def test_integer_matmul_counts_like_matmul():
     )
     (node,) = analyze(onnxgraph.load(onnx.parser.parse_model(text)))["per_node"]
     assert node["macs"] == 3 * 4 * 5
+
+
+def test_grouped_dilated_conv_transpose():
+    """Each input pixel scatters its kernel into its group's output channels only; dilation changes
+    the output size (checked against onnxruntime's output), not the MACs."""
+    from onnxgraph.runtime.sessions import create_session
+
+    n, c_in, h, w, groups, c_out_per_group, k = 1, 4, 5, 6, 2, 3, 3
+    c_out = groups * c_out_per_group
+    text = (
+        '<ir_version: 10, opset_import: ["" : 21]>\n'
+        f"g (float[{n},{c_in},{h},{w}] x, float[{c_in},{c_out_per_group},{k},{k}] wt, float[{c_out}] b)"
+        " => (float[?,?,?,?] y) { y = ConvTranspose<group=2, dilations=[2,2], strides=[2,1]>(x, wt, b) }"
+    )
+    proto = onnx.parser.parse_model(text)
+    rng = np.random.default_rng(0)
+    feeds = {
+        "x": rng.standard_normal((n, c_in, h, w)).astype(np.float32),
+        "wt": rng.standard_normal((c_in, c_out_per_group, k, k)).astype(np.float32),
+        "b": rng.standard_normal(c_out).astype(np.float32),
+    }
+    (y,) = create_session(proto.SerializeToString()).run(None, feeds)
+    (node,) = analyze(onnxgraph.load(proto))["per_node"]
+    assert node["outputs"] == ["float32[" + ",".join(map(str, y.shape)) + "]"]
+    macs = n * c_in * h * w * c_out_per_group * k * k  # not c_out: a pixel reaches its group's channels only
+    assert (node["flops"], node["macs"]) == (2 * macs + y.size, macs)
