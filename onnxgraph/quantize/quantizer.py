@@ -114,11 +114,14 @@ class QuantizeConfig:
             raise QuantizeError(f"samples must be at least 1, not {self.samples}")
 
     def describe(self) -> str:
-        """A short label such as ``"dynamic int8, QOperator, per-channel"``."""
+        """A short label such as ``"dynamic int8, QOperator, per-channel"`` or ``"static int8, QDQ, minmax
+        calibration"``."""
         if self.weights_only:
             return f"weights-only {self.weights_only} ({self.quant_format.replace('qoperator', 'MatMulNBits')})"
         parts = [f"{self.mode} int8", "QDQ" if self.quant_format == "qdq" else "QOperator"]
-        return ", ".join(parts + (["per-channel"] if self.per_channel else []))
+        parts += ["per-channel"] if self.per_channel else []
+        parts += [f"{self.calibration_method} calibration"] if self.mode == "static" else []
+        return ", ".join(parts)
 
 
 @dataclass
