@@ -130,10 +130,11 @@ def _weights_as_inputs(proto: onnx.ModelProto) -> None:
     """Declare the main graph's data-less initializers (large weights exported without their bytes)
     as typed graph inputs: symbolic inference reads every initializer it meets as an array."""
     kept = []
+    declared = {info.name for info in proto.graph.input}  # IR < 4 lists initializers as inputs too
     for tensor in proto.graph.initializer:
         if has_data(tensor) or math.prod(tensor.dims) == 0:
             kept.append(tensor)
-        else:
+        elif tensor.name not in declared:
             proto.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
     del proto.graph.initializer[:]
     proto.graph.initializer.extend(kept)
