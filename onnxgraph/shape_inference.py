@@ -141,19 +141,28 @@ def _weights_as_inputs(proto: onnx.ModelProto) -> None:
 
 
 def _symbolic_types(proto: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
-    """Types from onnxruntime's symbolic shape inference (it ships with onnxruntime); empty when
-    it is unavailable or gives up on the model (it knows fewer ops than onnx, and no newer opsets).
+    """Types from onnxruntime's symbolic shape inference (it ships with onnxruntime); empty when it
+    is unavailable or fails on the model (it knows fewer ops than onnx, and no newer opsets).
+
     It does not guess output ranks of ops it does not know (custom domains): a guessed type would
-    pose as a fact to precision conversion and cost counting, so such a model keeps onnx's types.
-    ``proto`` (a weightless copy) is changed: its data-less weights become graph inputs."""
+    pose as a fact to precision conversion and cost counting; the shapes inferred up to such an op
+    are kept. ``proto`` (a weightless copy) is changed: its data-less weights become graph inputs.
+    """
     try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference, get_opset
 
         _weights_as_inputs(proto)
-        inferred = SymbolicShapeInference.infer_shapes(proto, auto_merge=True)
+        if (get_opset(proto) or 0) < 7:
+            return {}
+        # The steps of SymbolicShapeInference.infer_shapes, which, when some shape stays unknown,
+        # saves the model as sym_shape_infer_temp.onnx in the working folder and raises instead.
+        inference = SymbolicShapeInference(2**31 - 1, True, False, 0)
+        inference._preprocess(proto)
+        while inference.run_:
+            inference._infer_impl()
+        inference._update_output_from_vi()
+        inferred = inference.out_mp_
     except Exception:  # noqa: BLE001 - a fallback: onnx's own result stands
-        return {}
-    if inferred is None:
         return {}
     found: dict[str, onnx.TypeProto] = {}
     _collect(inferred.graph, found)

@@ -139,6 +139,22 @@ def test_unknown_ops_make_the_total_a_lower_bound(tmp_path):
     assert "at least 32 FLOPs, at least 0 MACs (2 nodes not counted" in result.stdout
 
 
+def test_incomplete_symbolic_inference_writes_no_file_and_keeps_what_it_found(tmp_path, monkeypatch):
+    """onnxruntime's ``infer_shapes`` saves ``sym_shape_infer_temp.onnx`` in the working folder when a
+    shape stays unknown (here: after a custom op); the shared resolution writes nothing and keeps the
+    shapes found before that op (the Expand chain's, which onnx loses)."""
+    model = build.token_type_expand()
+    model.graph.node.append(onnx.helper.make_node("Foo", ["y"], ["custom_out"], domain="custom"))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("custom_out", onnx.TensorProto.FLOAT, None))
+    model.opset_import.append(onnx.helper.make_opsetid("custom", 1))
+    path = _save(tmp_path, model)
+    monkeypatch.chdir(tmp_path)
+    compute = _info(path, "--input-shape", "x=1,12,8")["compute"]
+    assert os.listdir(tmp_path) == ["m.onnx"]
+    assert compute["unknown_by_op_type"] == {"custom::Foo": 1}
+    assert compute["macs"] == 12 * 8 * 1100
+
+
 def test_small_totals_print_with_a_space_and_units(tmp_path):
     text = '<ir_version: 10, opset_import: ["" : 21]>\ng (float[2,3] x) => (float[2,3] y) { y = Relu(x) }'
     path = _save(tmp_path, onnx.parser.parse_model(text))
