@@ -43,7 +43,7 @@ def _lacking(type_proto: onnx.TypeProto | None, symbols: frozenset[str]) -> bool
     return shape is None or any(d is None or (isinstance(d, str) and d not in symbols) for d in shape)
 
 
-def input_symbols(graph: onnx.GraphProto) -> frozenset[str]:
+def _input_symbols(graph: onnx.GraphProto) -> frozenset[str]:
     """The symbolic dimension names the graph's inputs declare."""
     return frozenset(d for info in graph.input for d in types.shape_of(info.type) or () if isinstance(d, str) and d)
 
@@ -112,7 +112,7 @@ def inferred_types(
         raise OnnxGraphError(f"shape inference failed: {one_line(exc, last=True)}") from exc
     found: dict[str, onnx.TypeProto] = {}
     _collect(proto.graph, found)
-    symbols = input_symbols(proto.graph)
+    symbols = _input_symbols(proto.graph)
     if symbolic_fallback and _lacking_shapes(proto.graph, found, symbols):
         for name, type_proto in _symbolic_types(proto).items():
             old = found.get(name)
@@ -211,7 +211,9 @@ def infer_shapes(model: Model, input_shapes: Mapping[str, Sequence[int]] | None 
 
     Args:
         model: the model, changed in place.
-        input_shapes: fixed shapes for some graph inputs (they replace the declared shapes first).
+        input_shapes: fixed shapes for some graph inputs (they replace the declared shapes first;
+            the intermediate types the file recorded are then ignored, as they were written for
+            other sizes).
         strict: raise when onnx shape inference rejects the model; otherwise leave the types as
             they are.
 
