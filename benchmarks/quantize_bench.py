@@ -1,6 +1,7 @@
 """Benchmark ``onnxgraph quantize``: int8 models against their float originals on onnxruntime CPU.
 
     python benchmarks/quantize_bench.py [--workdir DIR] [--models bert,llama,resnet18] [--runs 15] [--threads 1]
+        [--calibration-samples 32] [--calibration-method minmax|percentile|entropy] [--exclude GLOB ...]
 
 Models (built by models/build.py, weights inline as torch.onnx.export writes models under 2 GB):
 
@@ -9,7 +10,8 @@ Models (built by models/build.py, weights inline as torch.onnx.export writes mod
 - ``llama``: a llama-style decoder (``decoder(12, 768, 12, 2048, 32000, 512)``, ~134M parameters),
   dynamic int8 (QOperator), at batch 1 x 128 tokens.
 - ``resnet18``: ResNet-18 (``resnet18()``), static int8 QDQ, per-channel, calibrated on seeded
-  random images (``--calibration-samples``, batch 1 each).
+  random images (``--calibration-samples``, batch 1 each; ``--calibration-method``; ``--exclude``
+  keeps nodes such as ``conv1.conv`` or ``fc`` in float).
 
 For each model the float original and the quantized model run interleaved (A, B, A, B, ...) in one
 process, each session with ``--threads`` intra-op threads and spinning off, so drift of the shared
@@ -94,6 +96,8 @@ def _measure(name: str, workdir: str, args) -> dict:
     path, settings, feeds = _build(name, workdir)
     if settings.get("mode") == "static":
         settings["calibration"] = _calibration(workdir, args.calibration_samples)
+        settings["calibration_method"] = args.calibration_method
+        settings["exclude"] = args.exclude
     out = os.path.join(workdir, f"{name}.int8.onnx")
     start = time.perf_counter()
     report = quantize(path, out, QuantizeConfig(min_cosine=-1.0, **settings))
@@ -132,6 +136,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     parser.add_argument("--calibration-samples", type=int, default=32)
+    parser.add_argument("--calibration-method", default="minmax", choices=["minmax", "percentile", "entropy"])
+    parser.add_argument("--exclude", action="append", default=[], help="node-name glob kept in float (static)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for name in args.models.split(","):

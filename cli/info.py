@@ -32,8 +32,9 @@ def info(
 ) -> None:
     """Show a model's opsets, interface, op counts, parameters, FLOPs, activation memory and functions.
 
-    Symbolic input dimensions count as 1 unless --input-shape fixes them. With --diff and two models,
-    show what differs between them.
+    Symbolic input dimensions that --input-shape does not fix are sized by name (batch 1, sequence 128,
+    samples 16000, height/width 224, others 1); totals say "at least" when some nodes cannot be
+    counted. With --diff and two models, show what differs between them.
     """
     from onnxgraph.inspection import diff
 
@@ -74,14 +75,35 @@ def _report(model, path: str, shapes: dict[str, list[int]], top: int, strict: bo
     return summary | analyze(model, shapes, top)
 
 
-def _human_count(n: float | None) -> str:
+def _human_count(n: float | None, unit: str = "") -> str:
+    """``24 FLOPs``, ``3.64 GFLOPs`` (``unit`` empty: ``24``, ``3.64 G``); ``?`` for None."""
     if n is None:
         return "?"
-    for unit in ("", "K", "M", "G", "T"):
-        if abs(n) < 1000 or unit == "T":
-            return f"{n:.0f}" if unit == "" else f"{n:.2f} {unit}"
+    for prefix in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000 or prefix == "T":
+            text = f"{n:.0f}" if prefix == "" else f"{n:.2f} {prefix}"
+            break
         n /= 1000
-    return f"{n:.2f} T"
+    return f"{text}{unit}" if prefix else f"{text} {unit}".rstrip()
+
+
+def _compute_line(compute: dict) -> str:
+    """Totals, marked as lower bounds when some nodes could not be counted."""
+    flops, macs = _human_count(compute["flops"], "FLOPs"), _human_count(compute["macs"], "MACs")
+    if compute["complete"]:
+        return f"{flops}, {macs}"
+    unknown = compute["nodes_unknown"]
+    ops = ", ".join(f"{op} {n}" for op, n in list(compute["unknown_by_op_type"].items())[:4])
+    nodes = "1 node" if unknown == 1 else f"{unknown} nodes"
+    return f"at least {flops}, at least {macs} ({nodes} not counted, unknown shapes or ops: {ops})"
+
+
+def _op_flops(compute: dict, op: str, count: int) -> str:
+    """An op type's FLOPs: ``?`` when none of its nodes could be counted, ``≥ N`` when some could not."""
+    unknown = compute["unknown_by_op_type"].get(op, 0)
+    if unknown == count:
+        return "?"
+    return ("≥ " if unknown else "") + _human_count(compute["by_op_type"].get(op, 0))
 
 
 def _render(s: dict) -> None:
@@ -103,10 +125,7 @@ def _render(s: dict) -> None:
         "[bold]parameters[/]",
         f"{params['elements']:,} in {params['initializers']} initializers ({human_bytes(params['bytes'])})",
     )
-    unknown = f", {compute['nodes_unknown']} nodes with unknown shapes" if compute["nodes_unknown"] else ""
-    head.add_row(
-        "[bold]compute[/]", f"{_human_count(compute['flops'])}FLOPs, {_human_count(compute['macs'])}MACs{unknown}"
-    )
+    head.add_row("[bold]compute[/]", escape(_compute_line(compute)))
     head.add_row(
         "[bold]activations[/]",
         f"{human_bytes(memory['total_bytes'])} in all, {human_bytes(memory['peak_bytes'])} at peak",
@@ -114,7 +133,10 @@ def _render(s: dict) -> None:
     assumed = s["shapes"]["assumed"]
     if assumed:
         text = ", ".join(f"{k}=" + ",".join(map(str, v)) for k, v in assumed.items())
-        head.add_row("[bold]assumed[/]", escape(text) + " (symbolic dims as 1; fix with --input-shape)")
+        head.add_row(
+            "[bold]assumed[/]",
+            escape(text) + " (symbolic dims by name: batch 1, sequence 128, other 1; fix with --input-shape)",
+        )
     console.print(head)
 
     console.print(
@@ -128,10 +150,7 @@ def _render(s: dict) -> None:
         _table(
             "operators",
             ("op type", ">count", ">FLOPs"),
-            [
-                (escape(op), str(n), _human_count(compute["by_op_type"].get(op.split("::")[-1], 0)))
-                for op, n in s["nodes"]["by_op_type"].items()
-            ],
+            [(escape(op), str(n), _op_flops(compute, op, n)) for op, n in s["nodes"]["by_op_type"].items()],
         )
     )
     if s["top_nodes"]:
@@ -202,6 +221,7 @@ def _render_diff(d: dict) -> None:
         ("parameter bytes", *d["parameters"]["bytes"], True),
         ("FLOPs", *d["flops"], True),
         ("MACs", *d["macs"], True),
+        ("nodes not counted", *d["nodes_unknown"], False),
     ]
     for label, a, b, human in rows:
         fmt = _human_count if human else str

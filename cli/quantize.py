@@ -40,6 +40,14 @@ from onnxgraph.cli.options import (
     metavar="DATA.npz",
     help="One array per model input (axis 0: samples); calibrates --mode static and feeds the accuracy report.",
 )
+@click.option(
+    "--calibration-method",
+    type=click.Choice(["minmax", "percentile", "entropy"]),
+    default="minmax",
+    show_default=True,
+    help="How --mode static sets activation ranges: observed extremes, the 99.999th percentile, or least "
+    "KL divergence.",
+)
 @click.option("--per-channel", is_flag=True, help="One scale per output channel of each weight.")
 @click.option(
     "--format",
@@ -89,6 +97,7 @@ def quantize(
     output: str,
     mode: str,
     calibration: str | None,
+    calibration_method: str,
     per_channel: bool,
     quant_format: str | None,
     exclude: tuple[str, ...],
@@ -125,6 +134,7 @@ def quantize(
     config = QuantizeConfig(
         mode=mode,
         calibration=calibration,
+        calibration_method=calibration_method,
         per_channel=per_channel,
         format=quant_format,
         exclude=exclude,

@@ -912,6 +912,43 @@ def vit_squeeze_chain(seed: int = 0) -> onnx.ModelProto:
     return _pattern(text, {"ln_w": (4,), "ln_b": (4,), "fc_w": (4, 4), "head_w": (4, 3)}, seed)
 
 
+def token_type_expand(seed: int = 0) -> onnx.ModelProto:
+    """BERT's token-type ids as the TorchScript exporter writes them: a registered buffer sliced to
+    the sequence and expanded to ``(batch, sequence)`` through a ``Where(Equal(shape, -1), 1, shape)``
+    target, which onnx shape inference cannot follow even with every input dimension fixed (the
+    batch of everything after it is lost); onnxruntime's symbolic inference recovers it, given the
+    large weights (the 1100-wide projection, exported without data) as typed inputs."""
+    text = """
+    tokens (float[batch, sequence, 8] x) => (float[batch, sequence, 1100] y) {
+        zero = Constant<value=int64 {0}>()
+        one = Constant<value=int64 {1}>()
+        z = Constant<value=int64[1] {0}>()
+        o = Constant<value=int64[1] {1}>()
+        minus = Constant<value=int64 {-1}>()
+        buffer_shape = Constant<value=int64[2] {1, 512}>()
+        buffer = ConstantOfShape<value=int64[1] {0}>(buffer_shape)
+        s = Shape(x)
+        b = Gather<axis=0>(s, zero)
+        n = Gather<axis=0>(s, one)
+        bu = Unsqueeze(b, z)
+        nu = Unsqueeze(n, z)
+        sliced = Slice(buffer, z, nu, o, o)
+        target = Concat<axis=0>(bu, nu)
+        rank = Shape(target)
+        ones = ConstantOfShape<value=int64[1] {1}>(rank)
+        unset = Mul(ones, minus)
+        is_unset = Equal(target, unset)
+        expand_to = Where(is_unset, ones, target)
+        token_types = Expand(sliced, expand_to)
+        embedded = Gather(table, token_types)
+        h = Add(x, embedded)
+        projected = MatMul(h, proj_w)
+        y = Add(projected, proj_b)
+    }
+    """
+    return _pattern(text, {"table": (2, 8), "proj_w": (8, 1100), "proj_b": (1100,)}, seed)
+
+
 def interpolate(seed: int = 0) -> onnx.ModelProto:
     """``F.interpolate`` as the TorchScript exporter writes it, symbolic batch: nearest with a
     Constant-node scale factor, and bilinear to sizes built as ``Concat(Shape(x)[:2], [h, w])``."""

@@ -3,7 +3,10 @@
 Conventions (the same as most model profilers):
 
 * one multiply-accumulate (MAC) is two FLOPs; Conv, ConvTranspose, MatMul, Gemm and Einsum report
-  MACs, and their FLOPs are ``2·MACs`` plus one add per output element for a bias;
+  MACs, and their FLOPs are ``2·MACs`` plus one add per output element for a bias; matrix products
+  of two activations (attention's Q·Kᵀ and P·V) count like those with a weight; the integer and
+  QLinear forms count like their float ops; Attention (opset 23) counts both products, the scale
+  and a Softmax;
 * elementwise ops cost one FLOP per output element (transcendental functions included), variadic
   ones (Sum, Max, Min, Mean) ``inputs - 1`` per element;
 * normalization per element: BatchNormalization 2 (folded scale and shift), LayerNormalization,
@@ -141,15 +144,15 @@ def _input(node: Node, i: int) -> Value | None:
     return node.inputs[i] if i < len(node.inputs) else None
 
 
-def _conv(node: Node) -> Cost | None:
-    x, w, y = _dims(node.inputs[0]), _dims(node.inputs[1]), _dims(node.outputs[0])
+def _conv(node: Node, weight: int = 1, bias: int = 2) -> Cost | None:
+    x, w, y = _dims(node.inputs[0]), _dims(node.inputs[weight]), _dims(node.outputs[0])
     if x is None or w is None or y is None:
         return None
     groups = node.attr("group", 1)
     n, c_in, c_out = x[0], x[1], y[1]
     macs = n * c_out * math.prod(y[2:]) * (c_in // groups) * math.prod(w[2:])
-    bias = math.prod(y) if _input(node, 2) is not None else 0
-    return Cost(2 * macs + bias, macs)
+    bias_flops = math.prod(y) if _input(node, bias) is not None else 0
+    return Cost(2 * macs + bias_flops, macs)
 
 
 def _conv_transpose(node: Node) -> Cost | None:
@@ -169,6 +172,27 @@ def _matmul(node: Node) -> Cost | None:
         return None
     macs = math.prod(y) * a[-1]
     return Cost(2 * macs, macs)
+
+
+def _attention(node: Node) -> Cost | None:
+    """Attention (opset 23): ``softmax(Q·Kᵀ·scale + mask)·V`` per query head, K and V shared by
+    ``q_num_heads / kv_num_heads`` heads; scores cost Softmax's 3 FLOPs plus 1 for the scale per element."""
+    q, k, v = (_dims(_input(node, i)) for i in range(3))
+    if q is None or k is None or v is None:
+        return None
+    if len(q) == 4:  # [batch, heads, sequence, head size]
+        batch, heads, s_q, d_qk = q
+        s_kv, d_v = k[-2], v[-1]
+    else:  # [batch, sequence, heads * head size]
+        heads = node.attr("q_num_heads")
+        kv_heads = node.attr("kv_num_heads")
+        if heads is None or kv_heads is None:
+            return None
+        batch, s_q, d_qk = q[0], q[1], q[2] // heads
+        s_kv, d_v = k[1], v[2] // kv_heads
+    scores = batch * heads * s_q * s_kv
+    macs = scores * (d_qk + d_v)
+    return Cost(2 * macs + 4 * scores, macs)
 
 
 def _gemm(node: Node) -> Cost | None:
@@ -231,8 +255,13 @@ def _normalization(node: Node) -> Cost | None:
 
 _RULES: dict[str, Callable[[Node], Cost | None]] = {
     "Conv": _conv,
+    "ConvInteger": _conv,
+    "QLinearConv": lambda node: _conv(node, weight=3, bias=8),
     "ConvTranspose": _conv_transpose,
     "MatMul": _matmul,
+    "MatMulInteger": _matmul,
+    "QLinearMatMul": _matmul,
+    "Attention": _attention,
     "Gemm": _gemm,
     "Einsum": _einsum,
     "MaxPool": _pool,

@@ -91,15 +91,36 @@ def _value_bytes(value: Value) -> int | None:
     return None if elem is None or dims is None else types.storage_bytes(elem, math.prod(dims))
 
 
+TYPICAL_DIMS: tuple[tuple[str, int], ...] = (
+    ("batch", 1),
+    ("seq", 128),
+    ("len", 128),
+    ("token", 128),
+    ("sample", 16000),
+    ("height", 224),
+    ("width", 224),
+)
+"""Sizes ``info`` assumes for a symbolic dimension by its name (the first entry whose key the
+lower-cased name contains): batch 1, sequence 128 tokens, one second of 16 kHz audio, 224-pixel
+images. Other names and unnamed dimensions are taken as 1."""
+
+
+def typical_dim(name: str | None) -> int:
+    """The size :data:`TYPICAL_DIMS` assumes for a symbolic dimension called ``name``."""
+    lowered = (name or "").lower()
+    return next((size for key, size in TYPICAL_DIMS if key in lowered), 1)
+
+
 def _assumed_shapes(model: Model, input_shapes: dict[str, list[int]]) -> dict[str, list[int]]:
-    """Shapes for inputs with symbolic or unknown dimensions that ``input_shapes`` leaves open (1 each)."""
+    """Shapes for inputs with symbolic or unknown dimensions that ``input_shapes`` leaves open
+    (sized by :func:`typical_dim`)."""
     assumed = {}
     for value in model.graph.inputs:
         name, shape = value.name, value.shape
         if name is None or name in input_shapes or name in model.graph.initializers or shape is None:
             continue
         if not all(isinstance(d, int) for d in shape):
-            assumed[name] = [d if isinstance(d, int) else 1 for d in shape]
+            assumed[name] = [d if isinstance(d, int) else typical_dim(d) for d in shape]
     return assumed
 
 
@@ -143,8 +164,12 @@ def activation_memory(model: Model) -> dict[str, int]:
 def analyze(model: Model, input_shapes: dict[str, list[int]] | None = None, top: int = 10) -> dict[str, Any]:
     """Shapes from inference, FLOPs and MACs per node and in total, activation memory, heaviest nodes.
 
-    Symbolic input dimensions that ``input_shapes`` does not fix are taken as 1 (reported under
-    ``shapes.assumed``). The model is changed in place (its values gain inferred types).
+    Symbolic input dimensions that ``input_shapes`` does not fix are sized by :func:`typical_dim`
+    (reported under ``shapes.assumed``); shapes then come from the project's shape resolution
+    (:func:`onnxgraph.shape_inference.infer_shapes`). Totals are lower bounds when
+    ``compute.complete`` is false: ``compute.nodes_unknown`` nodes (by op type in
+    ``compute.unknown_by_op_type``) have unknown shapes or ops of another domain. The model is
+    changed in place (its values gain inferred types).
     """
     from onnxgraph.flops import node_cost
     from onnxgraph.shape_inference import infer_shapes
@@ -154,15 +179,17 @@ def analyze(model: Model, input_shapes: dict[str, list[int]] | None = None, top:
     infer_shapes(model, {**assumed, **fixed})
     per_node: list[dict[str, Any]] = []
     by_op: Counter[str] = Counter()
-    flops = macs = unknown = 0
+    unknown_by_op: Counter[str] = Counter()
+    flops = macs = 0
     for node in model.graph.all_nodes():
         cost = node_cost(node)
+        op = f"{node.domain}::{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
         if cost is None:
-            unknown += 1
+            unknown_by_op[op] += 1
         else:
             flops += cost.flops
             macs += cost.macs
-            by_op[node.op_type] += cost.flops
+            by_op[op] += cost.flops
         per_node.append(
             {
                 "name": node.name,
@@ -173,12 +200,15 @@ def analyze(model: Model, input_shapes: dict[str, list[int]] | None = None, top:
             }
         )
     heaviest = sorted((n for n in per_node if n["flops"]), key=lambda n: -n["flops"])[:top]
+    unknown = sum(unknown_by_op.values())
     return {
         "shapes": {"fixed": fixed, "assumed": assumed},
         "compute": {
             "flops": flops,
             "macs": macs,
+            "complete": unknown == 0,
             "nodes_unknown": unknown,
+            "unknown_by_op_type": dict(unknown_by_op.most_common()),
             "by_op_type": {op: n for op, n in by_op.most_common() if n},
         },
         "activations": activation_memory(model),
@@ -212,6 +242,7 @@ def diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "parameters": {k: [a["parameters"][k], b["parameters"][k]] for k in a["parameters"]},
         "flops": [a["compute"]["flops"], b["compute"]["flops"]],
         "macs": [a["compute"]["macs"], b["compute"]["macs"]],
+        "nodes_unknown": [a["compute"]["nodes_unknown"], b["compute"]["nodes_unknown"]],
         "inputs": _changes({v["name"]: v["type"] for v in a["inputs"]}, {v["name"]: v["type"] for v in b["inputs"]}),
         "outputs": _changes({v["name"]: v["type"] for v in a["outputs"]}, {v["name"]: v["type"] for v in b["outputs"]}),
     }

@@ -6,6 +6,7 @@ for a 10 GB model as for a small one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import onnx
@@ -14,17 +15,37 @@ from onnxgraph import types
 from onnxgraph.errors import OnnxGraphError, one_line
 from onnxgraph.model import Model
 from onnxgraph.serde.exporter import export_model
-from onnxgraph.serde.external import metadata_only
+from onnxgraph.serde.external import has_data, metadata_only
 from onnxgraph.tensor import Tensor
 from onnxgraph.value import Value
 
 
-def _known_dims(type_proto: onnx.TypeProto | None) -> int:
-    """How much a type says: -1 without an element type, else 1 + the number of fixed dimensions."""
+def _known_dims(type_proto: onnx.TypeProto | None) -> tuple[int, int]:
+    """How much a type says, as a key that grows with knowledge: (kind, fixed dims).
+
+    Kind is -2 for no type, -1 for a non-tensor type (sequence, map, optional) or a tensor without
+    an element type, 0 for a tensor without a shape, 1 with one.
+    """
+    if type_proto is None or not type_proto.WhichOneof("value"):
+        return (-2, 0)
     if types.elem_type_from(type_proto) is None:
-        return -1
+        return (-1, 0)
     shape = types.shape_of(type_proto)
-    return 0 if shape is None else 1 + sum(isinstance(d, int) for d in shape)
+    return (0, 0) if shape is None else (1, sum(isinstance(d, int) for d in shape))
+
+
+def _lacking(type_proto: onnx.TypeProto | None, symbols: frozenset[str]) -> bool:
+    """A tensor type (or none) without a shape, with an unknown dim, or with a dim named by inference
+    (``unk__3``) rather than by the graph's inputs (``symbols``)."""
+    if type_proto is not None and not type_proto.HasField("tensor_type"):
+        return False
+    shape = types.shape_of(type_proto)
+    return shape is None or any(d is None or (isinstance(d, str) and d not in symbols) for d in shape)
+
+
+def _input_symbols(graph: onnx.GraphProto) -> frozenset[str]:
+    """The symbolic dimension names the graph's inputs declare."""
+    return frozenset(d for info in graph.input for d in types.shape_of(info.type) or () if isinstance(d, str) and d)
 
 
 _INLINE_BYTES = 4096
@@ -71,9 +92,11 @@ def inferred_types(
         forget_value_info: ignore the intermediate types the file recorded (they may hold the sizes
             seen at export) so inference derives them from the inputs' declared, symbolic shapes.
         strict: raise when inference fails instead of returning an empty dict.
-        symbolic_fallback: where onnx leaves a node output without a shape (a rank lost after
-            Squeeze/Unsqueeze chains, dims lost after Reshape), ask onnxruntime's symbolic shape
-            inference, which tracks shape arithmetic symbolically (see :func:`_symbolic_types`).
+        symbolic_fallback: where onnx leaves a node output without a shape or with a dimension it
+            cannot name from the inputs (a rank lost after Squeeze/Unsqueeze chains, dims lost after
+            Reshape or Expand: ``unk__3``), ask onnxruntime's symbolic shape inference, which tracks
+            shape arithmetic symbolically (see :func:`_symbolic_types`), and keep whichever type
+            says more.
 
     Raises:
         OnnxGraphError: with ``strict``, inference rejected the model.
@@ -89,36 +112,57 @@ def inferred_types(
         raise OnnxGraphError(f"shape inference failed: {one_line(exc, last=True)}") from exc
     found: dict[str, onnx.TypeProto] = {}
     _collect(proto.graph, found)
-    if symbolic_fallback and _lacking_shapes(proto.graph, found):
+    symbols = _input_symbols(proto.graph)
+    if symbolic_fallback and _lacking_shapes(proto.graph, found, symbols):
         for name, type_proto in _symbolic_types(proto).items():
-            if _known_dims(type_proto) > _known_dims(found.get(name)):
+            old = found.get(name)
+            if _lacking(old, symbols) and _known_dims(type_proto) > _known_dims(old):
                 found[name] = type_proto
     return found
 
 
-def _lacking_shapes(graph: onnx.GraphProto, found: Mapping[str, onnx.TypeProto]) -> bool:
-    """True when some tensor output of a main-graph node has no shape or an unnamed unknown dim."""
-    for node in graph.node:
-        for name in node.output:
-            type_proto = found.get(name)
-            if not name or (type_proto is not None and not type_proto.HasField("tensor_type")):
-                continue
-            shape = types.shape_of(type_proto) if type_proto is not None else None
-            if shape is None or any(d is None for d in shape):
-                return True
-    return False
+def _lacking_shapes(graph: onnx.GraphProto, found: Mapping[str, onnx.TypeProto], symbols: frozenset[str]) -> bool:
+    """True when some output of a main-graph node lacks a shape or a dimension (see :func:`_lacking`)."""
+    return any(name and _lacking(found.get(name), symbols) for node in graph.node for name in node.output)
+
+
+def _weights_as_inputs(proto: onnx.ModelProto) -> None:
+    """Declare the main graph's data-less initializers (large weights exported without their bytes)
+    as typed graph inputs: symbolic inference reads every initializer it meets as an array."""
+    kept = []
+    declared = {info.name for info in proto.graph.input}  # IR < 4 lists initializers as inputs too
+    for tensor in proto.graph.initializer:
+        if has_data(tensor) or math.prod(tensor.dims) == 0:
+            kept.append(tensor)
+        elif tensor.name not in declared:
+            proto.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(kept)
 
 
 def _symbolic_types(proto: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
-    """Types from onnxruntime's symbolic shape inference (it ships with onnxruntime); empty when
-    it is unavailable or gives up on the model (it knows fewer ops than onnx, and no newer opsets)."""
-    try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+    """Types from onnxruntime's symbolic shape inference (it ships with onnxruntime); empty when it
+    is unavailable or fails on the model (it knows fewer ops than onnx, and no newer opsets).
 
-        inferred = SymbolicShapeInference.infer_shapes(proto, auto_merge=True, guess_output_rank=True)
+    It does not guess output ranks of ops it does not know (custom domains): a guessed type would
+    pose as a fact to precision conversion and cost counting; the shapes inferred up to such an op
+    are kept. ``proto`` (a weightless copy) is changed: its data-less weights become graph inputs.
+    """
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference, get_opset
+
+        _weights_as_inputs(proto)
+        if (get_opset(proto) or 0) < 7:
+            return {}
+        # The steps of SymbolicShapeInference.infer_shapes, which, when some shape stays unknown,
+        # saves the model as sym_shape_infer_temp.onnx in the working folder and raises instead.
+        inference = SymbolicShapeInference(2**31 - 1, True, False, 0)
+        inference._preprocess(proto)
+        while inference.run_:
+            inference._infer_impl()
+        inference._update_output_from_vi()
+        inferred = inference.out_mp_
     except Exception:  # noqa: BLE001 - a fallback: onnx's own result stands
-        return {}
-    if inferred is None:
         return {}
     found: dict[str, onnx.TypeProto] = {}
     _collect(inferred.graph, found)
@@ -157,23 +201,33 @@ def _type_initializers(model: Model) -> None:
                 value.type = types.tensor_type(value.const_value.elem_type, value.const_value.dims)
 
 
-def infer_shapes(model: Model, input_shapes: Mapping[str, Sequence[int]] | None = None) -> int:
+def infer_shapes(model: Model, input_shapes: Mapping[str, Sequence[int]] | None = None, *, strict: bool = True) -> int:
     """Annotate the main graph's values (and its subgraphs') with inferred types and shapes.
+
+    The project's one shape resolution (``info``'s cost model, ``grad``, ``convert``, ``viz``): onnx
+    shape inference with data propagation, then onnxruntime's symbolic shape inference wherever onnx
+    leaves a shape or a dimension unknown (see :func:`inferred_types`). A value's type changes only
+    when the inferred one says more (a shape where it had none, or more fixed dims).
 
     Args:
         model: the model, changed in place.
-        input_shapes: fixed shapes for some graph inputs (they replace the declared shapes first).
+        input_shapes: fixed shapes for some graph inputs (they replace the declared shapes first;
+            the intermediate types the file recorded are then ignored, as they were written for
+            other sizes).
+        strict: raise when onnx shape inference rejects the model; otherwise leave the types as
+            they are.
 
     Returns:
         The number of values whose type became more specific.
 
     Raises:
-        OnnxGraphError: ``input_shapes`` names an unknown input or has the wrong rank.
+        OnnxGraphError: ``input_shapes`` names an unknown input or has the wrong rank; with
+            ``strict``, inference rejected the model.
     """
     if input_shapes:
         _override_inputs(model, input_shapes)
     _type_initializers(model)
-    inferred = inferred_types(model, strict=True)
+    inferred = inferred_types(model, forget_value_info=bool(input_shapes), strict=strict, symbolic_fallback=True)
     changed = 0
     for name, value in _values_by_name(model).items():
         new = inferred.get(name)

@@ -145,29 +145,12 @@ def _load_copy(model, allow_outside: bool = False) -> Model:
 
 
 def _infer_types(model: Model) -> None:
-    """Give every value without a full type its inferred one: the project's shape resolution (onnx
-    inference with data propagation, onnxruntime's symbolic inference where onnx loses a shape)."""
-    from onnxgraph.shape_inference import inferred_types
+    """Give every value without a full type its inferred one, by the project's one shape resolution
+    (:func:`onnxgraph.shape_inference.infer_shapes`: onnx inference with data propagation, onnxruntime's
+    symbolic inference where onnx loses a shape); a model inference rejects keeps its declared types."""
+    from onnxgraph.shape_inference import infer_shapes
 
-    graph = model.graph
-    for weight in graph.initializers.values():  # rules read the weights' shapes
-        if weight.type is None and weight.const_value is not None:
-            weight.type = types.tensor_type(weight.const_value.elem_type, tuple(weight.const_value.dims))
-    inferred = inferred_types(model, symbolic_fallback=True)
-    by_name = {v.name: v for node in graph.all_nodes() for v in node.outputs if v.name}
-    by_name.update({v.name: v for g in graph.all_graphs() for v in g.inputs if v.name})
-    for name, type_proto in inferred.items():
-        value = by_name.get(name)
-        if value is None or not type_proto.WhichOneof("value"):
-            continue
-        if value.type is None or value.shape is None or _static_dims(type_proto) > _static_dims(value.type):
-            value.type = type_proto
-
-
-def _static_dims(type_proto) -> int:
-    """-1 for an unknown shape, else its number of static dims."""
-    shape = types.shape_of(type_proto)
-    return -1 if shape is None else sum(isinstance(d, int) for d in shape)
+    infer_shapes(model, strict=False)
 
 
 def _supported_opset(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -33,6 +33,8 @@ Progress = Callable[[str], None]
 
 MODES = ("dynamic", "static")
 FORMATS = ("qdq", "qoperator")
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+"""How static mode sets activation ranges from the calibration data (onnxruntime's ``CalibrationMethod``)."""
 WEIGHT_ONLY = {"int4": 4, "int8": 8}
 """``--weights-only`` choices and their bit widths (MatMulNBits)."""
 DEFAULT_MIN_COSINE = 0.99
@@ -55,6 +57,9 @@ class QuantizeConfig:
         per_channel: one scale per output channel of each weight instead of one per tensor.
         format: ``"qdq"`` (QuantizeLinear/DequantizeLinear pairs around float ops) or ``"qoperator"``
             (QLinearConv, MatMulInteger, ...); None: QOperator for dynamic, QDQ for static.
+        calibration_method: how static mode turns calibration data into activation ranges:
+            ``"minmax"`` (the observed extremes), ``"percentile"`` (99.999th percentile of the
+            absolute values) or ``"entropy"`` (the range minimizing KL divergence).
         exclude: glob patterns of node names (after optimization) to leave in float.
         weights_only: ``"int4"`` or ``"int8"``: only MatMul weights, block-wise (MatMulNBits).
         min_cosine: least cosine similarity each float output must keep against the float model.
@@ -66,6 +71,7 @@ class QuantizeConfig:
     mode: str = "dynamic"
     calibration: str | None = None
     per_channel: bool = False
+    calibration_method: str = "minmax"
     format: str | None = None
     exclude: Sequence[str] = ()
     weights_only: str | None = None
@@ -85,6 +91,10 @@ class QuantizeConfig:
         """Raise QuantizeError on settings that cannot work together."""
         if self.mode not in MODES:
             raise QuantizeError(f"unknown mode '{self.mode}' (choose {' or '.join(MODES)})")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise QuantizeError(
+                f"unknown calibration method '{self.calibration_method}' (choose {', '.join(CALIBRATION_METHODS)})"
+            )
         if self.format is not None and self.format not in FORMATS:
             raise QuantizeError(f"unknown format '{self.format}' (choose {' or '.join(FORMATS)})")
         if self.weights_only is not None:
@@ -104,11 +114,14 @@ class QuantizeConfig:
             raise QuantizeError(f"samples must be at least 1, not {self.samples}")
 
     def describe(self) -> str:
-        """A short label such as ``"dynamic int8, QOperator, per-channel"``."""
+        """A short label such as ``"dynamic int8, QOperator, per-channel"`` or ``"static int8, QDQ, minmax
+        calibration"``."""
         if self.weights_only:
             return f"weights-only {self.weights_only} ({self.quant_format.replace('qoperator', 'MatMulNBits')})"
         parts = [f"{self.mode} int8", "QDQ" if self.quant_format == "qdq" else "QOperator"]
-        return ", ".join(parts + (["per-channel"] if self.per_channel else []))
+        parts += ["per-channel"] if self.per_channel else []
+        parts += [f"{self.calibration_method} calibration"] if self.mode == "static" else []
+        return ", ".join(parts)
 
 
 @dataclass
@@ -345,7 +358,7 @@ def _quantize(source: str, target: str, config: QuantizeConfig, samples: Sequenc
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=excluded,
                 use_external_data_format=external,
-                calibrate_method=CalibrationMethod.MinMax,
+                calibrate_method=getattr(CalibrationMethod, _CALIBRATION_METHOD[config.calibration_method]),
             )
     except OnnxGraphError:
         raise
@@ -372,6 +385,9 @@ def _quantize_weights(source: str, target: str, bits: int, fmt, excluded: list[s
     )
     quantizer.process()
     quantizer.model.save_model_to_file(target, use_external_data_format=external)
+
+
+_CALIBRATION_METHOD = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 
 
 _QUANT_OPS = frozenset(

@@ -28,6 +28,12 @@ _SMALL_ALIGN = 64
 _CHUNK = 64 << 20
 
 
+def has_data(proto: onnx.TensorProto) -> bool:
+    """Whether a TensorProto carries its data (inline or as an external reference), unlike what
+    :func:`metadata_only` makes."""
+    return any(field.name in _DATA_FIELDS for field, _ in proto.ListFields())
+
+
 def metadata_only(tensor: Tensor, name: str) -> onnx.TensorProto:
     """A TensorProto with the tensor's name, type, dims and annotations but no data."""
     proto = onnx.TensorProto()

@@ -36,12 +36,12 @@ def test_writes_model_and_json_report(tmp_path):
 def test_static_table_output(tmp_path):
     data = tmp_path / "calib.npz"
     np.savez(data, x=np.random.default_rng(0).standard_normal((8, 1, 8, 8)).astype(np.float32))
-    result = _invoke(
-        CNN, "-o", str(tmp_path / "q.onnx"), "--mode", "static", "--calibration", str(data), "--min-cosine", "0.9"
-    )
+    out, calibration = str(tmp_path / "q.onnx"), ["--calibration", str(data), "--calibration-method", "percentile"]
+    result = _invoke(CNN, "-o", out, "--mode", "static", *calibration, "--min-cosine", "0.9")
     assert result.exit_code == 0, result.output
     stdout = " ".join(result.stdout.split())  # rich wraps long lines
-    assert "static int8, QDQ" in stdout and "top-1 agreement" in stdout and "8 samples of" in stdout
+    assert "static int8, QDQ, percentile calibration" in stdout
+    assert "top-1 agreement" in stdout and "8 samples of" in stdout
 
 
 def test_min_cosine_failure_exits_1_and_writes_nothing(tmp_path):

@@ -99,6 +99,34 @@ def test_static_qdq_resnet18_builder_of_the_benchmark(tmp_path):
     assert report.accuracy.samples == 8
 
 
+def _activation_scales(path) -> dict[str, float]:
+    """Scale of each QuantizeLinear of the graph's activations, by the value it quantizes."""
+    model = onnx.load(os.fspath(path))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {n.input[0]: float(inits[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"}
+
+
+def test_calibration_method_sets_the_activation_ranges(tmp_path):
+    """Percentile clips the rare extremes MinMax keeps: narrower ranges, so smaller scales on the
+    activations (weights are scaled from their own values either way), and the report is complete."""
+    float_path, data = tmp_path / "cnn.onnx", tmp_path / "calib.npz"
+    onnx.save(models.cnn(channels=8, image=64, seed=1), float_path)
+    images = np.random.default_rng(0).standard_normal((32, 1, 64, 64)).astype(np.float32)
+    images[0, 0, 0, 0] = 40.0  # one outlier in 131072 pixels: MinMax's range covers it, the 99.999th percentile not
+    np.savez(data, x=images)
+    scales = {}
+    for method in ("minmax", "percentile"):
+        out = tmp_path / f"{method}.onnx"
+        config = QuantizeConfig(mode="static", calibration=os.fspath(data), calibration_method=method, min_cosine=-1)
+        report = quantize(float_path, out, config)
+        scales[method] = _activation_scales(out)
+        (output,) = report.accuracy.outputs
+        assert output.cosine is not None and output.top1 is not None and report.accuracy.samples == 32
+    assert scales["minmax"].keys() == scales["percentile"].keys()
+    assert scales["percentile"]["x"] < scales["minmax"]["x"] / 2
+    assert all(scales["percentile"][k] <= scales["minmax"][k] * 1.0001 for k in scales["minmax"])
+
+
 def test_static_qoperator_uses_qlinear_ops(tmp_path):
     float_path, out, data = tmp_path / "cnn.onnx", tmp_path / "cnn.q.onnx", tmp_path / "calib.npz"
     onnx.save(models.cnn(channels=8, image=16, seed=1), float_path)
@@ -169,6 +197,7 @@ def test_external_data_model_stays_external(tmp_path):
         ({"mode": "static"}, "needs calibration data"),
         ({"weights_only": "int4", "per_channel": True}, "--per-channel does not apply"),
         ({"min_cosine": 1.5}, "must lie in"),
+        ({"mode": "static", "calibration": "c.npz", "calibration_method": "median"}, "unknown calibration method"),
     ],
 )
 def test_conflicting_settings_fail_before_any_work(tmp_path, settings, message):
