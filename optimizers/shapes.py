@@ -12,6 +12,10 @@ Rewrites:
     3. ``reshape_target``: a Reshape whose target shape mixes known sizes with symbols equal to the
        data's own dimensions gets a constant target with 0 ("keep this dimension") in their
        place, and -1 for at most one remaining symbol; the Shape->Gather->Concat chain then dies.
+    4. ``transpose_round_trip``: ``Reshape(Transpose(Reshape(x, [-1] + rest), p), s)`` where the first
+       Reshape merges x's leading dims, ``p`` keeps axis 0 in place and ``s`` splits them again (the
+       3-D transpose of attention's keys written for a batched MatMul) is one ``Transpose(x)``; the
+       sizes are compared element by element, symbols included.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from onnxgraph.optimizers.utils import (
     constant_array,
     is_standard,
     new_constant,
+    remove_if_unused,
     replace_with_constant,
     scopes,
 )
@@ -55,7 +60,7 @@ class ShapeSimplification(Pass):
     """Fold shape computations whose results are known, keeping symbolic dims symbolic."""
 
     name = "shapes"
-    rewrites = ("shape_of_static", "known_value", "reshape_target")
+    rewrites = ("shape_of_static", "known_value", "reshape_target", "transpose_round_trip")
 
     def run(self, model: Model) -> Counter[str]:
         stats: Counter[str] = Counter()
@@ -66,6 +71,9 @@ class ShapeSimplification(Pass):
             partials: dict[Value, Partial] = {}
             for node in graph:
                 if not is_standard(node):
+                    continue
+                if node.op_type == "Reshape" and self._try_transpose_round_trip(node, partials):
+                    stats["transpose_round_trip"] += 1
                     continue
                 if node.op_type == "Reshape" and self._try_reshape_target(node, partials, in_function):
                     stats["reshape_target"] += 1
@@ -162,6 +170,71 @@ class ShapeSimplification(Pass):
         )
         node.replace_input_with(1, const)  # the old Shape->Gather->Concat chain is left to dce
         return True
+
+    def _try_transpose_round_trip(self, node: Node, partials: dict[Value, Partial]) -> bool:
+        if not self.allows("transpose_round_trip") or len(node.inputs) < 2:
+            return False
+        transpose = _sole_producer(node.inputs[0], "Transpose")
+        first = _sole_producer(transpose.inputs[0], "Reshape") if transpose is not None else None
+        if transpose is None or first is None or len(first.inputs) < 2:
+            return False
+        x, perm = first.input(0), transpose.attr("perm")
+        dims = self._dims(x)
+        merged = self._targets(first, dims, partials)
+        if dims is None or merged is None or perm is None or not perm or perm[0] != 0:
+            return False
+        keep = len(dims) - len(merged) + 1  # leading dims of x merged into the first axis
+        if keep < 1 or merged[1:] != dims[keep:] or not _is_product(merged[0], dims[:keep]):
+            return False
+        middle = [("merged",), *dims[keep:]]
+        moved = [middle[p] for p in perm]
+        split = self._targets(node, moved, partials)
+        expected = dims[:keep] + moved[1:]
+        if split is None or len(split) != len(expected) or split.count(-1) > 1:
+            return False
+        if any(s != e and s != -1 for s, e in zip(split, expected, strict=True)):
+            return False
+        new_perm = list(range(keep)) + [keep - 1 + p for p in perm[1:]]
+        replacement = Node("", "Transpose", [x], {"perm": new_perm}, name=node.name)
+        assert node.graph is not None
+        node.graph.insert_before(node, replacement)
+        out = node.outputs[0]
+        replacement.outputs[0].type = out.type
+        out.replace_all_uses_with(replacement.outputs[0], replace_graph_outputs=True)
+        for dead in (node, transpose, first):
+            remove_if_unused(dead)
+        return True
+
+    def _targets(self, reshape: Node, dims: list[Hashable] | None, partials: dict[Value, Partial]) -> list | None:
+        """A Reshape's target elements, 0 ("copy") replaced by ``dims``' element (its data's dims)."""
+        target = self._partial(reshape.inputs[1], partials)
+        if target is None or target.scalar or dims is None:
+            return None
+        elems = list(target.elems)
+        if not reshape.attr("allowzero", 0):
+            for i, e in enumerate(elems):
+                if e == 0:
+                    if i >= len(dims) or dims[i] == ("merged",):
+                        return None
+                    elems[i] = dims[i]
+        return elems
+
+
+def _sole_producer(value: Value | None, op_type: str) -> Node | None:
+    """The standard-domain ``op_type`` node producing ``value`` when ``value`` has no other reader."""
+    node = value.producer() if value is not None else None
+    if node is None or node.op_type != op_type or not is_standard(node) or value is None:
+        return None
+    if len(value.uses()) != 1 or value.is_graph_output():
+        return None
+    return node
+
+
+def _is_product(elem: Hashable, dims: list[Hashable]) -> bool:
+    """Whether a Reshape target element stands for the product of ``dims`` (-1 does, given the rest)."""
+    if elem == -1 or (len(dims) == 1 and elem == dims[0]):
+        return True
+    return all(isinstance(d, int) for d in dims) and elem == int(np.prod(dims, dtype=np.int64))
 
 
 # -- propagation rules --------------------------------------------------------------------------------

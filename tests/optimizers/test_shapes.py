@@ -96,3 +96,57 @@ def test_export_time_sizes_in_value_info_never_fix_a_dynamic_dim(kit):
     model.graph.value_info.append(opaque_out)
     assert not ShapeSimplification()(model).changed
     assert kit.ops(model)["Shape"] == 1
+
+
+_KEY_TRANSPOSE = """
+agraph (float[batch, seq, 2, 4] x) => (float[batch, 2, 4, seq] y)
+        <int64[1] minus1 = {-1}, int64[1] dim = {4}, int64[1] m2 = {-2}, int64[1] lo = {-9223372036854775808}> {
+    k = Transpose <perm = [0, 2, 1, 3]> (x)
+    s = Shape(k)
+    sq = Slice(s, m2, minus1)
+    lead = Slice(s, lo, m2)
+    flat = Concat <axis = 0> (minus1, sq, dim)
+    k3 = Reshape(k, flat)
+    kt = Transpose <perm = [0, 2, 1]> (k3)
+    back = Concat <axis = 0> (lead, dim, sq)
+    y = Reshape(kt, back)
+}"""
+
+
+def test_reshape_transpose_reshape_round_trip_is_one_transpose(kit):
+    """The dynamo exporter's key transpose: [b,h,s,d] -> [b*h,s,d] -> [b*h,d,s] -> [b,h,d,s]."""
+    model = kit.parse(_KEY_TRANSPOSE)
+    stats = kit.apply(ShapeSimplification(), model)
+    DeadCodeElimination()(model)
+    assert stats["transpose_round_trip"] == 1
+    assert kit.ops(model) == {"Transpose": 2}
+    assert model.graph.nodes[-1].attr("perm") == [0, 1, 3, 2]
+    kit.assert_same(kit.parse(_KEY_TRANSPOSE).to_proto(), model, shapes={"x": [3, 5, 2, 4]})
+
+
+def test_round_trip_with_constant_targets(kit):
+    text = """
+    agraph (float[batch, 2, 5, 4] x) => (float[batch, 2, 4, 5] y)
+            <int64[3] flat = {-1, 5, 4}, int64[4] back = {-1, 2, 4, 5}> {
+        k3 = Reshape(x, flat)
+        kt = Transpose <perm = [0, 2, 1]> (k3)
+        y = Reshape(kt, back)
+    }"""
+    model = kit.parse(text)
+    stats = kit.apply(ShapeSimplification(), model)
+    assert stats["transpose_round_trip"] == 1
+    assert kit.ops(model) == {"Transpose": 1}
+
+
+def test_round_trip_that_regroups_the_leading_dims_stays(kit):
+    text = """
+    agraph (float[batch, 2, 5, 4] x) => (float[batch, 1, 2, 4, 5] y)
+            <int64[3] flat = {-1, 5, 4}, int64[5] back = {-1, 1, 2, 4, 5}> {
+        k3 = Reshape(x, flat)
+        kt = Transpose <perm = [0, 2, 1]> (k3)
+        y = Reshape(kt, back)
+    }"""
+    model = kit.parse(text)
+    stats = kit.apply(ShapeSimplification(), model)
+    assert stats["transpose_round_trip"] == 0
+    assert kit.ops(model) == {"Reshape": 2, "Transpose": 1}
