@@ -25,6 +25,10 @@ output, the node stays):
 17. ``concat``: Concat of a single input.
 18. ``arithmetic``: x + 0, 0 + x, x - 0, x * 1, 1 * x, x / 1 where the constant broadcasts to x's
     shape (so the result has x's shape and type).
+19. ``logical``: And(x, True), And(True, x), Or(x, False), Or(False, x) where the constant broadcasts
+    to x's shape (the causal-mask clutter of torch exports).
+20. ``unsqueeze_pair``: Unsqueeze(Unsqueeze(x, a1), a2) -> Unsqueeze(x, a) with the inner axes mapped
+    to where they end up (negative axes need x's rank).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import onnx
 
+from onnxgraph.attribute import Attribute
 from onnxgraph.model import Model
 from onnxgraph.node import Node
 from onnxgraph.optimizers.base import Pass
@@ -47,6 +52,7 @@ from onnxgraph.optimizers.rewriter.values import (
     pads_arg,
     transpose_perm,
 )
+from onnxgraph.optimizers.utils import new_constant
 from onnxgraph.value import Value
 
 _T = onnx.TensorProto
@@ -115,12 +121,15 @@ class NoOpElimination(Pass):
         "split",
         "concat",
         "arithmetic",
+        "logical",
+        "unsqueeze_pair",
     )
 
     def __init__(self, *, disabled: Iterable[str] = ()) -> None:
         super().__init__(disabled=disabled)
         self._editor: GraphEditor | None = None
         self._opset = 0
+        self._in_function = False
         self._cases: dict[str, list[tuple[str, Callable[[Node], bool]]]] = {
             "Identity": [("identity", self._try_identity)],
             "Dropout": [("dropout", self._try_dropout)],
@@ -134,6 +143,7 @@ class NoOpElimination(Pass):
             "Unsqueeze": [
                 ("unsqueeze", self._try_unsqueeze),
                 ("squeeze_unsqueeze_pair", self._try_squeeze_unsqueeze_pair),
+                ("unsqueeze_pair", self._try_unsqueeze_pair),
             ],
             "Expand": [("expand", self._try_expand)],
             "Transpose": [
@@ -148,13 +158,15 @@ class NoOpElimination(Pass):
             "Sub": [("arithmetic", self._try_arithmetic)],
             "Mul": [("arithmetic", self._try_arithmetic)],
             "Div": [("arithmetic", self._try_arithmetic)],
+            "And": [("logical", self._try_logical)],
+            "Or": [("logical", self._try_logical)],
         }
 
     def run(self, model: Model) -> Counter[str]:
         stats: Counter[str] = Counter()
         self._editor = GraphEditor(model)
         for scope in scopes(model):
-            self._opset = scope.opset
+            self._opset, self._in_function = scope.opset, scope.in_function
             graph = scope.graph
             for node in graph:
                 if node.graph is graph and node.domain in ("", "ai.onnx"):
@@ -374,6 +386,43 @@ class NoOpElimination(Pass):
             if _broadcast_keeps_shape(x.shape, data.shape) and self._forward(node, x):
                 return True
         return False
+
+    def _try_logical(self, node: Node) -> bool:
+        if len(node.inputs) != 2:
+            return False
+        neutral = node.op_type == "And"  # And(x, True) = x, Or(x, False) = x
+        for x, c in ((node.input(0), node.input(1)), (node.input(1), node.input(0))):
+            data = const_value(c)
+            if data is None or data.dtype != np.bool_ or not data.size or not np.all(data == neutral):
+                continue
+            if _broadcast_keeps_shape(x.shape, data.shape) and self._forward(node, x):
+                return True
+        return False
+
+    def _try_unsqueeze_pair(self, node: Node) -> bool:
+        inner = self._same_graph_producer(node, "Unsqueeze")
+        if inner is None:
+            return False
+        inner_axes, outer_axes = axes_arg(inner), axes_arg(node)
+        x = inner.input(0)
+        if not inner_axes or not outer_axes:
+            return False
+        middle_rank = len(x.shape) + len(inner_axes) if x.shape is not None else None
+        if middle_rank is None and any(a < 0 for a in inner_axes + outer_axes):
+            return False
+        if middle_rank is not None:
+            inner_axes = [a % middle_rank for a in inner_axes]
+            outer_axes = [a % (middle_rank + len(outer_axes)) for a in outer_axes]
+        final_rank = max(inner_axes + outer_axes) + 1 + len(inner_axes) + len(outer_axes)
+        kept = [i for i in range(final_rank) if i not in outer_axes]  # where the middle tensor's axes go
+        axes = sorted(outer_axes + [kept[a] for a in inner_axes])
+        if "axes" in node.attributes:
+            node.attributes["axes"] = Attribute.infer("axes", axes)
+        else:
+            assert node.graph is not None
+            array = np.array(axes, dtype=np.int64)
+            node.replace_input_with(1, new_constant(node.graph, array, in_function=self._in_function, before=node))
+        return self._rewire_past(node, inner, x)
 
 
 def _broadcast_keeps_shape(shape: tuple | None, const_shape: tuple[int, ...]) -> bool:

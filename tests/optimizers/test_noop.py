@@ -277,3 +277,39 @@ def test_reshape_with_a_shape_attribute_before_opset_5_is_left_alone():
     model = onnxgraph.from_proto(onnx.parser.parse_model(text))
     assert not NoOpElimination()(model).stats
     assert [n.op_type for n in model.graph] == ["Reshape"]
+
+
+@pytest.mark.parametrize(
+    ("op", "constant", "out", "removed"),
+    [
+        ("And", "bool[1,1] {1}", "N,2", True),
+        ("Or", "bool {0}", "N,2", True),
+        ("And", "bool[1,2] {1, 0}", "N,2", False),
+        ("Or", "bool[2,1,1] {0, 0}", "2,N,2", False),  # broadcasts x up
+    ],
+)
+def test_logical_with_its_neutral_constant(op, constant, out, removed):
+    model = _model(
+        f"(float[N,2] x) => (bool[{out}] y)",
+        f"c = Constant<value = {constant}>()\n z = Constant<value = float {{0}}>()\n"
+        f" a = Greater(x, z)\n r = {op}(c, a)\n y = Not(r)",
+    )
+    ops, stats = _eliminate(model)
+    assert (stats["logical"] == 1) is removed
+    assert (op not in ops) is removed
+
+
+@pytest.mark.parametrize(
+    ("inner", "outer", "expected"),
+    [([0], [1], [0, 1]), ([1], [0], [0, 2]), ([-1], [-1], [2, 3]), ([0, 2], [1], [0, 1, 3])],
+)
+def test_unsqueeze_pair_becomes_one_unsqueeze(inner, outer, expected):
+    model = _model(
+        "(float[N,3] x) => (float y)",
+        f"{_const('i', inner)}\n {_const('o', outer)}\n a = Relu(x)\n u = Unsqueeze(a, i)\n"
+        " r = Unsqueeze(u, o)\n y = ReduceSum<keepdims = 0>(r)",
+    )
+    ops, stats = _eliminate(model)
+    assert stats["unsqueeze_pair"] == 1 and ops["Unsqueeze"] == 1
+    unsqueeze = next(n for n in model.graph if n.op_type == "Unsqueeze")
+    assert unsqueeze.inputs[1].const_value.numpy().tolist() == expected
