@@ -16,6 +16,13 @@ Rewrites:
        Reshape merges x's leading dims, ``p`` keeps axis 0 in place and ``s`` splits them again (the
        3-D transpose of attention's keys written for a batched MatMul) is one ``Transpose(x)``; the
        sizes are compared element by element, symbols included.
+    5. ``shared_symbolic``: a shape value whose elements (symbols included) and type equal those of
+       an earlier value of the same graph is replaced by it: the Shape->Gather->Unsqueeze->Concat
+       chains an exporter writes again in every layer, on values of the same symbolic shape, are
+       computed once.
+    6. ``equal_dims``: Equal of shape elements and constants, where every element is known or a
+       dimension compared with a negative number (``Equal(shape, -1)`` before an Expand: a dimension
+       is never -1), becomes a constant.
 """
 
 from __future__ import annotations
@@ -60,7 +67,14 @@ class ShapeSimplification(Pass):
     """Fold shape computations whose results are known, keeping symbolic dims symbolic."""
 
     name = "shapes"
-    rewrites = ("shape_of_static", "known_value", "reshape_target", "transpose_round_trip")
+    rewrites = (
+        "shape_of_static",
+        "known_value",
+        "reshape_target",
+        "transpose_round_trip",
+        "shared_symbolic",
+        "equal_dims",
+    )
 
     def run(self, model: Model) -> Counter[str]:
         stats: Counter[str] = Counter()
@@ -69,6 +83,7 @@ class ShapeSimplification(Pass):
             self._in_function = in_function
             self._types = {} if in_function else inferred  # function bodies have their own names
             partials: dict[Value, Partial] = {}
+            seen: dict[tuple[Partial, int], Value] = {}  # shape values by contents and element type
             for node in graph:
                 if not is_standard(node):
                     continue
@@ -79,11 +94,15 @@ class ShapeSimplification(Pass):
                     stats["reshape_target"] += 1
                     continue
                 partial = self._propagate(node, partials)
-                if partial is None or not partial.known or node.outputs[0].is_graph_output():
+                if partial is None or node.outputs[0].is_graph_output() or node.op_type == "Constant":
                     continue
-                case = "shape_of_static" if node.op_type in ("Shape", "Size") else "known_value"
-                if node.op_type == "Constant":
+                if not partial.known:
+                    if self._try_shared_symbolic(node, partial, seen):
+                        stats["shared_symbolic"] += 1
                     continue
+                case = {"Shape": "shape_of_static", "Size": "shape_of_static", "Equal": "equal_dims"}.get(
+                    node.op_type, "known_value"
+                )
                 if self._try_fold(node, partial, case, in_function):
                     stats[case] += 1
         self._types = {}
@@ -141,10 +160,25 @@ class ShapeSimplification(Pass):
         if not self.allows(case):
             return False
         out = node.outputs[0]
-        elem_type = (self._inferred(out) or out.type or onnx.TypeProto()).tensor_type.elem_type
-        dtype = np.int32 if elem_type == onnx.TensorProto.INT32 else np.int64
+        elem_type = self._elem_type(out)
+        dtype = {onnx.TensorProto.INT32: np.int32, onnx.TensorProto.BOOL: np.bool_}.get(elem_type, np.int64)
         array = np.array(partial.elems, dtype=dtype)
         replace_with_constant(out, array.reshape(()) if partial.scalar else array, in_function=in_function)
+        return True
+
+    def _elem_type(self, value: Value) -> int:
+        """``value``'s element type (0 when unknown)."""
+        return (self._inferred(value) or value.type or onnx.TypeProto()).tensor_type.elem_type
+
+    def _try_shared_symbolic(self, node: Node, partial: Partial, seen: dict[tuple[Partial, int], Value]) -> bool:
+        out = node.outputs[0]
+        elem_type = self._elem_type(out)
+        if not elem_type:
+            return False
+        earlier = seen.setdefault((partial, elem_type), out)
+        if earlier is out or not self.allows("shared_symbolic"):
+            return False
+        out.replace_all_uses_with(earlier)  # the node is left to dce
         return True
 
     def _try_reshape_target(self, node: Node, partials: dict[Value, Partial], in_function: bool) -> bool:
@@ -326,6 +360,28 @@ def _arith(p: ShapeSimplification, node: Node, partials) -> Partial | None:
     return Partial(tuple(_combine(node.op_type, x, y) for x, y in zip(xs, ys)), scalar=a.scalar and b.scalar)
 
 
+def _equal(p: ShapeSimplification, node: Node, partials) -> Partial | None:
+    a, b = (p._partial(v, partials) for v in node.inputs[:2])
+    if a is None or b is None or (len(a.elems) != len(b.elems) and 1 not in (len(a.elems), len(b.elems))):
+        return None
+    n = max(len(a.elems), len(b.elems))
+    pairs = zip(a.elems * n if len(a.elems) == 1 else a.elems, b.elems * n if len(b.elems) == 1 else b.elems)
+    result: list[Hashable] = []
+    for x, y in pairs:
+        if isinstance(x, int) and isinstance(y, int):
+            result.append(int(x == y))
+        elif _is_dimension(x) and isinstance(y, int) and y < 0 or _is_dimension(y) and isinstance(x, int) and x < 0:
+            result.append(0)
+        else:
+            result.append(("Equal", x, y))
+    return Partial(tuple(result), scalar=a.scalar and b.scalar)
+
+
+def _is_dimension(elem: Hashable) -> bool:
+    """Whether a symbol stands for a tensor's dimension (never negative), not an expression of them."""
+    return isinstance(elem, tuple) and elem[0] in ("dim", "unknown")
+
+
 def _combine(op: str, x: Hashable, y: Hashable) -> Hashable:
     if isinstance(x, int) and isinstance(y, int):
         if op == "Add":
@@ -362,6 +418,7 @@ _RULES = {
     "Sub": _arith,
     "Mul": _arith,
     "Div": _arith,
+    "Equal": _equal,
 }
 
 

@@ -150,3 +150,62 @@ def test_round_trip_that_regroups_the_leading_dims_stays(kit):
     stats = kit.apply(ShapeSimplification(), model)
     assert stats["transpose_round_trip"] == 0
     assert kit.ops(model) == {"Reshape": 2, "Transpose": 1}
+
+
+def test_the_same_symbolic_shape_is_computed_once(kit):
+    """Each layer of a TorchScript export recomputes ``[batch, sequence, n]`` from its own input."""
+    text = """
+    agraph (float[batch, seq, 8] x) => (float[batch, seq, 8] y)
+            <int64 i0 = {0}, int64 i1 = {1}, int64[1] ax = {0}, int64[1] n = {8}, int64[2] flat = {-1, 8}> {
+        a = Relu(x)
+        sa = Shape(a)
+        ga = Gather <axis = 0> (sa, i0)
+        ha = Gather <axis = 0> (sa, i1)
+        ba = Unsqueeze(ga, ax)
+        ta = Unsqueeze(ha, ax)
+        za = Concat <axis = 0> (ba, ta, n)
+        fa = Reshape(a, flat)
+        ea = Relu(fa)
+        ra = Reshape(ea, za)
+        b = Neg(ra)
+        sb = Shape(b)
+        gb = Gather <axis = 0> (sb, i0)
+        hb = Gather <axis = 0> (sb, i1)
+        bb = Unsqueeze(gb, ax)
+        tb = Unsqueeze(hb, ax)
+        zb = Concat <axis = 0> (bb, tb, n)
+        fb = Reshape(b, flat)
+        eb = Relu(fb)
+        y = Reshape(eb, zb)
+    }"""
+    model = kit.parse(text)
+    stats = kit.apply(ShapeSimplification(), model)
+    DeadCodeElimination()(model)
+    assert stats["shared_symbolic"] >= 5  # the second layer's Shape, Gathers, Unsqueezes, Concat
+    # Concat(batch, seq, 8) is a's own Shape: both Reshapes read that one
+    assert kit.ops(model) == {"Relu": 3, "Neg": 1, "Shape": 1, "Reshape": 4}
+    kit.assert_same(kit.parse(text).to_proto(), model, shapes={"x": [3, 5, 8]})
+
+
+def test_equal_of_dimensions_and_minus_one_is_false(kit):
+    """``expand(batch, -1, -1)``: Where(Equal(shape, -1), 1, shape) with a symbolic batch."""
+    text = """
+    agraph (float[batch, 4] x, float[1, 1, 4] cls) => (float[batch, 1, 4] y)
+            <int64 i0 = {0}, int64[1] ax = {0}, int64[1] m = {-1}, int64[3] minus = {-1, -1, -1},
+             int64[3] ones = {1, 1, 1}> {
+        s = Shape(x)
+        g = Gather <axis = 0> (s, i0)
+        b = Unsqueeze(g, ax)
+        shape = Concat <axis = 0> (b, m, m)
+        eq = Equal(shape, minus)
+        fixed = Where(eq, ones, shape)
+        y = Expand(cls, fixed)
+    }"""
+    model = kit.parse(text)
+    stats = kit.apply(ShapeSimplification(), model)
+    DeadCodeElimination()(model)
+    assert stats["equal_dims"] == 1
+    assert "Equal" not in kit.ops(model)
+    where = next(n for n in model.graph if n.op_type == "Where")
+    assert where.inputs[0].const_value.numpy().tolist() == [False, True, True]
+    kit.assert_same(kit.parse(text).to_proto(), model, shapes={"x": [3, 4]})
