@@ -21,10 +21,11 @@ PASS_MODULES = (
     "onnxgraph.optimizers.fold",
     "onnxgraph.optimizers.noop",
     "onnxgraph.optimizers.fusions",
+    "onnxgraph.optimizers.siblings",
     "onnxgraph.optimizers.cse",
     "onnxgraph.optimizers.dce",
 )
-DEFAULT_PIPELINE = ("constants", "inline-if", "shapes", "fold", "noop", "fuse", "cse", "dce")
+DEFAULT_PIPELINE = ("constants", "inline-if", "shapes", "fold", "noop", "fuse", "siblings", "cse", "dce")
 """Pass names in the order the default pipeline runs them (repeated to a fixed point)."""
 
 _registry: dict[str, type[Pass]] | None = None
