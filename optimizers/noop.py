@@ -11,7 +11,8 @@ output, the node stays):
 4. ``cast_pair``: Cast(Cast(x, t1), t2) -> Cast(x, t2) when t1 holds every value of x's type exactly
    (widening), so the inner cast cannot change what the outer one sees.
 5. ``reshape``: Reshape to the shape the input already has (0 copies, one -1 infers the rest).
-6. ``reshape_pair``: Reshape(Reshape(x, s1), s2) -> Reshape(x, s2) unless s2 copies a dim (0).
+6. ``reshape_pair``: Reshape(Reshape(x, s1), s2) and Reshape(Flatten(x), s2) -> Reshape(x, s2) unless
+   s2 copies a dim (0).
 7. ``flatten``: Flatten of a 2-D input at axis 1.
 8. ``squeeze``: Squeeze without axes of an input whose dims are all known and none is 1.
 9. ``squeeze_unsqueeze_pair``: Squeeze(Unsqueeze(x, a), a) and Unsqueeze(Squeeze(x, a), a) -> x.
@@ -29,6 +30,8 @@ output, the node stays):
     to x's shape (the causal-mask clutter of torch exports).
 20. ``unsqueeze_pair``: Unsqueeze(Unsqueeze(x, a1), a2) -> Unsqueeze(x, a) with the inner axes mapped
     to where they end up (negative axes need x's rank).
+21. ``where``: Where(c, x, x), Where(True, x, y) and Where(False, y, x) -> x where the condition (a
+    constant, all True or all False) and the other branch broadcast into x's shape.
 """
 
 from __future__ import annotations
@@ -123,6 +126,7 @@ class NoOpElimination(Pass):
         "arithmetic",
         "logical",
         "unsqueeze_pair",
+        "where",
     )
 
     def __init__(self, *, disabled: Iterable[str] = ()) -> None:
@@ -160,6 +164,7 @@ class NoOpElimination(Pass):
             "Div": [("arithmetic", self._try_arithmetic)],
             "And": [("logical", self._try_logical)],
             "Or": [("logical", self._try_logical)],
+            "Where": [("where", self._try_where)],
         }
 
     def run(self, model: Model) -> Counter[str]:
@@ -259,7 +264,7 @@ class NoOpElimination(Pass):
         return self._forward(node, x)
 
     def _try_reshape_pair(self, node: Node) -> bool:
-        inner = self._same_graph_producer(node, "Reshape")
+        inner = self._same_graph_producer(node, "Reshape") or self._same_graph_producer(node, "Flatten")
         target = input_ints(node, 1)
         if inner is None or target is None or (0 in target and not node.attr("allowzero", 0)):
             return False
@@ -399,6 +404,18 @@ class NoOpElimination(Pass):
                 return True
         return False
 
+    def _try_where(self, node: Node) -> bool:
+        if len(node.inputs) != 3:
+            return False
+        cond, x, y = node.input(0), node.input(1), node.input(2)
+        if x is y:
+            return _fits_into(cond.shape, x.shape) and self._forward(node, x)
+        data = const_value(cond)
+        if data is None or not data.size or not (np.all(data) or not np.any(data)):
+            return False
+        kept, other = (x, y) if np.all(data) else (y, x)
+        return _fits_into(other.shape, kept.shape) and _fits_into(data.shape, kept.shape) and self._forward(node, kept)
+
     def _try_unsqueeze_pair(self, node: Node) -> bool:
         inner = self._same_graph_producer(node, "Unsqueeze")
         if inner is None:
@@ -423,6 +440,15 @@ class NoOpElimination(Pass):
             array = np.array(axes, dtype=np.int64)
             node.replace_input_with(1, new_constant(node.graph, array, in_function=self._in_function, before=node))
         return self._rewire_past(node, inner, x)
+
+
+def _fits_into(small: tuple | None, big: tuple | None) -> bool:
+    """True when broadcasting a tensor of shape ``small`` into one of shape ``big`` leaves ``big``
+    (unknown dims, None, match only 1 on the small side)."""
+    if small is None or big is None or len(small) > len(big):
+        return False
+    dims = big[len(big) - len(small) :]
+    return all(s == 1 or (s is not None and s == b) for s, b in zip(small, dims, strict=True))
 
 
 def _broadcast_keeps_shape(shape: tuple | None, const_shape: tuple[int, ...]) -> bool:

@@ -313,3 +313,28 @@ def test_unsqueeze_pair_becomes_one_unsqueeze(inner, outer, expected):
     assert stats["unsqueeze_pair"] == 1 and ops["Unsqueeze"] == 1
     unsqueeze = next(n for n in model.graph if n.op_type == "Unsqueeze")
     assert unsqueeze.inputs[1].const_value.numpy().tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "removed"),
+    [
+        ("c = Constant<value = bool[1] {1}>()\n r = Where(c, a, z)", True),
+        ("c = Constant<value = bool[3,1] {0, 0, 0}>()\n r = Where(c, z, a)", True),
+        ("c = Greater(a, z)\n r = Where(c, a, a)", True),
+        ("c = Constant<value = bool[1,4] {1, 0, 1, 1}>()\n r = Where(c, a, z)", False),
+    ],
+)
+def test_where_that_picks_one_branch(body, removed):
+    model = _model(X, f"z = Constant<value = float {{0}}>()\n a = Relu(x)\n {body}\n y = Neg(r)")
+    ops, stats = _eliminate(model)
+    assert (stats["where"] == 1) is removed
+    assert ("Where" not in ops) is removed
+
+
+def test_reshape_after_flatten():
+    model = _model(
+        "(float[N,3,4] x) => (float[N,4,3] y)",
+        f"{_const('s', [-1, 4, 3])}\n a = Relu(x)\n f = Flatten<axis = 1>(a)\n r = Reshape(f, s)\n y = Neg(r)",
+    )
+    ops, stats = _eliminate(model)
+    assert stats["reshape_pair"] == 1 and "Flatten" not in ops
