@@ -20,7 +20,12 @@ Rewrites:
        an earlier value of the same graph is replaced by it: the Shape->Gather->Unsqueeze->Concat
        chains an exporter writes again in every layer, on values of the same symbolic shape, are
        computed once.
-    6. ``equal_dims``: Equal of shape elements and constants, where every element is known or a
+    6. ``gemm_round_trip``: ``Reshape(Gemm(Reshape(x, [-1, K]), W, C), x.shape[:-1] + [N])`` (a 3-D
+       or higher x flattened for a Gemm and unflattened after it: GPT-2's Conv1D, a Linear as the
+       TorchScript exporter writes ``addmm``) becomes ``MatMul(x, W) + C``; ``transA`` 0, ``alpha``
+       and ``beta`` 1, ``transB`` only with a constant W read by nothing else (it is transposed), C a
+       vector or a row.
+    7. ``equal_dims``: Equal of shape elements and constants, where every element is known or a
        dimension compared with a negative number (``Equal(shape, -1)`` before an Expand: a dimension
        is never -1), becomes a constant.
 """
@@ -73,6 +78,7 @@ class ShapeSimplification(Pass):
         "reshape_target",
         "transpose_round_trip",
         "shared_symbolic",
+        "gemm_round_trip",
         "equal_dims",
     )
 
@@ -89,6 +95,9 @@ class ShapeSimplification(Pass):
                     continue
                 if node.op_type == "Reshape" and self._try_transpose_round_trip(node, partials):
                     stats["transpose_round_trip"] += 1
+                    continue
+                if node.op_type == "Reshape" and self._try_gemm_round_trip(node, partials, in_function):
+                    stats["gemm_round_trip"] += 1
                     continue
                 if node.op_type == "Reshape" and self._try_reshape_target(node, partials, in_function):
                     stats["reshape_target"] += 1
@@ -161,8 +170,9 @@ class ShapeSimplification(Pass):
             return False
         out = node.outputs[0]
         elem_type = self._elem_type(out)
-        dtype = {onnx.TensorProto.INT32: np.int32, onnx.TensorProto.BOOL: np.bool_}.get(elem_type, np.int64)
-        array = np.array(partial.elems, dtype=dtype)
+        dtypes: dict[int, type] = {onnx.TensorProto.INT32: np.int32, onnx.TensorProto.BOOL: np.bool_}
+        dtype = dtypes.get(elem_type, np.int64)
+        array: np.ndarray = np.array(partial.elems, dtype=dtype)
         replace_with_constant(out, array.reshape(()) if partial.scalar else array, in_function=in_function)
         return True
 
@@ -239,6 +249,50 @@ class ShapeSimplification(Pass):
             remove_if_unused(dead)
         return True
 
+    def _try_gemm_round_trip(self, node: Node, partials: dict[Value, Partial], in_function: bool) -> bool:
+        if not self.allows("gemm_round_trip") or len(node.inputs) < 2:
+            return False
+        gemm = _sole_producer(node.inputs[0], "Gemm")
+        first = _sole_producer(gemm.inputs[0], "Reshape") if gemm is not None else None
+        if gemm is None or first is None or len(first.inputs) < 2 or gemm.attr("transA", 0):
+            return False
+        if gemm.attr("alpha", 1.0) != 1.0 or gemm.attr("beta", 1.0) != 1.0:
+            return False
+        weight = _gemm_weight(gemm)
+        x = first.input(0)
+        dims = self._dims(x)
+        flat = self._targets(first, dims, partials)
+        if weight is None or dims is None or flat is None or len(dims) < 2 or len(flat) != 2:
+            return False
+        if flat[1] != dims[-1] or not _is_product(flat[0], dims[:-1]):
+            return False
+        n = weight.shape[1] if isinstance(weight, np.ndarray) else weight[1]
+        expected = [*dims[:-1], n]
+        split = self._targets(node, [("merged",), n], partials)
+        if split is None or len(split) != len(expected) or split.count(-1) > 1:
+            return False
+        if any(s != e and s != -1 for s, e in zip(split, expected, strict=True)):
+            return False
+        graph = node.graph
+        assert graph is not None
+        w = gemm.inputs[1]
+        if isinstance(weight, np.ndarray):  # transB: a private constant, stored transposed
+            w = new_constant(graph, np.ascontiguousarray(weight), in_function=in_function, before=node)
+        product = Node("", "MatMul", [x, w], name=gemm.name)
+        graph.insert_before(node, product)
+        result = product.outputs[0]
+        bias = gemm.inputs[2] if len(gemm.inputs) > 2 else None
+        if bias is not None:
+            add = Node("", "Add", [result, bias])
+            graph.insert_before(node, add)
+            result = add.outputs[0]
+        out = node.outputs[0]
+        result.type = out.type
+        out.replace_all_uses_with(result, replace_graph_outputs=True)
+        for dead in (node, gemm, first):
+            remove_if_unused(dead)
+        return True
+
     def _targets(self, reshape: Node, dims: list[Hashable] | None, partials: dict[Value, Partial]) -> list | None:
         """A Reshape's target elements, 0 ("copy") replaced by ``dims``' element (its data's dims)."""
         target = self._partial(reshape.inputs[1], partials)
@@ -264,11 +318,48 @@ def _sole_producer(value: Value | None, op_type: str) -> Node | None:
     return node
 
 
+def _gemm_weight(gemm: Node) -> np.ndarray | tuple[int, int] | None:
+    """A Gemm's B as ``(K, N)`` when it needs no transposing; with ``transB``, the transposed data of
+    a constant B that nothing else reads. None when the round trip cannot become a MatMul: B of
+    unknown size, a transposed B that is not such a constant, or a C that is not a vector or a row."""
+    if len(gemm.inputs) < 2:
+        return None
+    b = gemm.inputs[1]
+    c = gemm.inputs[2] if len(gemm.inputs) > 2 else None
+    shape = _static_shape(b)
+    if b is None or shape is None or len(shape) != 2:
+        return None
+    rows, cols = shape
+    if not isinstance(rows, int) or not isinstance(cols, int):
+        return None
+    k, n = (cols, rows) if gemm.attr("transB", 0) else (rows, cols)
+    c_shape = _static_shape(c) if c is not None else ()
+    if c_shape is None or len(c_shape) > 2 or (len(c_shape) == 2 and c_shape[0] != 1):
+        return None
+    if not gemm.attr("transB", 0):
+        return (k, n)
+    data = constant_array(b)
+    if data is None or len(b.uses()) != 1 or b.is_graph_input() or b.is_graph_output():
+        return None
+    return data.T
+
+
+def _static_shape(value: Value | None) -> tuple | None:
+    """A value's shape from its type, or from its data when it is a constant without one."""
+    if value is None:
+        return None
+    if value.shape is not None:
+        return value.shape
+    data = constant_array(value)
+    return None if data is None else data.shape
+
+
 def _is_product(elem: Hashable, dims: list[Hashable]) -> bool:
     """Whether a Reshape target element stands for the product of ``dims`` (-1 does, given the rest)."""
     if elem == -1 or (len(dims) == 1 and elem == dims[0]):
         return True
-    return all(isinstance(d, int) for d in dims) and elem == int(np.prod(dims, dtype=np.int64))
+    sizes = [d for d in dims if isinstance(d, int)]
+    return len(sizes) == len(dims) and elem == int(np.prod(sizes, dtype=np.int64))
 
 
 # -- propagation rules --------------------------------------------------------------------------------

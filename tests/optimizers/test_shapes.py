@@ -209,3 +209,50 @@ def test_equal_of_dimensions_and_minus_one_is_false(kit):
     where = next(n for n in model.graph if n.op_type == "Where")
     assert where.inputs[0].const_value.numpy().tolist() == [False, True, True]
     kit.assert_same(kit.parse(text).to_proto(), model, shapes={"x": [3, 4]})
+
+
+_CONV1D = """
+agraph (float[batch, seq, 4] x) => (float[batch, seq, 3] y)
+        <int64 i0 = {0}, int64 i1 = {1}, int64[1] ax = {0}, int64[1] n = {3}, int64[1] m1 = {-1},
+         int64[1] big = {9223372036854775807}, float[4, 3] w = {1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3},
+         float[3] b = {0.5, -1, 2}> {
+    s = Shape(x)
+    g0 = Gather <axis = 0> (s, i0)
+    g1 = Gather <axis = 0> (s, i1)
+    u0 = Unsqueeze(g0, ax)
+    u1 = Unsqueeze(g1, ax)
+    size_out = Concat <axis = 0> (u0, u1, n)
+    last = Slice(s, m1, big, ax)
+    flat_shape = Concat <axis = 0> (m1, last)
+    flat = Reshape(x, flat_shape)
+    h = Gemm(flat, w, b)
+    y = Reshape(h, size_out)
+}"""
+
+
+def test_gemm_between_flatten_and_unflatten_is_matmul_add(kit):
+    """GPT-2's Conv1D as the TorchScript exporter writes it."""
+    model = kit.parse(_CONV1D)
+    stats = kit.apply(ShapeSimplification(), model)
+    DeadCodeElimination()(model)
+    assert stats["gemm_round_trip"] == 1
+    assert kit.ops(model) == {"MatMul": 1, "Add": 1}
+    assert model.graph.outputs[0].shape == ("batch", "seq", 3)
+    kit.assert_same(kit.parse(_CONV1D).to_proto(), model, shapes={"x": [3, 5, 4]})
+
+
+def test_gemm_with_transposed_private_weight_round_trip(kit):
+    text = _CONV1D.replace("h = Gemm(flat, w, b)", "h = Gemm <transB = 1> (flat, w, b)").replace(
+        "float[4, 3] w", "float[3, 4] w"
+    )
+    model = kit.parse(text)
+    stats = kit.apply(ShapeSimplification(), model)
+    assert stats["gemm_round_trip"] == 1
+    kit.assert_same(kit.parse(text).to_proto(), model, shapes={"x": [2, 3, 4]})
+
+
+def test_gemm_round_trip_to_another_shape_stays(kit):
+    text = _CONV1D.replace("size_out = Concat <axis = 0> (u0, u1, n)", "size_out = Concat <axis = 0> (u1, u0, n)")
+    model = kit.parse(text)
+    stats = kit.apply(ShapeSimplification(), model)
+    assert stats["gemm_round_trip"] == 0 and kit.ops(model)["Gemm"] == 1
