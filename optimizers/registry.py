@@ -25,8 +25,10 @@ PASS_MODULES = (
     "onnxgraph.optimizers.cse",
     "onnxgraph.optimizers.dce",
 )
-DEFAULT_PIPELINE = ("constants", "inline-if", "shapes", "fold", "noop", "fuse", "siblings", "cse", "dce")
-"""Pass names in the order the default pipeline runs them (repeated to a fixed point)."""
+DEFAULT_PIPELINE = ("constants", "inline-if", "shapes", "fold", "noop", "fuse", "cse", "dce")
+"""Pass names in the order the default pipeline runs them (repeated to a fixed point). ``siblings`` is
+registered but opt-in (``--passes``): on onnxruntime CPU it saved no time and cost session-creation time
+and memory (docs/benchmarks.md)."""
 
 _registry: dict[str, type[Pass]] | None = None
 

@@ -6,8 +6,11 @@ Rewrites:
        element type, become ``MatMul(x, [W_1 | W_2 | ...])`` and a Split of the last axis into the
        ``N_i`` (attention's separate Q, K and V projections; a gated MLP's gate and up projections).
        When every one of them is read only by an Add of its own 1-D constant bias ``[N_i]``, the
-       biases are merged too and the one Add comes before the Split. One large matrix product in
-       place of several is as fast or faster on onnxruntime's CPU kernels (docs/benchmarks.md).
+       biases are merged too and the one Add comes before the Split.
+
+Not in the default pipeline (ask for it with ``--passes``): measured on onnxruntime CPU with BERT and
+ViT exports, the merged model ran no faster, took longer to create a session and more memory
+(docs/benchmarks.md, "Node counts").
 """
 
 from __future__ import annotations
