@@ -281,6 +281,7 @@ class ShapeSimplification(Pass):
         product = Node("", "MatMul", [x, w], name=gemm.name)
         graph.insert_before(node, product)
         result = product.outputs[0]
+        result.type = node.outputs[0].type  # C is a vector or a row: the product has the result's shape
         bias = gemm.inputs[2] if len(gemm.inputs) > 2 else None
         if bias is not None:
             add = Node("", "Add", [result, bias])
