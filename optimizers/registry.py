@@ -27,8 +27,8 @@ PASS_MODULES = (
 )
 DEFAULT_PIPELINE = ("constants", "inline-if", "shapes", "fold", "noop", "fuse", "cse", "dce")
 """Pass names in the order the default pipeline runs them (repeated to a fixed point). ``siblings`` is
-registered but opt-in (``--passes``): on onnxruntime CPU it saved no time and cost session-creation time
-and memory (docs/benchmarks.md)."""
+registered but opt-in (``--passes``): on onnxruntime CPU the merged projections ran no faster, in one
+measurement slower (docs/benchmarks.md)."""
 
 _registry: dict[str, type[Pass]] | None = None
 

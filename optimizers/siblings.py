@@ -9,8 +9,8 @@ Rewrites:
        biases are merged too and the one Add comes before the Split.
 
 Not in the default pipeline (ask for it with ``--passes``): measured on onnxruntime CPU with BERT and
-ViT exports, the merged model ran no faster, took longer to create a session and more memory
-(docs/benchmarks.md, "Node counts").
+ViT exports, the merged model ran no faster, and in two of five runs slower (docs/benchmarks.md,
+"Node counts").
 """
 
 from __future__ import annotations
