@@ -25,7 +25,10 @@ Rewrites:
        TorchScript exporter writes ``addmm``) becomes ``MatMul(x, W) + C``; ``transA`` 0, ``alpha``
        and ``beta`` 1, ``transB`` only with a constant W read by nothing else (it is transposed), C a
        vector or a row.
-    7. ``equal_dims``: Equal of shape elements and constants, where every element is known or a
+    7. ``reshape_to_own_shape``: a Reshape whose target is, element by element (symbols included),
+       its data's own shape (one -1 allowed) is removed, ``allowzero`` or not (the dynamo exporter's
+       ``view(-1, x.size(1))`` of a ``[batch, seq]`` input).
+    8. ``equal_dims``: Equal of shape elements and constants, where every element is known or a
        dimension compared with a negative number (``Equal(shape, -1)`` before an Expand: a dimension
        is never -1), becomes a constant.
 """
@@ -79,6 +82,7 @@ class ShapeSimplification(Pass):
         "transpose_round_trip",
         "shared_symbolic",
         "gemm_round_trip",
+        "reshape_to_own_shape",
         "equal_dims",
     )
 
@@ -92,6 +96,9 @@ class ShapeSimplification(Pass):
             seen: dict[tuple[Partial, int], Value] = {}  # shape values by contents and element type
             for node in graph:
                 if not is_standard(node):
+                    continue
+                if node.op_type == "Reshape" and self._try_reshape_to_own_shape(node, partials):
+                    stats["reshape_to_own_shape"] += 1
                     continue
                 if node.op_type == "Reshape" and self._try_transpose_round_trip(node, partials):
                     stats["transpose_round_trip"] += 1
@@ -247,6 +254,20 @@ class ShapeSimplification(Pass):
         out.replace_all_uses_with(replacement.outputs[0], replace_graph_outputs=True)
         for dead in (node, transpose, first):
             remove_if_unused(dead)
+        return True
+
+    def _try_reshape_to_own_shape(self, node: Node, partials: dict[Value, Partial]) -> bool:
+        if not self.allows("reshape_to_own_shape") or len(node.inputs) < 2 or node.outputs[0].is_graph_output():
+            return False
+        x = node.input(0)
+        dims = self._dims(x)
+        target = self._targets(node, dims, partials)
+        if dims is None or target is None or len(target) != len(dims) or target.count(-1) > 1:
+            return False
+        if any(t != d and t != -1 for t, d in zip(target, dims, strict=True)):
+            return False
+        node.outputs[0].replace_all_uses_with(x)
+        remove_if_unused(node)
         return True
 
     def _try_gemm_round_trip(self, node: Node, partials: dict[Value, Partial], in_function: bool) -> bool:

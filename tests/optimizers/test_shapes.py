@@ -256,3 +256,32 @@ def test_gemm_round_trip_to_another_shape_stays(kit):
     model = kit.parse(text)
     stats = kit.apply(ShapeSimplification(), model)
     assert stats["gemm_round_trip"] == 0 and kit.ops(model)["Gemm"] == 1
+
+
+def test_reshape_to_its_own_symbolic_shape_goes_even_with_allowzero(kit):
+    """The dynamo exporter's ``input_ids.view(-1, input_ids.size(1))``."""
+    text = """
+    agraph (float[batch, seq] x) => (float[batch, seq] y) <int64[1] m1 = {-1}> {
+        s = Shape <start = 1, end = 2> (x)
+        target = Concat <axis = 0> (m1, s)
+        v = Reshape <allowzero = 1> (x, target)
+        y = Relu(v)
+    }"""
+    model = kit.parse(text)
+    stats = kit.apply(ShapeSimplification(), model)
+    DeadCodeElimination()(model)
+    assert stats["reshape_to_own_shape"] == 1
+    assert kit.ops(model) == {"Relu": 1}
+    kit.assert_same(kit.parse(text).to_proto(), model, shapes={"x": [3, 5]})
+
+
+def test_reshape_that_swaps_two_symbolic_dims_stays(kit):
+    text = """
+    agraph (float[batch, seq] x) => (float[seq, batch] y) <int64[1] m1 = {-1}> {
+        s = Shape <start = 0, end = 1> (x)
+        target = Concat <axis = 0> (m1, s)
+        y = Reshape <allowzero = 1> (x, target)
+    }"""
+    model = kit.parse(text)
+    stats = kit.apply(ShapeSimplification(), model)
+    assert stats["reshape_to_own_shape"] == 0 and kit.ops(model)["Reshape"] == 1
