@@ -241,9 +241,7 @@ class ShapeSimplification(Pass):
         moved = [middle[p] for p in perm]
         split = self._targets(node, moved, partials)
         expected = dims[:keep] + moved[1:]
-        if split is None or len(split) != len(expected) or split.count(-1) > 1:
-            return False
-        if any(s != e and s != -1 for s, e in zip(split, expected, strict=True)):
+        if split is None or not _same_sizes(split, expected):
             return False
         new_perm = list(range(keep)) + [keep - 1 + p for p in perm[1:]]
         replacement = Node("", "Transpose", [x], {"perm": new_perm}, name=node.name)
@@ -262,9 +260,7 @@ class ShapeSimplification(Pass):
         x = node.input(0)
         dims = self._dims(x)
         target = self._targets(node, dims, partials)
-        if dims is None or target is None or len(target) != len(dims) or target.count(-1) > 1:
-            return False
-        if any(t != d and t != -1 for t, d in zip(target, dims, strict=True)):
+        if dims is None or target is None or not _same_sizes(target, dims):
             return False
         node.outputs[0].replace_all_uses_with(x)
         remove_if_unused(node)
@@ -290,9 +286,7 @@ class ShapeSimplification(Pass):
         n = weight.shape[1] if isinstance(weight, np.ndarray) else weight[1]
         expected = [*dims[:-1], n]
         split = self._targets(node, [("merged",), n], partials)
-        if split is None or len(split) != len(expected) or split.count(-1) > 1:
-            return False
-        if any(s != e and s != -1 for s, e in zip(split, expected, strict=True)):
+        if split is None or not _same_sizes(split, expected):
             return False
         graph = node.graph
         assert graph is not None
@@ -364,6 +358,25 @@ def _gemm_weight(gemm: Node) -> np.ndarray | tuple[int, int] | None:
     if data is None or len(b.uses()) != 1 or b.is_graph_input() or b.is_graph_output():
         return None
     return data.T
+
+
+def _same_sizes(target: list[Hashable], dims: list[Hashable]) -> bool:
+    """Whether a Reshape to ``target`` of a tensor with as many elements as one of ``dims`` gives ``dims``.
+
+    True when they agree element by element except for at most one position, where the target has -1
+    or either side a symbol: the element count fixes that one (for tensors that are not empty, where
+    a -1 is ambiguous anyway). Symbols that onnx shape inference could not tie together (``Range``'s
+    length, a broadcast of ``sequence`` with an unknown dim) are so matched.
+    """
+    if len(target) != len(dims):
+        return False
+    differ = [(t, d) for t, d in zip(target, dims, strict=True) if t != d]
+    if not differ:
+        return True
+    if len(differ) > 1 or target.count(-1) > 1:
+        return False
+    t, d = differ[0]
+    return t == -1 or not isinstance(t, int) or not isinstance(d, int)
 
 
 def _static_shape(value: Value | None) -> tuple | None:
