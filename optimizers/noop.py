@@ -32,6 +32,9 @@ output, the node stays):
     to where they end up (negative axes need x's rank).
 21. ``where``: Where(c, x, x), Where(True, x, y) and Where(False, y, x) -> x where the condition (a
     constant, all True or all False) and the other branch broadcast into x's shape.
+22. ``transpose_unit_dims``: a Transpose that moves only dims known to be 1 (the others keep their
+    order) is a Reshape to a constant shape (0 for a symbolic dim that keeps its axis, -1 for at most
+    one that moves), which ``reshape_pair`` can then merge with its neighbours.
 """
 
 from __future__ import annotations
@@ -127,6 +130,7 @@ class NoOpElimination(Pass):
         "logical",
         "unsqueeze_pair",
         "where",
+        "transpose_unit_dims",
     )
 
     def __init__(self, *, disabled: Iterable[str] = ()) -> None:
@@ -153,6 +157,7 @@ class NoOpElimination(Pass):
             "Transpose": [
                 ("transpose", self._try_transpose),
                 ("transpose_pair", self._try_transpose_pair),
+                ("transpose_unit_dims", self._try_transpose_unit_dims),
             ],
             "Pad": [("pad", self._try_pad)],
             "Slice": [("slice", self._try_slice)],
@@ -334,6 +339,26 @@ class NoOpElimination(Pass):
         if [inner_perm[i] for i in outer_perm] != list(range(len(outer_perm))):
             return False
         return self._forward(node, inner.inputs[0], inner)
+
+    def _try_transpose_unit_dims(self, node: Node) -> bool:
+        perm, shape = transpose_perm(node), node.input(0).shape
+        if perm is None or shape is None or len(perm) != len(shape) or self._opset < 5:
+            return False
+        moved = [axis for axis in perm if shape[axis] != 1]
+        if moved != sorted(moved):
+            return False
+        target = [
+            d if isinstance(d, int) else 0 if axis == i else -1
+            for i, (axis, d) in enumerate((a, shape[a]) for a in perm)
+        ]
+        if target.count(-1) > 1:
+            return False
+        assert node.graph is not None
+        array = np.array(target, dtype=np.int64)
+        node.op_type = "Reshape"
+        node.attributes.clear()
+        node.set_inputs([node.inputs[0], new_constant(node.graph, array, in_function=self._in_function, before=node)])
+        return True
 
     def _try_pad(self, node: Node) -> bool:
         pads = pads_arg(node)

@@ -69,6 +69,8 @@ REMOVED = [
         "Transpose",
     ),
     ("pad", X, _const("p", [0] * 6) + "\n r = Pad(a, p)", "Pad"),
+    ("transpose_unit_dims", "(float[N,1,4] x) => (float[N,4,1] y)", "r = Transpose<perm = [0, 2, 1]>(a)", "Transpose"),
+    ("transpose_unit_dims", "(float[N,1,M] x) => (float[1,N,M] y)", "r = Transpose<perm = [1, 0, 2]>(a)", "Transpose"),
     (
         "slice",
         X,
@@ -160,6 +162,12 @@ KEPT = [
         _const("b", [0]) + _const("\n e", [3]) + _const("\n ax", [2]),
     ),
     ("0 - x", X, "r = Sub(z, a)\n y = Neg(r)", "z = Constant<value = float {0}>()"),
+    (
+        "transpose of dims that are not 1",
+        "(float[N,3,4] x) => (float[N,4,3] y)",
+        "r = Transpose<perm = [0, 2, 1]>(a)\n y = Neg(r)",
+        "",
+    ),
     (
         "x * ones that broadcast up",
         "(float[N,3,4] x) => (float[2,3,4] y)",
