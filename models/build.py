@@ -257,6 +257,245 @@ def decoder(
     return model
 
 
+def _finish(
+    g: _Exporter, name: str, inputs: list[onnx.ValueInfoProto], output: str, out_shape: list
+) -> onnx.ModelProto:
+    """An exporter-style model: the last value renamed through an Identity, opset 17, IR 8."""
+    g.nodes.append(helper.make_node("Identity", [output], ["last_hidden_state"], name="/output/Identity"))
+    out = helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, out_shape)
+    graph = helper.make_graph(g.nodes, name, inputs, [out], g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
+    model.ir_version = 8
+    return model
+
+
+def gpt2(
+    layers: int = 2, hidden: int = 32, heads: int = 4, vocab: int = 100, max_positions: int = 64, seed: int = 0
+) -> onnx.ModelProto:
+    """GPT-2 as the TorchScript exporter writes it (transformers' GPT2Model), symbolic ``batch`` and ``sequence``.
+
+    ``input_ids[batch, sequence]`` and ``attention_mask[batch, sequence]`` (int64) give
+    ``last_hidden_state``. Reproduces what torch.onnx.export (``dynamo=False``) makes of it: Conv1D
+    layers as ``Reshape(x, [-1, in]) -> Gemm -> Reshape(x.shape[:-1] + [out])`` with both shapes
+    computed at run time, the fused QKV projection Split three ways, heads reshaped through
+    Shape->Gather->Unsqueeze->Concat chains, keys transposed by ``[0, 2, 3, 1]``, the causal and
+    padding mask built from Range, Unsqueeze chains, ``LessOrEqual``, ``And(True, x)`` and an Expand
+    whose shape goes through ``Where(Equal(shape, -1), 1, shape)``, the tanh Gelu written out, and
+    Constant nodes and weight Identities everywhere.
+    """
+    g = _Exporter(np.random.default_rng(seed))
+    head_dim = hidden // heads
+    big = np.iinfo(np.int64).max
+
+    def conv1d(x: str, prefix: str, n_in: int, n_out: int) -> str:
+        size_out = g.op("Concat", [g.dim(x, 0), g.dim(x, 1), g.const(np.array([n_out], np.int64))], axis=0)
+        last = g.op(
+            "Slice",
+            [
+                g.op("Shape", [x]),
+                g.const(np.array([-1], np.int64)),
+                g.const(np.array([big], np.int64)),
+                g.const(np.array([0], np.int64)),
+            ],
+        )
+        flat = g.op("Reshape", [x, g.op("Concat", [g.const(np.array([-1], np.int64)), last], axis=0)])
+        w = g.weight(f"{prefix}.weight", (n_in, n_out), (1.0 / n_in) ** 0.5)
+        b = g.weight(f"{prefix}.bias", (n_out,), 0.02)
+        return g.op("Reshape", [g.op("Gemm", [flat, w, b]), size_out])
+
+    def unsqueezed(x: str, axes: list[int]) -> str:
+        for axis in axes:  # one Unsqueeze per axis, as the exporter writes x[None, None, :, None]
+            x = g.op("Unsqueeze", [x, g.const(np.array([axis], np.int64))])
+        return x
+
+    def layer_norm(x: str, prefix: str) -> str:
+        rng = g.rng
+        g.inits.append(
+            numpy_helper.from_array((1 + 0.1 * rng.standard_normal(hidden)).astype(np.float32), f"{prefix}.weight")
+        )
+        g.inits.append(
+            numpy_helper.from_array((0.1 * rng.standard_normal(hidden)).astype(np.float32), f"{prefix}.bias")
+        )
+        return g.op("LayerNormalization", [x, f"{prefix}.weight", f"{prefix}.bias"], axis=-1, epsilon=1e-5)
+
+    wte = g.weight("wte.weight", (vocab, hidden), 0.02)
+    wpe = g.weight("wpe.weight", (max_positions, hidden), 0.02)
+    seq = g.op("Gather", [g.op("Shape", ["input_ids"]), g.const(np.array(1, np.int64))], axis=0)
+    zero, one = g.const(np.array(0, np.int64)), g.const(np.array(1, np.int64))
+    positions = g.op("Range", [zero, seq, one])
+    x = g.op("Add", [g.op("Gather", [wte, "input_ids"]), g.op("Gather", [wpe, unsqueezed(positions, [0])])])
+
+    # mask[b, 1, q, k] = k <= q and attention_mask[b, k], expanded to [batch, 1, sequence, sequence]
+    causal = g.op("LessOrEqual", [unsqueezed(positions, [0, 1, 2]), unsqueezed(positions, [0, 1, 3])])
+    everything = g.op(
+        "ConstantOfShape", [g.const(np.array([1], np.int64))], value=numpy_helper.from_array(np.array([True]))
+    )
+    causal = g.op("And", [everything, causal])
+    padding = unsqueezed(g.op("Cast", ["attention_mask"], to=TensorProto.BOOL), [1, 2])
+    shape = g.op(
+        "Concat",
+        [g.dim("input_ids", 0), g.const(np.array([-1], np.int64)), g.dim("input_ids", 1), g.dim("input_ids", 1)],
+        axis=0,
+    )
+    minus = g.op(
+        "Mul",
+        [
+            g.op(
+                "ConstantOfShape",
+                [g.const(np.array([4], np.int64))],
+                value=numpy_helper.from_array(np.array([1], np.int64)),
+            ),
+            g.const(np.array(-1, np.int64)),
+        ],
+    )
+    shape = g.op("Where", [g.op("Equal", [shape, minus]), g.const(np.ones(4, np.int64)), shape])
+    mask = g.op("Expand", [g.op("And", [causal, padding]), shape])
+    bias = g.op("Where", [mask, g.const(np.array(0.0, np.float32)), g.const(np.array(-3.4e38, np.float32))])
+
+    scale = g.const(np.array(head_dim**-0.25, np.float32))
+    for i in range(layers):
+        p = f"h.{i}"
+        qkv = conv1d(layer_norm(x, f"{p}.ln_1"), f"{p}.attn.c_attn", hidden, 3 * hidden)
+        split = [f"/{p}/attn/Split_output_{j}" for j in range(3)]
+        g.nodes.append(
+            helper.make_node(
+                "Split", [qkv, g.const(np.array([hidden] * 3, np.int64))], split, name=g.name("Split"), axis=2
+            )
+        )
+        q, k, v = split
+        shapes = [
+            g.op(
+                "Concat",
+                [
+                    g.dim(t, 0),
+                    g.dim(t, 1),
+                    g.const(np.array([heads], np.int64)),
+                    g.const(np.array([head_dim], np.int64)),
+                ],
+                axis=0,
+            )
+            for t in (q, k, v)
+        ]
+        q = g.op("Transpose", [g.op("Reshape", [q, shapes[0]])], perm=[0, 2, 1, 3])
+        k = g.op("Transpose", [g.op("Reshape", [k, shapes[1]])], perm=[0, 2, 3, 1])
+        v = g.op("Transpose", [g.op("Reshape", [v, shapes[2]])], perm=[0, 2, 1, 3])
+        scores = g.op("MatMul", [g.op("Mul", [q, scale]), g.op("Mul", [k, scale])])
+        probs = g.op("Softmax", [g.op("Add", [scores, bias])], axis=-1)
+        probs = g.op("Where", [g.op("IsNaN", [probs]), g.const(np.array(0.0, np.float32)), probs])
+        context = g.op("Transpose", [g.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
+        merged = g.op("Concat", [g.dim(context, 0), g.dim(context, 1), g.const(np.array([-1], np.int64))], axis=0)
+        x = g.op("Add", [conv1d(g.op("Reshape", [context, merged]), f"{p}.attn.c_proj", hidden, hidden), x])
+        h = conv1d(layer_norm(x, f"{p}.ln_2"), f"{p}.mlp.c_fc", hidden, 4 * hidden)
+        cube = g.op(
+            "Mul", [g.op("Pow", [h, g.const(np.array(3.0, np.float32))]), g.const(np.array(0.044715, np.float32))]
+        )
+        inner = g.op("Mul", [g.op("Add", [h, cube]), g.const(np.array((2 / np.pi) ** 0.5, np.float32))])
+        gelu = g.op(
+            "Mul",
+            [
+                g.op("Mul", [h, g.const(np.array(0.5, np.float32))]),
+                g.op("Add", [g.op("Tanh", [inner]), g.const(np.array(1.0, np.float32))]),
+            ],
+        )
+        x = g.op("Add", [x, conv1d(gelu, f"{p}.mlp.c_proj", 4 * hidden, hidden)])
+    x = layer_norm(x, "ln_f")
+    inputs = [
+        helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
+        for n in ("input_ids", "attention_mask")
+    ]
+    return _finish(g, "gpt2", inputs, x, ["batch", "sequence", hidden])
+
+
+def vit(
+    layers: int = 2, hidden: int = 32, heads: int = 4, patch: int = 4, image: int = 16, seed: int = 0
+) -> onnx.ModelProto:
+    """A ViT encoder as the TorchScript exporter writes it (transformers' ViTModel), symbolic ``batch``.
+
+    ``pixel_values[batch, 3, image, image]`` gives ``last_hidden_state[batch, 1 + patches, hidden]``:
+    the patch Conv flattened through ``Reshape(x, Concat(Shape(x)[:2], [-1]))`` and transposed, the
+    class token expanded to the batch through ``Where(Equal(shape, -1), 1, shape)``, separate Q/K/V
+    MatMul + Add projections, heads reshaped through Shape->Gather->Unsqueeze->Concat chains, keys
+    transposed by ``[0, 2, 3, 1]``, the erf Gelu written out, Constant nodes and weight Identities.
+    """
+    g = _Exporter(np.random.default_rng(seed))
+    head_dim = hidden // heads
+    tokens = 1 + (image // patch) ** 2
+    g.inits.append(_init(g.rng, "patch.weight", (hidden, 3, patch, patch), (1.0 / (3 * patch * patch)) ** 0.5))
+    g.inits.append(_init(g.rng, "patch.bias", (hidden,), 0.02))
+    g.inits.append(_init(g.rng, "cls_token", (1, 1, hidden), 0.02))
+    g.inits.append(_init(g.rng, "position_embeddings", (1, tokens, hidden), 0.02))
+    batch = g.op("Gather", [g.op("Shape", ["pixel_values"]), g.const(np.array(0, np.int64))], axis=0)
+    conv = g.op(
+        "Conv", ["pixel_values", "patch.weight", "patch.bias"], kernel_shape=[patch, patch], strides=[patch, patch]
+    )
+    lead = g.op(
+        "Slice",
+        [
+            g.op("Shape", [conv]),
+            g.const(np.array([0], np.int64)),
+            g.const(np.array([2], np.int64)),
+            g.const(np.array([0], np.int64)),
+        ],
+    )
+    flat = g.op("Reshape", [conv, g.op("Concat", [lead, g.const(np.array([-1], np.int64))], axis=0)])
+    patches = g.op("Transpose", [flat], perm=[0, 2, 1])
+    minus_one = g.const(np.array([-1], np.int64))
+    shape = g.op("Concat", [g.op("Unsqueeze", [batch, g.const(np.array([0], np.int64))]), minus_one, minus_one], axis=0)
+    shape = g.op("Reshape", [shape, g.const(np.array([-1], np.int64))])
+    ones = g.op("ConstantOfShape", [g.op("Shape", [shape])], value=numpy_helper.from_array(np.array([1], np.int64)))
+    shape = g.op("Where", [g.op("Equal", [shape, g.op("Mul", [ones, g.const(np.array(-1, np.int64))])]), ones, shape])
+    cls = g.op("Expand", ["cls_token", shape])
+    x = g.op("Add", [g.op("Concat", [cls, patches], axis=1), "position_embeddings"])
+
+    def layer_norm(x: str, prefix: str) -> str:
+        g.inits.append(
+            numpy_helper.from_array((1 + 0.1 * g.rng.standard_normal(hidden)).astype(np.float32), f"{prefix}.weight")
+        )
+        g.inits.append(
+            numpy_helper.from_array((0.1 * g.rng.standard_normal(hidden)).astype(np.float32), f"{prefix}.bias")
+        )
+        return g.op("LayerNormalization", [x, f"{prefix}.weight", f"{prefix}.bias"], axis=-1, epsilon=1e-12)
+
+    scale = g.const(np.array(head_dim**-0.25, np.float32))
+    for i in range(layers):
+        p = f"layers.{i}"
+        h = layer_norm(x, f"{p}.layernorm_before")
+        q, k, v = (g.linear(h, f"{p}.attention.{n}_proj", hidden, hidden) for n in "qkv")
+        shapes = [
+            g.op(
+                "Concat",
+                [
+                    g.dim(h, 0),
+                    g.dim(h, 1),
+                    g.const(np.array([heads], np.int64)),
+                    g.const(np.array([head_dim], np.int64)),
+                ],
+                axis=0,
+            )
+            for _ in range(3)
+        ]
+        q = g.op("Transpose", [g.op("Reshape", [q, shapes[0]])], perm=[0, 2, 1, 3])
+        k = g.op("Transpose", [g.op("Reshape", [k, shapes[1]])], perm=[0, 2, 3, 1])
+        v = g.op("Transpose", [g.op("Reshape", [v, shapes[2]])], perm=[0, 2, 1, 3])
+        scores = g.op("MatMul", [g.op("Mul", [q, scale]), g.op("Mul", [k, scale])])
+        context = g.op("Transpose", [g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])], perm=[0, 2, 1, 3])
+        merged = g.op("Concat", [g.dim(context, 0), g.dim(context, 1), g.const(np.array([hidden], np.int64))], axis=0)
+        x = g.op("Add", [g.linear(g.op("Reshape", [context, merged]), f"{p}.attention.o_proj", hidden, hidden), x])
+        h = g.linear(layer_norm(x, f"{p}.layernorm_after"), f"{p}.mlp.fc1", hidden, 4 * hidden)
+        erf = g.op("Erf", [g.op("Div", [h, g.const(np.array(2.0**0.5, np.float32))])])
+        h = g.op(
+            "Mul",
+            [
+                g.op("Mul", [h, g.op("Add", [erf, g.const(np.array(1.0, np.float32))])]),
+                g.const(np.array(0.5, np.float32)),
+            ],
+        )
+        x = g.op("Add", [g.linear(h, f"{p}.mlp.fc2", 4 * hidden, hidden), x])
+    x = layer_norm(x, "layernorm")
+    inputs = [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, image, image])]
+    return _finish(g, "vit", inputs, x, ["batch", tokens, hidden])
+
+
 def repeated_layers(hidden: int = 64, layers: int = 2, classes: int = 10, seed: int = 0) -> onnx.ModelProto:
     """An MLP ``x[batch, hidden] -> logits[batch, classes]`` whose hidden layers hold identical weights.
 

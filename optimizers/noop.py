@@ -11,7 +11,8 @@ output, the node stays):
 4. ``cast_pair``: Cast(Cast(x, t1), t2) -> Cast(x, t2) when t1 holds every value of x's type exactly
    (widening), so the inner cast cannot change what the outer one sees.
 5. ``reshape``: Reshape to the shape the input already has (0 copies, one -1 infers the rest).
-6. ``reshape_pair``: Reshape(Reshape(x, s1), s2) -> Reshape(x, s2) unless s2 copies a dim (0).
+6. ``reshape_pair``: Reshape(Reshape(x, s1), s2) and Reshape(Flatten(x), s2) -> Reshape(x, s2) unless
+   s2 copies a dim (0).
 7. ``flatten``: Flatten of a 2-D input at axis 1.
 8. ``squeeze``: Squeeze without axes of an input whose dims are all known and none is 1.
 9. ``squeeze_unsqueeze_pair``: Squeeze(Unsqueeze(x, a), a) and Unsqueeze(Squeeze(x, a), a) -> x.
@@ -25,6 +26,15 @@ output, the node stays):
 17. ``concat``: Concat of a single input.
 18. ``arithmetic``: x + 0, 0 + x, x - 0, x * 1, 1 * x, x / 1 where the constant broadcasts to x's
     shape (so the result has x's shape and type).
+19. ``logical``: And(x, True), And(True, x), Or(x, False), Or(False, x) where the constant broadcasts
+    to x's shape (the causal-mask clutter of torch exports).
+20. ``unsqueeze_pair``: Unsqueeze(Unsqueeze(x, a1), a2) -> Unsqueeze(x, a) with the inner axes mapped
+    to where they end up (negative axes need x's rank).
+21. ``where``: Where(c, x, x), Where(True, x, y) and Where(False, y, x) -> x where the condition (a
+    constant, all True or all False) and the other branch broadcast into x's shape.
+22. ``transpose_unit_dims``: a Transpose that moves only dims known to be 1 (the others keep their
+    order) is a Reshape to a constant shape (0 for a symbolic dim that keeps its axis, -1 for at most
+    one that moves), which ``reshape_pair`` can then merge with its neighbours.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import onnx
 
+from onnxgraph.attribute import Attribute
 from onnxgraph.model import Model
 from onnxgraph.node import Node
 from onnxgraph.optimizers.base import Pass
@@ -47,6 +58,7 @@ from onnxgraph.optimizers.rewriter.values import (
     pads_arg,
     transpose_perm,
 )
+from onnxgraph.optimizers.utils import new_constant
 from onnxgraph.value import Value
 
 _T = onnx.TensorProto
@@ -115,12 +127,17 @@ class NoOpElimination(Pass):
         "split",
         "concat",
         "arithmetic",
+        "logical",
+        "unsqueeze_pair",
+        "where",
+        "transpose_unit_dims",
     )
 
     def __init__(self, *, disabled: Iterable[str] = ()) -> None:
         super().__init__(disabled=disabled)
         self._editor: GraphEditor | None = None
         self._opset = 0
+        self._in_function = False
         self._cases: dict[str, list[tuple[str, Callable[[Node], bool]]]] = {
             "Identity": [("identity", self._try_identity)],
             "Dropout": [("dropout", self._try_dropout)],
@@ -134,11 +151,13 @@ class NoOpElimination(Pass):
             "Unsqueeze": [
                 ("unsqueeze", self._try_unsqueeze),
                 ("squeeze_unsqueeze_pair", self._try_squeeze_unsqueeze_pair),
+                ("unsqueeze_pair", self._try_unsqueeze_pair),
             ],
             "Expand": [("expand", self._try_expand)],
             "Transpose": [
                 ("transpose", self._try_transpose),
                 ("transpose_pair", self._try_transpose_pair),
+                ("transpose_unit_dims", self._try_transpose_unit_dims),
             ],
             "Pad": [("pad", self._try_pad)],
             "Slice": [("slice", self._try_slice)],
@@ -148,13 +167,16 @@ class NoOpElimination(Pass):
             "Sub": [("arithmetic", self._try_arithmetic)],
             "Mul": [("arithmetic", self._try_arithmetic)],
             "Div": [("arithmetic", self._try_arithmetic)],
+            "And": [("logical", self._try_logical)],
+            "Or": [("logical", self._try_logical)],
+            "Where": [("where", self._try_where)],
         }
 
     def run(self, model: Model) -> Counter[str]:
         stats: Counter[str] = Counter()
         self._editor = GraphEditor(model)
         for scope in scopes(model):
-            self._opset = scope.opset
+            self._opset, self._in_function = scope.opset, scope.in_function
             graph = scope.graph
             for node in graph:
                 if node.graph is graph and node.domain in ("", "ai.onnx"):
@@ -247,7 +269,7 @@ class NoOpElimination(Pass):
         return self._forward(node, x)
 
     def _try_reshape_pair(self, node: Node) -> bool:
-        inner = self._same_graph_producer(node, "Reshape")
+        inner = self._same_graph_producer(node, "Reshape") or self._same_graph_producer(node, "Flatten")
         target = input_ints(node, 1)
         if inner is None or target is None or (0 in target and not node.attr("allowzero", 0)):
             return False
@@ -318,6 +340,26 @@ class NoOpElimination(Pass):
             return False
         return self._forward(node, inner.inputs[0], inner)
 
+    def _try_transpose_unit_dims(self, node: Node) -> bool:
+        perm, shape = transpose_perm(node), node.input(0).shape
+        if perm is None or shape is None or len(perm) != len(shape) or self._opset < 5:
+            return False
+        moved = [axis for axis in perm if shape[axis] != 1]
+        if moved != sorted(moved):
+            return False
+        target = [
+            d if isinstance(d, int) else 0 if axis == i else -1
+            for i, (axis, d) in enumerate((a, shape[a]) for a in perm)
+        ]
+        if target.count(-1) > 1:
+            return False
+        assert node.graph is not None
+        array = np.array(target, dtype=np.int64)
+        node.op_type = "Reshape"
+        node.attributes.clear()
+        node.set_inputs([node.inputs[0], new_constant(node.graph, array, in_function=self._in_function, before=node)])
+        return True
+
     def _try_pad(self, node: Node) -> bool:
         pads = pads_arg(node)
         return pads is not None and not any(pads) and self._forward(node, node.inputs[0])
@@ -374,6 +416,64 @@ class NoOpElimination(Pass):
             if _broadcast_keeps_shape(x.shape, data.shape) and self._forward(node, x):
                 return True
         return False
+
+    def _try_logical(self, node: Node) -> bool:
+        if len(node.inputs) != 2:
+            return False
+        neutral = node.op_type == "And"  # And(x, True) = x, Or(x, False) = x
+        for x, c in ((node.input(0), node.input(1)), (node.input(1), node.input(0))):
+            data = const_value(c)
+            if data is None or data.dtype != np.bool_ or not data.size or not np.all(data == neutral):
+                continue
+            if _broadcast_keeps_shape(x.shape, data.shape) and self._forward(node, x):
+                return True
+        return False
+
+    def _try_where(self, node: Node) -> bool:
+        if len(node.inputs) != 3:
+            return False
+        cond, x, y = node.input(0), node.input(1), node.input(2)
+        if x is y:
+            return _fits_into(cond.shape, x.shape) and self._forward(node, x)
+        data = const_value(cond)
+        if data is None or not data.size or not (np.all(data) or not np.any(data)):
+            return False
+        kept, other = (x, y) if np.all(data) else (y, x)
+        return _fits_into(other.shape, kept.shape) and _fits_into(data.shape, kept.shape) and self._forward(node, kept)
+
+    def _try_unsqueeze_pair(self, node: Node) -> bool:
+        inner = self._same_graph_producer(node, "Unsqueeze")
+        if inner is None:
+            return False
+        inner_axes, outer_axes = axes_arg(inner), axes_arg(node)
+        x = inner.input(0)
+        if not inner_axes or not outer_axes:
+            return False
+        middle_rank = len(x.shape) + len(inner_axes) if x.shape is not None else None
+        if middle_rank is None and any(a < 0 for a in inner_axes + outer_axes):
+            return False
+        if middle_rank is not None:
+            inner_axes = [a % middle_rank for a in inner_axes]
+            outer_axes = [a % (middle_rank + len(outer_axes)) for a in outer_axes]
+        final_rank = max(inner_axes + outer_axes) + 1 + len(inner_axes) + len(outer_axes)
+        kept = [i for i in range(final_rank) if i not in outer_axes]  # where the middle tensor's axes go
+        axes = sorted(outer_axes + [kept[a] for a in inner_axes])
+        if "axes" in node.attributes:
+            node.attributes["axes"] = Attribute.infer("axes", axes)
+        else:
+            assert node.graph is not None
+            array = np.array(axes, dtype=np.int64)
+            node.replace_input_with(1, new_constant(node.graph, array, in_function=self._in_function, before=node))
+        return self._rewire_past(node, inner, x)
+
+
+def _fits_into(small: tuple | None, big: tuple | None) -> bool:
+    """True when broadcasting a tensor of shape ``small`` into one of shape ``big`` leaves ``big``
+    (unknown dims, None, match only 1 on the small side)."""
+    if small is None or big is None or len(small) > len(big):
+        return False
+    dims = big[len(big) - len(small) :]
+    return all(s == 1 or (s is not None and s == b) for s, b in zip(small, dims, strict=True))
 
 
 def _broadcast_keeps_shape(shape: tuple | None, const_shape: tuple[int, ...]) -> bool:

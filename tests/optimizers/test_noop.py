@@ -69,6 +69,8 @@ REMOVED = [
         "Transpose",
     ),
     ("pad", X, _const("p", [0] * 6) + "\n r = Pad(a, p)", "Pad"),
+    ("transpose_unit_dims", "(float[N,1,4] x) => (float[N,4,1] y)", "r = Transpose<perm = [0, 2, 1]>(a)", "Transpose"),
+    ("transpose_unit_dims", "(float[N,1,M] x) => (float[1,N,M] y)", "r = Transpose<perm = [1, 0, 2]>(a)", "Transpose"),
     (
         "slice",
         X,
@@ -160,6 +162,12 @@ KEPT = [
         _const("b", [0]) + _const("\n e", [3]) + _const("\n ax", [2]),
     ),
     ("0 - x", X, "r = Sub(z, a)\n y = Neg(r)", "z = Constant<value = float {0}>()"),
+    (
+        "transpose of dims that are not 1",
+        "(float[N,3,4] x) => (float[N,4,3] y)",
+        "r = Transpose<perm = [0, 2, 1]>(a)\n y = Neg(r)",
+        "",
+    ),
     (
         "x * ones that broadcast up",
         "(float[N,3,4] x) => (float[2,3,4] y)",
@@ -277,3 +285,64 @@ def test_reshape_with_a_shape_attribute_before_opset_5_is_left_alone():
     model = onnxgraph.from_proto(onnx.parser.parse_model(text))
     assert not NoOpElimination()(model).stats
     assert [n.op_type for n in model.graph] == ["Reshape"]
+
+
+@pytest.mark.parametrize(
+    ("op", "constant", "out", "removed"),
+    [
+        ("And", "bool[1,1] {1}", "N,2", True),
+        ("Or", "bool {0}", "N,2", True),
+        ("And", "bool[1,2] {1, 0}", "N,2", False),
+        ("Or", "bool[2,1,1] {0, 0}", "2,N,2", False),  # broadcasts x up
+    ],
+)
+def test_logical_with_its_neutral_constant(op, constant, out, removed):
+    model = _model(
+        f"(float[N,2] x) => (bool[{out}] y)",
+        f"c = Constant<value = {constant}>()\n z = Constant<value = float {{0}}>()\n"
+        f" a = Greater(x, z)\n r = {op}(c, a)\n y = Not(r)",
+    )
+    ops, stats = _eliminate(model)
+    assert (stats["logical"] == 1) is removed
+    assert (op not in ops) is removed
+
+
+@pytest.mark.parametrize(
+    ("inner", "outer", "expected"),
+    [([0], [1], [0, 1]), ([1], [0], [0, 2]), ([-1], [-1], [2, 3]), ([0, 2], [1], [0, 1, 3])],
+)
+def test_unsqueeze_pair_becomes_one_unsqueeze(inner, outer, expected):
+    model = _model(
+        "(float[N,3] x) => (float y)",
+        f"{_const('i', inner)}\n {_const('o', outer)}\n a = Relu(x)\n u = Unsqueeze(a, i)\n"
+        " r = Unsqueeze(u, o)\n y = ReduceSum<keepdims = 0>(r)",
+    )
+    ops, stats = _eliminate(model)
+    assert stats["unsqueeze_pair"] == 1 and ops["Unsqueeze"] == 1
+    unsqueeze = next(n for n in model.graph if n.op_type == "Unsqueeze")
+    assert unsqueeze.inputs[1].const_value.numpy().tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "removed"),
+    [
+        ("c = Constant<value = bool[1] {1}>()\n r = Where(c, a, z)", True),
+        ("c = Constant<value = bool[3,1] {0, 0, 0}>()\n r = Where(c, z, a)", True),
+        ("c = Greater(a, z)\n r = Where(c, a, a)", True),
+        ("c = Constant<value = bool[1,4] {1, 0, 1, 1}>()\n r = Where(c, a, z)", False),
+    ],
+)
+def test_where_that_picks_one_branch(body, removed):
+    model = _model(X, f"z = Constant<value = float {{0}}>()\n a = Relu(x)\n {body}\n y = Neg(r)")
+    ops, stats = _eliminate(model)
+    assert (stats["where"] == 1) is removed
+    assert ("Where" not in ops) is removed
+
+
+def test_reshape_after_flatten():
+    model = _model(
+        "(float[N,3,4] x) => (float[N,4,3] y)",
+        f"{_const('s', [-1, 4, 3])}\n a = Relu(x)\n f = Flatten<axis = 1>(a)\n r = Reshape(f, s)\n y = Neg(r)",
+    )
+    ops, stats = _eliminate(model)
+    assert stats["reshape_pair"] == 1 and "Flatten" not in ops
