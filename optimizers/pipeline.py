@@ -14,6 +14,7 @@ from onnxgraph.errors import OnnxGraphError, PassRaised, VerificationFailed
 from onnxgraph.model import Model
 from onnxgraph.optimizers.base import PassManager, PipelineResult
 from onnxgraph.optimizers.fold import DEFAULT_SIZE_LIMIT
+from onnxgraph.optimizers.fusions.ort_contrib import ContribReport, fuse_for_onnxruntime
 from onnxgraph.optimizers.registry import build_pipeline, default_pipeline
 from onnxgraph.optimizers.registry import passes as registered_passes
 from onnxgraph.optimizers.utils import legacy_initializer_inputs_as_constants
@@ -74,6 +75,8 @@ class OptimizeReport:
     verified: bool = False
     verification: Verification | None = None
     rollbacks: list[Rollback] = field(default_factory=list)
+    contrib: ContribReport | None = None
+    """onnxruntime's transformer fusions (``target="ort"`` only)."""
 
     @property
     def ok(self) -> bool:
@@ -98,6 +101,8 @@ def optimize(
     max_rounds: int = 8,
     allow_external_data_outside: bool = False,
     disabled: Mapping[str, Iterable[str]] | None = None,
+    target: str = "standard",
+    model_type: str = "bert",
 ) -> tuple[Model, OptimizeReport]:
     """Optimize a model and check that it still computes the same outputs.
 
@@ -119,6 +124,10 @@ def optimize(
         allow_external_data_outside: load a model path whose external data lies outside its folder or
             behind symbolic links (see :func:`onnxgraph.load`; unsafe for models from others).
         disabled: rewrite cases to switch off from the start, by pass name (``{"noop": ["identity"]}``).
+        target: ``"standard"`` (standard ONNX ops only) or ``"ort"``: then onnxruntime's transformer
+            fusions into ``com.microsoft`` ops, kept only when they verify (see
+            :mod:`onnxgraph.optimizers.fusions.ort_contrib`).
+        model_type: onnxruntime's model family for ``target="ort"`` (``bert``, ``gpt2``, ...).
 
     Returns:
         ``(optimized model, report)``; check ``report.ok`` before using the model when verifying.
@@ -135,6 +144,8 @@ def optimize(
     source = os.fspath(model) if isinstance(model, str | os.PathLike) else model
     fresh = _copier(source, allow_external_data_outside)
     original = fresh()
+    if target not in ("standard", "ort"):
+        raise OnnxGraphError(f"unknown target '{target}' (known: standard, ort)")
     names = list(passes) if passes is not None else default_pipeline()
     build_pipeline(names)  # unknown names fail before any work
     if input_shapes:
@@ -175,6 +186,9 @@ def optimize(
         else:
             disabled.setdefault(rollback.pass_name, set()).add(rollback.rewrite)
         candidate = fresh()
+    if target == "ort":
+        say("applying onnxruntime's transformer fusions")
+        candidate, report.contrib = fuse_for_onnxruntime(candidate, verifier, model_type=model_type)
     report.passes = [
         PassReport(name, {k: v for k, v in r.stats.items() if v}, r.seconds) for name, r in result.per_pass.items()
     ]
