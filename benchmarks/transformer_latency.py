@@ -22,6 +22,11 @@ all four interleaved in one process (A, B, C, D, A, ...) so drift of the shared 
 Reported per configuration: the p50 of wall and CPU time (all threads) per run, each variant's speed-up
 over the original (p50 ratio with a paired bootstrap 95% interval), and session-creation time (median of
 three). ``contrib`` counts the ``com.microsoft`` nodes of each file.
+
+    python benchmarks/transformer_latency.py --counts-only [--models bert,gpt2]
+
+only compares the fusions: ``com.microsoft`` nodes and node counts of ``--target ort`` against
+onnxruntime's optimizer alone at the same ``opt_level=0`` (no PyTorch needed), without timing.
 """
 
 from __future__ import annotations
@@ -112,7 +117,7 @@ def _measure(name: str, paths: dict[str, str], batch: int, threads: int, runs: i
     times = dict(zip(VARIANTS, _interleaved([paths[v] for v in VARIANTS], feeds, runs, warmup, threads)))
     row: dict = {"model": name, "batch": batch, "sequence": SEQUENCE, "threads": threads, "runs": runs}
     for variant in VARIANTS:
-        entry = {kind: round(float(np.median(times[variant][kind])), 1) for kind in ("wall", "cpu")}
+        entry: dict[str, object] = {kind: round(float(np.median(times[variant][kind])), 1) for kind in ("wall", "cpu")}
         if variant != "original":
             for kind in ("wall", "cpu"):
                 ratio, low, high = ratio_of_medians_ci(times[variant][kind], times["original"][kind])
@@ -126,6 +131,32 @@ def _contrib(path: str) -> dict[str, int]:
     return dict(Counter(n.op_type for n in graph.node if n.domain == "com.microsoft"))
 
 
+def _counts(name: str, source: str) -> dict:
+    """Contrib and total nodes: ``--target ort`` vs onnxruntime's optimizer alone, both ``opt_level=0``."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    from onnxgraph.optimizers import optimize
+    from onnxgraph.optimizers.fusions.ort_contrib import contrib_op_counts
+
+    model_type = MODEL_TYPES[name]
+    alone = optimize_model(source, model_type=model_type, opt_level=0).model
+    shapes = {i.name: [1, 16] for i in alone.graph.input}
+    ours, report = optimize(source, input_shapes=shapes, target="ort", model_type=model_type)
+    return {
+        "model": name,
+        "model_type": model_type,
+        "target_ort": {
+            "contrib": contrib_op_counts(ours),
+            "nodes": report.after.nodes,
+            "kept": bool(report.contrib and report.contrib.applied),
+        },
+        "ort_alone": {
+            "contrib": dict(Counter(n.op_type for n in alone.graph.node if n.domain == "com.microsoft")),
+            "nodes": len(alone.graph.node),
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exports", default="/work/wt/exports", help="folder of benchmarks/real_models.py exports")
@@ -137,7 +168,12 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="where variants are written (default: a temp folder)")
     parser.add_argument("--json", default=None, help="also write the rows here")
     parser.add_argument("--ort-python", default=sys.executable, help="python with torch and onnxruntime")
+    parser.add_argument("--counts-only", action="store_true", help="only compare contrib node counts")
     args = parser.parse_args()
+    if args.counts_only:
+        for name in args.models.split(","):
+            print(json.dumps(_counts(name, os.path.join(args.exports, f"{name}.{args.exporter}.onnx"))), flush=True)
+        return
     workdir = args.workdir or tempfile.mkdtemp(prefix="transformer_latency_")
     rows = []
     for name in args.models.split(","):
