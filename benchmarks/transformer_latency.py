@@ -5,7 +5,8 @@ vs onnxruntime's transformers optimizer alone.
         [--exporter torchscript] [--configs 1x1,1x2,8x1] [--runs 7] [--json out.json]
 
 Models are the real exports of benchmarks/real_models.py (``EXPORTS/NAME.EXPORTER.onnx``, weights inline:
-BERT-base, GPT-2 small and a small llama-style decoder). Per model, four variants are written to a work
+BERT-base, GPT-2 small and a small llama-style decoder), or ``bert23`` / ``llama23``: exporter-style
+models of models/build.py at opset 23 (see :data:`BUILT`). Per model, four variants are written to a work
 folder:
 
 - ``original``: the export itself;
@@ -46,10 +47,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 SEQUENCE = 128
-MODEL_TYPES = {"bert": "bert", "gpt2": "gpt2", "llama": "gpt2"}
+MODEL_TYPES = {"bert": "bert", "gpt2": "gpt2", "llama": "gpt2", "bert23": "bert", "llama23": "gpt2"}
 """onnxruntime's optimizer family per model (it has no llama type for these exports; gpt2 is the
 decoder family, and both our ``--target ort`` and its standalone run use the same one)."""
 VARIANTS = ("original", "optimize", "target-ort", "ort-optimizer")
+BUILT = {
+    "bert23": lambda build: build.transformer(4, 512, 8, 8000, 256, gelu="erf", opset=23),
+    "llama23": lambda build: build.decoder(4, 512, 8, 1376, 8000, 256, opset=23),
+}
+"""Exporter-style models of models/build.py at opset 23, where the standard-op fusions (Gelu,
+RMSNormalization, Attention) can fire: 4 layers, hidden 512, 8 heads, vocabulary 8,000."""
+
+
+def _source(name: str, args: argparse.Namespace, workdir: str) -> str:
+    """The model file for ``name``: a real export, or a :data:`BUILT` model written to ``workdir``."""
+    if name not in BUILT:
+        return os.path.join(args.exports, f"{name}.{args.exporter}.onnx")
+    sys.path.insert(0, os.path.join(HERE, "..", "models"))
+    import build
+
+    path = os.path.join(workdir, f"{name}.onnx")
+    onnx.save(BUILT[name](build), path)
+    return path
 
 
 _ORT_OPTIMIZER = """
@@ -170,18 +189,18 @@ def main() -> None:
     parser.add_argument("--ort-python", default=sys.executable, help="python with torch and onnxruntime")
     parser.add_argument("--counts-only", action="store_true", help="only compare contrib node counts")
     args = parser.parse_args()
+    workdir = args.workdir or tempfile.mkdtemp(prefix="transformer_latency_")
     if args.counts_only:
         for name in args.models.split(","):
-            print(json.dumps(_counts(name, os.path.join(args.exports, f"{name}.{args.exporter}.onnx"))), flush=True)
+            print(json.dumps(_counts(name, _source(name, args, workdir))), flush=True)
         return
-    workdir = args.workdir or tempfile.mkdtemp(prefix="transformer_latency_")
     rows = []
     for name in args.models.split(","):
-        source = os.path.join(args.exports, f"{name}.{args.exporter}.onnx")
+        source = _source(name, args, workdir)
         paths, seconds = _variants(name, source, workdir, args.ort_python)
         info = {
             "model": name,
-            "exporter": args.exporter,
+            "exporter": "models/build.py" if name in BUILT else args.exporter,
             "optimize_s": {k: round(v, 1) for k, v in seconds.items()},
             "contrib": {v: _contrib(paths[v]) for v in VARIANTS[2:]},
             "session_create_s": {v: round(_session_seconds(paths[v], 1), 2) for v in VARIANTS},
