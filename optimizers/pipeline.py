@@ -126,7 +126,8 @@ def optimize(
         disabled: rewrite cases to switch off from the start, by pass name (``{"noop": ["identity"]}``).
         target: ``"standard"`` (standard ONNX ops only) or ``"ort"``: then onnxruntime's transformer
             fusions into ``com.microsoft`` ops, kept only when they verify (see
-            :mod:`onnxgraph.optimizers.fusions.ort_contrib`).
+            :mod:`onnxgraph.optimizers.fusions.ort_contrib`); ``noop``'s ``arithmetic`` rewrite is
+            off then, as onnxruntime's patterns include unit scales and zero biases.
         model_type: onnxruntime's model family for ``target="ort"`` (``bert``, ``gpt2``, ...).
 
     Returns:
@@ -151,6 +152,9 @@ def optimize(
     if input_shapes:
         check_shapes(specs_of(original), input_shapes)
     disabled = _checked_disabled(disabled or {})
+    if target == "ort" and "arithmetic" in getattr(registered_passes().get("noop"), "rewrites", ()):
+        # onnxruntime's fusions match the exporter's unit norm scales and zero biases (x * 1, x + 0)
+        disabled.setdefault("noop", set()).add("arithmetic")
     report = OptimizeReport(
         before=ModelStats.of(original), after=ModelStats.of(original), pipeline=names, verified=verify
     )

@@ -168,3 +168,13 @@ def test_target_ort_on_the_command_line(tmp_path):
     assert result.exit_code == 0, result.output
     assert "SkipLayerNormalization 4" in result.output
     assert any(n.domain == "com.microsoft" for n in onnx.load(out).graph.node)
+
+
+def test_target_ort_keeps_unit_norm_scales_for_onnxruntime(kit):
+    """The decoder's RMSNorm weights are ones: ``noop`` would drop them and onnxruntime's
+    SkipSimplifiedLayerNormalization pattern with them, so ``--target ort`` keeps them."""
+    proto = build.decoder()
+    model, report = optimize(proto, input_shapes={"input_ids": [2, 8]}, target="ort", model_type="gpt2")
+    assert report.ok and report.contrib is not None and report.contrib.applied
+    assert report.contrib.contrib_ops == {"SkipSimplifiedLayerNormalization": 4}
+    kit.assert_same(proto, model, shapes={"input_ids": [2, 8]})
