@@ -16,8 +16,9 @@ Rules (one module each, each ending with its ``RULES`` set; see docs/optimize-ru
    (opset >= 23) become LayerNormalization / RMSNormalization.
 8. ``gelu_erf`` / ``gelu_tanh`` (gelu.py): the erf and tanh Gelu formulas become Gelu (opset >= 20).
 9. ``attention`` (attention.py): MatMul, scale, mask, Softmax, MatMul becomes Attention (opset >= 23).
+10. ``rotary`` (rotary.py): the rotate-half rotary embedding becomes RotaryEmbedding (opset >= 23).
 
-Rules 7-9 fire only where the model's opset has the op and the installed onnxruntime implements it
+Rules 7-10 fire only where the model's opset has the op and the installed onnxruntime implements it
 (ort_support.py probes it once per process), and only on float32.
 """
 
@@ -28,7 +29,17 @@ from collections.abc import Iterable
 
 from onnxgraph.model import Model
 from onnxgraph.optimizers.base import Pass
-from onnxgraph.optimizers.fusions import attention, batchnorm, conv_affine, gelu, gemm, normalization, pad, transpose
+from onnxgraph.optimizers.fusions import (
+    attention,
+    batchnorm,
+    conv_affine,
+    gelu,
+    gemm,
+    normalization,
+    pad,
+    rotary,
+    transpose,
+)
 from onnxgraph.optimizers.rewriter.rule import RewriteRuleSet
 
 DEFAULT_RULES: RewriteRuleSet = (
@@ -40,6 +51,7 @@ DEFAULT_RULES: RewriteRuleSet = (
     + normalization.RULES
     + gelu.RULES
     + attention.RULES
+    + rotary.RULES
 )
 """Every fusion rule, in the order they are tried on a node."""
 

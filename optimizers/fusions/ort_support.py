@@ -31,9 +31,17 @@ _SAMPLES: dict[str, tuple[list[tuple[str, list[int], int]], dict[str, Any]]] = {
         ],
         {},
     ),
+    "RotaryEmbedding": (
+        [
+            ("x", [1, 2, 3, 4], TensorProto.FLOAT),
+            ("cos", [1, 3, 2], TensorProto.FLOAT),
+            ("sin", [1, 3, 2], TensorProto.FLOAT),
+        ],
+        {},
+    ),
 }
 
-FIRST_OPSET = {"LayerNormalization": 17, "Gelu": 20, "RMSNormalization": 23, "Attention": 23}
+FIRST_OPSET = {"LayerNormalization": 17, "Gelu": 20, "RMSNormalization": 23, "Attention": 23, "RotaryEmbedding": 23}
 """The default-domain opset in which each fused op first appears."""
 
 

@@ -7,13 +7,16 @@ import importlib.util
 import os
 from collections import Counter
 
+import numpy as np
 import onnx
 import pytest
 
 import onnxgraph
+from onnxgraph import Graph, Tensor, Value
 from onnxgraph.optimizers import optimize
 from onnxgraph.optimizers.fusions import Fusions, ort_support
 from onnxgraph.optimizers.fusions.normalization import RULES as NORMALIZATION_RULES
+from onnxgraph.optimizers.fusions.rotary import repeats_halves
 from onnxgraph.shape_inference import annotate_types
 
 _BUILD = os.path.join(
@@ -72,12 +75,13 @@ def test_gelu_needs_opset_20(kit):
     assert stats["gelu_erf"] == 0 and kit.ops(model)["Erf"] == 2
 
 
-def test_rmsnorm_and_causal_attention_on_a_llama_style_decoder(kit):
+def test_rmsnorm_rotary_and_causal_attention_on_a_llama_style_decoder(kit):
     model, stats = _fuse(kit, build.decoder(opset=23), {"input_ids": [2, 8]})
     ops = kit.ops(model)
     assert stats["rmsnorm"] == 5 and ops["RMSNormalization"] == 5  # 2 per layer and the final norm
     assert stats["attention"] == 2 and ops["Attention"] == 2
-    assert ops["Sqrt"] == 0 and ops["ReduceMean"] == 0 and ops["Softmax"] == 0
+    assert stats["rotary"] == 4 and ops["RotaryEmbedding"] == 4  # Q and K of each layer
+    assert ops["Sqrt"] == 0 and ops["ReduceMean"] == 0 and ops["Softmax"] == 0 and ops["Neg"] == 0
     masks = [n.inputs[3] for n in model.graph if n.op_type == "Attention"]
     assert all(m is not None for m in masks)  # the causal mask became attn_mask
 
@@ -98,6 +102,15 @@ def test_rmsnorm_without_scale_through_the_pipeline():
     assert fuse.changes["rmsnorm"] == 5 and Counter(n.op_type for n in model.graph)["RMSNormalization"] == 5
 
 
+def test_rotary_needs_cos_and_sin_that_repeat_their_halves():
+    graph = Graph("g")
+    table = np.tile(np.arange(6, dtype=np.float32).reshape(3, 2), (1, 2))  # [3, 4], halves equal
+    assert repeats_halves(graph.make_initializer(Tensor(table), "repeated"), 2)
+    table[0, 3] += 1.0
+    assert not repeats_halves(graph.make_initializer(Tensor(table), "different"), 2)
+    assert not repeats_halves(Value("runtime"), 2)  # not provable
+
+
 def test_probe_says_what_onnxruntime_runs():
     assert ort_support.ort_implements("LayerNormalization", 17)
     assert ort_support.ort_implements("RMSNormalization", 23)
@@ -109,8 +122,8 @@ def test_probe_off_keeps_every_fusion_off(kit, monkeypatch):
     monkeypatch.setattr(ort_support, "ort_implements", lambda op_type, opset: False)
     model, stats = _fuse(kit, build.decoder(opset=23), {"input_ids": [2, 8]})
     ops = kit.ops(model)
-    assert not (stats["rmsnorm"] or stats["attention"])
-    assert ops["RMSNormalization"] == 0 and ops["Attention"] == 0 and ops["Softmax"] == 2
+    assert not (stats["rmsnorm"] or stats["attention"] or stats["rotary"])
+    assert ops["RMSNormalization"] == 0 and ops["Attention"] == 0 and ops["Softmax"] == 2 and ops["Neg"] == 4
     proto = build.decomposed_layernorm(gain=1.0, opset=17)
     model = onnxgraph.from_proto(proto)
     annotate_types(model)
