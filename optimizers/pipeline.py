@@ -14,7 +14,7 @@ from onnxgraph.errors import OnnxGraphError, PassRaised, VerificationFailed
 from onnxgraph.model import Model
 from onnxgraph.optimizers.base import PassManager, PipelineResult
 from onnxgraph.optimizers.fold import DEFAULT_SIZE_LIMIT
-from onnxgraph.optimizers.fusions.ort_contrib import ContribReport, fuse_for_onnxruntime
+from onnxgraph.optimizers.fusions.ort_contrib import LEFT_TO_ONNXRUNTIME, ContribReport, fuse_for_onnxruntime
 from onnxgraph.optimizers.registry import build_pipeline, default_pipeline
 from onnxgraph.optimizers.registry import passes as registered_passes
 from onnxgraph.optimizers.utils import legacy_initializer_inputs_as_constants
@@ -126,8 +126,8 @@ def optimize(
         disabled: rewrite cases to switch off from the start, by pass name (``{"noop": ["identity"]}``).
         target: ``"standard"`` (standard ONNX ops only) or ``"ort"``: then onnxruntime's transformer
             fusions into ``com.microsoft`` ops, kept only when they verify (see
-            :mod:`onnxgraph.optimizers.fusions.ort_contrib`); ``noop``'s ``arithmetic`` rewrite is
-            off then, as onnxruntime's patterns include unit scales and zero biases.
+            :mod:`onnxgraph.optimizers.fusions.ort_contrib`); the rewrites whose patterns onnxruntime's
+            fusions start from are off then (``ort_contrib.LEFT_TO_ONNXRUNTIME``).
         model_type: onnxruntime's model family for ``target="ort"`` (``bert``, ``gpt2``, ...).
 
     Returns:
@@ -152,9 +152,10 @@ def optimize(
     if input_shapes:
         check_shapes(specs_of(original), input_shapes)
     disabled = _checked_disabled(disabled or {})
-    if target == "ort" and "arithmetic" in getattr(registered_passes().get("noop"), "rewrites", ()):
-        # onnxruntime's fusions match the exporter's unit norm scales and zero biases (x * 1, x + 0)
-        disabled.setdefault("noop", set()).add("arithmetic")
+    if target == "ort":
+        for name, rewrites in LEFT_TO_ONNXRUNTIME.items():
+            if name in registered_passes():
+                disabled.setdefault(name, set()).update(rewrites & set(registered_passes()[name].rewrites))
     report = OptimizeReport(
         before=ModelStats.of(original), after=ModelStats.of(original), pipeline=names, verified=verify
     )

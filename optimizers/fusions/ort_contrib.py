@@ -21,6 +21,14 @@ from onnxgraph.model import Model
 from onnxgraph.optimizers.verify import Verifier
 
 CONTRIB_DOMAIN = "com.microsoft"
+LEFT_TO_ONNXRUNTIME: dict[str, frozenset[str]] = {
+    "fuse": frozenset({"layernorm", "rmsnorm", "gelu_erf", "gelu_tanh", "attention", "rotary"}),
+    "noop": frozenset({"arithmetic"}),
+}
+"""Rewrites switched off before onnxruntime's fusions: its patterns start from the written-out
+norms, Gelu, attention and rotary (it does not fuse our standard RMSNormalization or Gelu further, and
+its shape inference stops at standard Attention and RotaryEmbedding, which blocks SkipLayerNormalization)
+and include the exporter's unit norm scales and zero biases (``x * 1``, ``x + 0``)."""
 
 
 @dataclass

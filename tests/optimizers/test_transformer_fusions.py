@@ -183,11 +183,14 @@ def test_target_ort_on_the_command_line(tmp_path):
     assert any(n.domain == "com.microsoft" for n in onnx.load(out).graph.node)
 
 
-def test_target_ort_keeps_unit_norm_scales_for_onnxruntime(kit):
-    """The decoder's RMSNorm weights are ones: ``noop`` would drop them and onnxruntime's
-    SkipSimplifiedLayerNormalization pattern with them, so ``--target ort`` keeps them."""
-    proto = build.decoder()
+@pytest.mark.parametrize("opset", [17, 23])
+def test_target_ort_leaves_the_norm_patterns_to_onnxruntime(kit, opset):
+    """The decoder's RMSNorm weights are ones: ``noop`` would drop them, and at opset 23 ``rmsnorm``
+    would fuse the norms, each taking onnxruntime's SkipSimplifiedLayerNormalization pattern away;
+    ``--target ort`` leaves them to onnxruntime."""
+    proto = build.decoder(opset=opset)
     model, report = optimize(proto, input_shapes={"input_ids": [2, 8]}, target="ort", model_type="gpt2")
     assert report.ok and report.contrib is not None and report.contrib.applied
     assert report.contrib.contrib_ops == {"SkipSimplifiedLayerNormalization": 4}
+    assert not [n for n in model.graph if n.op_type == "RMSNormalization"]
     kit.assert_same(proto, model, shapes={"input_ids": [2, 8]})
