@@ -27,6 +27,7 @@ SHAPES = {"input_ids": [2, 8], "attention_mask": [2, 8]}
 
 def _builders():
     spec = importlib.util.spec_from_file_location("onnxgraph_models_build_fusions", _BUILD)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
