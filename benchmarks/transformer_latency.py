@@ -158,22 +158,28 @@ def _counts(name: str, source: str) -> dict:
     from onnxgraph.optimizers.fusions.ort_contrib import contrib_op_counts
 
     model_type = MODEL_TYPES[name]
-    alone = optimize_model(source, model_type=model_type, opt_level=0).model
-    shapes = {i.name: [1, 16] for i in alone.graph.input}
+    shapes = {i.name: [1, 16] for i in onnx.load(source, load_external_data=False).graph.input}
     ours, report = optimize(source, input_shapes=shapes, target="ort", model_type=model_type)
-    return {
+    row: dict = {
         "model": name,
         "model_type": model_type,
         "target_ort": {
             "contrib": contrib_op_counts(ours),
             "nodes": report.after.nodes,
             "kept": bool(report.contrib and report.contrib.applied),
-        },
-        "ort_alone": {
-            "contrib": dict(Counter(n.op_type for n in alone.graph.node if n.domain == "com.microsoft")),
-            "nodes": len(alone.graph.node),
+            "reason": report.contrib.reason if report.contrib else "",
         },
     }
+    try:
+        alone = optimize_model(source, model_type=model_type, opt_level=0).model
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's optimizer fails on some exports: record it
+        row["ort_alone"] = {"error": f"{type(exc).__name__}: {exc}"}
+        return row
+    row["ort_alone"] = {
+        "contrib": dict(Counter(n.op_type for n in alone.graph.node if n.domain == "com.microsoft")),
+        "nodes": len(alone.graph.node),
+    }
+    return row
 
 
 def main() -> None:
