@@ -20,6 +20,8 @@ from onnxgraph.cli.options import (
 from onnxgraph.cli.output import emit, human_bytes, save_checked, stdout_console, write_json
 
 _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not imported so --help stays fast
+_MODEL_TYPES = ("bert", "gpt2", "bart", "t5", "vit", "clip", "phi", "gpt_neox", "qwen3", "swin", "conformer")
+"""Common keys of onnxruntime.transformers.optimizer.MODEL_TYPES (imported lazily, hence listed here)."""
 
 
 @click.command(
@@ -27,6 +29,7 @@ _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not impor
         "onnxgraph optimize model.onnx -o model.opt.onnx",
         "onnxgraph optimize model.onnx -o model.opt.onnx --input-shape input_ids=1,128 --bench",
         "onnxgraph optimize model.onnx -o model.opt.onnx --passes fold,dce --json report.json",
+        "onnxgraph optimize gpt2.onnx -o gpt2.ort.onnx --target ort --model-type gpt2",
     ),
 )
 @model_argument
@@ -63,6 +66,20 @@ _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not impor
     help="Then benchmark the original against the result on onnxruntime (as `onnxgraph bench A B`).",
 )
 @click.option(
+    "--target",
+    type=click.Choice(["standard", "ort"]),
+    default="standard",
+    show_default=True,
+    help="ort: then onnxruntime's transformer fusions into com.microsoft ops (for onnxruntime-only deployment).",
+)
+@click.option(
+    "--model-type",
+    type=click.Choice(_MODEL_TYPES),
+    default="bert",
+    show_default=True,
+    help="Model family for --target ort (onnxruntime's transformers optimizer).",
+)
+@click.option(
     "--provider",
     type=click.Choice(["auto", "cpu", "cuda"]),
     default="auto",
@@ -81,6 +98,8 @@ def optimize(
     overwrite: bool,
     allow_outside: bool,
     run_bench: bool,
+    target: str,
+    model_type: str,
     provider: str,
 ) -> None:
     """Optimize MODEL and write it to OUT, verified against the original on onnxruntime.
@@ -112,6 +131,8 @@ def optimize(
                 on_progress=status.update,
                 disabled=disabled,
                 allow_external_data_outside=allow_outside,
+                target=target,
+                model_type=model_type,
             )
     except VerificationFailed as exc:
         if as_json:
@@ -163,6 +184,8 @@ def _warn_rollbacks(report) -> None:
     for rollback in report.rollbacks:
         what = rollback.pass_name + (f" ({rollback.rewrite})" if rollback.rewrite else "")
         err.print(f"[yellow]warning:[/] rolled back {escape(what)}: {escape(rollback.reason)}")
+    if report.contrib is not None and not report.contrib.applied:
+        err.print(f"[yellow]warning:[/] kept the standard-op model: {escape(report.contrib.reason)}")
 
 
 def _render(report, model: str, output: str, bench: dict | None) -> None:
@@ -192,6 +215,9 @@ def _render(report, model: str, output: str, bench: dict | None) -> None:
         changes = ", ".join(f"{k} {v}" for k, v in p.changes.items()) or "-"
         passes.add_row(p.name, escape(changes), f"{p.seconds * 1000:.0f} ms")
     console.print(passes)
+    if report.contrib is not None and report.contrib.applied:
+        fused = ", ".join(f"{k} {v}" for k, v in sorted(report.contrib.contrib_ops.items())) or "none"
+        console.print(f"onnxruntime fusions ({escape(report.contrib.model_type)}): {escape(fused)}")
 
     phases = ", ".join(f"{name.replace('_', ' ')} {seconds:.2f} s" for name, seconds in report.timings.items())
     console.print(f"time: {phases}")

@@ -75,6 +75,12 @@ class _Exporter:
         self.inits.append(_init(self.rng, name, shape, scale))
         return self.op("Identity", [name])  # shared-parameter Identity clutter
 
+    def reduce_mean(self, x: str, axes: list[int], opset: int) -> str:
+        """``ReduceMean`` keeping dims, with ``axes`` an attribute (opset < 18) or an input."""
+        if opset < 18:
+            return self.op("ReduceMean", [x], axes=axes, keepdims=1)
+        return self.op("ReduceMean", [x, self.const(np.array(axes, np.int64))], keepdims=1)
+
     def dim(self, x: str, axis: int) -> str:
         """``Unsqueeze(Gather(Shape(x), axis), 0)``: one runtime dimension of ``x`` as a 1-D tensor."""
         gathered = self.op("Gather", [self.op("Shape", [x]), self.const(np.array(axis, np.int64))], axis=0)
@@ -106,7 +112,14 @@ class _Exporter:
 
 
 def transformer(
-    layers: int = 2, hidden: int = 32, heads: int = 4, vocab: int = 100, max_positions: int = 64, seed: int = 0
+    layers: int = 2,
+    hidden: int = 32,
+    heads: int = 4,
+    vocab: int = 100,
+    max_positions: int = 64,
+    seed: int = 0,
+    gelu: str = "erf",
+    opset: int = OPSET,
 ) -> onnx.ModelProto:
     """An encoder (BERT-shaped) as torch.onnx exports it, with symbolic ``batch`` and ``sequence``.
 
@@ -114,7 +127,8 @@ def transformer(
     ``last_hidden_state[batch, sequence, hidden]``. The graph carries the exporter's clutter:
     Shape->Gather->Unsqueeze->Concat->Reshape chains, Constant nodes for every literal, Identity
     on weights and inference Dropout. ``transformer(12, 768, 12, 30522, 512)`` is BERT-base sized
-    (about 110M parameters and 1,200 nodes).
+    (about 110M parameters and 1,200 nodes). ``gelu="tanh"`` writes GPT-2's tanh approximation
+    instead of BERT's erf form; ``opset`` sets the default-domain opset (the ops are valid from 17 on).
     """
     g = _Exporter(np.random.default_rng(seed))
     head_dim = hidden // heads
@@ -149,14 +163,7 @@ def transformer(
         attention = g.op("Dropout", [attention, g.const(np.array(0.1, np.float32))])
         x = g.layer_norm(g.op("Add", [attention, x]), f"{p}.attention.output.LayerNorm", hidden)
         h = g.linear(x, f"{p}.intermediate.dense", hidden, 4 * hidden)
-        erf = g.op("Erf", [g.op("Div", [h, g.const(np.array(2.0**0.5, np.float32))])])
-        h = g.op(
-            "Mul",
-            [
-                g.op("Mul", [h, g.op("Add", [erf, g.const(np.array(1.0, np.float32))])]),
-                g.const(np.array(0.5, np.float32)),
-            ],
-        )
+        h = _gelu_tanh(g, h) if gelu == "tanh" else _gelu_erf(g, h)
         h = g.linear(h, f"{p}.output.dense", 4 * hidden, hidden)
         x = g.layer_norm(g.op("Add", [h, x]), f"{p}.output.LayerNorm", hidden)
     g.nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="/output/Identity"))
@@ -170,9 +177,24 @@ def transformer(
         [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", hidden])],
         g.inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
-    model.ir_version = 8
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pytorch")
+    model.ir_version = 8 if opset < 21 else 10
     return model
+
+
+def _gelu_erf(g: _Exporter, h: str) -> str:
+    """BERT's ``h * (1 + erf(h / sqrt 2)) * 0.5``."""
+    erf = g.op("Erf", [g.op("Div", [h, g.const(np.array(2.0**0.5, np.float32))])])
+    scaled = g.op("Mul", [h, g.op("Add", [erf, g.const(np.array(1.0, np.float32))])])
+    return g.op("Mul", [scaled, g.const(np.array(0.5, np.float32))])
+
+
+def _gelu_tanh(g: _Exporter, h: str) -> str:
+    """GPT-2's ``0.5 * h * (1 + tanh(sqrt(2 / pi) * (h + 0.044715 * h^3)))``."""
+    cubic = g.op("Mul", [g.const(np.array(0.044715, np.float32)), g.op("Pow", [h, g.const(np.array(3.0, np.float32))])])
+    inner = g.op("Mul", [g.const(np.array((2.0 / np.pi) ** 0.5, np.float32)), g.op("Add", [h, cubic])])
+    one = g.op("Add", [g.const(np.array(1.0, np.float32)), g.op("Tanh", [inner])])
+    return g.op("Mul", [g.op("Mul", [g.const(np.array(0.5, np.float32)), h]), one])
 
 
 def decoder(
@@ -183,6 +205,7 @@ def decoder(
     vocab: int = 100,
     max_positions: int = 64,
     seed: int = 0,
+    opset: int = OPSET,
 ) -> onnx.ModelProto:
     """A llama-style decoder as torch.onnx exports it, with symbolic ``batch`` and ``sequence``.
 
@@ -190,7 +213,8 @@ def decoder(
     out (Pow, ReduceMean, Add, Sqrt, Div, Mul), rotary position embedding from cos/sin tables sliced
     to the sequence (rotate-half through Slice, Neg and Concat), a causal mask sliced from a constant
     table, bias-free projections, a SwiGLU MLP (x * Sigmoid(x) gate) and an untied lm_head.
-    ``decoder(12, 768, 12, 2048, 32000, 512)`` is about 134M parameters.
+    ``decoder(12, 768, 12, 2048, 32000, 512)`` is about 134M parameters. ``opset`` sets the
+    default-domain opset (ReduceMean takes its axes as an input from 18 on).
     """
     g = _Exporter(np.random.default_rng(seed))
     head_dim = hidden // heads
@@ -212,7 +236,7 @@ def decoder(
 
     def rms_norm(x: str, prefix: str) -> str:
         g.inits.append(numpy_helper.from_array(np.ones(hidden, np.float32), f"{prefix}.weight"))
-        variance = g.op("ReduceMean", [g.op("Pow", [x, g.const(np.array(2.0, np.float32))])], axes=[-1], keepdims=1)
+        variance = g.reduce_mean(g.op("Pow", [x, g.const(np.array(2.0, np.float32))]), [-1], opset)
         rms = g.op("Sqrt", [g.op("Add", [variance, g.const(np.array(1e-6, np.float32))])])
         return g.op("Mul", [f"{prefix}.weight", g.op("Div", [x, rms])])
 
@@ -252,8 +276,8 @@ def decoder(
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "sequence", vocab])],
         g.inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
-    model.ir_version = 8
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pytorch")
+    model.ir_version = 8 if opset < 21 else 10
     return model
 
 
@@ -869,10 +893,11 @@ def fault_chain(nodes: int = 100, fault_at: int = 60, fault: str = "int16_relu",
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def decomposed_layernorm(dim: int = 16, gain: float = 300.0, seed: int = 0) -> onnx.ModelProto:
+def decomposed_layernorm(dim: int = 16, gain: float = 300.0, seed: int = 0, opset: int = 13) -> onnx.ModelProto:
     """``y = LayerNorm(x @ w) @ w_out`` with the normalization written out as exporters do below opset 17
     (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add), and activations of size about ``gain``:
-    the squared deviations pass 65504, so the float16 version of this model overflows in Pow."""
+    the squared deviations pass 65504, so the float16 version of this model overflows in Pow. ``opset``
+    sets the default-domain opset (ReduceMean takes its axes as an input from 18 on)."""
     rng = np.random.default_rng(seed)
     inits = [
         numpy_helper.from_array((rng.standard_normal((dim, dim)) * gain / dim**0.5).astype(np.float32), "w"),
@@ -882,12 +907,19 @@ def decomposed_layernorm(dim: int = 16, gain: float = 300.0, seed: int = 0) -> o
         numpy_helper.from_array(np.zeros(dim, np.float32), "ln.bias"),
         _init(rng, "w_out", (dim, dim), dim**-0.5),
     ]
+    if opset < 18:
+        axes: dict = {"axes": [-1]}
+        mean_inputs, var_inputs = ["h"], ["sq"]
+    else:
+        axes = {}
+        inits.append(numpy_helper.from_array(np.array([-1], np.int64), "ln.axes"))
+        mean_inputs, var_inputs = ["h", "ln.axes"], ["sq", "ln.axes"]
     nodes = [
         helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
-        helper.make_node("ReduceMean", ["h"], ["mean"], axes=[-1], name="ln/mean"),
+        helper.make_node("ReduceMean", mean_inputs, ["mean"], name="ln/mean", **axes),
         helper.make_node("Sub", ["h", "mean"], ["dev"], name="ln/sub"),
         helper.make_node("Pow", ["dev", "two"], ["sq"], name="ln/pow"),
-        helper.make_node("ReduceMean", ["sq"], ["var"], axes=[-1], name="ln/var"),
+        helper.make_node("ReduceMean", var_inputs, ["var"], name="ln/var", **axes),
         helper.make_node("Add", ["var", "eps"], ["var_eps"], name="ln/add_eps"),
         helper.make_node("Sqrt", ["var_eps"], ["std"], name="ln/sqrt"),
         helper.make_node("Div", ["dev", "std"], ["normed"], name="ln/div"),
@@ -902,7 +934,7 @@ def decomposed_layernorm(dim: int = 16, gain: float = 300.0, seed: int = 0) -> o
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, dim])],
         inits,
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8 if opset < 21 else 10)
 
 
 LLAMA_OPSET = 23

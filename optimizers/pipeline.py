@@ -15,6 +15,7 @@ from onnxgraph.errors import OnnxGraphError, PassRaised, VerificationFailed
 from onnxgraph.model import Model
 from onnxgraph.optimizers.base import PassManager, PipelineResult
 from onnxgraph.optimizers.fold import DEFAULT_SIZE_LIMIT
+from onnxgraph.optimizers.fusions.ort_contrib import LEFT_TO_ONNXRUNTIME, ContribReport, fuse_for_onnxruntime
 from onnxgraph.optimizers.registry import build_pipeline, default_pipeline
 from onnxgraph.optimizers.registry import passes as registered_passes
 from onnxgraph.optimizers.utils import legacy_initializer_inputs_as_constants
@@ -26,7 +27,8 @@ from onnxgraph.tensor import Tensor
 Progress = Callable[[str], None]
 
 PHASES = ("load", "type_annotation", "passes", "verification")
-"""The phases :attr:`OptimizeReport.timings` times, in order (the CLI adds ``save``)."""
+"""The phases :attr:`OptimizeReport.timings` times, in order (``onnxruntime_fusions`` follows with
+``target="ort"``, and the CLI adds ``save``)."""
 
 
 @dataclass
@@ -81,6 +83,8 @@ class OptimizeReport:
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     """Seconds spent per phase (:data:`PHASES`), summed over every run of the pipeline, bisection
     included; ``passes`` holds the time of the pass manager (per pass, of the last run: :attr:`passes`)."""
+    contrib: ContribReport | None = None
+    """onnxruntime's transformer fusions (``target="ort"`` only)."""
 
     @property
     def ok(self) -> bool:
@@ -105,6 +109,8 @@ def optimize(
     max_rounds: int = 8,
     allow_external_data_outside: bool = False,
     disabled: Mapping[str, Iterable[str]] | None = None,
+    target: str = "standard",
+    model_type: str = "bert",
 ) -> tuple[Model, OptimizeReport]:
     """Optimize a model and check that it still computes the same outputs.
 
@@ -126,6 +132,11 @@ def optimize(
         allow_external_data_outside: load a model path whose external data lies outside its folder or
             behind symbolic links (see :func:`onnxgraph.load`; unsafe for models from others).
         disabled: rewrite cases to switch off from the start, by pass name (``{"noop": ["identity"]}``).
+        target: ``"standard"`` (standard ONNX ops only) or ``"ort"``: then onnxruntime's transformer
+            fusions into ``com.microsoft`` ops, kept only when they verify (see
+            :mod:`onnxgraph.optimizers.fusions.ort_contrib`); the rewrites whose patterns onnxruntime's
+            fusions start from are off then (``ort_contrib.LEFT_TO_ONNXRUNTIME``).
+        model_type: onnxruntime's model family for ``target="ort"`` (``bert``, ``gpt2``, ...).
 
     Returns:
         ``(optimized model, report)``; check ``report.ok`` before using the model when verifying.
@@ -149,11 +160,17 @@ def optimize(
             return copy()
 
     original = fresh()
+    if target not in ("standard", "ort"):
+        raise OnnxGraphError(f"unknown target '{target}' (known: standard, ort)")
     names = list(passes) if passes is not None else default_pipeline()
     build_pipeline(names)  # unknown names fail before any work
     if input_shapes:
         check_shapes(specs_of(original), input_shapes)
     disabled = _checked_disabled(disabled or {})
+    if target == "ort":
+        for name, rewrites in LEFT_TO_ONNXRUNTIME.items():
+            if name in registered_passes():
+                disabled.setdefault(name, set()).update(rewrites & set(registered_passes()[name].rewrites))
     report = OptimizeReport(
         before=ModelStats.of(original),
         after=ModelStats.of(original),
@@ -199,6 +216,11 @@ def optimize(
         else:
             disabled.setdefault(rollback.pass_name, set()).add(rollback.rewrite)
         candidate = fresh()
+    if target == "ort":
+        say("applying onnxruntime's transformer fusions")
+        timings["onnxruntime_fusions"] = 0.0
+        with _timed(timings, "onnxruntime_fusions"):
+            candidate, report.contrib = fuse_for_onnxruntime(candidate, verifier, model_type=model_type)
     report.passes = [
         PassReport(name, {k: v for k, v in r.stats.items() if v}, r.seconds) for name, r in result.per_pass.items()
     ]

@@ -50,7 +50,7 @@ def _rule(name: str):
 
 def test_noop_and_fuse_declare_their_rewrites():
     assert "identity" in NoOpElimination.rewrites and "arithmetic" in NoOpElimination.rewrites
-    assert Fusions.rewrites == tuple(r.name for r in DEFAULT_RULES.rules)
+    assert Fusions.rewrites == tuple(dict.fromkeys(r.name for r in DEFAULT_RULES.rules))  # one name per rule family
     with pytest.raises(ValueError, match="no rewrite"):
         NoOpElimination(disabled=["nope"])
 

@@ -1,0 +1,230 @@
+"""Transformer latency on onnxruntime CPU: the original export vs ``optimize`` vs ``optimize --target ort``
+vs onnxruntime's transformers optimizer alone.
+
+    python benchmarks/transformer_latency.py [--exports /work/wt/exports] [--models bert,gpt2,llama]
+        [--exporter torchscript] [--configs 1x1,1x2,8x1] [--runs 7] [--json out.json]
+
+Models are the real exports of benchmarks/real_models.py (``EXPORTS/NAME.EXPORTER.onnx``, weights inline:
+BERT-base, GPT-2 small and a small llama-style decoder), or ``bert23`` / ``llama23``: exporter-style
+models of models/build.py at opset 23 (see :data:`BUILT`). Per model, four variants are written to a work
+folder:
+
+- ``original``: the export itself;
+- ``optimize``: ``onnxgraph.optimizers.optimize`` (standard ops only, verified);
+- ``target-ort``: ``optimize(target="ort")``: our passes, then onnxruntime's transformer fusions
+  (``opt_level=0``), verified;
+- ``ort-optimizer``: ``onnxruntime.transformers.optimizer.optimize_model`` alone, with its defaults for
+  the model type (what its users run: ``opt_level`` 1 for bert and gpt2, which imports PyTorch, so this
+  runs in ``--ort-python``, an interpreter with torch and the same onnxruntime).
+
+Every variant then runs in onnxruntime with all graph optimizations on (its default), ``threads``
+intra-op threads and spinning off, at ``batch x 128`` tokens (``--configs`` lists ``BATCHxTHREADS``),
+all four interleaved in one process (A, B, C, D, A, ...) so drift of the shared machine hits them alike.
+Reported per configuration: the p50 of wall and CPU time (all threads) per run, each variant's speed-up
+over the original (p50 ratio with a paired bootstrap 95% interval), and session-creation time (median of
+three). ``contrib`` counts the ``com.microsoft`` nodes of each file.
+
+    python benchmarks/transformer_latency.py --counts-only [--models bert,gpt2]
+
+only compares the fusions: ``com.microsoft`` nodes and node counts of ``--target ort`` against
+onnxruntime's optimizer alone at the same ``opt_level=0`` (no PyTorch needed), without timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+
+import numpy as np
+import onnx
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+SEQUENCE = 128
+MODEL_TYPES = {"bert": "bert", "gpt2": "gpt2", "llama": "gpt2", "bert23": "bert", "llama23": "gpt2"}
+"""onnxruntime's optimizer family per model (it has no llama type for these exports; gpt2 is the
+decoder family, and both our ``--target ort`` and its standalone run use the same one)."""
+VARIANTS = ("original", "optimize", "target-ort", "ort-optimizer")
+BUILT = {
+    "bert23": lambda build: build.transformer(4, 512, 8, 8000, 256, gelu="erf", opset=23),
+    "llama23": lambda build: build.decoder(4, 512, 8, 1376, 8000, 256, opset=23),
+}
+"""Exporter-style models of models/build.py at opset 23, where the standard-op fusions (Gelu,
+RMSNormalization, Attention) can fire: 4 layers, hidden 512, 8 heads, vocabulary 8,000."""
+
+
+def _source(name: str, args: argparse.Namespace, workdir: str) -> str:
+    """The model file for ``name``: a real export, or a :data:`BUILT` model written to ``workdir``."""
+    if name not in BUILT:
+        return os.path.join(args.exports, f"{name}.{args.exporter}.onnx")
+    sys.path.insert(0, os.path.join(HERE, "..", "models"))
+    import build
+
+    path = os.path.join(workdir, f"{name}.onnx")
+    onnx.save(BUILT[name](build), path)
+    return path
+
+
+_ORT_OPTIMIZER = """
+import sys
+from onnxruntime.transformers.optimizer import optimize_model
+optimize_model(sys.argv[1], model_type=sys.argv[2]).save_model_to_file(sys.argv[3])
+"""
+
+
+def _variants(name: str, source: str, workdir: str, ort_python: str) -> tuple[dict[str, str], dict[str, float]]:
+    """Write the three optimized variants of ``source``; return paths and the seconds each took."""
+    import subprocess
+
+    import onnxgraph
+    from onnxgraph.optimizers import optimize
+
+    model_type = MODEL_TYPES[name]
+    shapes = {i.name: [1, 16] for i in onnx.load(source, load_external_data=False).graph.input}
+    paths, seconds = {"original": source}, {}
+    for variant, target in (("optimize", "standard"), ("target-ort", "ort")):
+        out = os.path.join(workdir, f"{name}.{variant}.onnx")
+        start = time.perf_counter()
+        model, report = optimize(source, input_shapes=shapes, target=target, model_type=model_type)
+        seconds[variant] = time.perf_counter() - start
+        if report.rollbacks or (report.contrib is not None and not report.contrib.applied):
+            print(f"{name} {variant}: rollbacks {report.rollbacks} contrib {report.contrib}", file=sys.stderr)
+        onnxgraph.save(model, out)
+        paths[variant] = out
+    out = os.path.join(workdir, f"{name}.ort-optimizer.onnx")
+    start = time.perf_counter()
+    subprocess.run([ort_python, "-c", _ORT_OPTIMIZER, source, model_type, out], check=True, capture_output=True)
+    seconds["ort-optimizer"] = time.perf_counter() - start
+    paths["ort-optimizer"] = out
+    return paths, seconds
+
+
+def _feeds(source: str, batch: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for value in onnx.load(source, load_external_data=False).graph.input:
+        if "mask" in value.name:
+            feeds[value.name] = np.ones((batch, SEQUENCE), np.int64)
+        else:
+            feeds[value.name] = rng.integers(0, 100, (batch, SEQUENCE), dtype=np.int64)  # within every vocabulary
+    return feeds
+
+
+def _session_seconds(path: str, threads: int) -> float:
+    from onnxgraph.runtime.sessions import create_session
+
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        create_session(path, threads=threads)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _measure(name: str, paths: dict[str, str], batch: int, threads: int, runs: int, warmup: int) -> dict:
+    from quantize_bench import _interleaved
+
+    from onnxgraph.runtime.stats import ratio_of_medians_ci
+
+    feeds = _feeds(paths["original"], batch)
+    times = dict(zip(VARIANTS, _interleaved([paths[v] for v in VARIANTS], feeds, runs, warmup, threads)))
+    row: dict = {"model": name, "batch": batch, "sequence": SEQUENCE, "threads": threads, "runs": runs}
+    for variant in VARIANTS:
+        entry: dict[str, object] = {kind: round(float(np.median(times[variant][kind])), 1) for kind in ("wall", "cpu")}
+        if variant != "original":
+            for kind in ("wall", "cpu"):
+                ratio, low, high = ratio_of_medians_ci(times[variant][kind], times["original"][kind])
+                entry[f"speedup_{kind}"] = [round(ratio, 3), round(low, 3), round(high, 3)]
+        row[variant] = entry
+    return row
+
+
+def _contrib(path: str) -> dict[str, int]:
+    graph = onnx.load(path, load_external_data=False).graph
+    return dict(Counter(n.op_type for n in graph.node if n.domain == "com.microsoft"))
+
+
+def _counts(name: str, source: str) -> dict:
+    """Contrib and total nodes: ``--target ort`` vs onnxruntime's optimizer alone, both ``opt_level=0``."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    from onnxgraph.optimizers import optimize
+    from onnxgraph.optimizers.fusions.ort_contrib import contrib_op_counts
+
+    model_type = MODEL_TYPES[name]
+    shapes = {i.name: [1, 16] for i in onnx.load(source, load_external_data=False).graph.input}
+    ours, report = optimize(source, input_shapes=shapes, target="ort", model_type=model_type)
+    row: dict = {
+        "model": name,
+        "model_type": model_type,
+        "target_ort": {
+            "contrib": contrib_op_counts(ours),
+            "nodes": report.after.nodes,
+            "kept": bool(report.contrib and report.contrib.applied),
+            "reason": report.contrib.reason if report.contrib else "",
+        },
+    }
+    try:
+        alone = optimize_model(source, model_type=model_type, opt_level=0).model
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's optimizer fails on some exports: record it
+        row["ort_alone"] = {"error": f"{type(exc).__name__}: {exc}"}
+        return row
+    row["ort_alone"] = {
+        "contrib": dict(Counter(n.op_type for n in alone.graph.node if n.domain == "com.microsoft")),
+        "nodes": len(alone.graph.node),
+    }
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exports", default="/work/wt/exports", help="folder of benchmarks/real_models.py exports")
+    parser.add_argument("--models", default="bert,gpt2,llama")
+    parser.add_argument("--exporter", default="torchscript", choices=("torchscript", "dynamo"))
+    parser.add_argument("--configs", default="1x1,1x2,8x1", help="BATCHxTHREADS list")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--workdir", default=None, help="where variants are written (default: a temp folder)")
+    parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument("--ort-python", default=sys.executable, help="python with torch and onnxruntime")
+    parser.add_argument("--counts-only", action="store_true", help="only compare contrib node counts")
+    args = parser.parse_args()
+    workdir = args.workdir or tempfile.mkdtemp(prefix="transformer_latency_")
+    if args.counts_only:
+        for name in args.models.split(","):
+            print(json.dumps(_counts(name, _source(name, args, workdir))), flush=True)
+        return
+    rows = []
+    for name in args.models.split(","):
+        source = _source(name, args, workdir)
+        paths, seconds = _variants(name, source, workdir, args.ort_python)
+        info = {
+            "model": name,
+            "exporter": "models/build.py" if name in BUILT else args.exporter,
+            "optimize_s": {k: round(v, 1) for k, v in seconds.items()},
+            "contrib": {v: _contrib(paths[v]) for v in VARIANTS[2:]},
+            "session_create_s": {v: round(_session_seconds(paths[v], 1), 2) for v in VARIANTS},
+        }
+        print(json.dumps(info), flush=True)
+        rows.append(info)
+        for config in args.configs.split(","):
+            batch, threads = (int(x) for x in config.split("x"))
+            runs = args.runs if batch == 1 else max(3, args.runs // 2)
+            row = _measure(name, paths, batch, threads, runs, args.warmup)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        for variant in VARIANTS[1:]:
+            os.unlink(paths[variant])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
