@@ -154,6 +154,7 @@ def test_target_ort_adds_contrib_ops_and_keeps_outputs(kit, gelu, model_type, ge
     assert contrib == Counter(report.contrib.contrib_ops)
     assert contrib["SkipLayerNormalization"] == 4 and contrib["EmbedLayerNormalization"] == 1 and contrib[gelu_op] == 2
     assert model.opset_imports.get("com.microsoft") == 1
+    assert report.timings["onnxruntime_fusions"] > 0
     kit.assert_same(proto, model, shapes=SHAPES)
 
 
