@@ -128,11 +128,10 @@ def _unfold(b, inp, c_in, kernel, strides, dilations, begins, ends):
 
 def _weight_grad_by_gemm(b, inp, out_grad, c_in, c_out, kernel, groups, strides, dilations, begins, ends):
     """groups == 1: dW (Co, Ci*K) = out_grad (Co, N*P) x windows (Ci*K, N*P)^T, one Gemm."""
-    rows = c_in * int(np.prod(kernel))
-    windows = b.Reshape(_unfold(b, inp, c_in, kernel, strides, dilations, begins, ends), b.ints([0, rows, -1]))
-    windows = b.Reshape(b.Transpose(windows, perm=[1, 0, 2]), b.ints([rows, -1]))
-    grads = b.Reshape(out_grad, b.ints([0, c_out, -1]))
-    grads = b.Reshape(b.Transpose(grads, perm=[1, 0, 2]), b.ints([c_out, -1]))
+    swap = [1, 0, *range(2, 2 + len(kernel))]
+    windows = b.Transpose(_unfold(b, inp, c_in, kernel, strides, dilations, begins, ends), perm=swap)
+    windows = b.Reshape(windows, b.ints([c_in * int(np.prod(kernel)), -1]))
+    grads = b.Reshape(b.Transpose(out_grad, perm=swap), b.ints([c_out, -1]))
     return b.Reshape(b.Gemm(grads, windows, transB=1), b.ints([c_out, c_in, *kernel]))
 
 
