@@ -355,6 +355,16 @@ SPECS: list[Spec] = [
         id="MaxPool-storage-order",
     ),
     Spec("MaxPool", (F((2, 2, 6)),), {"kernel_shape": [3], "strides": [3]}, id="MaxPool1d-tiled"),
+    Spec(
+        "MaxPool", (F((2, 2, 7, 5)),), {"kernel_shape": [2, 2], "strides": [2, 2]}, id="MaxPool-tiled-floor-remainder"
+    ),
+    Spec(
+        "MaxPool",
+        (F((1, 2, 7)),),
+        {"kernel_shape": [3], "strides": [3]},
+        opset=13,
+        id="MaxPool1d-tiled-remainder-opset13",
+    ),
     Spec("MaxPool", (F((1, 1, 4, 2, 6)),), {"kernel_shape": [2, 1, 3], "strides": [2, 1, 3]}, id="MaxPool3d-tiled"),
     Spec("GlobalAveragePool", (F((2, 3, 2, 3)),)),
     Spec("GlobalMaxPool", (F((2, 3, 2, 3)),)),
