@@ -97,22 +97,27 @@ def spread_back(b, g, kernel_value, x, y, *, group, kernel, strides, dilations, 
 
 def weight_grad(b, inp, out_grad, out_sizes, c_in, c_out, kernel, groups, strides, dilations, begins, ends):
     """dL/dW of a Conv(inp, W) whose output gradient is ``out_grad`` (static spatial sizes
-    ``out_sizes``, None when known only at run time), in the form measured fastest
-    on onnxruntime CPU (benchmarks/conv_weight_grad.py, docs/benchmarks.md "Cheaper backward forms").
+    ``out_sizes``, None when known only at run time), in the form :func:`weight_grad_form` picks."""
+    form = weight_grad_form(kernel, groups, c_out, out_sizes)
+    return form(b, inp, out_grad, c_in, c_out, kernel, groups, strides, dilations, begins, ends)
+
+
+def weight_grad_form(kernel, groups, c_out, out_sizes):
+    """The weight-gradient form measured fastest on onnxruntime CPU for this layer
+    (``benchmarks/backward_forms.py --conv``; docs/benchmarks.md "Cheaper backward forms").
 
     Kernels of 25 cells or more (a 7x7 stem) keep the batch-as-channels Conv of
     :func:`_weight_grad_by_conv`: unfolding would copy the input ``K / stride^2`` times. Smaller ones
-    unfold the input into its windows (:func:`_unfold`) and contract with one matrix product: a single
-    Gemm over batch and positions where the output has fewer positions than twice its channels (deep
-    stages: 1.5-5x faster than the Conv form), else per-image MatMuls summed over the batch (early
-    stages and grouped or depthwise convolutions: 1.4-2x faster).
+    unfold the input into its windows (:func:`_unfold`, a temporary K / stride^2 times the input's
+    size) and contract with one matrix product: a single Gemm over batch and positions where the
+    output has fewer positions than twice its channels (deep stages), else per-image MatMuls summed
+    over the batch (early stages, grouped and depthwise convolutions, run-time spatial sizes).
     """
-    window_args = (c_in, c_out, kernel, groups, strides, dilations, begins, ends)
     if int(np.prod(kernel)) >= 25:
-        return _weight_grad_by_conv(b, inp, out_grad, *window_args)
+        return _weight_grad_by_conv
     if groups == 1 and out_sizes is not None and int(np.prod(out_sizes)) < 2 * c_out:
-        return _weight_grad_by_gemm(b, inp, out_grad, *window_args)
-    return _weight_grad_by_matmul(b, inp, out_grad, *window_args)
+        return _weight_grad_by_gemm
+    return _weight_grad_by_matmul
 
 
 def _unfold(b, inp, c_in, kernel, strides, dilations, begins, ends):
