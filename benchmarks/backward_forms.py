@@ -130,7 +130,8 @@ def run_maxpool(args) -> None:
             }}"""
             grad = build_gradient(onnx.parser.parse_model(text), vjp=True, wrt=["x"])
             sessions[label] = _session(grad.to_proto(), args.threads)
-        x = rng.standard_normal((batch, channels, size, size)).astype(np.float32)
+        shape = (batch, channels, size, size)  # distinct values: no ties, which the two forms split differently
+        x = rng.permutation(int(np.prod(shape))).reshape(shape).astype(np.float32)
         out = sessions["Indices + ScatterElements"].get_outputs()[0].shape
         feeds = {"x": x, "y_grad": rng.standard_normal([batch, channels, *out[2:]]).astype(np.float32)}
         results = [s.run(["x_grad"], feeds)[0] for s in sessions.values()]
