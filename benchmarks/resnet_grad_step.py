@@ -3,7 +3,7 @@ onnxruntime CPU against PyTorch eager autograd on the same weights and batch, an
 node count.
 
     python benchmarks/resnet_grad_step.py [--image 112] [--batch 8] [--runs 50] [--threads 1 2]
-    python benchmarks/resnet_grad_step.py --save before.onnx      # the gradient model only, no timing
+    python benchmarks/resnet_grad_step.py --save before.onnx [--save-forward forward.onnx]  # no timing
     python benchmarks/resnet_grad_step.py --also before=before.onnx   # time a saved gradient model too
 
 ``--save`` with ``PYTHONPATH`` pointing at an older checkout and ``--also`` in the current one compares
@@ -34,13 +34,21 @@ models = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(models)
 
 
-def gradient_model(image: int, classes: int) -> onnx.ModelProto:
-    """ResNet-18 (models/build.py, symbolic batch) in training mode, with cross-entropy gradients of every weight."""
+def forward_model(image: int, classes: int):
+    """ResNet-18 (models/build.py, symbolic batch) with its BatchNormalization in training mode."""
     import onnxgraph
+    from onnxgraph.autodiff.api import remove_dead_nodes
     from onnxgraph.training.modes import to_training_mode
 
     model = onnxgraph.load(models.resnet18(classes=classes, image=image))
     to_training_mode(model, model.opset_imports.get("", models.OPSET))
+    remove_dead_nodes(model)  # the running-statistics updates nobody reads here
+    return model
+
+
+def gradient_model(image: int, classes: int) -> onnx.ModelProto:
+    """:func:`forward_model` with cross-entropy gradients of every weight."""
+    model = forward_model(image, classes)
     wrt = [name for name in model.graph.initializers if not name.endswith((".mean", ".var"))]
     return build_gradient(model, loss_fn="cross_entropy", output="logits", wrt=wrt).to_proto()
 
@@ -101,12 +109,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--save", help="Write the gradient model to this path and stop.")
+    parser.add_argument("--save-forward", help="Also write the training-mode forward model (ort_training_step.py).")
     parser.add_argument("--also", nargs="*", default=[], help="LABEL=PATH gradient models to time as well.")
     args = parser.parse_args()
     proto = gradient_model(args.image, args.classes)
     if args.save:
         onnx.save(proto, args.save)
         print(f"{args.save}: {len(proto.graph.node)} nodes")
+        if args.save_forward:
+            onnx.save(forward_model(args.image, args.classes).to_proto(), args.save_forward)
         return
     rng = np.random.default_rng(0)
     batch = {
