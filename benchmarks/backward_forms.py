@@ -3,9 +3,10 @@
 * ``--conv``: the Conv weight gradient as the batch-as-channels Conv, as unfold + one Gemm and as
   unfold + per-image MatMuls summed over the batch (rules/conv.py builds each graph here, so what is
   timed is what the rule emits), at the conv layers of ResNet-18 and a few grouped/depthwise ones.
-* ``--maxpool``: forward + backward of an overlapping MaxPool (3x3, stride 2, pads 1: ResNet's stem)
-  through its Indices output and ScatterElements (opset 16+) against comparing every window offset
-  with the maxima and placing the shares with a grouped ConvTranspose (the rule's pre-16 form).
+* ``--maxpool``: forward + backward of overlapping MaxPools (3x3, stride 2, pads 1: ResNet's stem;
+  and a 3x3 stride-1 one) through the Indices output and ScatterElements against comparing every
+  window offset with the maxima and placing the shares with a grouped ConvTranspose (the rule emits
+  the first from opset 16, the second before).
 
 Each form runs in its own session, the forms interleaved run by run; p50 in ms.
 
@@ -117,23 +118,24 @@ def run_conv(args) -> None:
 
 def run_maxpool(args) -> None:
     rng = np.random.default_rng(0)
-    for batch, channels, size, attrs in [
-        (8, 64, 56, "kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]"),
-        (16, 64, 112, "kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]"),
-        (8, 64, 28, "kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]"),
-    ]:
+    for batch, channels, size, stride in [(8, 64, 56, 2), (16, 64, 112, 2), (8, 64, 28, 1)]:
+        attrs = f"kernel_shape=[3, 3], strides=[{stride}, {stride}], pads=[1, 1, 1, 1]"
+        out = (size - 1) // stride + 1
         sessions = {}
-        for label, opset in (("Indices + ScatterElements", 17), ("window offsets + ConvTranspose", 15)):
+        # the scatter at opset 17 (spatial sizes left to run time), the offsets form at opset 15 (static ones)
+        for label, opset, dims in (
+            ("Indices + ScatterElements", 17, "h, w"),
+            ("window offsets + ConvTranspose", 15, f"{size}, {size}"),
+        ):
             text = f"""<ir_version: 8, opset_import: ["" : {opset}]>
-            g (float[{batch}, {channels}, {size}, {size}] x) => (float[{batch}, {channels}, p, q] y) {{
+            g (float[{batch}, {channels}, {dims}] x) => (float[{batch}, {channels}, p, q] y) {{
                 y = MaxPool<{attrs}>(x)
             }}"""
             grad = build_gradient(onnx.parser.parse_model(text), vjp=True, wrt=["x"])
             sessions[label] = _session(grad.to_proto(), args.threads)
         shape = (batch, channels, size, size)  # distinct values: no ties, which the two forms split differently
         x = rng.permutation(int(np.prod(shape))).reshape(shape).astype(np.float32)
-        out = sessions["Indices + ScatterElements"].get_outputs()[0].shape
-        feeds = {"x": x, "y_grad": rng.standard_normal([batch, channels, *out[2:]]).astype(np.float32)}
+        feeds = {"x": x, "y_grad": rng.standard_normal([batch, channels, out, out]).astype(np.float32)}
         results = [s.run(["x_grad"], feeds)[0] for s in sessions.values()]
         assert np.allclose(results[0], results[1], atol=1e-5)
         p50 = timed(sessions, feeds, args.runs)
