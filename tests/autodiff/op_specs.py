@@ -202,6 +202,31 @@ SPECS: list[Spec] = [
         id="ConvTranspose3d",
     ),
     Spec("Conv", (F((1, 2, 6)), F((2, 2, 3))), {"strides": [2], "pads": [1, 2]}, opset=13, id="Conv1d-opset13"),
+    # the weight-gradient forms (rules/conv.py weight_grad): one Gemm (fewer output positions than
+    # twice the channels), per-image MatMuls, the batch-as-channels Conv (kernels of 25+ cells)
+    Spec(
+        "Conv",
+        (F((2, 3, 7, 7)), F((8, 3, 3, 3))),
+        {"strides": [2, 2], "dilations": [2, 2], "pads": [1, 0, 2, 1]},
+        id="Conv2d-wgrad-gemm-stride-dilation-asymmetric",
+    ),
+    Spec("Conv", (F((2, 3, 5, 5)), F((4, 3, 1, 1))), {"strides": [2, 2]}, id="Conv2d-1x1-stride"),
+    Spec("Conv", (F((2, 3, 3, 3)), F((2, 3, 1, 1))), id="Conv2d-1x1"),
+    Spec(
+        "Conv",
+        (F((2, 6, 6, 5)), F((4, 3, 3, 3))),
+        {"group": 2, "strides": [1, 2], "dilations": [2, 1], "pads": [2, 1, 1, 0]},
+        id="Conv2d-wgrad-matmul-groups",
+    ),
+    Spec(
+        "Conv",
+        (F((1, 2, 7, 6)), F((3, 2, 5, 5))),
+        {"strides": [2, 1], "pads": [2, 1, 1, 2]},
+        id="Conv2d-wgrad-conv-5x5",
+    ),
+    Spec(
+        "Conv", (F((1, 4, 4, 4, 4)), F((4, 2, 3, 3, 3))), {"group": 2, "pads": [1] * 6}, id="Conv3d-wgrad-conv-groups"
+    ),
     # normalization
     Spec(
         "BatchNormalization",
@@ -330,6 +355,16 @@ SPECS: list[Spec] = [
         id="MaxPool-storage-order",
     ),
     Spec("MaxPool", (F((2, 2, 6)),), {"kernel_shape": [3], "strides": [3]}, id="MaxPool1d-tiled"),
+    Spec(
+        "MaxPool", (F((2, 2, 7, 5)),), {"kernel_shape": [2, 2], "strides": [2, 2]}, id="MaxPool-tiled-floor-remainder"
+    ),
+    Spec(
+        "MaxPool",
+        (F((1, 2, 7)),),
+        {"kernel_shape": [3], "strides": [3]},
+        opset=13,
+        id="MaxPool1d-tiled-remainder-opset13",
+    ),
     Spec("MaxPool", (F((1, 1, 4, 2, 6)),), {"kernel_shape": [2, 1, 3], "strides": [2, 1, 3]}, id="MaxPool3d-tiled"),
     Spec("GlobalAveragePool", (F((2, 3, 2, 3)),)),
     Spec("GlobalMaxPool", (F((2, 3, 2, 3)),)),

@@ -268,3 +268,44 @@ def test_nearest_upsampling_over_run_time_sizes(attrs, scales):
     model = onnx.parser.parse_model(text)
     for shape in [(2, 3, 4, 5), (1, 2, 3, 2)]:
         check_gradients(model, {"x": rng.standard_normal(shape)}, ["x"], coords_per_input=10)
+
+
+@pytest.mark.parametrize(
+    ("signature", "body", "shapes"),
+    [
+        (  # Conv weight gradient as one Gemm
+            "float[n, 3, 5, 5] x, float[8, 3, 3, 3] w",
+            "y = Conv<strides=[2, 2], pads=[1, 1, 0, 0]>(x, w)",
+            {"x": (2, 3, 5, 5), "w": (8, 3, 3, 3)},
+        ),
+        (  # Conv weight gradient as per-image MatMuls, grouped
+            "float[n, 4, 4, 5] x, float[4, 2, 3, 3] w",
+            "y = Conv<group=2, dilations=[1, 2], pads=[1, 2, 1, 2]>(x, w)",
+            {"x": (2, 4, 4, 5), "w": (4, 2, 3, 3)},
+        ),
+        (  # Conv weight gradient as the batch-as-channels Conv
+            "float[n, 2, 6, 6] x, float[2, 2, 5, 5] w",
+            "y = Conv<pads=[2, 2, 1, 1]>(x, w)",
+            {"x": (2, 2, 6, 6), "w": (2, 2, 5, 5)},
+        ),
+        (  # training-mode BatchNormalization: the per-channel count read at run time
+            "float[n, 3, 2, 3] x, float[3] w",
+            "y, rm, rv = BatchNormalization<training_mode=1>(x, w, w, m, v)",
+            {"x": (2, 3, 2, 3), "w": (3,)},
+        ),
+    ],
+)
+def test_backward_forms_with_a_symbolic_batch(signature, body, shapes):
+    """The cheaper backward forms (rules/conv.py, rules/normalization.py) over a batch known only at run time."""
+    text = f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g ({signature}) => (float[n, d, p, q] y) <float[3] m = {{0.1, -0.2, 0.3}}, float[3] v = {{1.0, 0.5, 2.0}}> {{
+        {body}
+    }}
+    """
+    rng = np.random.default_rng(10)
+    feeds = {
+        name: rng.uniform(0.5, 1.5, shape) if name == "w" and len(shape) == 1 else rng.standard_normal(shape)
+        for name, shape in shapes.items()
+    }
+    check_gradients(onnx.parser.parse_model(text), feeds, list(shapes), coords_per_input=10)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from onnxgraph.autodiff.builder import GradBuilder, static_shape, upstream
+import numpy as np
+
+from onnxgraph.autodiff.builder import GradBuilder, dtype_of, static_shape, upstream
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
 from onnxgraph.node import Node
@@ -93,23 +95,79 @@ def spread_back(b, g, kernel_value, x, y, *, group, kernel, strides, dilations, 
     return b.Pad(cropped, b.concat_shape([0] * (n + 4), missing))
 
 
-def weight_grad(b, inp, out_grad, c_in, c_out, kernel, groups, strides, dilations, begins, ends):
-    """dL/dW of a Conv(inp, W) whose output gradient is ``out_grad``, as one grouped Conv.
+def weight_grad(b, inp, out_grad, out_sizes, c_in, c_out, kernel, groups, strides, dilations, begins, ends):
+    """dL/dW of a Conv(inp, W) whose output gradient is ``out_grad`` (static spatial sizes
+    ``out_sizes``, None when known only at run time), in the form :func:`weight_grad_form` picks."""
+    form = weight_grad_form(kernel, groups, c_out, out_sizes)
+    return form(b, inp, out_grad, c_in, c_out, kernel, groups, strides, dilations, begins, ends)
 
-    The batch becomes the channel axis: inp (N, G*Ci, S) -> (Ci, G*N, S) and out_grad
-    (N, G*Co, So) -> (G*Co, N, So) as the kernel; strides and dilations swap roles. Spatial sizes
-    are read at run time where they are not static.
+
+def weight_grad_form(kernel, groups, c_out, out_sizes):
+    """The weight-gradient form measured fastest on onnxruntime CPU for this layer
+    (``benchmarks/backward_forms.py --conv``; docs/benchmarks.md "Cheaper backward forms").
+
+    Kernels of 25 cells or more (a 7x7 stem) keep the batch-as-channels Conv of
+    :func:`_weight_grad_by_conv`: unfolding would copy the input ``K / stride^2`` times. Smaller ones
+    unfold the input into its windows (:func:`_unfold`, a temporary K / stride^2 times the input's
+    size) and contract with one matrix product: a single Gemm over batch and positions where the
+    output has fewer positions than twice its channels (deep stages), else per-image MatMuls summed
+    over the batch (early stages, grouped and depthwise convolutions, run-time spatial sizes).
+    """
+    if int(np.prod(kernel)) >= 25:
+        return _weight_grad_by_conv
+    if groups == 1 and out_sizes is not None and int(np.prod(out_sizes)) < 2 * c_out:
+        return _weight_grad_by_gemm
+    return _weight_grad_by_matmul
+
+
+def _unfold(b, inp, c_in, kernel, strides, dilations, begins, ends):
+    """The windows of a Conv over ``inp``: (N, C*K, *out) with channel c's K window cells at
+    c*K .. c*K+K-1, by a grouped Conv with a one-hot kernel (``inp`` itself for an unpadded 1x1 stride-1 window)."""
+    cells = int(np.prod(kernel))
+    if cells == 1 and all(s == 1 for s in strides) and not any([*begins, *ends]):
+        return inp
+    cell_kernels = np.eye(cells, dtype=dtype_of(inp)).reshape([cells, 1, *kernel])  # cell j: a 1 at offset j
+    one_hot = np.tile(cell_kernels, [c_in, 1, *[1] * len(kernel)])
+    return b.Conv(inp, b.const(one_hot), group=c_in, strides=strides, dilations=dilations, pads=[*begins, *ends])
+
+
+def _weight_grad_by_gemm(b, inp, out_grad, c_in, c_out, kernel, groups, strides, dilations, begins, ends):
+    """groups == 1: dW (Co, Ci*K) = out_grad (Co, N*P) x windows (Ci*K, N*P)^T, one Gemm."""
+    swap = [1, 0, *range(2, 2 + len(kernel))]
+    windows = b.Transpose(_unfold(b, inp, c_in, kernel, strides, dilations, begins, ends), perm=swap)
+    windows = b.Reshape(windows, b.ints([c_in * int(np.prod(kernel)), -1]))
+    grads = b.Reshape(b.Transpose(out_grad, perm=swap), b.ints([c_out, -1]))
+    return b.Reshape(b.Gemm(grads, windows, transB=1), b.ints([c_out, c_in, *kernel]))
+
+
+def _weight_grad_by_matmul(b, inp, out_grad, c_in, c_out, kernel, groups, strides, dilations, begins, ends):
+    """dW[g] (Co, Ci*K) = sum over the batch of out_grad[n, g] (Co, P) x windows[n, g]^T (P, Ci*K)."""
+    ci, co = c_in // groups, c_out // groups
+    windows = _unfold(b, inp, c_in, kernel, strides, dilations, begins, ends)
+    windows = b.Transpose(b.Reshape(windows, b.ints([0, groups, ci * int(np.prod(kernel)), -1])), perm=[0, 1, 3, 2])
+    products = b.MatMul(b.Reshape(out_grad, b.ints([0, groups, co, -1])), windows)  # (N, G, Co, Ci*K)
+    return b.Reshape(b.sum_to(products, [0], keepdims=False), b.ints([c_out, ci, *kernel]))
+
+
+def _weight_grad_by_conv(b, inp, out_grad, c_in, c_out, kernel, groups, strides, dilations, begins, ends):
+    """The batch becomes the channel axis: inp (N, G*Ci, S) -> (Ci, G*N, S) and out_grad
+    (N, G*Co, So) -> (G*Co, N, So) as the kernel of one grouped Conv; strides and dilations swap
+    roles. Spatial sizes are read at run time where they are not static.
     """
     n = len(kernel)
     ci, co = c_in // groups, c_out // groups
-    s_in, s_out = b.dims(inp, 2), b.dims(out_grad, 2)
-    x = b.Reshape(inp, b.concat_shape([0, groups, ci], s_in))
-    x = b.Reshape(b.Transpose(x, perm=[2, 1, 0, *range(3, 3 + n)]), b.concat_shape([ci, -1], s_in))
-    k = b.Reshape(out_grad, b.concat_shape([0, groups, co], s_out))
-    k = b.Reshape(b.Transpose(k, perm=[1, 2, 0, *range(3, 3 + n)]), b.concat_shape([c_out, -1], s_out))
+    swap = [1, 0, *range(2, 2 + n)]
+    if groups == 1:
+        x, k = b.Transpose(inp, perm=swap), b.Transpose(out_grad, perm=swap)
+    else:
+        s_in, s_out = b.dims(inp, 2), b.dims(out_grad, 2)
+        x = b.Reshape(inp, b.concat_shape([0, groups, ci], s_in))
+        x = b.Reshape(b.Transpose(x, perm=[2, 1, 0, *range(3, 3 + n)]), b.concat_shape([ci, -1], s_in))
+        k = b.Reshape(out_grad, b.concat_shape([0, groups, co], s_out))
+        k = b.Reshape(b.Transpose(k, perm=[1, 2, 0, *range(3, 3 + n)]), b.concat_shape([c_out, -1], s_out))
     full = b.Conv(x, k, group=groups, strides=dilations, dilations=strides, pads=[*begins, *ends])
     cropped = b.Slice(full, b.ints([0] * n), b.ints(kernel), b.ints(list(range(2, 2 + n))))
-    return b.Transpose(cropped, perm=[1, 0, *range(2, 2 + n)])
+    return b.Transpose(cropped, perm=swap)
 
 
 @register("Conv")
@@ -126,7 +184,9 @@ def conv(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[
             b, g, w, x, y, group=groups, kernel=kernel, strides=strides, dilations=dilations, begins=begins, ends=ends
         )
     if b.wants(w):
-        dw = weight_grad(b, x, g, w_shape[1] * groups, w_shape[0], kernel, groups, strides, dilations, begins, ends)
+        dw = weight_grad(
+            b, x, g, spatial_sizes(y), w_shape[1] * groups, w_shape[0], kernel, groups, strides, dilations, begins, ends
+        )
     db = b.sum_to(g, [0, *range(2, 2 + len(kernel))], keepdims=False) if b.wants(bias) else None
     return [dx, dw, db]
 
@@ -147,7 +207,9 @@ def conv_transpose(b: GradBuilder, node: Node, grads: Sequence[Value | None]) ->
     if b.wants(x):
         dx = b.Conv(g, w, group=groups, strides=strides, dilations=dilations, pads=[*begins, *ends])
     if b.wants(w):
-        dw = weight_grad(b, g, x, w_shape[1] * groups, w_shape[0], kernel, groups, strides, dilations, begins, ends)
+        dw = weight_grad(
+            b, g, x, spatial_sizes(x), w_shape[1] * groups, w_shape[0], kernel, groups, strides, dilations, begins, ends
+        )
     db = b.sum_to(g, [0, *range(2, 2 + n)], keepdims=False) if b.wants(bias) else None
     return [dx, dw, db]
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from onnxgraph.autodiff.builder import GradBuilder, rank_of
+import numpy as np
+
+from onnxgraph.autodiff.builder import GradBuilder, rank_of, static_shape
 from onnxgraph.autodiff.errors import GradientError
 from onnxgraph.autodiff.registry import register
 from onnxgraph.node import Node
@@ -22,32 +24,68 @@ def _mean(b, v, axes):
 
 
 def _batch_norm_training(b: GradBuilder, node: Node, grads: Sequence[Value | None]) -> Sequence[Value | None]:
+    """Batch statistics recomputed (the op outputs none), then three reductions and one pass.
+
+    With ``c = x - mean``, ``inv = 1/sqrt(var + eps)``, ``k = scale * inv`` and n values per channel:
+    ``d_bias = sum(g)``, ``d_scale = inv * sum(g * c)`` and
+    ``dx = k * g + (-k * d_scale / n) * xhat + (-k * d_bias / n)``, whose last two terms are one
+    inference-mode BatchNormalization of x with the batch statistics: a single fused pass. The
+    running-statistics gradients (``running = input * momentum + batch * (1 - momentum)``) fold
+    into that BatchNormalization's per-channel scale and bias too.
+    """
     x, scale = node.input(0), node.input(1)
     g, g_mean, g_var = (list(grads) + [None, None])[:3]
     r, eps, momentum = rank_of(x), node.attr("epsilon", 1e-5), node.attr("momentum", 0.9)
     axes = [0, *range(2, r)]
-    batch_mean, inv = _statistics(b, x, axes, eps)
-    centered = b.Sub(x, batch_mean)
-    xhat = b.Mul(centered, inv)
-    dx_terms, d_scale, d_bias = [], None, None
+    share, minus_share = _shares_per_channel(b, x, scale)  # 1 / n, -1 / n
+    mean = b.reduce("ReduceMean", x, axes, keepdims=False)
+    centered = b.Sub(x, _channel(b, mean, r))
+    var = b.Mul(b.reduce("ReduceSumSquare", centered, axes, keepdims=False), share)
+    inv = b.Reciprocal(b.Sqrt(b.Add(var, b.scalar(eps, x))))
+    gain, scales, shifts, d_scale, d_bias = None, [], [], None, None
     if g is not None:
-        dx_terms.append(_normalized_input_grad(b, b.Mul(g, _channel(b, scale, r)), xhat, inv, axes))
-        d_scale, d_bias = _per_channel_sum(b, b.Mul(g, xhat), r), _per_channel_sum(b, g, r)
-    count = b.Cast(b.Div(b.Size(x), b.Size(scale)), to=x.elem_type)
-    fresh = b.scalar(1 - momentum, x)
-    if g_mean is not None:  # d batch_mean / dx = 1 / count
-        dx_terms.append(b.Div(b.Mul(_channel(b, g_mean, r), fresh), count))
-    if g_var is not None:  # batch variance (population): d / dx = 2 (x - mean) / count
-        weight = b.Mul(_channel(b, g_var, r), b.scalar(2 * (1 - momentum), x))
-        dx_terms.append(b.Div(b.Mul(weight, centered), count))
+        d_bias = _per_channel_sum(b, g, r)
+        d_scale = b.Mul(_per_channel_sum(b, b.Mul(g, centered), r), inv)
+        gain = b.Mul(scale, inv)
+        spread = b.Mul(gain, minus_share)
+        scales.append(b.Mul(spread, d_scale))
+        shifts.append(b.Mul(spread, d_bias))
+    if g_mean is not None:  # d batch_mean / dx = 1 / n
+        shifts.append(b.Mul(g_mean, b.Mul(share, b.scalar(1 - momentum, x))))
+    if g_var is not None:  # d batch_var / dx = 2 c / n (population variance); c = xhat / inv
+        scales.append(b.Div(b.Mul(g_var, b.Mul(share, b.scalar(2 * (1 - momentum), x))), inv))
+    dx = None
+    if b.wants(x):
+        affine = b.BatchNormalization(
+            x, _sum_or_zero(b, scales, mean), _sum_or_zero(b, shifts, mean), mean, var, epsilon=eps
+        )
+        dx = affine if gain is None else b.Add(b.Mul(g, _channel(b, gain, r)), affine)
     keep = b.scalar(momentum, x)
     return [
-        b.add_all(dx_terms),
+        dx,
         d_scale,
         d_bias,
         b.Mul(g_mean, keep) if g_mean is not None else None,
         b.Mul(g_var, keep) if g_var is not None else None,
     ]
+
+
+def _shares_per_channel(b, x, scale):
+    """(1 / n, -1 / n) for n values per channel of an (N, C, ...) ``x``: constants when its dims are static."""
+    dims, channels = static_shape(x), static_shape(scale)
+    if dims is not None:
+        share = dims[1] / float(np.prod(dims))
+        return b.scalar(share, x), b.scalar(-share, x)
+    total = b.Cast(b.Size(x), to=x.elem_type)
+    if channels is None:
+        share = b.Div(b.Cast(b.Size(scale), to=x.elem_type), total)
+        return share, b.Neg(share)
+    return b.Div(b.scalar(channels[0], x), total), b.Div(b.scalar(-channels[0], x), total)
+
+
+def _sum_or_zero(b, terms, like):
+    """The sum of per-channel ``terms``, zeros shaped like ``like`` when there is none."""
+    return b.add_all(terms) if terms else b.zeros_like(like)
 
 
 def _statistics(b, x, axes, eps):

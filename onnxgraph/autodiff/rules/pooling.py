@@ -81,23 +81,34 @@ def _max_pool_by_offsets(b, node, g):
 
 
 def _tiles(node, x) -> bool:
-    """True when the windows are disjoint, unpadded, undilated and cover the input exactly."""
+    """True when the windows are disjoint, unpadded and undilated and tile the input, but for the
+    trailing cells of a floor-mode pool that no window reads."""
     kernel = list(node.attr("kernel_shape"))
-    shape = x.shape
-    if shape is None or not all(isinstance(d, int) for d in shape[2:]):
+    sizes = spatial_sizes(x)
+    if sizes is None:
         return False
     return (
         list(node.attr("strides") or [1] * len(kernel)) == kernel
         and not any(node.attr("pads") or [])
         and all(d == 1 for d in node.attr("dilations") or [])
         and node.attr("auto_pad", "NOTSET") in ("NOTSET", "VALID")
-        and all(size % k == 0 for size, k in zip(shape[2:], kernel))
+        and all(size >= k for size, k in zip(sizes, kernel))
+        and (not node.attr("ceil_mode", 0) or all(size % k == 0 for size, k in zip(sizes, kernel)))
     )
 
 
 def _max_pool_tiled(b, node, g):
+    """Compare the (cropped) input with the upsampled maxima; trailing cells no window reads get zero."""
     x, y = node.input(0), node.outputs[0]
     kernel = list(node.attr("kernel_shape"))
+    sizes = spatial_sizes(x)
+    assert sizes is not None  # _tiles checked
+    covered = [size // k * k for size, k in zip(sizes, kernel)]
+    seen = (
+        x
+        if covered == list(sizes)
+        else b.Slice(x, b.ints([0] * len(kernel)), b.ints(covered), b.ints(range(2, 2 + len(kernel))))
+    )
     scales = b.const(np.array([1, 1, *kernel], dtype=np.float32))
 
     def upsample(v):
@@ -110,9 +121,12 @@ def _max_pool_tiled(b, node, g):
             coordinate_transformation_mode="asymmetric",
         )
 
-    hit = b.Cast(b.Equal(x, upsample(y)), to=x.elem_type)
+    hit = b.Cast(b.Equal(seen, upsample(y)), to=x.elem_type)
     ties = b.Mul(b.AveragePool(hit, kernel_shape=kernel, strides=kernel), b.scalar(np.prod(kernel), x))
-    return b.Mul(hit, upsample(b.Div(g, ties)))
+    dx = b.Mul(hit, upsample(b.Div(g, ties)))
+    if seen is x:
+        return dx
+    return b.Pad(dx, b.ints([0] * (2 + len(kernel)) + [0, 0] + [size - c for size, c in zip(sizes, covered)]))
 
 
 @register("AveragePool")
