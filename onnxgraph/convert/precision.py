@@ -146,8 +146,24 @@ class _HalfConverter:
     def _computes_in_half(self, node: Node) -> bool:
         if node.op_type in self.block_list or node.subgraphs() or self._schema(node) is None:
             return False
+        if self._squares_for_float32_readers(node):
+            return False
         # An input of unknown type (say, from another domain's op) may be float32: keep the node as it is.
         return all(v is None or v.elem_type is not None for v in node.inputs)
+
+    def _squares_for_float32_readers(self, node: Node) -> bool:
+        """A square (``Pow``, or ``Mul(x, x)``) read only by blocked ops, as in a written-out LayerNorm or
+        RMSNorm (``ReduceMean(Pow(x, 2))``): computed in float32 with its readers.
+
+        In half precision the square alone leaves float16's range: values below 2**-7 square into
+        subnormals (below 2**-12, to zero), values above 256 to infinity. The Cast to float32 that the
+        blocked reader needs moves before the square instead of after it, so this costs no Cast.
+        """
+        if not (node.op_type == "Pow" or (node.op_type == "Mul" and node.inputs[0] is node.inputs[1])):
+            return False
+        out = node.outputs[0]
+        readers = out.uses()
+        return bool(readers) and not out.is_graph_output() and all(r.op_type in self.block_list for r, _ in readers)
 
     def _formal_input(self, schema: defs.OpSchema, index: int) -> defs.OpSchema.FormalParameter:
         return schema.inputs[min(index, len(schema.inputs) - 1)]

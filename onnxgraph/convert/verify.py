@@ -27,7 +27,7 @@ from onnxgraph import types
 from onnxgraph.errors import VerificationUnavailable, one_line
 from onnxgraph.model import Model
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs
-from onnxgraph.runtime.inputs import random_inputs, specs_of
+from onnxgraph.runtime.inputs import defaulted_dims, random_inputs, specs_of
 
 _ORT_MAX_IR = 10
 """IR version used to run the *original* model (IR changes no semantics; onnxruntime may refuse a
@@ -141,8 +141,14 @@ def _reference(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[
     return dict(zip(names, ReferenceEvaluator(proto).run(None, dict(feeds))))
 
 
-def _expected(original: Model, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
-    """The original's outputs and what computed them; VerificationUnavailable when nothing can."""
+def _expected(
+    original: Model, feeds: Mapping[str, np.ndarray], defaulted: str = ""
+) -> tuple[dict[str, np.ndarray], str]:
+    """The original's outputs and what computed them; VerificationUnavailable when nothing can.
+
+    ``defaulted`` says which dynamic dimensions the random inputs guessed (see
+    :func:`~onnxgraph.runtime.inputs.defaulted_dims`): the likely cause when the original fails.
+    """
     from onnxgraph.runtime.sessions import RunBudgetExceeded, run_model
 
     proto = _runnable(original, _ORT_MAX_IR)
@@ -154,8 +160,9 @@ def _expected(original: Model, feeds: Mapping[str, np.ndarray]) -> tuple[dict[st
         try:
             return _reference(proto, feeds), "onnx.reference"
         except Exception:  # noqa: BLE001 - the reference evaluator raises anything
+            hint = f" ({defaulted})" if defaulted else ""
             raise VerificationUnavailable(
-                f"the original model does not run on onnxruntime: {one_line(ort_error)}"
+                f"the original model does not run on onnxruntime on random inputs{hint}: {one_line(ort_error)}"
             ) from ort_error
 
 
@@ -232,7 +239,7 @@ def verify_conversion(
     for spec in specs_of(converted):
         array = feeds[spec.name]
         converted_feeds[spec.name] = array.astype(types.np_dtype(spec.elem_type)) if array.dtype.kind == "f" else array
-    expected, engine = _expected(original, feeds)
+    expected, engine = _expected(original, feeds, defaulted_dims(specs_of(original), input_shapes))
     run = _run_converted_isolated(converted, converted_feeds)
     if run.outputs is not None:
         return Verification(_compare(expected, run.outputs, half_type, tolerance), "onnxruntime", note=run.note)

@@ -50,6 +50,30 @@ def concrete_shape(spec: InputSpec, fixed: Mapping[str, Sequence[int]], dynamic_
     return tuple(d if isinstance(d, int) and d >= 0 else dynamic_dim for d in spec.shape)
 
 
+def defaulted_dims(specs: Iterable[InputSpec], fixed: Mapping[str, Sequence[int]] | None = None) -> str:
+    """The dynamic dimensions :func:`random_inputs` fills with :data:`DEFAULT_DYNAMIC_DIM`, for a message.
+
+    Returns "" when every input's size is known, else a clause such as ``dynamic dimensions set to 1
+    (input_values: batch, samples); give real sizes with --input-shape NAME=D1,D2,...``.
+    """
+    named = []
+    for spec in specs:
+        if spec.name in (fixed or {}):
+            continue
+        if spec.shape is None:
+            named.append(f"{spec.name}: unknown rank")
+            continue
+        dims = [str(d) if isinstance(d, str) else "?" for d in spec.shape if not (isinstance(d, int) and d >= 0)]
+        if dims:
+            named.append(f"{spec.name}: {', '.join(dims)}")
+    if not named:
+        return ""
+    return (
+        f"dynamic dimensions set to {DEFAULT_DYNAMIC_DIM} ({'; '.join(named)}); "
+        "give real sizes with --input-shape NAME=D1,D2,..."
+    )
+
+
 def random_array(
     elem_type: int, shape: tuple[int, ...], rng: np.random.Generator, int_range: tuple[int, int] = DEFAULT_INT_RANGE
 ) -> np.ndarray:
