@@ -91,3 +91,45 @@ def test_dynamic_length_too_short_for_the_original_names_the_guessed_dims(tmp_pa
     fixed = CliRunner().invoke(cli, ["convert", str(source), "-o", str(out), "--fp16", "--input-shape", "wav=2,400"])
     assert fixed.exit_code == 0, fixed.output
     assert out.exists()
+
+
+def _vanishing_model(path) -> None:
+    """An output of about 1e-9, as randomly initialised MobileNetV3-small (1.9e-9) and EfficientNet-B0
+    (3.5e-14) exports produce: their activations shrink layer after layer."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((8, 16)) * 1e-4).astype(np.float32), "w1"),
+        numpy_helper.from_array((rng.standard_normal((16, 4)) * 1e-5).astype(np.float32), "w2"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "vanishing",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+
+
+def test_output_below_float16_range_is_named_as_underflow_and_bf16_offered(tmp_path):
+    from click.testing import CliRunner
+
+    from onnxgraph.cli import cli
+
+    source, out = tmp_path / "tiny.onnx", tmp_path / "tiny16.onnx"
+    _vanishing_model(source)
+    result = CliRunner().invoke(cli, ["convert", str(source), "-o", str(out), "--fp16"])
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "below the smallest normal half-precision number 6.1e-05: the values underflow" in line
+    assert "--bf16 keeps float32's range" in line and not out.exists()
+    bf16 = CliRunner().invoke(cli, ["convert", str(source), "-o", str(out), "--bf16", "--json"])
+    assert bf16.exit_code == 0, bf16.output
