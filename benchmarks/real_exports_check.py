@@ -12,10 +12,10 @@ architecture and exporter, listed in ``EXPORTS/manifest.json``), the way a user 
 
 A command that exits 2 because the random inputs' dynamic dimensions of 1 do not fit the model (its
 message names ``--input-shape``) is run again with the sample input's shapes, as the message tells a
-user to do; the record keeps both messages. For each it records the exit code, the one-line message (the last line on stderr, or the verdict
-from ``--json``), the float16 relative L2 error of the worst output, the wall time and the peak
-resident memory of the command and its children (``os.wait4``), and bench's median latency. Prints a table; ``--json FILE``
-writes every record.
+user to do; the record keeps both messages. For each it records the exit code, the one-line message
+(the last line on stderr, or the notes of a success), the float16 relative L2 error of the worst
+output (from ``--json``), bench's median latency, the wall time and the peak resident memory of the
+command and its children (``os.wait4``). Prints a table; ``--json FILE`` writes every record.
 
     python benchmarks/real_exports_check.py --exports /tmp/real [--models bert,gpt2] \
         [--commands fp16,optimize] [--timeout 1800] [--json results.json]

@@ -79,7 +79,9 @@ def _hidden_states(model: object, with_mask: bool = False) -> object:
     return (LastHiddenStateMasked if with_mask else LastHiddenState)(model)
 
 
-def _text(name: str, config: Callable[[], object], model_class: str, mask: bool = True, vocab: int = 1000) -> RealModel:
+def _text(
+    name: str, config: Callable[[], object], model_class: str, mask: bool = True, vocab: int = 1000, tokens: int = 128
+) -> RealModel:
     def build() -> object:
         import transformers
 
@@ -88,7 +90,7 @@ def _text(name: str, config: Callable[[], object], model_class: str, mask: bool 
         return _hidden_states(getattr(transformers, model_class)(cfg), with_mask=mask)
 
     def inputs() -> dict[str, np.ndarray]:
-        ids = np.random.default_rng(0).integers(0, vocab, (1, 128), dtype=np.int64)
+        ids = np.random.default_rng(0).integers(0, vocab, (1, tokens), dtype=np.int64)
         return {"input_ids": ids, "attention_mask": np.ones_like(ids)} if mask else {"input_ids": ids}
 
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "output": {0: "batch", 1: "sequence"}}
@@ -175,7 +177,7 @@ CATALOGUE: dict[str, RealModel] = {
         _text("bert", _config("BertConfig"), "BertModel"),
         _text("distilbert", _config("DistilBertConfig"), "DistilBertModel"),
         _text("gpt2", _config("GPT2Config"), "GPT2Model"),
-        _text("clip_text", _config("CLIPTextConfig"), "CLIPTextModel"),
+        _text("clip_text", _config("CLIPTextConfig"), "CLIPTextModel", tokens=64),  # at most 77 positions
         _text("qwen2", _config("Qwen2Config", **_SMALL_DECODER), "Qwen2Model"),
         _text("llama", _config("LlamaConfig", **_SMALL_DECODER), "LlamaModel"),
         _whisper_encoder(),

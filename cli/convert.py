@@ -142,6 +142,8 @@ def convert(
             raise BadInput(f"{model}: {exc}") from exc
     for line in report.warnings:
         click.echo(f"warning: {printable(line)}", err=True)
+    for line in report.notes:
+        click.echo(f"note: {printable(line)}", err=True)
     verification = None
     if verify and (precision or report.opset != report.source_opset):
         with progress("verifying against the original"):

@@ -77,6 +77,8 @@ _HALF_MAX: dict[int, float] = {
     onnx.TensorProto.BFLOAT16: 3.3895313892515355e38,
 }
 
+_FLOAT32_MAX = np.finfo(np.float32).max
+
 
 @dataclass
 class HalfReport:
@@ -87,6 +89,10 @@ class HalfReport:
     """Initializers and Constant tensors converted."""
     clamped: dict[str, int] = field(default_factory=dict)
     """Tensor name -> elements clamped to the half range."""
+    mask_fills: set[str] = field(default_factory=set)
+    """Tensors in ``clamped`` whose clamped values are all float32's extremes: the stand-in for minus
+    infinity that exporters put in attention masks (``torch.finfo(torch.float32).min``), where the
+    half type's extreme serves as well."""
     casts_added: int = 0
     casts_removed: int = 0
     casts_retyped: int = 0
@@ -95,11 +101,23 @@ class HalfReport:
 
     @property
     def warnings(self) -> list[str]:
-        """One line per clamped tensor."""
+        """One line per clamped tensor, mask fills aside (see :attr:`notes`)."""
         limit = _HALF_MAX[self.elem_type]
         return [
             f"tensor '{name}': {n} value(s) outside the {types.dtype_name(self.elem_type)} range clamped to ±{limit:g}"
             for name, n in self.clamped.items()
+            if name not in self.mask_fills
+        ]
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per mask fill: clamped as intended."""
+        half = types.dtype_name(self.elem_type)
+        return [
+            f"tensor '{name}': float32's extreme ±3.4e+38 (exporters' minus infinity in attention masks) "
+            f"became {half}'s ±{_HALF_MAX[self.elem_type]:g}"
+            for name in self.clamped
+            if name in self.mask_fills
         ]
 
 
@@ -110,6 +128,8 @@ def convert_tensor(tensor: Tensor, elem_type: int, name: str, report: HalfReport
     outside = np.isfinite(array) & (np.abs(array) > limit)
     if outside.any():
         report.clamped[name] = int(outside.sum())
+        if np.all(np.abs(array[outside]) == _FLOAT32_MAX):
+            report.mask_fills.add(name)
         array = np.where(outside, np.sign(array) * limit, array)
     return Tensor(array.astype(types.np_dtype(elem_type)), name=name)
 

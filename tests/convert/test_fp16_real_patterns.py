@@ -7,6 +7,7 @@ import importlib.util
 import os
 
 import onnx
+import onnx.parser
 import pytest
 
 import onnxgraph
@@ -133,3 +134,29 @@ def test_output_below_float16_range_is_named_as_underflow_and_bf16_offered(tmp_p
     assert "--bf16 keeps float32's range" in line and not out.exists()
     bf16 = CliRunner().invoke(cli, ["convert", str(source), "-o", str(out), "--bf16", "--json"])
     assert bf16.exit_code == 0, bf16.output
+
+
+def test_attention_mask_minus_infinity_is_a_note_not_a_warning(tmp_path):
+    """Dynamo exports of BERT, GPT-2, Llama, Qwen2, ViT fill masked scores with float32's lowest value
+    (``torch.finfo(torch.float32).min``); float16's lowest does the same job, so it is no warning."""
+    from click.testing import CliRunner
+
+    from onnxgraph.cli import cli
+
+    text = (
+        '<ir_version: 8, opset_import: ["" : 18]>\n'
+        "masked (float[N, 4] scores, bool[N, 4] keep, float[N, 4] x) => (float[N, 4] p, float[N, 4] q) {\n"
+        "  lowest = Constant<value=float {-3.4028234663852886e38}>()\n"
+        "  m = Where(keep, scores, lowest)\n  p = Softmax<axis=-1>(m)\n"
+        "  big = Constant<value=float {1e6}>()\n  q = Mul(x, big)\n}"
+    )
+    source, out = tmp_path / "mask.onnx", tmp_path / "mask16.onnx"
+    onnx.save(onnx.parser.parse_model(text), source)
+    result = CliRunner().invoke(cli, ["convert", str(source), "-o", str(out), "--fp16", "--no-verify"])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "warning: tensor 'big': 1 value(s) outside the float16 range clamped to ±65504",
+        "note: tensor 'lowest': float32's extreme ±3.4e+38 (exporters' minus infinity in attention masks) "
+        "became float16's ±65504",
+    ]
