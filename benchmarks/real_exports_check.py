@@ -221,15 +221,48 @@ def _row(r: Result) -> str:
     )
 
 
+def markdown(records: list[dict]) -> str:
+    """One row per model and exporter, one column per command: verdict, figure, seconds, peak MB."""
+    commands = [c for c in COMMANDS if any(r["command"] == c for r in records)]
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for r in records:
+        figure = (
+            f" {r['fp16_relative_l2']:.2e}"
+            if r.get("fp16_relative_l2") is not None
+            else f" {r['bench_p50_ms']:.0f} ms"
+            if r.get("bench_p50_ms") is not None
+            else ""
+        )
+        retried = " (shapes)" if r["message"].startswith("[with --input-shape") else ""
+        cell = f"{r['verdict']}{figure}{retried}, {r['seconds']:.0f} s, {r['peak_rss_mb']:.0f} MB"
+        rows.setdefault((r["model"], r["exporter"]), {})[r["command"]] = cell
+    lines = [
+        "| model | exporter | " + " | ".join(commands) + " |",
+        "|---|---|" + "---|" * len(commands),
+    ]
+    for (model, exporter), cells in rows.items():
+        lines.append(f"| {model} | {exporter} | " + " | ".join(cells.get(c, "-") for c in commands) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--exports", required=True, help="folder written by benchmarks/real_models.py")
+    parser.add_argument("--exports", default=None, help="folder written by benchmarks/real_models.py")
     parser.add_argument("--models", default=None, help="comma-separated model names (default: all in the manifest)")
     parser.add_argument("--exporters", default="torchscript,dynamo")
     parser.add_argument("--commands", default=",".join(COMMANDS), help=f"comma-separated, of {','.join(COMMANDS)}")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per command (default 1800)")
     parser.add_argument("--json", dest="json_path", default=None, metavar="FILE", help="write every record here")
+    parser.add_argument(
+        "--markdown", metavar="JSON", default=None, help="print the markdown table of a --json file and exit"
+    )
     args = parser.parse_args()
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)))
+        return
+    if not args.exports:
+        parser.error("--exports is required")
     commands = args.commands.split(",")
     unknown = sorted(set(commands) - set(COMMANDS))
     if unknown:
