@@ -12,7 +12,7 @@ import pytest
 
 import onnxgraph
 from onnxgraph.convert.precision import DEFAULT_BLOCK_LIST, to_half
-from onnxgraph.convert.verify import verify_conversion
+from onnxgraph.convert.verify import ScaleComparison, verify_conversion
 from onnxgraph.shape_inference import infer_shapes
 
 FP16, FLOAT = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
@@ -21,6 +21,7 @@ FP16, FLOAT = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
 def _builders():
     path = os.path.join(os.path.dirname(__file__), "..", "..", "models", "build.py")
     spec = importlib.util.spec_from_file_location("onnxgraph_models_build", path)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -42,6 +43,7 @@ def _relative_l2(proto: onnx.ModelProto, converted: onnxgraph.Model) -> float:
     )
     assert result.ran_on_onnxruntime and result.passed, result
     (output,) = result.comparisons
+    assert isinstance(output, ScaleComparison)
     return output.relative_l2
 
 
@@ -53,11 +55,12 @@ def test_rms_norm_square_is_computed_in_float32_with_its_reduction():
     converted = _fp16(proto)
     onnx.checker.check_model(converted.to_proto(), full_check=True)
     (pow_node,) = [n for n in converted.graph if n.op_type == "Pow"]
-    assert [v.elem_type for v in (*pow_node.inputs, *pow_node.outputs)] == [FLOAT, FLOAT, FLOAT]
+    assert [v and v.elem_type for v in (*pow_node.inputs, *pow_node.outputs)] == [FLOAT, FLOAT, FLOAT]
     (mean,) = [n for n in converted.graph if n.op_type == "ReduceMean"]
     assert mean.inputs[0] is pow_node.outputs[0]  # no Cast between the square and its reduction
     muls = {n.name: n for n in converted.graph if n.op_type == "Mul"}
-    assert all(v.elem_type == FP16 for n in muls.values() for v in n.outputs)  # the rest stays in half
+    # the rest stays in half
+    assert all(v is not None and v.elem_type == FP16 for n in muls.values() for v in n.outputs)
     assert _relative_l2(proto, converted) < 1.5e-3
 
 
