@@ -163,3 +163,21 @@ def test_attention_mask_minus_infinity_is_a_note_not_a_warning(tmp_path):
         "note: tensor 'lowest': float32's extreme ±3.4e+38 (exporters' minus infinity in attention masks) "
         "became float16's ±65504",
     ]
+
+
+def test_all_zero_output_is_noted(model_from_text):
+    """torchvision's ViT-B/16 with random weights: its zero-initialised head makes every logit 0, which
+    any conversion matches; the verification says so instead of reporting a perfect match silently."""
+    text = (
+        '<ir_version: 8, opset_import: ["" : 17]>\n'
+        "head (float[N, 4] x) => (float[N, 3] y, float[N, 4] z) <float[4, 3] w = {0,0,0,0,0,0,0,0,0,0,0,0}>"
+        " {\n  y = MatMul(x, w)\n  z = Relu(x)\n}"
+    )
+    original, converted = model_from_text(text), model_from_text(text)
+    infer_shapes(converted)
+    to_half(converted, FP16)
+    result = verify_conversion(original, converted, half_type=FP16, input_shapes={"x": [2, 4]})
+    assert (
+        result.passed
+        and result.note == "output 'y' is all zeros in the original on these inputs: its match says little"
+    )
