@@ -15,7 +15,7 @@ from onnxgraph.errors import VerificationUnavailable, one_line
 from onnxgraph.model import Model
 from onnxgraph.optimizers.utils import RANDOM_OPS
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs
-from onnxgraph.runtime.inputs import random_inputs, specs_of
+from onnxgraph.runtime.inputs import defaulted_dims, random_inputs, specs_of
 from onnxgraph.runtime.sessions import RunBudgetExceeded, run_within_budget
 from onnxgraph.serde.fileio import _inline_bytes
 from onnxgraph.tensor import Tensor
@@ -96,7 +96,11 @@ class Verifier:
                     if size == DYNAMIC_DIMS[-1] or isinstance(exc, RunBudgetExceeded):
                         raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
-            raise VerificationUnavailable(f"the original model does not run on onnxruntime: {one_line(exc)}") from exc
+            guessed = defaulted_dims(specs_of(model), input_shapes, " and ".join(map(str, DYNAMIC_DIMS)))
+            hint = f" on random inputs ({guessed})" if guessed else ""
+            raise VerificationUnavailable(
+                f"the original model does not run on onnxruntime{hint}: {one_line(exc)}"
+            ) from exc
         del run
         self.skipped = _random_outputs(model)
         for name in self.skipped:

@@ -50,11 +50,14 @@ def concrete_shape(spec: InputSpec, fixed: Mapping[str, Sequence[int]], dynamic_
     return tuple(d if isinstance(d, int) and d >= 0 else dynamic_dim for d in spec.shape)
 
 
-def defaulted_dims(specs: Iterable[InputSpec], fixed: Mapping[str, Sequence[int]] | None = None) -> str:
-    """The dynamic dimensions :func:`random_inputs` fills with :data:`DEFAULT_DYNAMIC_DIM`, for a message.
+def defaulted_dims(
+    specs: Iterable[InputSpec], fixed: Mapping[str, Sequence[int]] | None = None, sizes: str = str(DEFAULT_DYNAMIC_DIM)
+) -> str:
+    """The dynamic dimensions :func:`random_inputs` fills with a default size, for a message.
 
-    Returns "" when every input's size is known, else a clause such as ``dynamic dimensions set to 1
-    (input_values: batch, samples); give real sizes with --input-shape NAME=D1,D2,...``.
+    ``sizes`` says which size(s) were tried (default :data:`DEFAULT_DYNAMIC_DIM`). Returns "" when
+    every input's size is known, else a clause such as ``dynamic dimensions set to 1 (input_values:
+    batch, samples); give real sizes with --input-shape NAME=D1,D2,...``.
     """
     named = []
     for spec in specs:
@@ -68,10 +71,7 @@ def defaulted_dims(specs: Iterable[InputSpec], fixed: Mapping[str, Sequence[int]
             named.append(f"{spec.name}: {', '.join(dims)}")
     if not named:
         return ""
-    return (
-        f"dynamic dimensions set to {DEFAULT_DYNAMIC_DIM} ({'; '.join(named)}); "
-        "give real sizes with --input-shape NAME=D1,D2,..."
-    )
+    return f"dynamic dimensions set to {sizes} ({'; '.join(named)}); give real sizes with --input-shape NAME=D1,D2,..."
 
 
 def random_array(

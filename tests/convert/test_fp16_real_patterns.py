@@ -181,3 +181,19 @@ def test_all_zero_output_is_noted(model_from_text):
         result.passed
         and result.note == "output 'y' is all zeros in the original on these inputs: its match says little"
     )
+
+
+def test_optimize_names_the_guessed_dims_too(tmp_path):
+    """optimize's verification tries dynamic sizes 2 and 1; wav2vec2's first Conv takes neither."""
+    from click.testing import CliRunner
+
+    from onnxgraph.cli import cli
+
+    source, out = tmp_path / "audio.onnx", tmp_path / "audio.opt.onnx"
+    onnx.save(build.audio_frontend(), source)
+    result = CliRunner().invoke(cli, ["optimize", str(source), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "dynamic dimensions set to 2 and 1 (wav: batch, time)" in line and "--input-shape" in line
+    fixed = CliRunner().invoke(cli, ["optimize", str(source), "-o", str(out), "--input-shape", "wav=2,400"])
+    assert fixed.exit_code == 0, fixed.output
