@@ -218,8 +218,8 @@ def _remedies(report, underflows: bool) -> str:
     if underflows:  # a range problem: rounding at the boundary or a few ops in float32 do not bring values back
         return (
             "; float16 cannot hold this output's values (activations that shrink layer after layer, as in "
-            "an untrained network, end below its range): --bf16 keeps float32's range, --keep-io-types "
-            "and --op-block-list do not bring them back"
+            "an untrained network, end below its range): --bf16 keeps float32's range; --keep-io-types or "
+            "--op-block-list help only where the ops that make the smallest values end up computing in float32"
         )
     kept = ",".join(sorted(report.half_report.kept_float)) or "none"
     return (
