@@ -197,3 +197,20 @@ def test_optimize_names_the_guessed_dims_too(tmp_path):
     assert "dynamic dimensions set to 2 and 1 (wav: batch, time)" in line and "--input-shape" in line
     fixed = CliRunner().invoke(cli, ["optimize", str(source), "-o", str(out), "--input-shape", "wav=2,400"])
     assert fixed.exit_code == 0, fixed.output
+
+
+def test_torchscript_layernorm_square_no_longer_overflows_in_float16():
+    """The TorchScript exporter's written-out LayerNorm (tests/debug/data/layernorm_ts13.onnx, a real
+    export): squared deviations of a few hundred passed 65,504 in a float16 Pow. Run on onnx.reference,
+    which computes float16 in float16 (onnxruntime's CPU provider hides it), the result is finite and
+    matches PyTorch's output."""
+    import numpy as np
+    from onnx.reference import ReferenceEvaluator
+
+    data = os.path.join(os.path.dirname(__file__), "..", "debug", "data")
+    converted = _fp16(onnx.load(os.path.join(data, "layernorm_ts13.onnx")))
+    with np.load(os.path.join(data, "layernorm_io.npz")) as io:
+        x, y = io["x"], io["y"]
+    (actual,) = ReferenceEvaluator(converted.to_proto()).run(None, {"x": x.astype(np.float16)})
+    assert np.isfinite(actual).all()
+    assert np.linalg.norm(actual.astype(np.float64) - y) / np.linalg.norm(y) < 1e-2
