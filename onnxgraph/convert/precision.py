@@ -150,6 +150,7 @@ class _HalfConverter:
         self.replaced: list[tuple[Value, Value]] = []
         self.was_float: set[int] = set()
         self.schemas: dict[str, defs.OpSchema | None] = {}
+        self.statistics: dict[int, bool] = {}
         self.half_type_str = f"tensor({onnx.TensorProto.DataType.Name(elem_type).lower()})"
 
     # -- decisions ------------------------------------------------------------------------------
@@ -166,10 +167,43 @@ class _HalfConverter:
     def _computes_in_half(self, node: Node) -> bool:
         if node.op_type in self.block_list or node.subgraphs() or self._schema(node) is None:
             return False
-        if self._squares_for_float32_readers(node):
+        if self._squares_for_float32_readers(node) or self._continues_float32_statistic(node):
             return False
         # An input of unknown type (say, from another domain's op) may be float32: keep the node as it is.
         return all(v is None or v.elem_type is not None for v in node.inputs)
+
+    def _continues_float32_statistic(self, node: Node) -> bool:
+        """Arithmetic on a float32 reduction's result and constants (``Sqrt(ReduceMean(..) + eps)``, the
+        ``1 / rms`` of an RMSNorm): computed in float32 too, as the reduction was.
+
+        The values are per-row statistics (cheap), a float16 epsilon of 1e-6 or 1e-5 is a subnormal, and
+        onnxruntime's fused SimplifiedLayerNormalization ignores an epsilon constant stored in float16
+        (it takes its default 1e-5 instead of a Llama's 1e-6). The Cast to half moves to where the
+        statistic meets the activations.
+        """
+        if node.op_type not in _STATISTIC_ARITHMETIC:
+            return False
+        cached = self.statistics.get(id(node))
+        if cached is not None:
+            return cached
+        from_statistic = False
+        result = True
+        for value in node.inputs:
+            if value is None or _is_constant(value):
+                continue
+            producer = value.producer()
+            if producer is None:
+                result = False
+                break
+            if (producer.op_type in self.block_list and producer.op_type.startswith("Reduce")) or (
+                self._continues_float32_statistic(producer)
+            ):
+                from_statistic = True
+            else:
+                result = False
+                break
+        self.statistics[id(node)] = result = result and from_statistic
+        return result
 
     def _squares_for_float32_readers(self, node: Node) -> bool:
         """A square (``Pow``, or ``Mul(x, x)``) read only by blocked ops, as in a written-out LayerNorm or
@@ -369,6 +403,15 @@ class _HalfConverter:
                     producer.graph.remove(producer)
         for graph, pairs in renames.items():
             graph.rename_initializers(pairs)
+
+
+_STATISTIC_ARITHMETIC = frozenset({"Add", "Sub", "Mul", "Div", "Sqrt", "Reciprocal"})
+"""Ops that :meth:`_HalfConverter._continues_float32_statistic` keeps in float32 after a reduction."""
+
+
+def _is_constant(value: Value) -> bool:
+    producer = value.producer()
+    return value.is_initializer() or (producer is not None and producer.op_type == "Constant")
 
 
 def _visible(value: Value, graph: Graph) -> bool:
