@@ -143,6 +143,8 @@ def convert(
             raise BadInput(f"{model}: {exc}") from exc
     for line in report.warnings:
         click.echo(f"warning: {printable(line)}", err=True)
+    for line in report.notes:
+        click.echo(f"note: {printable(line)}", err=True)
     verification = None
     if reference is not None:
         with progress("verifying against the original"):
@@ -214,12 +216,19 @@ def _verify(reference, converted, report, tolerance):
                 f"{worst.mismatches}/{worst.size} beyond rtol={worst.rtol:g} atol={worst.atol:g}"
             )
         )
-        raise CheckFailed(f"{reason}; nothing written{_remedies(report) if half else ''}; --no-verify writes it anyway")
+        remedies = _remedies(report, getattr(worst, "underflows", False)) if half else ""
+        raise CheckFailed(f"{reason}; nothing written{remedies}; --no-verify writes it anyway")
     return result
 
 
-def _remedies(report) -> str:
+def _remedies(report, underflows: bool) -> str:
     """What the precision options would change, for a failed half-precision verification."""
+    if underflows:  # a range problem: rounding at the boundary or a few ops in float32 do not bring values back
+        return (
+            "; float16 cannot hold this output's values (activations that shrink layer after layer, as in "
+            "an untrained network, end below its range): --bf16 keeps float32's range; --keep-io-types or "
+            "--op-block-list help only where the ops that make the smallest values end up computing in float32"
+        )
     kept = ",".join(sorted(report.half_report.kept_float)) or "none"
     return (
         "; --keep-io-types keeps float32 inputs and outputs (the first and last rounding), "

@@ -1280,6 +1280,38 @@ def if_branches(seed: int = 0) -> onnx.ModelProto:
     return _pattern(text, {"w": (3, 3), "v": (3,)}, seed)
 
 
+def rms_norm_export(hidden: int = 64, scale: float = 4e-3, seed: int = 0) -> onnx.ModelProto:
+    """Hugging Face's RMSNorm (Llama, Qwen2, Mistral) as the TorchScript exporter writes it at opset 17:
+    ``Cast(to=float)``, ``Pow(x, 2)``, ``ReduceMean``, ``Add(eps)``, ``Sqrt``, ``Div(1, .)``, ``Mul``,
+    ``Cast(to=float)``, ``Mul(weight)`` (both Casts are no-ops in float32: they are the module's
+    ``.to(torch.float32)`` and ``.to(input_dtype)``), between two projections. The hidden states
+    entering the norm have a standard deviation of about ``scale`` (a randomly initialised decoder's
+    are a few thousandths): their squares are float16 subnormals."""
+    text = """
+    rms (float[batch, seq, H] x) => (float[batch, seq, H] y) {
+        h = MatMul(x, w_in)
+        f = Cast<to=1>(h)
+        two = Constant<value=float {2.0}>()
+        sq = Pow(f, two)
+        ms = ReduceMean<axes=[-1], keepdims=1>(sq)
+        eps = Constant<value=float {1e-6}>()
+        v = Add(ms, eps)
+        s = Sqrt(v)
+        one = Constant<value=float {1.0}>()
+        r = Div(one, s)
+        n = Mul(f, r)
+        c = Cast<to=1>(n)
+        g = Mul(norm_w, c)
+        y = MatMul(g, w_out)
+    }
+    """.replace("H", str(hidden))
+    model = _pattern(text, {"w_out": (hidden, hidden)}, seed, scale=hidden**-0.5)
+    rng = np.random.default_rng(seed + 1)
+    norm_w = numpy_helper.from_array((1 + 0.1 * rng.standard_normal(hidden)).astype(np.float32), "norm_w")
+    model.graph.initializer.extend([_init(rng, "w_in", (hidden, hidden), scale * hidden**-0.5), norm_w])
+    return model
+
+
 EXPORT_PATTERNS = {
     "channel_shuffle_cnn": channel_shuffle_cnn,
     "audio_frontend": audio_frontend,

@@ -41,6 +41,8 @@ class ConvertReport:
     opset_report: OpsetReport | None = None
     half_report: HalfReport | None = None
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What was changed as intended but is worth saying (a mask's minus infinity made finite)."""
 
     def to_json(self) -> dict:
         half = self.half_report
@@ -61,6 +63,7 @@ class ConvertReport:
                 "clamped": half.clamped,
             },
             "warnings": self.warnings,
+            "notes": self.notes,
         }
 
 
@@ -164,5 +167,6 @@ def _convert(model: Model, options: ConvertOptions) -> tuple[Model, ConvertRepor
             model, PRECISIONS[options.precision], keep_io_types=options.keep_io_types, block_list=options.block_list
         )
         report.warnings.extend(report.half_report.warnings)
+        report.notes.extend(report.half_report.notes)
     model.ir_version = report.ir_version = _ir_version(model, opset, options.ir_version, ir_cap)
     return model, report

@@ -77,6 +77,8 @@ _HALF_MAX: dict[int, float] = {
     onnx.TensorProto.BFLOAT16: 3.3895313892515355e38,
 }
 
+_FLOAT32_MAX = np.finfo(np.float32).max
+
 
 @dataclass
 class HalfReport:
@@ -87,6 +89,10 @@ class HalfReport:
     """Initializers and Constant tensors converted."""
     clamped: dict[str, int] = field(default_factory=dict)
     """Tensor name -> elements clamped to the half range."""
+    mask_fills: set[str] = field(default_factory=set)
+    """Tensors in ``clamped`` whose clamped values are all float32's extremes: the stand-in for minus
+    infinity that exporters put in attention masks (``torch.finfo(torch.float32).min``), where the
+    half type's extreme serves as well."""
     casts_added: int = 0
     casts_removed: int = 0
     casts_retyped: int = 0
@@ -95,11 +101,23 @@ class HalfReport:
 
     @property
     def warnings(self) -> list[str]:
-        """One line per clamped tensor."""
+        """One line per clamped tensor, mask fills aside (see :attr:`notes`)."""
         limit = _HALF_MAX[self.elem_type]
         return [
             f"tensor '{name}': {n} value(s) outside the {types.dtype_name(self.elem_type)} range clamped to ±{limit:g}"
             for name, n in self.clamped.items()
+            if name not in self.mask_fills
+        ]
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per mask fill: clamped as intended."""
+        half = types.dtype_name(self.elem_type)
+        return [
+            f"tensor '{name}': float32's extreme ±3.4e+38 (exporters' minus infinity in attention masks) "
+            f"became {half}'s ±{_HALF_MAX[self.elem_type]:g}"
+            for name in self.clamped
+            if name in self.mask_fills
         ]
 
 
@@ -110,6 +128,8 @@ def convert_tensor(tensor: Tensor, elem_type: int, name: str, report: HalfReport
     outside = np.isfinite(array) & (np.abs(array) > limit)
     if outside.any():
         report.clamped[name] = int(outside.sum())
+        if np.all(np.abs(array[outside]) == _FLOAT32_MAX):
+            report.mask_fills.add(name)
         array = np.where(outside, np.sign(array) * limit, array)
     return Tensor(array.astype(types.np_dtype(elem_type)), name=name)
 
@@ -130,6 +150,7 @@ class _HalfConverter:
         self.replaced: list[tuple[Value, Value]] = []
         self.was_float: set[int] = set()
         self.schemas: dict[str, defs.OpSchema | None] = {}
+        self.statistics: dict[int, bool] = {}
         self.half_type_str = f"tensor({onnx.TensorProto.DataType.Name(elem_type).lower()})"
 
     # -- decisions ------------------------------------------------------------------------------
@@ -146,8 +167,57 @@ class _HalfConverter:
     def _computes_in_half(self, node: Node) -> bool:
         if node.op_type in self.block_list or node.subgraphs() or self._schema(node) is None:
             return False
+        if self._squares_for_float32_readers(node) or self._continues_float32_statistic(node):
+            return False
         # An input of unknown type (say, from another domain's op) may be float32: keep the node as it is.
         return all(v is None or v.elem_type is not None for v in node.inputs)
+
+    def _continues_float32_statistic(self, node: Node) -> bool:
+        """Arithmetic on a float32 reduction's result and constants (``Sqrt(ReduceMean(..) + eps)``, the
+        ``1 / rms`` of an RMSNorm): computed in float32 too, as the reduction was.
+
+        The values are per-row statistics (cheap), a float16 epsilon of 1e-6 or 1e-5 is a subnormal, and
+        onnxruntime's fused SimplifiedLayerNormalization ignores an epsilon constant stored in float16
+        (it takes its default 1e-5 instead of a Llama's 1e-6). The Cast to half moves to where the
+        statistic meets the activations.
+        """
+        if node.op_type not in _STATISTIC_ARITHMETIC:
+            return False
+        cached = self.statistics.get(id(node))
+        if cached is not None:
+            return cached
+        from_statistic = False
+        result = True
+        for value in node.inputs:
+            if value is None or _is_constant(value):
+                continue
+            producer = value.producer()
+            if producer is None:
+                result = False
+                break
+            if (producer.op_type in self.block_list and producer.op_type.startswith("Reduce")) or (
+                self._continues_float32_statistic(producer)
+            ):
+                from_statistic = True
+            else:
+                result = False
+                break
+        self.statistics[id(node)] = result = result and from_statistic
+        return result
+
+    def _squares_for_float32_readers(self, node: Node) -> bool:
+        """A square (``Pow``, or ``Mul(x, x)``) read only by blocked ops, as in a written-out LayerNorm or
+        RMSNorm (``ReduceMean(Pow(x, 2))``): computed in float32 with its readers.
+
+        In half precision the square alone leaves float16's range: values below 2**-7 square into
+        subnormals (below 2**-12, to zero), values above 256 to infinity. The Cast to float32 that the
+        blocked reader needs moves before the square instead of after it, so this costs no Cast.
+        """
+        if not (node.op_type == "Pow" or (node.op_type == "Mul" and node.inputs[0] is node.inputs[1])):
+            return False
+        out = node.outputs[0]
+        readers = out.uses()
+        return bool(readers) and not out.is_graph_output() and all(r.op_type in self.block_list for r, _ in readers)
 
     def _formal_input(self, schema: defs.OpSchema, index: int) -> defs.OpSchema.FormalParameter:
         return schema.inputs[min(index, len(schema.inputs) - 1)]
@@ -333,6 +403,15 @@ class _HalfConverter:
                     producer.graph.remove(producer)
         for graph, pairs in renames.items():
             graph.rename_initializers(pairs)
+
+
+_STATISTIC_ARITHMETIC = frozenset({"Add", "Sub", "Mul", "Div", "Sqrt", "Reciprocal"})
+"""Ops that :meth:`_HalfConverter._continues_float32_statistic` keeps in float32 after a reduction."""
+
+
+def _is_constant(value: Value) -> bool:
+    producer = value.producer()
+    return value.is_initializer() or (producer is not None and producer.op_type == "Constant")
 
 
 def _visible(value: Value, graph: Graph) -> bool:

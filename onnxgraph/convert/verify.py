@@ -38,6 +38,12 @@ HALF_TOLERANCE: dict[int, float] = {onnx.TensorProto.FLOAT16: 1e-2, onnx.TensorP
 """Default limit on an output's relative L2 error after conversion to that element type: about
 ten units in the last place of float16 (2**-10) and five of bfloat16 (2**-7)."""
 
+HALF_SMALLEST_NORMAL: dict[int, float] = {
+    onnx.TensorProto.FLOAT16: float(np.finfo(np.float16).smallest_normal),
+    onnx.TensorProto.BFLOAT16: float(np.finfo(np.float32).smallest_normal),  # float32's exponent range
+}
+"""The smallest normal number of each half type: below it values keep fewer bits, then flush to zero."""
+
 
 @dataclass
 class ScaleComparison:
@@ -50,6 +56,8 @@ class ScaleComparison:
         max_reference: ``max |expected|``.
         limit: the largest ``relative_l2`` accepted.
         note: a reason the output cannot be judged by scale (new NaN or infinity, shape change).
+        smallest_normal: the half type's smallest normal number (0 when not known); an output whose
+            largest value lies below it is out of the half type's range, see :attr:`underflows`.
     """
 
     name: str
@@ -58,6 +66,7 @@ class ScaleComparison:
     max_reference: float
     limit: float
     note: str = ""
+    smallest_normal: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -68,19 +77,37 @@ class ScaleComparison:
         """``max_abs / max |expected|``: the worst element's error as a share of the output's range."""
         return self.max_abs / self.max_reference if self.max_reference else (0.0 if not self.max_abs else math.inf)
 
+    @property
+    def underflows(self) -> bool:
+        """The whole output is smaller than the half type's normal numbers: a failure is then the type's
+        range (values rounded to few bits or flushed to zero), not its precision."""
+        return not self.note and 0 < self.max_reference < self.smallest_normal
+
     def describe(self) -> str:
         """One line: how far off the output is."""
         if self.note:
             return f"output '{self.name}': {self.note}"
-        return (
+        text = (
             f"output '{self.name}' is {self.relative_l2:.2%} off the original (relative L2 error; "
             f"limit {self.limit:.2%}), worst element {self.max_abs:.3g} = {self.max_abs_over_scale:.2%} "
             f"of max |output|"
         )
+        if self.underflows:
+            text += (
+                f"; its largest value {self.max_reference:.3g} is below the smallest normal half-precision "
+                f"number {self.smallest_normal:.3g}: the values underflow"
+            )
+        return text
 
 
-def compare_scaled(name: str, expected: np.ndarray, actual: np.ndarray, limit: float) -> ScaleComparison:
-    """Compare a half-precision result with its float original by the output's overall scale."""
+def compare_scaled(
+    name: str, expected: np.ndarray, actual: np.ndarray, limit: float, half_type: int | None = None
+) -> ScaleComparison:
+    """Compare a half-precision result with its float original by the output's overall scale.
+
+    ``half_type`` (the element type computed in) lets the result say when the output lies below that
+    type's normal range (:attr:`ScaleComparison.underflows`).
+    """
     expected, actual = np.asarray(expected), np.asarray(actual)
     if expected.shape != actual.shape:
         return ScaleComparison(name, math.inf, math.inf, 0.0, limit, f"shape {actual.shape} != {expected.shape}")
@@ -103,7 +130,10 @@ def compare_scaled(name: str, expected: np.ndarray, actual: np.ndarray, limit: f
     norm = float(np.linalg.norm(e))
     error = float(np.linalg.norm(diff))
     relative = error / norm if norm else (0.0 if error == 0 else math.inf)
-    return ScaleComparison(name, relative, float(diff.max(initial=0.0)), float(np.abs(e).max(initial=0.0)), limit)
+    smallest = HALF_SMALLEST_NORMAL.get(half_type, 0.0) if half_type is not None else 0.0
+    return ScaleComparison(
+        name, relative, float(diff.max(initial=0.0)), float(np.abs(e).max(initial=0.0)), limit, "", smallest
+    )
 
 
 @dataclass
@@ -288,7 +318,8 @@ def verify_conversion(
         converted_feeds[spec.name] = array.astype(types.np_dtype(spec.elem_type)) if array.dtype.kind == "f" else array
     run = _run_converted_isolated(converted, converted_feeds)
     if run.outputs is not None:
-        return Verification(_compare(expected, run.outputs, half_type, tolerance), "onnxruntime", note=run.note)
+        comparisons = _compare(expected, run.outputs, half_type, tolerance)
+        return Verification(comparisons, "onnxruntime", note=_join(run.note, _all_zero_note(comparisons)))
     note = ""
     if run.missing_kernel:
         note = f"onnxruntime's CPU provider cannot run the converted model ({run.error}): compared on onnx.reference"
@@ -304,7 +335,22 @@ def verify_conversion(
             error=f"the converted model runs neither on onnxruntime ({run.error}) nor on "
             f"onnx.reference ({one_line(exc)})",
         )
-    return Verification(_compare(expected, actual, half_type, tolerance), "onnx.reference", note=note)
+    comparisons = _compare(expected, actual, half_type, tolerance)
+    return Verification(comparisons, "onnx.reference", note=_join(note, _all_zero_note(comparisons)))
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+def _all_zero_note(comparisons: Sequence[OutputComparison | ScaleComparison]) -> str:
+    """Say when a half-precision output was zero throughout in the original: matching it proves little
+    (a randomly initialised torchvision ViT's head is zero-initialised)."""
+    zero = [c.name for c in comparisons if isinstance(c, ScaleComparison) and not c.note and c.max_reference == 0]
+    if not zero:
+        return ""
+    names = ", ".join(f"'{n}'" for n in zero)
+    return f"output {names} is all zeros in the original on these inputs: its match says little"
 
 
 def _compare(expected: dict, actual: dict, half_type: int | None, tolerance: float | None) -> list:
@@ -314,7 +360,7 @@ def _compare(expected: dict, actual: dict, half_type: int | None, tolerance: flo
         act = actual.get(name)
         if half_type is not None and act is not None and exp.dtype.kind == "f":
             limit = HALF_TOLERANCE[half_type] if tolerance is None else tolerance
-            comparisons.append(compare_scaled(name, exp, act, limit))
+            comparisons.append(compare_scaled(name, exp, act, limit, half_type))
         else:
             exact[name] = exp
     comparisons.extend(compare_outputs(exact, actual, mixed_floats=True))

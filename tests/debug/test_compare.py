@@ -96,7 +96,9 @@ def test_fp16_overflow_names_the_overflowing_node(tmp_path):
     a = tmp_path / "ln.onnx"
     onnx.save(_builders().decomposed_layernorm(), a)
     b = tmp_path / "ln16.onnx"
-    assert _run("convert", str(a), "-o", str(b), "--fp16").exit_code == 0
+    # convert keeps a square read by float32 reductions in float32; with ReduceMean off the block list
+    # the Pow runs in float16 and overflows, as converters that keep only the reductions in float32 make it
+    assert _run("convert", str(a), "-o", str(b), "--fp16", "--op-block-list", "Range").exit_code == 0
     result = _run("compare", str(a), str(b), "--json")
     data = json.loads(result.stdout)
     first = data["origins"][0]

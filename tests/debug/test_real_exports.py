@@ -38,9 +38,14 @@ def test_exports_reproduce_pytorch(name):
         np.testing.assert_allclose(y, io["y"], rtol=1e-4, atol=1e-4)
 
 
+# convert keeps a square read by float32 reductions in float32 (no overflow); with ReduceMean off the
+# block list the Pow runs in float16 again, as converters that keep only the reductions in float32 make it.
+OVERFLOWING = ("--fp16", "--op-block-list", "Range")
+
+
 def test_torchscript_export_fp16_overflow_found_at_the_pow(tmp_path, inputs):
     fp16 = tmp_path / "fp16.onnx"
-    assert _run("convert", os.path.join(DATA, EXPORTS[0]), "-o", str(fp16), "--fp16").exit_code == 0
+    assert _run("convert", os.path.join(DATA, EXPORTS[0]), "-o", str(fp16), *OVERFLOWING).exit_code == 0
     result = _run("compare", os.path.join(DATA, EXPORTS[0]), str(fp16), "--inputs", inputs, "--json")
     data = json.loads(result.stdout)
     first = data["origins"][0]
@@ -78,10 +83,11 @@ def test_optimized_export_matches_value_by_value(tmp_path, name):
         assert renamed == {"/norm/Mul_output_0": "/norm/Div_output_0", "/norm/Add_1_output_0": "/norm/Div_output_0"}
 
 
-def test_reduce_fp16_export_against_reference_keeps_the_pow(tmp_path, inputs):
-    """onnx.reference computes float16 in float16; onnxruntime's CPU provider in float32 between Casts."""
+def test_reduce_fp16_export_against_reference_keeps_the_variance_reduction(tmp_path, inputs):
+    """onnx.reference computes float16 in float16 (the float16 ReduceMean of the squares overflows);
+    onnxruntime's CPU provider in float32 between Casts."""
     fp16, small = tmp_path / "fp16.onnx", tmp_path / "small.onnx"
-    assert _run("convert", os.path.join(DATA, EXPORTS[0]), "-o", str(fp16), "--fp16").exit_code == 0
+    assert _run("convert", os.path.join(DATA, EXPORTS[0]), "-o", str(fp16), *OVERFLOWING).exit_code == 0
     with np.load(inputs) as io:
         np.savez(tmp_path / "x16.npz", x=io["x"].astype(np.float16))
     result = _run(
@@ -96,4 +102,4 @@ def test_reduce_fp16_export_against_reference_keeps_the_pow(tmp_path, inputs):
     )
     assert result.exit_code == 0, result.output
     kept = [(n["op_type"], n["name"]) for n in json.loads(result.stdout)["kept"]]
-    assert ("Pow", "/norm/Pow") in kept and len(kept) <= 3
+    assert ("ReduceMean", "/norm/ReduceMean_1") in kept and len(kept) <= 3
