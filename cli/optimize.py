@@ -27,8 +27,7 @@ _MODEL_TYPES = ("bert", "gpt2", "bart", "t5", "vit", "clip", "phi", "gpt_neox", 
 @click.command(
     epilog=examples(
         "onnxgraph optimize model.onnx -o model.opt.onnx",
-        "onnxgraph optimize model.onnx -o model.opt.onnx --input-shape input_ids=1,128 --bench",
-        "onnxgraph optimize model.onnx -o model.opt.onnx --passes fold,dce --json report.json",
+        "onnxgraph optimize model.onnx -o model.opt.onnx --input-shape input_ids=1,128 --bench --json report.json",
         "onnxgraph optimize gpt2.onnx -o gpt2.ort.onnx --target ort --model-type gpt2",
     ),
 )
