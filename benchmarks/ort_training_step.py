@@ -10,7 +10,8 @@ optimizer model it writes must stay at IR version 10 (onnx 1.16). On Python 3.11
     python benchmarks/resnet_grad_step.py --save grad.onnx --save-forward forward.onnx   # onnxgraph's venv
     /tmp/ortt/bin/python benchmarks/ort_training_step.py --forward forward.onnx --grad grad.onnx
 
-Inputs ``x`` (float, NCHW) and ``target`` (class indices); ``--image``/``--batch`` size them.
+Inputs ``x`` (float; its static dims from the model, else NCHW of ``--image``) and ``target`` (class
+indices); ``--batch`` sizes both. ``resnet_grad_step.py --network mlp|cnn`` writes other networks.
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ from onnxruntime.training import artifacts
 from onnxruntime.training.api import CheckpointState, Module
 
 
+def _input_shape(forward: onnx.ModelProto, batch: int, image: int) -> tuple[int, ...]:
+    """Shape of input ``x``: ``batch`` first, the model's static dims after it, ``image`` for others
+    (NCHW: 3 channels)."""
+    (x,) = [i for i in forward.graph.input if i.name == "x"]
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in x.type.tensor_type.shape.dim]
+    if all(d is not None for d in dims[1:]):
+        return (batch, *[int(d) for d in dims[1:]])
+    return (batch, 3, image, image)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--forward", required=True, help="The forward model (training-mode BatchNormalization).")
@@ -39,10 +50,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     forward = onnx.load(args.forward)
+    statistics_inputs = {n.input[k] for n in forward.graph.node if n.op_type == "BatchNormalization" for k in (3, 4)}
     params = [
         i.name
         for i in forward.graph.initializer
-        if i.data_type == onnx.TensorProto.FLOAT and i.dims and not i.name.endswith((".mean", ".var"))
+        if i.data_type == onnx.TensorProto.FLOAT and i.dims and i.name not in statistics_inputs
     ]
     folder = tempfile.mkdtemp(prefix="ort_training_")
     artifacts.generate_artifacts(
@@ -56,10 +68,10 @@ def main() -> None:
         f"({accumulators} gradient accumulators); onnxgraph's gradient graph {len(grad.graph.node)} nodes"
     )
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((args.batch, 3, args.image, args.image)).astype(np.float32)
+    x = rng.standard_normal(_input_shape(forward, args.batch, args.image)).astype(np.float32)
     target = rng.integers(0, args.classes, args.batch).astype(np.int64)
     mapping = json.loads({p.key: p.value for p in grad.metadata_props}["onnxgraph.gradients"])
-    outputs = ["loss", *[mapping[p] for p in params]]
+    outputs = [mapping.get("@loss", "loss"), *[mapping[p] for p in params]]
     for threads in args.threads:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

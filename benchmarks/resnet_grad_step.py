@@ -34,22 +34,31 @@ models = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(models)
 
 
-def forward_model(image: int, classes: int):
-    """ResNet-18 (models/build.py, symbolic batch) with its BatchNormalization in training mode."""
+NETWORKS = {
+    "resnet18": lambda image, classes: models.resnet18(classes=classes, image=image),
+    "mlp": lambda image, classes: models.mlp((784, 256, classes)),
+    "cnn": lambda image, classes: models.cnn(channels=32, image=image, classes=classes),
+}
+"""Networks of models/build.py (symbolic batch, input ``x``, output ``logits``); ``mlp`` ignores ``image``."""
+
+
+def forward_model(image: int, classes: int, network: str = "resnet18"):
+    """A network of :data:`NETWORKS` with its BatchNormalization (if any) in training mode."""
     import onnxgraph
     from onnxgraph.autodiff.api import remove_dead_nodes
     from onnxgraph.training.modes import to_training_mode
 
-    model = onnxgraph.load(models.resnet18(classes=classes, image=image))
+    model = onnxgraph.load(NETWORKS[network](image, classes))
     to_training_mode(model, model.opset_imports.get("", models.OPSET))
     remove_dead_nodes(model)  # the running-statistics updates nobody reads here
     return model
 
 
-def gradient_model(image: int, classes: int) -> onnx.ModelProto:
+def gradient_model(image: int, classes: int, network: str = "resnet18") -> onnx.ModelProto:
     """:func:`forward_model` with cross-entropy gradients of every weight."""
-    model = forward_model(image, classes)
-    wrt = [name for name in model.graph.initializers if not name.endswith((".mean", ".var"))]
+    model = forward_model(image, classes, network)
+    statistics = {n.inputs[k].name for n in model.graph if n.op_type == "BatchNormalization" for k in (3, 4)}
+    wrt = [name for name in model.graph.initializers if name not in statistics]
     return build_gradient(model, loss_fn="cross_entropy", output="logits", wrt=wrt).to_proto()
 
 
@@ -111,14 +120,18 @@ def main() -> None:
     parser.add_argument("--save", help="Write the gradient model to this path and stop.")
     parser.add_argument("--save-forward", help="Also write the training-mode forward model (ort_training_step.py).")
     parser.add_argument("--also", nargs="*", default=[], help="LABEL=PATH gradient models to time as well.")
+    parser.add_argument(
+        "--network", choices=sorted(NETWORKS), default="resnet18", help="What --save writes (timing: resnet18)."
+    )
     args = parser.parse_args()
-    proto = gradient_model(args.image, args.classes)
     if args.save:
+        proto = gradient_model(args.image, args.classes, args.network)
         onnx.save(proto, args.save)
         print(f"{args.save}: {len(proto.graph.node)} nodes")
         if args.save_forward:
-            onnx.save(forward_model(args.image, args.classes).to_proto(), args.save_forward)
+            onnx.save(forward_model(args.image, args.classes, args.network).to_proto(), args.save_forward)
         return
+    proto = gradient_model(args.image, args.classes)
     rng = np.random.default_rng(0)
     batch = {
         "x": rng.standard_normal((args.batch, 3, args.image, args.image)).astype(np.float32),
