@@ -6,6 +6,11 @@ run on onnxruntime too (in a child process, so a crash of onnxruntime is a reaso
 command). A command whose own verification already ran the result on onnxruntime says so and the
 run is not repeated.
 
+Both runs (the input, then the result) happen in child processes stopped after :func:`check_seconds`:
+onnxruntime's session creation grows quadratically with the number of nodes that can run side by side
+(100,000 Relu nodes reading one input, the mask branches of a long chain's gradient), so on such graphs
+the check is skipped with a note saying why, rather than holding the command for an unbounded time.
+
 This run has onnxruntime's graph optimizations off: it checks that the model loads (types, kernels)
 and runs, and onnxruntime's optimizers cost superlinear time on large graphs (14 CPU seconds on the
 16,000-node gradient of a 4,000-node chain, against 1.4 with them off). Verification against the
@@ -62,18 +67,41 @@ def check_before_write(
     from onnxgraph.runtime.isolated import run_isolated
     from onnxgraph.serde.fileio import save
 
-    if not _runs_on_onnxruntime(source, input_shapes):
+    source_run = _run_source(source, input_shapes)
+    if source_run.timed_out:
+        return f"not run on onnxruntime: {_over_budget(source_run, 'the input')}"
+    if source_run.outputs is None:
         return ""
     feeds = random_inputs(specs_of(model), shapes=input_shapes)
     with tempfile.TemporaryDirectory(prefix="onnxgraph-check-") as folder:
         path = os.path.join(folder, "result.onnx")
         save(model, path)
-        run = run_isolated(path, feeds, optimization="disable")
+        run = run_isolated(path, feeds, optimization="disable", timeout=check_seconds())
     if run.missing_kernel:
         return f"not run on onnxruntime: its CPU provider has no kernel for an op of the result ({run.error})"
+    if run.timed_out:
+        return f"not run on onnxruntime: {_over_budget(run, 'the result')}"
     if run.outputs is None:
         raise ResultCheckFailed(f"onnxruntime runs the input but not the result: {run.error}")
     return run.note
+
+
+def check_seconds() -> float:
+    """How long each run of the check may take, session creation included: twice the run budget
+    (``sessions.run_budget()``, ``ONNXGRAPH_RUN_BUDGET``)."""
+    from onnxgraph.runtime.sessions import run_budget
+
+    return 2 * run_budget()
+
+
+def _over_budget(run, which: str) -> str:
+    """Why a check that ran out of time was skipped: onnxruntime's session creation is the bound."""
+    from onnxgraph.runtime.sessions import RUN_BUDGET_ENV
+
+    return (
+        f"{run.error} for {which} (onnxruntime's session creation grows quadratically with the number of "
+        f"nodes that can run side by side; {RUN_BUDGET_ENV}=SECONDS allows longer)"
+    )
 
 
 def checker_problem(model: Model) -> str:
@@ -113,15 +141,13 @@ def checker_problem(model: Model) -> str:
     return ""
 
 
-def _runs_on_onnxruntime(path: str, input_shapes: Mapping[str, Sequence[int]] | None) -> bool:
-    """Whether onnxruntime loads and runs the model file at ``path`` (optimizations off, as for the result)."""
-    from onnxgraph.runtime.sessions import create_session, run_within_budget
+def _run_source(path: str, input_shapes: Mapping[str, Sequence[int]] | None):
+    """Run the command's input on onnxruntime (optimizations off, as for the result) in a child process
+    stopped at :func:`check_seconds`, so onnxruntime's session creation cannot hold the command."""
+    from onnxgraph.runtime.isolated import IsolatedRun, run_isolated
 
     try:
-        session = create_session(path, optimization="disable")
         feeds = random_inputs(specs_of(load(path)), shapes=input_shapes)
-        names = [o.name for o in session.get_outputs()]
-        run_within_budget(session, names, {i.name: feeds[i.name] for i in session.get_inputs() if i.name in feeds})
-    except Exception:  # noqa: BLE001 - onnxruntime raises its own exception types
-        return False
-    return True
+    except Exception as exc:  # noqa: BLE001 - an input we cannot feed is one the check cannot run
+        return IsolatedRun(None, str(exc))
+    return run_isolated(path, feeds, optimization="disable", timeout=check_seconds())
