@@ -115,7 +115,7 @@ def _time(command: list[str], timeout: float) -> tuple[float, int, bool]:
     if done.returncode not in (0, 1):
         sys.stderr.write(stderr[-500:])
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    skipped = "not run on onnxruntime: onnxruntime did not create and run a session within" in stderr
+    skipped = "note: not run on onnxruntime: onnxruntime did not create and run a session within" in stderr
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), done.returncode, skipped
 
 
