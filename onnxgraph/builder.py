@@ -53,6 +53,7 @@ class OpBuilder:
         self.constants_as_nodes = constants_as_nodes
         self.created: list[Node] = []
         """Every node this builder made, in order."""
+        self._made: set[Node] = set()
 
     def __getattr__(self, op_type: str) -> OpCall:
         if op_type.startswith("_"):
@@ -97,7 +98,12 @@ class OpBuilder:
         else:
             self.graph.append(node)
         self.created.append(node)
+        self._made.add(node)
         return node
+
+    def made(self, node: Node | None) -> bool:
+        """Whether this builder created ``node`` (constant time, unlike a search of :attr:`created`)."""
+        return node in self._made
 
     def const(self, data: Any, dtype: Any = None, *, name: str = "const") -> Value:
         """A constant value holding ``data`` (an initializer, or a Constant node; see the class)."""

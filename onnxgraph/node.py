@@ -43,6 +43,7 @@ class Node:
         "metadata_props",
         "attributes",
         "_inputs",
+        "_inputs_view",
         "_outputs",
         "graph",
         "_prev",
@@ -80,7 +81,10 @@ class Node:
         self._next: Node | None = None
         self.extra: onnx.NodeProto | None = None
         """Fields of the source NodeProto that the IR does not model, re-emitted on export."""
-        self._inputs: tuple[Value | None, ...] = ()
+        self._inputs: list[Value | None] = []
+        """The inputs, edited in place (rewiring one input costs O(1) however many the node has)."""
+        self._inputs_view: tuple[Value | None, ...] | None = ()
+        """The tuple :attr:`inputs` hands out, built on the first read after an edit (None: stale)."""
         if inputs:
             self.set_inputs(inputs)
         if outputs is None:
@@ -94,7 +98,16 @@ class Node:
     # -- inputs ---------------------------------------------------------------------------------
     @property
     def inputs(self) -> tuple[Value | None, ...]:
-        return self._inputs
+        """The inputs as a tuple (a snapshot: later rewiring does not change it)."""
+        view = self._inputs_view
+        if view is None:
+            view = self._inputs_view = self._snapshot_inputs()
+        return view
+
+    def _snapshot_inputs(self) -> tuple[Value | None, ...]:
+        """Build the tuple :attr:`inputs` returns; once per read after edits, never per edit (a
+        100,000-input Sum whose inputs are rewired one by one is not copied 100,000 times)."""
+        return tuple(self._inputs)
 
     @property
     def outputs(self) -> tuple[Value, ...]:
@@ -119,14 +132,16 @@ class Node:
             old._uses.pop((self, index), None)
         if value is not None:
             value._uses[(self, index)] = None
-        self._inputs = self._inputs[:index] + (value,) + self._inputs[index + 1 :]
+        self._inputs[index] = value
+        self._inputs_view = None
 
     def set_inputs(self, inputs: Sequence[Value | None]) -> None:
         """Replace the whole input list."""
         for i, old in enumerate(self._inputs):
             if old is not None:
                 old._uses.pop((self, i), None)
-        self._inputs = tuple(inputs)
+        self._inputs = list(inputs)
+        self._inputs_view = None
         for i, value in enumerate(self._inputs):
             if value is not None:
                 value._uses[(self, i)] = None

@@ -5,7 +5,8 @@ one graph are evaluated together: one onnxruntime session for the whole constant
 
 Rewrites:
     1. ``numpy``: small integer shape arithmetic (Shape, Gather, Concat, Unsqueeze, Slice, Add...
-       on at most 64 elements) is computed in numpy, without a session.
+       on at most 64 elements) is computed in numpy, without a session; so is an Identity of any
+       constant, one of a result of the onnxruntime batch included (after the batch has run).
     2. ``onnxruntime``: every other constant node of a graph is computed in one onnxruntime session.
     3. ``reference``: when that session cannot be built or run (an op onnxruntime lacks), the
        nodes are evaluated one by one, with onnx.reference for those onnxruntime cannot run.
@@ -111,6 +112,7 @@ class ConstantFolding(Pass):
         how: dict[Node, str] = {}  # folded node -> rewrite case
         batch: list[Node] = []
         pending: set[Value] = set()  # outputs of batch nodes, known after the run
+        copies: dict[Value, Node] = {}  # output -> Identity of a batch result, resolved after the run
         for node in graph:
             if not self._foldable(node):
                 continue
@@ -119,11 +121,19 @@ class ConstantFolding(Pass):
                 continue
             if not waits and self._try_numpy(node, arrays, values):
                 how[node] = "numpy"
+            elif waits and node.op_type == "Identity" and self.allows("numpy"):
+                copies[node.outputs[0]] = node
+                pending.add(node.outputs[0])
             elif self.allows("onnxruntime") or self.allows("reference"):
-                batch.append(node)
+                _join_batch(node, batch, copies)
                 pending.update(v for v in node.outputs if v.name)
         if batch:
             how.update(self._evaluate(batch, values, opsets, ir_version))
+        for out, node in copies.items():  # in graph order: a copy of a copy finds its source resolved
+            source = node.inputs[0]
+            if source in values:
+                values[out] = values[source]
+                how[node] = "numpy"
         if how:
             self._materialize(graph, how, values, in_function, stats)
 
@@ -214,6 +224,23 @@ class ConstantFolding(Pass):
         if array.size > self.size_limit:
             return False
         return array.size <= BLOAT_FREE or array.size <= leaf_size or _is_weight(value)
+
+
+def _join_batch(node: Node, batch: list[Node], copies: dict[Value, Node]) -> None:
+    """Add ``node`` to the onnxruntime batch, with the Identity copies it reads (held back so far).
+
+    An Identity of a batch result is resolved after the run, without onnxruntime (a gradient's
+    100,000 copies of one constant would otherwise be 100,000 side-by-side nodes in one session,
+    whose creation onnxruntime makes quadratic); only a copy another batch node reads joins it.
+    """
+    joining, stack = [node], [node]
+    while stack:  # the copies it reads, the copies those read... (no recursion: chains may be long)
+        for v in stack.pop().inputs:
+            copy = copies.pop(v, None) if v is not None else None
+            if copy is not None:
+                joining.append(copy)
+                stack.append(copy)
+    batch.extend(reversed(joining))  # sources first
 
 
 def _is_weight(value: Value) -> bool:

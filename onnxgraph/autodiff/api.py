@@ -287,7 +287,7 @@ def _untie(graph, value: Value) -> Value:
 def _expose(b: GradBuilder, gradient: Value, wrt: Value) -> str:
     """Add ``gradient`` as a graph output named ``<wrt>_grad`` (suffixed when taken)."""
     graph = b.graph
-    if gradient.producer() is None or gradient.is_graph_output() or gradient.producer() not in b.created:
+    if gradient.producer() is None or gradient.is_graph_output() or not b.made(gradient.producer()):
         gradient = b.Identity(gradient)
     name = graph.fresh_name(f"{wrt.name}_grad")
     gradient.name = name

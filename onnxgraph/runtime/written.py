@@ -6,6 +6,11 @@ run on onnxruntime too (in a child process, so a crash of onnxruntime is a reaso
 command). A command whose own verification already ran the result on onnxruntime says so and the
 run is not repeated.
 
+Both runs (the input, then the result) happen in child processes stopped after :func:`check_seconds`:
+onnxruntime's session creation grows quadratically with the number of nodes that can run side by side
+(100,000 Relu nodes reading one input, the mask branches of a long chain's gradient), so on such graphs
+the check is skipped with a note saying why, rather than holding the command for an unbounded time.
+
 This run has onnxruntime's graph optimizations off: it checks that the model loads (types, kernels)
 and runs, and onnxruntime's optimizers cost superlinear time on large graphs (14 CPU seconds on the
 16,000-node gradient of a 4,000-node chain, against 1.4 with them off). Verification against the
@@ -20,7 +25,7 @@ from collections.abc import Mapping, Sequence
 
 import onnx
 
-from onnxgraph.errors import ResultCheckFailed
+from onnxgraph.errors import ResultCheckFailed, RunBudgetExceeded
 from onnxgraph.model import Model
 from onnxgraph.runtime.inputs import specs_of
 from onnxgraph.runtime.sizing import SizePlan, runnable_plan
@@ -63,19 +68,40 @@ def check_before_write(
     from onnxgraph.runtime.isolated import run_isolated
     from onnxgraph.serde.fileio import save
 
-    plan = _plan_the_source_runs_with(source, input_shapes)
+    plan, note = _plan_the_source_runs_with(source, input_shapes)
     if plan is None:
+        return note
         return ""
     feeds = plan.inputs(specs_of(model), input_shapes)
     with tempfile.TemporaryDirectory(prefix="onnxgraph-check-") as folder:
         path = os.path.join(folder, "result.onnx")
         save(model, path)
-        run = run_isolated(path, feeds, optimization="disable")
+        run = run_isolated(path, feeds, optimization="disable", timeout=check_seconds())
     if run.missing_kernel:
         return f"not run on onnxruntime: its CPU provider has no kernel for an op of the result ({run.error})"
+    if run.timed_out:
+        return f"not run on onnxruntime: {_over_budget(run, 'the result')}"
     if run.outputs is None:
         raise ResultCheckFailed(f"onnxruntime runs the input but not the result: {run.error}")
     return run.note
+
+
+def check_seconds() -> float:
+    """How long each run of the check may take, session creation included: twice the run budget
+    (``sessions.run_budget()``, ``ONNXGRAPH_RUN_BUDGET``)."""
+    from onnxgraph.runtime.sessions import run_budget
+
+    return 2 * run_budget()
+
+
+def _over_budget(run, which: str) -> str:
+    """Why a check that ran out of time was skipped: onnxruntime's session creation is the bound."""
+    from onnxgraph.runtime.sessions import RUN_BUDGET_ENV
+
+    return (
+        f"{run.error} for {which} (onnxruntime's session creation grows quadratically with the number of "
+        f"nodes that can run side by side; {RUN_BUDGET_ENV}=SECONDS allows longer)"
+    )
 
 
 def checker_problem(model: Model) -> str:
@@ -115,13 +141,29 @@ def checker_problem(model: Model) -> str:
     return ""
 
 
-def _plan_the_source_runs_with(path: str, input_shapes: Mapping[str, Sequence[int]] | None) -> SizePlan | None:
+def _plan_the_source_runs_with(
+    path: str, input_shapes: Mapping[str, Sequence[int]] | None
+) -> tuple[SizePlan | None, str]:
     """The sizes with which onnxruntime runs the model file at ``path`` (optimizations off, as for the
-    result), or None when it does not run it at all."""
-    from onnxgraph.runtime.ir_session import open_session
+    result; each try in a child process stopped at :func:`check_seconds`), and a note: (None, "")
+    when onnxruntime does not run it at all, (None, why) when a run exceeded the check's time."""
+    from onnxgraph.runtime.isolated import IsolatedRun, run_isolated
+
+    over_time: list[IsolatedRun] = []
+
+    def run(feeds: dict) -> object:
+        result = run_isolated(path, feeds, optimization="disable", timeout=check_seconds())
+        if result.timed_out:
+            over_time.append(result)
+            raise RunBudgetExceeded(result.error)
+        if result.outputs is None:
+            raise RuntimeError(result.error)
+        return result.outputs
 
     try:
-        plan, _, _ = runnable_plan(load(path), open_session(path).run, input_shapes=input_shapes)
+        plan, _, _ = runnable_plan(load(path), run, input_shapes=input_shapes)
+    except RunBudgetExceeded:
+        return None, f"not run on onnxruntime: {_over_budget(over_time[-1], 'the input')}"
     except Exception:  # noqa: BLE001 - onnxruntime raises its own exception types
-        return None
-    return plan
+        return None, ""
+    return plan, ""

@@ -238,6 +238,43 @@ def test_a_converted_model_no_session_can_be_made_for_in_time_fails_verification
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "failed: the converted model does not run on onnxruntime: onnxruntime did not create and run a session "
-        "within 1 s, with or without its graph optimizations (nothing written; --no-verify writes it anyway)"
+        "within 1 s, with or without its graph optimizations (its session creation grows quadratically with the "
+        "number of nodes that can run side by side, and its CPU provider adds one such Cast per float16 "
+        "initializer) (nothing written; --no-verify writes it anyway)"
     ]
     assert not out.exists()
+
+
+def test_the_check_of_an_input_onnxruntime_takes_too_long_to_load_is_skipped_with_a_note(tmp_path, monkeypatch):
+    source = str(tmp_path / "source.onnx")
+    onnxgraph.save(_tiny("y = Relu(x)"), source)
+    monkeypatch.setenv("ONNXGRAPH_RUN_BUDGET", "0.5")
+    monkeypatch.setenv(TEST_CRASH_ENV, "hang")  # every child sleeps while "creating the session"
+    note = check_before_write(_tiny("y = Relu(x)"), source=source)
+    assert note.startswith(
+        "not run on onnxruntime: onnxruntime did not create and run a session within 1 s for the input"
+    )
+    assert "ONNXGRAPH_RUN_BUDGET=SECONDS" in note
+
+
+def test_the_check_of_a_result_onnxruntime_takes_too_long_to_load_is_skipped_with_a_note(tmp_path, monkeypatch):
+    import onnxgraph.runtime.written as written
+    from onnxgraph.runtime.isolated import IsolatedRun
+
+    source = str(tmp_path / "source.onnx")
+    onnxgraph.save(_tiny("y = Relu(x)"), source)
+    monkeypatch.setattr(written, "_run_source", lambda path, shapes: IsolatedRun({"y": np.zeros(2, np.float32)}))
+    monkeypatch.setenv("ONNXGRAPH_RUN_BUDGET", "0.5")
+    monkeypatch.setenv(TEST_CRASH_ENV, "hang")
+    note = check_before_write(_tiny("y = Relu(x)"), source=source)
+    assert note.startswith(
+        "not run on onnxruntime: onnxruntime did not create and run a session within 1 s for the result"
+    )
+
+
+def test_the_input_is_run_in_a_child_process(tmp_path, monkeypatch):
+    """A crash of onnxruntime on the input is the child's, not the command's: the result is not run."""
+    source = str(tmp_path / "source.onnx")
+    onnxgraph.save(_tiny("y = Relu(x)"), source)
+    monkeypatch.setenv(TEST_CRASH_ENV, "always")
+    assert check_before_write(_tiny("y = Relu(x)"), source=source) == ""

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
+import onnxgraph
 from onnxgraph.optimizers import evaluate
 from onnxgraph.optimizers.fold import ConstantFolding
 
@@ -147,3 +149,38 @@ def test_graph_output_computed_from_constants_keeps_its_name(kit):
     kit.apply(ConstantFolding(), model)
     assert [v.name for v in model.graph.outputs] == ["y", "z"]
     assert "z" in model.graph.initializers
+
+
+def test_identities_of_a_batch_result_are_folded_without_joining_the_session(monkeypatch):
+    """A gradient's many copies of one constant: the session holds the Expand alone, the copies are
+    resolved after it (copies read by another batch node join the batch, as that node needs them)."""
+    import onnxgraph.optimizers.fold as fold
+
+    text = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[4] x) => (float[4] y0, float[4] y1, float[4] y2, float[4] z) <float one = {1.0}, int64[1] shape = {4}> {
+        e = Expand(one, shape)
+        y0 = Identity(e)
+        y1 = Identity(e)
+        c = Identity(e)
+        y2 = Identity(c)
+        n = Neg(c)
+        z = Add(x, n)
+    }
+    """
+    model = onnxgraph.load(onnx.parser.parse_model(text).SerializeToString())
+    sessions = []
+    real = fold.run_onnxruntime
+
+    def recording(proto, feeds):
+        sessions.append(sorted(n.op_type for n in proto.graph.node))
+        return real(proto, feeds)
+
+    monkeypatch.setattr(fold, "run_onnxruntime", recording)
+    stats = fold.ConstantFolding().run(model)
+    assert sessions == [["Expand", "Identity", "Neg"]]  # the copy Neg reads joined; y0, y1, y2 did not
+    assert stats["numpy"] == 3 and stats["onnxruntime"] == 3
+    for name in ("y0", "y1", "y2"):
+        value = next(v for v in model.graph.outputs if v.name == name)
+        np.testing.assert_array_equal(value.const_value.numpy(), np.ones(4, np.float32))
+    assert [n.op_type for n in model.graph] == ["Add"]
