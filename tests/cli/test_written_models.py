@@ -259,11 +259,14 @@ def test_the_check_of_an_input_onnxruntime_takes_too_long_to_load_is_skipped_wit
 
 def test_the_check_of_a_result_onnxruntime_takes_too_long_to_load_is_skipped_with_a_note(tmp_path, monkeypatch):
     import onnxgraph.runtime.written as written
-    from onnxgraph.runtime.isolated import IsolatedRun
+    from onnxgraph.runtime.inputs import specs_of
+    from onnxgraph.runtime.sizing import size_plans
 
     source = str(tmp_path / "source.onnx")
     onnxgraph.save(_tiny("y = Relu(x)"), source)
-    monkeypatch.setattr(written, "_run_source", lambda path, shapes: IsolatedRun({"y": np.zeros(2, np.float32)}))
+    loaded = onnxgraph.load(source)
+    plan = next(size_plans(loaded, specs_of(loaded)))  # as if the input ran with the first sizes
+    monkeypatch.setattr(written, "_plan_the_source_runs_with", lambda path, shapes: (plan, ""))
     monkeypatch.setenv("ONNXGRAPH_RUN_BUDGET", "0.5")
     monkeypatch.setenv(TEST_CRASH_ENV, "hang")
     note = check_before_write(_tiny("y = Relu(x)"), source=source)
