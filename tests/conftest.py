@@ -5,6 +5,8 @@
   mixed with this one would test code nobody meant to test).
 - Counts of what the ONNX-suite tests compared, printed at the end of the run. Cases that compare
   nothing (onnxruntime itself cannot run them) are skipped with the reason instead.
+- models/build.py is importable by every test module as ``model_builders`` (``build`` is also a
+  PyPI package, so it gets a name of its own).
 - Tests run from an empty folder, not the checkout: a subprocess started with ``python -m onnxgraph``
   or ``python -c`` puts its working folder first on sys.path, and the checkout's onnxgraph/ folder
   lacks the ``cli`` and ``optimizers`` sub-packages that setuptools maps in (``pip install .``).
@@ -12,10 +14,27 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections import Counter
 
 import pytest
+
+MODEL_BUILDERS = "model_builders"
+
+
+def _register_model_builders() -> None:
+    """Load models/build.py once as the module ``model_builders`` (``import model_builders``)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "build.py")
+    spec = importlib.util.spec_from_file_location(MODEL_BUILDERS, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[MODEL_BUILDERS] = module
+    spec.loader.exec_module(module)
+
+
+_register_model_builders()
 
 SUBPACKAGES = {"onnxgraph.optimizers": "optimizers", "onnxgraph.cli": "cli"}
 """Sub-packages that live at the top level of a checkout (setuptools package-dir) -> their folder."""
@@ -41,8 +60,6 @@ def split_checkout(package_dir: str, subpackage_dirs: dict[str, str]) -> str | N
 
 
 def pytest_configure(config):
-    import importlib.util
-
     import onnxgraph
 
     # find_spec locates the sub-packages without running them (mixed versions may not even import)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
+import model_builders
 import onnx
 import pytest
 
@@ -15,17 +15,10 @@ from onnxgraph.runtime.sessions import create_session
 MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 
 
-def _builders() -> dict:
-    spec = importlib.util.spec_from_file_location("models_build", os.path.join(MODELS, "build.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.BUNDLED
-
-
-@pytest.mark.parametrize("name", sorted(_builders()))
+@pytest.mark.parametrize("name", sorted(model_builders.BUNDLED))
 def test_committed_model_matches_its_builder_and_runs(name):
     path = os.path.join(MODELS, name)
-    built = _builders()[name]()
+    built = model_builders.BUNDLED[name]()
     assert onnx.load(path) == built, f"models/{name} is stale: run python models/build.py"
     onnx.checker.check_model(built, full_check=True)
     outputs = create_session(path).run(None, random_inputs(specs_of(onnxgraph.load(path)), seed=0))

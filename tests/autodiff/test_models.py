@@ -6,9 +6,7 @@ assert the loss falls by a stated factor.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
+import model_builders as models
 import numpy as np
 import onnx
 import pytest
@@ -17,18 +15,6 @@ from onnx import numpy_helper
 
 from onnxgraph.autodiff import build_gradient
 from onnxgraph.runtime.sessions import create_session
-
-
-def _load_builders():
-    """models/build.py under a name of its own (``build`` is also a PyPI package)."""
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "models", "build.py")
-    spec = importlib.util.spec_from_file_location("onnxgraph_models_build", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-models = _load_builders()
 
 
 def initializers_as_inputs(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:

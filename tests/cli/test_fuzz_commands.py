@@ -14,10 +14,10 @@ The default run is 24 cases (about 40 s on 2 cores); ``ONNXGRAPH_FUZZ_CASES=N`` 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 
+import model_builders
 import numpy as np
 import onnx
 import pytest
@@ -28,14 +28,6 @@ from onnxgraph.cli import cli
 from onnxgraph.runtime.sessions import RUN_BUDGET_ENV
 
 CASES = int(os.environ.get("ONNXGRAPH_FUZZ_CASES", "24"))
-MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "models")
-
-
-def _build():
-    spec = importlib.util.spec_from_file_location("models_build", os.path.join(MODELS, "build.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _with_if() -> onnx.ModelProto:
@@ -67,7 +59,7 @@ def _with_if() -> onnx.ModelProto:
 
 
 def _bases() -> list[onnx.ModelProto]:
-    build = _build()
+    build = model_builders
     return [build.mlp((8, 6, 3)), build.resnet_like(blocks=1, channels=4, image=8), _with_if()]
 
 

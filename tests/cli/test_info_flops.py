@@ -8,10 +8,10 @@ ResNet-18 at 224x224 is 1,814,073,344 MACs, BERT-base at sequence 128 11,173,625
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
+import model_builders as build
 import numpy as np
 import onnx
 import onnx.parser
@@ -21,18 +21,6 @@ from click.testing import CliRunner
 import onnxgraph
 from onnxgraph.cli import cli
 from onnxgraph.inspection import analyze
-
-MODELS = os.path.join(os.path.dirname(__file__), "..", "..", "models")
-
-
-def _build():
-    spec = importlib.util.spec_from_file_location("models_build", os.path.join(MODELS, "build.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _build()
 
 
 def _info(path: str, *args: str) -> dict:

@@ -3,10 +3,9 @@ and runs on onnxruntime wherever the input does; otherwise exit 1 and nothing is
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 
+import model_builders
 import numpy as np
 import onnx
 import onnx.parser
@@ -21,15 +20,7 @@ from onnxgraph.runtime.isolated import TEST_CRASH_ENV
 from onnxgraph.runtime.sessions import create_session
 from onnxgraph.runtime.written import ResultCheckFailed, check_before_write
 
-MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "models")
 FP16 = onnx.TensorProto.FLOAT16
-
-
-def _build():
-    spec = importlib.util.spec_from_file_location("models_build", os.path.join(MODELS, "build.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _invoke(*args: str):
@@ -50,7 +41,7 @@ def _run(path: str, x: np.ndarray) -> np.ndarray:
 @pytest.fixture
 def zoo_resnet(tmp_path) -> str:
     """The ONNX model zoo's ResNet layout: IR 3, opset 8, every initializer also a graph input."""
-    return _save(_build().resnet_like(ir_version=3, opset=8, initializers_as_inputs=True), tmp_path / "zoo.onnx")
+    return _save(model_builders.resnet_like(ir_version=3, opset=8, initializers_as_inputs=True), tmp_path / "zoo.onnx")
 
 
 @pytest.mark.parametrize("keep_io", [False, True])
@@ -73,7 +64,7 @@ def test_fp16_of_ir3_model_with_initializer_inputs_loads_on_onnxruntime(zoo_resn
 
 
 def test_grad_on_ir3_model_lists_initializers_as_inputs(tmp_path):
-    source = _save(_build().resnet_like(blocks=1, ir_version=3, opset=8), tmp_path / "ir3.onnx")
+    source = _save(model_builders.resnet_like(blocks=1, ir_version=3, opset=8), tmp_path / "ir3.onnx")
     assert len(onnx.load(source).graph.input) == 1  # no weight listed: invalid IR 3, yet onnxruntime runs it
     out = str(tmp_path / "grad.onnx")
     result = _invoke("grad", source, "-o", out, "--loss-fn", "sum", "--model-output", "logits")
@@ -104,7 +95,7 @@ def test_convert_sorts_nodes_and_lists_initializers_for_ir3(tmp_path):
 def test_fp16_is_judged_by_the_output_scale(tmp_path):
     # 1,000 logits of size ~10, some near zero: float16 is ~0.05% off overall, yet elements near
     # zero fail an element-wise check with float16's rtol/atol.
-    proto = _build().resnet_like(blocks=4, channels=16, classes=1000, head_scale=1.0)
+    proto = model_builders.resnet_like(blocks=4, channels=16, classes=1000, head_scale=1.0)
     source = _save(proto, tmp_path / "resnet.onnx")
     out = str(tmp_path / "half.onnx")
     result = _invoke("convert", source, "-o", out, "--fp16", "--input-shape", "x=4,3,16,16", "--json")
@@ -117,7 +108,7 @@ def test_fp16_is_judged_by_the_output_scale(tmp_path):
 
 
 def test_fp16_failure_says_how_far_off_and_what_the_options_change(tmp_path):
-    proto = _build().resnet_like(blocks=4, channels=16, head_scale=1.0)
+    proto = model_builders.resnet_like(blocks=4, channels=16, head_scale=1.0)
     source = _save(proto, tmp_path / "resnet.onnx")
     out = tmp_path / "half.onnx"
     result = _invoke("convert", source, "-o", str(out), "--fp16", "--tolerance", "1e-6")
@@ -130,7 +121,7 @@ def test_fp16_failure_says_how_far_off_and_what_the_options_change(tmp_path):
 
 
 def test_onnxruntime_crash_is_named_and_retried_without_nchwc(tmp_path, monkeypatch):
-    source = _save(_build().resnet_like(blocks=1), tmp_path / "resnet.onnx")
+    source = _save(model_builders.resnet_like(blocks=1), tmp_path / "resnet.onnx")
     out = tmp_path / "half.onnx"
     monkeypatch.setenv(TEST_CRASH_ENV, "session")  # the child aborts unless NchwcTransformer is disabled
     result = _invoke("convert", source, "-o", str(out), "--fp16")
@@ -143,7 +134,7 @@ def test_onnxruntime_crash_is_named_and_retried_without_nchwc(tmp_path, monkeypa
 
 
 def test_onnxruntime_crash_every_time_fails_with_one_line(tmp_path, monkeypatch):
-    source = _save(_build().resnet_like(blocks=1), tmp_path / "resnet.onnx")
+    source = _save(model_builders.resnet_like(blocks=1), tmp_path / "resnet.onnx")
     out = tmp_path / "half.onnx"
     monkeypatch.setenv(TEST_CRASH_ENV, "always")
     result = _invoke("convert", source, "-o", str(out), "--fp16")
@@ -179,7 +170,7 @@ def test_result_onnxruntime_cannot_run_is_refused_when_the_input_runs(tmp_path):
 def test_grad_writes_nothing_when_its_result_does_not_run(tmp_path, monkeypatch):
     import onnxgraph.autodiff
 
-    source = _save(_build().resnet_like(blocks=1), tmp_path / "resnet.onnx")
+    source = _save(model_builders.resnet_like(blocks=1), tmp_path / "resnet.onnx")
     real = onnxgraph.autodiff.build_gradient
 
     def broken(*args, **kwargs):
@@ -200,7 +191,7 @@ def test_grad_writes_nothing_when_its_result_does_not_run(tmp_path, monkeypatch)
 def test_a_child_that_hangs_is_stopped_at_its_timeout(tmp_path, monkeypatch):
     from onnxgraph.runtime.isolated import run_isolated
 
-    source = _save(_build().resnet_like(blocks=1), tmp_path / "resnet.onnx")
+    source = _save(model_builders.resnet_like(blocks=1), tmp_path / "resnet.onnx")
     monkeypatch.setenv(TEST_CRASH_ENV, "hang")
     x = np.zeros((1, 3, 16, 16), np.float32)
     run = run_isolated(source, {"x": x}, timeout=2)
@@ -213,7 +204,7 @@ def test_a_child_that_hangs_is_stopped_at_its_timeout(tmp_path, monkeypatch):
 def test_a_slow_optimized_session_falls_back_to_one_without_optimizations(tmp_path, monkeypatch):
     import onnxgraph.convert.verify
 
-    source = _save(_build().resnet_like(blocks=1), tmp_path / "resnet.onnx")
+    source = _save(model_builders.resnet_like(blocks=1), tmp_path / "resnet.onnx")
     out = tmp_path / "half.onnx"
     monkeypatch.setenv(TEST_CRASH_ENV, "slow-optimized")
     # 8 s: long enough for the fallback child to start and run on a loaded machine
@@ -230,7 +221,7 @@ def test_a_slow_optimized_session_falls_back_to_one_without_optimizations(tmp_pa
 def test_a_converted_model_no_session_can_be_made_for_in_time_fails_verification(tmp_path, monkeypatch):
     import onnxgraph.convert.verify
 
-    source = _save(_build().resnet_like(blocks=1), tmp_path / "resnet.onnx")
+    source = _save(model_builders.resnet_like(blocks=1), tmp_path / "resnet.onnx")
     out = tmp_path / "half.onnx"
     monkeypatch.setenv(TEST_CRASH_ENV, "hang")
     monkeypatch.setattr(onnxgraph.convert.verify, "OPTIMIZED_SESSION_SECONDS", 1.0)

@@ -3,9 +3,9 @@ small by models/build.py and judged on onnxruntime against the float32 original.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
+import model_builders as build
 import onnx
 import onnx.parser
 import pytest
@@ -16,18 +16,6 @@ from onnxgraph.convert.verify import ScaleComparison, verify_conversion
 from onnxgraph.shape_inference import infer_shapes
 
 FP16, FLOAT = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
-
-
-def _builders():
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "models", "build.py")
-    spec = importlib.util.spec_from_file_location("onnxgraph_models_build", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _builders()
 
 
 def _fp16(proto: onnx.ModelProto, **kwargs) -> onnxgraph.Model:

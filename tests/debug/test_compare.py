@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 
+import model_builders
 import numpy as np
 import onnx
 import pytest
@@ -18,15 +17,6 @@ from onnxgraph.cli import cli
 from onnxgraph.optimizers import optimize
 from onnxgraph.runtime.providers import cuda_status
 
-_BUILD = os.path.join(os.path.dirname(__file__), "..", "..", "models", "build.py")
-
-
-def _builders():
-    spec = importlib.util.spec_from_file_location("onnxgraph_models_build_debug", _BUILD)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _run(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
@@ -35,7 +25,7 @@ def _run(*args: str):
 @pytest.fixture
 def optimized_pair(tmp_path):
     """The bundled-style transformer block and its optimized version (fusions rename values)."""
-    original = _builders().transformer_block()
+    original = model_builders.transformer_block()
     a = tmp_path / "a.onnx"
     onnx.save(original, a)
     model, report = optimize(str(a))
@@ -94,7 +84,7 @@ def test_perturbed_weight_in_optimized_model_is_named(optimized_pair, tmp_path):
 
 def test_fp16_overflow_names_the_overflowing_node(tmp_path):
     a = tmp_path / "ln.onnx"
-    onnx.save(_builders().decomposed_layernorm(), a)
+    onnx.save(model_builders.decomposed_layernorm(), a)
     b = tmp_path / "ln16.onnx"
     # convert keeps a square read by float32 reductions in float32; with ReduceMean off the block list
     # the Pow runs in float16 and overflows, as converters that keep only the reductions in float32 make it
@@ -176,7 +166,7 @@ def test_renamed_values_are_matched_through_the_metadata(tmp_path):
 
 def test_same_model_two_providers(tmp_path):
     a = tmp_path / "a.onnx"
-    onnx.save(_builders().decomposed_layernorm(gain=1.0), a)
+    onnx.save(model_builders.decomposed_layernorm(gain=1.0), a)
     result = _run("compare", str(a), "--provider", "cpu", "--against", "cpu", "--json")
     assert result.exit_code == 0
     data = json.loads(result.output)
@@ -187,7 +177,7 @@ def test_same_model_two_providers(tmp_path):
 @pytest.mark.skipif(cuda_status().usable, reason="CUDA is usable here: the unavailable case cannot be shown")
 def test_cuda_unavailable_is_one_line_exit_2(tmp_path):
     a = tmp_path / "a.onnx"
-    onnx.save(_builders().decomposed_layernorm(gain=1.0), a)
+    onnx.save(model_builders.decomposed_layernorm(gain=1.0), a)
     result = CliRunner().invoke(cli, ["compare", str(a), "--provider", "cpu", "--against", "cuda"])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1 and "cuda" in result.output.lower()
@@ -195,8 +185,8 @@ def test_cuda_unavailable_is_one_line_exit_2(tmp_path):
 
 def test_model_onnxruntime_rejects_is_one_line_exit_2(tmp_path):
     a, b = tmp_path / "a.onnx", tmp_path / "rejected.onnx"
-    onnx.save(_builders().fault_chain(6, 99), a)
-    onnx.save(_builders().fault_chain(6, 3), b)  # Relu on int16: no onnxruntime kernel
+    onnx.save(model_builders.fault_chain(6, 99), a)
+    onnx.save(model_builders.fault_chain(6, 3), b)  # Relu on int16: no onnxruntime kernel
     result = CliRunner().invoke(cli, ["compare", str(a), str(b)])
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and f"{b}: onnxruntime cannot run it" in result.output
@@ -207,7 +197,7 @@ def test_model_onnxruntime_rejects_is_one_line_exit_2(tmp_path):
 
 def test_bad_usage_exits_2(tmp_path):
     a = tmp_path / "a.onnx"
-    onnx.save(_builders().decomposed_layernorm(gain=1.0), a)
+    onnx.save(model_builders.decomposed_layernorm(gain=1.0), a)
     assert CliRunner().invoke(cli, ["compare", str(a)]).exit_code == 2
     missing = CliRunner().invoke(cli, ["compare", str(a), str(tmp_path / "nope.onnx")])
     assert missing.exit_code == 2 and "nope.onnx" in missing.output

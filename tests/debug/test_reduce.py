@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import sys
 
+import model_builders
 import numpy as np
 import onnx
 import onnx.parser
@@ -21,15 +20,6 @@ from onnxgraph.errors import OnnxGraphError
 from onnxgraph.runtime.sessions import create_session
 from onnxgraph.shape_inference import inferred_types
 
-_BUILD = os.path.join(os.path.dirname(__file__), "..", "..", "models", "build.py")
-
-
-def _builders():
-    spec = importlib.util.spec_from_file_location("onnxgraph_models_build_reduce", _BUILD)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _reduce(*args: str):
     return CliRunner().invoke(cli, ["reduce", *args], catch_exceptions=False)
@@ -37,7 +27,7 @@ def _reduce(*args: str):
 
 def test_node_onnxruntime_rejects_is_kept_from_100(tmp_path):
     model = tmp_path / "chain.onnx"
-    onnx.save(_builders().fault_chain(100, 60), model)
+    onnx.save(model_builders.fault_chain(100, 60), model)
     out = tmp_path / "small.onnx"
     result = _reduce(str(model), "--fails-on", "onnxruntime", "-o", str(out), "--json")
     assert result.exit_code == 0, result.output
@@ -54,7 +44,7 @@ def test_node_onnxruntime_rejects_is_kept_from_100(tmp_path):
 
 def test_user_command_check(tmp_path):
     model = tmp_path / "chain.onnx"
-    onnx.save(_builders().fault_chain(24, 15), model)
+    onnx.save(model_builders.fault_chain(24, 15), model)
     out = tmp_path / "small.onnx"
     command = f'{sys.executable} -c "import onnxruntime, sys; onnxruntime.InferenceSession(sys.argv[1])" {{model}}'
     result = _reduce(str(model), "--check", command, "-o", str(out))
@@ -66,7 +56,7 @@ def test_user_command_check(tmp_path):
 
 def test_differs_from_reference_keeps_the_random_node(tmp_path):
     model = tmp_path / "chain.onnx"
-    onnx.save(_builders().fault_chain(40, 37, fault="random"), model)
+    onnx.save(model_builders.fault_chain(40, 37, fault="random"), model)
     out, inputs = tmp_path / "small.onnx", tmp_path / "small.npz"
     result = _reduce(str(model), "--differs-from-reference", "-o", str(out), "--save-inputs", str(inputs))
     assert result.exit_code == 0, result.output
@@ -79,7 +69,7 @@ def test_differs_from_reference_keeps_the_random_node(tmp_path):
 
 def test_check_passing_on_the_original_exits_2(tmp_path):
     model = tmp_path / "chain.onnx"
-    onnx.save(_builders().fault_chain(10, 99), model)
+    onnx.save(model_builders.fault_chain(10, 99), model)
     result = CliRunner().invoke(
         cli, ["reduce", str(model), "--fails-on", "onnxruntime", "-o", str(tmp_path / "o.onnx")]
     )
@@ -118,7 +108,7 @@ def test_cut_values_become_typed_inputs_and_shape_values_keep_their_data():
 
 def test_match_must_appear_in_the_failure(tmp_path):
     model = tmp_path / "chain.onnx"
-    onnx.save(_builders().fault_chain(10, 5), model)
+    onnx.save(model_builders.fault_chain(10, 5), model)
     args = [str(model), "--fails-on", "onnxruntime", "-o", str(tmp_path / "o.onnx")]
     other = CliRunner().invoke(cli, ["reduce", *args, "--match", "INVALID_GRAPH"])
     assert other.exit_code == 2 and "passes on the original" in other.output
@@ -128,7 +118,7 @@ def test_match_must_appear_in_the_failure(tmp_path):
 
 def test_a_command_past_its_timeout_counts_as_failing():
     check = CommandCheck(f"{sys.executable} -c 'import time; time.sleep(5)' {{model}}", timeout=0.5)
-    outcome = check(_builders().fault_chain(2, 99), {})
+    outcome = check(model_builders.fault_chain(2, 99), {})
     assert (outcome.failing, outcome.kind) == (True, "timeout")
     with pytest.raises(OnnxGraphError, match="placeholder"):
         CommandCheck("true")
@@ -143,12 +133,12 @@ def test_command_check_writes_inputs_named_like_numpy_savez_arguments(tmp_path):
         "and d['allow_pickle'].sum() == 4 else 0)"
     )
     check = CommandCheck(f'{sys.executable} -c "{script}" {{inputs}} {{model}}')
-    outcome = check(_builders().fault_chain(2, 99), feeds)
+    outcome = check(model_builders.fault_chain(2, 99), feeds)
     assert (outcome.failing, outcome.detail) == (True, "exit 7")
 
 
 def test_worker_past_its_timeout_counts_as_failing_and_is_replaced():
-    model = _builders().fault_chain(4, 2)
+    model = model_builders.fault_chain(4, 2)
     feeds = {"x": np.zeros((2, 8), np.float32)}
     check = WorkerCheck("onnxruntime", timeout=0.001)  # less than the worker needs to start
     try:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
+import model_builders
 import numpy as np
 import onnx
 from click.testing import CliRunner
@@ -14,14 +12,9 @@ import onnxgraph
 from onnxgraph.cli import cli
 from onnxgraph.debug.exposure import Exposer, intermediates
 
-_BUILD = os.path.join(os.path.dirname(__file__), "..", "..", "models", "build.py")
-
 
 def _model():
-    spec = importlib.util.spec_from_file_location("onnxgraph_models_build_values", _BUILD)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.decomposed_layernorm(gain=1.0)
+    return model_builders.decomposed_layernorm(gain=1.0)
 
 
 def test_values_match_onnx_reference_and_only_filters(tmp_path):

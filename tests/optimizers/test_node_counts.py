@@ -8,10 +8,10 @@ among results made of standard ONNX ops only), so these tests need none of those
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
+import model_builders as BUILD
 import pytest
 
 import onnxgraph
@@ -23,18 +23,6 @@ from onnxgraph.runtime.sessions import run_model
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, "anchor_counts.json")) as _f:
     ANCHORS: dict[str, dict] = json.load(_f)
-
-
-def _builders():
-    path = os.path.join(HERE, "..", "..", "models", "build.py")
-    spec = importlib.util.spec_from_file_location("models_build_counts", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BUILD = _builders()
 
 
 @pytest.mark.parametrize("name", sorted(ANCHORS))

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections import Counter
 
+import model_builders as build
 import numpy as np
 import onnx
 import pytest
@@ -23,17 +23,6 @@ _BUILD = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "models", "build.py"
 )
 SHAPES = {"input_ids": [2, 8], "attention_mask": [2, 8]}
-
-
-def _builders():
-    spec = importlib.util.spec_from_file_location("onnxgraph_models_build_fusions", _BUILD)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _builders()
 
 
 def _fuse(kit, proto: onnx.ModelProto, shapes=None) -> tuple[onnxgraph.Model, Counter[str]]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
+import model_builders as models
 import numpy as np
 import onnx
 import pytest
@@ -17,17 +17,6 @@ from onnxgraph.runtime.sessions import create_session
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 TRANSFORMER = os.path.join(ROOT, "models", "transformer.onnx")
-
-
-def _load_builders():
-    """models/build.py under a name of its own (``build`` is also a PyPI package)."""
-    spec = importlib.util.spec_from_file_location("onnxgraph_models_build", os.path.join(ROOT, "models", "build.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-models = _load_builders()
 
 
 def _token_feeds(seed: int, batch: int = 2, seq: int = 16) -> dict[str, np.ndarray]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
+import model_builders
 import numpy as np
 import onnx.parser
 import pytest
@@ -13,16 +11,7 @@ import onnxgraph
 from onnxgraph.runtime.sessions import create_session
 from onnxgraph.runtime.sizing import SizingFailed, min_spatial_length, run_sized, size_plans
 
-
-def _builders():
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "models", "build.py")
-    spec = importlib.util.spec_from_file_location("onnxgraph_models_build", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-AUDIO = _builders().audio_frontend()
+AUDIO = model_builders.audio_frontend()
 
 
 def _runs(proto: onnx.ModelProto, samples: int) -> bool:

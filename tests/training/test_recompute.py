@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
+import model_builders as models
 import numpy as np
 import pytest
 
@@ -12,10 +10,6 @@ from onnxgraph.training import TrainingError, build_training
 from onnxgraph.training.recompute import BOUNDARY_OPS
 from onnxgraph.training.trainer import Trainer
 
-MODELS = os.path.join(os.path.dirname(__file__), "..", "..", "models")
-_spec = importlib.util.spec_from_file_location("onnxgraph_models_build", os.path.join(MODELS, "build.py"))
-models = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(models)
 FROZEN = ["causal_mask", "attn_scale"]
 
 
