@@ -200,28 +200,19 @@ def export(model: RealModel, exporter: str, path: str) -> None:
             # nn.MultiheadAttention's inference fast path (torchvision's ViT) has no TorchScript-exporter
             # symbolic; users switch it off to export.
             torch.backends.mha.set_fastpath_enabled(False)
-            torch.onnx.export(
-                module,
-                args,
-                path,
-                input_names=list(sample),
-                output_names=list(model.outputs),
-                dynamic_axes=model.dynamic_axes,
-                opset_version=17,
-                dynamo=False,
-            )
-        else:
-            torch.onnx.export(
-                module,
-                args,
-                path,
-                input_names=list(sample),
-                output_names=list(model.outputs),
-                dynamic_axes=model.dynamic_axes,
-                opset_version=18,
-                dynamo=True,
-                external_data=False,
-            )
+        by_exporter = {
+            "torchscript": {"opset_version": 17, "dynamo": False},
+            "dynamo": {"opset_version": 18, "dynamo": True, "external_data": False},
+        }
+        torch.onnx.export(
+            module,
+            args,
+            path,
+            input_names=list(sample),
+            output_names=list(model.outputs),
+            dynamic_axes=model.dynamic_axes,
+            **by_exporter[exporter],
+        )
 
 
 def export_all(out: str, names: list[str], exporters: list[str]) -> dict[str, dict[str, str]]:
