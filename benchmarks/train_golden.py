@@ -166,7 +166,7 @@ def _perturbed(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
-def _export(module: nn.Module, example: torch.Tensor, path: str, dynamo: bool) -> None:
+def _export(module: nn.Module, example: torch.Tensor, path: str, dynamo: bool = False) -> None:
     dims = {"x": {0: "batch"}, "logits": {0: "batch"}}
     module.eval()  # BatchNorm exports in inference mode: onnxgraph switches it to training mode
     if dynamo:
