@@ -123,7 +123,17 @@ def main() -> None:
     parser.add_argument(
         "--network", choices=sorted(NETWORKS), default="resnet18", help="What --save writes (timing: resnet18)."
     )
+    parser.add_argument(
+        "--sensitivity",
+        type=float,
+        metavar="EPS",
+        help="Print how far float64 PyTorch's own gradients move when the input is scaled by 1 + EPS*noise, "
+        "and stop: the spread any float32 gradient has on this network (ReLU and max-pool kinks).",
+    )
     args = parser.parse_args()
+    if args.sensitivity:
+        _sensitivity(args.image, args.batch, args.classes, args.sensitivity)
+        return
     if args.save:
         proto = gradient_model(args.image, args.classes, args.network)
         onnx.save(proto, args.save)
@@ -170,6 +180,21 @@ def main() -> None:
                 f"{k} {p50['pytorch'] / v:.2f}x" for k, v in p50.items() if k != "pytorch"
             )
         print(f"{threads} thread(s), image {args.image}, batch {args.batch}, {args.runs} runs: {line}", flush=True)
+
+
+def _sensitivity(image: int, batch: int, classes: int, eps: float) -> None:
+    """Worst relative change of float64 PyTorch's gradients under a relative input perturbation ``eps``."""
+    proto = gradient_model(image, classes)
+    params = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in proto.graph.initializer}
+    params = {k: v for k, v in params.items() if k.split(".")[0] in _roots()}
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, image, image))
+    target = rng.integers(0, classes, batch).astype(np.int64)
+    base = torch_step(params, {"x": x, "target": target}, 1)()
+    noisy = x * (1 + eps * np.random.default_rng(1).standard_normal(x.shape))
+    moved = torch_step(params, {"x": noisy, "target": target}, 1)()
+    worst = max(map(_relative_error, moved, base))
+    print(f"float64 PyTorch, input moved by {eps:g}: gradients move by up to {worst:.1e}")
 
 
 def _relative_error(ours: np.ndarray, theirs: np.ndarray) -> float:
