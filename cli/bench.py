@@ -252,8 +252,8 @@ def parity_failure(result: dict) -> str:
     return f"outputs differ: '{first['name']}': {detail}{more}"
 
 
-def _number(x: float | None) -> str:
-    return "inf" if x is None else f"{x:.3g}"
+def _number(x: float) -> str:
+    return f"{x:.3g}"
 
 
 def _ms(x: float) -> str:

@@ -258,17 +258,7 @@ def _verification_json(result) -> dict:
                 }
             )
         else:
-            outputs.append(
-                {
-                    "name": c.name,
-                    "max_abs": c.max_abs,
-                    "max_rel": c.max_rel,
-                    "mismatches": c.mismatches,
-                    "rtol": c.rtol,
-                    "atol": c.atol,
-                    "passed": c.passed,
-                }
-            )
+            outputs.append(c.to_dict())
     return {"passed": result.passed, "engine": result.engine, "note": result.note, "outputs": outputs}
 
 

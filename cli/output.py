@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -44,8 +45,12 @@ def escape(text: object) -> str:
 
 
 def write_json(data: dict, path: str) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically, or to stdout when ``path`` is ``-``."""
-    text = json.dumps(data, indent=2) + "\n"
+    """Write ``data`` as indented JSON to ``path`` atomically, or to stdout when ``path`` is ``-``.
+
+    JSON has no infinity or NaN: such floats (an error of a missing output, a diverged value) are
+    written as the strings ``"inf"``, ``"-inf"`` and ``"nan"``.
+    """
+    text = json.dumps(_finite_json(data), indent=2, allow_nan=False) + "\n"
     if path == "-":
         click.echo(text, nl=False)
         return
@@ -53,6 +58,17 @@ def write_json(data: dict, path: str) -> None:
 
     with atomic_write(path) as f:
         f.write(text.encode())
+
+
+def _finite_json(value: object) -> object:
+    """``value`` with every non-finite float, however deep, replaced by its text."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {key: _finite_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(item) for item in value]
+    return value
 
 
 def emit(data: dict, as_json: str | None, render: Callable[[], None]) -> None:

@@ -47,23 +47,15 @@ class ValueDiff:
         return not self.ratio <= 1.0
 
     def to_json(self) -> dict:
-        c = self.comparison
         return {
+            **self.comparison.to_dict(),
             "name": self.match.a.name,
             "name_b": self.match.b.name,
             "node_a": self.match.a.node,
             "op_a": self.match.a.op_type,
             "node_b": self.match.b.node,
             "op_b": self.match.b.op_type,
-            "max_abs": _finite_or_text(c.max_abs),
-            "max_rel": _finite_or_text(c.max_rel),
-            "mismatches": c.mismatches,
-            "size": c.size,
-            "rtol": c.rtol,
-            "atol": c.atol,
-            "note": c.note,
-            "passed": c.passed,
-            "ratio": _finite_or_text(self.ratio),
+            "ratio": self.ratio,
             "diverged": self.diverged,
             "origin": self.origin,
             "output": self.output,
@@ -107,7 +99,7 @@ class LayerwiseReport:
             "compared": len(self.values),
             "unmatched": len(self.unmatched),
             "total": self.total,
-            "outputs": [_comparison_json(c) for c in self.outputs],
+            "outputs": [c.to_dict() for c in self.outputs],
             "origins": [v.to_json() for v in self.origins],
             "values": [v.to_json() for v in self.values],
         }
@@ -269,21 +261,3 @@ def _mark_origins(a: Model, report: LayerwiseReport) -> None:
             if diff.diverged:
                 bad.add(name)
                 diff.origin = not tainted
-
-
-def _comparison_json(c: OutputComparison) -> dict:
-    return {
-        "name": c.name,
-        "max_abs": _finite_or_text(c.max_abs),
-        "max_rel": _finite_or_text(c.max_rel),
-        "mismatches": c.mismatches,
-        "size": c.size,
-        "rtol": c.rtol,
-        "atol": c.atol,
-        "note": c.note,
-        "passed": c.passed,
-    }
-
-
-def _finite_or_text(x: float) -> float | str:
-    return x if math.isfinite(x) else str(x)

@@ -181,7 +181,7 @@ class BenchReport:
                 "ci95": [low, high],
                 "parity": {
                     "passed": self.parity_passed,
-                    "outputs": [_comparison_dict(c) for c in self.parity],
+                    "outputs": [c.to_dict() for c in self.parity],
                 },
             }
         return {
@@ -430,25 +430,6 @@ def _parity(expected: dict, actual: dict, config: BenchConfig, half=None) -> lis
         if tolerance is not None:
             tolerances[name] = tolerance
     return compare_outputs(expected, actual, tolerances, mixed_floats=True)
-
-
-def _comparison_dict(c: OutputComparison) -> dict:
-    return {
-        "name": c.name,
-        "max_abs": _finite_or_none(c.max_abs),
-        "max_rel": _finite_or_none(c.max_rel),
-        "mismatches": c.mismatches,
-        "size": c.size,
-        "rtol": c.rtol,
-        "atol": c.atol,
-        "passed": c.passed,
-        "note": c.note,
-    }
-
-
-def _finite_or_none(x: float) -> float | None:
-    """JSON has no infinity: an infinite error (a missing output, a shape change) becomes null."""
-    return x if np.isfinite(x) else None
 
 
 def _cpu_name() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,11 @@ class OutputComparison:
     @property
     def passed(self) -> bool:
         return self.mismatches == 0 and not self.note
+
+    def to_dict(self) -> dict:
+        """The comparison as JSON-shaped data (its floats may be infinite or NaN:
+        ``onnxgraph.cli.output.write_json`` writes those as text)."""
+        return {**dataclasses.asdict(self), "passed": self.passed}
 
 
 def compare_arrays(

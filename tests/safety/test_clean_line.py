@@ -7,6 +7,7 @@ import warnings
 import click
 import numpy as np
 import onnx
+import pytest
 from click.testing import CliRunner
 from onnx import helper
 
@@ -97,3 +98,19 @@ def test_reference_runtime_warnings_silenced():
         result = CliRunner().invoke(group, ["overflow"])
     assert result.exit_code == 0 and result.stdout.strip() == "inf", result.output
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+def test_json_output_is_strict_json_with_non_finite_figures_as_text(tmp_path):
+    """A missing output's infinite error, a diverged value's NaN: JSON has no number for them, and
+    Python's json would write the invalid tokens Infinity and NaN."""
+    import json
+
+    from onnxgraph.cli.output import write_json
+    from onnxgraph.runtime.compare import OutputComparison
+
+    missing = OutputComparison("y", float("inf"), float("nan"), 4, 4, 1e-4, 1e-5, note="missing in B")
+    path = tmp_path / "report.json"
+    write_json({"outputs": [missing.to_dict()], "ratio": (-float("inf"), 1.0)}, str(path))
+    data = json.loads(path.read_text(), parse_constant=lambda token: pytest.fail(f"invalid JSON token {token}"))
+    assert data["outputs"][0]["max_abs"] == "inf" and data["outputs"][0]["max_rel"] == "nan"
+    assert data["outputs"][0]["passed"] is False and data["ratio"] == ["-inf", 1.0]
