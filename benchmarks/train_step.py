@@ -77,37 +77,35 @@ def _driver(artifacts, batch: dict, memory_pattern: bool, threads: int | None):
 
 def memory_child(args) -> dict:
     """In a subprocess: peak RSS increase over steps 2..N and the p50 step time."""
-    from onnxgraph.runtime.memory import PeakRss
-
     artifacts = _transformer_artifacts(args.layers, args.dim, args.seq, recompute=args.recompute)
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 1000, (args.batch, args.seq + 1))
     step = _driver(artifacts, {"ids": ids[:, :-1], "target": ids[:, 1:]}, args.pattern == "on", args.threads)
     del artifacts
+    return {"pattern": args.pattern, "recompute": args.recompute, **_measure_steps(step, args.steps)}
+
+
+def _measure_steps(step, steps: int) -> dict:
+    """Peak RSS increase after the first step (which plans and allocates) and over all ``steps``, and
+    the p50 time of steps 2..N."""
+    from onnxgraph.runtime.memory import PeakRss
+
     meter = PeakRss()
     meter.start()
-    step()  # the first step plans and allocates
+    step()
     first = meter.increase_mb()
     times = []
-    for _ in range(args.steps - 1):
+    for _ in range(steps - 1):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    return {
-        "pattern": args.pattern,
-        "recompute": args.recompute,
-        "first_step_mb": first,
-        "peak_mb": meter.increase_mb(),
-        "p50_s": statistics.median(times),
-    }
+    return {"first_step_mb": first, "peak_mb": meter.increase_mb(), "p50_s": statistics.median(times)}
 
 
 def torch_memory_child(args) -> dict:
     """In a subprocess: PyTorch eager's peak RSS increase over steps 2..N of the same-sized GPT
     (benchmarks/train_golden.py's Transformer: fused qkv, biases) and its p50 step time."""
     import torch
-
-    from onnxgraph.runtime.memory import PeakRss
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import train_golden as golden
@@ -118,22 +116,7 @@ def torch_memory_child(args) -> dict:
     opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
     ids = torch.from_numpy(np.random.default_rng(0).integers(0, 1000, (args.batch, args.seq + 1)))
     step = functools.partial(_torch_step, module, opt, ids[:, :-1], ids[:, 1:])
-    meter = PeakRss()
-    meter.start()
-    step()
-    first = meter.increase_mb()
-    times = []
-    for _ in range(args.steps - 1):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return {
-        "pattern": "pytorch",
-        "recompute": "pytorch",
-        "first_step_mb": first,
-        "peak_mb": meter.increase_mb(),
-        "p50_s": statistics.median(times),
-    }
+    return {"pattern": "pytorch", "recompute": "pytorch", **_measure_steps(step, args.steps)}
 
 
 def run_memory(args) -> None:
