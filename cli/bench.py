@@ -8,7 +8,15 @@ from collections.abc import Callable, Iterator
 import click
 
 from onnxgraph.cli.errors import CheckFailed
-from onnxgraph.cli.options import examples, input_shape_option, json_flag, model_argument, parse_input_shapes
+from onnxgraph.cli.options import (
+    examples,
+    input_shape_option,
+    inputs_option,
+    json_flag,
+    model_argument,
+    parse_input_shapes,
+    seed_option,
+)
 from onnxgraph.cli.output import emit, stdout_console
 
 
@@ -50,14 +58,7 @@ from onnxgraph.cli.output import emit, stdout_console
 )
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
 @input_shape_option
-@click.option(
-    "--inputs",
-    "inputs_npz",
-    type=click.Path(dir_okay=False, path_type=str),
-    default=None,
-    metavar="FILE.npz",
-    help="Input arrays by name instead of seeded random data.",
-)
+@inputs_option
 @click.option(
     "--input-range",
     "input_ranges",
@@ -66,7 +67,7 @@ from onnxgraph.cli.output import emit, stdout_console
     help="Range [LOW, HIGH) of random integer inputs such as token ids, for one input or all "
     "without NAME (repeatable) [default: 0,10].",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@seed_option
 @click.option(
     "--tolerance",
     "tolerances",
@@ -99,7 +100,7 @@ def bench(
     duration: float | None,
     threads: int | None,
     input_shapes: tuple[str, ...],
-    inputs_npz: str | None,
+    inputs: str | None,
     input_ranges: tuple[str, ...],
     seed: int,
     tolerances: tuple[str, ...],
@@ -130,7 +131,7 @@ def bench(
         threads=threads,
         io_binding=io_binding,
         input_shapes=parse_input_shapes(input_shapes),
-        inputs_npz=inputs_npz,
+        inputs_npz=inputs,
         int_range=int_range or DEFAULT_INT_RANGE,
         input_ranges=per_input,
         seed=seed,
@@ -139,7 +140,7 @@ def bench(
         memory_pattern=memory_pattern,
     )
     models = [model] if model_b is None else [model, model_b]
-    reads = [inputs_npz] if inputs_npz else []
+    reads = [inputs] if inputs else []
     check_outputs([Output(as_json, "--json"), Output(plot_path, "--plot")], models=models, reads=reads)
     if plot_path:
         require_matplotlib()

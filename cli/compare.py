@@ -5,7 +5,15 @@ from __future__ import annotations
 import click
 
 from onnxgraph.cli.errors import BadInput, CheckFailed
-from onnxgraph.cli.options import allow_outside_option, examples, input_shape_option, json_flag, parse_input_shapes
+from onnxgraph.cli.options import (
+    allow_outside_option,
+    examples,
+    input_shape_option,
+    inputs_option,
+    json_flag,
+    parse_input_shapes,
+    seed_option,
+)
 
 _PROVIDERS = ["auto", "cpu", "cuda"]
 
@@ -32,14 +40,9 @@ _PROVIDERS = ["auto", "cpu", "cuda"]
     default=None,
     help="Compare A with itself on this provider instead of with a model B.",
 )
-@click.option(
-    "--inputs",
-    type=click.Path(dir_okay=False, path_type=str),
-    metavar="FILE.npz",
-    help="Inputs by name (default: seeded random inputs).",
-)
+@inputs_option
 @input_shape_option
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@seed_option
 @click.option("--rtol", type=float, default=None, help="Relative tolerance for every value (default: per dtype).")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance for every value (default: per dtype).")
 @click.option(

@@ -88,6 +88,16 @@ input_shape_option = click.option(
 )
 
 
+inputs_option = click.option(
+    "--inputs",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    metavar="FILE.npz",
+    help="Input arrays by name (default: seeded random inputs).",
+)
+seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+
+
 overwrite_option = click.option(
     "--overwrite",
     is_flag=True,

@@ -9,10 +9,12 @@ from onnxgraph.cli.options import (
     allow_outside_option,
     examples,
     input_shape_option,
+    inputs_option,
     json_flag,
     model_argument,
     output_option,
     parse_input_shapes,
+    seed_option,
 )
 
 
@@ -48,14 +50,9 @@ from onnxgraph.cli.options import (
     show_default=True,
     help="Execution provider of the built-in checks.",
 )
-@click.option(
-    "--inputs",
-    type=click.Path(dir_okay=False, path_type=str),
-    metavar="FILE.npz",
-    help="Inputs of the model (default: seeded random inputs).",
-)
+@inputs_option
 @input_shape_option
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@seed_option
 @click.option(
     "--timeout",
     type=float,

@@ -9,10 +9,12 @@ from onnxgraph.cli.options import (
     allow_outside_option,
     examples,
     input_shape_option,
+    inputs_option,
     json_flag,
     model_argument,
     output_option,
     parse_input_shapes,
+    seed_option,
 )
 
 
@@ -25,12 +27,7 @@ from onnxgraph.cli.options import (
 )
 @model_argument
 @output_option("Where to write the values (array names are value names).", metavar="VALUES.npz")
-@click.option(
-    "--inputs",
-    type=click.Path(dir_okay=False, path_type=str),
-    metavar="FILE.npz",
-    help="Inputs by name (default: seeded random inputs).",
-)
+@inputs_option
 @click.option(
     "--only",
     "patterns",
@@ -39,7 +36,7 @@ from onnxgraph.cli.options import (
     help="Keep values whose name, or whose node's name or op type, matches this glob (repeatable).",
 )
 @input_shape_option
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@seed_option
 @click.option(
     "--provider",
     type=click.Choice(["auto", "cpu", "cuda"]),
