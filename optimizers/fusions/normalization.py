@@ -7,7 +7,8 @@
 
 ``rmsnorm`` (opset >= 23) matches the llama-style root-mean-square norm::
 
-    y = x / Sqrt(ReduceMean(Pow(x, 2)) + eps) * scale      (or x * Reciprocal(Sqrt(...)) * scale)
+    y = x / Sqrt(ReduceMean(Pow(x, 2)) + eps) * scale      (or x * Reciprocal(Sqrt(...)) * scale, or
+                                                            x * Div(1, Sqrt(...)) * scale: TorchScript's rsqrt)
 
 Both reduce over trailing axes with ``keepdims``; the scale (and bias) must have the normalized
 shape (leading 1s are dropped from constants). Only float32 inputs are fused: the fused ops compute
@@ -181,12 +182,21 @@ def _rms_plain_reciprocal(op, x, eps, axes=None):
     return op.Mul(x, op.Reciprocal(_rms_denominator(op, x, eps, axes)), _commute=True, _bind="normed")
 
 
+def _rms_plain_one_over(op, x, eps, axes=None):
+    """``torch.rsqrt`` as the TorchScript exporter writes it: ``Div(1, Sqrt(...))``."""
+    return op.Mul(x, op.Div(1.0, _rms_denominator(op, x, eps, axes)), _commute=True, _bind="normed")
+
+
 def _rms_div(op, x, eps, scale, axes=None):
     return op.Mul(_rms_plain_div(op, x, eps, axes), scale, _commute=True)
 
 
 def _rms_reciprocal(op, x, eps, scale, axes=None):
     return op.Mul(_rms_plain_reciprocal(op, x, eps, axes), scale, _commute=True)
+
+
+def _rms_one_over(op, x, eps, scale, axes=None):
+    return op.Mul(_rms_plain_one_over(op, x, eps, axes), scale, _commute=True)
 
 
 def _rms_check(
@@ -219,5 +229,7 @@ RULES = RewriteRuleSet(
         RewriteRule("rmsnorm", _rms_reciprocal, _rms_replacement, _rms_check),
         RewriteRule("rmsnorm", _rms_plain_div, _rms_replacement, _rms_check),
         RewriteRule("rmsnorm", _rms_plain_reciprocal, _rms_replacement, _rms_check),
+        RewriteRule("rmsnorm", _rms_one_over, _rms_replacement, _rms_check),
+        RewriteRule("rmsnorm", _rms_plain_one_over, _rms_replacement, _rms_check),
     ]
 )

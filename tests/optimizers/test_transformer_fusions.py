@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 
 import model_builders as build
@@ -19,9 +18,6 @@ from onnxgraph.optimizers.fusions.normalization import RULES as NORMALIZATION_RU
 from onnxgraph.optimizers.fusions.rotary import repeats_halves
 from onnxgraph.shape_inference import annotate_types
 
-_BUILD = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "models", "build.py"
-)
 SHAPES = {"input_ids": [2, 8], "attention_mask": [2, 8]}
 
 
@@ -82,6 +78,19 @@ def test_attention_with_a_padding_mask(kit):
     assert stats["attention"] == 2 and ops["Attention"] == 2 and ops["Softmax"] == 0
     # [batch, 1, 1, seq] masks are expanded to onnxruntime's [.., q_seq, kv_seq]
     assert ops["Expand"] == 2
+
+
+@pytest.mark.parametrize("hidden_scale", [1.0, 4e-3])
+def test_rmsnorm_as_the_torchscript_exporter_writes_rsqrt(kit, hidden_scale):
+    """``torch.rsqrt`` exports as ``Div(1, Sqrt(...))`` (Llama/Qwen2 TorchScript exports, converted to
+    opset 23 with ``onnxgraph convert --opset 23``: 9 norms of the real Llama export fuse)."""
+    import onnx.version_converter
+
+    proto = onnx.version_converter.convert_version(build.rms_norm_export(scale=hidden_scale), 23)
+    model, stats = _fuse(kit, proto, {"x": [2, 3, 64]})
+    ops = kit.ops(model)
+    assert stats["rmsnorm"] == 1 and ops["RMSNormalization"] == 1
+    assert not {"Pow", "ReduceMean", "Sqrt", "Div"} & set(ops)
 
 
 def test_rmsnorm_without_scale_through_the_pipeline():
