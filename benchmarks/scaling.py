@@ -22,17 +22,15 @@ Usage: python benchmarks/scaling.py [--sizes 1000,10000,100000] [--shapes relu,a
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 
-import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
-F = TensorProto.FLOAT
 COMMANDS = {
     "info": ["info", "{model}"],
     "optimize": ["optimize", "{model}", "-o", "{out}"],
@@ -46,52 +44,20 @@ COMMANDS = {
 }
 
 
-def relu_chain(n: int) -> onnx.ModelProto:
-    nodes = [helper.make_node("Relu", [f"h{i}"], [f"h{i + 1}" if i + 1 < n else "y"]) for i in range(n)]
-    nodes[0].input[0] = "x"
-    return _model(nodes, [])
-
-
-def add_chain(n: int) -> onnx.ModelProto:
-    inits = [numpy_helper.from_array(np.full(4, 0.001 * (i % 7), np.float32), f"b{i}") for i in range(n)]
-    nodes = [helper.make_node("Add", [f"h{i}", f"b{i}"], [f"h{i + 1}" if i + 1 < n else "y"]) for i in range(n)]
-    nodes[0].input[0] = "x"
-    return _model(nodes, inits)
-
-
-def wide_sum(n: int) -> onnx.ModelProto:
-    nodes = [helper.make_node("Relu", ["x"], [f"r{i}"]) for i in range(n)]
-    nodes.append(helper.make_node("Sum", [f"r{i}" for i in range(n)], ["y"]))
-    return _model(nodes, [])
-
-
-def many_initializers(n: int) -> onnx.ModelProto:
-    inits = [numpy_helper.from_array(np.full((4, 4), 0.01 * (i % 5), np.float32), f"w{i}") for i in range(n)]
-    nodes = [helper.make_node("MatMul", ["x2", f"w{i}"], [f"m{i}"]) for i in range(n)]
-    nodes.insert(0, helper.make_node("Reshape", ["x", "shape"], ["x2"]))
-    inits.append(numpy_helper.from_array(np.array([1, 4], np.int64), "shape"))
-    nodes.append(helper.make_node("Sum", [f"m{i}" for i in range(n)], ["s"]))
-    nodes.append(helper.make_node("Reshape", ["s", "back"], ["y"]))
-    inits.append(numpy_helper.from_array(np.array([4], np.int64), "back"))
-    return _model(nodes, inits)
-
-
-SHAPES = {"relu": relu_chain, "add": add_chain, "wide": wide_sum, "inits": many_initializers}
+_spec = importlib.util.spec_from_file_location(
+    "onnxgraph_models_build", os.path.join(os.path.dirname(__file__), "..", "models", "build.py")
+)
+assert _spec is not None and _spec.loader is not None
+models = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(models)
+SHAPES = {
+    "relu": models.relu_chain,
+    "add": models.add_chain,
+    "wide": models.wide_sum,
+    "inits": models.many_initializers,
+}
 NO_WEIGHTS = {"relu", "wide"}
 """Shapes without initializers: grad differentiates with respect to the input x."""
-
-
-def _model(nodes, inits) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        nodes,
-        "scaling",
-        [helper.make_tensor_value_info("x", F, [4])],
-        [helper.make_tensor_value_info("y", F, [4])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
 
 
 def _time(command: list[str], timeout: float) -> tuple[float, int, bool]:

@@ -1312,6 +1312,53 @@ def rms_norm_export(hidden: int = 64, scale: float = 4e-3, seed: int = 0) -> onn
     return model
 
 
+# ---- Graphs of N nodes for the scaling benchmark (benchmarks/scaling.py) and linear-work tests ----------
+
+
+def relu_chain(n: int) -> onnx.ModelProto:
+    nodes = [helper.make_node("Relu", [f"h{i}"], [f"h{i + 1}" if i + 1 < n else "y"]) for i in range(n)]
+    nodes[0].input[0] = "x"
+    return _scaling_model(nodes, [])
+
+
+def add_chain(n: int) -> onnx.ModelProto:
+    inits = [numpy_helper.from_array(np.full(4, 0.001 * (i % 7), np.float32), f"b{i}") for i in range(n)]
+    nodes = [helper.make_node("Add", [f"h{i}", f"b{i}"], [f"h{i + 1}" if i + 1 < n else "y"]) for i in range(n)]
+    nodes[0].input[0] = "x"
+    return _scaling_model(nodes, inits)
+
+
+def wide_sum(n: int) -> onnx.ModelProto:
+    nodes = [helper.make_node("Relu", ["x"], [f"r{i}"]) for i in range(n)]
+    nodes.append(helper.make_node("Sum", [f"r{i}" for i in range(n)], ["y"]))
+    return _scaling_model(nodes, [])
+
+
+def many_initializers(n: int) -> onnx.ModelProto:
+    inits = [numpy_helper.from_array(np.full((4, 4), 0.01 * (i % 5), np.float32), f"w{i}") for i in range(n)]
+    nodes = [helper.make_node("MatMul", ["x2", f"w{i}"], [f"m{i}"]) for i in range(n)]
+    nodes.insert(0, helper.make_node("Reshape", ["x", "shape"], ["x2"]))
+    inits.append(numpy_helper.from_array(np.array([1, 4], np.int64), "shape"))
+    nodes.append(helper.make_node("Sum", [f"m{i}" for i in range(n)], ["s"]))
+    nodes.append(helper.make_node("Reshape", ["s", "back"], ["y"]))
+    inits.append(numpy_helper.from_array(np.array([4], np.int64), "back"))
+    return _scaling_model(nodes, inits)
+
+
+def _scaling_model(nodes, inits) -> onnx.ModelProto:
+    """One input ``x`` and one output ``y``, both float[4]."""
+    graph = helper.make_graph(
+        nodes,
+        "scaling",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
 EXPORT_PATTERNS = {
     "channel_shuffle_cnn": channel_shuffle_cnn,
     "audio_frontend": audio_frontend,

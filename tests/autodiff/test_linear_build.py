@@ -7,37 +7,14 @@ the count grow with the length.
 
 from __future__ import annotations
 
+import model_builders as build
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from onnxgraph.autodiff import build_gradient
 from onnxgraph.autodiff.api import remove_dead_nodes
 from onnxgraph.builder import OpBuilder
 from onnxgraph.graph import Graph
-
-
-def _add_chain(n: int) -> onnx.ModelProto:
-    """y = x + b0 + b1 + ... (one initializer per Add, the gradient of each is one graph output)."""
-    inits = [numpy_helper.from_array(np.full(4, 0.5 * (i % 3), np.float32), f"b{i}") for i in range(n)]
-    nodes = [helper.make_node("Add", [f"h{i}", f"b{i}"], [f"h{i + 1}" if i + 1 < n else "y"]) for i in range(n)]
-    nodes[0].input[0] = "x"
-    return _model(nodes, inits)
-
-
-def _relu_chain(n: int) -> onnx.ModelProto:
-    nodes = [helper.make_node("Relu", [f"h{i}"], [f"h{i + 1}" if i + 1 < n else "y"]) for i in range(n)]
-    nodes[0].input[0] = "x"
-    return _model(nodes, [])
-
-
-def _model(nodes, inits) -> onnx.ModelProto:
-    value = helper.make_tensor_value_info
-    graph = helper.make_graph(
-        nodes, "chain", [value("x", TensorProto.FLOAT, [4])], [value("y", TensorProto.FLOAT, [4])], inits
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def _walks(monkeypatch) -> list[str]:
@@ -65,7 +42,7 @@ def _walks(monkeypatch) -> list[str]:
     return walks
 
 
-@pytest.mark.parametrize("chain,wrt", [(_add_chain, None), (_relu_chain, ["x"])], ids=["add", "relu"])
+@pytest.mark.parametrize("chain,wrt", [(build.add_chain, None), (build.relu_chain, ["x"])], ids=["add", "relu"])
 @pytest.mark.parametrize("cleanup", [remove_dead_nodes, "default"], ids=["dce-only", "default-cleanup"])
 def test_full_graph_walks_do_not_grow_with_the_chain(monkeypatch, chain, wrt, cleanup):
     counts = []
