@@ -8,7 +8,9 @@ so the result stays portable across onnxruntime builds and graph optimizations s
 session creation) on the model our pipeline produced, then verifies the fused model against the
 original; on a mismatch, or when onnxruntime's optimizer raises, the fused model is dropped and the
 standard-op result kept, with the reason in the report. The ``com.microsoft`` opset import that
-onnxruntime's optimizer leaves out is added.
+onnxruntime's optimizer leaves out is added, and the RMS norms it writes as SimplifiedLayerNormalization
+in the default domain (an op onnxruntime registers there but ONNX does not define, so onnx.checker
+rejects the model) become standard ops again (:func:`standard_rms_norms`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import onnxgraph
+from onnxgraph.convert import decompose
 from onnxgraph.model import Model
 from onnxgraph.optimizers.verify import Verifier
 
@@ -53,6 +56,31 @@ def contrib_op_counts(model: Model) -> dict[str, int]:
     return dict(Counter(node.op_type for node in model.all_nodes() if node.domain == CONTRIB_DOMAIN))
 
 
+def standard_rms_norms(model: Model) -> int:
+    """Rewrite onnxruntime's default-domain SimplifiedLayerNormalization nodes as standard ops.
+
+    onnxruntime's optimizer fuses every written-out RMS norm into SimplifiedLayerNormalization and then
+    folds those after a residual Add into ``com.microsoft`` SkipSimplifiedLayerNormalization; the rest
+    (a llama-style decoder's first norm, right after the embedding Gather) stay SimplifiedLayerNormalization
+    in the default domain, which ONNX does not define. Same attributes as RMSNormalization (opset >= 23),
+    which they become; below opset 23 they are written out again (``x / Sqrt(ReduceMean(x²) + ε) · scale``).
+
+    Returns:
+        How many nodes were rewritten.
+    """
+    opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+    norms = [
+        node
+        for node in model.all_nodes()
+        if node.domain in ("", "ai.onnx") and node.op_type == "SimplifiedLayerNormalization"
+    ]
+    for node in norms:
+        node.op_type = "RMSNormalization"
+        if decompose.needs_rewrite(node, opset):
+            decompose.rewrite(node, opset)
+    return len(norms)
+
+
 def fuse_for_onnxruntime(
     model: Model,
     verifier: Verifier | None,
@@ -82,6 +110,7 @@ def fuse_for_onnxruntime(
             model.to_proto(), model_type=model_type, num_heads=num_heads, hidden_size=hidden_size, opt_level=0
         ).model
         fused = onnxgraph.from_proto(fused_proto)
+        standard_rms_norms(fused)
         if contrib_op_counts(fused):  # onnxruntime's optimizer leaves the domain's import out
             fused.opset_imports.setdefault(CONTRIB_DOMAIN, 1)
     except Exception as exc:  # noqa: BLE001 - a failing third-party optimizer leaves our result standing
