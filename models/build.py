@@ -218,16 +218,12 @@ def decoder(
     """
     g = _Exporter(np.random.default_rng(seed))
     head_dim = hidden // heads
-    half = head_dim // 2
-    inv_freq = 1.0 / (10000.0 ** (np.arange(0, half, dtype=np.float64) / half))
-    angles = np.outer(np.arange(max_positions), inv_freq)
-    angles = np.concatenate([angles, angles], axis=-1)
-    for name, table in (
-        ("rotary.cos", np.cos(angles)),
-        ("rotary.sin", np.sin(angles)),
-        ("causal_mask", np.triu(np.full((max_positions, max_positions), -1e9), k=1)),
-    ):
-        g.inits.append(numpy_helper.from_array(table.astype(np.float32), name))
+    _rotary_tables(g, head_dim, max_positions)
+    g.inits.append(
+        numpy_helper.from_array(
+            np.triu(np.full((max_positions, max_positions), -1e9), k=1).astype(np.float32), "causal_mask"
+        )
+    )
     seq = g.dim("input_ids", 1)
     zero, one = g.const(np.array([0], np.int64)), g.const(np.array([1], np.int64))
     cos = g.op("Slice", ["rotary.cos", zero, seq, zero])
@@ -235,20 +231,13 @@ def decoder(
     mask = g.op("Slice", [g.op("Slice", ["causal_mask", zero, seq, zero]), zero, seq, one])
 
     def rms_norm(x: str, prefix: str) -> str:
-        g.inits.append(numpy_helper.from_array(np.ones(hidden, np.float32), f"{prefix}.weight"))
-        variance = g.reduce_mean(g.op("Pow", [x, g.const(np.array(2.0, np.float32))]), [-1], opset)
-        rms = g.op("Sqrt", [g.op("Add", [variance, g.const(np.array(1e-6, np.float32))])])
-        return g.op("Mul", [f"{prefix}.weight", g.op("Div", [x, rms])])
+        return _rms_norm(g, x, prefix, hidden, opset)
 
     def proj(x: str, prefix: str, n_in: int, n_out: int) -> str:
-        return g.op("MatMul", [x, g.weight(f"{prefix}.weight", (n_in, n_out), (1.0 / n_in) ** 0.5)])
+        return _proj(g, x, prefix, n_in, n_out)
 
     def rotary(x: str) -> str:
-        start, middle, end = (g.const(np.array([i], np.int64)) for i in (0, half, np.iinfo(np.int64).max))
-        first = g.op("Slice", [x, start, middle, g.const(np.array([3], np.int64))])
-        second = g.op("Slice", [x, middle, end, g.const(np.array([3], np.int64))])
-        rotated = g.op("Concat", [g.op("Neg", [second]), first], axis=-1)
-        return g.op("Add", [g.op("Mul", [x, cos]), g.op("Mul", [rotated, sin])])
+        return _rotate(g, x, cos, sin, head_dim)
 
     x = g.op("Gather", [g.weight("model.embed_tokens.weight", (vocab, hidden), 0.02), "input_ids"])
     for i in range(layers):
@@ -262,11 +251,7 @@ def decoder(
         context = g.op("Transpose", [g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])], perm=[0, 2, 1, 3])
         merged = g.op("Concat", [g.dim(context, 0), g.dim(context, 1), g.const(np.array([hidden], np.int64))], axis=0)
         x = g.op("Add", [x, proj(g.op("Reshape", [context, merged]), f"{p}.self_attn.o_proj", hidden, hidden)])
-        h = rms_norm(x, f"{p}.post_attention_layernorm")
-        gate = proj(h, f"{p}.mlp.gate_proj", hidden, intermediate)
-        up = proj(h, f"{p}.mlp.up_proj", hidden, intermediate)
-        act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])
-        x = g.op("Add", [x, proj(act, f"{p}.mlp.down_proj", intermediate, hidden)])
+        x = _swiglu_block(g, x, p, hidden, intermediate, opset)
     logits = proj(rms_norm(x, "model.norm"), "lm_head", hidden, vocab)
     g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="/output/Identity"))
     graph = helper.make_graph(
@@ -276,6 +261,160 @@ def decoder(
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "sequence", vocab])],
         g.inits,
     )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pytorch")
+    model.ir_version = 8 if opset < 21 else 10
+    return model
+
+
+def _rotary_tables(g: _Exporter, head_dim: int, max_positions: int) -> None:
+    """The initializers ``rotary.cos`` and ``rotary.sin``: ``[max_positions, head_dim]`` tables, halves repeated."""
+    half = head_dim // 2
+    inv_freq = 1.0 / (10000.0 ** (np.arange(0, half, dtype=np.float64) / half))
+    angles = np.outer(np.arange(max_positions), inv_freq)
+    angles = np.concatenate([angles, angles], axis=-1)
+    for name, table in (("rotary.cos", np.cos(angles)), ("rotary.sin", np.sin(angles))):
+        g.inits.append(numpy_helper.from_array(table.astype(np.float32), name))
+
+
+def _rms_norm(g: _Exporter, x: str, prefix: str, hidden: int, opset: int) -> str:
+    """RMSNorm written out: ``weight * (x / Sqrt(ReduceMean(x ** 2) + 1e-6))``."""
+    g.inits.append(numpy_helper.from_array(np.ones(hidden, np.float32), f"{prefix}.weight"))
+    variance = g.reduce_mean(g.op("Pow", [x, g.const(np.array(2.0, np.float32))]), [-1], opset)
+    rms = g.op("Sqrt", [g.op("Add", [variance, g.const(np.array(1e-6, np.float32))])])
+    return g.op("Mul", [f"{prefix}.weight", g.op("Div", [x, rms])])
+
+
+def _proj(g: _Exporter, x: str, prefix: str, n_in: int, n_out: int) -> str:
+    """A bias-free projection ``x @ weight``."""
+    return g.op("MatMul", [x, g.weight(f"{prefix}.weight", (n_in, n_out), (1.0 / n_in) ** 0.5)])
+
+
+def _rotate(g: _Exporter, x: str, cos: str, sin: str, head_dim: int) -> str:
+    """Rotary embedding ``x * cos + rotate_half(x) * sin`` on ``[b, heads, s, d]``, rotate-half through Slice,
+    Neg and Concat."""
+    half = head_dim // 2
+    start, middle, end = (g.const(np.array([i], np.int64)) for i in (0, half, np.iinfo(np.int64).max))
+    first = g.op("Slice", [x, start, middle, g.const(np.array([3], np.int64))])
+    second = g.op("Slice", [x, middle, end, g.const(np.array([3], np.int64))])
+    rotated = g.op("Concat", [g.op("Neg", [second]), first], axis=-1)
+    return g.op("Add", [g.op("Mul", [x, cos]), g.op("Mul", [rotated, sin])])
+
+
+def _swiglu_block(g: _Exporter, x: str, prefix: str, hidden: int, intermediate: int, opset: int) -> str:
+    """The residual MLP half of a llama layer: ``x + down(silu(gate(n)) * up(n))`` with ``n`` the RMS norm."""
+    h = _rms_norm(g, x, f"{prefix}.post_attention_layernorm", hidden, opset)
+    gate = _proj(g, h, f"{prefix}.mlp.gate_proj", hidden, intermediate)
+    up = _proj(g, h, f"{prefix}.mlp.up_proj", hidden, intermediate)
+    act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])
+    return g.op("Add", [x, _proj(g, act, f"{prefix}.mlp.down_proj", intermediate, hidden)])
+
+
+def kv_decoder(
+    layers: int = 2,
+    hidden: int = 32,
+    heads: int = 4,
+    kv_heads: int = 2,
+    intermediate: int = 64,
+    vocab: int = 100,
+    max_positions: int = 64,
+    seed: int = 0,
+    opset: int = OPSET,
+) -> onnx.ModelProto:
+    """A llama-style decoder with a KV cache and grouped-query attention, as the TorchScript exporter writes
+    transformers' LlamaForCausalLM (SDPA attention) called with past keys and values.
+
+    Inputs: ``input_ids[batch, sequence]``, ``attention_mask[batch, total_sequence]`` (int64, past and new
+    tokens) and per layer ``past_key_I`` / ``past_value_I`` ``[batch, kv_heads, past_sequence, head_dim]``.
+    Outputs: ``logits[batch, sequence, vocab]`` and per layer ``present_key_I`` / ``present_value_I``
+    ``[batch, kv_heads, total_sequence, head_dim]``: the past Concat-ed with the new keys (after rotary)
+    and values. Positions start at the past length (Range from ``Shape(past_key_0)[2]``), rotary tables
+    are Gather-ed at those positions; the kv heads are repeated for the query heads through
+    Unsqueeze -> Expand -> Reshape (``repeat_kv``); the scale is split as ``sqrt(scale)`` Mul on Q and on
+    the transposed K (how the exporter writes ``scaled_dot_product_attention``), the mask is an additive
+    bias from the causal offset and the padding mask, and Softmax is followed by the exporter's
+    ``Where(IsNaN(p), 0, p)`` guard.
+    """
+    g = _Exporter(np.random.default_rng(seed))
+    head_dim, group = hidden // heads, heads // kv_heads
+    _rotary_tables(g, head_dim, max_positions)
+    zero, one = g.const(np.array(0, np.int64)), g.const(np.array(1, np.int64))
+    past = g.op("Gather", [g.op("Shape", ["past_key_0"]), g.const(np.array(2, np.int64))], axis=0)
+    total = g.op("Add", [past, g.op("Gather", [g.op("Shape", ["input_ids"]), one], axis=0)])
+    positions = g.op("Range", [past, total, one])
+    cos = g.op("Unsqueeze", [g.op("Gather", ["rotary.cos", positions]), g.const(np.array([0, 1], np.int64))])
+    sin = g.op("Unsqueeze", [g.op("Gather", ["rotary.sin", positions]), g.const(np.array([0, 1], np.int64))])
+    # bias[b, 1, q, k] = 0 where key k <= past + q and attention_mask[b, k], else the float minimum
+    causal = g.op(
+        "LessOrEqual",
+        [
+            g.op("Unsqueeze", [g.op("Range", [zero, total, one]), g.const(np.array([0], np.int64))]),
+            g.op("Unsqueeze", [positions, g.const(np.array([1], np.int64))]),
+        ],
+    )
+    padding = g.op("Cast", [g.op("Unsqueeze", ["attention_mask", g.const(np.array([1, 2], np.int64))])], to=9)
+    allowed = g.op("And", [g.op("Unsqueeze", [causal, g.const(np.array([0, 1], np.int64))]), padding])
+    bias = g.op("Where", [allowed, g.const(np.array(0.0, np.float32)), g.const(np.array(-3.4e38, np.float32))])
+    root_scale = g.const(np.array(head_dim**-0.25, np.float32))
+
+    def repeat_kv(x: str) -> str:
+        """``[b, kv, t, d] -> [b, kv * group, t, d]``, each kv head repeated ``group`` times."""
+        shape = g.op(
+            "Concat",
+            [g.dim(x, 0), g.const(np.array([kv_heads, group], np.int64)), g.dim(x, 2), g.const(np.array([head_dim]))],
+            axis=0,
+        )
+        expanded = g.op("Expand", [g.op("Unsqueeze", [x, g.const(np.array([2], np.int64))]), shape])
+        merged = g.op(
+            "Concat",
+            [g.dim(x, 0), g.const(np.array([heads], np.int64)), g.dim(x, 2), g.const(np.array([head_dim]))],
+            axis=0,
+        )
+        return g.op("Reshape", [expanded, merged])
+
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "sequence", vocab])]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "total_sequence"]),
+    ]
+    x = g.op("Gather", [g.weight("model.embed_tokens.weight", (vocab, hidden), 0.02), "input_ids"])
+    for i in range(layers):
+        p = f"model.layers.{i}"
+        h = _rms_norm(g, x, f"{p}.input_layernorm", hidden, opset)
+        q = _rotate(
+            g, g.heads(_proj(g, h, f"{p}.self_attn.q_proj", hidden, hidden), heads, head_dim), cos, sin, head_dim
+        )
+        k = _rotate(
+            g,
+            g.heads(_proj(g, h, f"{p}.self_attn.k_proj", hidden, kv_heads * head_dim), kv_heads, head_dim),
+            cos,
+            sin,
+            head_dim,
+        )
+        v = g.heads(_proj(g, h, f"{p}.self_attn.v_proj", hidden, kv_heads * head_dim), kv_heads, head_dim)
+        for kind, new in (("key", k), ("value", v)):
+            g.nodes.append(
+                helper.make_node(
+                    "Concat", [f"past_{kind}_{i}", new], [f"present_{kind}_{i}"], name=g.name("Concat"), axis=2
+                )
+            )
+            cache_shape: list[str | int] = ["batch", kv_heads, "past_sequence", head_dim]
+            inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", TensorProto.FLOAT, cache_shape))
+            outputs.append(
+                helper.make_tensor_value_info(
+                    f"present_{kind}_{i}", TensorProto.FLOAT, ["batch", kv_heads, "total_sequence", head_dim]
+                )
+            )
+        keys = g.op("Transpose", [repeat_kv(f"present_key_{i}")], perm=[0, 1, 3, 2])
+        scores = g.op("MatMul", [g.op("Mul", [q, root_scale]), g.op("Mul", [keys, root_scale])])
+        probs = g.op("Softmax", [g.op("Add", [scores, bias])], axis=-1)
+        probs = g.op("Where", [g.op("IsNaN", [probs]), g.const(np.array(0.0, np.float32)), probs])
+        context = g.op("Transpose", [g.op("MatMul", [probs, repeat_kv(f"present_value_{i}")])], perm=[0, 2, 1, 3])
+        merged = g.op("Concat", [g.dim(context, 0), g.dim(context, 1), g.const(np.array([hidden], np.int64))], axis=0)
+        attention = _proj(g, g.op("Reshape", [context, merged]), f"{p}.self_attn.o_proj", hidden, hidden)
+        x = _swiglu_block(g, g.op("Add", [x, attention]), p, hidden, intermediate, opset)
+    logits = _proj(g, _rms_norm(g, x, "model.norm", hidden, opset), "lm_head", hidden, vocab)
+    g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="/output/Identity"))
+    graph = helper.make_graph(g.nodes, "kv_decoder", inputs, outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pytorch")
     model.ir_version = 8 if opset < 21 else 10
     return model
