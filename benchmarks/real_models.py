@@ -1,10 +1,11 @@
 """Real architectures exported by ``torch.onnx.export``: the catalogue every real-model benchmark uses.
 
-Sixteen networks users actually ship (torchvision CNNs and ViT, Hugging Face transformers encoders and
-decoders, speech front ends), built with random weights from their library's default or a named
-small configuration (nothing is downloaded), exported the way a user exports them: weights inline in
-the .onnx file, dynamic batch (and sequence or audio length) axes, with the TorchScript exporter
-(``dynamo=False``, opset 17) and the dynamo exporter (``dynamo=True``, opset 18).
+Eighteen networks users actually ship (torchvision CNNs and ViT, Hugging Face transformers encoders and
+decoders, two decoders also with a KV cache, speech front ends), built with random weights from their
+library's default or a named small configuration (nothing is downloaded), exported the way a user
+exports them: weights inline in the .onnx file, dynamic batch (and sequence or audio length; past
+sequence for the KV cache) axes, with the TorchScript exporter (``dynamo=False``, opset 17) and the
+dynamo exporter (``dynamo=True``, opset 18).
 
     python benchmarks/real_models.py --out /tmp/real [--models bert,gpt2] [--exporters torchscript]
 
@@ -24,6 +25,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -162,6 +164,95 @@ def _wav2vec2() -> RealModel:
     )
 
 
+KV_LAYERS = 4
+"""Layers of the KV-cache decoders (their wrapper names one past key and value input per layer)."""
+KV_SAMPLE = {"batch": 2, "past": 8, "sequence": 4}
+"""The KV-cache decoders' sample input: 4 new tokens after 8 cached ones."""
+
+
+def _with_past(model: object) -> object:
+    """Wrap a transformers causal LM so it takes the KV cache as tensors and returns logits and the new cache.
+
+    transformers 5 takes the cache as a ``DynamicCache`` object, which neither exporter accepts as an
+    input; users export a wrapper that builds the cache from ``past_key_I`` / ``past_value_I`` tensors
+    ``[batch, kv_heads, past_sequence, head_dim]`` and returns ``logits`` and ``present_key_I`` /
+    ``present_value_I`` (the past with the new tokens' keys and values appended). Named parameters, as
+    the dynamo exporter maps dynamic axes onto them.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    class WithPast(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(  # noqa: PLR0913 - one tensor per layer's cached keys and values
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            past_key_0: torch.Tensor,
+            past_value_0: torch.Tensor,
+            past_key_1: torch.Tensor,
+            past_value_1: torch.Tensor,
+            past_key_2: torch.Tensor,
+            past_value_2: torch.Tensor,
+            past_key_3: torch.Tensor,
+            past_value_3: torch.Tensor,
+        ) -> tuple[torch.Tensor, ...]:
+            past = [past_key_0, past_value_0, past_key_1, past_value_1]
+            past += [past_key_2, past_value_2, past_key_3, past_value_3]
+            cache = DynamicCache(config=self.inner.config)
+            for layer in range(KV_LAYERS):
+                cache.update(past[2 * layer], past[2 * layer + 1], layer)
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, cache=cache, use_cache=True)
+            presents = [t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)]
+            return (out.logits, *presents)
+
+    return WithPast(model)
+
+
+def _kv_decoder(name: str, config: Callable[[], object], model_class: str, kv_heads: int, head_dim: int) -> RealModel:
+    """A causal LM exported with a KV cache (:func:`_with_past`): dynamic batch, sequence and past axes."""
+
+    def build() -> object:
+        import transformers
+
+        cfg: Any = config()
+        cfg.use_cache = True
+        return _with_past(getattr(transformers, model_class)(cfg))
+
+    def inputs() -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(0)
+        batch, past, sequence = KV_SAMPLE["batch"], KV_SAMPLE["past"], KV_SAMPLE["sequence"]
+        sample: dict[str, np.ndarray] = {
+            "input_ids": rng.integers(0, 1000, (batch, sequence), dtype=np.int64),
+            "attention_mask": np.ones((batch, past + sequence), np.int64),
+        }
+        for layer in range(KV_LAYERS):
+            for kind in ("key", "value"):
+                sample[f"past_{kind}_{layer}"] = rng.standard_normal(
+                    (batch, kv_heads, past, head_dim), dtype=np.float32
+                )
+        return sample
+
+    axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "total_sequence"},
+        "logits": {0: "batch", 1: "sequence"},
+    }
+    presents = []
+    for layer in range(KV_LAYERS):
+        for kind in ("key", "value"):
+            axes[f"past_{kind}_{layer}"] = {0: "batch", 2: "past_sequence"}
+            axes[f"present_{kind}_{layer}"] = {0: "batch", 2: "total_sequence"}
+            presents.append(f"present_{kind}_{layer}")
+    return RealModel(name=name, build=build, inputs=inputs, dynamic_axes=axes, outputs=("logits", *presents))
+
+
+_SMALL_GPT2 = dict(n_layer=KV_LAYERS, n_embd=512, n_head=8, vocab_size=32000, n_positions=1024)
+
+
 CATALOGUE: dict[str, RealModel] = {
     m.name: m
     for m in (
@@ -179,6 +270,8 @@ CATALOGUE: dict[str, RealModel] = {
         _text("clip_text", _config("CLIPTextConfig"), "CLIPTextModel", sequence=77),  # 77 positions
         _text("qwen2", _config("Qwen2Config", **_SMALL_DECODER), "Qwen2Model"),
         _text("llama", _config("LlamaConfig", **_SMALL_DECODER), "LlamaModel"),
+        _kv_decoder("gpt2_kv", _config("GPT2Config", **_SMALL_GPT2), "GPT2LMHeadModel", kv_heads=8, head_dim=64),
+        _kv_decoder("llama_kv", _config("LlamaConfig", **_SMALL_DECODER), "LlamaForCausalLM", kv_heads=2, head_dim=64),
         _whisper_encoder(),
         _wav2vec2(),
     )

@@ -5,9 +5,9 @@ vs onnxruntime's transformers optimizer alone.
         [--exporter torchscript] [--configs 1x1,1x2,8x1] [--runs 7] [--json out.json]
 
 Models are the real exports of benchmarks/real_models.py (``EXPORTS/NAME.EXPORTER.onnx``, weights inline:
-BERT-base, GPT-2 small and a small llama-style decoder), or ``bert23`` / ``llama23``: exporter-style
-models of models/build.py at opset 23 (see :data:`BUILT`). Per model, four variants are written to a work
-folder:
+BERT-base, GPT-2 small and a small llama-style decoder, and ``gpt2_kv`` / ``llama_kv``: decoders with a
+KV cache), or ``bert23`` / ``llama23``: exporter-style models of models/build.py at opset 23 (see
+:data:`BUILT`). Per model, four variants are written to a work folder:
 
 - ``original``: the export itself;
 - ``optimize``: ``onnxgraph.optimizers.optimize`` (standard ops only, verified);
@@ -18,7 +18,9 @@ folder:
   runs in ``--ort-python``, an interpreter with torch and the same onnxruntime).
 
 Every variant then runs in onnxruntime with all graph optimizations on (its default), ``threads``
-intra-op threads and spinning off, at ``batch x 128`` tokens (``--configs`` lists ``BATCHxTHREADS``),
+intra-op threads and spinning off, at ``batch x 128`` tokens (``--configs`` lists ``BATCHxTHREADS``);
+a model with a KV cache (``past_*`` inputs) runs twice per configuration: a decode step (1 new token
+after 128 cached ones) and a prefill (128 tokens, empty cache),
 all four interleaved in one process (A, B, C, D, A, ...) so drift of the shared machine hits them alike.
 Reported per configuration: the p50 of wall and CPU time (all threads) per run, each variant's speed-up
 over the original (p50 ratio with a paired bootstrap 95% interval), and session-creation time (median of
@@ -47,7 +49,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 SEQUENCE = 128
-MODEL_TYPES = {"bert": "bert", "gpt2": "gpt2", "llama": "gpt2", "bert23": "bert", "llama23": "gpt2"}
+PAST = 128
+"""Cached tokens before a decode step of a KV-cache model."""
+MODEL_TYPES = {
+    "bert": "bert",
+    "gpt2": "gpt2",
+    "llama": "gpt2",
+    "gpt2_kv": "gpt2",
+    "llama_kv": "gpt2",
+    "bert23": "bert",
+    "llama23": "gpt2",
+}
 """onnxruntime's optimizer family per model (it has no llama type for these exports; gpt2 is the
 decoder family, and both our ``--target ort`` and its standalone run use the same one)."""
 VARIANTS = ("original", "optimize", "target-ort", "ort-optimizer")
@@ -86,7 +98,7 @@ def _variants(name: str, source: str, workdir: str, ort_python: str) -> tuple[di
     from onnxgraph.optimizers import optimize
 
     model_type = MODEL_TYPES[name]
-    shapes = {i.name: [1, 16] for i in onnx.load(source, load_external_data=False).graph.input}
+    shapes = _shapes(source, batch=1, sequence=16, past=8)
     paths, seconds = {"original": source}, {}
     for variant, target in (("optimize", "standard"), ("target-ort", "ort")):
         out = os.path.join(workdir, f"{name}.{variant}.onnx")
@@ -105,14 +117,35 @@ def _variants(name: str, source: str, workdir: str, ort_python: str) -> tuple[di
     return paths, seconds
 
 
-def _feeds(source: str, batch: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    feeds = {}
+def _shapes(source: str, batch: int, sequence: int, past: int) -> dict[str, list[int]]:
+    """Input shapes for ``sequence`` new tokens after ``past`` cached ones (a KV cache's ``past_*`` inputs
+    are ``[batch, kv_heads, past, head_dim]``; the attention mask spans past and new tokens)."""
+    shapes = {}
     for value in onnx.load(source, load_external_data=False).graph.input:
-        if "mask" in value.name:
-            feeds[value.name] = np.ones((batch, SEQUENCE), np.int64)
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        if value.name.startswith("past_"):
+            shapes[value.name] = [batch, dims[1], past, dims[3]]
+        elif "mask" in value.name:
+            shapes[value.name] = [batch, past + sequence]
         else:
-            feeds[value.name] = rng.integers(0, 100, (batch, SEQUENCE), dtype=np.int64)  # within every vocabulary
+            shapes[value.name] = [batch, sequence]
+    return shapes
+
+
+def _has_cache(source: str) -> bool:
+    return any(v.name.startswith("past_") for v in onnx.load(source, load_external_data=False).graph.input)
+
+
+def _feeds(source: str, batch: int, sequence: int = SEQUENCE, past: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    feeds: dict[str, np.ndarray] = {}
+    for name, shape in _shapes(source, batch, sequence, past).items():
+        if name.startswith("past_"):
+            feeds[name] = rng.standard_normal(shape, dtype=np.float32)
+        elif "mask" in name:
+            feeds[name] = np.ones(shape, np.int64)
+        else:
+            feeds[name] = rng.integers(0, 100, shape, dtype=np.int64)  # within every vocabulary
     return feeds
 
 
@@ -127,14 +160,20 @@ def _session_seconds(path: str, threads: int) -> float:
     return float(np.median(times))
 
 
-def _measure(name: str, paths: dict[str, str], batch: int, threads: int, runs: int, warmup: int) -> dict:
+def _measure(
+    name: str, paths: dict[str, str], batch: int, threads: int, runs: int, warmup: int, phase: str = ""
+) -> dict:
+    """One configuration, interleaved; ``phase`` (KV-cache models) is ``decode`` or ``prefill``."""
     from quantize_bench import _interleaved
 
     from onnxgraph.runtime.stats import ratio_of_medians_ci
 
-    feeds = _feeds(paths["original"], batch)
+    sequence, past = (1, PAST) if phase == "decode" else (SEQUENCE, 0)
+    feeds = _feeds(paths["original"], batch, sequence, past)
     times = dict(zip(VARIANTS, _interleaved([paths[v] for v in VARIANTS], feeds, runs, warmup, threads)))
-    row: dict = {"model": name, "batch": batch, "sequence": SEQUENCE, "threads": threads, "runs": runs}
+    row: dict = {"model": name, "batch": batch, "sequence": sequence, "threads": threads, "runs": runs}
+    if phase:
+        row.update(phase=phase, past=past)
     for variant in VARIANTS:
         entry: dict[str, object] = {kind: round(float(np.median(times[variant][kind])), 1) for kind in ("wall", "cpu")}
         if variant != "original":
@@ -150,15 +189,30 @@ def _contrib(path: str) -> dict[str, int]:
     return dict(Counter(n.op_type for n in graph.node if n.domain == "com.microsoft"))
 
 
+def _max_abs_errors(source: str, variants: dict[str, onnx.ModelProto]) -> dict[str, float]:
+    """Largest absolute difference to ``source`` over all outputs (logits and presents included), per variant,
+    on onnxruntime at batch 2 with 16 new tokens (after 8 cached ones for a KV-cache model)."""
+    from onnxgraph.runtime.sessions import create_session
+
+    feeds = _feeds(source, 2, 16, 8 if _has_cache(source) else 0)
+    expected = create_session(source).run(None, feeds)
+    errors = {}
+    for variant, proto in variants.items():
+        got = create_session(proto.SerializeToString()).run(None, feeds)
+        errors[variant] = max(float(np.abs(a - b).max()) for a, b in zip(got, expected))
+    return errors
+
+
 def _counts(name: str, source: str) -> dict:
-    """Contrib and total nodes: ``--target ort`` vs onnxruntime's optimizer alone, both ``opt_level=0``."""
+    """Contrib and total nodes: ``--target ort`` vs onnxruntime's optimizer alone, both ``opt_level=0``, and
+    each one's largest output difference to the original."""
     from onnxruntime.transformers.optimizer import optimize_model
 
     from onnxgraph.optimizers import optimize
     from onnxgraph.optimizers.fusions.ort_contrib import contrib_op_counts
 
     model_type = MODEL_TYPES[name]
-    shapes = {i.name: [1, 16] for i in onnx.load(source, load_external_data=False).graph.input}
+    shapes = _shapes(source, batch=1, sequence=16, past=8)
     ours, report = optimize(source, input_shapes=shapes, target="ort", model_type=model_type)
     row: dict = {
         "model": name,
@@ -170,15 +224,19 @@ def _counts(name: str, source: str) -> dict:
             "reason": report.contrib.reason if report.contrib else "",
         },
     }
+    variants = {"target_ort": ours.to_proto()}
     try:
         alone = optimize_model(source, model_type=model_type, opt_level=0).model
     except Exception as exc:  # noqa: BLE001 - onnxruntime's optimizer fails on some exports: record it
         row["ort_alone"] = {"error": f"{type(exc).__name__}: {exc}"}
-        return row
-    row["ort_alone"] = {
-        "contrib": dict(Counter(n.op_type for n in alone.graph.node if n.domain == "com.microsoft")),
-        "nodes": len(alone.graph.node),
-    }
+    else:
+        row["ort_alone"] = {
+            "contrib": dict(Counter(n.op_type for n in alone.graph.node if n.domain == "com.microsoft")),
+            "nodes": len(alone.graph.node),
+        }
+        variants["ort_alone"] = alone
+    for variant, error in _max_abs_errors(source, variants).items():
+        row[variant]["max_abs_error"] = error
     return row
 
 
@@ -213,12 +271,14 @@ def main() -> None:
         }
         print(json.dumps(info), flush=True)
         rows.append(info)
+        phases = ("decode", "prefill") if _has_cache(source) else ("",)
         for config in args.configs.split(","):
             batch, threads = (int(x) for x in config.split("x"))
-            runs = args.runs if batch == 1 else max(3, args.runs // 2)
-            row = _measure(name, paths, batch, threads, runs, args.warmup)
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+            for phase in phases:
+                runs = args.runs if batch == 1 or phase == "decode" else max(3, args.runs // 2)
+                row = _measure(name, paths, batch, threads, runs, args.warmup, phase)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
         for variant in VARIANTS[1:]:
             os.unlink(paths[variant])
     if args.json:
