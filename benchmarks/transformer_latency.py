@@ -98,7 +98,7 @@ def _variants(name: str, source: str, workdir: str, ort_python: str) -> tuple[di
     from onnxgraph.optimizers import optimize
 
     model_type = MODEL_TYPES[name]
-    shapes = _shapes(source, batch=1, sequence=16, past=8)
+    shapes = _check_shapes(source, batch=1)
     paths, seconds = {"original": source}, {}
     for variant, target in (("optimize", "standard"), ("target-ort", "ort")):
         out = os.path.join(workdir, f"{name}.{variant}.onnx")
@@ -134,6 +134,15 @@ def _shapes(source: str, batch: int, sequence: int, past: int) -> dict[str, list
 
 def _has_cache(source: str) -> bool:
     return any(v.name.startswith("past_") for v in onnx.load(source, load_external_data=False).graph.input)
+
+
+def _check_sizes(source: str, batch: int) -> tuple[int, int, int]:
+    """``(batch, sequence, past)`` for checking a variant: 16 new tokens, after 8 cached ones with a KV cache."""
+    return batch, 16, 8 if _has_cache(source) else 0
+
+
+def _check_shapes(source: str, batch: int) -> dict[str, list[int]]:
+    return _shapes(source, *_check_sizes(source, batch))
 
 
 def _feeds(source: str, batch: int, sequence: int = SEQUENCE, past: int = 0) -> dict[str, np.ndarray]:
@@ -194,7 +203,7 @@ def _max_abs_errors(source: str, variants: dict[str, onnx.ModelProto]) -> dict[s
     on onnxruntime at batch 2 with 16 new tokens (after 8 cached ones for a KV-cache model)."""
     from onnxgraph.runtime.sessions import create_session
 
-    feeds = _feeds(source, 2, 16, 8 if _has_cache(source) else 0)
+    feeds = _feeds(source, *_check_sizes(source, 2))
     expected = create_session(source).run(None, feeds)
     errors = {}
     for variant, proto in variants.items():
@@ -212,7 +221,7 @@ def _counts(name: str, source: str) -> dict:
     from onnxgraph.optimizers.fusions.ort_contrib import contrib_op_counts
 
     model_type = MODEL_TYPES[name]
-    shapes = _shapes(source, batch=1, sequence=16, past=8)
+    shapes = _check_shapes(source, batch=1)
     ours, report = optimize(source, input_shapes=shapes, target="ort", model_type=model_type)
     row: dict = {
         "model": name,
