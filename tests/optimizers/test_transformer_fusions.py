@@ -213,6 +213,30 @@ KV_SHAPES = {"input_ids": [2, 3], "attention_mask": [2, 8]} | {
 """``build.kv_decoder()``: batch 2, 3 new tokens after 5 cached ones, 2 kv heads of size 8."""
 
 
+def test_kv_decoder_builder_is_a_causal_decoder_with_a_cache(kit):
+    """``build.kv_decoder``'s cache works as a decoder's: prefilling 5 tokens and then decoding the 6th
+    with the returned presents gives the logits and presents of one run over all 6, and the first 5
+    tokens' logits do not depend on the 6th (causal mask)."""
+    proto = build.kv_decoder()
+    ids = np.random.default_rng(0).integers(0, 100, (2, 6))
+    empty = np.zeros((2, 2, 0, 8), np.float32)
+
+    def run(tokens: np.ndarray, past: list[np.ndarray], total: int) -> list[np.ndarray]:
+        feeds = {"input_ids": tokens, "attention_mask": np.ones((2, total), np.int64)}
+        for layer in range(2):
+            feeds[f"past_key_{layer}"], feeds[f"past_value_{layer}"] = past[2 * layer], past[2 * layer + 1]
+        return list(kit.run(proto, feeds).values())  # logits, then each layer's present key and value
+
+    full = run(ids, [empty] * 4, 6)
+    prefill = run(ids[:, :5], [empty] * 4, 5)
+    step = run(ids[:, 5:], prefill[1:], 6)
+    np.testing.assert_allclose(prefill[0], full[0][:, :5], atol=1e-5)
+    np.testing.assert_allclose(step[0], full[0][:, 5:], atol=1e-5)
+    for got, expected in zip(step[1:], full[1:]):
+        assert got.shape == (2, 2, 6, 8)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("opset", [17, 23])
 def test_target_ort_on_a_kv_cache_decoder_matches_onnxruntimes_optimizer(kit, opset):
     """A llama-style decoder with past keys/values and grouped-query attention, as the TorchScript exporter
