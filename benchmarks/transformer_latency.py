@@ -30,6 +30,14 @@ three). ``contrib`` counts the ``com.microsoft`` nodes of each file.
 
 only compares the fusions: ``com.microsoft`` nodes and node counts of ``--target ort`` against
 onnxruntime's optimizer alone at the same ``opt_level=0`` (no PyTorch needed), without timing.
+
+    python benchmarks/transformer_latency.py --op-profile [--models gpt2] [--configs 8x1] [--runs 5]
+
+adds, per configuration, onnxruntime's own per-node profile (``SessionOptions.enable_profiling``) of
+another interleaved round: per variant, the median over runs of the kernel time per op type and
+the kernels of each type that ran (the graph after onnxruntime's session optimizations, which is
+what runs). A kernel's time moves far less with the load of a shared machine than a whole run's,
+so this tells which kernels make one variant slower than another.
 """
 
 from __future__ import annotations
@@ -69,6 +77,12 @@ BUILT = {
 }
 """Exporter-style models of models/build.py at opset 23, where the standard-op fusions (Gelu,
 RMSNormalization, Attention) can fire: 4 layers, hidden 512, 8 heads, vocabulary 8,000."""
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
 
 
 def _source(name: str, args: argparse.Namespace, workdir: str) -> str:
@@ -193,6 +207,49 @@ def _measure(
     return row
 
 
+def _op_profile(paths: dict[str, str], batch: int, threads: int, runs: int) -> dict:
+    """Per variant: kernel milliseconds per op type (median over ``runs`` interleaved runs, after one
+    warm-up) and kernels run per op type, from onnxruntime's profiler."""
+    import onnxruntime as ort
+
+    from onnxgraph.runtime.sessions import session_options
+
+    feeds = _feeds(paths["original"], batch)
+    sessions = {}
+    for variant in VARIANTS:
+        options = session_options(threads)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(os.path.dirname(paths[VARIANTS[-1]]), f"profile_{variant}")
+        sessions[variant] = ort.InferenceSession(paths[variant], options, providers=["CPUExecutionProvider"])
+    for _ in range(runs + 1):
+        for session in sessions.values():
+            session.run(None, feeds)
+    row: dict = {"batch": batch, "sequence": SEQUENCE, "threads": threads, "runs": runs}
+    for variant, session in sessions.items():
+        profile = session.end_profiling()
+        with open(profile) as f:
+            events = json.load(f)
+        os.unlink(profile)
+        spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")[1:]
+        per_run: list[Counter[str]] = [Counter() for _ in spans]
+        kernels: Counter[str] = Counter()
+        for e in events:
+            if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
+                continue
+            for run, (begin, end) in zip(per_run, spans):
+                if begin <= e["ts"] <= end:
+                    run[e["args"]["op_name"]] += e["dur"] / 1000
+                    if run is per_run[0]:
+                        kernels[e["args"]["op_name"]] += 1
+        ms = {op: round(float(np.median([run[op] for run in per_run])), 2) for op in kernels}
+        row[variant] = {
+            "kernel_ms": dict(sorted(ms.items(), key=lambda item: -item[1])),
+            "kernels": dict(sorted(kernels.items())),
+        }
+    return row
+
+
 def _contrib(path: str) -> dict[str, int]:
     graph = onnx.load(path, load_external_data=False).graph
     return dict(Counter(n.op_type for n in graph.node if n.domain == "com.microsoft"))
@@ -261,6 +318,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the rows here")
     parser.add_argument("--ort-python", default=sys.executable, help="python with torch and onnxruntime")
     parser.add_argument("--counts-only", action="store_true", help="only compare contrib node counts")
+    parser.add_argument("--op-profile", action="store_true", help="also profile kernel time per op type")
     args = parser.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="transformer_latency_")
     if args.counts_only:
@@ -274,6 +332,7 @@ def main() -> None:
         info = {
             "model": name,
             "exporter": "models/build.py" if name in BUILT else args.exporter,
+            "onnxruntime": _onnxruntime_version(),
             "optimize_s": {k: round(v, 1) for k, v in seconds.items()},
             "contrib": {v: _contrib(paths[v]) for v in VARIANTS[2:]},
             "session_create_s": {v: round(_session_seconds(paths[v], 1), 2) for v in VARIANTS},
@@ -288,6 +347,10 @@ def main() -> None:
                 row = _measure(name, paths, batch, threads, runs, args.warmup, phase)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
+                if args.op_profile and phase != "decode":  # the profile runs the prefill/plain feeds
+                    profile = {"model": name, "op_profile": _op_profile(paths, batch, threads, runs)}
+                    print(json.dumps(profile), flush=True)
+                    rows.append(profile)
         for variant in VARIANTS[1:]:
             os.unlink(paths[variant])
     if args.json:

@@ -77,7 +77,8 @@ def _rms_norm(op: OpBuilder, node: Node, target: int) -> list[Value]:
     x, scale = node.input(0), node.input(1)
     axes = _normalized_axes(node, x)
     dt = _dtype(x)
-    mean_square = _reduce_mean(op, op.Mul(x, x), axes, target)
+    # Pow(x, 2), as exporters write it: onnxruntime's session fuses this form back into its RMS norm kernel
+    mean_square = _reduce_mean(op, op.Pow(x, op.const(dt.type(2.0), name="two")), axes, target)
     eps = op.const(dt.type(node.attr("epsilon", 1e-5)), name="epsilon")
     return [op.Mul(op.Div(x, op.Sqrt(op.Add(mean_square, eps))), scale)]
 
