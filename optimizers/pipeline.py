@@ -349,6 +349,7 @@ def _bisect(
                 low = middle
         culprit = names[high - 1]
         reason = fails(names[:high]) or ""
+    assert culprit is not None
     for rewrite in registered_passes()[culprit].rewrites:
         if rewrite in disabled.get(culprit, ()):
             continue

@@ -22,7 +22,7 @@ node holding a subgraph, a model with random ops or local functions, changed ops
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -304,7 +304,9 @@ def _unchanged(node: Node, snapshot: Snapshot, renamed: Mapping[str, str], alias
     return True
 
 
-def _same_input(value: Value, name: str, snapshot: Snapshot, renamed: Mapping[str, str], aliases: dict[str, Value]) -> bool:
+def _same_input(
+    value: Value, name: str, snapshot: Snapshot, renamed: Mapping[str, str], aliases: dict[str, Value]
+) -> bool:
     """Whether candidate input ``value`` holds what the original's input ``name`` held: the same name
     (a constant with the same data, a graph input still one), equal constants under another name (merged
     duplicates), or a value a pass recorded as standing for ``name`` (:mod:`onnxgraph.renames`), which
@@ -383,7 +385,7 @@ def region_model(candidate: Model, found: ChangeSet, feeds: Mapping[str, np.ndar
         array = feeds[name]
         value = Value(name, types.tensor_type(types.elem_type_of(array.dtype), tuple(array.shape)))
         graph.add_input(value)
-    by_name = {v.name: v for v in graph.inputs}
+    by_name = {v.name or "": v for v in graph.inputs}
     for node in found.nodes:
         inputs = [_mapped(v, graph, mapped, by_name) for v in node.inputs]
         outputs = [Value(v.name, v.type) for v in node.outputs]
@@ -433,7 +435,9 @@ def _add_derived(graph: Graph, found: ChangeSet, feeds: Mapping[str, np.ndarray]
         for step, recipe in chain:
             inputs = [read(n, computed) if n else None for n in recipe.inputs]
             output = Value(DERIVED_PREFIX + name if step == name else graph.fresh_name("onnxgraph.step"))
-            node = Node(recipe.domain, recipe.op_type, inputs, recipe.attributes, outputs=[output], overload=recipe.overload)
+            node = Node(
+                recipe.domain, recipe.op_type, inputs, recipe.attributes, outputs=[output], overload=recipe.overload
+            )
             graph.append(node)
             computed[step] = output
         graph.outputs.append(computed[name])

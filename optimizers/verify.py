@@ -23,6 +23,7 @@ from onnxgraph.optimizers.utils import RANDOM_OPS
 from onnxgraph.runtime.compare import OutputComparison, compare_arrays, compare_outputs
 from onnxgraph.runtime.memory import release_freed_memory
 from onnxgraph.runtime.sizing import run_sized
+from onnxgraph.tensor import initializer_tensor
 
 _OPTIMIZATION = "disable"
 """onnxruntime's own graph optimizations are off while verifying: the comparison is of our rewrites,
@@ -144,7 +145,8 @@ class Verifier:
             raise VerificationUnavailable(f"the original model does not run on onnxruntime: {one_line(exc)}") from exc
         del run, source
         release_freed_memory()
-        self.expected = {v.name: results[v.name] for v in self._model_inputs.graph.outputs if v.name in results}
+        outputs = [v.name for v in self._model_inputs.graph.outputs if v.name is not None]
+        self.expected = {name: results[name] for name in outputs if name in results}
         for name in self.skipped:
             self.expected.pop(name, None)
         if self._snapshot is not None:
@@ -171,7 +173,10 @@ class Verifier:
             except Undecidable as exc:
                 note = str(exc)
             over = found is not None and not self._ran
-            if over and _estimated_bytes(candidate, self._exposed(found), self._input_shapes or {}) > REGION_VALUE_BUDGET:
+            if (
+                over
+                and _estimated_bytes(candidate, self._exposed(found), self._input_shapes or {}) > REGION_VALUE_BUDGET
+            ):
                 found, note = None, f"the regions' values are over the {REGION_VALUE_BUDGET >> 20} MiB budget"
         if not self._ran:
             self._run_original(found)
@@ -238,11 +243,13 @@ class Verifier:
         passed = not diverged and not inexact and all(c.passed for c in outputs)
         note = ""
         if inexact:
-            note = f"{len(inexact)} region values within tolerance but not equal to the original's (first: '{inexact[0]}')"
+            note = (
+                f"{len(inexact)} region values within tolerance but not equal to the original's (first: '{inexact[0]}')"
+            )
         elif not passed:
             note = "a region differs from the original"
         interface = set(found.graph_outputs) | set(found.passthrough)
-        unchanged = [v.name for v in candidate.graph.outputs if v.name not in interface] if passed else []
+        unchanged = [v.name for v in candidate.graph.outputs if v.name and v.name not in interface] if passed else []
         return Verification(
             passed,
             outputs,
@@ -266,11 +273,11 @@ class Verifier:
             region = members[found.region_of[id(producer)]]
             yield (derived[partner] if partner in derived else values[partner]), name, array, region
         for value in candidate.graph.outputs:
-            if value.name in found.passthrough:
-                array = value.const_value.numpy() if value.is_initializer() else self.feeds[value.name]
+            if value.name and value.name in found.passthrough:
+                array = initializer_tensor(value).numpy() if value.is_initializer() else self.feeds[value.name]
                 yield values[value.name], value.name, array, []
         for original, value in found.aliases.items():
-            data = value.const_value.numpy() if value.is_initializer() else actual.get(value.name or "")
+            data = initializer_tensor(value).numpy() if value.is_initializer() else actual.get(value.name or "")
             if data is None:
                 data = values[value.name or ""]
             expected = derived[original] if original in derived else values[original]
@@ -313,20 +320,20 @@ def _estimated_bytes(candidate: Model, names: Sequence[str], input_shapes: Mappi
     by_name = {v.name: v for node in candidate.graph for v in node.outputs if v.name}
     by_name.update((v.name, v) for v in candidate.graph.inputs if v.name)
     total = 0
-    for value in candidate.graph.inputs:
-        for dim in value.shape or ():
+    for graph_input in candidate.graph.inputs:
+        for dim in graph_input.shape or ():
             if isinstance(dim, str) and dim:
                 symbols.setdefault(dim, DYNAMIC_DIMS[0])
     for name in names:
-        value = by_name.get(name)
-        shape = value.shape if value is not None else None
-        elem = value.elem_type if value is not None else None
+        found = by_name.get(name)
+        shape = found.shape if found is not None else None
+        elem = found.elem_type if found is not None else None
         if shape is None or elem is None:
             total += _UNKNOWN_BYTES
             continue
         dims = [d if isinstance(d, int) else symbols.get(d or "", -1) for d in shape]
-        size = types.storage_bytes(elem, int(np.prod(dims, dtype=np.int64))) if min(dims, default=0) >= 0 else None
-        total += size if size is not None else _UNKNOWN_BYTES
+        known = types.storage_bytes(elem, int(np.prod(dims, dtype=np.int64))) if min(dims, default=0) >= 0 else None
+        total += known if known is not None else _UNKNOWN_BYTES
     return total
 
 

@@ -110,6 +110,7 @@ def test_a_wrong_pass_without_cases_is_dropped_entirely(wrong_passes):
 def test_no_correct_model_raises_when_verified_whole(monkeypatch):
     """A loader that breaks the model is caught by the whole check, which runs the original from its file
     (region checks compare with the original as loaded: see the next test)."""
+
     def corrupted(source, allow_outside=False):
         def fresh():
             model = onnxgraph.load(source)
