@@ -241,6 +241,14 @@ class Verifier:
             if not comparison.passed:
                 self.suspects += nodes
         passed = not diverged and not inexact and all(c.passed for c in outputs)
+        if passed and found.nodes:
+            try:  # the regions ran; the whole result must still load (its types and value_info all at once)
+                run_model(candidate)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+                error = f"the optimized model does not load: {one_line(exc)}"
+                return Verification(False, error=error, mode="regions", regions=found.regions)
+            finally:
+                release_freed_memory()
         note = ""
         if inexact:
             note = (
