@@ -93,8 +93,12 @@ class Snapshot:
                 if value.name:
                     self.nodes[value.name] = entry
             if len(node.outputs) == 1 and node.outputs[0].name and entry[0] is not None:
+                attributes = [
+                    Attribute(a.name, a.type, list(a.value) if isinstance(a.value, list) else a.value)
+                    for a in node.attributes.values()
+                ]  # copies: a pass editing a node's attribute lists leaves the original's recipe as it was
                 self.recipes[node.outputs[0].name] = Recipe(
-                    node.domain, node.op_type, node.overload, list(node.attributes.values()), entry[1]
+                    node.domain, node.op_type, node.overload, attributes, entry[1]
                 )
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attributes) == 1:
                 attribute = next(iter(node.attributes.values()))
