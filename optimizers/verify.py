@@ -119,7 +119,8 @@ class Verifier:
         self.feeds: dict[str, np.ndarray] = {}
         self.expected: dict[str, np.ndarray] = {}
         self.values: dict[str, np.ndarray] = {}
-        """The original's values kept for region checks (graph inputs and outputs included), by name."""
+        """The original's values kept for region checks (graph inputs and outputs included; its constants
+        are read from the snapshot when needed), by name."""
         self.kept_bytes = 0
         """Bytes of the original's intermediate values kept for region checks."""
         self.suspects: list[Node] = []
@@ -153,8 +154,7 @@ class Verifier:
             kept = {n: results[n] for n in exposed if n in results}
             self.kept_bytes = sum(a.nbytes for a in kept.values())
             if self.kept_bytes <= REGION_VALUE_BUDGET:
-                constants = {n: t.numpy() for n, t in self._snapshot.constants.items()}
-                self.values = {**constants, **self.feeds, **kept, **self.expected}
+                self.values = {**self.feeds, **kept, **self.expected}
 
     def _exposed(self, found: ChangeSet) -> list[str]:
         """The original's values ``found`` needs that only exposing them as outputs gives."""
@@ -180,8 +180,8 @@ class Verifier:
                 found, note = None, f"the regions' values are over the {REGION_VALUE_BUDGET >> 20} MiB budget"
         if not self._ran:
             self._run_original(found)
-        if found is not None:
-            missing = [n for n in found.needed if n not in self.values]
+        if found is not None and self._snapshot is not None:
+            missing = [n for n in found.needed if n not in self.values and n not in self._snapshot.constants]
             if not missing:
                 verdict = self._check_regions(candidate, found)
                 if verdict.passed:
@@ -214,7 +214,9 @@ class Verifier:
         alias) equals the original's exactly and every graph output is within tolerance. The nodes
         of the regions that differ beyond tolerance are left in :attr:`suspects`.
         """
-        values = self.values
+        assert self._snapshot is not None
+        constants = self._snapshot.constants
+        values = {n: self.values[n] if n in self.values else constants[n].numpy() for n in found.needed}
         actual: dict[str, np.ndarray] = {}
         if found.nodes or found.derived:
             try:
@@ -226,7 +228,7 @@ class Verifier:
                 release_freed_memory()
         derived = {n[len(DERIVED_PREFIX) :]: actual.pop(n) for n in list(actual) if n.startswith(DERIVED_PREFIX)}
         outputs, diverged, inexact = [], [], []
-        for expected, name, array, nodes in self._pairs(candidate, found, actual, derived):
+        for expected, name, array, nodes in self._pairs(candidate, found, values, actual, derived):
             exact = _identical(expected, array)
             if name in found.graph_outputs or name in found.passthrough:
                 comparison = compare_arrays(name, expected, array, (0.0, 0.0) if exact else None)
@@ -269,9 +271,16 @@ class Verifier:
             note=note,
         )
 
-    def _pairs(self, candidate: Model, found: ChangeSet, actual: dict[str, np.ndarray], derived: dict[str, np.ndarray]):
-        """``(original's value, name, candidate's value, nodes to blame)`` for every value the check compares."""
-        values = self.values
+    def _pairs(
+        self,
+        candidate: Model,
+        found: ChangeSet,
+        values: dict[str, np.ndarray],
+        actual: dict[str, np.ndarray],
+        derived: dict[str, np.ndarray],
+    ):
+        """``(original's value, name, candidate's value, nodes to blame)`` for every value the check compares
+        (``values``: the original's values the check needs)."""
         members: dict[int, list[Node]] = {}
         for node in found.nodes:
             members.setdefault(found.region_of[id(node)], []).append(node)
