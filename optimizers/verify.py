@@ -35,8 +35,6 @@ REGION_VALUE_BUDGET = 512 << 20
 """Most bytes of the original's intermediate values kept for region checks (estimated from the
 candidate's inferred shapes before the run, measured after it); above it the whole candidate runs."""
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-_UNKNOWN_BYTES = 4 << 20
-"""Size assumed for a value whose shape the candidate's types leave open."""
 
 
 @dataclass
@@ -130,15 +128,20 @@ class Verifier:
         if reference is None:
             self._run_original(None)
 
-    def _run_original(self, found: ChangeSet | None) -> None:
-        """Run the original once, keeping the values ``found`` needs when they fit the budget."""
+    def _run_original(self, found: ChangeSet | None) -> str:
+        """Run the original once, keeping the values ``found`` needs when they fit the budget; returns
+        why none are kept ("" when they are, or none are needed)."""
         self._ran = True
-        exposed: list[str] = []
+        exposed = self._exposed(found) if found is not None and self._reference is not None else []
         source: str | Model = self._original
-        if found is not None and self._reference is not None:
-            exposed = self._exposed(found)
-            if exposed:
-                source = _exposing(self._reference(), exposed)
+        note = ""
+        if exposed and self._reference is not None:
+            pristine = self._reference()
+            if _estimated_bytes(pristine, exposed, self._input_shapes or {}) > REGION_VALUE_BUDGET:
+                exposed, note = [], f"the regions' values are over the {REGION_VALUE_BUDGET >> 20} MiB budget"
+            else:
+                source = _exposing(pristine, exposed)
+            del pristine
         try:
             run = run_model(source)
             self.feeds, results = run_sized(self._model_inputs, run, input_shapes=self._input_shapes, seed=self._seed)
@@ -155,6 +158,9 @@ class Verifier:
             self.kept_bytes = sum(a.nbytes for a in kept.values())
             if self.kept_bytes <= REGION_VALUE_BUDGET:
                 self.values = {**self.feeds, **kept, **self.expected}
+            else:
+                note = f"the regions' values are over the {REGION_VALUE_BUDGET >> 20} MiB budget"
+        return note
 
     def _exposed(self, found: ChangeSet) -> list[str]:
         """The original's values ``found`` needs that only exposing them as outputs gives."""
@@ -172,14 +178,8 @@ class Verifier:
                 found = changes(self._snapshot, candidate)
             except Undecidable as exc:
                 note = str(exc)
-            over = found is not None and not self._ran
-            if (
-                over
-                and _estimated_bytes(candidate, self._exposed(found), self._input_shapes or {}) > REGION_VALUE_BUDGET
-            ):
-                found, note = None, f"the regions' values are over the {REGION_VALUE_BUDGET >> 20} MiB budget"
         if not self._ran:
-            self._run_original(found)
+            note = self._run_original(found) or note
         if found is not None and self._snapshot is not None:
             missing = [n for n in found.needed if n not in self.values and n not in self._snapshot.constants]
             if not missing:
@@ -322,36 +322,21 @@ def _exposing(model: Model, names: Sequence[str]) -> Model:
     return model
 
 
-def _estimated_bytes(candidate: Model, names: Sequence[str], input_shapes: Mapping[str, Sequence[int]]) -> int:
-    """Bytes of the values ``names`` from the candidate's types: a graph input's symbolic dimensions sized
-    by ``input_shapes``, else as the first size plan (2); a value with another unknown dimension, or not
-    in the candidate, counted as :data:`_UNKNOWN_BYTES`."""
-    from onnxgraph import types
-    from onnxgraph.runtime.sizing import DYNAMIC_DIMS
+def _estimated_bytes(model: Model, names: Sequence[str], input_shapes: Mapping[str, Sequence[int]]) -> int:
+    """Bytes of the values ``names`` of ``model``, their shapes inferred for inputs of the first size plan
+    (``input_shapes`` first), as ``compare`` sizes its chunks; a value whose size shape inference leaves
+    open counts as 4 MiB."""
+    from onnxgraph.debug.exposure import estimated_nbytes, estimated_sizes
+    from onnxgraph.runtime.inputs import specs_of
+    from onnxgraph.runtime.sizing import size_plans
 
-    symbols: dict[str, int] = {}
-    for value in candidate.graph.inputs:
-        for dim, size in zip(value.shape or (), input_shapes.get(value.name or "", ()), strict=False):
-            if isinstance(dim, str) and dim:
-                symbols[dim] = int(size)
-    by_name = {v.name: v for node in candidate.graph for v in node.outputs if v.name}
-    by_name.update((v.name, v) for v in candidate.graph.inputs if v.name)
-    total = 0
-    for graph_input in candidate.graph.inputs:
-        for dim in graph_input.shape or ():
-            if isinstance(dim, str) and dim:
-                symbols.setdefault(dim, DYNAMIC_DIMS[0])
-    for name in names:
-        found = by_name.get(name)
-        shape = found.shape if found is not None else None
-        elem = found.elem_type if found is not None else None
-        if shape is None or elem is None:
-            total += _UNKNOWN_BYTES
-            continue
-        dims = [d if isinstance(d, int) else symbols.get(d or "", -1) for d in shape]
-        known = types.storage_bytes(elem, int(np.prod(dims, dtype=np.int64))) if min(dims, default=0) >= 0 else None
-        total += known if known is not None else _UNKNOWN_BYTES
-    return total
+    specs = specs_of(model)
+    try:
+        feeds = next(size_plans(model, specs)).inputs(specs, input_shapes)
+        inferred = estimated_sizes(model, feeds)
+    except Exception:  # noqa: BLE001 - shape inference or sizing failing leaves every size open
+        inferred = {}
+    return sum(estimated_nbytes(inferred.get(name)) for name in names)
 
 
 def run_model(model: str | Model):
