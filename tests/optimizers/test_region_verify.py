@@ -7,6 +7,7 @@ whole-model verification."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import model_builders
 import numpy as np
@@ -209,9 +210,13 @@ BUILDERS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(BUILDERS))
+MODELS = Path(__file__).resolve().parents[2] / "models"
+BUNDLED = {path.stem: (lambda path=path: str(path)) for path in sorted(MODELS.glob("*.onnx"))}
+
+
+@pytest.mark.parametrize("name", [*sorted(BUILDERS), *(f"bundled:{n}" for n in BUNDLED)])
 def test_region_and_whole_verification_agree_on_the_builders(name):
-    model = BUILDERS[name]()
+    model = BUNDLED[name.split(":")[1]]() if name.startswith("bundled:") else BUILDERS[name]()
     by_regions, regions_report = optimize(model)
     by_whole, whole_report = optimize(model, verify_regions=False)
     assert regions_report.ok == whole_report.ok
