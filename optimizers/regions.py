@@ -132,6 +132,8 @@ class ChangeSet:
         passthrough: graph outputs the candidate neither computes in a region nor in unchanged nodes
             (a graph input or an initializer given as output): compared directly.
         graph_outputs: the graph outputs among ``outputs``.
+        handed: the names among ``outputs`` that unchanged nodes read (which must match bit for bit, graph
+            outputs among them too).
         region_of: node -> region index, by ``id(node)``.
     """
 
@@ -146,6 +148,7 @@ class ChangeSet:
     leaves: set[str] = field(default_factory=set)
     passthrough: list[str] = field(default_factory=list)
     graph_outputs: list[str] = field(default_factory=list)
+    handed: set[str] = field(default_factory=set)
     region_of: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -198,6 +201,8 @@ def changes(snapshot: Snapshot, candidate: Model) -> ChangeSet:
             read_outside = any(id(user) not in changed for user, _ in value.uses())
             if value.name and (read_outside or value.is_graph_output()):
                 outputs[value.name] = None
+            if value.name and read_outside:
+                found.handed.add(value.name)
     for value in graph.outputs:
         producer = value.producer()
         if producer is None and value.name:

@@ -225,3 +225,32 @@ def test_region_and_whole_verification_agree_on_the_builders(name):
     ]
     assert by_regions.to_proto().SerializeToString() == by_whole.to_proto().SerializeToString()
     assert whole_report.verification.mode == "whole"
+
+
+class NudgeScale(Pass):
+    """Multiplies the constant of the Mul writing ``y1`` by 1 + 2**-20: within float32 tolerance, not bit-equal."""
+
+    name = "nudge-scale"
+    rewrites = ("nudge",)
+
+    def run(self, model: Model) -> Counter[str]:
+        value = model.graph.initializers["c"]
+        if value.const_value.numpy()[0] != np.float32(3.0):
+            return Counter()
+        value.const_value = Tensor(value.const_value.numpy() * np.float32(1 + 2**-20), name="c")
+        return Counter(nudge=1)
+
+
+def test_a_graph_output_that_unchanged_nodes_also_read_must_match_bit_for_bit(kit, monkeypatch):
+    """``y1`` is an output and feeds ``y2``: a rounding difference in it could grow in unchanged nodes."""
+    monkeypatch.setitem(registry.passes(), NudgeScale.name, NudgeScale)
+    model = kit.parse("""
+    agraph (float[4] x) => (float[4] y1, float[4] y2) <float[4] c = {3.0, 3.0, 3.0, 3.0}> {
+        y1 = Mul(x, c)
+        y2 = Exp(y1)
+    }""")
+    _, report = optimize(model, passes=["nudge-scale"])
+    verification = report.verification
+    assert verification.mode == "whole" and "not equal to the original's" in verification.note
+    assert report.ok and not report.rollbacks  # within tolerance on the whole run, as before
+    assert sorted(c.name for c in verification.outputs) == ["y1", "y2"]
