@@ -134,6 +134,9 @@ class ChangeSet:
         graph_outputs: the graph outputs among ``outputs``.
         handed: the names among ``outputs`` that unchanged nodes read (which must match bit for bit, graph
             outputs among them too).
+        new_weights: floating-point constants of at least :data:`NEW_WEIGHTS_MIN` elements that changed
+            nodes read and the original does not have (weights folded with a BatchNormalization, say):
+            their products round differently, so such regions rarely match bit for bit.
         region_of: node -> region index, by ``id(node)``.
     """
 
@@ -149,6 +152,7 @@ class ChangeSet:
     passthrough: list[str] = field(default_factory=list)
     graph_outputs: list[str] = field(default_factory=list)
     handed: set[str] = field(default_factory=set)
+    new_weights: list[str] = field(default_factory=list)
     region_of: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -190,6 +194,8 @@ def changes(snapshot: Snapshot, candidate: Model) -> ChangeSet:
     outputs: dict[str, None] = {}
     for node in found.nodes:
         for value in node.inputs:
+            if value is not None and value.is_initializer() and _new_weights(value, snapshot):
+                found.new_weights.append(value.name or "")
             if value is None or value.is_initializer():
                 continue
             producer = value.producer()
@@ -272,6 +278,20 @@ def _chain(
 
 
 _SHAPE_OPS = frozenset({"Shape", "Size"})
+
+
+NEW_WEIGHTS_MIN = 1024
+"""Elements from which a new floating-point constant counts as new weights (:attr:`ChangeSet.new_weights`)."""
+
+
+def _new_weights(value: Value, snapshot: Snapshot) -> bool:
+    tensor = value.const_value
+    if not isinstance(tensor, Tensor) or tensor.size < NEW_WEIGHTS_MIN or not types.is_known(tensor.elem_type):
+        return False
+    if np.dtype(types.np_dtype(tensor.elem_type)).kind != "f":
+        return False
+    original = snapshot.constants.get(value.name or "")
+    return original is None or not same_tensor(tensor, original)
 
 
 def _group(found: ChangeSet, changed: set[int]) -> None:
