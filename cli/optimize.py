@@ -234,9 +234,11 @@ def _render(report, model: str, output: str, bench: dict | None) -> None:
         worst = max((c.max_abs for c in v.outputs), default=0.0)
         line = f"verification: [green]passed[/], {len(v.outputs)} outputs match, max abs error {worst:.3g}"
         if v.mode == "regions":
-            line += f"; {v.regions} changed regions run, {v.region_values} values equal to the original's"
-            if v.unchanged_outputs:
-                line += f", {len(v.unchanged_outputs)} outputs computed by unchanged nodes only"
+            line = (
+                f"verification: [green]passed[/] by {v.regions} changed regions, {v.region_values} values "
+                f"equal to the original's; {len(v.outputs)} outputs compared (max abs error {worst:.3g}), "
+                f"{len(v.unchanged_outputs)} computed by unchanged nodes only"
+            )
         if v.skipped:
             line += f" ({len(v.skipped)} random outputs not compared)"
         console.print(line)
