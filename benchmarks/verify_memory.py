@@ -2,10 +2,13 @@
 
     python benchmarks/verify_memory.py convert [--workdir DIR] [--tensors 256] [--side 1024]
     python benchmarks/verify_memory.py optimize MODEL.onnx [--onnxscript-python PY] [--repeat 1]
+        [--input-shape NAME=D1,D2 ...]
 
 ``convert``: a float32 MatMul chain of ``--tensors`` weights of ``side x side`` (1 GiB by default) in
 external data, converted with ``onnxgraph convert m.onnx -o o.onnx --fp16`` with and without
-``--no-verify``. ``optimize``: ``onnxgraph optimize MODEL -o OUT`` with and without ``--no-verify``,
+``--no-verify``. ``optimize``: ``onnxgraph optimize MODEL -o OUT`` with ``--no-verify``, with
+``--verify-whole`` (the original from its file and the whole result, as before region checks) and
+verified by regions (the default),
 next to onnxscript's optimizer (load, optimize, save; run by ``--onnxscript-python``, an
 interpreter that has onnxscript, when given), interleaved ``--repeat`` times.
 
@@ -102,9 +105,10 @@ def run_optimize(args: argparse.Namespace, onnxgraph: str) -> None:
     for _ in range(args.repeat):
         if args.onnxscript_python:
             _report("onnxscript.optimizer", *measure([args.onnxscript_python, script, args.model, out]), weights)
-        for flags in (["--no-verify"], []):
-            measured = measure([onnxgraph, "optimize", args.model, "-o", out, "--overwrite", *flags])
-            _report(f"optimize {' '.join(flags) or '(verified)'}", *measured, weights)
+        shapes = [a for shape in args.input_shape for a in ("--input-shape", shape)]
+        for flags in (["--no-verify"], ["--verify-whole"], []):
+            measured = measure([onnxgraph, "optimize", args.model, "-o", out, "--overwrite", *flags, *shapes])
+            _report(f"optimize {' '.join(flags) or '(verified by regions)'}", *measured, weights)
 
 
 def main() -> None:
@@ -116,6 +120,7 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=1024)
     parser.add_argument("--onnxscript-python", default=None)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--input-shape", action="append", default=[], help="passed to optimize (NAME=D1,D2)")
     args = parser.parse_args()
     onnxgraph = shutil.which("onnxgraph", path=os.path.dirname(sys.executable)) or "onnxgraph"
     with tempfile.TemporaryDirectory(prefix="verify-memory-") as scratch:

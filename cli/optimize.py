@@ -47,6 +47,11 @@ _MODEL_TYPES = ("bert", "gpt2", "bart", "t5", "vit", "clip", "phi", "gpt_neox", 
     help="Switch off one rewrite of a pass, e.g. noop:identity or fuse:matmul_add_to_gemm (repeatable).",
 )
 @click.option("--no-verify", is_flag=True, help="Skip running the original and the result on onnxruntime.")
+@click.option(
+    "--verify-whole",
+    is_flag=True,
+    help="Verify by running the original from its file and every result whole, not only the changed regions.",
+)
 @json_output("--report-json")
 @click.option(
     "--size-limit",
@@ -91,6 +96,7 @@ def optimize(
     passes: str | None,
     disable: tuple[str, ...],
     no_verify: bool,
+    verify_whole: bool,
     as_json: str | None,
     size_limit: int,
     input_shapes: tuple[str, ...],
@@ -125,6 +131,7 @@ def optimize(
                 model,
                 passes=names,
                 verify=not no_verify,
+                verify_regions=not verify_whole,
                 size_limit=size_limit,
                 input_shapes=shapes,
                 on_progress=status.update,
@@ -226,6 +233,12 @@ def _render(report, model: str, output: str, bench: dict | None) -> None:
     else:
         worst = max((c.max_abs for c in v.outputs), default=0.0)
         line = f"verification: [green]passed[/], {len(v.outputs)} outputs match, max abs error {worst:.3g}"
+        if v.mode == "regions":
+            line = (
+                f"verification: [green]passed[/] by {v.regions} changed regions, {v.region_values} values "
+                f"equal to the original's; {len(v.outputs)} outputs compared (max abs error {worst:.3g}), "
+                f"{len(v.unchanged_outputs)} computed by unchanged nodes only"
+            )
         if v.skipped:
             line += f" ({len(v.skipped)} random outputs not compared)"
         console.print(line)

@@ -16,6 +16,7 @@ from onnxgraph.model import Model
 from onnxgraph.optimizers.base import PassManager, PipelineResult
 from onnxgraph.optimizers.fold import DEFAULT_SIZE_LIMIT
 from onnxgraph.optimizers.fusions.ort_contrib import LEFT_TO_ONNXRUNTIME, ContribReport, fuse_for_onnxruntime
+from onnxgraph.optimizers.provenance import Provenance
 from onnxgraph.optimizers.registry import build_pipeline, default_pipeline
 from onnxgraph.optimizers.registry import passes as registered_passes
 from onnxgraph.optimizers.utils import legacy_initializer_inputs_as_constants
@@ -111,6 +112,7 @@ def optimize(
     disabled: Mapping[str, Iterable[str]] | None = None,
     target: str = "standard",
     model_type: str = "bert",
+    verify_regions: bool = True,
 ) -> tuple[Model, OptimizeReport]:
     """Optimize a model and check that it still computes the same outputs.
 
@@ -137,6 +139,9 @@ def optimize(
             :mod:`onnxgraph.optimizers.fusions.ort_contrib`); the rewrites whose patterns onnxruntime's
             fusions start from are off then (``ort_contrib.LEFT_TO_ONNXRUNTIME``).
         model_type: onnxruntime's model family for ``target="ort"`` (``bert``, ``gpt2``, ...).
+        verify_regions: check only the regions that differ from the original where that decides
+            (:mod:`onnxgraph.optimizers.regions`; the original then runs as loaded, once); False runs
+            the original from its file and every result whole.
 
     Returns:
         ``(optimized model, report)``; check ``report.ok`` before using the model when verifying.
@@ -184,14 +189,18 @@ def optimize(
         # onnxruntime refuses external data outside the model's folder: run the loaded copy instead
         with _timed(timings, "verification"):
             verifier = Verifier(
-                original if allow_external_data_outside else source, original, input_shapes=input_shapes
+                original if allow_external_data_outside else source,
+                original,
+                input_shapes=input_shapes,
+                reference=fresh if verify_regions else None,
             )
     active = list(names)
     candidate = original  # the first run rewrites the loaded copy itself; reruns start from fresh copies
     culprit: str | None
     while True:
+        provenance = Provenance(candidate) if verifier is not None else None
         try:
-            result = _run(candidate, active, disabled, size_limit, max_rounds, say, timings)
+            result = _run(candidate, active, disabled, size_limit, max_rounds, say, timings, provenance)
         except PassRaised as exc:  # the half-rewritten candidate is dropped below
             failure, culprit = str(exc), exc.pass_name
         else:
@@ -206,6 +215,10 @@ def optimize(
             if not active:
                 raise VerificationFailed(report)
             failure, culprit = verification.describe(), None
+            suspects = provenance.passes_of(verifier.suspects) if provenance is not None else set()
+            if len(suspects) == 1:  # one pass alone changed the regions that differ: no prefix to bisect
+                culprit = suspects.pop()
+                say(f"the regions that differ were changed by pass {culprit} alone")
         rollback = _bisect(
             fresh, verifier, active, disabled, size_limit, max_rounds, say, timings=timings, culprit=culprit
         )
@@ -263,14 +276,26 @@ def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
         timings[phase] += time.perf_counter() - start
 
 
-def _run(model: Model, names, disabled, size_limit, max_rounds, say, timings: dict[str, float]) -> PipelineResult:
-    """Run the pipeline ``names`` on ``model`` in place (adding to ``timings``)."""
+def _run(
+    model: Model,
+    names,
+    disabled,
+    size_limit,
+    max_rounds,
+    say,
+    timings: dict[str, float],
+    provenance: Provenance | None = None,
+) -> PipelineResult:
+    """Run the pipeline ``names`` on ``model`` in place (adding to ``timings``; noting in ``provenance``
+    which pass changed which node)."""
     pipeline = build_pipeline(names, options={"size_limit": size_limit}, disabled=disabled)
-    manager = PassManager(
-        pipeline,
-        max_rounds=max_rounds,
-        on_pass=lambda name, result: say(f"pass {name}: {sum(result.stats.values())} changes"),
-    )
+
+    def on_pass(name: str, result) -> None:
+        say(f"pass {name}: {sum(result.stats.values())} changes")
+        if provenance is not None and result.changed:
+            provenance.after(name)
+
+    manager = PassManager(pipeline, max_rounds=max_rounds, on_pass=on_pass)
     with legacy_initializer_inputs_as_constants(model):
         with _timed(timings, "type_annotation"):
             annotate_types(model)  # shape-dependent rewrites read Value.type
@@ -309,7 +334,11 @@ def _bisect(
             verification = verifier.check(model)
         return None if verification.passed else verification.describe()
 
-    if culprit is None:
+    reason = ""
+    if culprit is not None:
+        high = names.index(culprit) + 1
+        reason = fails(names[:high]) or ""  # a suspect named by region verification may be wrong: then bisect
+    if not reason:
         low, high = 0, len(names)  # prefix of `low` passes verifies; the full list (`high`) does not
         while high - low > 1:
             middle = (low + high) // 2
@@ -319,9 +348,8 @@ def _bisect(
             else:
                 low = middle
         culprit = names[high - 1]
-    else:
-        high = names.index(culprit) + 1
-    reason = fails(names[:high]) or ""
+        reason = fails(names[:high]) or ""
+    assert culprit is not None
     for rewrite in registered_passes()[culprit].rewrites:
         if rewrite in disabled.get(culprit, ()):
             continue

@@ -104,7 +104,8 @@ def estimated_sizes(model: Model, feeds: Mapping[str, np.ndarray]) -> dict[str, 
             value.type = old
 
 
-def _nbytes(type_proto: onnx.TypeProto | None) -> int:
+def estimated_nbytes(type_proto: onnx.TypeProto | None) -> int:
+    """Bytes of a value of that type; :data:`_UNKNOWN_SIZE` when its element type or a dimension is unknown."""
     dims, elem = types.static_dims(types.shape_of(type_proto)), types.elem_type_from(type_proto)
     if dims is None or elem is None:
         return _UNKNOWN_SIZE
@@ -117,7 +118,7 @@ def chunks(names: Sequence[str], found: Mapping[str, onnx.TypeProto], budget: in
     current: list[str] = []
     used = 0
     for name in names:
-        size = _nbytes(found.get(name))
+        size = estimated_nbytes(found.get(name))
         if current and used + size > budget:
             out.append(current)
             current, used = [], 0

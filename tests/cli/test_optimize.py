@@ -120,7 +120,7 @@ def test_no_correct_model_exits_1_and_writes_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "_copier", corrupted)
     out, report = tmp_path / "o.onnx", tmp_path / "r.json"
-    result = _invoke(TRANSFORMER, "-o", str(out), "--report-json", str(report))
+    result = _invoke(TRANSFORMER, "-o", str(out), "--report-json", str(report), "--verify-whole")
     assert result.exit_code == 1 and "no correct optimized model" in result.stderr
     assert not out.exists()
     assert json.loads(report.read_text())["ok"] is False

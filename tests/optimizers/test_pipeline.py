@@ -107,7 +107,10 @@ def test_a_wrong_pass_without_cases_is_dropped_entirely(wrong_passes):
     assert [p.name for p in report.passes] == ["constants", "dce"]
 
 
-def test_no_correct_model_raises(monkeypatch):
+def test_no_correct_model_raises_when_verified_whole(monkeypatch):
+    """A loader that breaks the model is caught by the whole check, which runs the original from its file
+    (region checks compare with the original as loaded: see the next test)."""
+
     def corrupted(source, allow_outside=False):
         def fresh():
             model = onnxgraph.load(source)
@@ -120,8 +123,10 @@ def test_no_correct_model_raises(monkeypatch):
 
     monkeypatch.setattr(pipeline, "_copier", corrupted)
     with pytest.raises(VerificationFailed) as info:
-        optimize(TRANSFORMER)
+        optimize(TRANSFORMER, verify_regions=False)
     assert not info.value.report.ok
+    _, report = optimize(TRANSFORMER)
+    assert report.verification.mode == "regions"  # the loaded original is the reference there
 
 
 def test_random_outputs_are_not_compared(kit):
