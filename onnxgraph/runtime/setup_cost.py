@@ -132,6 +132,7 @@ def _in_child(path: str, job: SetupJob, folder: str) -> tuple:
 def _child() -> None:
     """Entry point of the child: argv[1] is the folder holding request.pkl; writes result.pkl."""
     from onnxgraph.runtime.benchmark import _set_up
+    from onnxgraph.runtime.memory import release_freed_memory
     from onnxgraph.runtime.providers import prime_runtime
 
     folder = sys.argv[1]
@@ -140,6 +141,9 @@ def _child() -> None:
     outcome: tuple[str, object]
     try:
         prime_runtime(job.providers)
+        # the probe session's freed memory, left in glibc's arenas, could hold a small model's whole
+        # set-up: its peak RSS rise would read 0 in some children and 2 MB in others
+        release_freed_memory()
         result, _, _ = _set_up(job.label, path, job.feeds, job.providers, job.config, job.spinning, job.memory_pattern)
         figures = (result.session_create_s, result.first_run_ms, result.peak_rss_mb, result.gpu_memory_mb)
         outcome = ("ok", (*figures, os.getpid()))
