@@ -7,6 +7,7 @@ lives in :mod:`onnxgraph.errors`.
 from __future__ import annotations
 
 import signal
+import sys
 import warnings
 
 import click
@@ -90,6 +91,7 @@ class CommandGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
+            _hand_over_interrupts()
             with warnings.catch_warnings():
                 # onnx.reference computes in numpy and warns on overflow (fp16 verification): noise
                 warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"onnx\.reference")
@@ -110,6 +112,14 @@ class CommandGroup(click.Group):
                 raise BadInput(f"onnxruntime cannot load or run the model: {one_line(exc)}") from exc
             name, line = type(exc).__name__, one_line(exc)
             raise InternalFailure(line if line == name else f"{name}: {line}") from exc
+
+
+def _hand_over_interrupts() -> None:
+    """SIGINT raises KeyboardInterrupt again (mapped to exit 130 above) when the console entry point
+    (:mod:`onnxgraph.console`) has held it through start-up; no-op otherwise (tests, library use)."""
+    console = sys.modules.get("onnxgraph.console")
+    if console is not None:
+        console.hand_over_interrupts()
 
 
 def _from_onnxruntime(exc: Exception) -> bool:

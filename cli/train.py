@@ -210,6 +210,7 @@ def _launch(nproc: int) -> int:
     import subprocess
     import sys
 
+    from onnxgraph.children import parent_death_hook
     from onnxgraph.training.distributed import find_mpiexec
 
     args, skip = [], False
@@ -227,7 +228,11 @@ def _launch(nproc: int) -> int:
         env.setdefault("TTY_COMPATIBLE", "1")
         env.setdefault("COLUMNS", str(shutil.get_terminal_size().columns))
     process = subprocess.Popen(
-        [*command, sys.executable, "-m", "onnxgraph", *args], stdout=subprocess.PIPE, text=True, env=env
+        [*command, sys.executable, "-m", "onnxgraph", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=parent_death_hook(),
     )
     banner: list[str] = []  # Hydra writes it on stdout, with the ranks' stdout
     assert process.stdout is not None  # stdout=PIPE

@@ -1451,6 +1451,118 @@ def rms_norm_export(hidden: int = 64, scale: float = 4e-3, seed: int = 0) -> onn
     return model
 
 
+def multihead_attention_export(tokens: int = 5, hidden: int = 8, heads: int = 2, seed: int = 0) -> onnx.ModelProto:
+    """``nn.MultiheadAttention`` (torchvision's ViT encoder) as the TorchScript exporter writes it, with
+    a symbolic batch: tokens-first Transpose, one packed in-projection whose result is split into Q, K
+    and V by a Reshape to ``shape[:2] + [3, E] + shape[3:]``, where the slice bounds come from
+    ``Mod(2, 3)`` (a constant computation neither onnx's data propagation nor onnxruntime's symbolic
+    inference evaluates, so the Reshape's target has unknown length), then Unsqueeze/Transpose/Squeeze
+    and Gather, per-head Reshapes with the head size computed as ``Cast(Cast(Div(E, heads)))``, the
+    scale as ``Sqrt(1 / Sqrt(head size))`` on both operands, and the out-projection as a Gemm over
+    ``(tokens · batch, E)``. Weights: ``in_w`` (E, 3E) and ``in_b``, ``out_w`` (E, E, transposed) and
+    ``out_b``."""
+    text = """
+    mha (float[batch, T, E] x) => (float[batch, T, E] y) {
+        c0 = Constant<value=int64 {0}>()
+        c1 = Constant<value=int64 {1}>()
+        c2 = Constant<value=int64 {2}>()
+        nheads = Constant<value=int64 {H}>()
+        ax0 = Constant<value=int64[1] {0}>()
+        ax3 = Constant<value=int64[1] {3}>()
+        one = Constant<value=int64[1] {1}>()
+        last = Constant<value=int64[1] {-1}>()
+        end = Constant<value=int64[1] {9223372036854775807}>()
+        three = Constant<value=int64[1] {3}>()
+        dim = Constant<value=int64[1] {2}>()
+        rank = Constant<value=int64[1] {3}>()
+        heads1 = Constant<value=int64[1] {H}>()
+        tokens1 = Constant<value=int64[1] {T}>()
+        onef = Constant<value=float[1] {1.0}>()
+        t = Transpose<perm=[1, 0, 2]>(x)
+        st = Shape(t)
+        tgt_len = Gather<axis=0>(st, c0)
+        bsz = Gather<axis=0>(st, c1)
+        embed = Gather<axis=0>(st, c2)
+        hd_div = Div(embed, nheads)
+        hd_cast = Cast<to=7>(hd_div)
+        head_dim = Cast<to=7>(hd_cast)
+        e_slice = Slice(st, last, end, ax0)
+        e = Squeeze(e_slice, ax0)
+        proj = MatMul(t, in_w)
+        qkv = Add(in_b, proj)
+        e1 = Unsqueeze(e, ax0)
+        unflattened = Concat<axis=0>(three, e1)
+        at = Mod(dim, rank)
+        sq = Shape(qkv)
+        at1 = Reshape(at, one)
+        lead = Slice(sq, ax0, at1)
+        after = Add(at, one)
+        after1 = Reshape(after, one)
+        trail = Slice(sq, after1, end)
+        split_shape = Concat<axis=0>(lead, unflattened, trail)
+        split = Reshape(qkv, split_shape)
+        lifted = Unsqueeze(split, ax0)
+        moved = Transpose<perm=[3, 1, 2, 0, 4]>(lifted)
+        packed = Squeeze(moved, ax3)
+        q0 = Gather<axis=0>(packed, c0)
+        k0 = Gather<axis=0>(packed, c1)
+        v0 = Gather<axis=0>(packed, c2)
+        bh = Mul(bsz, nheads)
+        tgt1 = Unsqueeze(tgt_len, ax0)
+        bh1 = Unsqueeze(bh, ax0)
+        hd1 = Unsqueeze(head_dim, ax0)
+        q_shape = Concat<axis=0>(tgt1, bh1, hd1)
+        kv_shape = Concat<axis=0>(tokens1, bh1, hd1)
+        q1 = Reshape(q0, q_shape)
+        q2 = Transpose<perm=[1, 0, 2]>(q1)
+        k1 = Reshape(k0, kv_shape)
+        k2 = Transpose<perm=[1, 0, 2]>(k1)
+        v1 = Reshape(v0, kv_shape)
+        v2 = Transpose<perm=[1, 0, 2]>(v1)
+        sk = Shape(k2)
+        src_len = Gather<axis=0>(sk, c1)
+        bsz1 = Unsqueeze(bsz, ax0)
+        src1 = Unsqueeze(src_len, ax0)
+        q4_shape = Concat<axis=0>(bsz1, heads1, tgt1, hd1)
+        kv4_shape = Concat<axis=0>(bsz1, heads1, src1, hd1)
+        q4 = Reshape(q2, q4_shape)
+        k4 = Reshape(k2, kv4_shape)
+        v4 = Reshape(v2, kv4_shape)
+        sq4 = Shape(q4)
+        hd_last = Slice(sq4, last, end)
+        hd_float = Cast<to=1>(hd_last)
+        root = Sqrt(hd_float)
+        inv = Div(onef, root)
+        scale = Cast<to=1>(inv)
+        kt = Transpose<perm=[0, 1, 3, 2]>(k4)
+        q_scale = Sqrt(scale)
+        q_scaled = Mul(q4, q_scale)
+        k_scale = Sqrt(scale)
+        k_scaled = Mul(kt, k_scale)
+        scores = MatMul(q_scaled, k_scaled)
+        p = Softmax<axis=-1>(scores)
+        ctx = MatMul(p, v4)
+        ctx_t = Transpose<perm=[2, 0, 1, 3]>(ctx)
+        rows = Mul(bsz, tgt_len)
+        rows1 = Unsqueeze(rows, ax0)
+        embed1 = Unsqueeze(embed, ax0)
+        flat_shape = Concat<axis=0>(rows1, embed1)
+        flat = Reshape(ctx_t, flat_shape)
+        o = Gemm<alpha=1.0, beta=1.0, transB=1>(flat, out_w, out_b)
+        so = Shape(o)
+        oe = Gather<axis=0>(so, c1)
+        oe1 = Unsqueeze(oe, ax0)
+        back_shape = Concat<axis=0>(tgt1, bsz1, oe1)
+        back = Reshape(o, back_shape)
+        y = Transpose<perm=[1, 0, 2]>(back)
+    }
+    """
+    text = text.replace("[batch, T, E]", f"[batch, {tokens}, {hidden}]")
+    text = text.replace("{T}", f"{{{tokens}}}").replace("{H}", f"{{{heads}}}")
+    weights = {"in_w": (hidden, 3 * hidden), "in_b": (3 * hidden,), "out_w": (hidden, hidden), "out_b": (hidden,)}
+    return _pattern(text, weights, seed)
+
+
 # ---- Graphs of N nodes for the scaling benchmark (benchmarks/scaling.py) and linear-work tests ----------
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnxgraph.cli import main
+from onnxgraph.console import main
 
 if __name__ == "__main__":
     main()

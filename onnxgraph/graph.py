@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from onnxgraph.errors import GraphError
 from onnxgraph.graph_containers import GraphInputs, GraphOutputs
@@ -420,6 +420,47 @@ class Graph:
         if prev is not None:
             prev._next = None
         self._last = prev
+
+    def copy(self) -> Graph:
+        """A deep copy of this graph (a subgraph, typically) in no node: its own inputs, initializers,
+        nodes (:meth:`Node.copy`, their subgraphs copied too) and values, with the same types.
+
+        Names are fresh in this graph's root tree (the original's name where free, else ``name_1``...),
+        so the copy can go into the same model beside the original (value names are unique across a
+        model's scopes); subgraph interfaces are positional, so nothing depends on them. Values of
+        enclosing scopes that the graph reads are read by the copy as well; tensors are shared
+        (immutable in the IR).
+        """
+        twins: dict[Value, Value] = {}
+
+        def twin(value: Value) -> Value:
+            if value not in twins:
+                name = self.fresh_name(value.name) if value.name else value.name
+                twins[value] = Value(name, value.type, doc_string=value.doc_string)
+                twins[value].metadata_props = dict(value.metadata_props)
+            return twins[value]
+
+        copy = Graph(self.name, inputs=[twin(v) for v in self.inputs])
+        copy.doc_string, copy.metadata_props = self.doc_string, dict(self.metadata_props)
+        for value in self.initializers.values():
+            twin(value).const_value = value.const_value
+            copy.add_initializer(twins[value])
+        for value in self.sparse_initializers.values():
+            copy.add_sparse_initializer(twin(value), cast("SparseTensor", value.const_value))
+        for node in self:
+            inputs = [None if v is None else twins.get(v, v) for v in node.inputs]
+            clone = node.copy(inputs, name=self.fresh_name(node.name) if node.name else "")
+            for old, new in zip(node.outputs, clone.outputs):
+                if old.name:
+                    new.name = self.fresh_name(old.name)
+                new.doc_string, new.metadata_props = old.doc_string, dict(old.metadata_props)
+                twins[old] = new
+            copy.append(clone)
+        copy.outputs.extend(twins.get(v, v) for v in self.outputs)
+        copy.value_info = [twins.get(v, v) for v in self.value_info]
+        copy.quantization_annotation = list(self.quantization_annotation)
+        copy.extra = self.extra
+        return copy
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {self._len} nodes)"

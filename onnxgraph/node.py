@@ -176,6 +176,46 @@ class Node:
         """Graphs held by this node's attributes (If branches, Loop and Scan bodies...)."""
         return [g for a in self.attributes.values() for g in a.subgraphs()]
 
+    def copy(self, inputs: Sequence[Value | None], *, name: str = "") -> Node:
+        """A new node, in no graph, applying the same operator to ``inputs``.
+
+        Domain, op type, overload, doc string, metadata, attributes and the fields of the source
+        NodeProto the IR does not model (:attr:`extra`, shared: export copies it) are copied; the outputs are new
+        values of the same types, unnamed (they get fresh names when the node is inserted), except
+        that an omitted optional output (named ``""``) stays omitted.
+
+        Attributes are new :class:`Attribute` objects, so the copy's attributes can be replaced or
+        edited without touching the original's:
+
+        * subgraphs (If branches, Loop and Scan bodies) are deep-copied with :meth:`Graph.copy`:
+          their nodes and values are the copy's own (under fresh names of this node's model), and
+          the values they read from enclosing scopes are read by the copy too;
+        * lists are copied;
+        * tensors, sparse tensors and TypeProtos are shared: the IR treats them as immutable (a pass
+          assigns a new one instead of editing it).
+
+        Args:
+            inputs: the copy's inputs (None for an omitted optional input).
+            name: the copy's node name ("" for none).
+        """
+        clone = Node(
+            self.domain,
+            self.op_type,
+            inputs,
+            [_copy_attribute(a) for a in self.attributes.values()],
+            num_outputs=len(self._outputs),
+            name=name,
+            overload=self.overload,
+            doc_string=self.doc_string,
+        )
+        clone.metadata_props = dict(self.metadata_props)
+        clone.extra = self.extra
+        for old, new in zip(self._outputs, clone.outputs):
+            new.type = old.type
+            if old.name == "":
+                new.name = ""
+        return clone
+
     def implicit_inputs(self) -> list[Value]:
         """Outer-scope values read inside this node's subgraphs (at any depth), in first-use order."""
         found: dict[Value, None] = {}
@@ -194,6 +234,22 @@ class Node:
         outs = ", ".join(str(v.name) for v in self._outputs)
         op = f"{self.domain}::{self.op_type}" if self.domain else self.op_type
         return f"Node({self.name!r}: {outs} = {op}({ins}))"
+
+
+def _copy_attribute(attribute: Attribute) -> Attribute:
+    """A new Attribute: subgraphs deep-copied, lists copied, immutable values shared (see :meth:`Node.copy`)."""
+    value = attribute.value
+    if attribute.subgraphs():
+        value = value.copy() if not isinstance(value, list | tuple) else [g.copy() for g in value]
+    elif isinstance(value, list | tuple):
+        value = list(value)
+    return Attribute(
+        attribute.name,
+        attribute.type,
+        value,
+        ref_attr_name=attribute.ref_attr_name,
+        doc_string=attribute.doc_string,
+    )
 
 
 def _defined_within(value: Value, node: Node) -> bool:

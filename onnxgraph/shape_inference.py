@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import onnx
 
 from onnxgraph import types
@@ -96,7 +97,8 @@ def inferred_types(
             cannot name from the inputs (a rank lost after Squeeze/Unsqueeze chains, dims lost after
             Reshape or Expand: ``unk__3``), ask onnxruntime's symbolic shape inference, which tracks
             shape arithmetic symbolically (see :func:`_symbolic_types`), and keep whichever type
-            says more.
+            says more. Both inferences then also see the small integer arrays computed from
+            constants alone as constants (see :func:`_shape_constants`).
 
     Raises:
         OnnxGraphError: with ``strict``, inference rejected the model.
@@ -104,6 +106,8 @@ def inferred_types(
     proto = export_model(model, _small_tensors_only)
     if forget_value_info:
         _forget_value_info(proto.graph)
+    if symbolic_fallback:
+        _as_constants(proto.graph, _shape_constants(model))
     try:
         proto = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
     except Exception as exc:  # noqa: BLE001 - inference gives up on some valid models
@@ -119,6 +123,56 @@ def inferred_types(
             if _lacking(old, symbols) and _known_dims(type_proto) > _known_dims(old):
                 found[name] = type_proto
     return found
+
+
+def _shape_constants(model: Model) -> dict[str, np.ndarray]:
+    """Small integer arrays that main-graph nodes compute from constants alone, by output name.
+
+    Exporters compute some shape arguments from constants with ops that neither inference
+    evaluates: ``nn.MultiheadAttention``'s TorchScript export splits its packed Q/K/V projection with
+    a Reshape to ``shape[:Mod(2, 3)] + [3, E] + shape[Mod(2, 3) + 1:]``, so onnx cannot tell the
+    target's length (the attention's shapes stay unknown) and onnxruntime's symbolic inference gives
+    up on the whole model. The arithmetic is the constant folder's numpy path
+    (:mod:`onnxgraph.optimizers.shape_arith`): integer inputs of at most ``SMALL`` elements, never
+    a weight's data.
+    """
+    from onnxgraph.optimizers import shape_arith
+    from onnxgraph.optimizers.utils import constant_tensor
+
+    known: dict[Value, np.ndarray] = {}
+
+    def small_constant(value: Value) -> np.ndarray | None:
+        if value in known:
+            return known[value]
+        tensor = constant_tensor(value)
+        return tensor.numpy() if tensor is not None and tensor.size <= shape_arith.SMALL else None
+
+    for node in model.graph:
+        if node.op_type not in shape_arith.EVALUATORS or node.domain not in ("", "ai.onnx"):
+            continue
+        arrays = [None if value is None else small_constant(value) for value in node.inputs]
+        if all(array is not None or value is None for array, value in zip(arrays, node.inputs)):
+            results = shape_arith.evaluate(node, arrays)
+            if results is not None:
+                known.update(zip(node.outputs, results))
+    return {value.name: array for value, array in known.items() if value.name}
+
+
+def _as_constants(graph: onnx.GraphProto, arrays: Mapping[str, np.ndarray]) -> None:
+    """Replace each node of ``graph`` whose outputs are all in ``arrays`` by Constant nodes."""
+    if not arrays:
+        return
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if node.output and all(name in arrays for name in node.output):
+            nodes.extend(
+                onnx.helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(arrays[name]))
+                for name in node.output
+            )
+        else:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def _lacking_shapes(graph: onnx.GraphProto, found: Mapping[str, onnx.TypeProto], symbols: frozenset[str]) -> bool:

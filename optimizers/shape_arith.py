@@ -113,6 +113,14 @@ def _div(node: Node, a: Arrays):
     return [quotient.astype(x.dtype)]
 
 
+def _mod(node: Node, a: Arrays):
+    x, y = a
+    if np.any(y == 0):
+        return None
+    remainder = np.fmod(x, y) if node.attr("fmod", 0) else np.mod(x, y)  # fmod: the dividend's sign
+    return [np.asarray(remainder).astype(x.dtype)]
+
+
 def _equal(node: Node, a: Arrays):
     return [np.equal(a[0], a[1])]
 
@@ -153,6 +161,7 @@ EVALUATORS: dict[str, Evaluator] = {
     "Min": _binary(np.minimum),
     "Neg": lambda node, a: [np.negative(a[0])],
     "Div": _div,
+    "Mod": _mod,
     "Equal": _equal,
     "Where": _where,
     "Range": _range,

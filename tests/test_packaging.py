@@ -69,3 +69,12 @@ def test_the_sdist_carries_tests_models_and_docs():
     with open(os.path.join(ROOT, "MANIFEST.in")) as f:
         lines = {line.strip() for line in f}
     assert {"graft tests", "graft models", "graft docs", "graft benchmarks"} <= lines
+
+
+def test_entry_points_go_through_the_interrupt_safe_console_module():
+    """The console script and ``python -m onnxgraph`` import onnxgraph.console first, which handles
+    Ctrl-C during start-up (tests/safety/test_signals.py)."""
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        assert tomllib.load(f)["project"]["scripts"] == {"onnxgraph": "onnxgraph.console:main"}
+    with open(os.path.join(ROOT, "onnxgraph", "__main__.py")) as f:
+        assert "from onnxgraph.console import main" in f.read()

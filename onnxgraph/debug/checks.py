@@ -21,6 +21,7 @@ from multiprocessing.process import BaseProcess
 import numpy as np
 import onnx
 
+from onnxgraph.children import die_with_parent, parent_death_hook
 from onnxgraph.debug.npz import NpzWriter
 from onnxgraph.errors import OnnxGraphError, one_line
 
@@ -80,7 +81,14 @@ class CommandCheck(Check):
                         npz.add(name, array)
             command = self.command.replace("{model}", shlex.quote(path)).replace("{inputs}", shlex.quote(inputs))
             try:
-                done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=self.timeout)
+                done = subprocess.run(
+                    command,
+                    shell=True,
+                    capture_output=True,
+                    text=True,
+                    timeout=self.timeout,
+                    preexec_fn=parent_death_hook(),
+                )
             except subprocess.TimeoutExpired:
                 return Outcome(True, "timeout", f"ran past {self.timeout:g} s")
         text = (done.stdout + done.stderr).strip()
@@ -148,7 +156,7 @@ class WorkerCheck(Check):
     def _start(self) -> tuple[BaseProcess, Connection]:
         context = multiprocessing.get_context("spawn")
         conn, child = context.Pipe()
-        process = context.Process(target=_serve, args=(child,), daemon=True)
+        process = context.Process(target=_serve, args=(child, os.getpid()), daemon=True)
         process.start()
         child.close()
         self._process, self._conn = process, conn
@@ -168,8 +176,10 @@ def _status(detail: str) -> str:
     return match.group(1) if match else ""
 
 
-def _serve(conn: Connection) -> None:
-    """The worker's loop: run each model it is sent and answer ``(kind, detail)``."""
+def _serve(conn: Connection, parent: int) -> None:
+    """The worker's loop: run each model it is sent and answer ``(kind, detail)``; it dies with
+    ``parent`` (a model hanging in onnxruntime would keep it from noticing the closed pipe)."""
+    die_with_parent(parent)
     while True:
         try:
             mode, payload, feeds, providers = conn.recv()

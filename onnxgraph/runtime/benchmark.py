@@ -6,9 +6,12 @@ Library entry points:
 * :func:`compare_models` benchmarks a baseline against a candidate and returns the JSON-shaped dict
   that ``onnxgraph bench A B --json`` writes; ``onnxgraph optimize --bench`` is meant to call it.
 
-Each model is set up in turn (session creation and a first run: memory is measured over this phase),
-then the warm-up runs and the counted runs alternate A, B, A, B so that drift of a shared machine hits
-both, and neither is cold when counting starts.
+With two models, each one's set-up (session creation and a first run, with the peak memory over both)
+is measured in fresh child processes, the order alternating over rounds
+(:mod:`onnxgraph.runtime.setup_cost`), so neither inherits the other's grown arenas; one model is
+measured in this process. Then each model is set up in this process, and the
+warm-up runs and the counted runs alternate A, B, A, B so that drift of a shared machine hits both,
+and neither is cold when counting starts.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from onnxgraph.runtime.providers import (
 )
 from onnxgraph.runtime.runner import TimedSession
 from onnxgraph.runtime.sessions import create_session, run_budget
+from onnxgraph.runtime.setup_cost import SetupCost, SetupJob, measure_setups
 from onnxgraph.runtime.stats import ratio_of_medians_ci, summarize_latencies
 
 DEFAULT_WARMUP = 10
@@ -77,6 +81,9 @@ class BenchConfig:
         memory_pattern: onnxruntime's memory pattern; None: on, except for gradient and training-step
             models built by onnxgraph (see :func:`onnxgraph.metadata.runs_backward`), which run
             with it off as their training sessions do.
+        setup_rounds: with two models, how many fresh processes measure each one's session
+            creation, first run and peak memory (medians are reported; the order alternates A, B,
+            then B, A).
     """
 
     provider: str = "auto"
@@ -94,9 +101,12 @@ class BenchConfig:
     output_tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     intra_op_spinning: bool | None = None
     memory_pattern: bool | None = None
+    setup_rounds: int = 2
 
     def check(self) -> None:
         """Raise BenchError on settings that cannot work."""
+        if self.setup_rounds < 1:
+            raise BenchError(f"set-up rounds must be at least 1, not {self.setup_rounds}")
         if self.warmup < 0:
             raise BenchError(f"warm-up runs must be 0 or more, not {self.warmup}")
         if self.duration_s is None and self.runs < 1:
@@ -250,10 +260,13 @@ def run_benchmark(
     spinning = config.intra_op_spinning
     if spinning is None:
         spinning = len(models) == 1  # see _NO_SPINNING
+    costs = _fresh_setup_costs(models, labels, all_feeds, memory_patterns, providers, config, spinning, report)
     results, runners, outputs = [], [], []
-    for label, model, feeds, memory_pattern in zip(labels, models, all_feeds, memory_patterns):
+    for label, model, feeds, memory_pattern, cost in zip(labels, models, all_feeds, memory_patterns, costs):
         report(f"setting up {label}", 0.0)
         result, runner, first_outputs = _set_up(label, model, feeds, providers, config, spinning, memory_pattern)
+        if cost is not None:
+            _take_costs(result, cost)
         results.append(result)
         runners.append(runner)
         outputs.append(first_outputs)
@@ -383,6 +396,37 @@ def _set_up(
         gpu_memory_mb=gpu.increase_mb() if gpu is not None else None,
     )
     return result, runner, outputs
+
+
+def _fresh_setup_costs(
+    models: Sequence[ModelSource],
+    labels: list[str],
+    all_feeds: list[dict],
+    memory_patterns: list[bool],
+    providers: tuple[str, ...],
+    config: BenchConfig,
+    spinning: bool,
+    report: Progress,
+) -> list[SetupCost | None]:
+    """Two models' set-up costs measured in fresh processes; None for one model, whose set-up in this
+    process (after :func:`prime_runtime`) follows no other model's and is reported as measured."""
+    if len(models) == 1:
+        return [None]
+    jobs = [
+        SetupJob(label, feeds, providers, config, spinning, memory_pattern)
+        for label, feeds, memory_pattern in zip(labels, all_feeds, memory_patterns)
+    ]
+    report("measuring session set-up", 0.0)
+    rounds = config.setup_rounds
+    return list(measure_setups(models, jobs, rounds, lambda done: report("measuring session set-up", done / rounds)))
+
+
+def _take_costs(result: ModelResult, cost: SetupCost) -> None:
+    """Report the set-up as the fresh processes measured it, not as this process saw it second."""
+    result.session_create_s = cost.session_create_s
+    result.first_run_ms = cost.first_run_ms
+    result.peak_rss_mb = cost.peak_rss_mb
+    result.gpu_memory_mb = cost.gpu_memory_mb
 
 
 def _warm_up(runners: list[TimedSession], labels: list[str], rounds: int) -> None:

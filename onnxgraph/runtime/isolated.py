@@ -96,6 +96,8 @@ def run_isolated(
 
 
 def _attempt(model_path, feeds, optimization: str, disabled: Sequence[str], timeout: float | None) -> IsolatedRun:
+    from onnxgraph.children import parent_death_hook  # the child must not outlive a killed command
+
     with tempfile.TemporaryDirectory(prefix="onnxgraph-run-") as folder:
         request = os.path.join(folder, "request.pkl")
         with open(request, "wb") as f:
@@ -118,6 +120,7 @@ def _attempt(model_path, feeds, optimization: str, disabled: Sequence[str], time
                 stderr=subprocess.PIPE,
                 timeout=timeout,
                 check=False,
+                preexec_fn=parent_death_hook(),
             )
         except subprocess.TimeoutExpired:
             return IsolatedRun(

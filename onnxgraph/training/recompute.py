@@ -169,19 +169,9 @@ def _clone(
         clones[value] = gate(value, forward)
         return clones[value]
     inputs = [None if x is None else _clone(graph, x, anchor, forward, wanted, clones, gate) for x in node.inputs]
-    copy = Node(
-        node.domain,
-        node.op_type,
-        inputs,
-        list(node.attributes.values()),
-        num_outputs=len(node.outputs),
-        name=f"{node.name}_recompute" if node.name else "",
-    )
+    copy = node.copy(inputs, name=f"{node.name}_recompute" if node.name else "")
     graph.insert_before(anchor, copy)
     for old, new in zip(node.outputs, copy.outputs):
         if old.name:
-            new.type = old.type
             clones[old] = new
-        else:
-            new.name = ""
     return clones[value]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+from onnxgraph.children import parent_death_hook
 from onnxgraph.errors import OnnxGraphError, one_line
 from onnxgraph.viz.colors import scale_color
 from onnxgraph.viz.view import GraphView, ViewNode
@@ -94,7 +95,12 @@ def render_svg(dot_text: str, *, timeout: float = 600) -> bytes:
         )
     try:
         done = subprocess.run(
-            [program, "-Tsvg"], input=dot_text.encode("utf-8"), capture_output=True, timeout=timeout, check=False
+            [program, "-Tsvg"],
+            input=dot_text.encode("utf-8"),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            preexec_fn=parent_death_hook(),
         )
     except subprocess.TimeoutExpired as exc:
         raise OnnxGraphError(f"Graphviz 'dot' took longer than {timeout:.0f} s; try --max-nodes") from exc

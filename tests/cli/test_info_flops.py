@@ -94,6 +94,34 @@ def test_exporter_expand_chain_is_resolved_by_the_symbolic_fallback(tmp_path):
         assert compute["macs"] == batch * seq * 8 * 1100
 
 
+def test_multihead_attention_export_counts_exactly(tmp_path):
+    """``nn.MultiheadAttention`` as TorchScript exports it (torchvision's ViT-B/16, models/build.py
+    ``multihead_attention_export``) splits Q, K and V with a Reshape whose target is sliced at
+    ``Mod(2, 3)``: evaluated as a constant, every attention shape resolves and the count is exact."""
+    from onnxgraph.runtime.sessions import create_session
+
+    tokens, hidden, heads, batch = 6, 8, 2, 3
+    proto = build.multihead_attention_export(tokens=tokens, hidden=hidden, heads=heads)
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    x = np.random.default_rng(1).standard_normal((batch, tokens, hidden)).astype(np.float32)
+    q, k, v = (
+        part.reshape(batch, tokens, heads, -1).transpose(0, 2, 1, 3)
+        for part in np.split(x @ weights["in_w"] + weights["in_b"], 3, axis=-1)
+    )
+    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hidden // heads)
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    context = (p / p.sum(-1, keepdims=True)) @ v
+    expected = context.transpose(0, 2, 1, 3).reshape(x.shape) @ weights["out_w"].T + weights["out_b"]
+    (y,) = create_session(proto.SerializeToString()).run(None, {"x": x})
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)  # the builder is multi-head attention
+
+    path = _save(tmp_path, proto)
+    for args, b in (((), 1), (("--input-shape", f"x={batch},{tokens},{hidden}"), batch)):
+        compute = _info(path, *args)["compute"]
+        assert compute["nodes_unknown"] == 0, compute["unknown_by_op_type"]
+        assert compute["macs"] == encoder_macs(b, tokens, 1, hidden, 0)
+
+
 def test_gradient_uses_the_same_shape_resolution(tmp_path):
     """``grad`` builds on the same resolution and its x-gradient is exact: ``upstream · Wᵀ``."""
     from onnxgraph.autodiff import METADATA_KEY, build_gradient

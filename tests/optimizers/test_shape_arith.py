@@ -38,6 +38,8 @@ CASES = [
     ("Sub", [np.array([1, 2], i64), np.array([5, 5], i64)], {}),
     ("Mul", [np.array([4, -2], i64), np.array([3, 3], i64)], {}),
     ("Div", [np.array([7, -7, 7, -7], i64), np.array([2, 2, -2, -2], i64)], {}),
+    ("Mod", [np.array([2, -7, 7, -7], i64), np.array([3, 3, -3, -3], i64)], {}),
+    ("Mod", [np.array([2, -7, 7, -7], i64), np.array([3, 3, -3, -3], i64)], {"fmod": 1}),
     ("Max", [np.array([1, 9], i64), np.array([5, 5], i64)], {}),
     ("Min", [np.array([1, 9], i64), np.array([5, 5], i64)], {}),
     ("Neg", [np.array([1, -2], i64)], {}),
@@ -79,3 +81,4 @@ def test_float_data_and_large_inputs_are_left_to_onnxruntime():
     big = np.arange(shape_arith.SMALL + 1, dtype=i64)
     assert shape_arith.evaluate(Node("", "Neg", [], {}), [big]) is None
     assert shape_arith.evaluate(Node("", "Div", [], {}), [np.array([1], i64), np.array([0], i64)]) is None
+    assert shape_arith.evaluate(Node("", "Mod", [], {}), [np.array([1], i64), np.array([0], i64)]) is None

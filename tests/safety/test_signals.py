@@ -131,3 +131,34 @@ def test_interrupt_during_commit_renames_both_files(tmp_path, monkeypatch):
         signal.signal(signal.SIGTERM, previous)
     assert sorted(os.listdir(tmp_path)) == ["m.onnx", "m.onnx.data"]
     assert (tmp_path / "m.onnx").read_bytes() == b"m.onnx"
+
+
+# The console script as pip writes it from [project.scripts] (onnxgraph.console:main), with a line
+# on stdout once the entry module is imported: delays count from there, past the interpreter's own
+# start-up, the one window left (docs/architecture.md, onnxgraph/console.py).
+CONSOLE = """
+import os, sys
+from onnxgraph.console import main
+os.write(1, b"started\\n")
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.005, 0.02, 0.06, 0.15, 0.4])
+def test_sigint_during_start_up_prints_one_line_and_exits_130(delay):
+    """Early in start-up (importing click and the commands), in the command, or after it: one line and
+    exit 130, or a clean exit when the command finished first; never a traceback, never exit 1."""
+    model = os.path.join(os.path.dirname(__file__), "..", "..", "models", "transformer.onnx")
+    child = subprocess.Popen(
+        [sys.executable, "-c", CONSOLE, "info", model],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"started\n"
+    time.sleep(delay)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=60)
+    text = stderr.decode()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    assert (child.returncode, text) in ((130, "interrupted (SIGINT)\n"), (0, "")), (child.returncode, text)

@@ -56,18 +56,8 @@ def copy_nodes(body: Graph, target: Graph, mapping: dict[Value, Value] | None = 
     (a Loop body's inputs); return every body value -> its copy (outer-scope values are read as they are)."""
     copies: dict[Value, Value] = dict(mapping or {})
     for node in body:
-        inputs = [None if v is None else copies.get(v, v) for v in node.inputs]
-        clone = Node(
-            node.domain,
-            node.op_type,
-            inputs,
-            list(node.attributes.values()),
-            num_outputs=len(node.outputs),
-        )
+        clone = node.copy([None if v is None else copies.get(v, v) for v in node.inputs])
         for old, new in zip(node.outputs, clone.outputs):
-            new.type = old.type
-            if not old.name:
-                new.name = ""
             copies[old] = new
         target.append(clone)
     return copies
