@@ -137,6 +137,11 @@ class EvaluationError(Exception):
     """The runtime could not build or run a constant subgraph (constant folding then leaves it alone)."""
 
 
+class Undecidable(Exception):
+    """A candidate's changes cannot be checked region by region (``optimizers.regions``); the message says
+    why and verification runs the whole model instead."""
+
+
 class SizingFailed(OnnxGraphError):
     """A model ran with none of the sizes tried for its dynamic dimensions; the message names ``--input-shape``."""
 

@@ -30,6 +30,7 @@ import onnx
 
 from onnxgraph import renames, types
 from onnxgraph.attribute import Attribute
+from onnxgraph.errors import Undecidable
 from onnxgraph.graph import Graph
 from onnxgraph.model import Model
 from onnxgraph.node import Node
@@ -38,10 +39,6 @@ from onnxgraph.tensor import Tensor
 from onnxgraph.value import Value
 
 _GRAPH_TYPES = frozenset({onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS})
-
-
-class Undecidable(Exception):
-    """The change set of a candidate cannot be checked region by region; the message says why."""
 
 
 @dataclass(frozen=True)

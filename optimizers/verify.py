@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnxgraph.errors import VerificationUnavailable, one_line
+from onnxgraph.errors import Undecidable, VerificationUnavailable, one_line
 from onnxgraph.model import Model
 from onnxgraph.node import Node
-from onnxgraph.optimizers.regions import DERIVED_PREFIX, ChangeSet, Snapshot, Undecidable, changes, region_model
+from onnxgraph.optimizers.regions import DERIVED_PREFIX, ChangeSet, Snapshot, changes, region_model
 from onnxgraph.optimizers.utils import RANDOM_OPS
 from onnxgraph.runtime.compare import OutputComparison, compare_arrays, compare_outputs
 from onnxgraph.runtime.memory import release_freed_memory
