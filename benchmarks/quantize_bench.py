@@ -83,11 +83,15 @@ def _calibration(workdir: str, samples: int) -> str:
     return path
 
 
-def _interleaved(paths: list[str], feeds: dict, runs: int, warmup: int, threads: int) -> list[dict[str, list[float]]]:
-    """Wall and CPU milliseconds per run for each model, runs alternating between the models."""
+def _interleaved(
+    paths: list[str], feeds: dict, runs: int, warmup: int, threads: int, config: dict[str, str] | None = None
+) -> list[dict[str, list[float]]]:
+    """Wall and CPU milliseconds per run for each model, runs alternating between the models; ``config``:
+    more onnxruntime session config entries for every session."""
     from onnxgraph.runtime.sessions import create_session
 
-    sessions = [create_session(p, threads=threads, config_entries=_NO_SPINNING) for p in paths]
+    entries = {**_NO_SPINNING, **(config or {})}
+    sessions = [create_session(p, threads=threads, config_entries=entries) for p in paths]
     times = [{"wall": [], "cpu": []} for _ in paths]
     for i in range(warmup + runs):
         for session, record in zip(sessions, times):

@@ -23,6 +23,9 @@ the sample input:
   weights, MinMax), calibrated on the sample input and 7 copies with shuffled tokens: no run-time
   activation quantization; ``static-qdq-constb``: only MatMuls with a constant weight.
 
+``--threads`` and ``--session-config KEY=VALUE`` (say ``session.dynamic_block_base=4``) apply to
+the float and the quantized session alike.
+
 The models come from benchmarks/real_models.py (``NAME.torchscript.onnx`` and ``NAME.inputs.npz``).
 """
 
@@ -123,6 +126,9 @@ def main() -> None:
     parser.add_argument("--model-type", default="bert", help="onnxruntime transformers optimizer model type")
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument(
+        "--session-config", action="append", default=[], help="KEY=VALUE session config entry for both models"
+    )
     args = parser.parse_args()
 
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -130,6 +136,7 @@ def main() -> None:
     from onnxgraph.runtime.sessions import create_session
     from onnxgraph.runtime.stats import ratio_of_medians_ci
 
+    config = dict(entry.split("=", 1) for entry in args.session_config)
     feeds = dict(np.load(args.inputs))
     expected = create_session(args.model).run(None, feeds)[0].ravel()
     with tempfile.TemporaryDirectory() as work:
@@ -140,11 +147,12 @@ def main() -> None:
             _write(variant, args.model, prepared, out, args.model_type, feeds)
             got = create_session(out).run(None, feeds)[0].ravel()
             cosine = float(got @ expected / np.linalg.norm(got) / np.linalg.norm(expected))
-            float_t, quant_t = _interleaved([args.model, out], feeds, args.runs, 2, args.threads)
+            float_t, quant_t = _interleaved([args.model, out], feeds, args.runs, 2, args.threads, config)
             ratio = ratio_of_medians_ci(quant_t["cpu"], float_t["cpu"])  # float / variant
             row = {
                 "variant": variant,
                 "threads": args.threads,
+                "session_config": config,
                 "float_cpu_ms": round(float(np.median(float_t["cpu"])), 1),
                 "variant_cpu_ms": round(float(np.median(quant_t["cpu"])), 1),
                 "speedup_cpu": [round(x, 2) for x in ratio],
