@@ -23,6 +23,9 @@ the sample input:
   weights, MinMax), calibrated on the sample input and 7 copies with shuffled tokens: no run-time
   activation quantization; ``static-qdq-constb``: only MatMuls with a constant weight.
 
+``--optimize`` runs our optimizer (as ``onnxgraph quantize`` does) before onnxruntime's preparation:
+models/build.py's exporter-style models reach their MatMul weights through Identity and Transpose
+nodes, so without it nothing of theirs is quantized. The float model timed is always the original.
 ``--threads`` and ``--session-config KEY=VALUE`` (say ``session.dynamic_block_base=4``) apply to
 the float and the quantized session alike.
 
@@ -126,6 +129,7 @@ def main() -> None:
     parser.add_argument("--model-type", default="bert", help="onnxruntime transformers optimizer model type")
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument("--optimize", action="store_true", help="our optimizer first (needed by builder models)")
     parser.add_argument(
         "--session-config", action="append", default=[], help="KEY=VALUE session config entry for both models"
     )
@@ -140,8 +144,15 @@ def main() -> None:
     feeds = dict(np.load(args.inputs))
     expected = create_session(args.model).run(None, feeds)[0].ravel()
     with tempfile.TemporaryDirectory() as work:
-        prepared = os.path.join(work, "prepared.onnx")
-        quant_pre_process(args.model, prepared, skip_optimization=True, auto_merge=True)
+        prepared, source = os.path.join(work, "prepared.onnx"), args.model
+        if args.optimize:
+            from onnxgraph.optimizers import optimize
+            from onnxgraph.serde.fileio import save
+
+            shapes = {name: list(value.shape) for name, value in feeds.items()}
+            source = os.path.join(work, "optimized.onnx")
+            save(optimize(args.model, input_shapes=shapes)[0], source)
+        quant_pre_process(source, prepared, skip_optimization=True, auto_merge=True)
         for variant in args.variants.split(","):
             out = os.path.join(work, f"{variant}.onnx")
             _write(variant, args.model, prepared, out, args.model_type, feeds)
