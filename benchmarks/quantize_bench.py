@@ -2,6 +2,7 @@
 
     python benchmarks/quantize_bench.py [--workdir DIR] [--models bert,llama,resnet18] [--runs 15] [--threads 1]
         [--calibration-samples 32] [--calibration-method minmax|percentile|entropy] [--exclude GLOB ...]
+        [--resnet18-file FILE.onnx --calibration-file DATA.npz]
 
 Models (built by models/build.py, weights inline as torch.onnx.export writes models under 2 GB):
 
@@ -11,7 +12,9 @@ Models (built by models/build.py, weights inline as torch.onnx.export writes mod
   dynamic int8 (QOperator), at batch 1 x 128 tokens.
 - ``resnet18``: ResNet-18 (``resnet18()``), static int8 QDQ, per-channel, calibrated on seeded
   random images (``--calibration-samples``, batch 1 each; ``--calibration-method``; ``--exclude``
-  keeps nodes such as ``conv1.conv`` or ``fc`` in float).
+  keeps nodes such as ``conv1.conv`` or ``fc`` in float). ``--resnet18-file`` and
+  ``--calibration-file`` measure a given ResNet-18 and its images instead (say the trained one of
+  benchmarks/resnet18_trained.py, whose logits have real margins): timed on the first image.
 
 For each model the float original and the quantized model run interleaved (A, B, A, B, ...) in one
 process, each session with ``--threads`` intra-op threads and spinning off, so drift of the shared
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -41,11 +45,17 @@ SEQUENCE = 128
 _NO_SPINNING = {"session.intra_op.allow_spinning": "0"}
 
 
-def _build(name: str, workdir: str) -> tuple[str, dict, dict]:
+def _build(name: str, workdir: str, args) -> tuple[str, dict, dict]:
     """Write the float model; return its path, the quantize settings and the benchmark feeds."""
     import build
 
     path = os.path.join(workdir, f"{name}.onnx")
+    if name == "resnet18" and args.resnet18_file:
+        data = np.load(args.calibration_file)
+        (input_name,) = data.files
+        shutil.copyfile(args.resnet18_file, path)
+        settings = {"mode": "static", "per_channel": True, "calibration": args.calibration_file}
+        return path, settings, {input_name: data[input_name][0]}
     rng = np.random.default_rng(0)
     if name == "bert":
         model = build.transformer(12, 768, 12, 30522, 512)
@@ -73,11 +83,15 @@ def _calibration(workdir: str, samples: int) -> str:
     return path
 
 
-def _interleaved(paths: list[str], feeds: dict, runs: int, warmup: int, threads: int) -> list[dict[str, list[float]]]:
-    """Wall and CPU milliseconds per run for each model, runs alternating between the models."""
+def _interleaved(
+    paths: list[str], feeds: dict, runs: int, warmup: int, threads: int, config: dict[str, str] | None = None
+) -> list[dict[str, list[float]]]:
+    """Wall and CPU milliseconds per run for each model, runs alternating between the models; ``config``:
+    more onnxruntime session config entries for every session."""
     from onnxgraph.runtime.sessions import create_session
 
-    sessions = [create_session(p, threads=threads, config_entries=_NO_SPINNING) for p in paths]
+    entries = {**_NO_SPINNING, **(config or {})}
+    sessions = [create_session(p, threads=threads, config_entries=entries) for p in paths]
     times = [{"wall": [], "cpu": []} for _ in paths]
     for i in range(warmup + runs):
         for session, record in zip(sessions, times):
@@ -93,9 +107,10 @@ def _measure(name: str, workdir: str, args) -> dict:
     from onnxgraph.quantize import QuantizeConfig, quantize
     from onnxgraph.runtime.stats import ratio_of_medians_ci
 
-    path, settings, feeds = _build(name, workdir)
+    path, settings, feeds = _build(name, workdir, args)
     if settings.get("mode") == "static":
-        settings["calibration"] = _calibration(workdir, args.calibration_samples)
+        if "calibration" not in settings:
+            settings["calibration"] = _calibration(workdir, args.calibration_samples)
         settings["calibration_method"] = args.calibration_method
         settings["exclude"] = args.exclude
     out = os.path.join(workdir, f"{name}.int8.onnx")
@@ -120,6 +135,7 @@ def _measure(name: str, workdir: str, args) -> dict:
         {
             "cosine": round(out_acc.cosine, 5),
             "top1": None if out_acc.top1 is None else round(out_acc.top1, 4),
+            "near_ties": None if out_acc.near_ties is None else round(out_acc.near_ties, 4),
             "samples": report.accuracy.samples,
             "quantized_ops": report.quantized_ops,
         }
@@ -138,7 +154,11 @@ def main() -> None:
     parser.add_argument("--calibration-samples", type=int, default=32)
     parser.add_argument("--calibration-method", default="minmax", choices=["minmax", "percentile", "entropy"])
     parser.add_argument("--exclude", action="append", default=[], help="node-name glob kept in float (static)")
+    parser.add_argument("--resnet18-file", help="a ResNet-18 .onnx to measure instead of the builder's")
+    parser.add_argument("--calibration-file", help="its calibration images (.npz, one stack)")
     args = parser.parse_args()
+    if bool(args.resnet18_file) != bool(args.calibration_file):
+        parser.error("--resnet18-file and --calibration-file go together")
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for name in args.models.split(","):
             row = _measure(name, workdir, args)

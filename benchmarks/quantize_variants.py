@@ -15,7 +15,19 @@ the sample input:
   heads of 64, ``opt_level=0``: its Python fusions, no onnxruntime session), float;
   ``ort-fused-dynamic``: that, then ``quantize_dynamic``.
 * ``nbits8``, ``nbits4``: ``MatMulNBitsQuantizer`` weight-only, blocks of 32, symmetric,
-  ``accuracy_level=4`` (int8 activations in the kernel).
+  ``accuracy_level=4`` (int8 activations in the kernel); ``nbits4-b128`` etc.: other block sizes.
+* ``dynamic-reduce-range``: ``reduce_range=True`` (7-bit weights, advised for non-VNNI x86);
+  ``dynamic-all-matmul``: ``MatMulConstBOnly=False`` (attention's activation-by-activation MatMuls
+  too); ``dynamic-act-sym``: ``ActivationSymmetric=True`` (s8 activations).
+* ``static-qdq``, ``static-qoperator``: ``quantize_static`` of the MatMuls only (u8 activations, s8
+  weights, MinMax), calibrated on the sample input and 7 copies with shuffled tokens: no run-time
+  activation quantization; ``static-qdq-constb``: only MatMuls with a constant weight.
+
+``--optimize`` runs our optimizer (as ``onnxgraph quantize`` does) before onnxruntime's preparation:
+models/build.py's exporter-style models reach their MatMul weights through Identity and Transpose
+nodes, so without it nothing of theirs is quantized. The float model timed is always the original.
+``--threads`` and ``--session-config KEY=VALUE`` (say ``session.dynamic_block_base=4``) apply to
+the float and the quantized session alike.
 
 The models come from benchmarks/real_models.py (``NAME.torchscript.onnx`` and ``NAME.inputs.npz``).
 """
@@ -37,7 +49,22 @@ sys.path.insert(0, HERE)
 from quantize_bench import _interleaved  # noqa: E402 - benchmarks/ is not a package
 
 
-def _write(variant: str, source: str, prepared: str, out: str, model_type: str) -> None:
+class _Reader:
+    """Calibration samples for the static variants: the sample input, then copies with shuffled tokens."""
+
+    def __init__(self, feeds: dict[str, np.ndarray], count: int = 8) -> None:
+        rng = np.random.default_rng(0)
+        ids = {k: v for k, v in feeds.items() if "ids" in k}
+        self.samples = [feeds] + [
+            {**feeds, **{k: rng.permutation(v.ravel()).reshape(v.shape) for k, v in ids.items()}}
+            for _ in range(count - 1)
+        ]
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return self.samples.pop(0) if self.samples else None
+
+
+def _write(variant: str, source: str, prepared: str, out: str, model_type: str, feeds: dict[str, np.ndarray]) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     if variant == "dynamic":
@@ -56,16 +83,37 @@ def _write(variant: str, source: str, prepared: str, out: str, model_type: str) 
         if variant == "ort-fused-dynamic":
             extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}  # contrib ops have no inferred types
             quantize_dynamic(target, out, weight_type=QuantType.QInt8, extra_options=extra)
-    elif variant in ("nbits8", "nbits4"):
+    elif variant == "dynamic-reduce-range":
+        quantize_dynamic(prepared, out, weight_type=QuantType.QInt8, reduce_range=True)
+    elif variant == "dynamic-all-matmul":
+        quantize_dynamic(prepared, out, weight_type=QuantType.QInt8, extra_options={"MatMulConstBOnly": False})
+    elif variant == "dynamic-act-sym":
+        quantize_dynamic(prepared, out, weight_type=QuantType.QInt8, extra_options={"ActivationSymmetric": True})
+    elif variant.startswith("static-"):
+        from onnxruntime.quantization import QuantFormat, quantize_static
+
+        fmt = QuantFormat.QOperator if variant == "static-qoperator" else QuantFormat.QDQ
+        quantize_static(
+            prepared,
+            out,
+            _Reader(feeds),
+            quant_format=fmt,
+            op_types_to_quantize=["MatMul"],
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            extra_options={"MatMulConstBOnly": variant == "static-qdq-constb"},
+        )
+    elif variant.startswith("nbits"):
         from onnxruntime.quantization.matmul_nbits_quantizer import (
             DefaultWeightOnlyQuantConfig,
             MatMulNBitsQuantizer,
         )
 
-        bits = int(variant[5:])
-        config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=bits)
+        bits, _, block = variant[5:].partition("-b")
+        bits, block = int(bits), int(block or 32)
+        config = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, accuracy_level=4, bits=bits)
         quantizer = MatMulNBitsQuantizer(
-            onnx.load(prepared), bits=bits, block_size=32, is_symmetric=True, accuracy_level=4, algo_config=config
+            onnx.load(prepared), bits=bits, block_size=block, is_symmetric=True, accuracy_level=4, algo_config=config
         )
         quantizer.process()
         quantizer.model.save_model_to_file(out)
@@ -80,6 +128,11 @@ def main() -> None:
     parser.add_argument("--variants", default="dynamic,ort-fused,ort-fused-dynamic,nbits8,nbits4")
     parser.add_argument("--model-type", default="bert", help="onnxruntime transformers optimizer model type")
     parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument("--optimize", action="store_true", help="our optimizer first (needed by builder models)")
+    parser.add_argument(
+        "--session-config", action="append", default=[], help="KEY=VALUE session config entry for both models"
+    )
     args = parser.parse_args()
 
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -87,20 +140,30 @@ def main() -> None:
     from onnxgraph.runtime.sessions import create_session
     from onnxgraph.runtime.stats import ratio_of_medians_ci
 
+    config = dict(entry.split("=", 1) for entry in args.session_config)
     feeds = dict(np.load(args.inputs))
     expected = create_session(args.model).run(None, feeds)[0].ravel()
     with tempfile.TemporaryDirectory() as work:
-        prepared = os.path.join(work, "prepared.onnx")
-        quant_pre_process(args.model, prepared, skip_optimization=True, auto_merge=True)
+        prepared, source = os.path.join(work, "prepared.onnx"), args.model
+        if args.optimize:
+            from onnxgraph.optimizers import optimize
+            from onnxgraph.serde.fileio import save
+
+            shapes = {name: list(value.shape) for name, value in feeds.items()}
+            source = os.path.join(work, "optimized.onnx")
+            save(optimize(args.model, input_shapes=shapes)[0], source)
+        quant_pre_process(source, prepared, skip_optimization=True, auto_merge=True)
         for variant in args.variants.split(","):
             out = os.path.join(work, f"{variant}.onnx")
-            _write(variant, args.model, prepared, out, args.model_type)
+            _write(variant, args.model, prepared, out, args.model_type, feeds)
             got = create_session(out).run(None, feeds)[0].ravel()
             cosine = float(got @ expected / np.linalg.norm(got) / np.linalg.norm(expected))
-            float_t, quant_t = _interleaved([args.model, out], feeds, args.runs, 2, 1)
+            float_t, quant_t = _interleaved([args.model, out], feeds, args.runs, 2, args.threads, config)
             ratio = ratio_of_medians_ci(quant_t["cpu"], float_t["cpu"])  # float / variant
             row = {
                 "variant": variant,
+                "threads": args.threads,
+                "session_config": config,
                 "float_cpu_ms": round(float(np.median(float_t["cpu"])), 1),
                 "variant_cpu_ms": round(float(np.median(quant_t["cpu"])), 1),
                 "speedup_cpu": [round(x, 2) for x in ratio],

@@ -187,13 +187,19 @@ def _render(report, bench: dict | None = None) -> None:
         title=f"accuracy against the float model ({accuracy.samples} samples of {escape(accuracy.source)})",
         title_justify="left",
     )
-    for column in ("output", "max abs error", "cosine", "top-1 agreement"):
+    for column in ("output", "max abs error", "cosine", "top-1 agreement", "near ties"):
         table.add_column(column, justify="left" if column == "output" else "right")
     for o in accuracy.outputs:
         cosine = "-" if o.cosine is None else f"{o.cosine:.5f}"
         top1 = "-" if o.top1 is None else f"{o.top1:.1%}"
-        table.add_row(escape(o.name), escape(o.note) or f"{o.max_abs:.4g}", cosine, top1)
+        ties = "-" if o.near_ties is None else f"{o.near_ties:.1%}"
+        table.add_row(escape(o.name), escape(o.note) or f"{o.max_abs:.4g}", cosine, top1, ties)
     console.print(table)
+    if any(o.near_ties for o in accuracy.outputs):
+        console.print(
+            "near ties: rows whose float top-2 gap is within twice the largest error in the row; "
+            "their top-1 agreement is decided by the error"
+        )
     err = Console(stderr=True)
     if not report.quantized_ops:
         err.print("[yellow]warning:[/] nothing was quantized (no op the chosen method handles, or all excluded)")

@@ -20,6 +20,10 @@ class OutputAccuracy:
             outputs that are not floating point).
         top1: fraction of rows (all axes but the last) whose arg-max agrees, for classifier-like
             outputs (float, last dimension above 1); else None.
+        near_ties: for the same outputs, the fraction of rows whose float gap between the two
+            largest values is at most twice the largest change quantization made in that row: rows
+            whose arg-max the error alone can flip, so top-1 agreement over them is luck (near 1 on
+            an untrained classifier); else None.
         note: why the output could not be compared, if it could not.
     """
 
@@ -27,6 +31,7 @@ class OutputAccuracy:
     max_abs: float
     cosine: float | None
     top1: float | None = None
+    near_ties: float | None = None
     note: str = ""
 
 
@@ -85,7 +90,7 @@ def _compare(name: str, expected: list[np.ndarray], actual: list[np.ndarray | No
     max_abs = float(np.abs(a - e).max(initial=0.0))
     if not floats:
         return OutputAccuracy(name, max_abs, None)
-    return OutputAccuracy(name, max_abs, _cosine(e, a), _top1(expected, present))
+    return OutputAccuracy(name, max_abs, _cosine(e, a), _top1(expected, present), _near_ties(expected, present))
 
 
 def _cosine(e: np.ndarray, a: np.ndarray) -> float:
@@ -102,3 +107,15 @@ def _top1(expected: list[np.ndarray], actual: list[np.ndarray]) -> float | None:
     hits = sum(int(np.count_nonzero(e.argmax(-1) == a.argmax(-1))) for e, a in zip(expected, actual))
     rows = sum(e.size // e.shape[-1] for e in expected)
     return hits / rows if rows else None
+
+
+def _near_ties(expected: list[np.ndarray], actual: list[np.ndarray]) -> float | None:
+    if expected[0].ndim == 0 or expected[0].shape[-1] < 2:
+        return None
+    e = np.concatenate([x.reshape(-1, x.shape[-1]) for x in expected]).astype(np.float64)
+    a = np.concatenate([x.reshape(-1, x.shape[-1]) for x in actual]).astype(np.float64)
+    if not len(e):
+        return None
+    top2 = np.partition(e, -2, axis=1)[:, -2:]
+    gap = top2[:, 1] - top2[:, 0]
+    return float(np.mean(gap <= 2 * np.abs(a - e).max(axis=1)))

@@ -41,7 +41,7 @@ def test_static_table_output(tmp_path):
     assert result.exit_code == 0, result.output
     stdout = " ".join(result.stdout.split())  # rich wraps long lines
     assert "static int8, QDQ, percentile calibration" in stdout
-    assert "top-1 agreement" in stdout and "8 samples of" in stdout
+    assert "top-1 agreement" in stdout and "near ties" in stdout and "8 samples of" in stdout
 
 
 def test_min_cosine_failure_exits_1_and_writes_nothing(tmp_path):

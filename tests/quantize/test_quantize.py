@@ -11,6 +11,7 @@ import pytest
 
 import onnxgraph
 from onnxgraph.quantize import AccuracyFailed, QuantizeConfig, QuantizeError, quantize
+from onnxgraph.quantize.accuracy import measure_accuracy
 from onnxgraph.quantize.samples import load_samples
 from onnxgraph.runtime.inputs import InputError, InputSpec
 from onnxgraph.runtime.sessions import create_session
@@ -70,6 +71,20 @@ def test_static_qdq_cnn_with_calibration_keeps_top1(tmp_path):
     assert np.mean(expected.argmax(-1) == actual.argmax(-1)) >= 0.9
     assert report.accuracy.samples == 32 and report.accuracy.source == os.fspath(data)
     assert report.accuracy.outputs[0].top1 == pytest.approx(np.mean(expected.argmax(-1) == actual.argmax(-1)))
+    top2 = np.sort(expected, axis=-1)[:, -2:]
+    at_risk = top2[:, 1] - top2[:, 0] <= 2 * np.abs(actual - expected).max(axis=-1)
+    assert report.accuracy.outputs[0].near_ties == pytest.approx(np.mean(at_risk))
+
+
+def test_near_ties_count_rows_whose_top2_gap_the_error_can_close():
+    expected = [np.array([[5.0, 1.0, 0.0], [2.0, 1.9, 0.0]], np.float32), np.array([[0.0, 3.0, 2.5]], np.float32)]
+    # row errors 0.5, 0.2, 0.1 against float gaps 4.0, 0.1, 0.5: only the second is a near tie (0.1 <= 0.4),
+    # and its arg-max flips (a flip needs a gap of at most twice the error, so near ties >= 1 - top-1)
+    actual = [expected[0] + np.array([[0.5, 0, 0], [0, 0.2, 0]], np.float32), np.array([[0.0, 3.1, 2.5]], np.float32)]
+    (out,) = measure_accuracy([{"y": e} for e in expected], [{"y": a} for a in actual], "test").outputs
+    assert out.near_ties == pytest.approx(1 / 3) and out.top1 == pytest.approx(2 / 3)
+    (ids,) = measure_accuracy([{"y": np.zeros((2, 1), np.float32)}], [{"y": np.ones((2, 1), np.float32)}], "t").outputs
+    assert ids.near_ties is None and ids.top1 is None
 
 
 def test_static_qdq_resnet18_builder_of_the_benchmark(tmp_path):
