@@ -1,0 +1,109 @@
+"""The ``attention`` fusion on the forms torch's exporters write for transformers' SDPA attention
+(models/build.py ``gpt2(exporter=..., kv_heads=...)``): it fires, and the fused model gives the
+original's outputs on onnxruntime, with padding that masks whole rows, at several batch/sequence sizes."""
+
+from __future__ import annotations
+
+import model_builders as build
+import numpy as np
+import onnx
+import pytest
+
+import onnxgraph
+from onnxgraph.optimizers import optimize
+from onnxgraph.optimizers.fusions import Fusions
+from onnxgraph.optimizers.fusions.attention import SAFE_FILL
+from onnxgraph.optimizers.rewriter.values import const_value
+from onnxgraph.runtime.compare import compare_outputs
+from onnxgraph.shape_inference import annotate_types
+
+FORMS = [("torchscript", None), ("dynamo", None), ("torchscript", 2), ("dynamo", 2)]
+"""(exporter, kv_heads): BERT/GPT-2-style multi-head and llama/qwen2-style grouped-query attention."""
+
+
+def _feeds(batch: int, seq: int) -> dict[str, np.ndarray]:
+    """Token ids and a mask with right padding, left padding (query rows with no key left) and none."""
+    rng = np.random.default_rng(batch * 100 + seq)
+    mask = np.ones((batch, seq), np.int64)
+    mask[0, seq - 2 :] = 0  # right padding
+    mask[1, :3] = 0  # left padding: rows 0-2 of the causal mask are fully masked
+    return {"input_ids": rng.integers(0, 100, (batch, seq), dtype=np.int64), "attention_mask": mask}
+
+
+def _assert_same(kit, before: onnx.ModelProto, after: onnxgraph.Model) -> None:
+    for batch, seq in ((2, 8), (3, 5)):
+        feeds = _feeds(batch, seq)
+        comparisons = compare_outputs(kit.run(before, feeds), kit.run(after, feeds))
+        assert comparisons and all(c.passed for c in comparisons), comparisons
+
+
+def _fuse(proto: onnx.ModelProto) -> tuple[onnxgraph.Model, dict[str, int]]:
+    model = onnxgraph.from_proto(proto)
+    annotate_types(model)
+    stats = Fusions()(model).stats
+    onnx.checker.check_model(model.to_proto(), full_check=True)
+    return model, stats
+
+
+@pytest.mark.parametrize(("exporter", "kv_heads"), FORMS)
+def test_exported_sdpa_fuses_into_attention(kit, exporter, kv_heads):
+    proto = build.gpt2(exporter=exporter, kv_heads=kv_heads, opset=23)
+    model, stats = _fuse(proto)
+    ops = kit.ops(model)
+    assert stats["attention"] >= 2 and ops["Attention"] == 2
+    assert ops["Softmax"] == 0 and ops["IsNaN"] == 0
+    (scale,) = {n.attr("scale") for n in model.graph if n.op_type == "Attention"}
+    assert scale == pytest.approx(8**-0.5)  # head_dim 8: sqrt(scale) on Q and on K
+    _assert_same(kit, proto, model)
+
+
+def test_dynamo_fill_is_replaced_by_one_attention_keeps_unzeroed(kit):
+    model, _ = _fuse(build.gpt2(exporter="dynamo", opset=23))
+    for node in model.graph:
+        if node.op_type == "Attention":
+            where = node.inputs[3].producer()
+            while where is not None and where.op_type != "Where":  # through the row Expand
+                where = where.inputs[0].producer()
+            assert where is not None and float(const_value(where.inputs[2])) == pytest.approx(SAFE_FILL)
+
+
+def test_minus_inf_mask_without_the_nan_guard_is_left_alone(kit):
+    proto = build.gpt2(opset=23)
+    graph = proto.graph
+    for node in [n for n in graph.node if n.op_type == "IsNaN"]:  # drop the guard: MatMul reads the Softmax
+        where = next(n for n in graph.node if node.output[0] in n.input and n.op_type == "Where")
+        for user in graph.node:
+            for i, name in enumerate(user.input):
+                if name == where.output[0]:
+                    user.input[i] = where.input[2]
+        graph.node.remove(where)
+        graph.node.remove(node)
+    model, stats = _fuse(proto)
+    assert stats["attention"] == 0 and kit.ops(model)["Softmax"] == 2
+
+
+@pytest.mark.parametrize(("exporter", "kv_heads"), FORMS)
+def test_optimize_keeps_the_fusion_verified(kit, exporter, kv_heads):
+    proto = build.gpt2(exporter=exporter, kv_heads=kv_heads, opset=23)
+    model, report = optimize(proto, input_shapes={"input_ids": [2, 8], "attention_mask": [2, 8]})
+    assert report.verified and not report.rollbacks
+    assert kit.ops(model)["Attention"] == 2 and kit.ops(model)["Softmax"] == 0
+    _assert_same(kit, proto, model)
+
+
+def test_repeat_kv_is_dropped_into_grouped_query_attention(kit):
+    proto = build.gpt2(kv_heads=2, opset=23)
+    model, report = optimize(proto, input_shapes={"input_ids": [2, 8], "attention_mask": [2, 8]})
+    assert report.verified and not report.rollbacks
+    model = onnxgraph.from_proto(model.to_proto())
+    annotate_types(model)
+    attentions = [n for n in model.graph if n.op_type == "Attention"]
+    assert len(attentions) == 2 and kit.ops(model)["Expand"] < 2 * 2  # no repeat_kv Expand left
+    for node in attentions:
+        assert node.inputs[1].shape[1] == node.inputs[2].shape[1] == 2  # the kv heads themselves
+    _assert_same(kit, proto, model)
+
+
+def test_attention_needs_opset_23(kit):
+    model, stats = _fuse(build.gpt2(opset=22))
+    assert stats["attention"] == 0 and kit.ops(model)["Softmax"] == 2
