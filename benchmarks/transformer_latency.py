@@ -2,7 +2,8 @@
 vs onnxruntime's transformers optimizer alone.
 
     python benchmarks/transformer_latency.py [--exports /work/wt/exports] [--models bert,gpt2,llama]
-        [--exporter torchscript] [--configs 1x1,1x2,8x1] [--runs 7] [--json out.json]
+        [--exporter torchscript] [--opset 23] [--variants original,optimize,target-ort,ort-optimizer]
+        [--configs 1x1,1x2,8x1] [--runs 7] [--json out.json]
 
 Models are the real exports of benchmarks/real_models.py (``EXPORTS/NAME.EXPORTER.onnx``, weights inline:
 BERT-base, GPT-2 small and a small llama-style decoder), or ``bert23`` / ``llama23``: exporter-style
@@ -15,7 +16,13 @@ folder:
   (``opt_level=0``), verified;
 - ``ort-optimizer``: ``onnxruntime.transformers.optimizer.optimize_model`` alone, with its defaults for
   the model type (what its users run: ``opt_level`` 1 for bert and gpt2, which imports PyTorch, so this
-  runs in ``--ort-python``, an interpreter with torch and the same onnxruntime).
+  runs in ``--ort-python``, an interpreter with torch and the same onnxruntime);
+- ``no-attention``: ``optimize`` with the ``fuse:attention`` rewrite disabled (``--disable
+  fuse:attention``), to measure what the standard Attention fusion alone brings.
+
+``--variants`` picks which run (the first is the baseline of the speed-ups); ``--opset 23`` first converts
+the export to that opset as a user would (``onnxgraph convert X.onnx -o X23.onnx --opset 23``; the
+exports are opset 17 and 18, below the opset-23 Attention, RMSNormalization and RotaryEmbedding).
 
 Every variant then runs in onnxruntime with all graph optimizations on (its default), ``threads``
 intra-op threads and spinning off, at ``batch x 128`` tokens (``--configs`` lists ``BATCHxTHREADS``),
@@ -39,6 +46,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import onnx
@@ -50,7 +58,8 @@ SEQUENCE = 128
 MODEL_TYPES = {"bert": "bert", "gpt2": "gpt2", "llama": "gpt2", "bert23": "bert", "llama23": "gpt2"}
 """onnxruntime's optimizer family per model (it has no llama type for these exports; gpt2 is the
 decoder family, and both our ``--target ort`` and its standalone run use the same one)."""
-VARIANTS = ("original", "optimize", "target-ort", "ort-optimizer")
+VARIANTS = ("original", "optimize", "target-ort", "ort-optimizer", "no-attention")
+DEFAULT_VARIANTS = VARIANTS[:4]
 BUILT = {
     "bert23": lambda build: build.transformer(4, 512, 8, 8000, 256, gelu="erf", opset=23),
     "llama23": lambda build: build.decoder(4, 512, 8, 1376, 8000, 256, opset=23),
@@ -60,15 +69,28 @@ RMSNormalization, Attention) can fire: 4 layers, hidden 512, 8 heads, vocabulary
 
 
 def _source(name: str, args: argparse.Namespace, workdir: str) -> str:
-    """The model file for ``name``: a real export, or a :data:`BUILT` model written to ``workdir``."""
+    """The model file for ``name``: a real export (converted to ``--opset`` if given), or a :data:`BUILT`
+    model written to ``workdir``."""
     if name not in BUILT:
-        return os.path.join(args.exports, f"{name}.{args.exporter}.onnx")
+        path = os.path.join(args.exports, f"{name}.{args.exporter}.onnx")
+        return path if args.opset is None else _converted(path, args.opset, workdir)
     sys.path.insert(0, os.path.join(HERE, "..", "models"))
     import build
 
     path = os.path.join(workdir, f"{name}.onnx")
     onnx.save(BUILT[name](build), path)
     return path
+
+
+def _converted(path: str, opset: int, workdir: str) -> str:
+    """``path`` converted to ``opset`` (what ``onnxgraph convert --opset`` does), written to ``workdir``."""
+    import onnxgraph
+    from onnxgraph.convert.pipeline import ConvertOptions, convert_model
+
+    converted, _ = convert_model(onnxgraph.load(path), ConvertOptions(opset=opset))
+    out = os.path.join(workdir, os.path.basename(path).replace(".onnx", f".opset{opset}.onnx"))
+    onnxgraph.save(converted, out)
+    return out
 
 
 _ORT_OPTIMIZER = """
@@ -78,8 +100,10 @@ optimize_model(sys.argv[1], model_type=sys.argv[2]).save_model_to_file(sys.argv[
 """
 
 
-def _variants(name: str, source: str, workdir: str, ort_python: str) -> tuple[dict[str, str], dict[str, float]]:
-    """Write the three optimized variants of ``source``; return paths and the seconds each took."""
+def _variants(
+    name: str, source: str, workdir: str, ort_python: str, variants: tuple[str, ...]
+) -> tuple[dict[str, str], dict[str, float]]:
+    """Write the optimized ``variants`` of ``source``; return paths and the seconds each took."""
     import subprocess
 
     import onnxgraph
@@ -88,15 +112,22 @@ def _variants(name: str, source: str, workdir: str, ort_python: str) -> tuple[di
     model_type = MODEL_TYPES[name]
     shapes = {i.name: [1, 16] for i in onnx.load(source, load_external_data=False).graph.input}
     paths, seconds = {"original": source}, {}
-    for variant, target in (("optimize", "standard"), ("target-ort", "ort")):
+    settings: dict[str, dict[str, Any]] = {
+        "optimize": {"target": "standard"},
+        "target-ort": {"target": "ort"},
+        "no-attention": {"target": "standard", "disabled": {"fuse": ["attention"]}},
+    }
+    for variant in (v for v in variants if v in settings):
         out = os.path.join(workdir, f"{name}.{variant}.onnx")
         start = time.perf_counter()
-        model, report = optimize(source, input_shapes=shapes, target=target, model_type=model_type)
+        model, report = optimize(source, input_shapes=shapes, model_type=model_type, **settings[variant])
         seconds[variant] = time.perf_counter() - start
         if report.rollbacks or (report.contrib is not None and not report.contrib.applied):
             print(f"{name} {variant}: rollbacks {report.rollbacks} contrib {report.contrib}", file=sys.stderr)
         onnxgraph.save(model, out)
         paths[variant] = out
+    if "ort-optimizer" not in variants:
+        return paths, seconds
     out = os.path.join(workdir, f"{name}.ort-optimizer.onnx")
     start = time.perf_counter()
     subprocess.run([ort_python, "-c", _ORT_OPTIMIZER, source, model_type, out], check=True, capture_output=True)
@@ -127,22 +158,30 @@ def _session_seconds(path: str, threads: int) -> float:
     return float(np.median(times))
 
 
-def _measure(name: str, paths: dict[str, str], batch: int, threads: int, runs: int, warmup: int) -> dict:
+def _measure(
+    name: str, paths: dict[str, str], variants: tuple[str, ...], batch: int, threads: int, runs: int, warmup: int
+) -> dict:
     from quantize_bench import _interleaved
 
     from onnxgraph.runtime.stats import ratio_of_medians_ci
 
     feeds = _feeds(paths["original"], batch)
-    times = dict(zip(VARIANTS, _interleaved([paths[v] for v in VARIANTS], feeds, runs, warmup, threads)))
+    times = dict(zip(variants, _interleaved([paths[v] for v in variants], feeds, runs, warmup, threads)))
     row: dict = {"model": name, "batch": batch, "sequence": SEQUENCE, "threads": threads, "runs": runs}
-    for variant in VARIANTS:
+    base = variants[0]
+    for variant in variants:
         entry: dict[str, object] = {kind: round(float(np.median(times[variant][kind])), 1) for kind in ("wall", "cpu")}
-        if variant != "original":
+        if variant != base:
+            entry["speedup_over"] = base
             for kind in ("wall", "cpu"):
-                ratio, low, high = ratio_of_medians_ci(times[variant][kind], times["original"][kind])
+                ratio, low, high = ratio_of_medians_ci(times[variant][kind], times[base][kind])
                 entry[f"speedup_{kind}"] = [round(ratio, 3), round(low, 3), round(high, 3)]
         row[variant] = entry
     return row
+
+
+def _count(path: str, op_type: str) -> int:
+    return sum(n.op_type == op_type for n in onnx.load(path, load_external_data=False).graph.node)
 
 
 def _contrib(path: str) -> dict[str, int]:
@@ -187,6 +226,10 @@ def main() -> None:
     parser.add_argument("--exports", default="/work/wt/exports", help="folder of benchmarks/real_models.py exports")
     parser.add_argument("--models", default="bert,gpt2,llama")
     parser.add_argument("--exporter", default="torchscript", choices=("torchscript", "dynamo"))
+    parser.add_argument("--opset", type=int, default=None, help="convert the exports to this opset first")
+    parser.add_argument(
+        "--variants", default=",".join(DEFAULT_VARIANTS), help=f"comma list of {', '.join(VARIANTS)}; first is the base"
+    )
     parser.add_argument("--configs", default="1x1,1x2,8x1", help="BATCHxTHREADS list")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
@@ -200,27 +243,32 @@ def main() -> None:
         for name in args.models.split(","):
             print(json.dumps(_counts(name, _source(name, args, workdir))), flush=True)
         return
+    variants = tuple(args.variants.split(","))
+    if not set(variants) <= set(VARIANTS):
+        parser.error(f"--variants: unknown {sorted(set(variants) - set(VARIANTS))}")
     rows = []
     for name in args.models.split(","):
         source = _source(name, args, workdir)
-        paths, seconds = _variants(name, source, workdir, args.ort_python)
+        paths, seconds = _variants(name, source, workdir, args.ort_python, variants)
         info = {
             "model": name,
             "exporter": "models/build.py" if name in BUILT else args.exporter,
             "optimize_s": {k: round(v, 1) for k, v in seconds.items()},
-            "contrib": {v: _contrib(paths[v]) for v in VARIANTS[2:]},
-            "session_create_s": {v: round(_session_seconds(paths[v], 1), 2) for v in VARIANTS},
+            "contrib": {v: _contrib(paths[v]) for v in variants if v in ("target-ort", "ort-optimizer")},
+            "attention": {v: _count(paths[v], "Attention") for v in variants},
+            "session_create_s": {v: round(_session_seconds(paths[v], 1), 2) for v in variants},
         }
         print(json.dumps(info), flush=True)
         rows.append(info)
         for config in args.configs.split(","):
             batch, threads = (int(x) for x in config.split("x"))
             runs = args.runs if batch == 1 else max(3, args.runs // 2)
-            row = _measure(name, paths, batch, threads, runs, args.warmup)
+            row = _measure(name, paths, variants, batch, threads, runs, args.warmup)
             print(json.dumps(row), flush=True)
             rows.append(row)
-        for variant in VARIANTS[1:]:
-            os.unlink(paths[variant])
+        for variant in variants:
+            if paths[variant] != os.path.join(args.exports, f"{name}.{args.exporter}.onnx"):
+                os.unlink(paths[variant])  # written here: optimized variants, a converted source
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

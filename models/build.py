@@ -327,6 +327,7 @@ def gpt2(
     """
     g = _Exporter(np.random.default_rng(seed))
     head_dim = hidden // heads
+    groups = kv_heads or heads  # key/value heads
     big = np.iinfo(np.int64).max
 
     def conv1d(x: str, prefix: str, n_in: int, n_out: int) -> str:
@@ -352,7 +353,7 @@ def gpt2(
 
     def repeat_kv(x: str) -> str:
         """transformers' repeat_kv: ``[b, kv_heads, s, d] -> [b, heads, s, d]``, each head repeated."""
-        shape = [g.dim(x, 0), g.const(np.array([kv_heads, heads // kv_heads], np.int64)), g.dim(x, 2)]
+        shape = [g.dim(x, 0), g.const(np.array([groups, heads // groups], np.int64)), g.dim(x, 2)]
         expanded = g.op(
             "Expand",
             [
@@ -406,8 +407,7 @@ def gpt2(
     mask = g.op("Expand", [g.op("And", [causal, padding]), shape])
     fill = np.float32(-np.inf) if exporter == "torchscript" else np.finfo(np.float32).min
     bias = g.op("Where", [mask, g.const(np.array(0.0, np.float32)), g.const(np.array(fill, np.float32))])
-    kv_heads = kv_heads or heads
-    kv_hidden = kv_heads * head_dim
+    kv_hidden = groups * head_dim
 
     scale = g.const(np.array(head_dim**-0.25, np.float32))
     for i in range(layers):
@@ -428,15 +428,15 @@ def gpt2(
                 ],
                 axis=0,
             )
-            for t, n in ((q, heads), (k, kv_heads), (v, kv_heads))
+            for t, n in ((q, heads), (k, groups), (v, groups))
         ]
         q = g.op("Transpose", [g.op("Reshape", [q, shapes[0]])], perm=[0, 2, 1, 3])
         v = g.op("Transpose", [g.op("Reshape", [v, shapes[2]])], perm=[0, 2, 1, 3])
-        if exporter == "torchscript" and kv_heads == heads:
+        if exporter == "torchscript" and groups == heads:
             k = g.op("Transpose", [g.op("Reshape", [k, shapes[1]])], perm=[0, 2, 3, 1])
         else:
             k = g.op("Transpose", [g.op("Reshape", [k, shapes[1]])], perm=[0, 2, 1, 3])
-            if kv_heads != heads:
+            if groups != heads:
                 k, v = repeat_kv(k), repeat_kv(v)
             k = g.op("Transpose", [k], perm=[0, 1, 3, 2])
         scores = g.op("MatMul", [g.op("Mul", [q, scale]), g.op("Mul", [k, scale])])
