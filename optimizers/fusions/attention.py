@@ -16,6 +16,9 @@ own), drops grouped-query attention's ``repeat_kv``, ``Reshape(Expand(Unsqueeze(
 n_rep, s, d]), [b, heads, s, d])``, from K and V once the shapes prove it: Attention pairs query head
 ``i`` with key/value head ``i // n_rep`` itself, as ``repeat_kv`` does.
 
+K^T may also come from another op (torchvision's ViT, dynamo: ``Reshape(Transpose(k, [1, 2, 0]))``): it
+is transposed back by ``[0, 1, 3, 2]``.
+
 The additive mask, causal (``[seq, seq]``) or padding (``[batch, 1, 1, seq]``), becomes
 ``attn_mask``; onnxruntime wants the mask's rows to match the query's, so a mask that broadcasts over
 them is expanded to ``[..., q_seq, kv_seq]`` first. A row whose mask entries are all ``-inf`` or all
@@ -55,9 +58,9 @@ SAFE_FILL = -1e38
 "the whole row is masked" (see the module docstring)."""
 
 
-def _pattern(scale: str, masked: bool, guarded: bool):
+def _pattern(scale: str, masked: bool, guarded: bool, transposed: bool):
     def pattern(op, q, k_source, v, c, c_q, c_k, mask):
-        k_t = op.Transpose(k_source, _bind="k_transpose")
+        k_t = op.Transpose(k_source, _bind="k_transpose") if transposed else k_source
         if scale == "both":
             scores = op.MatMul(op.Mul(q, c_q, _commute=True), op.Mul(k_t, c_k, _commute=True))
         else:
@@ -165,8 +168,8 @@ def _check(scale: str, guarded: bool):
         q: Value,
         k_source: Value,
         v: Value,
-        k_transpose: Node,
         softmax: Node,
+        k_transpose: Node | None = None,
         c: Value | None = None,
         c_q: Value | None = None,
         c_k: Value | None = None,
@@ -180,9 +183,12 @@ def _check(scale: str, guarded: bool):
             return fail("only float32 is fused")
         if softmax.attr("axis", -1) not in (-1, 3):
             return fail("Softmax is not over the last axis")
-        perm = transpose_perm(k_transpose)
+        if k_transpose is None:  # K^T from elsewhere (a Reshape): transposed back, then transpose_pair composes
+            perm = [0, 1, 2, 3] if k_source.shape is not None and len(k_source.shape) == 4 else None
+        else:
+            perm = transpose_perm(k_transpose)
         if perm is None or len(perm) != 4:
-            return fail("K's Transpose is not 4-D")
+            return fail("K^T is not known to be 4-D")
         value = _scale(scale, c, c_q, c_k)
         if value is None:
             return fail("the scale is not a non-zero constant scalar")
@@ -250,7 +256,8 @@ def _gqa_replacement(op, q: Value, k_kv: Value, v_kv: Value, attention: Node, ma
 
 RULES = RewriteRuleSet(
     [
-        RewriteRule("attention", _pattern(scale, masked, guarded), _replacement, _check(scale, guarded))
+        RewriteRule("attention", _pattern(scale, masked, guarded, transposed), _replacement, _check(scale, guarded))
+        for transposed in (True, False)
         for guarded in (True, False)
         for masked in (True, False)
         for scale in SCALES

@@ -7,6 +7,7 @@ from __future__ import annotations
 import model_builders as build
 import numpy as np
 import onnx
+import onnx.parser
 import pytest
 
 import onnxgraph
@@ -57,14 +58,14 @@ def test_exported_sdpa_fuses_into_attention(kit, exporter, kv_heads):
     _assert_same(kit, proto, model)
 
 
-def test_dynamo_fill_is_replaced_by_one_attention_keeps_unzeroed(kit):
+def test_dynamo_lowest_fill_becomes_minus_1e38():
     model, _ = _fuse(build.gpt2(exporter="dynamo", opset=23))
     for node in model.graph:
         if node.op_type == "Attention":
-            where = node.inputs[3].producer()
+            where = node.input(3).producer()
             while where is not None and where.op_type != "Where":  # through the row Expand
-                where = where.inputs[0].producer()
-            assert where is not None and float(const_value(where.inputs[2])) == pytest.approx(SAFE_FILL)
+                where = where.input(0).producer()
+            assert where is not None and float(const_value(where.input(2))) == pytest.approx(SAFE_FILL)
 
 
 def test_minus_inf_mask_without_the_nan_guard_is_left_alone(kit):
@@ -100,10 +101,33 @@ def test_repeat_kv_is_dropped_into_grouped_query_attention(kit):
     attentions = [n for n in model.graph if n.op_type == "Attention"]
     assert len(attentions) == 2 and kit.ops(model)["Expand"] < 2 * 2  # no repeat_kv Expand left
     for node in attentions:
-        assert node.inputs[1].shape[1] == node.inputs[2].shape[1] == 2  # the kv heads themselves
+        k_shape, v_shape = node.input(1).shape, node.input(2).shape
+        assert k_shape is not None and v_shape is not None
+        assert k_shape[1] == v_shape[1] == 2  # the kv heads themselves
     _assert_same(kit, proto, model)
 
 
 def test_attention_needs_opset_23(kit):
     model, stats = _fuse(build.gpt2(opset=22))
     assert stats["attention"] == 0 and kit.ops(model)["Softmax"] == 2
+
+
+def test_keys_transposed_elsewhere_are_transposed_back(kit):
+    """K^T not from a Transpose (torchvision's ViT, dynamo: ``Reshape(Transpose(k, [1, 2, 0]))``)."""
+    proto = onnx.parser.parse_model(
+        """<ir_version: 10, opset_import: ["" : 23]>
+        g (float[B, 2, S, 8] q, float[B, 2, 8, S] k_t, float[B, 2, S, 8] v) => (float[B, 2, S, 8] y) {
+            s = Constant <value = float[1] {0.4204482}> ()
+            qs = Mul(q, s)
+            ks = Mul(k_t, s)
+            scores = MatMul(qs, ks)
+            probs = Softmax <axis = -1> (scores)
+            y = MatMul(probs, v)
+        }"""
+    )
+    model, stats = _fuse(proto)
+    assert stats["attention"] == 1 and kit.ops(model)["Attention"] == 1 and kit.ops(model)["Softmax"] == 0
+    (node,) = [n for n in model.graph if n.op_type == "Attention"]
+    assert node.attr("scale") == pytest.approx(0.4204482**2)
+    for shape in ({"q": [2, 2, 5, 8], "k_t": [2, 2, 8, 5], "v": [2, 2, 5, 8]}, None):
+        kit.assert_same(proto, model, shapes=shape)
