@@ -303,6 +303,7 @@ def gpt2(
     *,
     exporter: str = "torchscript",
     kv_heads: int | None = None,
+    causal_mask: bool = True,
     opset: int = OPSET,
 ) -> onnx.ModelProto:
     """GPT-2 as the TorchScript exporter writes it (transformers' GPT2Model), symbolic ``batch`` and ``sequence``.
@@ -323,7 +324,8 @@ def gpt2(
     ``kv_heads`` (a divisor of ``heads``) makes it grouped-query attention as llama and qwen2 export it:
     K and V projected to ``kv_heads`` heads and repeated by transformers' ``repeat_kv``,
     ``Reshape(Expand(Unsqueeze(kv, 2), [b, kv_heads, n_rep, s, d]), [b, heads, s, d])``, with the
-    keys transposed by ``[0, 1, 3, 2]``. ``opset`` sets the default-domain opset.
+    keys transposed by ``[0, 1, 3, 2]``. ``causal_mask=False`` leaves the padding mask alone, as BERT-style
+    encoders (BERT, DistilBERT) export it. ``opset`` sets the default-domain opset.
     """
     g = _Exporter(np.random.default_rng(seed))
     head_dim = hidden // heads
@@ -404,7 +406,7 @@ def gpt2(
         ],
     )
     shape = g.op("Where", [g.op("Equal", [shape, minus]), g.const(np.ones(4, np.int64)), shape])
-    mask = g.op("Expand", [g.op("And", [causal, padding]), shape])
+    mask = g.op("Expand", [g.op("And", [causal, padding]) if causal_mask else padding, shape])
     fill = np.float32(-np.inf) if exporter == "torchscript" else np.finfo(np.float32).min
     bias = g.op("Where", [mask, g.const(np.array(0.0, np.float32)), g.const(np.array(fill, np.float32))])
     kv_hidden = groups * head_dim

@@ -19,7 +19,7 @@ from onnxgraph.runtime.compare import compare_outputs
 from onnxgraph.shape_inference import annotate_types
 
 FORMS = [("torchscript", None), ("dynamo", None), ("torchscript", 2), ("dynamo", 2)]
-"""(exporter, kv_heads): BERT/GPT-2-style multi-head and llama/qwen2-style grouped-query attention."""
+"""(exporter, kv_heads): GPT-2-style multi-head and llama/qwen2-style grouped-query attention."""
 
 
 def _feeds(batch: int, seq: int) -> dict[str, np.ndarray]:
@@ -28,6 +28,8 @@ def _feeds(batch: int, seq: int) -> dict[str, np.ndarray]:
     mask = np.ones((batch, seq), np.int64)
     mask[0, seq - 2 :] = 0  # right padding
     mask[1, :3] = 0  # left padding: rows 0-2 of the causal mask are fully masked
+    if batch > 2:
+        mask[2] = 0  # nothing to attend to: every row fully masked, also without a causal mask
     return {"input_ids": rng.integers(0, 100, (batch, seq), dtype=np.int64), "attention_mask": mask}
 
 
@@ -55,6 +57,14 @@ def test_exported_sdpa_fuses_into_attention(kit, exporter, kv_heads):
     assert ops["Softmax"] == 0 and ops["IsNaN"] == 0
     (scale,) = {n.attr("scale") for n in model.graph if n.op_type == "Attention"}
     assert scale == pytest.approx(8**-0.5)  # head_dim 8: sqrt(scale) on Q and on K
+    _assert_same(kit, proto, model)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_bert_style_padding_mask(kit, exporter):
+    proto = build.gpt2(exporter=exporter, causal_mask=False, opset=23)
+    model, stats = _fuse(proto)
+    assert stats["attention"] == 2 and kit.ops(model)["Attention"] == 2
     _assert_same(kit, proto, model)
 
 
