@@ -469,7 +469,13 @@ def gpt2(
 
 
 def vit(
-    layers: int = 2, hidden: int = 32, heads: int = 4, patch: int = 4, image: int = 16, seed: int = 0
+    layers: int = 2,
+    hidden: int = 32,
+    heads: int = 4,
+    patch: int = 4,
+    image: int = 16,
+    seed: int = 0,
+    opset: int = OPSET,
 ) -> onnx.ModelProto:
     """A ViT encoder as the TorchScript exporter writes it (transformers' ViTModel), symbolic ``batch``.
 
@@ -555,7 +561,7 @@ def vit(
         x = g.op("Add", [g.linear(h, f"{p}.mlp.fc2", 4 * hidden, hidden), x])
     x = layer_norm(x, "layernorm")
     inputs = [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, image, image])]
-    return _finish(g, "vit", inputs, x, ["batch", tokens, hidden])
+    return _finish(g, "vit", inputs, x, ["batch", tokens, hidden], opset)
 
 
 def repeated_layers(hidden: int = 64, layers: int = 2, classes: int = 10, seed: int = 0) -> onnx.ModelProto:

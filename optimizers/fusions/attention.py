@@ -162,6 +162,16 @@ def _check_mask(mask: Value, guarded: bool) -> dict[str, Any] | Failure:
     return {"refill": fill == LOWEST}
 
 
+def _scales_later(q: Value | None, k_t: Value | None) -> bool:
+    """Whether an unscaled form's Q, or an untransposed form's K^T, comes from an op that another form
+    absorbs (a scale whose constant other passes have yet to fold, a Transpose): firing now would keep
+    it outside the Attention."""
+    q_op, k_op = (v.producer() if v is not None else None for v in (q, k_t))
+    return (q_op is not None and q_op.op_type in ("Mul", "Div")) or (
+        k_op is not None and k_op.op_type in ("Mul", "Div", "Transpose")
+    )
+
+
 def _check(scale: str, guarded: bool):
     def check(
         ctx: RewriteContext,
@@ -183,6 +193,8 @@ def _check(scale: str, guarded: bool):
             return fail("only float32 is fused")
         if softmax.attr("axis", -1) not in (-1, 3):
             return fail("Softmax is not over the last axis")
+        if _scales_later(q if scale == "none" else None, k_source if k_transpose is None else None):
+            return fail("a Mul/Div/Transpose feeds Q or K^T: wait for the form that absorbs it")
         if k_transpose is None:  # K^T from elsewhere (a Reshape): transposed back, then transpose_pair composes
             perm = [0, 1, 2, 3] if k_source.shape is not None and len(k_source.shape) == 4 else None
         else:

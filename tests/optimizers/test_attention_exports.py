@@ -141,3 +141,32 @@ def test_keys_transposed_elsewhere_are_transposed_back(kit):
     assert node.attr("scale") == pytest.approx(0.4204482**2)
     for shape in ({"q": [2, 2, 5, 8], "k_t": [2, 2, 8, 5], "v": [2, 2, 5, 8]}, None):
         kit.assert_same(proto, model, shapes=shape)
+
+
+def test_unmasked_vit_attention_absorbs_its_scales(kit):
+    """TorchScript's ViT form (no mask, no guard): the scale Muls go into Attention's scale."""
+    proto = build.vit(opset=23)
+    model, report = optimize(proto)
+    ops = kit.ops(model)
+    assert report.verified and not report.rollbacks
+    assert ops["Attention"] == 2 and ops["Softmax"] == 0 and ops["Mul"] == 0  # Gelu fuses too
+    kit.assert_same(proto, model, shapes={"pixel_values": [3, 3, 16, 16]})
+
+
+def test_scales_not_yet_constant_are_not_left_outside(kit):
+    """A scale that is not (yet) a constant: the unscaled, untransposed forms would match around its Muls and
+    leave them outside the Attention; they wait instead (on torchvision's ViT-B/16 TorchScript export such
+    an early match left 24 Mul and 24 Transpose nodes)."""
+    proto = onnx.parser.parse_model(
+        """<ir_version: 10, opset_import: ["" : 23]>
+        g (float[B, 2, S, 8] q, float[B, 2, S, 8] k, float[B, 2, S, 8] v, float s) => (float[B, 2, S, 8] y) {
+            qs = Mul(q, s)
+            k_t = Transpose <perm = [0, 1, 3, 2]> (k)
+            ks = Mul(k_t, s)
+            scores = MatMul(qs, ks)
+            probs = Softmax <axis = -1> (scores)
+            y = MatMul(probs, v)
+        }"""
+    )
+    model, stats = _fuse(proto)
+    assert stats["attention"] == 0 and kit.ops(model)["Softmax"] == 1
