@@ -266,9 +266,9 @@ def main() -> None:
             row = _measure(name, paths, variants, batch, threads, runs, args.warmup)
             print(json.dumps(row), flush=True)
             rows.append(row)
-        for variant in variants:
-            if paths[variant] != os.path.join(args.exports, f"{name}.{args.exporter}.onnx"):
-                os.unlink(paths[variant])  # written here: optimized variants, a converted source
+        written = {paths[v] for v in variants} | {source}  # optimized variants, a built or converted source
+        for path in written - {os.path.join(args.exports, f"{name}.{args.exporter}.onnx")}:
+            os.unlink(path)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
