@@ -2,7 +2,8 @@
 vs onnxruntime's transformers optimizer alone.
 
     python benchmarks/transformer_latency.py [--exports /work/wt/exports] [--models bert,gpt2,llama]
-        [--exporter torchscript] [--configs 1x1,1x2,8x1] [--runs 7] [--json out.json]
+        [--exporter torchscript] [--opset 23] [--variants original,optimize,target-ort,ort-optimizer]
+        [--configs 1x1,1x2,8x1] [--runs 7] [--json out.json]
 
 Models are the real exports of benchmarks/real_models.py (``EXPORTS/NAME.EXPORTER.onnx``, weights inline:
 BERT-base, GPT-2 small and a small llama-style decoder, and ``gpt2_kv`` / ``llama_kv``: decoders with a
@@ -15,7 +16,13 @@ KV cache), or ``bert23`` / ``llama23``: exporter-style models of models/build.py
   (``opt_level=0``), verified;
 - ``ort-optimizer``: ``onnxruntime.transformers.optimizer.optimize_model`` alone, with its defaults for
   the model type (what its users run: ``opt_level`` 1 for bert and gpt2, which imports PyTorch, so this
-  runs in ``--ort-python``, an interpreter with torch and the same onnxruntime).
+  runs in ``--ort-python``, an interpreter with torch and the same onnxruntime);
+- ``no-attention``: ``optimize`` with the ``fuse:attention`` rewrite disabled (``--disable
+  fuse:attention``), to measure what the standard Attention fusion alone brings.
+
+``--variants`` picks which run (the first is the baseline of the speed-ups); ``--opset 23`` first converts
+the export to that opset as a user would (``onnxgraph convert X.onnx -o X23.onnx --opset 23``; the
+exports are opset 17 and 18, below the opset-23 Attention, RMSNormalization and RotaryEmbedding).
 
 Every variant then runs in onnxruntime with all graph optimizations on (its default), ``threads``
 intra-op threads and spinning off, at ``batch x 128`` tokens (``--configs`` lists ``BATCHxTHREADS``);
@@ -49,6 +56,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import onnx
@@ -70,7 +78,8 @@ MODEL_TYPES = {
 }
 """onnxruntime's optimizer family per model (it has no llama type for these exports; gpt2 is the
 decoder family, and both our ``--target ort`` and its standalone run use the same one)."""
-VARIANTS = ("original", "optimize", "target-ort", "ort-optimizer")
+VARIANTS = ("original", "optimize", "target-ort", "ort-optimizer", "no-attention")
+DEFAULT_VARIANTS = VARIANTS[:4]
 BUILT = {
     "bert23": lambda build: build.transformer(4, 512, 8, 8000, 256, gelu="erf", opset=23),
     "llama23": lambda build: build.decoder(4, 512, 8, 1376, 8000, 256, opset=23),
@@ -86,15 +95,28 @@ def _onnxruntime_version() -> str:
 
 
 def _source(name: str, args: argparse.Namespace, workdir: str) -> str:
-    """The model file for ``name``: a real export, or a :data:`BUILT` model written to ``workdir``."""
+    """The model file for ``name``: a real export (converted to ``--opset`` if given), or a :data:`BUILT`
+    model written to ``workdir``."""
     if name not in BUILT:
-        return os.path.join(args.exports, f"{name}.{args.exporter}.onnx")
+        path = os.path.join(args.exports, f"{name}.{args.exporter}.onnx")
+        return path if args.opset is None else _converted(path, args.opset, workdir)
     sys.path.insert(0, os.path.join(HERE, "..", "models"))
     import build
 
     path = os.path.join(workdir, f"{name}.onnx")
     onnx.save(BUILT[name](build), path)
     return path
+
+
+def _converted(path: str, opset: int, workdir: str) -> str:
+    """``path`` converted to ``opset`` (what ``onnxgraph convert --opset`` does), written to ``workdir``."""
+    import onnxgraph
+    from onnxgraph.convert.pipeline import ConvertOptions, convert_model
+
+    converted, _ = convert_model(onnxgraph.load(path), ConvertOptions(opset=opset))
+    out = os.path.join(workdir, os.path.basename(path).replace(".onnx", f".opset{opset}.onnx"))
+    onnxgraph.save(converted, out)
+    return out
 
 
 _ORT_OPTIMIZER = """
@@ -104,8 +126,10 @@ optimize_model(sys.argv[1], model_type=sys.argv[2]).save_model_to_file(sys.argv[
 """
 
 
-def _variants(name: str, source: str, workdir: str, ort_python: str) -> tuple[dict[str, str], dict[str, float]]:
-    """Write the three optimized variants of ``source``; return paths and the seconds each took."""
+def _variants(
+    name: str, source: str, workdir: str, ort_python: str, variants: tuple[str, ...]
+) -> tuple[dict[str, str], dict[str, float]]:
+    """Write the optimized ``variants`` of ``source``; return paths and the seconds each took."""
     import subprocess
 
     import onnxgraph
@@ -114,15 +138,22 @@ def _variants(name: str, source: str, workdir: str, ort_python: str) -> tuple[di
     model_type = MODEL_TYPES[name]
     shapes = _check_shapes(source, batch=1)
     paths, seconds = {"original": source}, {}
-    for variant, target in (("optimize", "standard"), ("target-ort", "ort")):
+    settings: dict[str, dict[str, Any]] = {
+        "optimize": {"target": "standard"},
+        "target-ort": {"target": "ort"},
+        "no-attention": {"target": "standard", "disabled": {"fuse": ["attention"]}},
+    }
+    for variant in (v for v in variants if v in settings):
         out = os.path.join(workdir, f"{name}.{variant}.onnx")
         start = time.perf_counter()
-        model, report = optimize(source, input_shapes=shapes, target=target, model_type=model_type)
+        model, report = optimize(source, input_shapes=shapes, model_type=model_type, **settings[variant])
         seconds[variant] = time.perf_counter() - start
         if report.rollbacks or (report.contrib is not None and not report.contrib.applied):
             print(f"{name} {variant}: rollbacks {report.rollbacks} contrib {report.contrib}", file=sys.stderr)
         onnxgraph.save(model, out)
         paths[variant] = out
+    if "ort-optimizer" not in variants:
+        return paths, seconds
     out = os.path.join(workdir, f"{name}.ort-optimizer.onnx")
     start = time.perf_counter()
     subprocess.run([ort_python, "-c", _ORT_OPTIMIZER, source, model_type, out], check=True, capture_output=True)
@@ -184,7 +215,14 @@ def _session_seconds(path: str, threads: int) -> float:
 
 
 def _measure(
-    name: str, paths: dict[str, str], batch: int, threads: int, runs: int, warmup: int, phase: str = ""
+    name: str,
+    paths: dict[str, str],
+    variants: tuple[str, ...],
+    batch: int,
+    threads: int,
+    runs: int,
+    warmup: int,
+    phase: str = "",
 ) -> dict:
     """One configuration, interleaved; ``phase`` (KV-cache models) is ``decode`` or ``prefill``."""
     from quantize_bench import _interleaved
@@ -193,21 +231,23 @@ def _measure(
 
     sequence, past = (1, PAST) if phase == "decode" else (SEQUENCE, 0)
     feeds = _feeds(paths["original"], batch, sequence, past)
-    times = dict(zip(VARIANTS, _interleaved([paths[v] for v in VARIANTS], feeds, runs, warmup, threads)))
+    times = dict(zip(variants, _interleaved([paths[v] for v in variants], feeds, runs, warmup, threads)))
     row: dict = {"model": name, "batch": batch, "sequence": sequence, "threads": threads, "runs": runs}
     if phase:
         row.update(phase=phase, past=past)
-    for variant in VARIANTS:
+    base = variants[0]
+    for variant in variants:
         entry: dict[str, object] = {kind: round(float(np.median(times[variant][kind])), 1) for kind in ("wall", "cpu")}
-        if variant != "original":
+        if variant != base:
+            entry["speedup_over"] = base
             for kind in ("wall", "cpu"):
-                ratio, low, high = ratio_of_medians_ci(times[variant][kind], times["original"][kind])
+                ratio, low, high = ratio_of_medians_ci(times[variant][kind], times[base][kind])
                 entry[f"speedup_{kind}"] = [round(ratio, 3), round(low, 3), round(high, 3)]
         row[variant] = entry
     return row
 
 
-def _op_profile(paths: dict[str, str], batch: int, threads: int, runs: int) -> dict:
+def _op_profile(paths: dict[str, str], variants: tuple[str, ...], batch: int, threads: int, runs: int) -> dict:
     """Per variant: kernel milliseconds per op type (median over ``runs`` interleaved runs, after one
     warm-up) and kernels run per op type, from onnxruntime's profiler."""
     import onnxruntime as ort
@@ -216,11 +256,11 @@ def _op_profile(paths: dict[str, str], batch: int, threads: int, runs: int) -> d
 
     feeds = _feeds(paths["original"], batch)
     sessions = {}
-    for variant in VARIANTS:
+    for variant in variants:
         options = session_options(threads)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(os.path.dirname(paths[VARIANTS[-1]]), f"profile_{variant}")
+        options.profile_file_prefix = os.path.join(os.path.dirname(paths[variants[-1]]), f"profile_{variant}")
         sessions[variant] = ort.InferenceSession(paths[variant], options, providers=["CPUExecutionProvider"])
     for _ in range(runs + 1):
         for session in sessions.values():
@@ -248,6 +288,10 @@ def _op_profile(paths: dict[str, str], batch: int, threads: int, runs: int) -> d
             "kernels": dict(sorted(kernels.items())),
         }
     return row
+
+
+def _count(path: str, op_type: str) -> int:
+    return sum(n.op_type == op_type for n in onnx.load(path, load_external_data=False).graph.node)
 
 
 def _contrib(path: str) -> dict[str, int]:
@@ -311,6 +355,10 @@ def main() -> None:
     parser.add_argument("--exports", default="/work/wt/exports", help="folder of benchmarks/real_models.py exports")
     parser.add_argument("--models", default="bert,gpt2,llama")
     parser.add_argument("--exporter", default="torchscript", choices=("torchscript", "dynamo"))
+    parser.add_argument("--opset", type=int, default=None, help="convert the exports to this opset first")
+    parser.add_argument(
+        "--variants", default=",".join(DEFAULT_VARIANTS), help=f"comma list of {', '.join(VARIANTS)}; first is the base"
+    )
     parser.add_argument("--configs", default="1x1,1x2,8x1", help="BATCHxTHREADS list")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
@@ -325,17 +373,21 @@ def main() -> None:
         for name in args.models.split(","):
             print(json.dumps(_counts(name, _source(name, args, workdir))), flush=True)
         return
+    variants = tuple(args.variants.split(","))
+    if not set(variants) <= set(VARIANTS):
+        parser.error(f"--variants: unknown {sorted(set(variants) - set(VARIANTS))}")
     rows = []
     for name in args.models.split(","):
         source = _source(name, args, workdir)
-        paths, seconds = _variants(name, source, workdir, args.ort_python)
+        paths, seconds = _variants(name, source, workdir, args.ort_python, variants)
         info = {
             "model": name,
             "exporter": "models/build.py" if name in BUILT else args.exporter,
             "onnxruntime": _onnxruntime_version(),
             "optimize_s": {k: round(v, 1) for k, v in seconds.items()},
-            "contrib": {v: _contrib(paths[v]) for v in VARIANTS[2:]},
-            "session_create_s": {v: round(_session_seconds(paths[v], 1), 2) for v in VARIANTS},
+            "contrib": {v: _contrib(paths[v]) for v in variants if v in ("target-ort", "ort-optimizer")},
+            "attention": {v: _count(paths[v], "Attention") for v in variants},
+            "session_create_s": {v: round(_session_seconds(paths[v], 1), 2) for v in variants},
         }
         print(json.dumps(info), flush=True)
         rows.append(info)
@@ -344,15 +396,16 @@ def main() -> None:
             batch, threads = (int(x) for x in config.split("x"))
             for phase in phases:
                 runs = args.runs if batch == 1 or phase == "decode" else max(3, args.runs // 2)
-                row = _measure(name, paths, batch, threads, runs, args.warmup, phase)
+                row = _measure(name, paths, variants, batch, threads, runs, args.warmup, phase)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
                 if args.op_profile and phase != "decode":  # the profile runs the prefill/plain feeds
-                    profile = {"model": name, "op_profile": _op_profile(paths, batch, threads, runs)}
+                    profile = {"model": name, "op_profile": _op_profile(paths, variants, batch, threads, runs)}
                     print(json.dumps(profile), flush=True)
                     rows.append(profile)
-        for variant in VARIANTS[1:]:
-            os.unlink(paths[variant])
+        written = {paths[v] for v in variants} | {source}  # optimized variants, a built or converted source
+        for path in written - {os.path.join(args.exports, f"{name}.{args.exporter}.onnx")}:
+            os.unlink(path)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

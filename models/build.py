@@ -421,19 +421,29 @@ def kv_decoder(
 
 
 def _finish(
-    g: _Exporter, name: str, inputs: list[onnx.ValueInfoProto], output: str, out_shape: list
+    g: _Exporter, name: str, inputs: list[onnx.ValueInfoProto], output: str, out_shape: list, opset: int = OPSET
 ) -> onnx.ModelProto:
-    """An exporter-style model: the last value renamed through an Identity, opset 17, IR 8."""
+    """An exporter-style model: the last value renamed through an Identity, opset 17 (or ``opset``)."""
     g.nodes.append(helper.make_node("Identity", [output], ["last_hidden_state"], name="/output/Identity"))
     out = helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, out_shape)
     graph = helper.make_graph(g.nodes, name, inputs, [out], g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
-    model.ir_version = 8
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pytorch")
+    model.ir_version = 8 if opset < 21 else 10
     return model
 
 
 def gpt2(
-    layers: int = 2, hidden: int = 32, heads: int = 4, vocab: int = 100, max_positions: int = 64, seed: int = 0
+    layers: int = 2,
+    hidden: int = 32,
+    heads: int = 4,
+    vocab: int = 100,
+    max_positions: int = 64,
+    seed: int = 0,
+    *,
+    exporter: str = "torchscript",
+    kv_heads: int | None = None,
+    causal_mask: bool = True,
+    opset: int = OPSET,
 ) -> onnx.ModelProto:
     """GPT-2 as the TorchScript exporter writes it (transformers' GPT2Model), symbolic ``batch`` and ``sequence``.
 
@@ -444,10 +454,21 @@ def gpt2(
     Shape->Gather->Unsqueeze->Concat chains, keys transposed by ``[0, 2, 3, 1]``, the causal and
     padding mask built from Range, Unsqueeze chains, ``LessOrEqual``, ``And(True, x)`` and an Expand
     whose shape goes through ``Where(Equal(shape, -1), 1, shape)``, the tanh Gelu written out, and
-    Constant nodes and weight Identities everywhere.
+    Constant nodes and weight Identities everywhere. transformers 5's SDPA attention is written as
+    ``MatMul(q * s, k^T * s)`` with ``s = head_dim ** -0.25``, the mask as ``Where(keep, 0, fill)``
+    added to the scores, and ``Where(IsNaN(p), 0, p)`` after the Softmax.
+
+    ``exporter="dynamo"`` writes the dynamo exporter's differences: the mask filled with float32's
+    lowest value instead of ``-inf``, and keys transposed by ``[0, 1, 3, 2]`` after the head split.
+    ``kv_heads`` (a divisor of ``heads``) makes it grouped-query attention as llama and qwen2 export it:
+    K and V projected to ``kv_heads`` heads and repeated by transformers' ``repeat_kv``,
+    ``Reshape(Expand(Unsqueeze(kv, 2), [b, kv_heads, n_rep, s, d]), [b, heads, s, d])``, with the
+    keys transposed by ``[0, 1, 3, 2]``. ``causal_mask=False`` leaves the padding mask alone, as BERT-style
+    encoders (BERT, DistilBERT) export it. ``opset`` sets the default-domain opset.
     """
     g = _Exporter(np.random.default_rng(seed))
     head_dim = hidden // heads
+    groups = kv_heads or heads  # key/value heads
     big = np.iinfo(np.int64).max
 
     def conv1d(x: str, prefix: str, n_in: int, n_out: int) -> str:
@@ -470,6 +491,18 @@ def gpt2(
         for axis in axes:  # one Unsqueeze per axis, as the exporter writes x[None, None, :, None]
             x = g.op("Unsqueeze", [x, g.const(np.array([axis], np.int64))])
         return x
+
+    def repeat_kv(x: str) -> str:
+        """transformers' repeat_kv: ``[b, kv_heads, s, d] -> [b, heads, s, d]``, each head repeated."""
+        shape = [g.dim(x, 0), g.const(np.array([groups, heads // groups], np.int64)), g.dim(x, 2)]
+        expanded = g.op(
+            "Expand",
+            [
+                g.op("Unsqueeze", [x, g.const(np.array([2], np.int64))]),
+                g.op("Concat", [*shape, g.const(np.array([head_dim], np.int64))], axis=0),
+            ],
+        )
+        return g.op("Reshape", [expanded, g.const(np.array([0, heads, -1, head_dim], np.int64))])
 
     def layer_norm(x: str, prefix: str) -> str:
         rng = g.rng
@@ -512,19 +545,18 @@ def gpt2(
         ],
     )
     shape = g.op("Where", [g.op("Equal", [shape, minus]), g.const(np.ones(4, np.int64)), shape])
-    mask = g.op("Expand", [g.op("And", [causal, padding]), shape])
-    bias = g.op("Where", [mask, g.const(np.array(0.0, np.float32)), g.const(np.array(-3.4e38, np.float32))])
+    mask = g.op("Expand", [g.op("And", [causal, padding]) if causal_mask else padding, shape])
+    fill = np.float32(-np.inf) if exporter == "torchscript" else np.finfo(np.float32).min
+    bias = g.op("Where", [mask, g.const(np.array(0.0, np.float32)), g.const(np.array(fill, np.float32))])
+    kv_hidden = groups * head_dim
 
     scale = g.const(np.array(head_dim**-0.25, np.float32))
     for i in range(layers):
         p = f"h.{i}"
-        qkv = conv1d(layer_norm(x, f"{p}.ln_1"), f"{p}.attn.c_attn", hidden, 3 * hidden)
+        qkv = conv1d(layer_norm(x, f"{p}.ln_1"), f"{p}.attn.c_attn", hidden, hidden + 2 * kv_hidden)
         split = [f"/{p}/attn/Split_output_{j}" for j in range(3)]
-        g.nodes.append(
-            helper.make_node(
-                "Split", [qkv, g.const(np.array([hidden] * 3, np.int64))], split, name=g.name("Split"), axis=2
-            )
-        )
+        sizes = g.const(np.array([hidden, kv_hidden, kv_hidden], np.int64))
+        g.nodes.append(helper.make_node("Split", [qkv, sizes], split, name=g.name("Split"), axis=2))
         q, k, v = split
         shapes = [
             g.op(
@@ -532,16 +564,22 @@ def gpt2(
                 [
                     g.dim(t, 0),
                     g.dim(t, 1),
-                    g.const(np.array([heads], np.int64)),
+                    g.const(np.array([n], np.int64)),
                     g.const(np.array([head_dim], np.int64)),
                 ],
                 axis=0,
             )
-            for t in (q, k, v)
+            for t, n in ((q, heads), (k, groups), (v, groups))
         ]
         q = g.op("Transpose", [g.op("Reshape", [q, shapes[0]])], perm=[0, 2, 1, 3])
-        k = g.op("Transpose", [g.op("Reshape", [k, shapes[1]])], perm=[0, 2, 3, 1])
         v = g.op("Transpose", [g.op("Reshape", [v, shapes[2]])], perm=[0, 2, 1, 3])
+        if exporter == "torchscript" and groups == heads:
+            k = g.op("Transpose", [g.op("Reshape", [k, shapes[1]])], perm=[0, 2, 3, 1])
+        else:
+            k = g.op("Transpose", [g.op("Reshape", [k, shapes[1]])], perm=[0, 2, 1, 3])
+            if groups != heads:
+                k, v = repeat_kv(k), repeat_kv(v)
+            k = g.op("Transpose", [k], perm=[0, 1, 3, 2])
         scores = g.op("MatMul", [g.op("Mul", [q, scale]), g.op("Mul", [k, scale])])
         probs = g.op("Softmax", [g.op("Add", [scores, bias])], axis=-1)
         probs = g.op("Where", [g.op("IsNaN", [probs]), g.const(np.array(0.0, np.float32)), probs])
@@ -566,11 +604,17 @@ def gpt2(
         helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
         for n in ("input_ids", "attention_mask")
     ]
-    return _finish(g, "gpt2", inputs, x, ["batch", "sequence", hidden])
+    return _finish(g, "gpt2", inputs, x, ["batch", "sequence", hidden], opset)
 
 
 def vit(
-    layers: int = 2, hidden: int = 32, heads: int = 4, patch: int = 4, image: int = 16, seed: int = 0
+    layers: int = 2,
+    hidden: int = 32,
+    heads: int = 4,
+    patch: int = 4,
+    image: int = 16,
+    seed: int = 0,
+    opset: int = OPSET,
 ) -> onnx.ModelProto:
     """A ViT encoder as the TorchScript exporter writes it (transformers' ViTModel), symbolic ``batch``.
 
@@ -656,7 +700,7 @@ def vit(
         x = g.op("Add", [g.linear(h, f"{p}.mlp.fc2", 4 * hidden, hidden), x])
     x = layer_norm(x, "layernorm")
     inputs = [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, image, image])]
-    return _finish(g, "vit", inputs, x, ["batch", tokens, hidden])
+    return _finish(g, "vit", inputs, x, ["batch", tokens, hidden], opset)
 
 
 def repeated_layers(hidden: int = 64, layers: int = 2, classes: int = 10, seed: int = 0) -> onnx.ModelProto:

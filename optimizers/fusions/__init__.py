@@ -15,7 +15,9 @@ Rules (one module each, each ending with its ``RULES`` set; see docs/optimize-ru
 7. ``layernorm`` / ``rmsnorm`` (normalization.py): written-out LayerNorm (opset >= 17) and RMSNorm
    (opset >= 23) become LayerNormalization / RMSNormalization.
 8. ``gelu_erf`` / ``gelu_tanh`` (gelu.py): the erf and tanh Gelu formulas become Gelu (opset >= 20).
-9. ``attention`` (attention.py): MatMul, scale, mask, Softmax, MatMul becomes Attention (opset >= 23).
+9. ``attention`` (attention.py): MatMul, scale, mask, Softmax, MatMul becomes Attention (opset >= 23),
+   as written by hand and by both torch exporters for transformers' SDPA; repeat_kv on K and V is
+   dropped into grouped-query Attention.
 10. ``rotary`` (rotary.py): the rotate-half rotary embedding becomes RotaryEmbedding (opset >= 23).
 
 Rules 7-10 fire only where the model's opset has the op and the installed onnxruntime implements it
