@@ -165,24 +165,51 @@ def _child() -> None:
         request = pickle.load(source)
     result: tuple[str, object]
     try:
-        from onnxgraph.runtime.sessions import create_session, run_within_budget
-
         phase("session")
         _test_crash(request["disabled"], request["optimization"])
-        session = create_session(
-            request["model"], optimization=request["optimization"], disabled_optimizers=tuple(request["disabled"])
-        )
-        phase("run")
-        names = [o.name for o in session.get_outputs()]
-        wanted = {i.name for i in session.get_inputs()}
-        outputs = run_within_budget(session, names, {k: v for k, v in request["feeds"].items() if k in wanted})
-        result = ("ok", dict(zip(names, outputs)))
+        outputs = _run_in_child(request, phase)
+        result = ("ok", outputs)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         from onnxgraph.errors import one_line
 
         result = ("error", one_line(exc))
     with open(os.path.join(folder, "result.pkl"), "wb") as f:
         pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _run_in_child(request: dict, phase) -> dict[str, np.ndarray]:
+    """Run the request's model: as one session, or in chunks when its main graph has more nodes than
+    :func:`onnxgraph.runtime.chunked.chunk_nodes` (onnxruntime's session creation is quadratic in a
+    graph's width)."""
+    from onnxgraph.runtime.chunked import NotChunkable, chunk_nodes, run_chunked
+    from onnxgraph.runtime.ir_session import NO_PREPACKING
+    from onnxgraph.runtime.sessions import create_session, run_within_budget
+    from onnxgraph.serde.fileio import read_proto
+
+    path, optimization, disabled = request["model"], request["optimization"], tuple(request["disabled"])
+    # a checking run: pre-packed weight copies (memory only) are not worth making
+    entries = NO_PREPACKING if optimization == "disable" else None
+    if len(read_proto(path, tensor_data=False).graph.node) > chunk_nodes():
+        from onnx.external_data_helper import load_external_data_for_model
+
+        proto = read_proto(path)
+        load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
+        try:
+            return run_chunked(
+                proto,
+                request["feeds"],
+                optimization=optimization,
+                disabled_optimizers=disabled,
+                config_entries=entries,
+            )
+        except NotChunkable:
+            pass
+    session = create_session(path, optimization=optimization, disabled_optimizers=disabled, config_entries=entries)
+    phase("run")
+    names = [o.name for o in session.get_outputs()]
+    wanted = {i.name for i in session.get_inputs()}
+    outputs = run_within_budget(session, names, {k: v for k, v in request["feeds"].items() if k in wanted})
+    return dict(zip(names, outputs, strict=True))
 
 
 def _test_crash(disabled: Sequence[str], optimization: str) -> None:
