@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from onnxgraph.errors import VerificationUnavailable, one_line
+import numpy as np
+
+from onnxgraph.errors import RunBudgetExceeded, VerificationUnavailable, one_line
 from onnxgraph.model import Model
 from onnxgraph.optimizers.utils import RANDOM_OPS
 from onnxgraph.runtime.compare import OutputComparison, compare_outputs
@@ -57,8 +59,11 @@ class Verifier:
             sizes the original runs with (:func:`onnxgraph.runtime.sizing.run_sized`).
         seed: seed of the random inputs.
 
+    Both models run in child processes (:func:`run_model`), each stopped after the check's time budget
+    (``written.check_seconds()``).
+
     Raises:
-        VerificationUnavailable: the original model does not run on onnxruntime.
+        VerificationUnavailable: the original model does not run on onnxruntime, or not within the budget.
     """
 
     def __init__(
@@ -72,6 +77,8 @@ class Verifier:
         try:
             run = run_model(original)
             self.feeds, self.expected = run_sized(model, run, input_shapes=input_shapes, seed=seed)
+        except RunBudgetExceeded as exc:
+            raise VerificationUnavailable(f"the original model was not run: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
             raise VerificationUnavailable(f"the original model does not run on onnxruntime: {one_line(exc)}") from exc
         del run
@@ -81,9 +88,15 @@ class Verifier:
             self.expected.pop(name, None)
 
     def check(self, candidate: Model) -> Verification:
-        """Run ``candidate`` on the same inputs and compare every output."""
+        """Run ``candidate`` on the same inputs and compare every output.
+
+        Raises:
+            VerificationUnavailable: the candidate did not run within the time budget (it is unverified).
+        """
         try:
             actual = run_model(candidate)(self.feeds)
+        except RunBudgetExceeded as exc:  # unverified, not wrong: nothing may claim it was verified
+            raise VerificationUnavailable(f"the optimized model was not run: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - any runtime failure is a failed verification
             error = f"the optimized model does not run: {one_line(exc)}"
             return Verification(False, error=error, skipped=self.skipped)
@@ -93,12 +106,13 @@ class Verifier:
         return Verification(all(c.passed for c in comparisons), comparisons, skipped=self.skipped)
 
 
-def run_model(model: str | Model):
+def run_model(model: str | Model) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
     """A function ``feeds -> {output name: array}`` running ``model`` (a path or an IR model) on
-    onnxruntime CPU, through :func:`onnxgraph.runtime.ir_session.open_session`."""
-    from onnxgraph.runtime.ir_session import open_session
+    onnxruntime CPU in a child process stopped at the check's time budget
+    (:func:`onnxgraph.runtime.isolated.run_bounded`; large graphs run in chunks there)."""
+    from onnxgraph.runtime.isolated import run_bounded
 
-    return open_session(model, optimization=_OPTIMIZATION).run
+    return lambda feeds: run_bounded(model, feeds, optimization=_OPTIMIZATION)
 
 
 def _random_outputs(model: Model) -> list[str]:

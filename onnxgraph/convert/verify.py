@@ -1,9 +1,9 @@
 """Checking a converted model against the original on seeded random inputs.
 
-The original runs on onnxruntime in this process; the converted model runs on onnxruntime in a
-child process (:mod:`onnxgraph.runtime.isolated`), so a crash of onnxruntime on the new model is a
-failed verification with a reason, not a dead command. onnx.reference stands in only when
-onnxruntime cannot run the original either.
+Both the original and the converted model run on onnxruntime in child processes
+(:mod:`onnxgraph.runtime.isolated`, stopped at a time budget; graphs of many nodes run in chunks), so
+a crash of onnxruntime on the new model is a failed verification with a reason, not a dead command.
+onnx.reference stands in only when onnxruntime cannot run the original either.
 
 Half-precision results are judged against each output's overall scale, not element by element:
 float16 rounds every intermediate to about 3 significant digits, so outputs near zero carry errors
@@ -188,14 +188,25 @@ class Reference:
 
 
 def _run_on_onnxruntime(original: Model, source, input_shapes, seed: int) -> tuple[dict, dict]:
-    """Feeds and outputs of the original on onnxruntime (from ``source`` when it loads)."""
-    from onnxgraph.runtime.ir_session import open_session
+    """Feeds and outputs of the original on onnxruntime, in a child process within the check's time
+    budget (:func:`onnxgraph.runtime.isolated.run_bounded`): from ``source`` when it runs, else from
+    the IR (its IR version capped; external data outside the folder)."""
+    from onnxgraph.runtime.isolated import run_bounded
+    from onnxgraph.runtime.sessions import RunBudgetExceeded
 
-    try:
-        handle = open_session(source if source is not None else original)
-    except Exception:  # noqa: BLE001 - a newer IR stamp, external data outside the folder: run the IR
-        handle = open_session(original, ir_version=min(original.ir_version, _ORT_MAX_IR) or None)
-    return run_sized(original, handle.run, input_shapes=input_shapes, seed=seed)
+    if source is not None:
+        try:
+            return run_sized(original, lambda f: run_bounded(source, f), input_shapes=input_shapes, seed=seed)
+        except RunBudgetExceeded:
+            raise
+        except Exception:  # noqa: BLE001 - a newer IR stamp, external data outside the folder: run the IR
+            pass
+    capped = min(original.ir_version, _ORT_MAX_IR) or None
+
+    def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return run_bounded(original, feeds, ir_version=capped)
+
+    return run_sized(original, run, input_shapes=input_shapes, seed=seed)
 
 
 def reference_outputs(
@@ -207,9 +218,9 @@ def reference_outputs(
 ) -> Reference:
     """Run the original model on seeded inputs, before conversion replaces its weights.
 
-    onnxruntime runs it from its file ``source`` when given and loadable, else over the IR's own
-    arrays, with onnxruntime's optimizations and pre-packing off (reference values only); its
-    session is gone when this returns, so it never sits beside the converted weights. onnx.reference
+    onnxruntime runs it in a child process from its file ``source`` when given and loadable, else from
+    a temporary copy of the IR, with onnxruntime's optimizations and pre-packing off (reference values
+    only); the child is gone when this returns, so its session never sits beside the converted weights. onnx.reference
     stands in when onnxruntime cannot run the original.
 
     Raises:
@@ -222,7 +233,7 @@ def reference_outputs(
         feeds, expected = _run_on_onnxruntime(original, source, input_shapes, seed)
         return Reference(feeds, expected, "onnxruntime")
     except RunBudgetExceeded as exc:  # onnx.reference would take longer still
-        raise VerificationUnavailable(f"the original model {exc}") from exc
+        raise VerificationUnavailable(f"the original model was not run: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         ort_error = exc
     finally:

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onnxgraph.model import Model
+from onnxgraph.runtime.sessions import RUN_BUDGET_ENV
+
 CRASH_PRONE_OPTIMIZERS = ("NchwcTransformer",)
 """onnxruntime graph optimizers disabled on the retry after a crash while creating a session."""
 
@@ -93,6 +96,61 @@ def run_isolated(
     if retry.crashed:
         retry.error += f" (also with {disabled} disabled)"
     return retry
+
+
+def run_bounded(
+    model: str | os.PathLike | Model,
+    feeds: Mapping[str, np.ndarray],
+    *,
+    optimization: str = "disable",
+    timeout: float | None = None,
+    ir_version: int | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`run_isolated` for a model file or an IR model, raising when the model does not run.
+
+    An IR model goes to the child through a temporary file written by the streamed save (weights in
+    external data, unchanged mapped ones copied file to file), so the child holds the weights once
+    and this process does not hold a serialized copy.
+
+    Args:
+        model: a model file (run from its file) or an IR model.
+        feeds: input name -> array.
+        optimization: onnxruntime's graph optimization level.
+        timeout: seconds before the child is stopped (default ``written.check_seconds()``, twice
+            the run budget ``ONNXGRAPH_RUN_BUDGET``).
+        ir_version: for an IR model, the IR version to write (onnxruntime refuses newer ones than it
+            knows; IR versions change no semantics).
+
+    Raises:
+        RunBudgetExceeded: the child did not create and run the session within ``timeout``.
+        RunError: onnxruntime refused or failed the model, or crashed (the message says which).
+    """
+    from onnxgraph.errors import RunBudgetExceeded, RunError
+    from onnxgraph.runtime.written import check_seconds
+
+    seconds = check_seconds() if timeout is None else timeout
+    if isinstance(model, Model):
+        from onnxgraph.serde.fileio import save
+
+        with tempfile.TemporaryDirectory(prefix="onnxgraph-verify-") as folder:
+            path = os.path.join(folder, "model.onnx")
+            save(model, path, external_data="auto", ir_version=ir_version)
+            run = run_isolated(path, feeds, optimization=optimization, timeout=seconds)
+    else:
+        run = run_isolated(model, feeds, optimization=optimization, timeout=seconds)
+    if run.timed_out:
+        raise RunBudgetExceeded(over_budget(run.error))
+    if run.outputs is None:
+        raise RunError(run.error)
+    return run.outputs
+
+
+def over_budget(error: str) -> str:
+    """``error`` (a run stopped at its timeout) with why that happens and how to allow longer."""
+    return (
+        f"{error} (onnxruntime's session creation grows quadratically with the number of nodes that can run side "
+        f"by side; {RUN_BUDGET_ENV}=SECONDS allows longer)"
+    )
 
 
 def _attempt(model_path, feeds, optimization: str, disabled: Sequence[str], timeout: float | None) -> IsolatedRun:
