@@ -133,10 +133,24 @@ def test_onnxruntime_crash_is_named_and_retried_without_nchwc(tmp_path, monkeypa
     assert create_session(str(out)).get_inputs()[0].name == "x"
 
 
+def _after_the_reference(monkeypatch, mode: str) -> None:
+    """Set the crash hook once convert has run the original (in a child too), for the converted model's runs."""
+    import onnxgraph.convert.verify
+
+    real = onnxgraph.convert.verify.reference_outputs
+
+    def reference(*args, **kwargs):
+        found = real(*args, **kwargs)
+        monkeypatch.setenv(TEST_CRASH_ENV, mode)
+        return found
+
+    monkeypatch.setattr(onnxgraph.convert.verify, "reference_outputs", reference)
+
+
 def test_onnxruntime_crash_every_time_fails_with_one_line(tmp_path, monkeypatch):
     source = _save(model_builders.resnet_like(blocks=1), tmp_path / "resnet.onnx")
     out = tmp_path / "half.onnx"
-    monkeypatch.setenv(TEST_CRASH_ENV, "always")
+    _after_the_reference(monkeypatch, "always")
     result = _invoke("convert", source, "-o", str(out), "--fp16")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
@@ -223,7 +237,7 @@ def test_a_converted_model_no_session_can_be_made_for_in_time_fails_verification
 
     source = _save(model_builders.resnet_like(blocks=1), tmp_path / "resnet.onnx")
     out = tmp_path / "half.onnx"
-    monkeypatch.setenv(TEST_CRASH_ENV, "hang")
+    _after_the_reference(monkeypatch, "hang")
     monkeypatch.setattr(onnxgraph.convert.verify, "OPTIMIZED_SESSION_SECONDS", 1.0)
     result = _invoke("convert", source, "-o", str(out), "--fp16")
     assert result.exit_code == 1
