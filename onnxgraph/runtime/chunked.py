@@ -154,9 +154,10 @@ def run_chunked(
     seconds = run_budget() if budget is None else budget
     deadline = time.monotonic() + seconds
     wanted = [o.name for o in proto.graph.output]
+    _fold_fan_in(proto.graph, size)
     slicer = GraphSlicer(proto, split_initializers=True)
     reads = [node_reads(n) for n in slicer.nodes]
-    spans = [range(start, min(start + size, len(slicer.nodes))) for start in range(0, len(slicer.nodes), size)]
+    spans = _spans(slicer.nodes, reads, size)
     last_read: dict[str, int] = {}
     for index, span in enumerate(spans):
         for i in span:
@@ -197,6 +198,63 @@ def run_chunked(
         for name in [n for n in values if last_read.get(n, -1) <= index and n not in wanted]:
             del values[name]
     return {n: values[n] if n in values else numpy_helper.to_array(slicer.initializers[n]) for n in wanted}
+
+
+FOLDABLE = {"Sum", "Max", "Min", "Concat"}
+"""Variadic ops that give the same result as a left fold over runs of their inputs (``Sum`` adds its
+inputs one after another into its output; ``Max``, ``Min`` and ``Concat`` are exact in any grouping)."""
+
+
+def _fold_fan_in(graph: onnx.GraphProto, size: int) -> None:
+    """Rewrite each main-graph node of :data:`FOLDABLE` type with more than ``size`` inputs as a left fold of
+    nodes of at most ``size`` inputs each, in place. onnxruntime's session creation and its runs grow
+    quadratically with the number of a session's inputs, so a node of 100,000 inputs must not need them
+    all in one session."""
+    width = max(size, 2)  # a fold step reads its partial result and at least one input
+    if all(len(n.input) <= width for n in graph.node):
+        return
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if node.op_type not in FOLDABLE or node.domain not in ("", "ai.onnx") or len(node.input) <= width:
+            nodes.append(node)
+            continue
+        names = list(node.input)
+        partial, start, step = "", 0, 0
+        while start < len(names):
+            take = names[start : start + width - (1 if partial else 0)]
+            start += len(take)
+            last = start >= len(names)
+            output = node.output[0] if last else f"{node.output[0]}__onnxgraph_fold{step}"
+            piece = onnx.NodeProto()
+            piece.CopyFrom(node)
+            del piece.input[:], piece.output[:]
+            piece.input.extend(([partial] if partial else []) + take)
+            piece.output.append(output)
+            piece.name = f"{node.name}__onnxgraph_fold{step}" if node.name else ""
+            nodes.append(piece)
+            partial, step = output, step + 1
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+
+
+def _spans(nodes: Sequence[onnx.NodeProto], reads: Sequence[Sequence[str]], size: int) -> list[list[int]]:
+    """Consecutive runs of node positions, each of at most ``size`` nodes and, where one node allows it,
+    at most ``size`` values read from outside the run."""
+    spans: list[list[int]] = []
+    current: list[int] = []
+    made: set[str] = set()
+    outside: set[str] = set()
+    for i, node in enumerate(nodes):
+        new = {n for n in reads[i] if n not in made} - outside
+        if current and (len(current) >= size or len(outside) + len(new) > size):
+            spans.append(current)
+            current, made, outside, new = [], set(), set(), set(reads[i])
+        current.append(i)
+        outside |= new
+        made.update(node.output)
+    if current:
+        spans.append(current)
+    return spans
 
 
 def _input_info(name: str, array: np.ndarray) -> onnx.ValueInfoProto:

@@ -119,8 +119,48 @@ def test_each_chunk_is_a_session_of_its_own_nodes(monkeypatch):
         return real(self, positions, *args, **kwargs)
 
     monkeypatch.setattr(chunked.GraphSlicer, "payload", counted)
-    run_chunked(build.wide_sum(30), _x(), size=4)
-    assert sizes == [4] * 7 + [3]  # 31 nodes
+    run_chunked(build.relu_chain(30), _x(), size=4)
+    assert sizes == [4] * 7 + [2]  # 30 nodes
+
+
+def _fan_in(op: str, n: int, **attributes) -> onnx.ModelProto:
+    """``y = op(x0 * 1, ..., x0 * n)``: n different values into one node."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    scales = [numpy_helper.from_array(np.array(1 + 0.37 * i, np.float32), f"k{i}") for i in range(n)]
+    nodes = [helper.make_node("Mul", ["x", f"k{i}"], [f"m{i}"]) for i in range(n)]
+    nodes.append(helper.make_node(op, [f"m{i}" for i in range(n)], ["y"], **attributes))
+    graph = helper.make_graph(
+        nodes,
+        "fan_in",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        scales,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("op,attributes", [("Sum", {}), ("Max", {}), ("Min", {}), ("Concat", {"axis": 0})])
+@pytest.mark.parametrize("size", [2, 3, 16])
+def test_a_node_of_many_inputs_runs_as_a_fold_with_the_same_result(op, attributes, size):
+    """No session needs more than about ``size`` inputs (onnxruntime is quadratic in them), bit for bit."""
+    feeds = {"x": np.random.default_rng(1).standard_normal(4).astype(np.float32)}
+    _assert_same(_fan_in(op, 50, **attributes), feeds, size)
+
+
+def test_no_chunk_reads_many_more_values_than_its_size(monkeypatch):
+    import onnxgraph.runtime.chunked as chunked
+
+    fed: list[int] = []
+    real = chunked.GraphSlicer.payload
+
+    def counted(self, positions, outputs, *, inputs, initializers):
+        fed.append(len(inputs) + len(list(initializers)))
+        return real(self, positions, outputs, inputs=inputs, initializers=initializers)
+
+    monkeypatch.setattr(chunked.GraphSlicer, "payload", counted)
+    run_chunked(_fan_in("Sum", 200), _x(), size=10)
+    assert max(fed) <= 10 + 1  # a fold step reads its partial result too
 
 
 def test_run_isolated_chunks_a_graph_over_the_node_threshold(tmp_path, monkeypatch):
