@@ -39,7 +39,8 @@ ir.save(model, sys.argv[2])
 
 def measure(command: list[str]) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds (user + system, children included) and peak RSS (bytes, summed over
-    the command and its child processes: :mod:`tree_rss`) of ``command`` run under ``/usr/bin/time -v``."""
+    the command and its child processes: :mod:`tree_rss`, at least the largest single process's
+    peak) of ``command`` run under ``/usr/bin/time -v``."""
     proc = subprocess.Popen(["/usr/bin/time", "-v", *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     sampler = TreePeak(proc.pid)
     _, stderr = proc.communicate()
@@ -51,7 +52,9 @@ def measure(command: list[str]) -> tuple[float, float, int]:
     seconds = sum(float(part) * 60**i for i, part in enumerate(reversed(wall.split(":"))))
     times = re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text)
     cpu = sum(float(t) for t in times)
-    return seconds, cpu, peak
+    # the largest single process's peak is a lower bound a short-lived peak between samples may exceed
+    largest = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1)) * 1024
+    return seconds, cpu, max(peak, largest)
 
 
 def chain_model(path: str, tensors: int, side: int) -> int:
