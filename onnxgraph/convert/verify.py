@@ -251,10 +251,11 @@ def reference_outputs(
 OPTIMIZED_SESSION_SECONDS = 60.0
 """How long the converted model's fully optimized onnxruntime session may take to create and run
 before verification falls back to a session without onnxruntime's optimizations (which are
-superlinear), and how long that one may take in turn before the verification fails. onnxruntime's
-CPU provider needs minutes even without optimizations for a 50,000-node float16 chain: it inserts a
-Cast to float32 for each float16 initializer, and those Casts can all run side by side, which makes
-its session creation quadratic (13 CPU s for a 10,000-Add chain against 0.9 s in float32)."""
+superlinear); that one may take the check's budget (``written.check_seconds()``) before the
+verification fails. onnxruntime's CPU provider inserts a Cast to float32 for each float16
+initializer, and those Casts can all run side by side, which makes its session creation quadratic
+(13 CPU s for a 10,000-Add chain against 0.9 s in float32); graphs of many nodes therefore run in
+chunks (:mod:`onnxgraph.runtime.chunked`), whose time grows with the graph's size."""
 
 
 def _run_converted_isolated(converted: Model, feeds: Mapping[str, np.ndarray]):
@@ -262,6 +263,7 @@ def _run_converted_isolated(converted: Model, feeds: Mapping[str, np.ndarray]):
     fits :data:`OPTIMIZED_SESSION_SECONDS`, else with onnxruntime's optimizations off (noted)."""
     from onnxgraph.runtime.isolated import run_isolated
     from onnxgraph.runtime.sessions import run_budget
+    from onnxgraph.runtime.written import check_seconds
     from onnxgraph.serde.fileio import save
 
     with tempfile.TemporaryDirectory(prefix="onnxgraph-verify-") as folder:
@@ -271,12 +273,13 @@ def _run_converted_isolated(converted: Model, feeds: Mapping[str, np.ndarray]):
         run = run_isolated(path, feeds, timeout=limit)
         if not run.timed_out:
             return run
-        plain = run_isolated(path, feeds, optimization="disable", timeout=limit)
+        plain = run_isolated(path, feeds, optimization="disable", timeout=check_seconds())
         if plain.timed_out:
             plain.error = (
-                f"onnxruntime did not create and run a session within {limit:g} s, with or without its "
-                "graph optimizations (its session creation grows quadratically with the number of nodes that "
-                "can run side by side, and its CPU provider adds one such Cast per float16 initializer)"
+                f"onnxruntime did not create and run a session within {limit:g} s with its graph optimizations, "
+                f"nor within {check_seconds():g} s without them (its session creation grows quadratically with the "
+                "number of nodes that can run side by side, and its CPU provider adds one such Cast per float16 "
+                "initializer)"
             )
             return plain
         plain.note = "; ".join(
