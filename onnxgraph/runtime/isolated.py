@@ -45,6 +45,8 @@ class IsolatedRun:
         crashed: onnxruntime died in native code (on the last attempt, when ``outputs`` is None).
         note: what was done about a crash (a retry with optimizers disabled), "" when nothing was.
         timed_out: the child was stopped at its timeout.
+        over_budget: the child stopped the model's run itself, at the run budget
+            (``sessions.run_budget()``; a Loop of 1e12 iterations).
     """
 
     outputs: dict[str, np.ndarray] | None
@@ -52,6 +54,7 @@ class IsolatedRun:
     crashed: bool = False
     note: str = ""
     timed_out: bool = False
+    over_budget: bool = False
 
     @property
     def missing_kernel(self) -> bool:
@@ -122,7 +125,8 @@ def run_bounded(
             knows; IR versions change no semantics).
 
     Raises:
-        RunBudgetExceeded: the child did not create and run the session within ``timeout``.
+        RunBudgetExceeded: the child did not create and run the session within ``timeout``, or
+            stopped the run itself at the run budget.
         RunError: onnxruntime refused or failed the model, or crashed (the message says which).
     """
     from onnxgraph.errors import RunBudgetExceeded, RunError
@@ -140,6 +144,8 @@ def run_bounded(
         run = run_isolated(model, feeds, optimization=optimization, timeout=seconds)
     if run.timed_out:
         raise RunBudgetExceeded(over_budget(run.error))
+    if run.over_budget:
+        raise RunBudgetExceeded(run.error)
     if run.outputs is None:
         raise RunError(run.error)
     return run.outputs
@@ -191,8 +197,8 @@ def _attempt(model_path, feeds, optimization: str, disabled: Sequence[str], time
             return IsolatedRun(None, (text.splitlines() or [f"exit status {done.returncode}"])[-1])
         with open(result, "rb") as f:
             status, payload = pickle.load(f)
-    if status == "error":
-        return IsolatedRun(None, payload)
+    if status in ("error", "budget"):
+        return IsolatedRun(None, payload, over_budget=status == "budget")
     return IsolatedRun(payload)
 
 
@@ -228,9 +234,9 @@ def _child() -> None:
         outputs = _run_in_child(request, phase)
         result = ("ok", outputs)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        from onnxgraph.errors import one_line
+        from onnxgraph.errors import RunBudgetExceeded, one_line
 
-        result = ("error", one_line(exc))
+        result = ("budget" if isinstance(exc, RunBudgetExceeded) else "error", one_line(exc))
     with open(os.path.join(folder, "result.pkl"), "wb") as f:
         pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
 
