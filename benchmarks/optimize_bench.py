@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 
+from tree_rss import TreePeak
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "models"))
 
@@ -136,12 +138,14 @@ def _onnxscript_whole(model: str, out: str, external: bool) -> None:
 
 
 def _whole_process(args: list[str], workdir: str) -> dict:
-    """Run ``args``; its wall time, CPU time (user + system) and peak RSS from the kernel's accounting
-    of that child (``wait4``), plus what it printed last on stdout."""
+    """Run ``args``; its wall time, CPU time (user + system, from ``wait4``) and peak RSS summed over the
+    process and its children (sampled, :mod:`tree_rss`), plus what it printed last on stdout."""
     with tempfile.TemporaryFile(dir=workdir) as out, tempfile.TemporaryFile(dir=workdir) as err:
         start = time.perf_counter()
         proc = subprocess.Popen(args, stdout=out, stderr=err)
+        sampler = TreePeak(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
+        peak = sampler.stop()
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -152,7 +156,7 @@ def _whole_process(args: list[str], workdir: str) -> dict:
     return {
         "seconds": seconds,
         "cpu": usage.ru_utime + usage.ru_stime,
-        "peak_rss": usage.ru_maxrss * 1024,
+        "peak_rss": max(peak, usage.ru_maxrss * 1024),
         "last_line": lines[-1] if lines else "",
     }
 

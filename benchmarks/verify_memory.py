@@ -13,8 +13,9 @@ next to onnxscript's optimizer (load, optimize, save; run by ``--onnxscript-pyth
 interpreter that has onnxscript, when given), interleaved ``--repeat`` times.
 
 Each line printed: the run, its wall time, CPU time (user + system; steadier than wall time on a
-shared machine), peak RSS (``Maximum resident set size``, the largest of
-the process and of each child it waited for) and that peak over the weights' size.
+shared machine), peak RSS summed over the command's process tree (sampled, :mod:`tree_rss`: the
+kernel's ``Maximum resident set size`` is only the largest single process, and verification's
+onnxruntime sessions run in child processes) and that peak over the weights' size.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 
+from tree_rss import TreePeak
+
 _ONNXSCRIPT = """
 import sys
 import onnx_ir as ir
@@ -38,17 +41,23 @@ ir.save(model, sys.argv[2])
 
 
 def measure(command: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds (user + system, children included) and peak RSS (bytes) of
-    ``command`` run under ``/usr/bin/time -v``."""
-    done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
-    peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1)) * 1024
-    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", done.stderr).group(1)
+    """Wall seconds, CPU seconds (user + system, children included) and peak RSS (bytes, summed over
+    the command and its child processes: :mod:`tree_rss`, at least the largest single process's
+    peak) of ``command`` run under ``/usr/bin/time -v``."""
+    proc = subprocess.Popen(["/usr/bin/time", "-v", *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sampler = TreePeak(proc.pid)
+    _, stderr = proc.communicate()
+    peak = sampler.stop()
+    text = stderr.decode(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{text[-2000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text).group(1)
     seconds = sum(float(part) * 60**i for i, part in enumerate(reversed(wall.split(":"))))
-    times = re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", done.stderr)
+    times = re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text)
     cpu = sum(float(t) for t in times)
-    return seconds, cpu, peak
+    # the largest single process's peak is a lower bound a short-lived peak between samples may exceed
+    largest = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1)) * 1024
+    return seconds, cpu, max(peak, largest)
 
 
 def chain_model(path: str, tensors: int, side: int) -> int:

@@ -109,9 +109,10 @@ def optimize(
 ) -> None:
     """Optimize MODEL and write it to OUT, verified against the original on onnxruntime.
 
-    Exits 0 with a warning when a pass had to be rolled back to keep the outputs correct, and 1
-    when no correct model could be produced (nothing is written then). With --bench, also exits 1
-    when the benchmark's output parity check fails.
+    Exits 0 with a warning when a pass had to be rolled back to keep the outputs correct, 1
+    when no correct model could be produced, and 2 when it cannot be verified: the original does
+    not run on onnxruntime, or a run exceeds the check's time budget (nothing is written then).
+    With --bench, also exits 1 when the benchmark's output parity check fails.
     """
     from rich.console import Console
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnxgraph.errors import Undecidable, VerificationUnavailable, one_line
+from onnxgraph.errors import RunBudgetExceeded, Undecidable, VerificationUnavailable, one_line
 from onnxgraph.model import Model
 from onnxgraph.node import Node
 from onnxgraph.optimizers.regions import DERIVED_PREFIX, ChangeSet, Snapshot, changes, region_model
@@ -94,9 +94,12 @@ class Verifier:
             candidates are checked region by region where they can be; without it the original runs
             now and every check runs the whole candidate.
 
+    Both models run in child processes (:func:`run_model`), each stopped after the check's time budget
+    (``written.check_seconds()``).
+
     Raises:
-        VerificationUnavailable: the original model does not run on onnxruntime (at the first check
-            when ``reference`` is given).
+        VerificationUnavailable: the original model does not run on onnxruntime, or not within the budget
+            (at the first check when ``reference`` is given).
     """
 
     def __init__(
@@ -145,6 +148,8 @@ class Verifier:
         try:
             run = run_model(source)
             self.feeds, results = run_sized(self._model_inputs, run, input_shapes=self._input_shapes, seed=self._seed)
+        except RunBudgetExceeded as exc:
+            raise VerificationUnavailable(f"the original model was not run: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
             raise VerificationUnavailable(f"the original model does not run on onnxruntime: {one_line(exc)}") from exc
         del run, source
@@ -200,9 +205,15 @@ class Verifier:
         return whole
 
     def _check_whole(self, candidate: Model) -> Verification:
-        """Run ``candidate`` on the same inputs and compare every output."""
+        """Run ``candidate`` on the same inputs and compare every output.
+
+        Raises:
+            VerificationUnavailable: the candidate did not run within the time budget (it is unverified).
+        """
         try:
             actual = run_model(candidate)(self.feeds)
+        except RunBudgetExceeded as exc:  # unverified, not wrong: nothing may claim it was verified
+            raise VerificationUnavailable(f"the optimized model was not run: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - any runtime failure is a failed verification
             error = f"the optimized model does not run: {one_line(exc)}"
             return Verification(False, error=error, skipped=self.skipped)
@@ -251,7 +262,9 @@ class Verifier:
         passed = not diverged and not inexact and all(c.passed for c in outputs)
         if passed and found.nodes:
             try:  # the regions ran; the whole result must still load (its types and value_info all at once)
-                run_model(candidate)
+                load_model(candidate)
+            except RunBudgetExceeded as exc:
+                raise VerificationUnavailable(f"the optimized model was not loaded: {exc}") from exc
             except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
                 error = f"the optimized model does not load: {one_line(exc)}"
                 return Verification(False, error=error, mode="regions", regions=found.regions)
@@ -345,12 +358,21 @@ def _estimated_bytes(model: Model, names: Sequence[str], input_shapes: Mapping[s
     return sum(estimated_nbytes(inferred.get(name)) for name in names)
 
 
-def run_model(model: str | Model):
+def run_model(model: str | Model) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
     """A function ``feeds -> {output name: array}`` running ``model`` (a path or an IR model) on
-    onnxruntime CPU, through :func:`onnxgraph.runtime.ir_session.open_session`."""
-    from onnxgraph.runtime.ir_session import open_session
+    onnxruntime CPU in a child process stopped at the check's time budget
+    (:func:`onnxgraph.runtime.isolated.run_bounded`; large graphs run in chunks there)."""
+    from onnxgraph.runtime.isolated import run_bounded
 
-    return open_session(model, optimization=_OPTIMIZATION).run
+    return lambda feeds: run_bounded(model, feeds, optimization=_OPTIMIZATION)
+
+
+def load_model(model: Model) -> None:
+    """Create (and drop) an onnxruntime CPU session for ``model`` in a bounded child process, running
+    nothing: raises as :func:`onnxgraph.runtime.isolated.run_bounded` does when it does not load."""
+    from onnxgraph.runtime.isolated import run_bounded
+
+    run_bounded(model, {}, optimization=_OPTIMIZATION, load_only=True)
 
 
 def _random_outputs(model: Model) -> list[str]:

@@ -1,9 +1,9 @@
 """Checking a converted model against the original on seeded random inputs.
 
-The original runs on onnxruntime in this process; the converted model runs on onnxruntime in a
-child process (:mod:`onnxgraph.runtime.isolated`), so a crash of onnxruntime on the new model is a
-failed verification with a reason, not a dead command. onnx.reference stands in only when
-onnxruntime cannot run the original either.
+Both the original and the converted model run on onnxruntime in child processes
+(:mod:`onnxgraph.runtime.isolated`, stopped at a time budget; graphs of many nodes run in chunks), so
+a crash of onnxruntime on the new model is a failed verification with a reason, not a dead command.
+onnx.reference stands in only when onnxruntime cannot run the original either.
 
 Half-precision results are judged against each output's overall scale, not element by element:
 float16 rounds every intermediate to about 3 significant digits, so outputs near zero carry errors
@@ -188,14 +188,25 @@ class Reference:
 
 
 def _run_on_onnxruntime(original: Model, source, input_shapes, seed: int) -> tuple[dict, dict]:
-    """Feeds and outputs of the original on onnxruntime (from ``source`` when it loads)."""
-    from onnxgraph.runtime.ir_session import open_session
+    """Feeds and outputs of the original on onnxruntime, in a child process within the check's time
+    budget (:func:`onnxgraph.runtime.isolated.run_bounded`): from ``source`` when it runs, else from
+    the IR (its IR version capped; external data outside the folder)."""
+    from onnxgraph.runtime.isolated import run_bounded
+    from onnxgraph.runtime.sessions import RunBudgetExceeded
 
-    try:
-        handle = open_session(source if source is not None else original)
-    except Exception:  # noqa: BLE001 - a newer IR stamp, external data outside the folder: run the IR
-        handle = open_session(original, ir_version=min(original.ir_version, _ORT_MAX_IR) or None)
-    return run_sized(original, handle.run, input_shapes=input_shapes, seed=seed)
+    if source is not None:
+        try:
+            return run_sized(original, lambda f: run_bounded(source, f), input_shapes=input_shapes, seed=seed)
+        except RunBudgetExceeded:
+            raise
+        except Exception:  # noqa: BLE001 - a newer IR stamp, external data outside the folder: run the IR
+            pass
+    capped = min(original.ir_version, _ORT_MAX_IR) or None
+
+    def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return run_bounded(original, feeds, ir_version=capped)
+
+    return run_sized(original, run, input_shapes=input_shapes, seed=seed)
 
 
 def reference_outputs(
@@ -207,9 +218,9 @@ def reference_outputs(
 ) -> Reference:
     """Run the original model on seeded inputs, before conversion replaces its weights.
 
-    onnxruntime runs it from its file ``source`` when given and loadable, else over the IR's own
-    arrays, with onnxruntime's optimizations and pre-packing off (reference values only); its
-    session is gone when this returns, so it never sits beside the converted weights. onnx.reference
+    onnxruntime runs it in a child process from its file ``source`` when given and loadable, else from
+    a temporary copy of the IR, with onnxruntime's optimizations and pre-packing off (reference values
+    only); the child is gone when this returns, so its session never sits beside the converted weights. onnx.reference
     stands in when onnxruntime cannot run the original.
 
     Raises:
@@ -222,7 +233,7 @@ def reference_outputs(
         feeds, expected = _run_on_onnxruntime(original, source, input_shapes, seed)
         return Reference(feeds, expected, "onnxruntime")
     except RunBudgetExceeded as exc:  # onnx.reference would take longer still
-        raise VerificationUnavailable(f"the original model {exc}") from exc
+        raise VerificationUnavailable(f"the original model was not run: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         ort_error = exc
     finally:
@@ -240,10 +251,11 @@ def reference_outputs(
 OPTIMIZED_SESSION_SECONDS = 60.0
 """How long the converted model's fully optimized onnxruntime session may take to create and run
 before verification falls back to a session without onnxruntime's optimizations (which are
-superlinear), and how long that one may take in turn before the verification fails. onnxruntime's
-CPU provider needs minutes even without optimizations for a 50,000-node float16 chain: it inserts a
-Cast to float32 for each float16 initializer, and those Casts can all run side by side, which makes
-its session creation quadratic (13 CPU s for a 10,000-Add chain against 0.9 s in float32)."""
+superlinear); that one may take the check's budget (``written.check_seconds()``) before the
+verification fails. onnxruntime's CPU provider inserts a Cast to float32 for each float16
+initializer, and those Casts can all run side by side, which makes its session creation quadratic
+(13 CPU s for a 10,000-Add chain against 0.9 s in float32); graphs of many nodes therefore run in
+chunks (:mod:`onnxgraph.runtime.chunked`), whose time grows with the graph's size."""
 
 
 def _run_converted_isolated(converted: Model, feeds: Mapping[str, np.ndarray]):
@@ -251,6 +263,7 @@ def _run_converted_isolated(converted: Model, feeds: Mapping[str, np.ndarray]):
     fits :data:`OPTIMIZED_SESSION_SECONDS`, else with onnxruntime's optimizations off (noted)."""
     from onnxgraph.runtime.isolated import run_isolated
     from onnxgraph.runtime.sessions import run_budget
+    from onnxgraph.runtime.written import check_seconds
     from onnxgraph.serde.fileio import save
 
     with tempfile.TemporaryDirectory(prefix="onnxgraph-verify-") as folder:
@@ -260,12 +273,13 @@ def _run_converted_isolated(converted: Model, feeds: Mapping[str, np.ndarray]):
         run = run_isolated(path, feeds, timeout=limit)
         if not run.timed_out:
             return run
-        plain = run_isolated(path, feeds, optimization="disable", timeout=limit)
+        plain = run_isolated(path, feeds, optimization="disable", timeout=check_seconds())
         if plain.timed_out:
             plain.error = (
-                f"onnxruntime did not create and run a session within {limit:g} s, with or without its "
-                "graph optimizations (its session creation grows quadratically with the number of nodes that "
-                "can run side by side, and its CPU provider adds one such Cast per float16 initializer)"
+                f"onnxruntime did not create and run a session within {limit:g} s with its graph optimizations, "
+                f"nor within {check_seconds():g} s without them (its session creation grows quadratically with the "
+                "number of nodes that can run side by side, and its CPU provider adds one such Cast per float16 "
+                "initializer)"
             )
             return plain
         plain.note = "; ".join(

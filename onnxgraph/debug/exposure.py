@@ -20,6 +20,7 @@ import onnx
 from onnxgraph import types
 from onnxgraph.errors import RunError
 from onnxgraph.model import Model
+from onnxgraph.runtime.chunked import GraphSlicer
 from onnxgraph.shape_inference import inferred_types
 
 DEFAULT_CHUNK_BYTES = 256 << 20
@@ -159,12 +160,8 @@ class Exposer:
         self.providers = providers
         self.chunk_bytes = chunk_bytes
         self.optimization = optimization
-        self._proto = model.to_proto()  # nodes and outputs live apart and go in per session
-        graph = self._proto.graph
-        self._nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in graph.node]
-        self._outputs = [onnx.ValueInfoProto.FromString(o.SerializeToString()) for o in graph.output]
-        del graph.node[:], graph.output[:]
-        self._inputs = {i.name for i in graph.input} - {t.name for t in graph.initializer}
+        self._slicer = GraphSlicer(model.to_proto())  # nodes and outputs go in per session
+        self._nodes, self._outputs = self._slicer.nodes, self._slicer.outputs
         self._reads = [
             [v.name for v in (*n.inputs, *n.implicit_inputs()) if v is not None and v.name] for n in model.graph.nodes
         ]
@@ -207,13 +204,7 @@ class Exposer:
         return sorted(needed)
 
     def _run(self, positions, outputs: Sequence[onnx.ValueInfoProto], feeds, optimization: str) -> list:
-        graph = self._proto.graph
-        graph.node.extend(self._nodes[i] for i in positions)
-        graph.output.extend(outputs)
-        try:
-            payload = self._proto.SerializeToString()
-        finally:
-            del graph.node[:], graph.output[:]
+        payload = self._slicer.payload(positions, outputs)
         names = [o.name for o in outputs]
         return run_session(payload, feeds, names, providers=self.providers, optimization=optimization, label=self.label)
 

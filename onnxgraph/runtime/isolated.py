@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onnxgraph.model import Model
+from onnxgraph.runtime.sessions import RUN_BUDGET_ENV
+
 CRASH_PRONE_OPTIMIZERS = ("NchwcTransformer",)
 """onnxruntime graph optimizers disabled on the retry after a crash while creating a session."""
 
@@ -42,6 +45,8 @@ class IsolatedRun:
         crashed: onnxruntime died in native code (on the last attempt, when ``outputs`` is None).
         note: what was done about a crash (a retry with optimizers disabled), "" when nothing was.
         timed_out: the child was stopped at its timeout.
+        over_budget: the child stopped the model's run itself, at the run budget
+            (``sessions.run_budget()``; a Loop of 1e12 iterations).
     """
 
     outputs: dict[str, np.ndarray] | None
@@ -49,6 +54,7 @@ class IsolatedRun:
     crashed: bool = False
     note: str = ""
     timed_out: bool = False
+    over_budget: bool = False
 
     @property
     def missing_kernel(self) -> bool:
@@ -65,6 +71,7 @@ def run_isolated(
     *,
     optimization: str = "all",
     timeout: float | None = None,
+    load_only: bool = False,
 ) -> IsolatedRun:
     """Create an onnxruntime CPU session for ``model_path`` and run it once, in a child process.
 
@@ -74,6 +81,9 @@ def run_isolated(
         optimization: onnxruntime's graph optimization level (see ``create_session``).
         timeout: seconds before the child is stopped, session creation included (default: four
             times the run budget, ``sessions.run_budget()``; the run itself stops at the budget).
+        load_only: create the session and run nothing (the outputs are then empty). A graph over
+            :func:`onnxgraph.runtime.chunked.chunk_nodes` nodes is then not loaded at all: whole, its
+            session creation is quadratic in its width, and its chunks load when it runs.
 
     Returns:
         The outputs, or why there are none; never raises for a failure of onnxruntime.
@@ -82,10 +92,10 @@ def run_isolated(
         from onnxgraph.runtime.sessions import run_budget
 
         timeout = 4 * run_budget()
-    first = _attempt(model_path, feeds, optimization, (), timeout)
+    first = _attempt(model_path, feeds, optimization, (), timeout, load_only)
     if not (first.crashed and first.error.endswith(_PHASES["session"])):
         return first
-    retry = _attempt(model_path, feeds, optimization, CRASH_PRONE_OPTIMIZERS, timeout)
+    retry = _attempt(model_path, feeds, optimization, CRASH_PRONE_OPTIMIZERS, timeout, load_only)
     disabled = ", ".join(CRASH_PRONE_OPTIMIZERS)
     if retry.outputs is not None:
         retry.note = f"{first.error}; ran again with onnxruntime's {disabled} disabled"
@@ -95,7 +105,69 @@ def run_isolated(
     return retry
 
 
-def _attempt(model_path, feeds, optimization: str, disabled: Sequence[str], timeout: float | None) -> IsolatedRun:
+def run_bounded(
+    model: str | os.PathLike | Model,
+    feeds: Mapping[str, np.ndarray],
+    *,
+    optimization: str = "disable",
+    timeout: float | None = None,
+    ir_version: int | None = None,
+    load_only: bool = False,
+) -> dict[str, np.ndarray]:
+    """:func:`run_isolated` for a model file or an IR model, raising when the model does not run.
+
+    An IR model goes to the child through a temporary file written by the streamed save (weights in
+    external data, unchanged mapped ones copied file to file), so the child holds the weights once
+    and this process does not hold a serialized copy.
+
+    Args:
+        model: a model file (run from its file) or an IR model.
+        feeds: input name -> array.
+        optimization: onnxruntime's graph optimization level.
+        timeout: seconds before the child is stopped (default ``written.check_seconds()``, twice
+            the run budget ``ONNXGRAPH_RUN_BUDGET``).
+        ir_version: for an IR model, the IR version to write (onnxruntime refuses newer ones than it
+            knows; IR versions change no semantics).
+        load_only: create the session and run nothing (see :func:`run_isolated`).
+
+    Raises:
+        RunBudgetExceeded: the child did not create and run the session within ``timeout``, or
+            stopped the run itself at the run budget.
+        RunError: onnxruntime refused or failed the model, or crashed (the message says which).
+    """
+    from onnxgraph.errors import RunBudgetExceeded, RunError
+    from onnxgraph.runtime.written import check_seconds
+
+    seconds = check_seconds() if timeout is None else timeout
+    if isinstance(model, Model):
+        from onnxgraph.serde.fileio import save
+
+        with tempfile.TemporaryDirectory(prefix="onnxgraph-verify-") as folder:
+            path = os.path.join(folder, "model.onnx")
+            save(model, path, external_data="auto", ir_version=ir_version)
+            run = run_isolated(path, feeds, optimization=optimization, timeout=seconds, load_only=load_only)
+    else:
+        run = run_isolated(model, feeds, optimization=optimization, timeout=seconds, load_only=load_only)
+    if run.timed_out:
+        raise RunBudgetExceeded(over_budget(run.error))
+    if run.over_budget:
+        raise RunBudgetExceeded(run.error)
+    if run.outputs is None:
+        raise RunError(run.error)
+    return run.outputs
+
+
+def over_budget(error: str) -> str:
+    """``error`` (a run stopped at its timeout) with why that happens and how to allow longer."""
+    return (
+        f"{error} (onnxruntime's session creation grows quadratically with the number of nodes that can run side "
+        f"by side; {RUN_BUDGET_ENV}=SECONDS allows longer)"
+    )
+
+
+def _attempt(
+    model_path, feeds, optimization: str, disabled: Sequence[str], timeout: float | None, load_only: bool = False
+) -> IsolatedRun:
     from onnxgraph.children import parent_death_hook  # the child must not outlive a killed command
 
     with tempfile.TemporaryDirectory(prefix="onnxgraph-run-") as folder:
@@ -107,6 +179,7 @@ def _attempt(model_path, feeds, optimization: str, disabled: Sequence[str], time
                     "feeds": dict(feeds),
                     "optimization": optimization,
                     "disabled": list(disabled),
+                    "load_only": load_only,
                 },
                 f,
                 protocol=pickle.HIGHEST_PROTOCOL,
@@ -136,8 +209,8 @@ def _attempt(model_path, feeds, optimization: str, disabled: Sequence[str], time
             return IsolatedRun(None, (text.splitlines() or [f"exit status {done.returncode}"])[-1])
         with open(result, "rb") as f:
             status, payload = pickle.load(f)
-    if status == "error":
-        return IsolatedRun(None, payload)
+    if status in ("error", "budget"):
+        return IsolatedRun(None, payload, over_budget=status == "budget")
     return IsolatedRun(payload)
 
 
@@ -168,24 +241,55 @@ def _child() -> None:
         request = pickle.load(source)
     result: tuple[str, object]
     try:
-        from onnxgraph.runtime.sessions import create_session, run_within_budget
-
         phase("session")
         _test_crash(request["disabled"], request["optimization"])
-        session = create_session(
-            request["model"], optimization=request["optimization"], disabled_optimizers=tuple(request["disabled"])
-        )
-        phase("run")
-        names = [o.name for o in session.get_outputs()]
-        wanted = {i.name for i in session.get_inputs()}
-        outputs = run_within_budget(session, names, {k: v for k, v in request["feeds"].items() if k in wanted})
-        result = ("ok", dict(zip(names, outputs)))
+        outputs = _run_in_child(request, phase)
+        result = ("ok", outputs)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        from onnxgraph.errors import one_line
+        from onnxgraph.errors import RunBudgetExceeded, one_line
 
-        result = ("error", one_line(exc))
+        result = ("budget" if isinstance(exc, RunBudgetExceeded) else "error", one_line(exc))
     with open(os.path.join(folder, "result.pkl"), "wb") as f:
         pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _run_in_child(request: dict, phase) -> dict[str, np.ndarray]:
+    """Run the request's model: as one session, or in chunks when its main graph has more nodes than
+    :func:`onnxgraph.runtime.chunked.chunk_nodes` (onnxruntime's session creation is quadratic in a
+    graph's width)."""
+    from onnxgraph.runtime.chunked import NotChunkable, chunk_nodes, run_chunked
+    from onnxgraph.runtime.ir_session import NO_PREPACKING
+    from onnxgraph.runtime.sessions import create_session, run_within_budget
+    from onnxgraph.serde.fileio import read_proto
+
+    path, optimization, disabled = request["model"], request["optimization"], tuple(request["disabled"])
+    # a checking run: pre-packed weight copies (memory only) are not worth making
+    entries = NO_PREPACKING if optimization == "disable" else None
+    if len(read_proto(path, tensor_data=False).graph.node) > chunk_nodes():
+        if request["load_only"]:
+            return {}
+        from onnx.external_data_helper import load_external_data_for_model
+
+        proto = read_proto(path)
+        load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
+        try:
+            return run_chunked(
+                proto,
+                request["feeds"],
+                optimization=optimization,
+                disabled_optimizers=disabled,
+                config_entries=entries,
+            )
+        except NotChunkable:
+            pass
+    session = create_session(path, optimization=optimization, disabled_optimizers=disabled, config_entries=entries)
+    if request["load_only"]:
+        return {}
+    phase("run")
+    names = [o.name for o in session.get_outputs()]
+    wanted = {i.name for i in session.get_inputs()}
+    outputs = run_within_budget(session, names, {k: v for k, v in request["feeds"].items() if k in wanted})
+    return dict(zip(names, outputs, strict=True))
 
 
 def _test_crash(disabled: Sequence[str], optimization: str) -> None:

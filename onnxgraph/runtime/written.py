@@ -96,12 +96,9 @@ def check_seconds() -> float:
 
 def _over_budget(run, which: str) -> str:
     """Why a check that ran out of time was skipped: onnxruntime's session creation is the bound."""
-    from onnxgraph.runtime.sessions import RUN_BUDGET_ENV
+    from onnxgraph.runtime.isolated import over_budget
 
-    return (
-        f"{run.error} for {which} (onnxruntime's session creation grows quadratically with the number of "
-        f"nodes that can run side by side; {RUN_BUDGET_ENV}=SECONDS allows longer)"
-    )
+    return over_budget(f"{run.error} for {which}")
 
 
 def checker_problem(model: Model) -> str:

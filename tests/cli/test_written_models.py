@@ -17,7 +17,7 @@ from onnxgraph.cli import cli
 from onnxgraph.convert.verify import HALF_TOLERANCE
 from onnxgraph.runtime.compare import compare_arrays
 from onnxgraph.runtime.isolated import TEST_CRASH_ENV
-from onnxgraph.runtime.sessions import create_session
+from onnxgraph.runtime.sessions import RUN_BUDGET_ENV, create_session
 from onnxgraph.runtime.written import ResultCheckFailed, check_before_write
 
 FP16 = onnx.TensorProto.FLOAT16
@@ -133,10 +133,27 @@ def test_onnxruntime_crash_is_named_and_retried_without_nchwc(tmp_path, monkeypa
     assert create_session(str(out)).get_inputs()[0].name == "x"
 
 
+def _after_the_reference(monkeypatch, mode: str, **env: str) -> None:
+    """Set the crash hook (and ``env``) once convert has run the original (in a child too), for the
+    converted model's runs."""
+    import onnxgraph.convert.verify
+
+    real = onnxgraph.convert.verify.reference_outputs
+
+    def reference(*args, **kwargs):
+        found = real(*args, **kwargs)
+        monkeypatch.setenv(TEST_CRASH_ENV, mode)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return found
+
+    monkeypatch.setattr(onnxgraph.convert.verify, "reference_outputs", reference)
+
+
 def test_onnxruntime_crash_every_time_fails_with_one_line(tmp_path, monkeypatch):
     source = _save(model_builders.resnet_like(blocks=1), tmp_path / "resnet.onnx")
     out = tmp_path / "half.onnx"
-    monkeypatch.setenv(TEST_CRASH_ENV, "always")
+    _after_the_reference(monkeypatch, "always")
     result = _invoke("convert", source, "-o", str(out), "--fp16")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
@@ -223,15 +240,16 @@ def test_a_converted_model_no_session_can_be_made_for_in_time_fails_verification
 
     source = _save(model_builders.resnet_like(blocks=1), tmp_path / "resnet.onnx")
     out = tmp_path / "half.onnx"
-    monkeypatch.setenv(TEST_CRASH_ENV, "hang")
+    # the plain session then gets the check's 2 s
+    _after_the_reference(monkeypatch, "hang", **{RUN_BUDGET_ENV: "1"})
     monkeypatch.setattr(onnxgraph.convert.verify, "OPTIMIZED_SESSION_SECONDS", 1.0)
     result = _invoke("convert", source, "-o", str(out), "--fp16")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "failed: the converted model does not run on onnxruntime: onnxruntime did not create and run a session "
-        "within 1 s, with or without its graph optimizations (its session creation grows quadratically with the "
-        "number of nodes that can run side by side, and its CPU provider adds one such Cast per float16 "
-        "initializer) (nothing written; --no-verify writes it anyway)"
+        "within 1 s with its graph optimizations, nor within 2 s without them (its session creation grows "
+        "quadratically with the number of nodes that can run side by side, and its CPU provider adds one such "
+        "Cast per float16 initializer) (nothing written; --no-verify writes it anyway)"
     ]
     assert not out.exists()
 

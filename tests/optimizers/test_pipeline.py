@@ -147,7 +147,7 @@ def test_unknown_pass_name_is_a_user_error():
         optimize(TRANSFORMER, passes=["nope"])
 
 
-def test_verification_reads_unchanged_external_weights_in_place(tmp_path, monkeypatch):
+def test_verification_streams_the_candidate_to_a_temporary_file_and_keeps_external_weights(tmp_path, monkeypatch):
     from onnx import helper, numpy_helper
 
     from onnxgraph.serde import fileio
@@ -163,10 +163,20 @@ def test_verification_reads_unchanged_external_weights_in_place(tmp_path, monkey
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.save(proto, tmp_path / "m.onnx", save_as_external_data=True, location="m.data", size_threshold=0)
-    monkeypatch.setattr(fileio, "save", None)  # the copying fallback must not be needed
-    model, report = optimize(tmp_path / "m.onnx", passes=["fold", "dce"])
+    saved = []
+    real = fileio.save
+
+    def spy(model, path, **kwargs):
+        saved.append((os.path.dirname(path), kwargs.get("external_data")))
+        return real(model, path, **kwargs)
+
+    monkeypatch.setattr(fileio, "save", spy)
+    model, report = optimize(tmp_path / "m.onnx", passes=["fold", "dce"], verify_regions=False)
     assert report.verification.passed
-    assert model.graph.initializers["w"].const_value.is_external
+    assert model.graph.initializers["w"].const_value.is_external  # still read from m.data, not copied
+    # the candidate went to verification's child through the streamed save into a temporary folder, now gone
+    ((folder, layout),) = saved
+    assert layout == "auto" and not os.path.exists(folder)
     assert sorted(os.listdir(tmp_path)) == ["m.data", "m.onnx"]
 
 

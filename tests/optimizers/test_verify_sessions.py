@@ -1,10 +1,9 @@
-"""Verification's onnxruntime sessions: one per model state, one alive at a time, no pre-packing,
-and dynamic dimensions sized from the model (a conv front end over raw audio)."""
+"""Verification's onnxruntime runs: each in a child process, one per model state, the original from its
+file, no pre-packing, and dynamic dimensions sized from the model (a conv front end over raw audio)."""
 
 from __future__ import annotations
 
 import os
-import weakref
 from collections import Counter
 
 import model_builders
@@ -18,37 +17,35 @@ from onnxgraph.cli import cli
 from onnxgraph.model import Model
 from onnxgraph.optimizers import optimize
 from onnxgraph.optimizers.base import Pass
-from onnxgraph.runtime import sessions
+from onnxgraph.runtime import isolated, written
 from onnxgraph.runtime.sessions import create_session
 
 AUDIO = model_builders.audio_frontend()
 
 
-class SessionLog:
-    """Wraps ``sessions.create_session``: what each session was made from and how many were alive."""
+class RunLog:
+    """Wraps ``isolated.run_isolated`` (every verification run goes through it): the model file of each
+    run, its inputs' shapes and options."""
 
     def __init__(self) -> None:
-        self.sources: list[str] = []
+        self.paths: list[str] = []
+        self.shapes: list[dict] = []
         self.options: list[dict] = []
-        self.most_alive = 0
-        self._alive: list[weakref.ref] = []
 
-    def __call__(self, model, **kwargs):
-        session = REAL_CREATE(model, **kwargs)
-        self.sources.append(model if isinstance(model, str) else "<bytes>")
+    def __call__(self, path, feeds, **kwargs):
+        self.paths.append(os.fspath(path))
+        self.shapes.append({k: v.shape for k, v in feeds.items()})
         self.options.append(kwargs)
-        self._alive = [r for r in self._alive if r() is not None] + [weakref.ref(session)]
-        self.most_alive = max(self.most_alive, len(self._alive))
-        return session
+        return REAL_RUN(path, feeds, **kwargs)
 
 
-REAL_CREATE = sessions.create_session
+REAL_RUN = isolated.run_isolated
 
 
 @pytest.fixture
-def session_log(monkeypatch) -> SessionLog:
-    log = SessionLog()
-    monkeypatch.setattr(sessions, "create_session", log)
+def run_log(monkeypatch) -> RunLog:
+    log = RunLog()
+    monkeypatch.setattr(isolated, "run_isolated", log)
     return log
 
 
@@ -59,26 +56,30 @@ def audio_file(tmp_path) -> str:
     return path
 
 
-def test_optimize_runs_the_original_from_its_file_then_the_result_alone(session_log, audio_file):
+def test_optimize_runs_the_original_from_its_file_then_the_result_alone(run_log, audio_file):
     """No --input-shape: the samples axis gets the front end's receptive field (11), batch stays 2."""
     model, report = optimize(audio_file, verify_regions=False)
     assert report.verification.passed and report.after.nodes < report.before.nodes
-    assert len(session_log.sources) == 2  # one session per model state; the retried sizes reuse the first
-    assert session_log.sources[0] == audio_file
-    assert session_log.most_alive == 1  # the original's session is gone before the result's is made
-    assert all(o["config_entries"]["session.disable_prepacking"] == "1" for o in session_log.options)
+    # the original from its file at each size tried (2, 1, then 11), then the result from a temporary file
+    assert run_log.paths[:-1] == [audio_file] * 3 and run_log.paths[-1] != audio_file
+    assert run_log.shapes[-2:] == [{"wav": (2, 11)}] * 2
+    # optimizations off (the child then makes no pre-packed weight copies), stopped at the check's budget
+    assert all(
+        o == {"optimization": "disable", "timeout": written.check_seconds(), "load_only": False}
+        for o in run_log.options
+    )
     wav = np.random.default_rng(0).standard_normal((2, 11)).astype(np.float32)
     expected = create_session(audio_file, optimization="disable").run(None, {"wav": wav})[0]
     actual = create_session(model.to_proto().SerializeToString()).run(None, {"wav": wav})[0]
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_a_result_that_computes_what_the_original_did_runs_no_second_session(session_log, audio_file):
+def test_a_result_that_computes_what_the_original_did_runs_no_second_session(run_log, audio_file):
     """The only change (a Constant node become an initializer of the same data) leaves no region to run."""
     _, report = optimize(audio_file)
     assert report.verification.passed and report.verification.mode == "regions"
     assert report.verification.regions == 0 and report.verification.unchanged_outputs == ["y"]
-    assert session_log.sources == [audio_file]  # nothing to expose: the original runs from its file
+    assert run_log.paths == [audio_file] * 3  # nothing to expose: the original from its file (sizes 2, 1, 11)
 
 
 class _ReluToTanh(Pass):
@@ -100,7 +101,7 @@ class _ReluToTanh(Pass):
         return stats
 
 
-def test_a_rollback_makes_one_session_per_checked_state_one_at_a_time(session_log, monkeypatch, audio_file):
+def test_a_rollback_makes_one_run_per_checked_state(run_log, monkeypatch, audio_file):
     from onnxgraph.optimizers import registry, verify
 
     monkeypatch.setitem(registry.passes(), _ReluToTanh.name, _ReluToTanh)
@@ -115,17 +116,16 @@ def test_a_rollback_makes_one_session_per_checked_state_one_at_a_time(session_lo
     _, report = optimize(audio_file, passes=["constants", "relu-to-tanh", "dce"])
     assert [(r.pass_name, r.rewrite) for r in report.rollbacks] == [("relu-to-tanh", "swap")]
     assert report.verification.passed and len(checks) > 2  # the failure, the bisection, the rerun
-    assert len(session_log.sources) == 1 + len(checks)  # the original once, then one per checked state
-    assert session_log.most_alive == 1
+    assert len(run_log.paths) == 3 + len(checks)  # the original at three sizes, then one per checked state
 
 
-def test_convert_fp16_runs_the_original_once_in_process_and_sizes_the_audio_axis(session_log, audio_file, tmp_path):
+def test_convert_fp16_runs_the_original_from_its_file_and_sizes_the_audio_axis(run_log, audio_file, tmp_path):
     out = str(tmp_path / "audio.fp16.onnx")
     result = CliRunner().invoke(cli, ["convert", audio_file, "-o", out, "--fp16"])
     assert result.exit_code == 0, result.output
-    # the original from its file (the converted model runs in a child process, checked there)
-    assert session_log.sources == [audio_file]
-    assert session_log.options[0]["config_entries"]["session.disable_prepacking"] == "1"
+    # the original from its file at each size tried, then the converted model (checked there, not again)
+    assert run_log.paths[:3] == [audio_file] * 3 and audio_file not in run_log.paths[3:]
+    assert run_log.shapes[2] == {"wav": (2, 11)} and run_log.options[2]["optimization"] == "disable"
     written = onnxgraph.load(out)
     assert {v.const_value.elem_type for v in written.graph.initializers.values()} == {onnx.TensorProto.FLOAT16}
 
