@@ -137,6 +137,11 @@ class EvaluationError(Exception):
     """The runtime could not build or run a constant subgraph (constant folding then leaves it alone)."""
 
 
+class NotChunkable(OnnxGraphError):
+    """A value crossing between chunks of a chunked run is not a tensor (a sequence, an optional): run the
+    graph whole (``runtime.chunked``)."""
+
+
 class Undecidable(Exception):
     """A candidate's changes cannot be checked region by region (``optimizers.regions``); the message says
     why and verification runs the whole model instead."""

@@ -27,16 +27,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from onnxgraph.errors import OnnxGraphError, RunBudgetExceeded
+from onnxgraph.errors import NotChunkable, RunBudgetExceeded
 
 CHUNK_NODES_ENV = "ONNXGRAPH_CHUNK_NODES"
 DEFAULT_CHUNK_NODES = 4000
 """Main-graph nodes per session of a chunked run; graphs with more nodes run in chunks. onnxruntime
 creates a 4,000-node session of any width in well under a second."""
-
-
-class NotChunkable(OnnxGraphError):
-    """A value crossing between chunks is not a tensor (a sequence, an optional): run the graph whole."""
 
 
 def chunk_nodes() -> int:

@@ -257,7 +257,8 @@ def _run_in_child(request: dict, phase) -> dict[str, np.ndarray]:
     """Run the request's model: as one session, or in chunks when its main graph has more nodes than
     :func:`onnxgraph.runtime.chunked.chunk_nodes` (onnxruntime's session creation is quadratic in a
     graph's width)."""
-    from onnxgraph.runtime.chunked import NotChunkable, chunk_nodes, run_chunked
+    from onnxgraph.errors import NotChunkable
+    from onnxgraph.runtime.chunked import chunk_nodes, run_chunked
     from onnxgraph.runtime.ir_session import NO_PREPACKING
     from onnxgraph.runtime.sessions import create_session, run_within_budget
     from onnxgraph.serde.fileio import read_proto

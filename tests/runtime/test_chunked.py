@@ -8,7 +8,8 @@ import onnx
 import onnx.parser
 import pytest
 
-from onnxgraph.runtime.chunked import CHUNK_NODES_ENV, NotChunkable, node_reads, run_chunked
+from onnxgraph.errors import NotChunkable
+from onnxgraph.runtime.chunked import CHUNK_NODES_ENV, node_reads, run_chunked
 from onnxgraph.runtime.isolated import run_isolated
 from onnxgraph.runtime.sessions import create_session
 
