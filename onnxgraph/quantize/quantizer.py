@@ -189,28 +189,29 @@ def quantize(
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
         raise ModelSaveError(f"{output}: folder '{folder}' does not exist")
-    optimized, opt_report = optimize(model, input_shapes=config.input_shapes, on_progress=say)
-    specs = specs_of(optimized)
-    check_shapes(specs, config.input_shapes)
-    excluded = excluded_nodes(optimized, config.exclude)
-    if config.calibration:
-        samples, source = load_samples(config.calibration, specs), config.calibration
-    else:
-        samples = seeded_samples(specs, config.samples, shapes=config.input_shapes, seed=config.seed)
-        source = "seeded random inputs"
-    say("running the float model")
-    try:
-        expected = _run_samples(model, samples)
-    except _RunFailed as exc:
-        if config.calibration:
-            raise InputError(f"{config.calibration}: the model does not run on this data: {exc}") from None
-        raise InputError(
-            f"{model}: the model does not run on seeded random inputs (dynamic dimensions 1; "
-            f"give sizes with --input-shape): {exc}"
-        ) from None
-    if config.mode == "dynamic" and not config.weights_only:
-        untie_gemm_weights(optimized)
     with tempfile.TemporaryDirectory(prefix=".onnxgraph-quantize-", dir=folder) as work:
+        with _temporary_files_in(work):  # verification's model copies too: whole models, beside the output
+            optimized, opt_report = optimize(model, input_shapes=config.input_shapes, on_progress=say)
+            specs = specs_of(optimized)
+            check_shapes(specs, config.input_shapes)
+            excluded = excluded_nodes(optimized, config.exclude)
+            if config.calibration:
+                samples, source = load_samples(config.calibration, specs), config.calibration
+            else:
+                samples = seeded_samples(specs, config.samples, shapes=config.input_shapes, seed=config.seed)
+                source = "seeded random inputs"
+            say("running the float model")
+            try:
+                expected = _run_samples(model, samples)
+            except _RunFailed as exc:
+                if config.calibration:
+                    raise InputError(f"{config.calibration}: the model does not run on this data: {exc}") from None
+                raise InputError(
+                    f"{model}: the model does not run on seeded random inputs (dynamic dimensions 1; "
+                    f"give sizes with --input-shape): {exc}"
+                ) from None
+            if config.mode == "dynamic" and not config.weights_only:
+                untie_gemm_weights(optimized)
         prepared = os.path.join(work, "float.onnx")
         save(optimized, prepared)
         del optimized
@@ -432,13 +433,23 @@ def _onnxruntime_quantizer(folder: str) -> Iterator[None]:
     for large ones) go to ``folder`` instead of the system's temporary folder, and its logging, which
     warns per tensor through the root logger, is silenced."""
     root = logging.getLogger()
-    level, tempdir = root.level, tempfile.tempdir
+    level = root.level
     root.setLevel(logging.ERROR)
+    try:
+        with _temporary_files_in(folder):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+@contextlib.contextmanager
+def _temporary_files_in(folder: str) -> Iterator[None]:
+    """Python's temporary files and folders (``tempfile``'s default) go to ``folder`` within the block."""
+    tempdir = tempfile.tempdir
     tempfile.tempdir = folder
     try:
         yield
     finally:
-        root.setLevel(level)
         tempfile.tempdir = tempdir
 
 
