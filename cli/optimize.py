@@ -233,12 +233,12 @@ def _render(report, model: str, output: str, bench: dict | None) -> None:
         console.print("verification: [yellow]skipped[/] (--no-verify)")
     else:
         worst = max((c.max_abs for c in v.outputs), default=0.0)
-        line = f"verification: [green]passed[/], {len(v.outputs)} outputs match, max abs error {worst:.3g}"
+        line = f"verification: [green]passed[/], {_count(len(v.outputs), 'output')} match, max abs error {worst:.3g}"
         if v.mode == "regions":
             line = (
-                f"verification: [green]passed[/] by {v.regions} changed regions, {v.region_values} values "
-                f"equal to the original's; {len(v.outputs)} outputs compared (max abs error {worst:.3g}), "
-                f"{len(v.unchanged_outputs)} computed by unchanged nodes only"
+                f"verification: [green]passed[/] by {_count(v.regions, 'changed region')}, "
+                f"{_count(v.region_values, 'value')} equal to the original's; {_count(len(v.outputs), 'output')} "
+                f"compared (max abs error {worst:.3g}), {len(v.unchanged_outputs)} computed by unchanged nodes only"
             )
         if v.skipped:
             line += f" ({len(v.skipped)} random outputs not compared)"
@@ -247,3 +247,8 @@ def _render(report, model: str, output: str, bench: dict | None) -> None:
         from onnxgraph.cli.bench import print_report
 
         print_report(bench, console)
+
+
+def _count(number: int, noun: str) -> str:
+    """``"1 output"``, ``"2 outputs"``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
