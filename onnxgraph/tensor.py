@@ -279,6 +279,20 @@ class Tensor:
         ext = self._external
         return None if ext is None else (ext.file.path, ext.offset, ext.length)
 
+    def same_contents(self, other: Tensor) -> bool:
+        """Whether ``other`` holds the same element type, shape and bytes, without reading data when it
+        can tell (the same object, or the same unchanged span of the same file)."""
+        if other is self:
+            return True
+        if other.elem_type != self.elem_type or tuple(other.dims) != tuple(self.dims):
+            return False
+        span = self.file_span
+        if span is not None and span == other.file_span:
+            return True
+        if self.elem_type == onnx.TensorProto.STRING:
+            return bool(np.array_equal(self.numpy(), other.numpy()))
+        return self.raw_bytes() == other.raw_bytes()
+
     @property
     def proto(self) -> onnx.TensorProto | None:
         """The source TensorProto, for exporters that keep unchanged tensors as they were."""

@@ -15,7 +15,6 @@ import hashlib
 from collections import Counter
 from collections.abc import Hashable
 
-import numpy as np
 import onnx
 
 from onnxgraph.attribute import Attribute, AttrType
@@ -58,7 +57,7 @@ class CommonSubexpressionElimination(Pass):
         for entries in buckets.values():
             kept: list[tuple[Value, Tensor]] = []
             for name, value, data in entries:
-                twin = next((k for k, k_data in kept if _same_data(k_data, data)), None)
+                twin = next((k for k, k_data in kept if k_data.same_contents(data)), None)
                 if twin is None or value.is_graph_output():
                     kept.append((value, data))
                     continue
@@ -89,12 +88,6 @@ def tensor_key(tensor: Tensor) -> Hashable:
     else:
         digest = hashlib.sha1(memoryview(tensor.raw_bytes()).cast("B")[:_HASHED_PREFIX]).hexdigest()
     return (tensor.elem_type, tensor.dims, digest)
-
-
-def _same_data(a: Tensor, b: Tensor) -> bool:
-    if a.elem_type == onnx.TensorProto.STRING:
-        return a.numpy().tolist() == b.numpy().tolist()
-    return np.array_equal(np.frombuffer(a.raw_bytes(), np.uint8), np.frombuffer(b.raw_bytes(), np.uint8))
 
 
 def _content(tensor: Tensor) -> Hashable:

@@ -385,17 +385,8 @@ def _tensor_key(tensor: Tensor) -> tuple:
 
 
 def same_tensor(a: object, b: Tensor) -> bool:
-    """Whether ``a`` holds the same type, shape and bytes as ``b`` (without reading data when it can tell)."""
-    if a is b:
-        return True
-    if not isinstance(a, Tensor) or a.elem_type != b.elem_type or tuple(a.dims) != tuple(b.dims):
-        return False
-    span = a.file_span
-    if span is not None and span == b.file_span:
-        return True
-    if a.elem_type == onnx.TensorProto.STRING:
-        return bool(np.array_equal(a.numpy(), b.numpy()))
-    return a.raw_bytes() == b.raw_bytes()
+    """Whether ``a`` is a tensor holding the same type, shape and bytes as ``b`` (:meth:`Tensor.same_contents`)."""
+    return isinstance(a, Tensor) and a.same_contents(b)
 
 
 def region_model(candidate: Model, found: ChangeSet, feeds: Mapping[str, np.ndarray]) -> Model:
