@@ -393,7 +393,7 @@ def region_model(candidate: Model, found: ChangeSet, feeds: Mapping[str, np.ndar
     """One model running every region of ``found``: its inputs are the regions' inputs (typed after
     ``feeds``, the original's values of those names), its outputs the regions' outputs.
 
-    The candidate is not changed: nodes are copied (attributes shared), initializers share their tensors.
+    The candidate is not changed: nodes are copied (:meth:`Node.copy`), initializers share their tensors.
     """
     graph = Graph("regions")
     model = Model(graph, ir_version=candidate.ir_version, opset_imports=candidate.opset_imports)
@@ -404,19 +404,11 @@ def region_model(candidate: Model, found: ChangeSet, feeds: Mapping[str, np.ndar
         graph.add_input(value)
     by_name = {v.name or "": v for v in graph.inputs}
     for node in found.nodes:
-        inputs = [_mapped(v, graph, mapped, by_name) for v in node.inputs]
-        outputs = [Value(v.name, v.type) for v in node.outputs]
-        copy = Node(
-            node.domain,
-            node.op_type,
-            inputs,
-            list(node.attributes.values()),
-            outputs=outputs,
-            name=node.name,
-            overload=node.overload,
-        )
+        copy = node.copy([_mapped(v, graph, mapped, by_name) for v in node.inputs], name=node.name)
+        for old, new in zip(node.outputs, copy.outputs, strict=True):
+            new.name = old.name  # compared with the original's values of these names
         graph.append(copy)
-        mapped.update((id(old), new) for old, new in zip(node.outputs, outputs, strict=True))
+        mapped.update((id(old), new) for old, new in zip(node.outputs, copy.outputs, strict=True))
     produced = {v.name: v for node in graph for v in node.outputs}
     graph.outputs.extend(produced[name] for name in found.outputs)
     _add_derived(graph, found, feeds, by_name)
