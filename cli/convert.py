@@ -15,7 +15,7 @@ from onnxgraph.cli.options import (
     overwrite_option,
     parse_input_shapes,
 )
-from onnxgraph.cli.output import emit, printable, progress, save_checked, stdout_console
+from onnxgraph.cli.output import counted, emit, printable, progress, save_checked, stdout_console
 
 
 @click.command(
@@ -290,6 +290,6 @@ def _render(output: str, report, verification) -> None:
         scaled = [c.relative_l2 for c in verification.comparisons if hasattr(c, "relative_l2")]
         error = f", relative L2 error {max(scaled):.2e}" if scaled else ""
         console.print(
-            f"  verified on {verification.engine}: {len(verification.comparisons)} outputs "
-            f"match (max abs difference {worst:.3g}{error})"
+            f"  verified on {verification.engine}: {counted(len(verification.comparisons), 'output')} "
+            f"within tolerance (max abs difference {worst:.3g}{error})"
         )

@@ -17,7 +17,7 @@ from onnxgraph.cli.options import (
     overwrite_option,
     parse_input_shapes,
 )
-from onnxgraph.cli.output import emit, human_bytes, save_checked, stdout_console, write_json
+from onnxgraph.cli.output import counted, emit, human_bytes, save_checked, stdout_console, write_json
 
 _DEFAULT_SIZE_LIMIT = 1_000_000  # optimizers.fold.DEFAULT_SIZE_LIMIT, not imported so --help stays fast
 _MODEL_TYPES = ("bert", "gpt2", "bart", "t5", "vit", "clip", "phi", "gpt_neox", "qwen3", "swin", "conformer")
@@ -233,11 +233,12 @@ def _render(report, model: str, output: str, bench: dict | None) -> None:
         console.print("verification: [yellow]skipped[/] (--no-verify)")
     else:
         worst = max((c.max_abs for c in v.outputs), default=0.0)
-        line = f"verification: [green]passed[/], {_count(len(v.outputs), 'output')} match, max abs error {worst:.3g}"
+        outputs = counted(len(v.outputs), "output")
+        line = f"verification: [green]passed[/], {outputs} within tolerance, max abs error {worst:.3g}"
         if v.mode == "regions":
             line = (
-                f"verification: [green]passed[/] by {_count(v.regions, 'changed region')}, "
-                f"{_count(v.region_values, 'value')} equal to the original's; {_count(len(v.outputs), 'output')} "
+                f"verification: [green]passed[/] by {counted(v.regions, 'changed region')}, "
+                f"{counted(v.region_values, 'value')} equal to the original's; {counted(len(v.outputs), 'output')} "
                 f"compared (max abs error {worst:.3g}), {len(v.unchanged_outputs)} computed by unchanged nodes only"
             )
         if v.skipped:
@@ -247,8 +248,3 @@ def _render(report, model: str, output: str, bench: dict | None) -> None:
         from onnxgraph.cli.bench import print_report
 
         print_report(bench, console)
-
-
-def _count(number: int, noun: str) -> str:
-    """``"1 output"``, ``"2 outputs"``."""
-    return f"{number} {noun}{'' if number == 1 else 's'}"

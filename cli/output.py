@@ -95,6 +95,11 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+def counted(number: int, noun: str) -> str:
+    """``"1 output"``, ``"2 outputs"``: a count with its noun in the right number."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def stdout_console() -> Console:
     """A rich console on stdout: the terminal's width on a terminal, otherwise wide enough that tables
     never wrap or truncate names (piped output is read by grep and scripts)."""
